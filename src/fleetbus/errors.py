@@ -1,0 +1,126 @@
+"""The one exception tree of fleetbus.
+
+Every error fleetbus raises on purpose is a ``FleetbusError``; catching it catches them all::
+
+    FleetbusError
+    ├── FleetFileError        the fleet file is unreadable or invalid (file, key path, reason)
+    ├── ServerError           the nats-server process: binary missing, port taken, early exit
+    │   └── ServerNotFoundError   no nats-server binary anywhere
+    ├── ConnectError          cannot reach the NATS server (url, reason)
+    ├── ProvisionError        the live server refused a stream or consumer change
+    ├── InvalidSubjectError   a subject token is empty, has a space, a dot or a wildcard
+    ├── PayloadError          a body cannot be encoded, is not an object, or is too large
+    ├── UnknownRoleError      a role the fleet file does not declare
+    ├── PermissionDenied      the server refused a publish or subscribe for this identity
+    └── TaskError             a task ended in the dead-letter stream (task id, attempt, error)
+        └── TaskTimeout       no completion within the caller's timeout
+
+Each carries its facts as attributes, not just in its message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectError",
+    "FleetFileError",
+    "FleetbusError",
+    "InvalidSubjectError",
+    "PayloadError",
+    "PermissionDenied",
+    "ProvisionError",
+    "ServerError",
+    "ServerNotFoundError",
+    "TaskError",
+    "TaskTimeout",
+    "UnknownRoleError",
+]
+
+
+class FleetbusError(Exception):
+    """Root of every error fleetbus raises on purpose."""
+
+
+class FleetFileError(FleetbusError):
+    """The fleet file cannot be read or does not validate.
+
+    ``problems`` holds one ``(key_path, reason)`` pair per finding, so a file with three
+    mistakes reports all three at once.
+    """
+
+    def __init__(self, path: str, problems: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: {key or '(top level)'}: {reason}" for key, reason in problems]
+        super().__init__("\n".join(lines))
+
+
+class ServerError(FleetbusError):
+    """The nats-server process could not be started, reached or stopped.
+
+    ``log`` holds the server's own fatal log lines, when it printed any.
+    """
+
+    def __init__(self, message: str, log: str = "") -> None:
+        self.log = log
+        super().__init__(f"{message}\n  server said: {log}" if log else message)
+
+
+class ServerNotFoundError(ServerError):
+    """No nats-server binary: not in NATS_SERVER_BIN, beside Python, nor on PATH."""
+
+
+class ConnectError(FleetbusError):
+    """The NATS server at ``url`` cannot be reached."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot connect to {url}: {reason}")
+
+
+class ProvisionError(FleetbusError):
+    """The server refused to create or change a stream or consumer."""
+
+
+class InvalidSubjectError(FleetbusError, ValueError):
+    """A subject or subject token is not valid where it is used."""
+
+
+class PayloadError(FleetbusError, ValueError):
+    """A message body cannot be sent or was not a JSON object."""
+
+
+class UnknownRoleError(FleetbusError, LookupError):
+    """A role name that the fleet file does not declare."""
+
+    def __init__(self, role: str, known: list[str]) -> None:
+        self.role = role
+        self.known = known
+        super().__init__(f"unknown role {role!r}; the fleet declares: {', '.join(known)}")
+
+
+class PermissionDenied(FleetbusError):
+    """The server refused an operation for the connected identity."""
+
+
+class TaskError(FleetbusError):
+    """A task failed for good: it was dead-lettered after its last attempt or rejected."""
+
+    def __init__(self, task_id: str, attempt: int, error: str, reason: str = "") -> None:
+        self.task_id = task_id
+        self.attempt = attempt
+        self.error = error
+        self.reason = reason
+        super().__init__(f"task {task_id} failed on attempt {attempt}: {error}")
+
+
+class TaskTimeout(TaskError, TimeoutError):
+    """The task did not complete within the caller's timeout (it may still complete later)."""
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        self.timeout = timeout
+        FleetbusError.__init__(self, f"task {task_id} did not complete within {timeout:g}s")
+        self.task_id = task_id
+        self.attempt = 0
+        self.error = "timeout"
+        self.reason = "timeout"

@@ -1,0 +1,92 @@
+"""Read a fleet file (YAML or TOML) into a ``FleetSpec``; every error names file, key, reason."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from fleetbus.errors import FleetFileError
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet.template import SEED_FLEET_YAML
+
+__all__ = ["DEFAULT_FLEET_FILE", "load_fleet", "parse_fleet", "seed_fleet"]
+
+DEFAULT_FLEET_FILE = "fleet.yaml"
+
+
+def load_fleet(path: str | Path) -> FleetSpec:
+    """Load and validate the fleet file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FleetFileError(
+            str(path), [("", "no such file; `fleetbus init` writes one with the seed's fleet")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetFileError(str(path), [("", f"cannot read it: {exc}")]) from None
+    return parse_fleet(text, str(path), toml=path.suffix.lower() == ".toml")
+
+
+def seed_fleet() -> FleetSpec:
+    """The fleet ``fleetbus init`` writes: the seed's topology with its fixes."""
+    return parse_fleet(SEED_FLEET_YAML, "<built-in seed fleet>")
+
+
+def parse_fleet(text: str, source: str, *, toml: bool = False) -> FleetSpec:
+    data = _parse_toml(text, source) if toml else _parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise FleetFileError(
+            source, [("", f"the file must hold a mapping of keys, got {type(data).__name__}")]
+        )
+    try:
+        spec = FleetSpec.model_validate(data, context={"defer_references": True})
+    except ValidationError as exc:
+        raise FleetFileError(source, [_problem(err) for err in exc.errors()]) from None
+    problems = spec.reference_problems()
+    if problems:
+        raise FleetFileError(source, problems)
+    return spec
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else "somewhere"
+        raise FleetFileError(source, [("", f"not valid YAML at {where}: {exc.problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise FleetFileError(source, [("", f"not valid YAML: {exc}")]) from None
+
+
+def _parse_toml(text: str, source: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FleetFileError(source, [("", f"not valid TOML: {exc}")]) from None
+
+
+def _problem(err: Any) -> tuple[str, str]:
+    loc = [str(part) for part in err["loc"] if not str(part).startswith("function-")]
+    # pydantic names the branch of an Optional or a validator; drop those noise segments
+    loc = [p for p in loc if p not in ("ConsumerSpec", "EventsSpec", "UpdatesSpec")]
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if part.isdigit() else (f".{part}" if key else part)
+    kind = err["type"]
+    msg = str(err["msg"])
+    if kind == "extra_forbidden":
+        msg = "unknown key (check its spelling; `fleetbus init` writes every key)"
+    elif kind == "missing":
+        msg = "required key is missing"
+    elif msg.startswith("Value error, "):
+        msg = msg.removeprefix("Value error, ")
+    elif kind == "literal_error":
+        msg = f"{err.get('input')!r} is not allowed: {msg.removeprefix('Input should be ')}"
+        msg = msg.replace(" is not allowed: ", " is not allowed; use ")
+    return key, msg

@@ -1,0 +1,42 @@
+"""JSON bodies: a body on the wire is one JSON object, UTF-8, compact."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fleetbus.errors import PayloadError
+
+__all__ = ["decode", "encode"]
+
+
+def encode(body: Mapping[str, Any], *, max_payload: int | None = None) -> bytes:
+    """Encode ``body`` as compact JSON; refuse non-objects, NaN, unknown types, oversize."""
+    if not isinstance(body, Mapping):
+        raise PayloadError(f"a body must be a JSON object (a dict), got {type(body).__name__}")
+    try:
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"body is not JSON-serialisable: {exc}") from None
+    raw = data.encode()
+    if max_payload is not None and len(raw) > max_payload:
+        raise PayloadError(
+            f"body is {len(raw)} bytes, over the server's max_payload of {max_payload} bytes"
+        )
+    return raw
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """Decode a body; raise ``PayloadError`` saying where it is not a JSON object."""
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise PayloadError(
+            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise PayloadError(f"body must be a JSON object, got {type(value).__name__}")
+    return value

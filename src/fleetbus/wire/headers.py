@@ -1,0 +1,41 @@
+"""NATS header names that carry fleetbus metadata. Bodies stay the user's JSON, as-is.
+
+A message with none of these (a plain ``nats pub``) is valid: the task id then comes from
+the body's ``task_id`` and the sender is unknown.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ATTEMPT",
+    "DLQ_CONSUMER",
+    "DLQ_DELIVERIES",
+    "DLQ_ERROR",
+    "DLQ_REASON",
+    "DLQ_SEQUENCE",
+    "DLQ_STREAM",
+    "DLQ_SUBJECT",
+    "DLQ_TIME",
+    "MSG_ID",
+    "REPLY_TO",
+    "SENDER",
+    "TASK_ID",
+    "TRACEPARENT",
+]
+
+MSG_ID = "Nats-Msg-Id"  # the server's dedupe key
+TASK_ID = "Fleet-Task-Id"
+SENDER = "Fleet-Sender"
+ATTEMPT = "Fleet-Attempt"
+REPLY_TO = "Fleet-Reply-To"
+TRACEPARENT = "traceparent"
+
+# Dead letters carry where the message came from and why it died.
+DLQ_SUBJECT = "Fleet-Dlq-Subject"
+DLQ_STREAM = "Fleet-Dlq-Stream"
+DLQ_SEQUENCE = "Fleet-Dlq-Sequence"
+DLQ_CONSUMER = "Fleet-Dlq-Consumer"
+DLQ_DELIVERIES = "Fleet-Dlq-Deliveries"
+DLQ_REASON = "Fleet-Dlq-Reason"
+DLQ_ERROR = "Fleet-Dlq-Error"
+DLQ_TIME = "Fleet-Dlq-Time"
