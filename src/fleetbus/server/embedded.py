@@ -1,0 +1,235 @@
+"""The embedded server of ``fleetbus up`` / ``fleetbus down``, recorded in its data directory.
+
+Layout (``server.data_dir`` of the fleet file, ``.fleetbus/`` by default)::
+
+    .fleetbus/nats-server.conf   rendered config
+    .fleetbus/nats-server.log    the server's log
+    .fleetbus/jetstream/         the JetStream store
+    .fleetbus/server.pid         pid of the running server
+    .fleetbus/server.json        {url, monitor_url, pid, started_at, log_path}: how other
+                                 commands find the embedded server
+
+``server.pid`` is the record of truth: a live nats-server with that pid means "running".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fleetbus.errors import ServerError
+from fleetbus.server.process import LOG_FILE, NatsServer, reap
+
+if TYPE_CHECKING:
+    from fleetbus.fleet.model import ServerSpec
+
+__all__ = [
+    "INFO_FILE",
+    "PID_FILE",
+    "EmbeddedInfo",
+    "EmbeddedServer",
+    "pid_alive",
+    "running_embedded",
+    "start_embedded",
+    "stop_embedded",
+]
+
+PID_FILE = "server.pid"
+INFO_FILE = "server.json"
+_log = logging.getLogger("fleetbus.server")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedInfo:
+    """What ``server.json`` records about the embedded server."""
+
+    url: str
+    monitor_url: str
+    pid: int
+    started_at: str
+    """ISO 8601, UTC."""
+    log_path: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> EmbeddedInfo:
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            url=str(data["url"]),
+            monitor_url=str(data["monitor_url"]),
+            pid=int(data["pid"]),
+            started_at=str(data["started_at"]),
+            log_path=str(data.get("log_path", "")),
+        )
+
+
+class EmbeddedServer(NatsServer):
+    """A ``NatsServer`` that records itself in its data directory; ``stop()`` clears that."""
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        code = super().stop(grace)
+        _remove_records(self.data_dir)
+        return code
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a nats-server process with this pid is running (a zombie is not)."""
+    reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    proc = Path(f"/proc/{pid}")
+    if not proc.exists():
+        return True  # no procfs (macOS): trust the signal check
+    try:
+        stat = (proc / "stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+        argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0]
+    except (OSError, IndexError):
+        return False
+    return Path(os.fsdecode(argv0)).name.startswith("nats-server")
+
+
+def _read_pid(data_dir: Path) -> int | None:
+    """The recorded pid, ``None`` without a pid file, ``-1`` for an unreadable one."""
+    try:
+        text = (data_dir / PID_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return -1
+    return int(text) if text.isdigit() else -1
+
+
+def _read_info(data_dir: Path, pid: int) -> EmbeddedInfo:
+    try:
+        return EmbeddedInfo.from_json((data_dir / INFO_FILE).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return EmbeddedInfo(url="", monitor_url="", pid=pid, started_at="")
+
+
+def _remove_records(data_dir: Path) -> None:
+    for name in (PID_FILE, INFO_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / name).unlink()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def running_embedded(data_dir: str | Path) -> EmbeddedInfo | None:
+    """The embedded server recorded in ``data_dir``, if it is alive. Changes nothing."""
+    data_dir = Path(data_dir)
+    pid = _read_pid(data_dir)
+    if pid is None or pid <= 0 or not pid_alive(pid):
+        return None
+    return _read_info(data_dir, pid)
+
+
+def start_embedded(
+    spec: ServerSpec,
+    data_dir: str | Path | None = None,
+    *,
+    detach: bool = False,
+    timeout: float = 10.0,
+    on_warning: Callable[[str], None] | None = None,
+) -> EmbeddedServer:
+    """Start the embedded server in ``data_dir`` (default ``spec.data_dir``) and record it.
+
+    With ``detach`` the server runs in its own session, so that Ctrl-C in the terminal that
+    started it does not stop it, and it outlives this process (``fleetbus down`` stops it).
+    A stale pid file (its process is gone) is removed, and ``on_warning`` (else the
+    ``fleetbus.server`` logger) is told. A live recorded server is a ``ServerError``.
+    """
+    shown = Path(data_dir if data_dir is not None else spec.data_dir)
+    pid = _read_pid(shown)
+    if pid is not None:
+        if pid > 0 and pid_alive(pid):
+            info = _read_info(shown, pid)
+            raise ServerError(
+                f"already running (pid {pid}, {info.url or 'url unknown'}); "
+                "`fleetbus down` stops it"
+            )
+        _remove_records(shown)
+        gone = f"pid {pid} is gone" if pid > 0 else "it held no pid"
+        message = f"removed stale pid file {shown / PID_FILE} ({gone})"
+        (on_warning or _log.warning)(message)
+    server = EmbeddedServer(spec, shown, start_new_session=detach)
+    server.start(timeout)
+    assert server.pid is not None
+    info = EmbeddedInfo(
+        url=server.url,
+        monitor_url=server.monitor_url,
+        pid=server.pid,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        log_path=str(server.data_dir / LOG_FILE),
+    )
+    try:
+        _write_atomic(server.data_dir / INFO_FILE, info.to_json())
+        _write_atomic(server.data_dir / PID_FILE, f"{server.pid}\n")
+    except OSError as exc:
+        server.stop()
+        raise ServerError(f"cannot record the server in {shown}: {exc}") from exc
+    if detach:
+        server.detach()
+    return server
+
+
+def stop_embedded(data_dir: str | Path, grace: float = 10.0) -> EmbeddedInfo:
+    """Stop the embedded server recorded in ``data_dir``: SIGTERM, ``grace`` seconds, SIGKILL.
+
+    Removes its records and returns what they said. ``ServerError`` when nothing runs (after
+    removing a stale pid file, if there was one).
+    """
+    data_dir = Path(data_dir)
+    pid = _read_pid(data_dir)
+    if pid is None:
+        raise ServerError(f"no embedded server is running in {data_dir}")
+    if pid <= 0 or not pid_alive(pid):
+        _remove_records(data_dir)
+        gone = f"pid {pid} is gone" if pid > 0 else "it held no pid"
+        raise ServerError(
+            f"no server running: removed stale pid file {data_dir / PID_FILE} ({gone})"
+        )
+    info = _read_info(data_dir, pid)
+    _signal(pid, signal.SIGTERM)
+    if not _wait_gone(pid, grace):
+        _signal(pid, signal.SIGKILL)
+        if not _wait_gone(pid, 10.0):
+            raise ServerError(f"nats-server pid {pid} did not exit after SIGKILL")
+    _remove_records(data_dir)
+    return info
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    # Not our child (``fleetbus up --detach`` ran in another process): nothing to wait on
+    # but the pid itself.
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -1,0 +1,332 @@
+"""``NatsServer``: one nats-server process: write its config, start it, wait until healthy, stop.
+
+Synchronous on purpose, so that a CLI command and a pytest session fixture can both use it.
+The server writes to a log file in its data directory (its stdout and stderr too, so that
+config errors printed before its logger starts are kept): nothing reads a pipe, so a chatty
+server can never block on one. ``start()`` returns only once ``GET /healthz`` answers
+``{"status": "ok"}``, and stops the process again if it does not.
+
+Data directory layout::
+
+    <data_dir>/nats-server.conf     the rendered config
+    <data_dir>/nats-server.log      everything the server prints (appended across runs)
+    <data_dir>/jetstream/           the JetStream store
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import enum
+import http.client
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from fleetbus.errors import ServerError
+from fleetbus.server.binary import find_nats_server
+from fleetbus.server.config import hostport, render_config
+from fleetbus.server.logs import complaint, listening, summarize_failure
+
+if TYPE_CHECKING:
+    from fleetbus.fleet.model import ServerSpec
+
+__all__ = ["CONFIG_FILE", "LOG_FILE", "NatsServer", "ServerState"]
+
+CONFIG_FILE = "nats-server.conf"
+LOG_FILE = "nats-server.log"
+_TICK = 0.02  # how long to wait on the process between looks at its log and /healthz
+
+# Detached servers' process handles, kept so that they are reaped when stopped from this
+# process and never garbage-collected while running (which would warn).
+_detached: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _abandon_detached() -> None:
+    """At exit, leave detached servers running on purpose: Popen's finalizer would otherwise
+    warn "subprocess N is still running". Setting ``returncode`` tells it nobody will wait."""
+    for proc in _detached.values():
+        if proc.poll() is None:
+            proc.returncode = 0
+    _detached.clear()
+
+
+class ServerState(enum.Enum):
+    UNSTARTED = "unstarted"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+def _default_spec() -> ServerSpec:
+    from fleetbus.fleet.model import ServerSpec  # pydantic: imported only when needed
+
+    return ServerSpec()
+
+
+class NatsServer:
+    """A nats-server process with JetStream, configured from a ``ServerSpec``.
+
+    ``port``/``monitor_port`` override the spec's; ``0`` asks for free ports, learnt from
+    the server's log once it listens. ``health_query`` is appended to ``/healthz``: the
+    default full check waits until JetStream has recovered its streams (and, in a cluster,
+    found a meta leader); ``"js-server-only=true"`` only waits for JetStream to be on.
+    """
+
+    def __init__(
+        self,
+        spec: ServerSpec | None = None,
+        data_dir: str | Path | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        monitor_port: int | None = None,
+        store_dir: str | Path | None = None,
+        server_name: str = "fleetbus",
+        cluster_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: Sequence[str] = (),
+        extra_config: str = "",
+        binary: str | Path | None = None,
+        health_query: str = "",
+        start_new_session: bool = False,
+    ) -> None:
+        self.spec = spec if spec is not None else _default_spec()
+        self.data_dir = Path(data_dir if data_dir is not None else self.spec.data_dir).absolute()
+        self._store_dir = Path(store_dir).absolute() if store_dir is not None else None
+        self.host = host if host is not None else self.spec.host
+        self._port = self.spec.port if port is None else port
+        self._monitor_port = self.spec.monitor_port if monitor_port is None else monitor_port
+        self._cluster_port = cluster_port
+        self._server_name = server_name
+        self._cluster_name = cluster_name
+        self._routes = list(routes)
+        self._extra = extra_config
+        self._binary = Path(binary) if binary is not None else None
+        self._health_query = health_query
+        self._new_session = start_new_session
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._detached = False
+        self.state = ServerState.UNSTARTED
+
+    # -- facts ---------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / CONFIG_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / LOG_FILE
+
+    @property
+    def store_dir(self) -> Path:
+        """The config's ``store_dir`` (the data dir unless given); files go in ``jetstream/``."""
+        return self._store_dir or self.data_dir
+
+    @property
+    def port(self) -> int:
+        """The client port (the real one once started)."""
+        return self._port
+
+    @property
+    def monitor_port(self) -> int:
+        return self._monitor_port
+
+    @property
+    def cluster_port(self) -> int | None:
+        return self._cluster_port
+
+    @property
+    def url(self) -> str:
+        """``nats://host:port`` for clients."""
+        return f"nats://{hostport(self.host, self._port)}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{hostport(self.host, self._monitor_port)}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def render(self) -> str:
+        """The config text this server runs with (requested ports, not learnt ones)."""
+        return render_config(
+            self.spec,
+            store_dir=self.store_dir,
+            host=self.host,
+            port=self._port,
+            monitor_port=self._monitor_port,
+            server_name=self._server_name,
+            log_file=self.log_path,
+            cluster_name=self._cluster_name,
+            cluster_port=self._cluster_port,
+            routes=self._routes,
+            extra=self._extra,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        """Start the server; return once ``/healthz`` says ok, within ``timeout`` seconds.
+
+        Raises :class:`~fleetbus.errors.ServerError` (the server's own words in ``.log``) if
+        it exits early or is not healthy in time; the process is stopped in that case.
+        """
+        if self.state is not ServerState.UNSTARTED:
+            raise ServerError(f"this NatsServer is {self.state.value}: make a new one to start")
+        binary = self._binary or find_nats_server()
+        config = self.render()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.config_path.write_text(config, encoding="utf-8")
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            with self.log_path.open("ab") as log:
+                self._proc = subprocess.Popen(
+                    [str(binary), "-c", str(self.config_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.data_dir,
+                    start_new_session=self._new_session,
+                )
+        except OSError as exc:
+            raise ServerError(f"cannot start nats-server in {self.data_dir}: {exc}") from exc
+        self.state = ServerState.RUNNING
+        try:
+            self._wait_ready(offset, timeout)
+        except BaseException:
+            self.stop(grace=2.0)
+            raise
+        return self
+
+    def _new_log(self, offset: int) -> str:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _wait_ready(self, offset: int, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        health = "the server did not report its ports"
+        while True:
+            code = self._proc.poll()
+            text = self._new_log(offset)
+            if code is not None:
+                said = complaint(text)
+                message = summarize_failure(said, store_dir=str(self.store_dir), exit_code=code)
+                raise ServerError(f"{message} (log: {self.log_path})", log=said)
+            ports = listening(text)
+            if ports.client and ports.monitor:
+                self._port, self._monitor_port = ports.client, ports.monitor
+                if ports.cluster:
+                    self._cluster_port = ports.cluster
+                ok, health = self._healthz()
+                if ok:
+                    return
+            if time.monotonic() >= deadline:
+                raise ServerError(
+                    f"nats-server was not healthy within {timeout:g}s: {health} "
+                    f"(log: {self.log_path})",
+                    log=complaint(text),
+                )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(_TICK)
+
+    def _healthz(self) -> tuple[bool, str]:
+        """Whether ``/healthz`` says ok, and what it said."""
+        path = "/healthz" + (f"?{self._health_query}" if self._health_query else "")
+        conn = http.client.HTTPConnection(self.host, self._monitor_port, timeout=2.0)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read().decode("utf-8", "replace")
+        except OSError as exc:
+            return False, f"GET {path}: {exc}"
+        finally:
+            conn.close()
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            answer = {}
+        if response.status == 200 and answer.get("status") == "ok":
+            return True, "ok"
+        said = answer.get("error") or body.strip()
+        return False, f"GET {path}: {response.status} {said}"
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. Returns the exit code.
+
+        Safe to call twice, or on a server that never started.
+        """
+        proc = self._proc
+        if proc is None:
+            self.state = ServerState.STOPPED
+            return None
+        if proc.poll() is None:
+            _terminate(proc, grace)
+        _detached.pop(proc.pid, None)
+        self.state = ServerState.STOPPED
+        return proc.returncode
+
+    def detach(self) -> int:
+        """Let the server outlive this object (and this process): ``with`` no longer stops
+        it. Returns its pid; ``stop()`` still works."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise ServerError("cannot detach: the server is not running")
+        self._detached = True
+        _detached[self._proc.pid] = self._proc
+        return self._proc.pid
+
+    def __enter__(self) -> NatsServer:
+        if self.state is ServerState.UNSTARTED:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._detached:
+            self.stop()
+
+    def __repr__(self) -> str:
+        return f"<NatsServer {self.state.value} {self.url} pid={self.pid}>"
+
+
+def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
+def reap(pid: int) -> None:
+    """Collect ``pid``'s exit status if it is a child of this process that has exited."""
+    proc = _detached.get(pid)
+    if proc is not None:
+        if proc.poll() is not None:
+            _detached.pop(pid, None)
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
