@@ -39,6 +39,10 @@ def seed_fleet() -> FleetSpec:
 
 def parse_fleet(text: str, source: str, *, toml: bool = False) -> FleetSpec:
     data = _parse_toml(text, source) if toml else _parse_yaml(text, source)
+    if data is None:
+        raise FleetFileError(
+            source, [("", "the file is empty; `fleetbus init` writes one with the seed's fleet")]
+        )
     if not isinstance(data, dict):
         raise FleetFileError(
             source, [("", f"the file must hold a mapping of keys, got {type(data).__name__}")]
@@ -89,4 +93,7 @@ def _problem(err: Any) -> tuple[str, str]:
     elif kind == "literal_error":
         msg = f"{err.get('input')!r} is not allowed: {msg.removeprefix('Input should be ')}"
         msg = msg.replace(" is not allowed: ", " is not allowed; use ")
+    elif isinstance(err.get("input"), str | int | float) and not isinstance(err["input"], bool):
+        # pydantic's own messages ("Input should be a valid integer") omit the value
+        msg = f"{err['input']!r}: {msg}"
     return key, msg

@@ -31,7 +31,6 @@ from fleetbus.wire.subjects import (
     ADVISORY_TERMINATED,
     Subjects,
     consumer_name,
-    subject_matches,
     validate_role,
     validate_subject,
 )
@@ -66,6 +65,22 @@ Duration = Annotated[
 ]
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
+
+
+def _parse_limit_size(value: object) -> int:
+    return -1 if value in (-1, "-1") else parse_size(value)
+
+
+def _format_limit_size(size: int) -> int | str:
+    return -1 if size == -1 else format_size(size)
+
+
+LimitSize = Annotated[
+    int,
+    BeforeValidator(_parse_limit_size),
+    PlainSerializer(_format_limit_size, return_type=int | str),
+]
+"""A size limit where ``-1`` means unlimited (and survives a dump and reload as ``-1``)."""
 Limit = Annotated[int, AfterValidator(_no_negative)]
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DELIVER = ("all", "new", "last", "last_per_subject")
@@ -95,7 +110,7 @@ class StreamSpec(_Model):
     replicas: int = Field(default=1, ge=1, le=5)
     max_age: Duration = 0.0
     max_msgs: Limit = -1
-    max_bytes: Annotated[Size, AfterValidator(_no_negative)] = -1
+    max_bytes: LimitSize = -1
     max_msgs_per_subject: Limit = -1
     max_msg_size: Limit = -1
     max_consumers: Limit = -1
@@ -119,6 +134,10 @@ class StreamSpec(_Model):
         ):
             raise ValueError(
                 "discard_new_per_subject needs discard: new and a max_msgs_per_subject limit"
+            )
+        if self.max_age and self.duplicate_window > self.max_age:
+            raise ValueError(
+                "duplicate_window cannot be longer than max_age (the server refuses it)"
             )
         return self
 
@@ -180,7 +199,9 @@ class UpdatesSpec(ConsumerSpec):
     max_ack_pending: Annotated[int, Field(ge=-1)] = 100
 
 
-ConsumerKind = Literal["tasks", "inbox", "meetings", "events", "updates"]
+ConsumerKind = Literal["tasks", "inbox", "meetings", "events", "updates", "dead_letters"]
+DEAD_LETTER_COPIER = "DLQ_COPIER"
+"""The shared consumer over the dead-letter stream's captured advisories."""
 
 
 class RoleSpec(_Model):
@@ -347,10 +368,9 @@ class FleetSpec(_Model):
         """The name of the stream that captures the literal or filter ``subject``, or ''."""
         for name in self.streams:
             for pattern in self.stream_subjects(name):
-                if subject_matches(pattern, subject) or pattern == subject:
-                    return name
-                # A filter like P.events.> lies inside a stream capturing P.events.>
-                if _filter_within(subject, pattern):
+                # A literal, or a filter like P.events.> inside a stream capturing P.events.>
+                # (subject_matches would let a stream's * swallow a filter's >)
+                if filter_within(subject, pattern):
                     return name
         return ""
 
@@ -405,10 +425,22 @@ class FleetSpec(_Model):
                         spec=cspec,
                     )
                 )
+        dlq = self.dead_letter_stream
+        if dlq is not None:
+            out.append(
+                ResolvedConsumer(
+                    role="",
+                    kind="dead_letters",
+                    stream=dlq,
+                    name=DEAD_LETTER_COPIER,
+                    filters=["$JS.EVENT.ADVISORY.CONSUMER.>"],
+                    spec=ConsumerSpec(max_deliver=-1, max_ack_pending=256, ack_wait=30.0),
+                )
+            )
         return out
 
 
-def _filter_within(inner: str, outer: str) -> bool:
+def filter_within(inner: str, outer: str) -> bool:
     """True when every subject ``inner`` matches is also matched by ``outer``."""
     a = inner.split(".")
     b = outer.split(".")
@@ -424,3 +456,6 @@ def _filter_within(inner: str, outer: str) -> bool:
         if a[i] != tok:
             return False
     return len(a) == len(b)
+
+
+_filter_within = filter_within  # the linter's name for it

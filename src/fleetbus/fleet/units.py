@@ -35,6 +35,8 @@ def parse_duration(value: object) -> float:
             )
     else:
         raise ValueError(f"{value!r} is not a duration")
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError(f"{value!r} is not a finite duration")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return seconds

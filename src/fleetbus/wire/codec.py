@@ -16,10 +16,17 @@ def encode(body: Mapping[str, Any], *, max_payload: int | None = None) -> bytes:
     if not isinstance(body, Mapping):
         raise PayloadError(f"a body must be a JSON object (a dict), got {type(body).__name__}")
     try:
-        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        data = json.dumps(
+            body if isinstance(body, dict) else dict(body),
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        raw = data.encode()
+    except UnicodeEncodeError as exc:
+        raise PayloadError(f"body has text that is not valid Unicode: {exc.reason}") from None
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"body is not JSON-serialisable: {exc}") from None
-    raw = data.encode()
     if max_payload is not None and len(raw) > max_payload:
         raise PayloadError(
             f"body is {len(raw)} bytes, over the server's max_payload of {max_payload} bytes"

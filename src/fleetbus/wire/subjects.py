@@ -8,6 +8,7 @@ With prefix ``P`` (the seed uses ``genbrain``)::
     P.events.{domain}.{type}     events, fan-out            (EVENTS)
     P.tasks.{task_id}.updates    a task's lifecycle         (TASKS)
     P.meetings.{meeting_id}      live meeting traffic       (core NATS, not stored)
+    P.rpc.{role}                 fast asks, answered by the agent (core NATS, not stored)
     P.dlq.{stream}.{consumer}    dead letters               (AGENT_DLQ)
 
 Consumers are ``ROLE_KIND`` in upper case: ``BACKEND_TASKS``, ``DEVOPS_EVENTS``.
@@ -170,6 +171,10 @@ class Subjects:
 
     def all_task_updates(self) -> str:
         return f"{self.prefix}.tasks.*.updates"
+
+    def rpc(self, role: str) -> str:
+        """Fast asks to ``role``: core NATS, answered by the agent; no stream may capture it."""
+        return f"{self.prefix}.rpc.{validate_token(role, 'role')}"
 
     def meeting(self, meeting_id: str) -> str:
         return f"{self.prefix}.meetings.{validate_token(meeting_id, 'meeting id')}"

@@ -1,0 +1,467 @@
+"""The fleet file linter behind ``fleetbus check``: settings that validate but break at run time.
+
+``lint(spec)`` returns one ``Finding`` per problem, each naming the key in the fleet file, what
+goes wrong (with the server's error code when the server refuses it) and what to write instead.
+An ``error`` is something the server refuses or a message that is lost or misrouted; a
+``warning`` is a legal setting that probably does not do what the file's author wants. Every
+finding comes from a point in DESIGN.md's "where the seed is naive"; ``CODES`` lists them.
+
+Pure: it reads the spec and nothing else. A live server's node count can be passed in as
+``cluster_size``; the CLI renders the findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Literal
+
+from fleetbus.fleet.model import ConsumerSpec, FleetSpec, ResolvedConsumer, filter_within
+from fleetbus.fleet.units import format_duration
+from fleetbus.wire.subjects import subjects_overlap
+
+__all__ = ["CODES", "Finding", "Severity", "lint"]
+
+Severity = Literal["error", "warning"]
+
+CODES: Mapping[str, str] = {
+    "overlapping-streams": "two streams capture a common subject",
+    "workqueue-overlapping-filters": "two consumers of a work-queue stream match a common subject",
+    "workqueue-unfiltered-consumers": "two consumers take the whole of a work-queue stream",
+    "workqueue-deliver-policy": "a consumer of a work-queue stream does not deliver all",
+    "workqueue-task-updates": "a work-queue stream holds task updates, which are fan-out",
+    "stream-captures-requests": "a stream captures the request subjects P.rpc.{role}",
+    "stream-captures-meetings": "a stream captures live meeting traffic P.meetings.>",
+    "replicas-over-cluster-size": "a stream asks for more replicas than the cluster has nodes",
+    "ack-wait-long": "ack wait above 5 minutes: a crashed agent's message waits that long",
+    "ack-wait-short": "ack wait below 3 seconds: heartbeats every ack_wait/3 get chatty",
+    "task-budget-below-ack-wait": "the task budget is shorter than the tasks' ack wait",
+    "discard-old-drops-work": "a full inbox or task queue silently deletes its oldest unread work",
+    "unbounded-stream": "a stream with no age, message or byte limit grows forever",
+    "max-consumers-default": "a stream relies on the server's default cap of 1000 consumers",
+    "max-consumers-too-low": "a stream's max_consumers is below the consumers the fleet declares",
+    "tasks-no-retry": "a task consumer with max_deliver 1 never retries",
+    "no-dead-letter-stream": "no stream holds dead letters",
+}
+"""Every finding code with a one-line summary (for docs and ``fleetbus check --explain``)."""
+
+LONG_ACK_WAIT = 300.0
+"""Above this, a crashed agent's message (and the queue behind it) waits too long."""
+SHORT_ACK_WAIT = 3.0
+"""Below this, heartbeats every ack_wait/3 come more often than once a second."""
+DEFAULT_MAX_CONSUMERS = 1000
+"""nats-server's ``default_max_consumers`` per stream since 2.15 (what a stream's -1 means)."""
+CONSUMERS_HEADROOM = DEFAULT_MAX_CONSUMERS // 2
+"""Warn past this many declared consumers on a stream that relies on the default cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem in a fleet file.
+
+    ``where`` is the key path in the file (``streams.EVENTS.subjects``,
+    ``roles.backend.tasks.ack_wait``); ``problem`` says what breaks and ``fix`` what to write.
+    """
+
+    code: str
+    severity: Severity
+    where: str
+    problem: str
+    fix: str
+
+
+def lint(spec: FleetSpec, *, cluster_size: int | None = None) -> list[Finding]:
+    """Every finding for ``spec``, errors and warnings, grouped by check in a stable order.
+
+    ``cluster_size`` is the live server's node count; without it the fleet file's
+    ``server.cluster.size`` is used.
+    """
+    nodes = spec.server.cluster.size if cluster_size is None else cluster_size
+    consumers = spec.consumers()
+    findings: list[Finding] = []
+    findings += _overlapping_streams(spec)
+    findings += _work_queues(spec, consumers)
+    findings += _core_subjects_stored(spec)
+    findings += _replicas(spec, nodes)
+    findings += _discard_old(spec)
+    findings += _unbounded(spec)
+    findings += _max_consumers(spec, consumers)
+    findings += _ack_waits(spec)
+    findings += _dead_letters(spec)
+    return findings
+
+
+# -- streams ---------------------------------------------------------------------------
+
+
+def _overlapping_streams(spec: FleetSpec) -> Iterator[Finding]:
+    names = list(spec.streams)
+    for first, second in combinations(names, 2):
+        pair = next(
+            (
+                (a, b)
+                for a in spec.stream_subjects(first)
+                for b in spec.stream_subjects(second)
+                if subjects_overlap(a, b)
+            ),
+            None,
+        )
+        if pair is None:
+            continue
+        a, b = pair
+        yield Finding(
+            code="overlapping-streams",
+            severity="error",
+            where=f"streams.{second}.subjects",
+            problem=(
+                f"{b} (stream {second}) overlaps {a} (stream {first}): a subject may be stored "
+                f"by one stream only, so the server refuses to create {second} "
+                "(error 10065, subjects overlap with an existing stream)"
+            ),
+            fix=(
+                f"narrow the subjects of {second} or {first} so that no subject matches both, "
+                "e.g. one stream per top-level token: agents.>, events.>, tasks.>, dlq.>"
+            ),
+        )
+
+
+def _work_queues(spec: FleetSpec, consumers: list[ResolvedConsumer]) -> Iterator[Finding]:
+    for name, stream in spec.streams.items():
+        if stream.retention != "workqueue":
+            continue
+        mine = [c for c in consumers if c.stream == name]
+        for c in mine:
+            if c.spec.deliver != "all":
+                yield Finding(
+                    code="workqueue-deliver-policy",
+                    severity="error",
+                    where=f"{_key(c)}.deliver",
+                    problem=(
+                        f"{c.name} delivers {c.spec.deliver!r} but {name} is a work queue: "
+                        "the server accepts only deliver all there (error 10101)"
+                    ),
+                    fix=f"write deliver: all, or give {name} retention: limits",
+                )
+        whole = spec.stream_subjects(name)
+        for a, b in combinations(mine, 2):
+            if _takes_all(a, whole) and _takes_all(b, whole):
+                yield Finding(
+                    code="workqueue-unfiltered-consumers",
+                    severity="error",
+                    where=_key(b),
+                    problem=(
+                        f"{a.name} and {b.name} both take every subject of the work-queue "
+                        f"stream {name}: the server allows one unfiltered consumer (error 10099)"
+                    ),
+                    fix=(
+                        f"give each consumer of {name} its own subjects, or give {name} "
+                        "retention: limits so that both see every message"
+                    ),
+                )
+                continue
+            common = next(
+                ((fa, fb) for fa in a.filters for fb in b.filters if subjects_overlap(fa, fb)),
+                None,
+            )
+            if common:
+                yield Finding(
+                    code="workqueue-overlapping-filters",
+                    severity="error",
+                    where=_key(b),
+                    problem=(
+                        f"{b.name} filters {common[1]}, which overlaps {a.name}'s {common[0]} on "
+                        f"the work-queue stream {name}: a work queue hands each message to one "
+                        "consumer, so the server refuses overlapping filters (error 10100)"
+                    ),
+                    fix=(
+                        f"make the filters on {name} disjoint, or give {name} retention: limits "
+                        "(fan-out: every consumer sees every message)"
+                    ),
+                )
+        updates = spec.subjects.all_task_updates()
+        captured = next((s for s in whole if subjects_overlap(s, updates)), None)
+        if captured:
+            yield Finding(
+                code="workqueue-task-updates",
+                severity="warning",
+                where=f"streams.{name}.retention",
+                problem=(
+                    f"{name} is a work queue and captures task updates ({captured}): an update "
+                    "is deleted as soon as one consumer acks it, so the assigner and a "
+                    "dashboard cannot both see it, and the server refuses a second consumer "
+                    "over the same updates"
+                    + ("" if stream.max_age else "; with no max_age unconsumed updates pile up")
+                ),
+                fix="task updates are fan-out: write retention: limits with a max_age (e.g. 7d)",
+            )
+
+
+def _key(c: ResolvedConsumer) -> str:
+    """The key in the fleet file that declares ``c``."""
+    return f"roles.{c.role}.{c.kind}" if c.role else f"streams.{c.stream}.{c.kind}"
+
+
+def _takes_all(consumer: ResolvedConsumer, stream_subjects: list[str]) -> bool:
+    """True when the consumer's filters cover every subject the stream captures."""
+    return all(
+        any(filter_within(subject, f) for f in consumer.filters) for subject in stream_subjects
+    )
+
+
+def _core_subjects_stored(spec: FleetSpec) -> Iterator[Finding]:
+    rpc = f"{spec.prefix}.rpc.*"
+    meetings = f"{spec.prefix}.meetings.>"
+    for name in spec.streams:
+        for subject in spec.stream_subjects(name):
+            if subjects_overlap(subject, rpc):
+                yield Finding(
+                    code="stream-captures-requests",
+                    severity="error",
+                    where=f"streams.{name}.subjects",
+                    problem=(
+                        f"{subject} captures the request subjects {rpc}: a request to a stored "
+                        f'subject is answered at once by the stream\'s PubAck {{"stream":'
+                        f'"{name}","seq":...}}, never by the agent, and never with "no '
+                        'responders" when no agent listens'
+                    ),
+                    fix=(
+                        f"list only what {name} should store (agents.>, events.>, tasks.>, "
+                        "dlq.>) instead of a wildcard over the whole prefix; requests "
+                        "stay on core NATS"
+                    ),
+                )
+            if subjects_overlap(subject, meetings):
+                yield Finding(
+                    code="stream-captures-meetings",
+                    severity="error",
+                    where=f"streams.{name}.subjects",
+                    problem=(
+                        f"{subject} captures live meeting traffic {meetings}, which is core "
+                        "NATS: storing it turns every meeting message into a stored, "
+                        "acknowledged publish and keeps chatter nobody replays"
+                    ),
+                    fix=(
+                        f"leave meetings.> out of {name}'s subjects; meeting invitations are "
+                        "stored already under agents.{role}.meetings"
+                    ),
+                )
+
+
+def _replicas(spec: FleetSpec, nodes: int) -> Iterator[Finding]:
+    for name, stream in spec.streams.items():
+        if stream.replicas > nodes:
+            yield Finding(
+                code="replicas-over-cluster-size",
+                severity="warning",
+                where=f"streams.{name}.replicas",
+                problem=(
+                    f"{name} asks for {stream.replicas} replicas on a cluster of {nodes} "
+                    f"node{'s' if nodes != 1 else ''}: the server refuses that (error 10074), "
+                    f"so fleetbus provisions it as R{nodes}"
+                ),
+                fix=(
+                    f"fine for development; write replicas: {nodes} to silence this, or run "
+                    f"{stream.replicas} nodes (`fleetbus up --cluster {stream.replicas}`)"
+                ),
+            )
+
+
+def _discard_old(spec: FleetSpec) -> Iterator[Finding]:
+    work = f"{spec.prefix}.agents.>"
+    for name, stream in spec.streams.items():
+        if stream.discard != "old":
+            continue
+        limits = [
+            f"{key} {value}"
+            for key, value in (
+                ("max_msgs_per_subject", stream.max_msgs_per_subject),
+                ("max_msgs", stream.max_msgs),
+                ("max_bytes", stream.max_bytes),
+            )
+            if value > 0
+        ]
+        held = next((s for s in spec.stream_subjects(name) if subjects_overlap(s, work)), None)
+        if not limits or held is None:
+            continue
+        per_subject = stream.max_msgs_per_subject > 0
+        yield Finding(
+            code="discard-old-drops-work",
+            severity="warning",
+            where=f"streams.{name}.discard",
+            problem=(
+                f"{name} holds inboxes and task queues ({held}) with discard: old and "
+                f"{', '.join(limits)}: when one fills up the server silently deletes its "
+                "oldest messages, read or not, so unread work is lost and nobody is told"
+            ),
+            fix=(
+                "write discard: new"
+                + (" and discard_new_per_subject: true" if per_subject else "")
+                + ": the sender is refused (error 10077) — backpressure instead of loss"
+            ),
+        )
+
+
+def _unbounded(spec: FleetSpec) -> Iterator[Finding]:
+    for name, stream in spec.streams.items():
+        if stream.retention == "interest":
+            continue  # messages go once every consumer has acked them
+        if stream.max_age > 0 or stream.max_msgs > 0 or stream.max_bytes > 0:
+            continue
+        why = (
+            "a message no consumer takes stays forever"
+            if stream.retention == "workqueue"
+            else "every message is kept forever"
+        )
+        per_subject = (
+            " (max_msgs_per_subject bounds each subject, not the number of subjects: every "
+            "new task id or event type adds more)"
+            if stream.max_msgs_per_subject > 0
+            else ""
+        )
+        yield Finding(
+            code="unbounded-stream",
+            severity="warning",
+            where=f"streams.{name}",
+            problem=(
+                f"{name} has no max_age, max_msgs or max_bytes: {why}{per_subject}, until "
+                "the server's storage is full"
+            ),
+            fix="add a max_age (e.g. 7d or 30d), or a max_bytes the server's storage can hold",
+        )
+
+
+def _max_consumers(spec: FleetSpec, consumers: list[ResolvedConsumer]) -> Iterator[Finding]:
+    for name, stream in spec.streams.items():
+        count = sum(1 for c in consumers if c.stream == name)
+        where = f"streams.{name}.max_consumers"
+        suggested = max(2 * count, DEFAULT_MAX_CONSUMERS)
+        if stream.max_consumers == -1 and count > CONSUMERS_HEADROOM:
+            over = count > DEFAULT_MAX_CONSUMERS
+            yield Finding(
+                code="max-consumers-default",
+                severity="error" if over else "warning",
+                where=where,
+                problem=(
+                    f"the fleet declares {count} consumers on {name}, whose max_consumers -1 "
+                    f"means the server's default cap of {DEFAULT_MAX_CONSUMERS} "
+                    + (
+                        "(since nats-server 2.15): the rest are refused (error 10026)"
+                        if over
+                        else "(since nats-server 2.15): a growing fleet will hit it and its "
+                        "new consumers will be refused (error 10026)"
+                    )
+                ),
+                fix=f"set max_consumers explicitly from the fleet size, e.g. {suggested}",
+            )
+        elif 0 < stream.max_consumers < count:
+            yield Finding(
+                code="max-consumers-too-low",
+                severity="error",
+                where=where,
+                problem=(
+                    f"the fleet declares {count} consumers on {name} but max_consumers is "
+                    f"{stream.max_consumers}: the server refuses the rest (error 10026)"
+                ),
+                fix=f"write max_consumers: {suggested}",
+            )
+
+
+# -- roles ------------------------------------------------------------------------------
+
+
+def _ack_waits(spec: FleetSpec) -> Iterator[Finding]:
+    for role, rspec in spec.roles.items():
+        kinds: list[tuple[str, ConsumerSpec | None]] = [
+            ("tasks", rspec.tasks),
+            ("inbox", rspec.inbox),
+            ("meetings", rspec.meetings),
+            ("events", rspec.events),
+            ("updates", rspec.updates),
+        ]
+        for kind, cspec in kinds:
+            if cspec is None:
+                continue
+            where = f"roles.{role}.{kind}"
+            wait = format_duration(cspec.ack_wait)
+            if cspec.ack_wait > LONG_ACK_WAIT:
+                queue = (
+                    ", and with max_ack_pending 1 so does every message queued behind it"
+                    if cspec.max_ack_pending == 1
+                    else ""
+                )
+                yield Finding(
+                    code="ack-wait-long",
+                    severity="warning",
+                    where=f"{where}.ack_wait",
+                    problem=(
+                        f"ack_wait {wait}: when an agent crashes, its unacked message waits "
+                        f"{wait} before another agent gets it{queue}"
+                    ),
+                    fix=(
+                        "write ack_wait: 30s (30–60s); the runtime sends a heartbeat every "
+                        "ack_wait/3 while a handler runs, so long tasks stay alive up to "
+                        "the role's task_budget"
+                    ),
+                )
+            elif cspec.ack_wait < SHORT_ACK_WAIT:
+                yield Finding(
+                    code="ack-wait-short",
+                    severity="warning",
+                    where=f"{where}.ack_wait",
+                    problem=(
+                        f"ack_wait {wait}: the runtime heartbeats every ack_wait/3, i.e. every "
+                        f"{format_duration(cspec.ack_wait / 3)} for each running handler, and "
+                        "a short pause (GC, a slow network) triggers a redelivery"
+                    ),
+                    fix="write ack_wait: 30s (30–60s)",
+                )
+            if kind == "tasks" and rspec.task_budget < cspec.ack_wait:
+                yield Finding(
+                    code="task-budget-below-ack-wait",
+                    severity="warning",
+                    where=f"roles.{role}.task_budget",
+                    problem=(
+                        f"task_budget {format_duration(rspec.task_budget)} is shorter than the "
+                        f"tasks' ack_wait {wait}: no heartbeat is ever needed, so either the "
+                        "budget is wrong or the ack wait is far too long"
+                    ),
+                    fix=(
+                        "set task_budget to the longest a task may really run (e.g. 30m) and "
+                        "keep ack_wait at 30s"
+                    ),
+                )
+            if kind == "tasks" and cspec.max_deliver == 1:
+                yield Finding(
+                    code="tasks-no-retry",
+                    severity="warning",
+                    where=f"{where}.max_deliver",
+                    problem=(
+                        "max_deliver 1: a task whose agent crashes or fails once is never "
+                        "retried; it goes straight to the dead letters"
+                    ),
+                    fix=(
+                        "write max_deliver: 3 (with a backoff such as [10s, 1m]); raise Reject "
+                        "in the handler for the tasks that must not be retried"
+                    ),
+                )
+
+
+# -- the fleet ------------------------------------------------------------------------------
+
+
+def _dead_letters(spec: FleetSpec) -> Iterator[Finding]:
+    if spec.dead_letter_stream is None:
+        yield Finding(
+            code="no-dead-letter-stream",
+            severity="warning",
+            where="streams",
+            problem=(
+                "no stream has dead_letters: true: NATS has no dead-letter queue, so a "
+                "message that exhausts max_deliver or is rejected is lost without a trace"
+            ),
+            fix=(
+                'add a stream AGENT_DLQ with subjects: ["dlq.>"], dead_letters: true and a '
+                "max_age (e.g. 30d), as `fleetbus init` writes"
+            ),
+        )

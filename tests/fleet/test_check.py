@@ -1,0 +1,364 @@
+"""The linter: one test per finding, each built by editing the seed fleet."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from fleetbus.fleet import FleetSpec, seed_fleet
+from fleetbus.fleet.check import CODES, Finding, lint
+from fleetbus.fleet.template import SEED_FLEET_YAML
+
+Data = dict[str, Any]
+
+
+def seed_data() -> Data:
+    data = yaml.safe_load(SEED_FLEET_YAML)
+    assert isinstance(data, dict)
+    return data
+
+
+def fleet(edit: Callable[[Data], object]) -> FleetSpec:
+    """The seed fleet after ``edit`` changed its data, validated like a fleet file."""
+    data = seed_data()
+    edit(data)
+    return FleetSpec.model_validate(data)
+
+
+def only(findings: list[Finding], code: str) -> list[Finding]:
+    assert code in CODES, f"{code} is not a documented finding code"
+    return [f for f in findings if f.code == code]
+
+
+def one(spec: FleetSpec, code: str, **kwargs: Any) -> Finding:
+    found = only(lint(spec, **kwargs), code)
+    assert len(found) == 1, f"expected one {code}, got {found}"
+    return found[0]
+
+
+def stream(data: Data, name: str) -> Data:
+    result: Data = data["streams"][name]
+    return result
+
+
+def role(data: Data, name: str) -> Data:
+    result: Data = data["roles"][name]
+    return result
+
+
+# -- the seed ---------------------------------------------------------------------------
+
+
+def test_seed_has_no_errors() -> None:
+    findings = lint(seed_fleet())
+    assert [f for f in findings if f.severity == "error"] == []
+
+
+def test_seed_on_one_node_warns_only_about_replicas() -> None:
+    findings = lint(seed_fleet())
+    assert {f.code for f in findings} == {"replicas-over-cluster-size"}
+    assert {f.where for f in findings} == {
+        "streams.AGENT_COMMS.replicas",
+        "streams.EVENTS.replicas",
+        "streams.TASKS.replicas",
+        "streams.AGENT_DLQ.replicas",
+    }
+
+
+def test_seed_on_three_nodes_is_clean() -> None:
+    assert lint(seed_fleet(), cluster_size=3) == []
+
+
+def test_findings_are_complete_frozen_data() -> None:
+    finding = lint(seed_fleet())[0]
+    assert finding.severity in ("error", "warning")
+    assert finding.where and finding.problem and finding.fix
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        finding.code = "other"  # type: ignore[misc]
+
+
+# -- streams ----------------------------------------------------------------------------
+
+
+def test_overlapping_streams() -> None:
+    def edit(d: Data) -> None:
+        d["streams"]["BACKEND_ONLY"] = {"subjects": ["agents.backend.>"], "max_age": "1d"}
+
+    f = one(fleet(edit), "overlapping-streams")
+    assert f.severity == "error"
+    assert f.where == "streams.BACKEND_ONLY.subjects"
+    assert "genbrain.agents.backend.>" in f.problem
+    assert "genbrain.agents.>" in f.problem
+    assert "AGENT_COMMS" in f.problem
+
+
+def test_overlapping_streams_through_dead_letter_advisories() -> None:
+    def edit(d: Data) -> None:
+        d["streams"]["ADVISORIES"] = {"subjects": ["$JS.EVENT.ADVISORY.>"], "max_age": "1d"}
+
+    f = one(fleet(edit), "overlapping-streams")
+    assert "AGENT_DLQ" in f.problem
+    assert "$JS.EVENT.ADVISORY.>" in f.problem
+
+
+def seed_tasks_as_work_queue(d: Data) -> None:
+    """The seed's own TASKS: work-queue retention, no age limit."""
+    d["streams"]["TASKS"] = {"subjects": ["tasks.>"], "retention": "work-queue", "replicas": 3}
+
+
+def test_work_queue_holding_task_updates() -> None:
+    f = one(fleet(seed_tasks_as_work_queue), "workqueue-task-updates")
+    assert f.severity == "warning"
+    assert f.where == "streams.TASKS.retention"
+    assert "pile up" in f.problem
+    assert "limits" in f.fix
+
+
+def test_work_queue_overlapping_filters() -> None:
+    def edit(d: Data) -> None:
+        seed_tasks_as_work_queue(d)
+        role(d, "ceo")["updates"] = {"deliver": "all"}
+        role(d, "cto")["updates"] = {"deliver": "all"}
+
+    findings = lint(fleet(edit))
+    assert not only(findings, "workqueue-unfiltered-consumers")
+    found = only(findings, "workqueue-overlapping-filters")
+    assert len(found) == 1
+    f = found[0]
+    assert f.code == "workqueue-overlapping-filters"
+    assert f.severity == "error"
+    assert f.where == "roles.cto.updates"
+    assert "CEO_UPDATES" in f.problem and "CTO_UPDATES" in f.problem
+    assert "10100" in f.problem
+
+
+def test_work_queue_disjoint_filters_are_fine() -> None:
+    def edit(d: Data) -> None:
+        d["streams"]["AGENT_COMMS"]["retention"] = "workqueue"
+
+    findings = lint(fleet(edit))
+    assert not only(findings, "workqueue-overlapping-filters")
+    assert not only(findings, "workqueue-unfiltered-consumers")
+    assert not only(findings, "workqueue-task-updates")
+
+
+def test_work_queue_second_unfiltered_consumer() -> None:
+    def edit(d: Data) -> None:
+        d["streams"]["EVENTS"]["retention"] = "workqueue"
+        role(d, "devops")["events"]["filters"] = [">"]
+
+    f = one(fleet(edit), "workqueue-unfiltered-consumers")
+    assert f.severity == "error"
+    assert f.where == "roles.cso.events"
+    assert "DEVOPS_EVENTS" in f.problem and "CSO_EVENTS" in f.problem
+    assert "10099" in f.problem
+    assert not only(lint(fleet(edit)), "workqueue-overlapping-filters")
+
+
+@pytest.mark.parametrize("deliver", ["new", "last", "last_per_subject", "2026-05-10T14:30:00Z"])
+def test_work_queue_consumer_must_deliver_all(deliver: str) -> None:
+    def edit(d: Data) -> None:
+        seed_tasks_as_work_queue(d)
+        role(d, "cto")["updates"] = {"deliver": deliver}
+
+    f = one(fleet(edit), "workqueue-deliver-policy")
+    assert f.severity == "error"
+    assert f.where == "roles.cto.updates.deliver"
+    assert repr(deliver) in f.problem
+    assert "10101" in f.problem
+
+
+@pytest.mark.parametrize("subjects", [[">"], ["rpc.>"], ["rpc.*"], ["rpc.backend"]])
+def test_stream_capturing_requests(subjects: list[str]) -> None:
+    def edit(d: Data) -> None:
+        d["streams"] = {"ALL": {"subjects": subjects, "max_age": "1d"}}
+        if subjects == [">"]:
+            return
+        d["streams"]["REST"] = {
+            "subjects": ["agents.>", "events.>", "tasks.>"],
+            "max_age": "1d",
+        }
+
+    f = one(fleet(edit), "stream-captures-requests")
+    assert f.severity == "error"
+    assert f.where == "streams.ALL.subjects"
+    assert "genbrain.rpc.*" in f.problem
+    assert '"stream":"ALL"' in f.problem
+
+
+def test_stream_capturing_meetings() -> None:
+    def edit(d: Data) -> None:
+        stream(d, "AGENT_COMMS")["subjects"] = ["agents.>", "meetings.>"]
+
+    f = one(fleet(edit), "stream-captures-meetings")
+    assert f.severity == "error"
+    assert f.where == "streams.AGENT_COMMS.subjects"
+    assert "genbrain.meetings.>" in f.problem
+    # the whole-prefix stream captures both, and says so twice
+    findings = lint(fleet(lambda d: stream(d, "AGENT_COMMS").update(subjects=[">"])))
+    assert {f.code for f in findings} >= {"stream-captures-requests", "stream-captures-meetings"}
+
+
+def test_replicas_over_cluster_size() -> None:
+    f = one(
+        fleet(lambda d: stream(d, "EVENTS").update(replicas=5)),
+        "replicas-over-cluster-size",
+        cluster_size=3,
+    )
+    assert f.severity == "warning"
+    assert f.where == "streams.EVENTS.replicas"
+    assert "provisioned as R3" in f.problem or "as R3" in f.problem
+
+
+def test_replicas_follow_the_file_cluster_size_unless_given() -> None:
+    def edit(d: Data) -> None:
+        d["server"]["cluster"]["size"] = 3
+
+    assert not only(lint(fleet(edit)), "replicas-over-cluster-size")
+    assert len(only(lint(fleet(edit), cluster_size=1), "replicas-over-cluster-size")) == 4
+
+
+def test_discard_old_on_inboxes_drops_work() -> None:
+    def edit(d: Data) -> None:  # the seed's AGENT_COMMS as the seed wrote it
+        comms = stream(d, "AGENT_COMMS")
+        comms["discard"] = "old"
+        del comms["discard_new_per_subject"]
+
+    f = one(fleet(edit), "discard-old-drops-work")
+    assert f.severity == "warning"
+    assert f.where == "streams.AGENT_COMMS.discard"
+    assert "max_msgs_per_subject 1000" in f.problem
+    assert "discard: new" in f.fix
+    assert "discard_new_per_subject: true" in f.fix
+    assert "10077" in f.fix
+
+
+def test_discard_old_on_events_is_fine() -> None:
+    assert stream(seed_data(), "EVENTS")["discard"] == "old"
+    assert not only(lint(seed_fleet()), "discard-old-drops-work")
+
+
+def test_unbounded_stream() -> None:
+    def edit(d: Data) -> None:
+        del stream(d, "TASKS")["max_age"]
+
+    f = one(fleet(edit), "unbounded-stream")
+    assert f.severity == "warning"
+    assert f.where == "streams.TASKS"
+    assert "max_msgs_per_subject bounds each subject" in f.problem
+    assert "max_age" in f.fix
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_msgs", 1_000_000), ("max_bytes", "10GB")])
+def test_a_count_or_size_limit_bounds_a_stream(key: str, value: object) -> None:
+    def edit(d: Data) -> None:
+        del stream(d, "TASKS")["max_age"]
+        stream(d, "TASKS")[key] = value
+
+    assert not only(lint(fleet(edit)), "unbounded-stream")
+
+
+def test_interest_retention_is_not_unbounded() -> None:
+    def edit(d: Data) -> None:
+        del stream(d, "TASKS")["max_age"]
+        stream(d, "TASKS")["retention"] = "interest"
+
+    assert not only(lint(fleet(edit)), "unbounded-stream")
+
+
+def many_roles(d: Data, count: int) -> None:
+    for i in range(count):
+        d["roles"][f"worker-{i}"] = {"meetings": None}  # tasks + inbox: 2 consumers each
+
+
+def test_max_consumers_default_refuses_past_1000() -> None:
+    def edit(d: Data) -> None:
+        del stream(d, "AGENT_COMMS")["max_consumers"]
+        many_roles(d, 500)  # 1000 more, beside the seed's 15
+
+    f = one(fleet(edit), "max-consumers-default")
+    assert f.severity == "error"
+    assert f.where == "streams.AGENT_COMMS.max_consumers"
+    assert "1015 consumers" in f.problem
+    assert "10026" in f.problem
+    assert "2030" in f.fix
+
+
+def test_max_consumers_default_warns_near_1000() -> None:
+    def edit(d: Data) -> None:
+        del stream(d, "AGENT_COMMS")["max_consumers"]
+        many_roles(d, 300)
+
+    f = one(fleet(edit), "max-consumers-default")
+    assert f.severity == "warning"
+
+
+def test_max_consumers_too_low() -> None:
+    f = one(
+        fleet(lambda d: stream(d, "AGENT_COMMS").update(max_consumers=10)), "max-consumers-too-low"
+    )
+    assert f.severity == "error"
+    assert f.where == "streams.AGENT_COMMS.max_consumers"
+    assert "15 consumers" in f.problem
+    assert "max_consumers is 10" in f.problem
+
+
+def test_no_dead_letter_stream() -> None:
+    f = one(fleet(lambda d: d["streams"].pop("AGENT_DLQ")), "no-dead-letter-stream")
+    assert f.severity == "warning"
+    assert f.where == "streams"
+    assert "dead_letters: true" in f.fix
+
+
+# -- roles ------------------------------------------------------------------------------
+
+
+def test_long_ack_wait() -> None:
+    # the seed's Go worker: AckWait 30 minutes, "tasks can take a while"
+    f = one(fleet(lambda d: role(d, "backend")["tasks"].update(ack_wait="30m")), "ack-wait-long")
+    assert f.severity == "warning"
+    assert f.where == "roles.backend.tasks.ack_wait"
+    assert "30m" in f.problem
+    assert "max_ack_pending 1" in f.problem
+    assert "heartbeat" in f.fix
+
+
+def test_five_minutes_ack_wait_is_fine() -> None:
+    spec = fleet(lambda d: role(d, "backend")["inbox"].update(ack_wait="5m"))
+    assert not only(lint(spec), "ack-wait-long")
+
+
+def test_short_ack_wait() -> None:
+    f = one(fleet(lambda d: role(d, "cso")["inbox"].update(ack_wait="1500ms")), "ack-wait-short")
+    assert f.severity == "warning"
+    assert f.where == "roles.cso.inbox.ack_wait"
+    assert "every 500ms" in f.problem
+
+
+def test_task_budget_below_ack_wait() -> None:
+    f = one(
+        fleet(lambda d: role(d, "devops").update(task_budget="10s")), "task-budget-below-ack-wait"
+    )
+    assert f.severity == "warning"
+    assert f.where == "roles.devops.task_budget"
+    assert "10s" in f.problem and "30s" in f.problem
+
+
+def test_tasks_without_retry() -> None:
+    f = one(fleet(lambda d: role(d, "backend")["tasks"].update(max_deliver=1)), "tasks-no-retry")
+    assert f.severity == "warning"
+    assert f.where == "roles.backend.tasks.max_deliver"
+
+
+def test_inbox_without_retry_is_not_flagged() -> None:
+    spec = fleet(lambda d: role(d, "backend")["inbox"].update(max_deliver=1))
+    assert not only(lint(spec), "tasks-no-retry")
+
+
+def test_every_code_is_documented() -> None:
+    assert all(summary for summary in CODES.values())
+    assert len(CODES) == len(set(CODES))

@@ -1,0 +1,263 @@
+"""Subject building and matching: every name is one token, every match agrees with overlap."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleetbus.errors import InvalidSubjectError
+from fleetbus.wire.subjects import (
+    Subjects,
+    consumer_name,
+    is_valid_subject,
+    subject_matches,
+    subjects_overlap,
+    validate_role,
+    validate_subject,
+    validate_token,
+)
+
+# Anything printable but whitespace, dots and wildcards is a NATS token ($ and - included).
+tokens = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp"), blacklist_characters=".*>"),
+    min_size=1,
+    max_size=20,
+)
+prefixes = st.lists(tokens, min_size=1, max_size=3).map(".".join)
+
+# Filters and literals over a tiny alphabet, so that overlaps are common.
+LETTERS = ("a", "b")
+literal_tokens = st.sampled_from(LETTERS)
+filters = (
+    st.tuples(
+        st.lists(st.sampled_from((*LETTERS, "*")), min_size=0, max_size=3),
+        st.booleans(),
+    )
+    .map(lambda t: ".".join([*t[0], ">"] if t[1] else t[0]))
+    .filter(bool)
+)
+literals = st.lists(literal_tokens, min_size=1, max_size=5).map(".".join)
+
+
+def all_literals(max_tokens: int = 5) -> list[str]:
+    return [
+        ".".join(combo)
+        for n in range(1, max_tokens + 1)
+        for combo in itertools.product(LETTERS, repeat=n)
+    ]
+
+
+ALL_LITERALS = all_literals()
+
+# -- building ---------------------------------------------------------------------------
+
+
+@given(prefixes, tokens, tokens)
+def test_built_subjects_are_valid_literals(prefix: str, one: str, two: str) -> None:
+    s = Subjects(prefix)
+    built = [
+        s.inbox(one),
+        s.tasks(one),
+        s.invitations(one),
+        s.event(one, two),
+        s.task_updates(one),
+        s.rpc(one),
+        s.meeting(one),
+        s.dead_letter(one, two),
+    ]
+    for subject in built:
+        assert validate_subject(subject, wildcards=False) == subject
+        assert subject.startswith(prefix + ".")
+        assert one in subject.split(".")
+
+
+@given(prefixes, tokens)
+def test_each_kind_has_its_own_subject(prefix: str, role: str) -> None:
+    s = Subjects(prefix)
+    built = {s.inbox(role), s.tasks(role), s.invitations(role), s.rpc(role), s.meeting(role)}
+    assert len(built) == 5
+
+
+@given(prefixes, tokens)
+def test_task_updates_match_the_all_updates_filter(prefix: str, task_id: str) -> None:
+    s = Subjects(prefix)
+    assert subject_matches(s.all_task_updates(), s.task_updates(task_id))
+
+
+def test_seed_subjects() -> None:
+    s = Subjects("genbrain")
+    assert s.inbox("cso") == "genbrain.agents.cso.inbox"
+    assert s.tasks("backend") == "genbrain.agents.backend.tasks"
+    assert s.invitations("cto") == "genbrain.agents.cto.meetings"
+    assert s.event("deployment", "completed") == "genbrain.events.deployment.completed"
+    assert s.events_filter("deployment.>") == "genbrain.events.deployment.>"
+    assert s.task_updates("task-001") == "genbrain.tasks.task-001.updates"
+    assert s.all_task_updates() == "genbrain.tasks.*.updates"
+    assert s.meeting("m-1") == "genbrain.meetings.m-1"
+    assert s.rpc("cso") == "genbrain.rpc.cso"
+    assert s.dead_letter("AGENT_COMMS", "BACKEND_TASKS") == "genbrain.dlq.AGENT_COMMS.BACKEND_TASKS"
+
+
+def test_absolute_keeps_server_subjects() -> None:
+    s = Subjects("genbrain")
+    assert s.absolute("agents.>") == "genbrain.agents.>"
+    assert s.absolute("$JS.EVENT.ADVISORY.>") == "$JS.EVENT.ADVISORY.>"
+    with pytest.raises(InvalidSubjectError):
+        s.absolute("agents..inbox")
+
+
+@pytest.mark.parametrize("prefix", ["", "a..b", "gen brain", "genbrain.>", "*"])
+def test_bad_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(InvalidSubjectError):
+        Subjects(prefix)
+
+
+def test_consumer_names_follow_the_seed() -> None:
+    assert consumer_name("backend", "tasks") == "BACKEND_TASKS"
+    assert consumer_name("devops", "events") == "DEVOPS_EVENTS"
+    assert consumer_name("data-eng", "inbox") == "DATA_ENG_INBOX"
+
+
+# -- refusing bad tokens ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("back end", "a space"),
+        ("back.end", "a dot"),
+        ("back*", "a wildcard"),
+        (">", "a wildcard"),
+        ("back\tend", "whitespace"),
+        ("", "non-empty"),
+    ],
+)
+def test_bad_tokens_are_refused_with_the_reason(value: str, problem: str) -> None:
+    s = Subjects("genbrain")
+    for build in (s.inbox, s.tasks, s.rpc, s.meeting, s.task_updates):
+        with pytest.raises(InvalidSubjectError) as info:
+            build(value)
+        assert problem in str(info.value)
+        assert repr(value) in str(info.value)
+
+
+@given(tokens, st.sampled_from([" ", ".", "*", ">", "\n"]), tokens)
+def test_any_token_with_a_separator_or_wildcard_is_refused(left: str, bad: str, right: str) -> None:
+    with pytest.raises(InvalidSubjectError):
+        validate_token(left + bad + right, "task id")
+
+
+def test_token_error_names_what_it_is() -> None:
+    with pytest.raises(InvalidSubjectError, match=r"^task id 'a b' contains a space"):
+        Subjects("p").task_updates("a b")
+    with pytest.raises(InvalidSubjectError, match=r"^event domain"):
+        Subjects("p").event("a.b", "c")
+
+
+@given(tokens)
+def test_valid_tokens_pass(token: str) -> None:
+    assert validate_token(token) == token
+
+
+@pytest.mark.parametrize("role", ["backend", "cso", "data-eng", "qa_2", "a" * 64])
+def test_valid_roles(role: str) -> None:
+    assert validate_role(role) == role
+
+
+@pytest.mark.parametrize(
+    ("role", "problem"),
+    [
+        ("back.end", "a dot"),
+        ("back end", "a space"),
+        ("Backend", "lower-case"),
+        ("2nd", "lower-case"),
+        ("$sys", "lower-case"),
+        ("a" * 65, "lower-case"),
+    ],
+)
+def test_invalid_roles(role: str, problem: str) -> None:
+    with pytest.raises(InvalidSubjectError, match=problem):
+        validate_role(role)
+
+
+@pytest.mark.parametrize(
+    ("subject", "problem"),
+    [
+        ("", "must not be empty"),
+        ("a..b", "empty token"),
+        ("a.", "empty token"),
+        ("a.>.b", "last token"),
+        ("a.b*", "wildcard inside"),
+        ("a.b c", "whitespace"),
+    ],
+)
+def test_invalid_subjects(subject: str, problem: str) -> None:
+    with pytest.raises(InvalidSubjectError, match=problem):
+        validate_subject(subject)
+    assert not is_valid_subject(subject)
+
+
+@pytest.mark.parametrize("subject", ["a.*", "a.>", ">", "*.b"])
+def test_wildcards_only_where_allowed(subject: str) -> None:
+    assert validate_subject(subject) == subject
+    with pytest.raises(InvalidSubjectError, match="must not contain wildcards"):
+        validate_subject(subject, wildcards=False)
+    assert not is_valid_subject(subject, wildcards=False)
+
+
+# -- matching and overlap ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "matches"),
+    [
+        ("genbrain.agents.*.inbox", "genbrain.agents.cso.inbox", True),
+        ("genbrain.agents.*.inbox", "genbrain.agents.cso.tasks", False),
+        ("genbrain.events.>", "genbrain.events.deployment.completed", True),
+        ("genbrain.events.>", "genbrain.events", False),
+        ("genbrain.tasks.*.updates", "genbrain.tasks.t1.updates", True),
+        ("genbrain.tasks.*.updates", "genbrain.tasks.t1.updates.x", False),
+        (">", "anything.at.all", True),
+        ("a.b", "a.b", True),
+        ("a.b", "a.b.c", False),
+    ],
+)
+def test_subject_matches(pattern: str, subject: str, matches: bool) -> None:
+    assert subject_matches(pattern, subject) is matches
+
+
+@given(filters, filters, literals)
+def test_a_subject_both_match_means_overlap(a: str, b: str, subject: str) -> None:
+    if subject_matches(a, subject) and subject_matches(b, subject):
+        assert subjects_overlap(a, b)
+
+
+@given(filters, filters)
+def test_overlap_means_some_subject_matches_both(a: str, b: str) -> None:
+    witnesses = [s for s in ALL_LITERALS if subject_matches(a, s) and subject_matches(b, s)]
+    assert subjects_overlap(a, b) is bool(witnesses)
+
+
+@given(filters)
+def test_a_filter_overlaps_itself(a: str) -> None:
+    assert subjects_overlap(a, a)
+
+
+@given(filters, filters)
+def test_overlap_is_symmetric(a: str, b: str) -> None:
+    assert subjects_overlap(a, b) is subjects_overlap(b, a)
+
+
+@given(literals, literals)
+def test_a_literal_pattern_matches_only_itself(a: str, b: str) -> None:
+    assert subject_matches(a, b) is (a == b)
+    assert subjects_overlap(a, b) is (a == b)
+
+
+@given(literals)
+def test_full_wildcard_matches_everything(subject: str) -> None:
+    assert subject_matches(">", subject)
+    assert subjects_overlap(">", subject)
