@@ -7,6 +7,7 @@ Every error fleetbus raises on purpose is a ``FleetbusError``; catching it catch
     ├── ServerError           the nats-server process: binary missing, port taken, early exit
     │   └── ServerNotFoundError   no nats-server binary anywhere
     ├── ConnectError          cannot reach the NATS server (url, reason)
+    ├── JetStreamError        the JetStream API answered with an error (code, err_code)
     ├── ProvisionError        the live server refused a stream or consumer change
     ├── InvalidSubjectError   a subject token is empty, has a space, a dot or a wildcard
     ├── PayloadError          a body cannot be encoded, is not an object, or is too large
@@ -25,6 +26,7 @@ __all__ = [
     "FleetFileError",
     "FleetbusError",
     "InvalidSubjectError",
+    "JetStreamError",
     "PayloadError",
     "PermissionDenied",
     "ProvisionError",
@@ -76,6 +78,17 @@ class ConnectError(FleetbusError):
         self.url = url
         self.reason = reason
         super().__init__(f"cannot connect to {url}: {reason}")
+
+
+class JetStreamError(FleetbusError):
+    """The JetStream API refused a request: ``code`` (HTTP-like), ``err_code`` (NATS's own)."""
+
+    def __init__(self, subject: str, code: int, err_code: int, description: str) -> None:
+        self.subject = subject
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+        super().__init__(f"{description} (error {err_code})")
 
 
 class ProvisionError(FleetbusError):

@@ -1,0 +1,150 @@
+"""How fleetbus connects to NATS: settings, and a client configured for processes that run
+for weeks.
+
+nats-py's defaults suit short scripts: it gives up reconnecting after 60 attempts (about two
+minutes) and then closes silently. An agent must ride out a server restart or a leader
+election, so fleetbus reconnects forever and reports permission errors clearly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import nats
+from nats.aio.client import Client
+from nats.errors import NoServersError
+
+from fleetbus.errors import ConnectError
+
+__all__ = ["ConnectSettings", "connect"]
+
+log = logging.getLogger("fleetbus.connection")
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConnectSettings:
+    """Where and as whom to connect. Secrets never appear in ``repr``."""
+
+    servers: tuple[str, ...] = (DEFAULT_URL,)
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    creds_file: str | None = None
+    nkey_seed_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    name: str = "fleetbus"
+    inbox_prefix: str = "_INBOX"
+    connect_timeout: float = 5.0
+    reconnect_wait: float = 0.5
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> ConnectSettings:
+        """Settings from ``nats://[user:password@]host:port[,nats://host2:port ...]``.
+
+        Credentials in the URL are moved into fields so they are never logged with it.
+        """
+        servers: list[str] = []
+        user = password = None
+        for part in (p.strip() for p in url.split(",")):
+            if not part:
+                continue
+            if "://" not in part:
+                part = f"nats://{part}"
+            split = urlsplit(part)
+            if split.scheme not in ("nats", "tls", "ws", "wss"):
+                raise ConnectError(part, f"unsupported scheme {split.scheme!r}; use nats://")
+            if split.username:
+                user = unquote(split.username)
+                password = unquote(split.password) if split.password else None
+            host = split.hostname or "127.0.0.1"
+            port = split.port or 4222
+            servers.append(f"{split.scheme}://{host}:{port}")
+        if not servers:
+            raise ConnectError(url, "no server address given")
+        settings = cls(servers=tuple(servers), user=user, password=password)
+        return replace(settings, **options) if options else settings
+
+    @property
+    def display_url(self) -> str:
+        return ",".join(self.servers)
+
+
+async def connect(
+    settings: ConnectSettings,
+    *,
+    on_error: Callable[[Exception], Awaitable[None]] | None = None,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+) -> Client:
+    """Connect with reconnect-forever semantics; raise ``ConnectError`` if unreachable now."""
+
+    connected = False
+
+    async def error_cb(exc: Exception) -> None:
+        if not connected:
+            return  # the first attempt's failures become one ConnectError below
+        if on_error is not None:
+            await on_error(exc)
+        else:
+            log.warning("nats: %s", exc)
+
+    async def disconnected_cb() -> None:
+        log.debug("disconnected from NATS")
+
+    async def reconnected_cb() -> None:
+        log.info("reconnected to NATS")
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    options: dict[str, Any] = {
+        "servers": list(settings.servers),
+        "name": settings.name,
+        "connect_timeout": settings.connect_timeout,
+        "reconnect_time_wait": settings.reconnect_wait,
+        "max_reconnect_attempts": -1,
+        "allow_reconnect": True,
+        "inbox_prefix": settings.inbox_prefix,
+        "error_cb": error_cb,
+        "disconnected_cb": disconnected_cb,
+        "reconnected_cb": reconnected_cb,
+        "pending_size": 8 * 1024 * 1024,
+    }
+    if settings.user is not None:
+        options["user"] = settings.user
+        options["password"] = settings.password or ""
+    if settings.token is not None:
+        options["token"] = settings.token
+    if settings.creds_file:
+        options["user_credentials"] = settings.creds_file
+    if settings.nkey_seed_file:
+        options["nkeys_seed"] = settings.nkey_seed_file
+    if settings.tls_ca_file or settings.tls_cert_file:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=settings.tls_ca_file)
+        if settings.tls_cert_file:
+            ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        options["tls"] = ctx
+    try:
+        # With reconnect-forever, nats-py retries the first connection forever too: bound it.
+        nc = await asyncio.wait_for(nats.connect(**options), timeout=settings.connect_timeout)
+        connected = True
+        return nc
+    except (NoServersError, OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, NoServersError | TimeoutError):
+            reason = (
+                f"no server answered within {settings.connect_timeout:g}s"
+                " (is `fleetbus up` running, or is --server right?)"
+            )
+        raise ConnectError(settings.display_url, reason) from None
+    except nats.errors.Error as exc:
+        raise ConnectError(settings.display_url, str(exc)) from None

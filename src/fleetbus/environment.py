@@ -1,0 +1,82 @@
+"""Defaults from the environment: which fleet file, which server, which credentials.
+
+``Agent("backend")`` and ``Fleet.connect()`` with no arguments, and every CLI verb, resolve
+their fleet and connection here, so they all agree:
+
+- fleet file: ``FLEETBUS_FLEET``, else ``./fleet.yaml`` if it exists, else the built-in seed;
+- server: ``FLEETBUS_URL``, else the embedded server recorded in the data dir
+  (``FLEETBUS_DATA_DIR`` or the fleet file's ``server.data_dir``), else the fleet file's
+  ``server.host:port``;
+- credentials: ``FLEETBUS_CREDS`` (a creds file), or ``FLEETBUS_USER`` + ``FLEETBUS_PASSWORD``.
+
+Library code below this module takes everything as arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fleetbus.connection import ConnectSettings
+from fleetbus.fleet import DEFAULT_FLEET_FILE, FleetSpec, load_fleet, seed_fleet
+
+__all__ = ["resolve_connect_settings", "resolve_fleet", "resolve_fleet_path"]
+
+
+def _get(env: Mapping[str, str] | None, name: str) -> str | None:
+    value = (os.environ if env is None else env).get(name)
+    return value or None
+
+
+def resolve_fleet_path(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Path | None:
+    if path is not None:
+        return Path(path)
+    named = _get(env, "FLEETBUS_FLEET")
+    if named:
+        return Path(named)
+    default = Path(DEFAULT_FLEET_FILE)
+    return default if default.exists() else None
+
+
+def resolve_fleet(
+    fleet: FleetSpec | str | Path | None = None, env: Mapping[str, str] | None = None
+) -> FleetSpec:
+    if isinstance(fleet, FleetSpec):
+        return fleet
+    path = resolve_fleet_path(fleet, env)
+    return load_fleet(path) if path is not None else seed_fleet()
+
+
+def resolve_connect_settings(
+    fleet: FleetSpec,
+    *,
+    url: str | None = None,
+    data_dir: str | Path | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    creds: str | None = None,
+    name: str = "fleetbus",
+    env: Mapping[str, str] | None = None,
+) -> ConnectSettings:
+    url = url or _get(env, "FLEETBUS_URL")
+    if not url:
+        from fleetbus.server.embedded import running_embedded
+
+        data = Path(data_dir or _get(env, "FLEETBUS_DATA_DIR") or fleet.server.data_dir)
+        info = running_embedded(data)
+        url = info.url if info is not None else f"nats://{fleet.server.host}:{fleet.server.port}"
+    settings = ConnectSettings.from_url(url, name=name)
+    extra: dict[str, Any] = {}
+    user = user or _get(env, "FLEETBUS_USER")
+    if user:
+        extra["user"] = user
+        extra["password"] = password or _get(env, "FLEETBUS_PASSWORD") or ""
+    creds = creds or _get(env, "FLEETBUS_CREDS")
+    if creds:
+        extra["creds_file"] = creds
+    return replace(settings, **extra) if extra else settings

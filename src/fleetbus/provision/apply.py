@@ -1,0 +1,128 @@
+"""Read the live server, plan against the fleet file, and apply the plan idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from nats.aio.client import Client
+
+from fleetbus.errors import JetStreamError, ProvisionError
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.jsapi import JsApi
+from fleetbus.provision.plan import Action, LiveState, Plan, build_plan
+
+__all__ = ["ApplyResult", "apply_plan", "cluster_size", "provision", "read_live"]
+
+
+def cluster_size(nc: Client) -> int:
+    """How many servers can hold replicas: 1 unless the server runs in a cluster."""
+    info = nc._server_info or {}
+    if not info.get("cluster"):
+        return 1
+    urls = set(info.get("connect_urls") or [])
+    return max(len(urls), 1)
+
+
+async def read_live(api: JsApi, spec: FleetSpec, *, size: int) -> LiveState:
+    """The configs of the fleet's streams (and any others) and their consumers."""
+    streams: dict[str, dict[str, object]] = {}
+    messages: dict[str, int] = {}
+    consumers: dict[tuple[str, str], dict[str, object]] = {}
+    pending: dict[tuple[str, str], int] = {}
+    for name in await api.stream_names():
+        info = await api.stream_info(name)
+        if info is None:
+            continue
+        streams[name] = info["config"]
+        messages[name] = int(info.get("state", {}).get("messages", 0))
+        if name not in spec.streams:
+            continue
+        for c in await api.consumers(name):
+            cname = c["name"]
+            if not c["config"].get("durable_name"):
+                continue  # ephemeral consumers (tails, oversight) are not the fleet's
+            consumers[(name, cname)] = c["config"]
+            pending[(name, cname)] = int(c.get("num_pending", 0)) + int(c.get("num_ack_pending", 0))
+    return LiveState(streams, messages, consumers, pending, size)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    plan: Plan
+    applied: tuple[Action, ...]
+    skipped: tuple[Action, ...]
+    """Recreates not done because ``force`` was not given."""
+
+
+async def provision(
+    nc: Client,
+    spec: FleetSpec,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    on_action: Callable[[Action], None] | None = None,
+) -> ApplyResult:
+    """Plan the fleet against the server at ``nc`` and, unless ``dry_run``, apply it."""
+    api = JsApi(nc)
+    live = await read_live(api, spec, size=cluster_size(nc))
+    plan = build_plan(spec, live)
+    if dry_run:
+        return ApplyResult(plan, (), plan.needs_force if not force else ())
+    return await apply_plan(api, plan, force=force, on_action=on_action)
+
+
+async def apply_plan(
+    api: JsApi,
+    plan: Plan,
+    *,
+    force: bool = False,
+    on_action: Callable[[Action], None] | None = None,
+) -> ApplyResult:
+    applied: list[Action] = []
+    skipped: list[Action] = []
+    recreated: set[str] = set()
+    # Streams first: consumers need their stream.
+    ordered = sorted(plan.actions, key=lambda a: a.kind != "stream")
+    for action in ordered:
+        if action.op == "recreate" and not force:
+            skipped.append(action)
+            continue
+        if action.op == "unmanaged":
+            continue
+        if action.op == "unchanged":
+            if action.kind == "stream" or action.stream not in recreated:
+                continue
+            # A recreated stream took its consumers with it: make them again.
+            action = replace(action, op="create")
+        if action.kind == "stream" and action.op == "recreate":
+            recreated.add(action.name)
+        try:
+            await _apply_one(api, action)
+        except JetStreamError as exc:
+            raise ProvisionError(
+                f"{action.kind} {action.label}: the server refused to {action.op} it:"
+                f" {exc.description} (error {exc.err_code})"
+            ) from None
+        applied.append(action)
+        if on_action is not None:
+            on_action(action)
+    return ApplyResult(plan, tuple(applied), tuple(skipped))
+
+
+async def _apply_one(api: JsApi, action: Action) -> None:
+    config = dict(action.config)
+    if action.kind == "stream":
+        if action.op == "create":
+            await api.create_stream(config)
+        elif action.op == "update":
+            await api.update_stream(config)
+        elif action.op == "recreate":
+            await api.delete_stream(action.name)
+            await api.create_stream(config)
+        return
+    if action.op == "recreate":
+        await api.delete_consumer(action.stream, action.name)
+    await api.put_consumer(
+        action.stream, config, action="update" if action.op == "update" else "create"
+    )

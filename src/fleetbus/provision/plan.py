@@ -1,0 +1,253 @@
+"""The provisioning plan: what the fleet file wants versus what the server has. Pure.
+
+Configs are compared in the JetStream API's own JSON form (durations in nanoseconds), and only
+on the fields fleetbus manages; the server's own additions (metadata, defaults of fields
+fleetbus never sets) are not drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from fleetbus.fleet.model import ConsumerSpec, FleetSpec, ResolvedConsumer
+
+__all__ = [
+    "Action",
+    "Change",
+    "LiveState",
+    "Plan",
+    "build_plan",
+    "desired_consumer",
+    "desired_stream",
+]
+
+NS = 1_000_000_000
+Op = Literal["create", "update", "unchanged", "recreate", "unmanaged"]
+
+# Changing these needs the stream/consumer deleted and made again (the server refuses them).
+_STREAM_IMMUTABLE = ("retention", "storage")
+_CONSUMER_IMMUTABLE = ("deliver_policy", "opt_start_time", "ack_policy")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    field: str
+    live: Any
+    desired: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One line of the plan, for one stream or consumer."""
+
+    kind: Literal["stream", "consumer"]
+    stream: str
+    name: str
+    op: Op
+    config: Mapping[str, Any] = field(default_factory=dict)
+    changes: tuple[Change, ...] = ()
+    messages: int = 0
+    """What a recreate drops: stored messages (streams), pending + unacked (consumers)."""
+
+    @property
+    def label(self) -> str:
+        return self.name if self.kind == "stream" else f"{self.stream} > {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the server has: stream and consumer configs (API JSON) and their message counts."""
+
+    streams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    stream_messages: Mapping[str, int] = field(default_factory=dict)
+    consumers: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    consumer_pending: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    cluster_size: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def pending(self) -> tuple[Action, ...]:
+        """Actions that change something on the server."""
+        return tuple(a for a in self.actions if a.op in ("create", "update", "recreate"))
+
+    @property
+    def needs_force(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.op == "recreate")
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for action in self.actions:
+            out[action.op] = out.get(action.op, 0) + 1
+        return out
+
+
+def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
+    s = spec.streams[name]
+    config: dict[str, Any] = {
+        "name": name,
+        "subjects": spec.stream_subjects(name),
+        "retention": s.retention,
+        "storage": s.storage,
+        "num_replicas": replicas,
+        "max_age": int(s.max_age * NS),
+        "max_msgs": s.max_msgs,
+        "max_bytes": s.max_bytes,
+        "max_msgs_per_subject": s.max_msgs_per_subject,
+        "max_msg_size": s.max_msg_size,
+        "max_consumers": s.max_consumers,
+        "discard": s.discard,
+        "discard_new_per_subject": s.discard_new_per_subject,
+        "duplicate_window": int(s.duplicate_window * NS),
+        "allow_direct": True,
+    }
+    if s.description:
+        config["description"] = s.description
+    return config
+
+
+def desired_consumer(consumer: ResolvedConsumer) -> dict[str, Any]:
+    c: ConsumerSpec = consumer.spec
+    config: dict[str, Any] = {
+        "durable_name": consumer.name,
+        "name": consumer.name,
+        "ack_policy": "explicit",
+        "ack_wait": int(c.ack_wait * NS),
+        "max_deliver": c.max_deliver,
+        "max_ack_pending": c.max_ack_pending,
+        "replay_policy": "instant",
+    }
+    if c.deliver in ("all", "new", "last", "last_per_subject"):
+        config["deliver_policy"] = c.deliver
+    else:
+        config["deliver_policy"] = "by_start_time"
+        config["opt_start_time"] = _rfc3339(c.deliver)
+    if len(consumer.filters) == 1:
+        config["filter_subject"] = consumer.filters[0]
+    else:
+        config["filter_subjects"] = list(consumer.filters)
+    if c.backoff:
+        config["backoff"] = [int(d * NS) for d in c.backoff]
+    return config
+
+
+def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
+    """Compare the fleet with the live server. Replicas are capped at the cluster size."""
+    actions: list[Action] = []
+    warnings: list[str] = []
+    for name, stream in spec.streams.items():
+        replicas = min(stream.replicas, live.cluster_size)
+        if replicas < stream.replicas:
+            warnings.append(
+                f"{name}: replicas {stream.replicas} on a {live.cluster_size}-node server;"
+                f" provisioned with {replicas} (run a cluster for replication)"
+            )
+        desired = desired_stream(spec, name, replicas)
+        actions.append(
+            _compare(
+                "stream",
+                name,
+                name,
+                desired,
+                live.streams.get(name),
+                _STREAM_IMMUTABLE,
+                live.stream_messages.get(name, 0),
+            )
+        )
+    for consumer in spec.consumers():
+        key = (consumer.stream, consumer.name)
+        actions.append(
+            _compare(
+                "consumer",
+                consumer.stream,
+                consumer.name,
+                desired_consumer(consumer),
+                live.consumers.get(key),
+                _CONSUMER_IMMUTABLE,
+                live.consumer_pending.get(key, 0),
+            )
+        )
+    declared_consumers = {(c.stream, c.name) for c in spec.consumers()}
+    for stream_name in sorted(live.streams):
+        if stream_name not in spec.streams:
+            actions.append(Action("stream", stream_name, stream_name, "unmanaged"))
+    for stream_name, consumer_name in sorted(live.consumers):
+        if stream_name in spec.streams and (stream_name, consumer_name) not in declared_consumers:
+            actions.append(Action("consumer", stream_name, consumer_name, "unmanaged"))
+    return Plan(tuple(actions), tuple(warnings))
+
+
+def _compare(
+    kind: Literal["stream", "consumer"],
+    stream: str,
+    name: str,
+    desired: dict[str, Any],
+    live: Mapping[str, Any] | None,
+    immutable: tuple[str, ...],
+    messages: int,
+) -> Action:
+    if live is None:
+        return Action(kind, stream, name, "create", desired)
+    changes = tuple(
+        Change(key, _live_value(live, key), value)
+        for key, value in desired.items()
+        if not _same(key, _live_value(live, key), value)
+    )
+    if not changes:
+        return Action(kind, stream, name, "unchanged", desired)
+    op: Op = "recreate" if any(c.field in immutable for c in changes) else "update"
+    return Action(kind, stream, name, op, desired, changes, messages)
+
+
+# Fields the server omits from its JSON when they hold their default value.
+_SERVER_DEFAULTS: dict[str, Any] = {
+    "max_msgs_per_subject": 0,
+    "discard_new_per_subject": False,
+    "allow_direct": False,
+    "description": "",
+    "backoff": None,
+    "filter_subject": None,
+    "filter_subjects": None,
+    "opt_start_time": None,
+    "max_msg_size": -1,
+}
+
+
+def _live_value(live: Mapping[str, Any], key: str) -> Any:
+    return live.get(key, _SERVER_DEFAULTS.get(key))
+
+
+def _same(key: str, live: Any, desired: Any) -> bool:
+    if key == "subjects" and isinstance(live, list) and isinstance(desired, list):
+        return sorted(live) == sorted(desired)
+    if key == "max_msgs_per_subject":
+        # The server reports "no limit" as 0 or -1 depending on how it was set.
+        return bool(_unlimited(live) == _unlimited(desired))
+    if key == "opt_start_time" and live and desired:
+        return _parse_time(live) == _parse_time(desired)
+    same: bool = live == desired
+    return same
+
+
+def _unlimited(value: Any) -> Any:
+    return -1 if value in (0, -1, None) else value
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _rfc3339(value: str) -> str:
+    moment = _parse_time(value)
+    if moment.tzinfo is None:
+        from datetime import UTC
+
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
