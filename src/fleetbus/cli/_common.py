@@ -1,0 +1,111 @@
+"""What every verb shares: the global options, the fleet file, the connection, error output.
+
+Only the CLI reads environment variables (``FLEETBUS_URL``, ``FLEETBUS_FLEET``, ...); the
+library takes everything as arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from nats.aio.client import Client
+from rich.console import Console
+
+from fleetbus.connection import ConnectSettings, connect
+from fleetbus.environment import resolve_connect_settings, resolve_fleet, resolve_fleet_path
+from fleetbus.errors import FleetbusError, FleetFileError
+from fleetbus.fleet import FleetSpec
+
+__all__ = ["CliState", "console", "err_console", "fail", "run_async", "state"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    fleet_file: str | None = None
+    server_url: str | None = None
+    data_dir: str | None = None
+    user: str | None = None
+    password: str | None = None
+    creds: str | None = None
+    json_output: bool = False
+    _fleet: FleetSpec | None = None
+
+    @property
+    def fleet_path(self) -> Path | None:
+        """The fleet file in use: --fleet, FLEETBUS_FLEET, ./fleet.yaml, or None (the seed)."""
+        return resolve_fleet_path(self.fleet_file)
+
+    def fleet(self) -> FleetSpec:
+        if self._fleet is None:
+            self._fleet = resolve_fleet(self.fleet_path)
+        return self._fleet
+
+    def data_path(self) -> Path:
+        return Path(self.data_dir or self.fleet().server.data_dir)
+
+    def connect_settings(self, *, name: str = "fleetbus-cli") -> ConnectSettings:
+        """--server / FLEETBUS_URL, else the embedded server recorded in the data dir."""
+        return resolve_connect_settings(
+            self.fleet(),
+            url=self.server_url,
+            data_dir=self.data_path(),
+            user=self.user,
+            password=self.password,
+            creds=self.creds,
+            name=name,
+        )
+
+    @asynccontextmanager
+    async def client(self) -> Any:
+        nc: Client = await connect(self.connect_settings())
+        try:
+            yield nc
+        finally:
+            await nc.drain() if nc.is_connected else await nc.close()
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, CliState)
+    return obj
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; turn fleetbus errors into one clear line and exit code 1."""
+    try:
+        return asyncio.run(main())
+    except FleetFileError as exc:
+        fail(str(exc))
+    except FleetbusError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def guard(func: Callable[[], T]) -> T:
+    """Run synchronous CLI work with the same error handling as ``run_async``."""
+    try:
+        return func()
+    except FleetbusError as exc:
+        fail(str(exc))

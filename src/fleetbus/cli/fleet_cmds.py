@@ -1,0 +1,82 @@
+"""``fleetbus init`` and ``fleetbus check``: write and lint the fleet file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fleetbus.cli._common import console, fail, guard, print_json, state
+from fleetbus.fleet import DEFAULT_FLEET_FILE
+from fleetbus.fleet.check import lint
+from fleetbus.fleet.template import SEED_FLEET_YAML
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("check")(check)
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path(DEFAULT_FLEET_FILE),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a fleet file with the seed's topology (and its fixes, each explained)."""
+    if path.exists() and not force:
+        fail(f"{path} already exists; use --force to overwrite it")
+    try:
+        path.write_text(SEED_FLEET_YAML, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")
+    console.print(f"wrote {path}: prefix genbrain, 4 streams, 5 roles")
+    console.print("next: `fleetbus check`, then `fleetbus up`")
+
+
+def check(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Findings as JSON.")] = False,
+) -> None:
+    """Validate the fleet file and lint it for the traps that break JetStream setups."""
+    st = state(ctx)
+    spec = guard(st.fleet)
+    findings = lint(spec)
+    source = str(st.fleet_path or "<built-in seed fleet>")
+    errors = [f for f in findings if f.severity == "error"]
+    if json_out:
+        print_json(
+            {
+                "file": source,
+                "valid": not errors,
+                "findings": [
+                    {
+                        "code": f.code,
+                        "severity": f.severity,
+                        "where": f.where,
+                        "problem": f.problem,
+                        "fix": f.fix,
+                    }
+                    for f in findings
+                ],
+            }
+        )
+    else:
+        console.print(
+            f"{source}: {len(spec.streams)} streams, {len(spec.roles)} roles,"
+            f" {len(spec.consumers())} consumers"
+        )
+        if findings:
+            table = Table(show_lines=True)
+            for column in ("", "where", "problem", "fix"):
+                table.add_column(column, overflow="fold")
+            for f in findings:
+                mark = "[red]error[/]" if f.severity == "error" else "[yellow]warning[/]"
+                table.add_row(mark, f.where, f.problem, f.fix)
+            console.print(table)
+        console.print(
+            f"[red]{len(errors)} error(s)[/]" if errors else "[green]no errors[/]",
+            f"{len(findings) - len(errors)} warning(s)",
+        )
+    if errors:
+        raise typer.Exit(1)
