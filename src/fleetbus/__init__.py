@@ -1,10 +1,19 @@
-"""fleetbus: the messaging backbone for fleets of AI agents, on NATS JetStream."""
+"""fleetbus: the messaging backbone for fleets of AI agents, on NATS JetStream.
 
+    from fleetbus import Agent, Fleet
+
+The receiving side is ``Agent`` (one per role, decorator handlers); the sending side is
+``Fleet`` (assign, message, emit, watch). Every error is a ``FleetbusError``.
+"""
+
+from fleetbus.client import Fleet, TaskHandle
+from fleetbus.connection import ConnectSettings
 from fleetbus.errors import (
     ConnectError,
     FleetbusError,
     FleetFileError,
     InvalidSubjectError,
+    JetStreamError,
     PayloadError,
     PermissionDenied,
     ProvisionError,
@@ -14,21 +23,35 @@ from fleetbus.errors import (
     TaskTimeout,
     UnknownRoleError,
 )
+from fleetbus.runtime import Agent, Event, Message, Reject, Retry, RuntimeSettings, Task
+from fleetbus.wire.updates import TaskUpdate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "ConnectError",
+    "ConnectSettings",
+    "Event",
+    "Fleet",
     "FleetFileError",
     "FleetbusError",
     "InvalidSubjectError",
+    "JetStreamError",
+    "Message",
     "PayloadError",
     "PermissionDenied",
     "ProvisionError",
+    "Reject",
+    "Retry",
+    "RuntimeSettings",
     "ServerError",
     "ServerNotFoundError",
+    "Task",
     "TaskError",
+    "TaskHandle",
     "TaskTimeout",
+    "TaskUpdate",
     "UnknownRoleError",
     "__version__",
 ]

@@ -1,0 +1,5 @@
+"""The sending side: ``Fleet``."""
+
+from fleetbus.client.fleet import Fleet, TaskHandle
+
+__all__ = ["Fleet", "TaskHandle"]

@@ -1,0 +1,216 @@
+"""``Fleet``: the sending side — assign tasks, message roles, emit events, follow tasks.
+
+    async with Fleet.connect() as fleet:
+        handle = await fleet.assign("backend", {"title": "Implement pagination"})
+        result = await handle.result(timeout=600)
+
+Everything is checked before anything is sent: an unknown role, an invalid subject token,
+a body that is not a JSON object or is over the server's max payload raise at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
+
+from fleetbus.connection import ConnectSettings, connect
+from fleetbus.errors import FleetbusError, PayloadError, TaskError, TaskTimeout
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.publisher import PubAck, Publisher
+from fleetbus.wire import headers as h
+from fleetbus.wire.codec import encode
+from fleetbus.wire.subjects import validate_token
+from fleetbus.wire.updates import TaskUpdate
+
+__all__ = ["Fleet", "TaskHandle"]
+
+
+class TaskHandle:
+    """A task that was assigned: follow its updates, or wait for its result."""
+
+    def __init__(self, fleet: Fleet, task_id: str, role: str, ack: PubAck) -> None:
+        self.fleet = fleet
+        self.id = task_id
+        self.role = role
+        self.stream_seq = ack.seq
+        self.duplicate = ack.duplicate
+        """True when this task id was already assigned within the dedupe window."""
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id} -> {self.role}>"
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """The handler's return value; ``TaskError`` if the task was dead-lettered,
+        ``TaskTimeout`` if it did not finish within ``timeout`` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                async for update in self.fleet.watch(self.id):
+                    if update.state == "completed":
+                        return update.result
+                    if update.state == "dead_lettered":
+                        raise TaskError(
+                            self.id, update.attempt, update.error or "", update.reason or ""
+                        )
+        except TimeoutError:
+            raise TaskTimeout(self.id, timeout or 0.0) from None
+        raise TaskError(self.id, 0, "the updates stream ended")  # pragma: no cover
+
+    async def updates(self) -> AsyncIterator[TaskUpdate]:
+        async for update in self.fleet.watch(self.id):
+            yield update
+
+
+class Fleet:
+    """A connection to the fleet for sending. Use ``async with Fleet.connect() as fleet``."""
+
+    def __init__(self, nc: Client, spec: FleetSpec, *, sender: str | None, owns: bool) -> None:
+        self.nc = nc
+        self.spec = spec
+        self.sender = sender
+        self._owns = owns
+        self._publisher = Publisher(nc, sender=sender)
+        self._closed = False
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls,
+        url: str | None = None,
+        *,
+        fleet: FleetSpec | str | Path | None = None,
+        connection: ConnectSettings | None = None,
+        sender: str | None = None,
+    ) -> AsyncIterator[Fleet]:
+        """Connect to the embedded server by default, or to ``url`` / ``connection``."""
+        from fleetbus.environment import resolve_connect_settings, resolve_fleet
+
+        spec = resolve_fleet(fleet)
+        if sender is not None:
+            spec.role(sender)
+        settings = connection or resolve_connect_settings(spec, url=url, name="fleetbus-client")
+        nc = await connect(settings)
+        client = cls(nc, spec, sender=sender, owns=True)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+    @classmethod
+    def attach(cls, nc: Client, spec: FleetSpec, *, sender: str | None = None) -> Fleet:
+        """A ``Fleet`` over an existing connection (the agent runtime's, say)."""
+        return cls(nc, spec, sender=sender, owns=False)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns:
+            with contextlib.suppress(Exception):
+                await self.nc.drain()
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def assign(
+        self,
+        role: str,
+        body: Mapping[str, Any],
+        *,
+        task_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> TaskHandle:
+        """Send a task to ``role``. The same ``task_id`` within the dedupe window is stored
+        once (the handle then says ``duplicate``)."""
+        self.spec.role(role)
+        task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:12]}"
+        validate_token(task_id, "task id")
+        data = self._encode(body)
+        hdrs = {**(headers or {}), h.TASK_ID: task_id}
+        ack = await self._publisher.publish(
+            self.spec.subjects.tasks(role), data, hdrs, msg_id=task_id
+        )
+        return TaskHandle(self, task_id, role, ack)
+
+    async def message(
+        self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> PubAck:
+        """Send a direct message to ``role``'s inbox."""
+        self.spec.role(role)
+        return await self._publisher.publish(
+            self.spec.subjects.inbox(role), self._encode(body), headers
+        )
+
+    async def invite(
+        self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> PubAck:
+        """Send a meeting invitation to ``role`` (stored: an offline invitee sees it later)."""
+        self.spec.role(role)
+        return await self._publisher.publish(
+            self.spec.subjects.invitations(role), self._encode(body), headers
+        )
+
+    async def emit(
+        self,
+        domain: str,
+        type_: str,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        msg_id: str | None = None,
+    ) -> PubAck:
+        """Publish an event on ``P.events.{domain}.{type}``; every subscribing role gets it."""
+        subject = self.spec.subjects.event(domain, type_)
+        return await self._publisher.publish(subject, self._encode(body), headers, msg_id=msg_id)
+
+    # -- following tasks -----------------------------------------------------------------
+
+    async def watch(self, task_id: str) -> AsyncIterator[TaskUpdate]:
+        """Every update of ``task_id`` from the first, then live ones as they come."""
+        async for update, _ in self._updates(task_id):
+            yield update
+
+    async def history(self, task_id: str, *, wait: float = 1.0) -> list[TaskUpdate]:
+        """The updates stored so far for ``task_id`` (empty if none arrive within ``wait``)."""
+        out: list[TaskUpdate] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                async for update, pending in self._updates(task_id):
+                    out.append(update)
+                    if pending == 0:
+                        break
+        return out
+
+    async def _updates(self, task_id: str) -> AsyncIterator[tuple[TaskUpdate, int]]:
+        subject = self.spec.subjects.task_updates(task_id)
+        js = self.nc.jetstream()
+        sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+        try:
+            async for msg in sub.messages:
+                try:
+                    update = TaskUpdate.decode(msg.data)
+                except PayloadError:
+                    continue  # not a fleetbus update: someone else published here
+                yield update, msg.metadata.num_pending
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _encode(self, body: Mapping[str, Any]) -> bytes:
+        return encode(body, max_payload=self.nc.max_payload or None)
+
+
+def _body_task_id(body: Mapping[str, Any]) -> str | None:
+    if not isinstance(body, Mapping):
+        raise PayloadError(f"a body must be a JSON object (a dict), got {type(body).__name__}")
+    value = body.get("task_id")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FleetbusError(f"the body's task_id must be a string, got {value!r}")
+    return value

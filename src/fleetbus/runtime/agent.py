@@ -1,0 +1,574 @@
+"""``Agent``: one object per role; handlers registered with decorators; ``run()`` to serve.
+
+backend = Agent("backend")
+
+@backend.on_task
+async def implement(task):
+    await task.progress("running tests", percent=40)
+    return {"pr": 143}
+
+backend.run()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from pydantic import BaseModel, ValidationError
+
+from fleetbus.connection import ConnectSettings, connect
+from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer, filter_within
+from fleetbus.jsapi import JsApi
+from fleetbus.publisher import Publisher
+from fleetbus.runtime.deadletter import REASON_MARK, AdvisoryCopier, DeadLetter, write_dead_letter
+from fleetbus.runtime.loop import ConsumerLoop
+from fleetbus.runtime.messages import Event, Message, Reject, Retry, Task
+from fleetbus.wire import headers as h
+from fleetbus.wire.codec import decode, encode
+from fleetbus.wire.subjects import subject_matches, validate_token
+from fleetbus.wire.updates import TaskUpdate
+
+__all__ = ["Agent", "RuntimeSettings"]
+
+log = logging.getLogger("fleetbus.runtime")
+
+TaskHandler = Callable[[Task], Awaitable[Any]]
+MessageHandler = Callable[[Message], Awaitable[Any]]
+EventHandler = Callable[[Event], Awaitable[Any]]
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RuntimeSettings:
+    """How the runtime consumes. The defaults suit agents that run for weeks."""
+
+    poll: float = 30.0
+    """Length of one long poll (a fetch that waits for work)."""
+    grace: float = 30.0
+    """On shutdown, how long running handlers may finish before they are naked."""
+    retry_base: float = 2.0
+    """Delay before the first retry; doubles per attempt (unless the consumer has backoff)."""
+    retry_max: float = 300.0
+    max_concurrency: int = 64
+    """Upper bound on handlers run at once per consumer (max_ack_pending is the usual bound)."""
+    dead_letter_copier: bool = True
+    """Run the copier that turns max-deliveries advisories into dead letters."""
+
+
+class Agent:
+    """The receiving side of one role. Handlers are async functions; see ``messages``."""
+
+    def __init__(
+        self,
+        role: str,
+        *,
+        fleet: FleetSpec | str | Path | None = None,
+        connection: ConnectSettings | None = None,
+        settings: RuntimeSettings | None = None,
+    ) -> None:
+        validate_token(role, "role")
+        self.role = role
+        self._fleet_arg = fleet
+        self._fleet: FleetSpec | None = fleet if isinstance(fleet, FleetSpec) else None
+        self._connection = connection
+        self.settings = settings or RuntimeSettings()
+        self.worker = f"{role}-{uuid.uuid4().hex[:8]}"
+        self._task_handler: TaskHandler | None = None
+        self._task_model: type[BaseModel] | None = None
+        self._message_handler: MessageHandler | None = None
+        self._invitation_handler: MessageHandler | None = None
+        self._event_handlers: list[tuple[str, EventHandler]] = []
+        self._loops: list[ConsumerLoop] = []
+        self._nc: Client | None = None
+        self._owns_nc = False
+        self._publisher: Publisher | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._state = "new"
+
+    # -- registration --------------------------------------------------------------------
+
+    def on_task(
+        self, handler: TaskHandler | None = None, *, model: type[BaseModel] | None = None
+    ) -> Any:
+        """Register the task handler. With ``model``, a body that does not validate against
+        it is dead-lettered at once (a poison task) and never reaches the handler."""
+
+        def register(func: TaskHandler) -> TaskHandler:
+            self._check_new()
+            self._task_handler = func
+            self._task_model = model
+            return func
+
+        return register(handler) if handler is not None else register
+
+    def on_message(self, handler: MessageHandler) -> MessageHandler:
+        """Register the inbox handler (``P.agents.{role}.inbox``)."""
+        self._check_new()
+        self._message_handler = handler
+        return handler
+
+    def on_invitation(self, handler: MessageHandler) -> MessageHandler:
+        """Register the meeting-invitation handler (``P.agents.{role}.meetings``)."""
+        self._check_new()
+        self._invitation_handler = handler
+        return handler
+
+    def on_event(self, pattern: str) -> Callable[[EventHandler], EventHandler]:
+        """Register an event handler for ``pattern`` under ``P.events`` (``deployment.>``)."""
+
+        def register(func: EventHandler) -> EventHandler:
+            self._check_new()
+            self._event_handlers.append((pattern, func))
+            return func
+
+        return register
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def fleet(self) -> FleetSpec:
+        if self._fleet is None:
+            from fleetbus.environment import resolve_fleet
+
+            self._fleet = resolve_fleet(self._fleet_arg)
+        return self._fleet
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise FleetbusError(f"agent {self.role} is not started")
+        return self._nc
+
+    async def start(self, nc: Client | None = None) -> None:
+        """Connect (or use ``nc``), bind every consumer, and return once they are ready."""
+        self._check_new()
+        self._state = "starting"
+        spec = self.fleet
+        spec.role(self.role)
+        loops = self._plan_loops(spec)
+        if nc is None:
+            from fleetbus.environment import resolve_connect_settings
+
+            settings = self._connection or resolve_connect_settings(spec, name=self.worker)
+            nc = await connect(settings, on_reconnect=self._on_reconnect)
+            self._owns_nc = True
+        self._nc = nc
+        self._publisher = Publisher(nc, sender=self.role)
+        api = JsApi(nc)
+        for consumer, handle in loops:
+            if await api.consumer_info(consumer.stream, consumer.name) is None:
+                raise FleetbusError(
+                    f"consumer {consumer.name} does not exist on stream {consumer.stream}:"
+                    " run `fleetbus provision` (or `fleetbus up`) first"
+                )
+            loop = ConsumerLoop(
+                nc,
+                consumer,
+                handle,
+                poll=self.settings.poll,
+                max_concurrency=self.settings.max_concurrency,
+            )
+            await loop.bind()
+            self._loops.append(loop)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._runner = asyncio.create_task(self._serve(ready), name=f"agent-{self.role}")
+        await ready
+        self._state = "running"
+        log.info("%s: serving %s", self.worker, ", ".join(c.name for c, _ in loops))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop fetching, let running handlers finish within ``grace``, nak the rest, close."""
+        if self._state not in ("running", "starting"):
+            return
+        self._state = "stopping"
+        self._stopping.set()
+        grace = self.settings.grace if grace is None else grace
+        await asyncio.gather(*(loop.drain(grace) for loop in self._loops))
+        if self._runner is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._owns_nc and self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        self._state = "stopped"
+
+    async def serve_forever(self) -> None:
+        """Start, then serve until ``stop()`` (or the process is signalled)."""
+        if self._state == "new":
+            await self.start()
+        await self._stopping.wait()
+        await self.stop()
+
+    def run(self) -> None:
+        """Serve until SIGINT or SIGTERM; then shut down gracefully and return."""
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        asyncio.run(self._run_with_signals())
+
+    async def _run_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self.serve_forever()
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _check_new(self) -> None:
+        if self._state != "new":
+            raise FleetbusError(f"agent {self.role} is {self._state}; register handlers first")
+
+    async def _on_reconnect(self) -> None:
+        for loop in self._loops:
+            loop.wake.set()
+
+    async def _serve(self, ready: asyncio.Future[None]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for loop in self._loops:
+                tg.create_task(loop.run())
+            spec = self.fleet
+            if self.settings.dead_letter_copier and spec.dead_letter_stream:
+                assert self._publisher is not None
+                copier = AdvisoryCopier(self.nc, spec, self._publisher)
+                tg.create_task(copier.run(self._stopping))
+            ready.set_result(None)
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _plan_loops(
+        self, spec: FleetSpec
+    ) -> list[tuple[ResolvedConsumer, Callable[[Msg], Awaitable[None]]]]:
+        wanted: list[tuple[ConsumerKind, Callable[[Msg], Awaitable[None]]]] = []
+        if self._task_handler is not None:
+            wanted.append(("tasks", self._handle_task))
+        if self._message_handler is not None:
+            wanted.append(("inbox", self._handle_inbox))
+        if self._invitation_handler is not None:
+            wanted.append(("meetings", self._handle_invitation))
+        if self._event_handlers:
+            wanted.append(("events", self._handle_event))
+        if not wanted:
+            raise FleetbusError(f"agent {self.role} has no handlers: nothing to serve")
+        out = []
+        for kind, handle in wanted:
+            consumer = spec.consumer(self.role, kind)
+            if consumer is None:
+                raise FleetbusError(
+                    f"role {self.role} has no {kind} consumer in the fleet file:"
+                    f" add roles.{self.role}.{kind}"
+                )
+            out.append((consumer, handle))
+        events = spec.consumer(self.role, "events")
+        for pattern, _ in self._event_handlers:
+            full = spec.subjects.events_filter(pattern)
+            assert events is not None
+            if not any(_covers(f, full) for f in events.filters):
+                raise FleetbusError(
+                    f"role {self.role}'s events consumer does not receive {full} (its filters:"
+                    f" {', '.join(events.filters)}); add {pattern!r} to"
+                    f" roles.{self.role}.events.filters"
+                )
+        return out
+
+    async def _handle_task(self, msg: Msg) -> None:
+        consumer = self._consumer("tasks")
+        base = await self._decode(msg, consumer)
+        if base is None:
+            return
+        body, headers, attempt, seq = base
+        task_id = headers.get(h.TASK_ID) or body.get("task_id") or f"{self.role}-{seq}"
+        try:
+            validate_token(str(task_id), "task id")
+        except FleetbusError as exc:
+            await self._dead_letter(msg, consumer, f"bad task id: {exc}", str(exc))
+            return
+        task_id = str(task_id)
+        if self._task_model is not None:
+            try:
+                self._task_model.model_validate(body)
+            except ValidationError as exc:
+                error = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                await self._dead_letter(msg, consumer, f"bad payload: {error}", error)
+                await self._update(task_id, "dead_lettered", attempt, error=error)
+                return
+
+        async def progress(
+            message: str, percent: float | None, data: Mapping[str, Any] | None
+        ) -> None:
+            await msg.in_progress()
+            await self._update(
+                task_id,
+                "progress",
+                attempt,
+                message=message,
+                percent=percent,
+                data=dict(data) if data else None,
+                msg_id=None,
+            )
+
+        task = Task(
+            body=body,
+            headers=headers,
+            subject=msg.subject,
+            sender=headers.get(h.SENDER),
+            attempt=attempt,
+            stream_seq=seq,
+            id=task_id,
+            _progress=progress,
+        )
+        await self._update(task_id, "accepted", attempt)
+        assert self._task_handler is not None
+        outcome = await self._run_handler(msg, consumer, self._task_handler, task, task_id)
+        if outcome is None:
+            return
+        ok, value = outcome
+        if not ok:
+            return
+        try:
+            encode({"result": value})
+        except PayloadError as exc:
+            await self._fail(msg, consumer, attempt, f"handler result: {exc}", None, task_id)
+            return
+        await self._update(task_id, "completed", attempt, result=value, msg_id=f"{task_id}-done")
+        await msg.ack_sync()
+
+    async def _handle_inbox(self, msg: Msg) -> None:
+        await self._handle_plain(msg, self._consumer("inbox"), self._message_handler)
+
+    async def _handle_invitation(self, msg: Msg) -> None:
+        await self._handle_plain(msg, self._consumer("meetings"), self._invitation_handler)
+
+    async def _handle_plain(
+        self, msg: Msg, consumer: ResolvedConsumer, handler: MessageHandler | None
+    ) -> None:
+        base = await self._decode(msg, consumer)
+        if base is None or handler is None:
+            return
+        body, headers, attempt, seq = base
+        message = Message(
+            body=body,
+            headers=headers,
+            subject=msg.subject,
+            sender=headers.get(h.SENDER),
+            attempt=attempt,
+            stream_seq=seq,
+        )
+        outcome = await self._run_handler(msg, consumer, handler, message, None)
+        if outcome is not None and outcome[0]:
+            await msg.ack_sync()
+
+    async def _handle_event(self, msg: Msg) -> None:
+        consumer = self._consumer("events")
+        base = await self._decode(msg, consumer)
+        if base is None:
+            return
+        body, headers, attempt, seq = base
+        tokens = msg.subject.split(".")
+        depth = len(self.fleet.prefix.split(".")) + 1
+        domain = tokens[depth] if len(tokens) > depth else ""
+        type_ = ".".join(tokens[depth + 1 :])
+        event = Event(
+            body=body,
+            headers=headers,
+            subject=msg.subject,
+            sender=headers.get(h.SENDER),
+            attempt=attempt,
+            stream_seq=seq,
+            domain=domain,
+            type=type_,
+        )
+        handlers = [
+            func
+            for pattern, func in self._event_handlers
+            if subject_matches(self.fleet.subjects.events_filter(pattern), msg.subject)
+        ]
+
+        async def all_handlers(ev: Event) -> None:
+            for func in handlers:
+                await func(ev)
+
+        outcome = await self._run_handler(msg, consumer, all_handlers, event, None)
+        if outcome is not None and outcome[0]:
+            await msg.ack_sync()
+
+    # -- the outcome of one handler call -------------------------------------------------
+
+    async def _run_handler(
+        self,
+        msg: Msg,
+        consumer: ResolvedConsumer,
+        handler: Callable[[Any], Awaitable[Any]],
+        arg: Any,
+        task_id: str | None,
+    ) -> tuple[bool, Any] | None:
+        """Run with heartbeats. (True, value) on success; failures are settled here."""
+        attempt = arg.attempt
+        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.ack_wait))
+        try:
+            value = await handler(arg)
+        except Reject as exc:
+            await self._dead_letter(msg, consumer, f"rejected: {exc.reason}", exc.reason)
+            if task_id:
+                await self._update(task_id, "dead_lettered", attempt, error=exc.reason)
+            return None
+        except Retry as exc:
+            await self._fail(msg, consumer, attempt, exc.reason, exc.delay, task_id)
+            return None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            await self._fail(msg, consumer, attempt, error, None, task_id)
+            return None
+        finally:
+            beat.cancel()
+        return True, value
+
+    async def _fail(
+        self,
+        msg: Msg,
+        consumer: ResolvedConsumer,
+        attempt: int,
+        error: str,
+        delay: float | None,
+        task_id: str | None,
+    ) -> None:
+        max_deliver = consumer.spec.max_deliver
+        if max_deliver != -1 and attempt >= max_deliver:
+            reason = f"failed on all {attempt} attempts (max_deliver {max_deliver})"
+            log.warning(
+                "%s: %s seq %d: %s; dead-lettered",
+                self.worker,
+                consumer.name,
+                msg.metadata.sequence.stream,
+                error,
+            )
+            await self._dead_letter(msg, consumer, reason, error)
+            if task_id:
+                await self._update(task_id, "dead_lettered", attempt, error=error, reason=reason)
+            return
+        if delay is None:
+            delay = self.retry_delay(consumer, attempt)
+        log.warning(
+            "%s: %s attempt %d failed: %s; retry in %.1fs",
+            self.worker,
+            task_id or consumer.name,
+            attempt,
+            error,
+            delay,
+        )
+        if task_id:
+            await self._update(task_id, "failed", attempt, error=error, retry_in=delay)
+        await msg.nak(delay=delay)
+
+    def retry_delay(self, consumer: ResolvedConsumer, attempt: int) -> float:
+        """The consumer's backoff list if it has one, else retry_base doubling per attempt."""
+        backoff = consumer.spec.backoff
+        if backoff:
+            return backoff[min(attempt, len(backoff)) - 1]
+        return float(min(self.settings.retry_base * 2 ** (attempt - 1), self.settings.retry_max))
+
+    async def _heartbeat(self, msg: Msg, ack_wait: float) -> None:
+        interval = max(ack_wait / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _decode(
+        self, msg: Msg, consumer: ResolvedConsumer
+    ) -> tuple[dict[str, Any], dict[str, str], int, int] | None:
+        """Body, headers, attempt and stream sequence; a bad body is dead-lettered here."""
+        headers = dict(msg.headers or {})
+        meta = msg.metadata
+        try:
+            body = decode(msg.data)
+        except PayloadError as exc:
+            await self._dead_letter(msg, consumer, f"bad payload: {exc}", str(exc))
+            return None
+        return body, headers, meta.num_delivered, meta.sequence.stream
+
+    async def _dead_letter(
+        self, msg: Msg, consumer: ResolvedConsumer, reason: str, error: str
+    ) -> None:
+        meta = msg.metadata
+        letter = DeadLetter(
+            subject=msg.subject,
+            stream=consumer.stream,
+            seq=meta.sequence.stream,
+            consumer=consumer.name,
+            deliveries=meta.num_delivered,
+            reason=reason,
+            error=error,
+        )
+        log.warning(
+            "%s: dead-lettering %s seq %d: %s", self.worker, consumer.name, letter.seq, reason
+        )
+        await write_dead_letter(self._pub, self.fleet, letter, msg.data, msg.headers)
+        # +TERM with a reason (nats-py's term() takes none); the mark tells the copier
+        # that this dead letter is already written.
+        await self.nc.publish(msg.reply, f"+TERM {REASON_MARK} {reason}".encode())
+
+    async def _update(
+        self,
+        task_id: str,
+        state: str,
+        attempt: int,
+        *,
+        msg_id: str | None = "",
+        **fields: Any,
+    ) -> None:
+        update = TaskUpdate(
+            task_id=task_id,
+            state=state,  # type: ignore[arg-type]
+            agent=self.role,
+            worker=self.worker,
+            attempt=attempt,
+            time=TaskUpdate.now(),
+            **fields,
+        )
+        if msg_id == "":
+            msg_id = f"{task_id}-{state}-{attempt}"
+        try:
+            await self._pub.publish(
+                self.fleet.subjects.task_updates(task_id),
+                update.encode(),
+                {h.TASK_ID: task_id},
+                msg_id=msg_id,
+            )
+        except FleetbusError as exc:
+            # An update that cannot be stored must not fail the task itself.
+            log.warning("%s: task %s: %s update not stored: %s", self.worker, task_id, state, exc)
+
+    @property
+    def _pub(self) -> Publisher:
+        if self._publisher is None:
+            raise FleetbusError(f"agent {self.role} is not started")
+        return self._publisher
+
+    def _consumer(self, kind: ConsumerKind) -> ResolvedConsumer:
+        consumer = self.fleet.consumer(self.role, kind)
+        assert consumer is not None
+        return consumer
+
+
+def _covers(outer: str, inner: str) -> bool:
+    return filter_within(inner, outer) or outer == inner

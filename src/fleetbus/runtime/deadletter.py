@@ -1,0 +1,198 @@
+"""Dead letters: NATS has no dead-letter queue, so fleetbus builds one.
+
+Two paths lead into the dead-letter stream (``AGENT_DLQ``, subjects ``P.dlq.{stream}.{consumer}``):
+
+1. The runtime holds the message when it gives up (a ``Reject``, a bad payload, the last
+   attempt failed): it writes the dead letter itself, with the error text, then terminates
+   the message with a reason that starts with ``fleetbus:``.
+2. Nobody holds it: an agent crashed or hung on the last attempt. The server then publishes a
+   MAX_DELIVERIES advisory, which the dead-letter stream captures (so none is lost while no
+   agent runs). A copier — in every agent process and in ``fleetbus up`` — consumes those
+   advisories through one shared durable consumer, fetches the original by stream sequence
+   and writes the dead letter. Terminations by other clients are copied the same way.
+
+Each dead letter's ``Nats-Msg-Id`` is ``dlq-{stream}-{seq}``: however many copiers race, the
+original sequence is stored once within the duplicate window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from fleetbus.fleet.model import DEAD_LETTER_COPIER, FleetSpec
+from fleetbus.jsapi import JsApi
+from fleetbus.publisher import PubAck, Publisher
+from fleetbus.wire import headers as h
+from fleetbus.wire.subjects import ADVISORY_MAX_DELIVERIES, ADVISORY_TERMINATED
+
+__all__ = [
+    "COPIER_CONSUMER",
+    "REASON_MARK",
+    "AdvisoryCopier",
+    "DeadLetter",
+    "parse_headers",
+    "write_dead_letter",
+]
+
+log = logging.getLogger("fleetbus.deadletter")
+
+COPIER_CONSUMER = DEAD_LETTER_COPIER
+REASON_MARK = "fleetbus:"
+"""Terminations the runtime made start with this: it already wrote their dead letter."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """Where a dead message came from and why it died."""
+
+    subject: str
+    stream: str
+    seq: int
+    consumer: str
+    deliveries: int
+    reason: str
+    error: str = ""
+    time: str = ""
+
+
+async def write_dead_letter(
+    publisher: Publisher,
+    spec: FleetSpec,
+    letter: DeadLetter,
+    data: bytes,
+    headers: Mapping[str, str] | None,
+) -> PubAck | None:
+    """Store ``data`` with its original headers and the facts of ``letter``; once per seq."""
+    dlq = spec.dead_letter_stream
+    if dlq is None:
+        log.error(
+            "no dead-letter stream in the fleet: %s seq %d (%s) is dropped",
+            letter.stream,
+            letter.seq,
+            letter.reason,
+        )
+        return None
+    hdrs = {k: v for k, v in (headers or {}).items() if k != h.MSG_ID}
+    hdrs.update(
+        {
+            h.DLQ_SUBJECT: letter.subject,
+            h.DLQ_STREAM: letter.stream,
+            h.DLQ_SEQUENCE: str(letter.seq),
+            h.DLQ_CONSUMER: letter.consumer,
+            h.DLQ_DELIVERIES: str(letter.deliveries),
+            h.DLQ_REASON: _one_line(letter.reason),
+            h.DLQ_ERROR: _one_line(letter.error)[:2000],
+            h.DLQ_TIME: letter.time or _now(),
+        }
+    )
+    subject = spec.subjects.dead_letter(letter.stream, letter.consumer)
+    return await publisher.publish(subject, data, hdrs, msg_id=f"dlq-{letter.stream}-{letter.seq}")
+
+
+def parse_headers(message: Mapping[str, Any]) -> dict[str, str]:
+    """Headers of a message fetched with STREAM.MSG.GET (base64 ``NATS/1.0`` block)."""
+    raw = message.get("hdrs")
+    if not raw:
+        return {}
+    text = base64.b64decode(raw).decode("utf-8", "replace")
+    out: dict[str, str] = {}
+    for line in text.split("\r\n")[1:]:
+        if ":" in line:
+            key, _, value = line.partition(":")
+            out[key.strip()] = value.strip()
+    return out
+
+
+class AdvisoryCopier:
+    """Turns captured advisories into dead letters. Safe to run in many processes at once."""
+
+    def __init__(self, nc: Client, spec: FleetSpec, publisher: Publisher) -> None:
+        self.nc = nc
+        self.spec = spec
+        self.publisher = publisher
+        self.api = JsApi(nc)
+
+    async def run(self, stopping: asyncio.Event, *, poll: float = 5.0) -> None:
+        dlq = self.spec.dead_letter_stream
+        if dlq is None:
+            return
+        js = self.nc.jetstream()
+        sub = await js.pull_subscribe_bind(COPIER_CONSUMER, dlq)
+        try:
+            while not stopping.is_set():
+                try:
+                    msgs = await sub.fetch(32, timeout=poll)
+                except (TimeoutError, NatsTimeoutError):
+                    continue
+                for msg in msgs:
+                    await self.handle(msg)
+        finally:
+            await sub.unsubscribe()
+
+    async def handle(self, msg: Msg) -> None:
+        """Copy one advisory; ack it only once its dead letter is stored."""
+        try:
+            advisory = json.loads(msg.data)
+            stream = str(advisory["stream"])
+            consumer = str(advisory["consumer"])
+            seq = int(advisory["stream_seq"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed advisory on %s", msg.subject)
+            await msg.ack()
+            return
+        if msg.subject.startswith(ADVISORY_TERMINATED):
+            reason = str(advisory.get("reason") or "terminated")
+            if reason.startswith(REASON_MARK):
+                await msg.ack()  # the runtime wrote this one itself
+                return
+            reason = f"terminated: {reason}"
+            deliveries = int(advisory.get("deliveries", 0))
+        elif msg.subject.startswith(ADVISORY_MAX_DELIVERIES):
+            deliveries = int(advisory.get("deliveries", 0))
+            reason = (
+                f"max deliveries ({deliveries}) reached: the agent crashed or did not finish"
+                " in time on the last attempt"
+            )
+        else:
+            await msg.ack()
+            return
+        original = await self.api.get_message(stream, seq)
+        if original is None:
+            data = b""
+            headers: dict[str, str] = {}
+            subject = ""
+            reason += "; the original was already removed by the stream's limits"
+        else:
+            data = base64.b64decode(original.get("data") or b"")
+            headers = parse_headers(original)
+            subject = str(original.get("subject", ""))
+        letter = DeadLetter(
+            subject=subject,
+            stream=stream,
+            seq=seq,
+            consumer=consumer,
+            deliveries=deliveries,
+            reason=reason,
+            time=str(advisory.get("timestamp") or _now()),
+        )
+        await write_dead_letter(self.publisher, self.spec, letter, data, headers)
+        await msg.ack()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,172 @@
+"""One durable pull consumer, consumed correctly.
+
+- Fetches only as many messages as there are free handler slots, so the consumer's
+  ``max_ack_pending`` (one task at a time by default) holds across every process of a role.
+- While a handler runs, sends ``+WPI`` (in progress) every ``ack_wait / 3``: a task may run
+  for 30 minutes under a 30 s ack wait, and a crashed worker's task comes back within one.
+- Long polls, woken early by shutdown or a reconnect (the server forgets pull requests
+  across a reconnect, so a poll would otherwise sit out its full length).
+- Never dies on a bad message or a server hiccup: it logs one line and carries on.
+- On shutdown: stop fetching, give running handlers ``grace`` seconds, nak what is left so
+  another worker gets it at once, and nak what was fetched but never started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import Error as JsError
+
+from fleetbus.fleet.model import ResolvedConsumer
+
+__all__ = ["ConsumerLoop"]
+
+log = logging.getLogger("fleetbus.runtime")
+
+MessageCallback = Callable[[Msg], Awaitable[None]]
+_FETCH_QUIET = (NatsTimeoutError, asyncio.TimeoutError)
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        nc: Client,
+        consumer: ResolvedConsumer,
+        handle: MessageCallback,
+        *,
+        poll: float,
+        max_concurrency: int,
+    ) -> None:
+        self.nc = nc
+        self.consumer = consumer
+        self.handle = handle
+        self.poll = poll
+        pending = consumer.spec.max_ack_pending
+        self.limit = max(1, min(max_concurrency, pending if pending > 0 else max_concurrency))
+        self.wake = asyncio.Event()
+        self._stopping = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._slot_free = asyncio.Event()
+        self._slot_free.set()
+        self._sub: Any = None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def bind(self) -> None:
+        """Bind to the durable consumer; it must exist (``fleetbus provision`` makes it)."""
+        js = self.nc.jetstream()
+        self._sub = await js.pull_subscribe_bind(
+            self.consumer.name, self.consumer.stream, pending_msgs_limit=self.limit * 4 + 16
+        )
+
+    async def run(self) -> None:
+        assert self._sub is not None, "bind() first"
+        failures = 0
+        while not self._stopping:
+            await self._slot_free.wait()
+            if self._stopping:
+                break
+            want = self.limit - len(self._running)
+            if want <= 0:
+                self._slot_free.clear()
+                continue
+            self.wake.clear()
+            fetch = asyncio.ensure_future(self._sub.fetch(want, timeout=self.poll))
+            woken = asyncio.ensure_future(self.wake.wait())
+            done, _ = await asyncio.wait({fetch, woken}, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            if fetch not in done:
+                # Shutdown or reconnect: messages already on their way stay in the
+                # subscription's queue, and the next fetch (or the shutdown nak) takes them.
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, *_FETCH_QUIET):
+                    await fetch
+                continue
+            try:
+                msgs = fetch.result()
+            except _FETCH_QUIET:
+                failures = 0
+                continue
+            except (JsError, OSError) as exc:
+                failures += 1
+                delay = min(0.2 * 2**failures, 5.0)
+                log.warning(
+                    "%s: fetch failed (%s); retrying in %.1fs", self.consumer.name, exc, delay
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.wake.wait()
+                continue
+            failures = 0
+            for msg in msgs:
+                self._start(msg)
+
+    def _start(self, msg: Msg) -> None:
+        task = asyncio.ensure_future(self._guarded(msg))
+        self._running.add(task)
+        if len(self._running) >= self.limit:
+            self._slot_free.clear()
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slot_free.set()
+
+    async def _guarded(self, msg: Msg) -> None:
+        try:
+            await self.handle(msg)
+        except asyncio.CancelledError:
+            # Shutdown ran out of grace: give the message back at once.
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            raise
+        except Exception:
+            # The handler wrapper deals with handler errors; this is a bug or a lost
+            # connection. The message is not acked: it comes back after ack_wait.
+            log.exception("%s: unexpected error while handling a message", self.consumer.name)
+
+    def stop_fetching(self) -> None:
+        self._stopping = True
+        self.wake.set()
+        self._slot_free.set()
+
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` for running handlers, cancel (nak) the rest, release the queue."""
+        self.stop_fetching()
+        if self._running:
+            _, late = await asyncio.wait(set(self._running), timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning(
+                    "%s: %d handler(s) still running after %.0fs grace; returned for redelivery",
+                    self.consumer.name,
+                    len(late),
+                    grace,
+                )
+                await asyncio.wait(late)
+        await self._release_queue()
+
+    async def _release_queue(self) -> None:
+        """Nak messages fetched but never started, then unsubscribe."""
+        sub = self._sub
+        if sub is None:
+            return
+        # nats-py keeps delivered-but-unfetched messages in the subscription's queue.
+        queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+        while queue is not None and not queue.empty():
+            msg = queue.get_nowait()
+            if msg.reply and msg.reply.startswith("$JS.ACK"):
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

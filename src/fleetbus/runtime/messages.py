@@ -1,0 +1,73 @@
+"""What handlers receive, and how they steer the outcome by raising.
+
+A handler gets a ``Task``, a ``Message`` or an ``Event``: the body (the sender's JSON object,
+as-is), the headers, ids and attempt. Returning acknowledges it. Raising ``Retry`` asks for
+another attempt after a delay; raising ``Reject`` dead-letters it at once (a poison message:
+retrying cannot help). Any other exception is retried with a growing delay until the
+consumer's ``max_deliver``, then dead-lettered with the error text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Event", "Message", "Reject", "Retry", "Task"]
+
+
+class Reject(Exception):
+    """Raise in a handler to dead-letter the message now, with ``reason``. No retry."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Retry(Exception):
+    """Raise in a handler to try again after ``delay`` seconds (counts as an attempt)."""
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        self.delay = delay
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A direct message from a role's inbox (``P.agents.{role}.inbox``)."""
+
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+    subject: str
+    sender: str | None
+    """The sending role when a fleetbus client sent it; None for plain NATS publishers."""
+    attempt: int
+    """1 on first delivery, 2 on the first redelivery, ..."""
+    stream_seq: int
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event(Message):
+    """An event (``P.events.{domain}.{type}``) delivered to this role's events consumer."""
+
+    domain: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task(Message):
+    """A task assignment. ``id`` is stable across redeliveries: use it for idempotency."""
+
+    id: str
+    _progress: Callable[[str, float | None, Mapping[str, Any] | None], Awaitable[None]] = field(
+        repr=False
+    )
+
+    async def progress(
+        self, message: str, *, percent: float | None = None, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Publish a progress update on the task's updates subject (also a heartbeat)."""
+        await self._progress(message, percent, data)

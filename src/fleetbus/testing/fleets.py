@@ -1,0 +1,82 @@
+"""A fleet per test: the same topology under a unique prefix and unique stream names, so
+tests share one server and never see each other's messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetbus.client import Fleet
+    from fleetbus.connection import ConnectSettings
+    from fleetbus.fleet.model import FleetSpec
+    from fleetbus.runtime import Agent, RuntimeSettings
+
+__all__ = ["FleetUnderTest", "isolate", "provision_fleet"]
+
+
+def isolate(spec: FleetSpec, tag: str | None = None) -> FleetSpec:
+    """``spec`` with prefix ``t{tag}`` and every stream renamed ``{NAME}_{tag}``."""
+    tag = tag or uuid.uuid4().hex[:8]
+    streams = {f"{name}_{tag}": stream for name, stream in spec.streams.items()}
+    return spec.model_copy(update={"prefix": f"t{tag}", "streams": streams})
+
+
+async def provision_fleet(url: str, spec: FleetSpec) -> None:
+    from fleetbus.connection import ConnectSettings, connect
+    from fleetbus.provision import provision
+
+    nc = await connect(ConnectSettings.from_url(url, name="fleetbus-test"))
+    try:
+        await provision(nc, spec)
+    finally:
+        await nc.close()
+
+
+@dataclass(frozen=True)
+class FleetUnderTest:
+    """A provisioned fleet on the test server, and quick ways to run its parts."""
+
+    spec: FleetSpec
+    url: str
+
+    @property
+    def connection(self) -> ConnectSettings:
+        from fleetbus.connection import ConnectSettings
+
+        return ConnectSettings.from_url(self.url, name="fleetbus-test")
+
+    def runtime_settings(self, **overrides: Any) -> RuntimeSettings:
+        """Settings for tests: short polls, short retries, short grace."""
+        from fleetbus.runtime import RuntimeSettings
+
+        base = RuntimeSettings(poll=2.0, grace=5.0, retry_base=0.05, retry_max=0.5)
+        return replace(base, **overrides)
+
+    def agent(self, role: str, **overrides: Any) -> Agent:
+        from fleetbus.runtime import Agent
+
+        return Agent(
+            role,
+            fleet=self.spec,
+            connection=self.connection,
+            settings=self.runtime_settings(**overrides),
+        )
+
+    @contextlib.asynccontextmanager
+    async def client(self, sender: str | None = None) -> AsyncIterator[Fleet]:
+        from fleetbus.client import Fleet
+
+        async with Fleet.connect(fleet=self.spec, connection=self.connection, sender=sender) as f:
+            yield f
+
+
+def make(url: str, spec: FleetSpec) -> FleetUnderTest:
+    """Isolate ``spec``, provision it on ``url`` (from sync code), and return it."""
+    isolated = isolate(spec)
+    asyncio.run(provision_fleet(url, isolated))
+    return FleetUnderTest(isolated, url)
