@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
-from fleetbus.cli import fleet_cmds, provision_cmds, server_cmds
+from fleetbus.cli import (
+    dlq_cmds,
+    fleet_cmds,
+    provision_cmds,
+    run_cmds,
+    server_cmds,
+    status_cmds,
+)
 from fleetbus.cli._common import CliState
 
 __all__ = ["app", "main"]
@@ -53,6 +61,9 @@ def _options(
         str | None, typer.Option(envvar="FLEETBUS_CREDS", help="NATS credentials file.")
     ] = None,
 ) -> None:
+    if fleet:
+        # Agents loaded by `fleetbus run` resolve their fleet file the same way.
+        os.environ["FLEETBUS_FLEET"] = fleet
     ctx.obj = CliState(
         fleet_file=fleet,
         server_url=server,
@@ -66,6 +77,9 @@ def _options(
 fleet_cmds.register(app)
 server_cmds.register(app)
 provision_cmds.register(app)
+dlq_cmds.register(app)
+run_cmds.register(app)
+status_cmds.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,131 @@
+"""``fleetbus dlq``: list, show, replay and purge dead letters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fleetbus.cli._common import console, fail, print_json, run_async, state
+from fleetbus.ops.deadletters import DeadLetterEntry, DeadLetters
+
+dlq_app = typer.Typer(help="Dead letters: what exhausted its attempts or was rejected.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every dead letter, oldest first."""
+    st = state(ctx)
+
+    async def main() -> list[DeadLetterEntry]:
+        async with st.client() as nc:
+            return await DeadLetters(nc, st.fleet()).list(limit=limit)
+
+    entries = run_async(main)
+    if json_out:
+        print_json([e.to_json() for e in entries])
+        return
+    table = Table(title=f"{len(entries)} dead letter(s)", title_justify="left")
+    for column in ("id", "time", "from", "consumer", "tries", "reason", "error"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            str(e.id),
+            e.time[:19],
+            f"{e.original_subject} #{e.seq}",
+            e.consumer,
+            str(e.deliveries),
+            e.reason,
+            e.error,
+        )
+    console.print(table)
+
+
+@dlq_app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    dead_letter_id: Annotated[int, typer.Argument(metavar="ID")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One dead letter: where it came from, why it died, its body and headers."""
+    st = state(ctx)
+
+    async def main() -> DeadLetterEntry:
+        async with st.client() as nc:
+            return await DeadLetters(nc, st.fleet()).get(dead_letter_id)
+
+    entry = run_async(main)
+    if json_out:
+        print_json(entry.to_json())
+        return
+    data = entry.to_json()
+    for key in (
+        "id",
+        "time",
+        "original_subject",
+        "stream",
+        "seq",
+        "consumer",
+        "deliveries",
+        "reason",
+        "error",
+    ):
+        console.print(f"[bold]{key}:[/] {data[key]}")
+    console.print(f"[bold]headers:[/] {data['headers']}")
+    console.print(f"[bold]body:[/] {data['body']}")
+
+
+@dlq_app.command("replay")
+def replay_cmd(
+    ctx: typer.Context,
+    dead_letter_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+) -> None:
+    """Send a dead letter back to its original subject, starting again at attempt 1."""
+    st = state(ctx)
+    if (dead_letter_id is None) == (not replay_all):
+        fail("give a dead letter ID or --all (not both)", 2)
+
+    async def main() -> list[tuple[int, str]]:
+        async with st.client() as nc:
+            dlq = DeadLetters(nc, st.fleet())
+            ids = (
+                [e.id for e in await dlq.list(limit=100_000)]
+                if replay_all
+                else [dead_letter_id or 0]
+            )
+            done = []
+            for i in ids:
+                entry = await dlq.get(i)
+                await dlq.replay(i)
+                done.append((i, entry.original_subject))
+            return done
+
+    for i, subject in run_async(main):
+        console.print(f"replayed dead letter {i} to {subject}")
+
+
+@dlq_app.command("purge")
+def purge_cmd(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete every dead letter."""
+    st = state(ctx)
+    if not yes and not typer.confirm("delete every dead letter?"):
+        raise typer.Exit(1)
+
+    async def main() -> int:
+        async with st.client() as nc:
+            return await DeadLetters(nc, st.fleet()).purge()
+
+    console.print(f"purged {run_async(main)} dead letter(s)")

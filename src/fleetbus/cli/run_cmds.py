@@ -1,0 +1,90 @@
+"""``fleetbus run module:agent [...]``: serve several agents in one process, one connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fleetbus.cli._common import fail, run_async, state
+from fleetbus.connection import connect
+from fleetbus.errors import FleetbusError
+from fleetbus.runtime import Agent
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def load_agent(target: str) -> Agent:
+    """``package.module:name`` or ``path/to/file.py:name`` → the ``Agent`` it names."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not attr:
+        raise FleetbusError(f"{target!r}: write MODULE:AGENT, like examples.backend:agent")
+    if module_name.endswith(".py") or "/" in module_name:
+        path = Path(module_name)
+        if not path.exists():
+            raise FleetbusError(f"{target!r}: no such file {path}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise FleetbusError(f"{target!r}: cannot import {module_name}: {exc}") from None
+    agent = getattr(module, attr, None)
+    if not isinstance(agent, Agent):
+        raise FleetbusError(f"{target!r}: {attr} is not a fleetbus Agent")
+    return agent
+
+
+def run(
+    ctx: typer.Context,
+    targets: Annotated[list[str], typer.Argument(metavar="MODULE:AGENT...")],
+    grace: Annotated[float, typer.Option(help="Seconds running handlers get on Ctrl-C.")] = 30.0,
+) -> None:
+    """Serve agents until Ctrl-C/SIGTERM, then finish running work and exit 0."""
+    st = state(ctx)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        agents = [load_agent(t) for t in targets]
+    except FleetbusError as exc:
+        fail(str(exc))
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        started: list[Agent] = []
+
+        async def wake_all() -> None:
+            for agent in started:
+                agent.wake()
+
+        nc = await connect(st.connect_settings(name="fleetbus-run"), on_reconnect=wake_all)
+        try:
+            for agent in agents:
+                agent.spec.role(agent.role)
+                await agent.start(nc)
+                started.append(agent)
+            await stopping.wait()
+        finally:
+            await asyncio.gather(*(a.stop(grace) for a in started))
+            with contextlib.suppress(Exception):
+                await nc.drain()
+
+    run_async(main)
