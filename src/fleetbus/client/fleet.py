@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
@@ -25,11 +26,24 @@ from fleetbus.errors import FleetbusError, PayloadError, TaskError, TaskTimeout
 from fleetbus.fleet.model import FleetSpec
 from fleetbus.publisher import PubAck, Publisher
 from fleetbus.wire import headers as h
-from fleetbus.wire.codec import encode
+from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.subjects import validate_token
 from fleetbus.wire.updates import TaskUpdate
 
-__all__ = ["Fleet", "TaskHandle"]
+__all__ = ["Fleet", "Observed", "TaskHandle"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Observed:
+    """A message seen by ``Fleet.observe``: a copy, never taken from its owner."""
+
+    subject: str
+    body: dict[str, Any] | None
+    """The JSON object, or None when the body is not one (``raw`` has the bytes)."""
+    raw: bytes
+    headers: Mapping[str, str]
+    sender: str | None
+    stream_seq: int
 
 
 class TaskHandle:
@@ -197,6 +211,42 @@ class Fleet:
                 except PayloadError:
                     continue  # not a fleetbus update: someone else published here
                 yield update, msg.metadata.num_pending
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    # -- oversight -----------------------------------------------------------------------
+
+    async def observe(
+        self, pattern: str, *, deliver: Literal["new", "all"] = "new"
+    ) -> AsyncIterator[Observed]:
+        """Watch every stored message on ``pattern`` (relative to the prefix, like
+        ``agents.*.inbox``) without consuming it: the owners' durable consumers still get
+        and ack each one. Uses an ordered, unacknowledged consumer that vanishes on exit."""
+        subject = self.spec.subjects.absolute(pattern)
+        stream = self.spec.stream_for(subject)
+        if not stream:
+            raise FleetbusError(f"no stream of the fleet stores {subject}: nothing to observe")
+        js = self.nc.jetstream()
+        policy = DeliverPolicy.NEW if deliver == "new" else DeliverPolicy.ALL
+        sub = await js.subscribe(
+            subject, stream=stream, ordered_consumer=True, deliver_policy=policy
+        )
+        try:
+            async for msg in sub.messages:
+                headers = dict(msg.headers or {})
+                try:
+                    body: dict[str, Any] | None = decode(msg.data)
+                except PayloadError:
+                    body = None
+                yield Observed(
+                    subject=msg.subject,
+                    body=body,
+                    raw=msg.data,
+                    headers=headers,
+                    sender=headers.get(h.SENDER),
+                    stream_seq=msg.metadata.sequence.stream,
+                )
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

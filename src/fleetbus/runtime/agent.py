@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ValidationError
 
+from fleetbus.client.fleet import Fleet, Observed
 from fleetbus.connection import ConnectSettings, connect
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer, filter_within
@@ -46,6 +47,8 @@ log = logging.getLogger("fleetbus.runtime")
 TaskHandler = Callable[[Task], Awaitable[Any]]
 MessageHandler = Callable[[Message], Awaitable[Any]]
 EventHandler = Callable[[Event], Awaitable[Any]]
+ObserveHandler = Callable[[Observed], Awaitable[Any]]
+UpdateHandler = Callable[[TaskUpdate], Awaitable[Any]]
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 
 
@@ -88,7 +91,11 @@ class Agent:
         self._task_model: type[BaseModel] | None = None
         self._message_handler: MessageHandler | None = None
         self._invitation_handler: MessageHandler | None = None
+        self._update_handler: UpdateHandler | None = None
         self._event_handlers: list[tuple[str, EventHandler]] = []
+        self._observers: list[tuple[str, ObserveHandler]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._client: Fleet | None = None
         self._loops: list[ConsumerLoop] = []
         self._nc: Client | None = None
         self._owns_nc = False
@@ -119,6 +126,13 @@ class Agent:
         self._message_handler = handler
         return handler
 
+    def on_update(self, handler: UpdateHandler) -> UpdateHandler:
+        """Register a handler for every task's updates (``P.tasks.*.updates``), through the
+        role's ``updates`` consumer (the seed's CTO following all tasks)."""
+        self._check_new()
+        self._update_handler = handler
+        return handler
+
     def on_invitation(self, handler: MessageHandler) -> MessageHandler:
         """Register the meeting-invitation handler (``P.agents.{role}.meetings``)."""
         self._check_new()
@@ -135,15 +149,38 @@ class Agent:
 
         return register
 
+    def on_observe(self, pattern: str) -> Callable[[ObserveHandler], ObserveHandler]:
+        """Watch stored messages on ``pattern`` (``agents.*.inbox``) without consuming them.
+
+        Only for roles with ``oversight: true`` (the seed's CEO). Each observed message is
+        a copy: its owner's consumer still receives and acknowledges it. Observation starts
+        with messages published after the agent starts."""
+
+        def register(func: ObserveHandler) -> ObserveHandler:
+            self._check_new()
+            self._observers.append((pattern, func))
+            return func
+
+        return register
+
     # -- lifecycle -----------------------------------------------------------------------
 
     @property
-    def fleet(self) -> FleetSpec:
+    def spec(self) -> FleetSpec:
+        """The fleet file this agent serves (resolved from the environment if not given)."""
         if self._fleet is None:
             from fleetbus.environment import resolve_fleet
 
             self._fleet = resolve_fleet(self._fleet_arg)
         return self._fleet
+
+    @property
+    def fleet(self) -> Fleet:
+        """A ``Fleet`` on this agent's connection, sending as this role: use it in handlers
+        to assign, message and emit (``await cto.fleet.assign("backend", {...})``)."""
+        if self._client is None:
+            self._client = Fleet.attach(self.nc, self.spec, sender=self.role)
+        return self._client
 
     @property
     def nc(self) -> Client:
@@ -155,7 +192,7 @@ class Agent:
         """Connect (or use ``nc``), bind every consumer, and return once they are ready."""
         self._check_new()
         self._state = "starting"
-        spec = self.fleet
+        spec = self.spec
         spec.role(self.role)
         loops = self._plan_loops(spec)
         if nc is None:
@@ -196,6 +233,8 @@ class Agent:
         self._stopping.set()
         grace = self.settings.grace if grace is None else grace
         await asyncio.gather(*(loop.drain(grace) for loop in self._loops))
+        for task in self._background:
+            task.cancel()
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
@@ -233,20 +272,36 @@ class Agent:
         if self._state != "new":
             raise FleetbusError(f"agent {self.role} is {self._state}; register handlers first")
 
-    async def _on_reconnect(self) -> None:
+    def wake(self) -> None:
+        """Re-issue every pending poll now: call after a reconnect on a shared connection
+        (the server forgets pull requests across a reconnect)."""
         for loop in self._loops:
             loop.wake.set()
+
+    async def _on_reconnect(self) -> None:
+        self.wake()
 
     async def _serve(self, ready: asyncio.Future[None]) -> None:
         async with asyncio.TaskGroup() as tg:
             for loop in self._loops:
                 tg.create_task(loop.run())
-            spec = self.fleet
+            spec = self.spec
             if self.settings.dead_letter_copier and spec.dead_letter_stream:
                 assert self._publisher is not None
                 copier = AdvisoryCopier(self.nc, spec, self._publisher)
-                tg.create_task(copier.run(self._stopping))
+                self._background.append(tg.create_task(copier.run(self._stopping)))
+            for pattern, handler in self._observers:
+                self._background.append(tg.create_task(self._observe(pattern, handler)))
             ready.set_result(None)
+
+    async def _observe(self, pattern: str, handler: ObserveHandler) -> None:
+        async for item in self.fleet.observe(pattern):
+            try:
+                await handler(item)
+            except Exception:
+                log.exception(
+                    "%s: observer of %s failed on seq %d", self.worker, pattern, item.stream_seq
+                )
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -262,7 +317,14 @@ class Agent:
             wanted.append(("meetings", self._handle_invitation))
         if self._event_handlers:
             wanted.append(("events", self._handle_event))
-        if not wanted:
+        if self._update_handler is not None:
+            wanted.append(("updates", self._handle_update))
+        if self._observers and not spec.role(self.role).oversight:
+            raise FleetbusError(
+                f"role {self.role} has no oversight: set roles.{self.role}.oversight: true"
+                " to observe other roles' messages"
+            )
+        if not wanted and not self._observers:
             raise FleetbusError(f"agent {self.role} has no handlers: nothing to serve")
         out = []
         for kind, handle in wanted:
@@ -382,7 +444,7 @@ class Agent:
             return
         body, headers, attempt, seq = base
         tokens = msg.subject.split(".")
-        depth = len(self.fleet.prefix.split(".")) + 1
+        depth = len(self.spec.prefix.split(".")) + 1
         domain = tokens[depth] if len(tokens) > depth else ""
         type_ = ".".join(tokens[depth + 1 :])
         event = Event(
@@ -398,7 +460,7 @@ class Agent:
         handlers = [
             func
             for pattern, func in self._event_handlers
-            if subject_matches(self.fleet.subjects.events_filter(pattern), msg.subject)
+            if subject_matches(self.spec.subjects.events_filter(pattern), msg.subject)
         ]
 
         async def all_handlers(ev: Event) -> None:
@@ -406,6 +468,24 @@ class Agent:
                 await func(ev)
 
         outcome = await self._run_handler(msg, consumer, all_handlers, event, None)
+        if outcome is not None and outcome[0]:
+            await msg.ack_sync()
+
+    async def _handle_update(self, msg: Msg) -> None:
+        consumer = self._consumer("updates")
+        try:
+            update = TaskUpdate.decode(msg.data)
+        except PayloadError as exc:
+            await self._dead_letter(msg, consumer, f"bad payload: {exc}", str(exc))
+            return
+        assert self._update_handler is not None
+        handler = self._update_handler
+
+        async def call(_: Any) -> None:
+            await handler(update)
+
+        carrier = _Attempt(msg.metadata.num_delivered)
+        outcome = await self._run_handler(msg, consumer, call, carrier, None)
         if outcome is not None and outcome[0]:
             await msg.ack_sync()
 
@@ -522,7 +602,7 @@ class Agent:
         log.warning(
             "%s: dead-lettering %s seq %d: %s", self.worker, consumer.name, letter.seq, reason
         )
-        await write_dead_letter(self._pub, self.fleet, letter, msg.data, msg.headers)
+        await write_dead_letter(self._pub, self.spec, letter, msg.data, msg.headers)
         # +TERM with a reason (nats-py's term() takes none); the mark tells the copier
         # that this dead letter is already written.
         await self.nc.publish(msg.reply, f"+TERM {REASON_MARK} {reason}".encode())
@@ -549,7 +629,7 @@ class Agent:
             msg_id = f"{task_id}-{state}-{attempt}"
         try:
             await self._pub.publish(
-                self.fleet.subjects.task_updates(task_id),
+                self.spec.subjects.task_updates(task_id),
                 update.encode(),
                 {h.TASK_ID: task_id},
                 msg_id=msg_id,
@@ -565,9 +645,14 @@ class Agent:
         return self._publisher
 
     def _consumer(self, kind: ConsumerKind) -> ResolvedConsumer:
-        consumer = self.fleet.consumer(self.role, kind)
+        consumer = self.spec.consumer(self.role, kind)
         assert consumer is not None
         return consumer
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    attempt: int
 
 
 def _covers(outer: str, inner: str) -> bool:
