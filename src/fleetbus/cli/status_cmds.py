@@ -94,10 +94,13 @@ def render(s: FleetStatus) -> Group:
         consumers.add_column(column)
     for c in s.consumers:
         if c.missing:
-            consumers.add_row(c.name, c.role or "fleetbus", "[red]missing[/]", "", "", "", "")
+            consumers.add_row(
+                c.name, c.stream, c.role or "fleetbus", "[red]missing[/]", "", "", "", ""
+            )
             continue
         consumers.add_row(
-            f"{c.stream} > {c.name}",
+            c.name,
+            c.stream,
             c.role or "fleetbus",
             str(c.pending),
             str(c.ack_pending),

@@ -242,6 +242,7 @@ class Agent:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
         self._state = "stopped"
+        log.info("%s: stopped", self.worker)
 
     async def serve_forever(self) -> None:
         """Start, then serve until ``stop()`` (or the process is signalled)."""
