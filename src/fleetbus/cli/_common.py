@@ -21,7 +21,7 @@ from rich.console import Console
 
 from fleetbus.connection import ConnectSettings, connect
 from fleetbus.environment import resolve_connect_settings, resolve_fleet, resolve_fleet_path
-from fleetbus.errors import FleetbusError, FleetFileError
+from fleetbus.errors import FleetbusError, FleetFileError, ServerError
 from fleetbus.fleet import FleetSpec
 
 __all__ = ["CliState", "console", "err_console", "fail", "run_async", "state"]
@@ -87,6 +87,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def one_line(exc: ServerError) -> str:
+    """A server error on one line: what failed, then what the server said."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -97,6 +102,8 @@ def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(main())
     except FleetFileError as exc:
         fail(str(exc))
+    except ServerError as exc:
+        fail(one_line(exc))
     except FleetbusError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -107,5 +114,7 @@ def guard(func: Callable[[], T]) -> T:
     """Run synchronous CLI work with the same error handling as ``run_async``."""
     try:
         return func()
+    except ServerError as exc:
+        fail(one_line(exc))
     except FleetbusError as exc:
         fail(str(exc))

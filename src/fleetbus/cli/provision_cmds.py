@@ -33,9 +33,15 @@ def provision_cmd(
         typer.Option("--force", help="Recreate what cannot change in place (drops its data)."),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="The plan as JSON.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", "-s", help="NATS URL(s); the same as the global --server."),
+    ] = None,
 ) -> None:
     """Create or update the fleet's streams and consumers on the server. Idempotent."""
     st = state(ctx)
+    if server is not None:
+        st.server_url = server
 
     async def main() -> ApplyResult:
         spec = st.fleet()

@@ -33,16 +33,35 @@ def up(
     no_provision: Annotated[
         bool, typer.Option("--no-provision", help="Start the server only.")
     ] = False,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", min=0, max=65535, help="Client port (default server.port; 0: a free one)."
+        ),
+    ] = None,
+    monitor_port: Annotated[
+        int | None,
+        typer.Option(
+            "--monitor-port",
+            min=0,
+            max=65535,
+            help="Monitoring port (default server.monitor_port; 0: a free one).",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded nats-server (JetStream on) and provision the fleet."""
     st = state(ctx)
     spec = guard(st.fleet)
     data_dir = st.data_path()
+    ports = {"port": port, "monitor_port": monitor_port}
+    server_spec = spec.server.model_copy(
+        update={key: value for key, value in ports.items() if value is not None}
+    )
 
     def warn(message: str) -> None:
         err_console.print(f"[yellow]warning:[/] {message}")
 
-    server = guard(lambda: start_embedded(spec.server, data_dir, detach=detach, on_warning=warn))
+    server = guard(lambda: start_embedded(server_spec, data_dir, detach=detach, on_warning=warn))
     console.print(f"nats-server {server.url} (monitor {server.monitor_url}), data in {data_dir}/")
     try:
         if not no_provision:
@@ -55,7 +74,6 @@ def up(
     if detach:
         console.print(f"running in the background (pid {server.pid}); `fleetbus down` stops it")
         return
-    console.print("serving; Ctrl-C stops the server")
     try:
         asyncio.run(_serve(server, spec))
     finally:
@@ -87,6 +105,8 @@ async def _serve(server: EmbeddedServer, spec: FleetSpec) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    # Only now does Ctrl-C mean "stop cleanly" rather than KeyboardInterrupt.
+    console.print("serving; Ctrl-C stops the server")
     nc = await connect(ConnectSettings.from_url(server.url, name="fleetbus-up"))
     try:
         if spec.dead_letter_stream:

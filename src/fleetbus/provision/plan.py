@@ -29,7 +29,7 @@ Op = Literal["create", "update", "unchanged", "recreate", "unmanaged"]
 
 # Changing these needs the stream/consumer deleted and made again (the server refuses them).
 _STREAM_IMMUTABLE = ("retention", "storage")
-_CONSUMER_IMMUTABLE = ("deliver_policy", "opt_start_time", "ack_policy")
+_CONSUMER_IMMUTABLE = ("deliver_policy", "opt_start_time", "ack_policy", "replay_policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +107,9 @@ def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
         "discard_new_per_subject": s.discard_new_per_subject,
         "duplicate_window": int(s.duplicate_window * NS),
         "allow_direct": True,
+        # Always stated, so that a description removed from the fleet file is cleared too.
+        "description": s.description,
     }
-    if s.description:
-        config["description"] = s.description
     return config
 
 
@@ -133,8 +133,8 @@ def desired_consumer(consumer: ResolvedConsumer) -> dict[str, Any]:
         config["filter_subject"] = consumer.filters[0]
     else:
         config["filter_subjects"] = list(consumer.filters)
-    if c.backoff:
-        config["backoff"] = [int(d * NS) for d in c.backoff]
+    # Always stated (null when none), so that a backoff removed from the fleet file is cleared.
+    config["backoff"] = [int(d * NS) for d in c.backoff] if c.backoff else None
     return config
 
 

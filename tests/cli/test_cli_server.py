@@ -1,0 +1,215 @@
+"""``fleetbus up`` / ``down`` / ``provision`` as a user runs them: ``python -m fleetbus``
+subprocesses, checked with a plain nats-py client. Every server started here is stopped by
+its recorded pid in the fixture's finalizer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from fleetbus.fleet import seed_fleet
+from fleetbus.server import running_embedded, stop_embedded
+from fleetbus.server.embedded import pid_alive
+
+from .conftest import Invoke, Run, assert_one_error
+
+FREE_PORTS = ("--port", "0", "--monitor-port", "0")
+
+
+@pytest.fixture
+def data_dir(workdir: Path) -> Iterator[Path]:
+    path = workdir / "D"
+    yield path
+    if running_embedded(path):  # a failed test must not leave its server behind
+        stop_embedded(path, grace=2)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(proc.stdout)
+
+
+async def _inspect(url: str) -> dict[str, Any]:
+    """What a plain nats-py client sees: streams and their consumers' configs."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        out: dict[str, Any] = {}
+        for info in await js.streams_info():
+            name = info.config.name
+            assert name is not None
+            out[name] = {
+                "config": info.config,
+                "consumers": {c.name: c.config for c in await js.consumers_info(name)},
+            }
+        return out
+    finally:
+        await nc.close()
+
+
+def inspect(url: str) -> dict[str, Any]:
+    return asyncio.run(_inspect(url))
+
+
+def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
+    up = run_cli("--data-dir", "D", "up", "--detach", *FREE_PORTS)
+    assert up.returncode == 0, up.stderr
+    assert "Traceback" not in up.stdout + up.stderr
+    info = running_embedded(data_dir)
+    assert info is not None
+    assert f"nats-server {info.url}" in up.stdout
+    assert f"running in the background (pid {info.pid})" in up.stdout
+    assert "provisioned" in up.stdout  # the plan
+    assert "applied: 23 create" in up.stdout
+    assert "replicas 3 on a 1-node server" in up.stdout
+
+    seen = inspect(info.url)
+    assert set(seen) == {"AGENT_COMMS", "EVENTS", "TASKS", "AGENT_DLQ"}
+    assert seen["AGENT_COMMS"]["config"].subjects == ["genbrain.agents.>"]
+    for c in seed_fleet().consumers():
+        assert c.name in seen[c.stream]["consumers"], (c.stream, c.name)
+    tasks = seen["AGENT_COMMS"]["consumers"]["BACKEND_TASKS"]
+    assert tasks.filter_subject == "genbrain.agents.backend.tasks"
+    assert (tasks.max_deliver, tasks.max_ack_pending, tasks.ack_wait) == (3, 1, 30.0)
+    assert seen["EVENTS"]["consumers"]["DEVOPS_EVENTS"].filter_subject == (
+        "genbrain.events.deployment.>"
+    )
+
+    # Other verbs find the embedded server through the data dir.
+    again = run_cli("--data-dir", "D", "provision", "--json")
+    assert again.returncode == 0, again.stderr
+    plan = json.loads(again.stdout)
+    assert {a["op"] for a in plan["actions"]} == {"unchanged"}
+    assert len(plan["actions"]) == 23
+    assert plan["needs_force"] == []
+    text = run_cli("--data-dir", "D", "provision")
+    assert text.returncode == 0
+    assert "23 unchanged" in text.stdout
+
+    twice = run_cli("--data-dir", "D", "up", "--detach", *FREE_PORTS)
+    assert twice.returncode == 1
+    assert_one_error(twice.stderr, "already running", f"pid {info.pid}")
+
+    down = run_cli("--data-dir", "D", "down")
+    assert down.returncode == 0, down.stderr
+    assert f"stopped nats-server pid {info.pid} ({info.url})" in down.stdout
+    assert not pid_alive(info.pid)
+    assert not (data_dir / "server.pid").exists()
+    assert running_embedded(data_dir) is None
+
+    down_again = run_cli("--data-dir", "D", "down")
+    assert down_again.returncode == 1
+    assert down_again.stdout == ""
+    assert_one_error(down_again.stderr, "no embedded server is running")
+
+
+def test_up_on_a_port_in_use_says_why(run_cli: Run, data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--data-dir", "D", "up", "--detach", "--port", str(port))
+    assert result.returncode == 1
+    line = assert_one_error(result.stderr, f"port 127.0.0.1:{port} is already in use")
+    # The server's own log line, on the same line.
+    assert "[FTL] Error listening on port" in line
+    assert "address already in use" in line
+    assert not (data_dir / "server.pid").exists()
+    assert running_embedded(data_dir) is None
+
+
+def test_up_replaces_a_stale_pid_file(run_cli: Run, data_dir: Path, dead_pid: int) -> None:
+    data_dir.mkdir()
+    (data_dir / "server.pid").write_text(f"{dead_pid}\n")
+    result = run_cli("--data-dir", "D", "up", "--detach", "--no-provision", *FREE_PORTS)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: removed stale pid file")
+    assert f"pid {dead_pid} is gone" in warnings[0]
+    info = running_embedded(data_dir)
+    assert info is not None and info.pid != dead_pid
+    assert "provisioned" not in result.stdout  # --no-provision
+    assert inspect(info.url) == {}
+
+    assert run_cli("--data-dir", "D", "down").returncode == 0
+    assert not pid_alive(info.pid)
+
+
+def test_down_with_a_stale_pid_file(run_cli: Run, data_dir: Path, dead_pid: int) -> None:
+    data_dir.mkdir()
+    (data_dir / "server.pid").write_text(f"{dead_pid}\n")
+    result = run_cli("--data-dir", "D", "down")
+    assert result.returncode == 1
+    assert_one_error(result.stderr, "no server running", "stale pid file", f"pid {dead_pid}")
+    assert not (data_dir / "server.pid").exists()
+
+
+def test_down_with_a_garbled_pid_file(invoke: Invoke, data_dir: Path) -> None:
+    data_dir.mkdir()
+    (data_dir / "server.pid").write_text("not a pid\n")
+    result = invoke("--data-dir", str(data_dir), "down")
+    assert result.exit_code == 1
+    assert_one_error(result.stderr, "no server running", "it held no pid")
+
+
+def test_provision_cannot_connect(invoke: Invoke) -> None:
+    result = invoke("provision", "--server", "nats://127.0.0.1:1")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert_one_error(result.stderr, "cannot connect to nats://127.0.0.1:1")
+
+
+def test_up_in_the_foreground_stops_on_ctrl_c(workdir: Path, data_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetbus", "--data-dir", "D", "up", *FREE_PORTS],
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("serving"):
+                break
+        assert any(line.startswith("serving") for line in lines), "".join(lines)
+        info = running_embedded(data_dir)
+        assert info is not None
+        assert "applied: 23 create" in "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in out + err
+    assert out.strip().endswith("stopped")
+    assert not pid_alive(info.pid)
+    assert running_embedded(data_dir) is None

@@ -1,0 +1,341 @@
+"""Provisioning against a real nats-server: create, idempotence, drift, recreate, dry run.
+
+What the server holds is checked with a plain nats-py client, not with fleetbus's own reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
+from nats.js.errors import NotFoundError
+
+from fleetbus.connection import ConnectSettings, connect
+from fleetbus.fleet import seed_fleet
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.provision import Action, ApplyResult, provision
+from fleetbus.server.process import NatsServer
+from fleetbus.testing.fleets import isolate
+
+DAY = 86400.0
+
+
+@pytest.fixture
+async def raw(nats_server: NatsServer) -> AsyncIterator[tuple[Client, JetStreamContext]]:
+    """A plain nats-py client, as a user without fleetbus would have."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        yield nc, nc.jetstream()
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def admin(nats_server: NatsServer) -> AsyncIterator[Client]:
+    """The connection fleetbus provisions through."""
+    nc = await connect(ConnectSettings.from_url(nats_server.url, name="test-provision"))
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def spec(raw: tuple[Client, JetStreamContext]) -> AsyncIterator[FleetSpec]:
+    """The seed fleet under a unique prefix, not provisioned yet; its streams are deleted
+    afterwards, so the session server does not fill up."""
+    isolated = isolate(seed_fleet())
+    yield isolated
+    _, js = raw
+    for name in isolated.streams:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_stream(name)
+
+
+def stream(spec: FleetSpec, base: str) -> str:
+    """The isolated name of the seed's stream ``base``."""
+    return next(n for n in spec.streams if n.rsplit("_", 1)[0] == base)
+
+
+def mine(result: ApplyResult, spec: FleetSpec) -> list[Action]:
+    """The plan's actions on ``spec``'s streams (other tests' streams share the server)."""
+    return [a for a in result.plan.actions if a.stream in spec.streams]
+
+
+def ops(result: ApplyResult, spec: FleetSpec) -> set[str]:
+    return {a.op for a in mine(result, spec)}
+
+
+async def test_first_provision_creates_the_seed(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    result = await provision(admin, spec)
+    assert ops(result, spec) == {"create"}
+    assert len(result.applied) == len(spec.streams) + len(spec.consumers())
+    assert result.skipped == ()
+    assert len(result.plan.warnings) == 4  # replicas 3 on one node, for each stream
+
+    p = spec.prefix
+    comms = (await js.stream_info(stream(spec, "AGENT_COMMS"))).config
+    assert comms.subjects == [f"{p}.agents.>"]
+    assert comms.retention == RetentionPolicy.LIMITS
+    assert comms.storage == StorageType.FILE
+    assert comms.max_msgs_per_subject == 1000
+    assert comms.max_age == 7 * DAY
+    assert comms.discard == DiscardPolicy.NEW  # the documented fix of the seed's discard old
+    assert comms.discard_new_per_subject is True
+    assert comms.num_replicas == 1  # replicas 3, capped on a single node
+    assert comms.max_consumers == 10_000
+    assert comms.duplicate_window == 3600.0
+
+    events = (await js.stream_info(stream(spec, "EVENTS"))).config
+    assert events.subjects == [f"{p}.events.>"]
+    assert (events.max_msgs_per_subject, events.max_age) == (5000, 30 * DAY)
+    assert events.discard == DiscardPolicy.OLD
+    tasks = (await js.stream_info(stream(spec, "TASKS"))).config
+    assert tasks.subjects == [f"{p}.tasks.>"]
+    assert tasks.retention == RetentionPolicy.LIMITS  # not the seed's work-queue
+    dlq = (await js.stream_info(stream(spec, "AGENT_DLQ"))).config
+    assert dlq.subjects is not None
+    assert f"{p}.dlq.>" in dlq.subjects
+    assert any(s.startswith("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.") for s in dlq.subjects)
+
+    comms_name = stream(spec, "AGENT_COMMS")
+    backend_tasks = (await js.consumer_info(comms_name, "BACKEND_TASKS")).config
+    assert backend_tasks.durable_name == "BACKEND_TASKS"
+    assert backend_tasks.filter_subject == f"{p}.agents.backend.tasks"
+    assert backend_tasks.deliver_policy == DeliverPolicy.ALL
+    assert backend_tasks.ack_policy == AckPolicy.EXPLICIT
+    assert backend_tasks.max_deliver == 3
+    assert backend_tasks.max_ack_pending == 1
+    assert backend_tasks.ack_wait == 30.0
+
+    backend_inbox = (await js.consumer_info(comms_name, "BACKEND_INBOX")).config
+    assert backend_inbox.filter_subject == f"{p}.agents.backend.inbox"
+    assert (backend_inbox.max_deliver, backend_inbox.max_ack_pending) == (5, 5)
+
+    events_name = stream(spec, "EVENTS")
+    devops = (await js.consumer_info(events_name, "DEVOPS_EVENTS")).config
+    assert devops.filter_subject == f"{p}.events.deployment.>"
+    assert devops.deliver_policy == DeliverPolicy.ALL
+    cso = (await js.consumer_info(events_name, "CSO_EVENTS")).config
+    assert cso.filter_subject == f"{p}.events.>"
+
+    # Every consumer the fleet declares exists where the fleet says.
+    for c in spec.consumers():
+        info = await js.consumer_info(c.stream, c.name)
+        assert info.config.durable_name == c.name
+
+
+async def test_second_provision_is_all_unchanged(spec: FleetSpec, admin: Client) -> None:
+    await provision(admin, spec)
+    again = await provision(admin, spec)
+    assert ops(again, spec) == {"unchanged"}
+    assert again.applied == ()
+    assert again.skipped == ()
+    third = await provision(admin, spec)
+    assert ops(third, spec) == {"unchanged"}
+
+
+async def test_drift_is_reported_and_repaired(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    await provision(admin, spec)
+    comms = stream(spec, "AGENT_COMMS")
+
+    # Someone edits the stream and a consumer by hand.
+    info = await js.stream_info(comms)
+    await js.update_stream(info.config, max_msgs_per_subject=50, max_age=DAY)
+    consumer = await js.consumer_info(comms, "BACKEND_TASKS")
+    await js.add_consumer(comms, consumer.config, max_deliver=9, ack_wait=120.0)
+    assert (await js.consumer_info(comms, "BACKEND_TASKS")).config.max_deliver == 9
+
+    plan = (await provision(admin, spec, dry_run=True)).plan
+    drifted = {a.label: a for a in plan.actions if a.op not in ("unchanged", "unmanaged")}
+    assert set(drifted) == {comms, f"{comms} > BACKEND_TASKS"}
+    stream_action = drifted[comms]
+    assert stream_action.op == "update"
+    assert {c.field for c in stream_action.changes} == {"max_msgs_per_subject", "max_age"}
+    changes = {c.field: (c.live, c.desired) for c in stream_action.changes}
+    assert changes["max_msgs_per_subject"] == (50, 1000)
+    assert changes["max_age"] == (int(DAY * 1e9), int(7 * DAY * 1e9))
+    consumer_action = drifted[f"{comms} > BACKEND_TASKS"]
+    assert consumer_action.op == "update"
+    assert {c.field for c in consumer_action.changes} == {"max_deliver", "ack_wait"}
+
+    applied = await provision(admin, spec)
+    assert {a.label for a in applied.applied} == {comms, f"{comms} > BACKEND_TASKS"}
+    restored = (await js.stream_info(comms)).config
+    assert (restored.max_msgs_per_subject, restored.max_age) == (1000, 7 * DAY)
+    restored_consumer = (await js.consumer_info(comms, "BACKEND_TASKS")).config
+    assert (restored_consumer.max_deliver, restored_consumer.ack_wait) == (3, 30.0)
+
+    assert ops(await provision(admin, spec), spec) == {"unchanged"}
+
+
+async def test_deleted_consumer_is_created_again(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    await provision(admin, spec)
+    events = stream(spec, "EVENTS")
+    await js.delete_consumer(events, "CSO_EVENTS")
+    result = await provision(admin, spec)
+    assert [(a.label, a.op) for a in result.applied] == [(f"{events} > CSO_EVENTS", "create")]
+    assert (await js.consumer_info(events, "CSO_EVENTS")).config.durable_name == "CSO_EVENTS"
+
+
+async def test_storage_change_needs_force_and_recreates_consumers(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    await provision(admin, spec)
+    comms = stream(spec, "AGENT_COMMS")
+    for i in range(3):
+        await js.publish(f"{spec.prefix}.agents.backend.tasks", f'{{"task_id": "t{i}"}}'.encode())
+    in_memory = spec.model_copy(
+        update={
+            "streams": {
+                **spec.streams,
+                comms: spec.streams[comms].model_copy(update={"storage": "memory"}),
+            }
+        }
+    )
+
+    dry = await provision(admin, in_memory, dry_run=True)
+    assert [a.label for a in dry.skipped] == [comms]
+
+    refused = await provision(admin, in_memory)
+    assert [a.label for a in refused.skipped] == [comms]
+    skipped = refused.skipped[0]
+    assert skipped.op == "recreate"
+    assert [c.field for c in skipped.changes] == ["storage"]
+    assert skipped.messages == 3  # what recreating would drop
+    assert refused.applied == ()
+    kept = await js.stream_info(comms)
+    assert kept.config.storage == StorageType.FILE
+    assert kept.state.messages == 3
+
+    forced = await provision(admin, in_memory, force=True)
+    assert forced.skipped == ()
+    recreated = await js.stream_info(comms)
+    assert recreated.config.storage == StorageType.MEMORY
+    assert recreated.state.messages == 0
+    comms_consumers = [c for c in in_memory.consumers() if c.stream == comms]
+    assert len(comms_consumers) == 15
+    assert {a.label for a in forced.applied} == {comms} | {
+        f"{comms} > {c.name}" for c in comms_consumers
+    }
+    for c in comms_consumers:  # the stream's consumers came back with it
+        info = await js.consumer_info(comms, c.name)
+        assert info.config.max_deliver == c.spec.max_deliver
+    assert ops(await provision(admin, in_memory), in_memory) == {"unchanged"}
+
+
+async def test_retention_change_needs_force(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    await provision(admin, spec)
+    tasks = stream(spec, "TASKS")
+    await js.publish(f"{spec.prefix}.tasks.t1.updates", b'{"status": "accepted"}')
+    interest = spec.model_copy(
+        update={
+            "streams": {
+                **spec.streams,
+                tasks: spec.streams[tasks].model_copy(update={"retention": "interest"}),
+            }
+        }
+    )
+    refused = await provision(admin, interest)
+    assert [(a.label, a.messages) for a in refused.skipped] == [(tasks, 1)]
+    assert (await js.stream_info(tasks)).config.retention == RetentionPolicy.LIMITS
+
+    forced = await provision(admin, interest, force=True)
+    assert forced.skipped == ()
+    assert (await js.stream_info(tasks)).config.retention == RetentionPolicy.INTEREST
+    # CTO_UPDATES lives on TASKS: recreated with its stream.
+    assert f"{tasks} > CTO_UPDATES" in {a.label for a in forced.applied}
+    assert (await js.consumer_info(tasks, "CTO_UPDATES")).config.durable_name == "CTO_UPDATES"
+
+
+async def test_dry_run_changes_nothing(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    first = await provision(admin, spec, dry_run=True)
+    assert ops(first, spec) == {"create"}
+    assert first.applied == ()
+    for name in spec.streams:
+        with pytest.raises(NotFoundError):
+            await js.stream_info(name)
+
+    await provision(admin, spec)
+    comms = stream(spec, "AGENT_COMMS")
+    info = await js.stream_info(comms)
+    await js.update_stream(info.config, max_msgs_per_subject=50)
+    await js.delete_consumer(comms, "CTO_INBOX")
+    dry = await provision(admin, spec, dry_run=True)
+    assert {(a.label, a.op) for a in dry.plan.pending} == {
+        (comms, "update"),
+        (f"{comms} > CTO_INBOX", "create"),
+    }
+    assert dry.applied == ()
+    assert (await js.stream_info(comms)).config.max_msgs_per_subject == 50
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(comms, "CTO_INBOX")
+
+
+async def test_foreign_stream_and_consumer_are_left_alone(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    await provision(admin, spec)
+    comms = stream(spec, "AGENT_COMMS")
+    foreign = f"FOREIGN_{spec.prefix}"
+    await js.add_stream(name=foreign, subjects=[f"{spec.prefix}-foreign.>"])
+    try:
+        await js.add_consumer(comms, durable_name="AUDITOR", ack_policy=AckPolicy.EXPLICIT)
+        result = await provision(admin, spec, force=True)
+        unmanaged = {a.label for a in result.plan.actions if a.op == "unmanaged"}
+        assert {foreign, f"{comms} > AUDITOR"} <= unmanaged
+        assert result.applied == ()
+        assert (await js.consumer_info(comms, "AUDITOR")).config.durable_name == "AUDITOR"
+        assert (await js.stream_info(foreign)).config.name == foreign
+    finally:
+        await js.delete_stream(foreign)
+
+
+async def test_backoff_added_and_removed(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    """A backoff taken out of the fleet file is taken off the consumer too."""
+    _, js = raw
+    with_backoff = spec.model_copy(
+        update={
+            "roles": {
+                **spec.roles,
+                "backend": spec.roles["backend"].model_copy(
+                    update={
+                        "tasks": spec.roles["backend"].tasks.model_copy(  # type: ignore[union-attr]
+                            update={"backoff": [1.0, 5.0]}
+                        )
+                    }
+                ),
+            }
+        }
+    )
+    await provision(admin, with_backoff)
+    comms = stream(spec, "AGENT_COMMS")
+    assert (await js.consumer_info(comms, "BACKEND_TASKS")).config.backoff == [1.0, 5.0]
+    result = await provision(admin, spec)
+    assert [(a.label, a.op) for a in result.applied] == [(f"{comms} > BACKEND_TASKS", "update")]
+    assert not (await js.consumer_info(comms, "BACKEND_TASKS")).config.backoff
+    assert ops(await provision(admin, spec), spec) == {"unchanged"}
