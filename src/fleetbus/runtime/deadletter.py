@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from fleetbus.fleet.model import DEAD_LETTER_COPIER, FleetSpec
@@ -48,6 +50,7 @@ __all__ = [
 log = logging.getLogger("fleetbus.deadletter")
 
 COPIER_CONSUMER = DEAD_LETTER_COPIER
+_FETCH_QUIET = (NatsTimeoutError, asyncio.TimeoutError)
 REASON_MARK = "fleetbus:"
 """Terminations the runtime made start with this: it already wrote their dead letter."""
 
@@ -124,21 +127,61 @@ class AdvisoryCopier:
         self.api = JsApi(nc)
 
     async def run(self, stopping: asyncio.Event, *, poll: float = 5.0) -> None:
+        """Copy advisories until ``stopping`` is set (which also ends a long poll at once).
+
+        The copier is an extra in every agent: a failure here (the copier consumer missing,
+        a server hiccup, a dead letter that cannot be stored) is logged and retried, never
+        raised, so it cannot take the agent's consume loops down with it.
+        """
         dlq = self.spec.dead_letter_stream
         if dlq is None:
             return
         js = self.nc.jetstream()
         sub = await js.pull_subscribe_bind(COPIER_CONSUMER, dlq)
+        stop = asyncio.ensure_future(stopping.wait())
+        fetch: asyncio.Future[list[Msg]] | None = None
+        failures = 0
         try:
             while not stopping.is_set():
+                fetch = asyncio.ensure_future(sub.fetch(32, timeout=poll))
+                await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    break
                 try:
-                    msgs = await sub.fetch(32, timeout=poll)
-                except (TimeoutError, NatsTimeoutError):
+                    msgs = fetch.result()
+                except _FETCH_QUIET:
+                    failures = 0
                     continue
+                except (NatsError, OSError) as exc:
+                    failures += 1
+                    delay = min(0.5 * 2**failures, 30.0)
+                    log.warning(
+                        "dead-letter copier: fetch from %s %s failed (%s); retrying in %.1fs",
+                        dlq,
+                        COPIER_CONSUMER,
+                        type(exc).__name__ if not str(exc) else exc,
+                        delay,
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await stopping.wait()
+                    continue
+                failures = 0
                 for msg in msgs:
-                    await self.handle(msg)
+                    try:
+                        await self.handle(msg)
+                    except Exception as exc:  # not acked: the advisory comes back later
+                        log.warning(
+                            "dead-letter copier: advisory %s not copied yet: %s", msg.subject, exc
+                        )
         finally:
-            await sub.unsubscribe()
+            for future in (fetch, stop):
+                if future is not None and not future.done():
+                    future.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await future
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def handle(self, msg: Msg) -> None:
         """Copy one advisory; ack it only once its dead letter is stored."""

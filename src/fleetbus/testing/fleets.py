@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,17 @@ class FleetUnderTest:
 
 
 def make(url: str, spec: FleetSpec) -> FleetUnderTest:
-    """Isolate ``spec``, provision it on ``url`` (from sync code), and return it."""
+    """Isolate ``spec``, provision it on ``url``, and return it.
+
+    Callable from sync code and from inside a running event loop (an async test calling
+    the ``make_fleet`` fixture): there the provisioning runs on a loop in a worker thread.
+    """
     isolated = isolate(spec)
-    asyncio.run(provision_fleet(url, isolated))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(provision_fleet(url, isolated))
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, provision_fleet(url, isolated)).result()
     return FleetUnderTest(isolated, url)

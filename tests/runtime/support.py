@@ -1,0 +1,137 @@
+"""Helpers for the runtime tests: modified seed fleets, raw clients, dead letters, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import yaml
+from nats.aio.client import Client
+
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet.template import SEED_FLEET_YAML
+from fleetbus.jsapi import JsApi
+from fleetbus.runtime.deadletter import parse_headers
+from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus.wire.updates import TaskUpdate
+
+
+def seed_spec(**consumers: dict[str, Any]) -> FleetSpec:
+    """The seed fleet with consumer settings changed: ``seed_spec(backend_tasks={...})``."""
+    data = yaml.safe_load(SEED_FLEET_YAML)
+    for key, fields in consumers.items():
+        role, kind = key.split("_", 1)
+        data["roles"][role].setdefault(kind, {}).update(fields)
+    return FleetSpec.model_validate(data)
+
+
+@contextlib.asynccontextmanager
+async def raw_client(fleet: FleetUnderTest) -> AsyncIterator[Client]:
+    """A plain nats-py connection: what a non-fleetbus publisher or consumer uses."""
+    nc = await nats.connect(fleet.url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 15.0,
+    what: str = "condition",
+) -> None:
+    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                value = check()
+                if asyncio.iscoroutine(value):
+                    value = await value
+                if value:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not happen within {timeout:g}s") from None
+
+
+@dataclass(frozen=True)
+class Stored:
+    subject: str
+    seq: int
+    headers: dict[str, str]
+    data: bytes
+
+
+async def stored(nc: Client, stream: str) -> list[Stored]:
+    """Every message in ``stream``, read by sequence (no consumer involved)."""
+    api = JsApi(nc)
+    info = await api.stream_info(stream)
+    assert info is not None, stream
+    state = info["state"]
+    out: list[Stored] = []
+    if not state["messages"]:
+        return out
+    for seq in range(int(state["first_seq"]), int(state["last_seq"]) + 1):
+        message = await api.get_message(stream, seq)
+        if message is None:
+            continue
+        out.append(
+            Stored(
+                subject=str(message["subject"]),
+                seq=seq,
+                headers=parse_headers(message),
+                data=base64.b64decode(message.get("data") or b""),
+            )
+        )
+    return out
+
+
+def stream_name(fleet: FleetUnderTest, base: str) -> str:
+    """The isolated name of one of the seed's streams (``AGENT_DLQ`` -> ``AGENT_DLQ_tag``)."""
+    (name,) = [n for n in fleet.spec.streams if n.startswith(f"{base}_")]
+    return name
+
+
+async def dead_letters(nc: Client, fleet: FleetUnderTest) -> list[Stored]:
+    """The dead letters written so far (the captured advisories left out)."""
+    dlq = fleet.spec.dead_letter_stream
+    assert dlq is not None
+    prefix = f"{fleet.spec.prefix}.dlq."
+    return [m for m in await stored(nc, dlq) if m.subject.startswith(prefix)]
+
+
+async def wait_dead_letters(
+    nc: Client, fleet: FleetUnderTest, count: int, timeout: float = 15.0
+) -> list[Stored]:
+    letters: list[Stored] = []
+
+    async def enough() -> bool:
+        nonlocal letters
+        letters = await dead_letters(nc, fleet)
+        return len(letters) >= count
+
+    await eventually(enough, timeout, f"{count} dead letter(s)")
+    return letters
+
+
+async def updates(nc: Client, fleet: FleetUnderTest, task_id: str) -> list[TaskUpdate]:
+    """The stored updates of ``task_id``, in order."""
+    subject = fleet.spec.subjects.task_updates(task_id)
+    return [
+        TaskUpdate.decode(m.data)
+        for m in await stored(nc, stream_name(fleet, "TASKS"))
+        if m.subject == subject
+    ]
+
+
+async def consumer_info(nc: Client, fleet: FleetUnderTest, role: str, kind: str) -> dict[str, Any]:
+    consumer = fleet.spec.consumer(role, kind)  # type: ignore[arg-type]
+    assert consumer is not None
+    info = await JsApi(nc).consumer_info(consumer.stream, consumer.name)
+    assert info is not None
+    return info

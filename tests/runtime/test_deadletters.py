@@ -1,0 +1,230 @@
+"""Dead letters: failures after max_deliver, rejections, poison bodies, and the copier that
+turns the server's max-deliveries advisories into dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import pytest
+from pydantic import BaseModel
+
+from fleetbus.errors import TaskError
+from fleetbus.jsapi import JsApi
+from fleetbus.publisher import Publisher
+from fleetbus.runtime import Reject, Task
+from fleetbus.runtime.deadletter import COPIER_CONSUMER, AdvisoryCopier
+from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus.wire import headers as h
+
+from .support import (
+    dead_letters,
+    eventually,
+    raw_client,
+    seed_spec,
+    stream_name,
+    updates,
+    wait_dead_letters,
+)
+
+DLQ_HEADERS = (
+    h.DLQ_SUBJECT,
+    h.DLQ_STREAM,
+    h.DLQ_SEQUENCE,
+    h.DLQ_CONSUMER,
+    h.DLQ_DELIVERIES,
+    h.DLQ_REASON,
+    h.DLQ_ERROR,
+    h.DLQ_TIME,
+)
+
+
+async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
+    fleet: FleetUnderTest,
+) -> None:
+    attempts: list[int] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def broken(task: Task) -> None:
+        attempts.append(task.attempt)
+        raise RuntimeError(f"database unreachable (attempt {task.attempt})")
+
+    async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"title": "migrate"}, headers={"X-Trace": "abc"})
+        with pytest.raises(TaskError) as failed:
+            await handle.result(timeout=15)
+        history = await updates(nc, fleet, handle.id)
+        (letter,) = await wait_dead_letters(nc, fleet, 1)
+
+    assert attempts == [1, 2, 3]  # the seed's max_deliver
+    assert failed.value.attempt == 3
+    assert "RuntimeError: database unreachable (attempt 3)" in str(failed.value)
+    assert "max_deliver 3" in failed.value.reason
+    fails = [u for u in history if u.state == "failed"]
+    assert [u.attempt for u in fails] == [1, 2]
+    delays = [u.retry_in or 0.0 for u in fails]
+    assert all(d > 0 for d in delays)
+    assert delays == sorted(set(delays))  # strictly increasing
+    assert history[-1].state == "dead_lettered"
+
+    tasks_stream = stream_name(fleet, "AGENT_COMMS")
+    assert letter.subject == fleet.spec.subjects.dead_letter(tasks_stream, "BACKEND_TASKS")
+    assert all(name in letter.headers for name in DLQ_HEADERS)
+    assert letter.headers[h.DLQ_SUBJECT] == fleet.spec.subjects.tasks("backend")
+    assert letter.headers[h.DLQ_STREAM] == tasks_stream
+    assert letter.headers[h.DLQ_SEQUENCE] == str(handle.stream_seq)
+    assert letter.headers[h.DLQ_CONSUMER] == "BACKEND_TASKS"
+    assert letter.headers[h.DLQ_DELIVERIES] == "3"
+    assert "max_deliver 3" in letter.headers[h.DLQ_REASON]
+    assert "database unreachable (attempt 3)" in letter.headers[h.DLQ_ERROR]
+    assert letter.headers[h.DLQ_TIME].endswith("Z")
+    # the original, as it was sent
+    assert json.loads(letter.data) == {"title": "migrate"}
+    assert letter.headers[h.TASK_ID] == handle.id
+    assert letter.headers[h.SENDER] == "cto"
+    assert letter.headers["X-Trace"] == "abc"
+
+
+async def test_a_rejected_task_is_dead_lettered_at_once(fleet: FleetUnderTest) -> None:
+    attempts: list[int] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def picky(task: Task) -> None:
+        attempts.append(task.attempt)
+        raise Reject("the repository does not exist")
+
+    async with agent, fleet.client() as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"title": "clone it"})
+        with pytest.raises(TaskError) as failed:
+            await handle.result(timeout=15)
+        (letter,) = await wait_dead_letters(nc, fleet, 1)
+
+    assert attempts == [1]
+    assert failed.value.attempt == 1
+    assert failed.value.error == "the repository does not exist"
+    assert letter.headers[h.DLQ_DELIVERIES] == "1"
+    assert letter.headers[h.DLQ_REASON] == "rejected: the repository does not exist"
+
+
+async def test_poison_bodies_are_dead_lettered_and_the_agent_carries_on(
+    fleet: FleetUnderTest,
+) -> None:
+    done: list[str] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def implement(task: Task) -> str:
+        done.append(task.id)
+        return "ok"
+
+    subject = fleet.spec.subjects.tasks("backend")
+    async with agent, fleet.client() as client, raw_client(fleet) as nc:
+        js = nc.jetstream()
+        not_json = await js.publish(subject, b"implement pagination, please")
+        array = await js.publish(subject, b'[{"task_id": "task-x"}]')
+        handle = await client.assign("backend", {"title": "a good one"})
+        assert await handle.result(timeout=15) == "ok"
+        letters = await wait_dead_letters(nc, fleet, 2)
+
+    assert done == [handle.id]
+    by_seq = {int(letter.headers[h.DLQ_SEQUENCE]): letter for letter in letters}
+    assert set(by_seq) == {not_json.seq, array.seq}
+    assert by_seq[not_json.seq].data == b"implement pagination, please"
+    assert by_seq[array.seq].data == b'[{"task_id": "task-x"}]'
+    for letter in letters:
+        assert letter.headers[h.DLQ_REASON].startswith("bad payload")
+        assert letter.headers[h.DLQ_DELIVERIES] == "1"
+    assert "not JSON" in by_seq[not_json.seq].headers[h.DLQ_REASON]
+    assert "JSON object" in by_seq[array.seq].headers[h.DLQ_REASON]
+
+
+class Ticket(BaseModel):
+    title: str
+    priority: int
+
+
+async def test_a_body_failing_the_handlers_model_is_dead_lettered(
+    fleet: FleetUnderTest,
+) -> None:
+    seen: list[str] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task(model=Ticket)
+    async def implement(task: Task) -> str:
+        seen.append(task.id)
+        return "ok"
+
+    async with agent, fleet.client() as client, raw_client(fleet) as nc:
+        bad = await client.assign("backend", {"title": "x", "priority": "urgent"})
+        good = await client.assign("backend", {"title": "y", "priority": 1})
+        with pytest.raises(TaskError) as failed:
+            await bad.result(timeout=15)
+        assert await good.result(timeout=15) == "ok"
+        (letter,) = await wait_dead_letters(nc, fleet, 1)
+
+    assert seen == [good.id]
+    assert "priority" in failed.value.error
+    assert letter.headers[h.DLQ_REASON].startswith("bad payload: priority")
+    assert json.loads(letter.data) == {"title": "x", "priority": "urgent"}
+
+
+async def test_max_deliveries_advisories_become_exactly_one_dead_letter(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """Nobody in the runtime gave up on it: a raw consumer fetched it twice and never
+    acked. The server's advisory, captured by the dead-letter stream, is copied by two
+    copiers racing each other into exactly one dead letter."""
+    fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}))
+    tasks = fleet.spec.consumer("backend", "tasks")
+    assert tasks is not None
+    async with fleet.client() as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"title": "never acked"})
+        sub = await nc.jetstream().pull_subscribe_bind(tasks.name, tasks.stream)
+        deliveries = []
+        for _ in range(2):
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        (msg,) = await sub.fetch(1, timeout=2)
+                    except TimeoutError:
+                        continue
+                    break
+            deliveries.append(msg.metadata.num_delivered)
+        assert deliveries == [1, 2]
+        # The server notices that the message is out of deliveries only when the next pull
+        # request comes (measured: no advisory until then). A running worker of the role
+        # is always pulling; here a third raw pull plays that part.
+        with pytest.raises(TimeoutError):
+            await sub.fetch(1, timeout=2)
+        await sub.unsubscribe()
+
+        dlq = fleet.spec.dead_letter_stream
+        assert dlq is not None
+        stopping = asyncio.Event()
+        async with raw_client(fleet) as one, raw_client(fleet) as two:
+            copiers = [AdvisoryCopier(conn, fleet.spec, Publisher(conn)) for conn in (one, two)]
+            runs = [asyncio.create_task(c.run(stopping, poll=0.5)) for c in copiers]
+            try:
+                await wait_dead_letters(nc, fleet, 1)
+
+                async def copied() -> bool:
+                    info = await JsApi(nc).consumer_info(dlq, COPIER_CONSUMER)
+                    assert info is not None
+                    return bool(info["num_pending"] == 0 and info["num_ack_pending"] == 0)
+
+                await eventually(copied, what="the copiers to ack the advisory")
+            finally:
+                stopping.set()
+                await asyncio.gather(*runs)
+        letters = await dead_letters(nc, fleet)
+
+    (letter,) = letters
+    assert letter.headers[h.DLQ_SEQUENCE] == str(handle.stream_seq)
+    assert letter.headers[h.DLQ_CONSUMER] == "BACKEND_TASKS"
+    assert letter.headers[h.DLQ_DELIVERIES] == "2"
+    assert "max deliveries" in letter.headers[h.DLQ_REASON]
+    assert json.loads(letter.data) == {"title": "never acked"}
+    assert letter.headers[h.TASK_ID] == handle.id

@@ -1,0 +1,70 @@
+"""Starting an agent: a clear error and nothing left open when the fleet is not there; the
+dead-letter copier, an extra in every agent, never takes the agent down with it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+import uuid
+
+import pytest
+
+from fleetbus.connection import ConnectSettings
+from fleetbus.errors import FleetbusError
+from fleetbus.fleet import seed_fleet
+from fleetbus.jsapi import JsApi
+from fleetbus.runtime import Agent, RuntimeSettings, Task
+from fleetbus.runtime.deadletter import COPIER_CONSUMER
+from fleetbus.server.process import NatsServer
+from fleetbus.testing.fleets import FleetUnderTest, isolate
+
+from .support import raw_client
+
+
+def connection_names(server: NatsServer) -> list[str]:
+    with urllib.request.urlopen(f"{server.monitor_url}/connz?limit=1024") as reply:
+        return [str(c.get("name", "")) for c in json.load(reply).get("connections") or []]
+
+
+async def test_an_unprovisioned_fleet_fails_clearly_and_leaves_no_connection(
+    nats_server: NatsServer,
+) -> None:
+    name = f"agent-{uuid.uuid4().hex[:8]}"
+    agent = Agent(
+        "backend",
+        fleet=isolate(seed_fleet()),  # never provisioned: no streams, no consumers
+        connection=ConnectSettings.from_url(nats_server.url, name=name),
+        settings=RuntimeSettings(poll=1.0),
+    )
+
+    @agent.on_task
+    async def implement(task: Task) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(FleetbusError, match=r"BACKEND_TASKS does not exist.*fleetbus provision"):
+        await agent.start()
+    assert name not in await asyncio.to_thread(connection_names, nats_server)
+    await agent.stop()  # nothing to stop: a no-op
+
+
+async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
+    fleet: FleetUnderTest,
+) -> None:
+    dlq = fleet.spec.dead_letter_stream
+    assert dlq is not None
+    async with raw_client(fleet) as nc:
+        await JsApi(nc).delete_consumer(dlq, COPIER_CONSUMER)
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def implement(task: Task) -> str:
+        return "served"
+
+    async with agent, fleet.client() as client:
+        await asyncio.sleep(0.3)  # the copier's first fetch fails meanwhile
+        first = await client.assign("backend", {"n": 1})
+        assert await first.result(timeout=10) == "served"
+        await asyncio.sleep(1.2)  # and its retry
+        second = await client.assign("backend", {"n": 2})
+        assert await second.result(timeout=10) == "served"

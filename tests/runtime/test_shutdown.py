@@ -1,0 +1,82 @@
+"""Graceful shutdown: a running handler may finish; past the grace its task is given back
+at once (a nak), not after the ack wait."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleetbus.runtime import Task
+from fleetbus.testing.fleets import FleetUnderTest
+
+from .support import raw_client, updates
+
+
+async def test_stop_lets_a_running_handler_finish(fleet: FleetUnderTest) -> None:
+    started = asyncio.Event()
+    release = asyncio.Event()
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def implement(task: Task) -> str:
+        started.set()
+        await release.wait()
+        return "finished during shutdown"
+
+    async with fleet.client() as client, raw_client(fleet) as nc:
+        await agent.start()
+        handle = await client.assign("backend", {"title": "almost done"})
+        async with asyncio.timeout(15):
+            await started.wait()
+        stopping = asyncio.create_task(agent.stop(grace=20))
+        await asyncio.sleep(0.2)
+        assert not stopping.done()  # waiting for the handler
+        release.set()
+        async with asyncio.timeout(20):
+            await stopping
+        history = await updates(nc, fleet, handle.id)
+        info_result = await handle.result(timeout=5)
+
+    assert info_result == "finished during shutdown"
+    assert [(u.state, u.attempt) for u in history] == [("accepted", 1), ("completed", 1)]
+
+
+async def test_past_the_grace_a_task_is_handed_to_another_worker_at_once(
+    fleet: FleetUnderTest,
+) -> None:
+    """The seed's ack wait is 30 s: completing within 10 s proves the task was naked."""
+    assert fleet.spec.roles["backend"].tasks is not None
+    assert fleet.spec.roles["backend"].tasks.ack_wait == 30
+    started = asyncio.Event()
+    runs: list[tuple[str, int]] = []
+    first = fleet.agent("backend")
+
+    @first.on_task
+    async def stuck(task: Task) -> str:
+        runs.append((first.worker, task.attempt))
+        started.set()
+        await asyncio.Event().wait()  # never finishes
+        return "unreachable"
+
+    second = fleet.agent("backend")
+
+    @second.on_task
+    async def quick(task: Task) -> str:
+        runs.append((second.worker, task.attempt))
+        return "done by the second"
+
+    async with fleet.client() as client, raw_client(fleet) as nc:
+        await first.start()
+        handle = await client.assign("backend", {"title": "handed over"})
+        async with asyncio.timeout(15):
+            await started.wait()
+        await first.stop(grace=0.1)
+        async with second:
+            assert await handle.result(timeout=10) == "done by the second"
+        history = await updates(nc, fleet, handle.id)
+
+    assert runs == [(first.worker, 1), (second.worker, 2)]
+    assert [(u.state, u.attempt, u.worker) for u in history] == [
+        ("accepted", 1, first.worker),
+        ("accepted", 2, second.worker),
+        ("completed", 2, second.worker),
+    ]

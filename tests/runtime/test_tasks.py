@@ -1,0 +1,113 @@
+"""Tasks end to end on a real server: assigned or published raw, deduplicated, kept alive."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from fleetbus.runtime import Agent
+from fleetbus.runtime.messages import Task
+from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus.wire import headers as h
+
+from .support import consumer_info, raw_client, seed_spec, updates
+
+
+async def test_assigned_and_raw_tasks_are_completed_and_observed(
+    fleet: FleetUnderTest,
+) -> None:
+    seen: list[Task] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def implement(task: Task) -> dict[str, object]:
+        seen.append(task)
+        await task.progress("halfway", percent=50)
+        return {"done": task.id, "title": task.body.get("title")}
+
+    async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"title": "Implement pagination"})
+        # The seed's plain `nats pub`: no headers at all, the task id is in the body.
+        await nc.jetstream().publish(
+            fleet.spec.subjects.tasks("backend"),
+            b'{"task_id": "task-001", "title": "Fix the login bug"}',
+        )
+        assert await handle.result(timeout=15) == {
+            "done": handle.id,
+            "title": "Implement pagination",
+        }
+        watched = []
+        async with asyncio.timeout(15):
+            async for update in client.watch("task-001"):
+                watched.append(update)
+                if update.terminal:
+                    break
+
+    assert [u.state for u in watched] == ["accepted", "progress", "completed"]
+    assert watched[-1].result == {"done": "task-001", "title": "Fix the login bug"}
+    assert watched[1].percent == 50
+    assert {u.agent for u in watched} == {"backend"}
+    by_id = {t.id: t for t in seen}
+    assert set(by_id) == {handle.id, "task-001"}
+    assert len(seen) == 2
+    assert by_id[handle.id].sender == "cto"
+    assert by_id[handle.id].headers[h.TASK_ID] == handle.id
+    assert by_id["task-001"].sender is None
+    assert h.TASK_ID not in by_id["task-001"].headers
+    assert all(t.attempt == 1 for t in seen)
+
+
+async def test_the_same_task_id_twice_is_stored_and_run_once(fleet: FleetUnderTest) -> None:
+    runs: list[str] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def implement(task: Task) -> str:
+        runs.append(task.id)
+        return task.id
+
+    async with fleet.client() as client:
+        first = await client.assign("backend", {"title": "once"}, task_id="task-dup")
+        again = await client.assign("backend", {"title": "twice?"}, task_id="task-dup")
+        after = await client.assign("backend", {"title": "after"}, task_id="task-after")
+        assert not first.duplicate
+        assert again.duplicate
+        assert again.stream_seq == first.stream_seq
+        async with agent:
+            assert await first.result(timeout=15) == "task-dup"
+            # One task at a time, in order: once "after" is done, a stored duplicate would
+            # already have run.
+            assert await after.result(timeout=15) == "task-after"
+    assert runs == ["task-dup", "task-after"]
+
+
+async def test_heartbeats_keep_a_long_task_from_being_redelivered(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "1s"}))
+    runs: list[tuple[str, int, str]] = []
+
+    def worker() -> Agent:
+        agent = fleet.agent("backend")
+
+        @agent.on_task
+        async def slow(task: Task) -> str:
+            runs.append((task.id, task.attempt, agent.worker))
+            await asyncio.sleep(3.5)  # 3.5 x ack_wait
+            return "finished"
+
+        return agent
+
+    # Two workers: a redelivery while the first one runs would go to the idle second one.
+    one, two = worker(), worker()
+    async with one, two, fleet.client() as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"title": "long"})
+        assert await handle.result(timeout=20) == "finished"
+        info = await consumer_info(nc, fleet, "backend", "tasks")
+        history = await updates(nc, fleet, handle.id)
+
+    assert len(runs) == 1
+    assert runs[0][1] == 1
+    assert info["num_redelivered"] == 0
+    assert info["delivered"]["consumer_seq"] == 1
+    assert [(u.state, u.attempt) for u in history] == [("accepted", 1), ("completed", 1)]
