@@ -9,6 +9,7 @@ election, so fleetbus reconnects forever and reports permission errors clearly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -87,12 +88,20 @@ async def connect(
     """Connect with reconnect-forever semantics; raise ``ConnectError`` if unreachable now."""
 
     connected = False
+    outage = False  # between a disconnect and the reconnect: say it once, not per attempt
+    first_errors: list[str] = []
 
     async def error_cb(exc: Exception) -> None:
+        nonlocal outage
         if not connected:
+            first_errors.append(str(exc) or type(exc).__name__)
             return  # the first attempt's failures become one ConnectError below
         if on_error is not None:
             await on_error(exc)
+        elif isinstance(exc, OSError | TimeoutError) or "connect" in str(exc).lower():
+            if not outage:
+                log.warning("NATS unreachable (%s); reconnecting until it is back", exc)
+            outage = True
         else:
             log.warning("nats: %s", exc)
 
@@ -100,6 +109,8 @@ async def connect(
         log.debug("disconnected from NATS")
 
     async def reconnected_cb() -> None:
+        nonlocal outage
+        outage = False
         log.info("reconnected to NATS")
         if on_reconnect is not None:
             await on_reconnect()
@@ -133,6 +144,7 @@ async def connect(
         if settings.tls_cert_file:
             ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         options["tls"] = ctx
+    await _reachable(settings)
     try:
         # With reconnect-forever, nats-py retries the first connection forever too: bound it.
         nc = await asyncio.wait_for(nats.connect(**options), timeout=settings.connect_timeout)
@@ -143,8 +155,34 @@ async def connect(
         if isinstance(exc, NoServersError | TimeoutError):
             reason = (
                 f"no server answered within {settings.connect_timeout:g}s"
-                " (is `fleetbus up` running, or is --server right?)"
+                f" ({first_errors[-1] if first_errors else 'is --server right?'})"
             )
         raise ConnectError(settings.display_url, reason) from None
     except nats.errors.Error as exc:
         raise ConnectError(settings.display_url, str(exc)) from None
+
+
+async def _reachable(settings: ConnectSettings) -> None:
+    """Fail fast, with the real reason, when no server even accepts a TCP connection."""
+    reasons: list[str] = []
+    for url in settings.servers:
+        split = urlsplit(url)
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(split.hostname, split.port or 4222),
+                timeout=settings.connect_timeout,
+            )
+        except ConnectionRefusedError:
+            reasons.append(f"{split.hostname}:{split.port} refused the connection")
+            continue
+        except (OSError, TimeoutError) as exc:
+            reasons.append(f"{split.hostname}:{split.port}: {exc or 'timed out'}")
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return
+    raise ConnectError(
+        settings.display_url,
+        f"{'; '.join(reasons)} (is `fleetbus up` running, or is --server right?)",
+    )
