@@ -9,27 +9,42 @@ The receiving side is ``Agent`` (one per role, decorator handlers); the sending 
 from fleetbus.client import Fleet, TaskHandle
 from fleetbus.connection import ConnectSettings
 from fleetbus.errors import (
+    AskError,
+    AskTimeout,
     ConnectError,
     FleetbusError,
     FleetFileError,
     InvalidSubjectError,
     JetStreamError,
+    NoResponders,
     PayloadError,
     PermissionDenied,
     ProvisionError,
+    RemoteError,
     ServerError,
     ServerNotFoundError,
     TaskError,
     TaskTimeout,
     UnknownRoleError,
 )
-from fleetbus.runtime import Agent, Event, Message, Reject, Retry, RuntimeSettings, Task
+from fleetbus.runtime import (
+    Agent,
+    Event,
+    Message,
+    Reject,
+    Request,
+    Retry,
+    RuntimeSettings,
+    Task,
+)
 from fleetbus.wire.updates import TaskUpdate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "AskError",
+    "AskTimeout",
     "ConnectError",
     "ConnectSettings",
     "Event",
@@ -39,10 +54,13 @@ __all__ = [
     "InvalidSubjectError",
     "JetStreamError",
     "Message",
+    "NoResponders",
     "PayloadError",
     "PermissionDenied",
     "ProvisionError",
     "Reject",
+    "RemoteError",
+    "Request",
     "Retry",
     "RuntimeSettings",
     "ServerError",

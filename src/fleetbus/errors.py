@@ -13,6 +13,10 @@ Every error fleetbus raises on purpose is a ``FleetbusError``; catching it catch
     ├── PayloadError          a body cannot be encoded, is not an object, or is too large
     ├── UnknownRoleError      a role the fleet file does not declare
     ├── PermissionDenied      the server refused a publish or subscribe for this identity
+    ├── AskError              a question to another role got no answer
+    │   ├── NoResponders          no agent of the role answers requests right now
+    │   ├── AskTimeout            no answer within the caller's timeout
+    │   └── RemoteError           the answering handler raised (its error text)
     └── TaskError             a task ended in the dead-letter stream (task id, attempt, error)
         └── TaskTimeout       no completion within the caller's timeout
 
@@ -22,14 +26,18 @@ Each carries its facts as attributes, not just in its message.
 from __future__ import annotations
 
 __all__ = [
+    "AskError",
+    "AskTimeout",
     "ConnectError",
     "FleetFileError",
     "FleetbusError",
     "InvalidSubjectError",
     "JetStreamError",
+    "NoResponders",
     "PayloadError",
     "PermissionDenied",
     "ProvisionError",
+    "RemoteError",
     "ServerError",
     "ServerNotFoundError",
     "TaskError",
@@ -114,6 +122,41 @@ class UnknownRoleError(FleetbusError, LookupError):
 
 class PermissionDenied(FleetbusError):
     """The server refused an operation for the connected identity."""
+
+
+class AskError(FleetbusError):
+    """A question (``Fleet.ask``) to ``role`` got no answer."""
+
+    def __init__(self, role: str, message: str) -> None:
+        self.role = role
+        super().__init__(message)
+
+
+class NoResponders(AskError):
+    """No agent of the role is listening for requests (fast asks only)."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(
+            role,
+            f"no agent of role {role!r} answers requests right now"
+            " (use durable=True to wait for one to start)",
+        )
+
+
+class AskTimeout(AskError, TimeoutError):
+    """No answer within the timeout; a late answer is discarded, never given to another ask."""
+
+    def __init__(self, role: str, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(role, f"{role} did not answer within {timeout:g}s")
+
+
+class RemoteError(AskError):
+    """The answering handler raised; ``error`` is its text."""
+
+    def __init__(self, role: str, error: str) -> None:
+        self.error = error
+        super().__init__(role, f"{role} failed to answer: {error}")
 
 
 class TaskError(FleetbusError):

@@ -10,6 +10,7 @@ import typer
 from fleetbus.cli import (
     dlq_cmds,
     fleet_cmds,
+    message_cmds,
     provision_cmds,
     run_cmds,
     server_cmds,
@@ -77,6 +78,7 @@ def _options(
 fleet_cmds.register(app)
 server_cmds.register(app)
 provision_cmds.register(app)
+message_cmds.register(app)
 dlq_cmds.register(app)
 run_cmds.register(app)
 status_cmds.register(app)

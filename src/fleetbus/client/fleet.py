@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -19,13 +20,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import DeliverPolicy
 
+from fleetbus.client.meeting import Meeting
 from fleetbus.connection import ConnectSettings, connect
-from fleetbus.errors import FleetbusError, PayloadError, TaskError, TaskTimeout
+from fleetbus.errors import (
+    AskTimeout,
+    FleetbusError,
+    NoResponders,
+    PayloadError,
+    RemoteError,
+    TaskError,
+    TaskTimeout,
+)
 from fleetbus.fleet.model import FleetSpec
 from fleetbus.publisher import PubAck, Publisher
 from fleetbus.wire import headers as h
+from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.subjects import validate_token
 from fleetbus.wire.updates import TaskUpdate
@@ -182,6 +195,70 @@ class Fleet:
         subject = self.spec.subjects.event(domain, type_)
         return await self._publisher.publish(subject, self._encode(body), headers, msg_id=msg_id)
 
+    # -- meetings ------------------------------------------------------------------------
+
+    def meeting(self, meeting_id: str, *, as_role: str | None = None) -> Meeting:
+        """A meeting room (``async with``) as ``as_role`` (default: this client's sender)."""
+        role = as_role or self.sender
+        if role is None:
+            raise FleetbusError("a meeting needs a role: pass as_role= or connect with sender=")
+        return Meeting(self, meeting_id, role)
+
+    # -- questions -----------------------------------------------------------------------
+
+    async def ask(
+        self,
+        role: str,
+        body: Mapping[str, Any],
+        *,
+        timeout: float = 30.0,
+        durable: bool = False,
+    ) -> Any:
+        """Ask ``role`` and return the answer its ``on_request`` handler returns.
+
+        Fast (default): a core NATS request on ``P.rpc.{role}``; raises ``NoResponders`` at
+        once when no agent of the role is up. Durable: the question is stored in the role's
+        inbox with a reply address, so it is answered even if the agent starts (or restarts)
+        within ``timeout``. Either way the answer comes from the agent, never from a stream's
+        PubAck; ``AskTimeout`` after ``timeout``, ``RemoteError`` when the handler raised.
+        A late answer goes to a reply subject nobody listens on any more: it is dropped.
+        """
+        self.spec.role(role)
+        data = self._encode(body)
+        headers = {h.SENDER: self.sender} if self.sender else {}
+        if not durable:
+            try:
+                reply = await self.nc.request(
+                    self.spec.subjects.rpc(role), data, timeout=timeout, headers=headers
+                )
+            except NoRespondersError:
+                raise NoResponders(role) from None
+            except (NatsTimeoutError, TimeoutError):
+                raise AskTimeout(role, timeout) from None
+            return _answer(role, reply.data, reply.headers)
+        ask_id = f"ask-{uuid.uuid4().hex}"
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, max_msgs=1)
+        try:
+            headers.update(
+                {
+                    h.REPLY_TO: inbox,
+                    h.ASK_ID: ask_id,
+                    h.DEADLINE: f"{time.time() + timeout:.3f}",
+                }
+            )
+            await self._publisher.publish(
+                self.spec.subjects.inbox(role), data, headers, msg_id=ask_id
+            )
+            try:
+                reply = await sub.next_msg(timeout=timeout)
+            except (NatsTimeoutError, TimeoutError):
+                raise AskTimeout(role, timeout) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return _answer(role, reply.data, reply.headers)
+
     # -- following tasks -----------------------------------------------------------------
 
     async def watch(self, task_id: str) -> AsyncIterator[TaskUpdate]:
@@ -253,6 +330,16 @@ class Fleet:
 
     def _encode(self, body: Mapping[str, Any]) -> bytes:
         return encode(body, max_payload=self.nc.max_payload or None)
+
+
+def _answer(role: str, data: bytes, headers: Mapping[str, str] | None) -> Any:
+    try:
+        ok, value = parse_answer(data, headers)
+    except PayloadError as exc:
+        raise RemoteError(role, str(exc)) from None
+    if not ok:
+        raise RemoteError(role, str(value))
+    return value
 
 
 def _body_task_id(body: Mapping[str, Any]) -> str | None:

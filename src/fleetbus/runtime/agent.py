@@ -16,11 +16,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -28,14 +29,15 @@ from pydantic import BaseModel, ValidationError
 
 from fleetbus.client.fleet import Fleet, Observed
 from fleetbus.connection import ConnectSettings, connect
-from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.errors import FleetbusError, JetStreamError, PayloadError
 from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer, filter_within
 from fleetbus.jsapi import JsApi
 from fleetbus.publisher import Publisher
 from fleetbus.runtime.deadletter import REASON_MARK, AdvisoryCopier, DeadLetter, write_dead_letter
 from fleetbus.runtime.loop import ConsumerLoop
-from fleetbus.runtime.messages import Event, Message, Reject, Retry, Task
+from fleetbus.runtime.messages import Event, Message, Reject, Request, Retry, Task
 from fleetbus.wire import headers as h
+from fleetbus.wire.answers import encode_answer, encode_error
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.subjects import subject_matches, validate_token
 from fleetbus.wire.updates import TaskUpdate
@@ -49,6 +51,7 @@ MessageHandler = Callable[[Message], Awaitable[Any]]
 EventHandler = Callable[[Event], Awaitable[Any]]
 ObserveHandler = Callable[[Observed], Awaitable[Any]]
 UpdateHandler = Callable[[TaskUpdate], Awaitable[Any]]
+RequestHandler = Callable[[Request], Awaitable[Any]]
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 
 
@@ -92,6 +95,9 @@ class Agent:
         self._message_handler: MessageHandler | None = None
         self._invitation_handler: MessageHandler | None = None
         self._update_handler: UpdateHandler | None = None
+        self._request_handler: RequestHandler | None = None
+        self._rpc_sub: Any = None
+        self._rpc_tasks: set[asyncio.Task[None]] = set()
         self._event_handlers: list[tuple[str, EventHandler]] = []
         self._observers: list[tuple[str, ObserveHandler]] = []
         self._background: list[asyncio.Task[None]] = []
@@ -106,9 +112,19 @@ class Agent:
 
     # -- registration --------------------------------------------------------------------
 
+    @overload
+    def on_task(
+        self, handler: TaskHandler, *, model: type[BaseModel] | None = None
+    ) -> TaskHandler: ...
+
+    @overload
+    def on_task(
+        self, handler: None = None, *, model: type[BaseModel] | None = None
+    ) -> Callable[[TaskHandler], TaskHandler]: ...
+
     def on_task(
         self, handler: TaskHandler | None = None, *, model: type[BaseModel] | None = None
-    ) -> Any:
+    ) -> TaskHandler | Callable[[TaskHandler], TaskHandler]:
         """Register the task handler. With ``model``, a body that does not validate against
         it is dead-lettered at once (a poison task) and never reaches the handler."""
 
@@ -124,6 +140,15 @@ class Agent:
         """Register the inbox handler (``P.agents.{role}.inbox``)."""
         self._check_new()
         self._message_handler = handler
+        return handler
+
+    def on_request(self, handler: RequestHandler) -> RequestHandler:
+        """Register the handler that answers ``Fleet.ask``: its return value is the answer.
+
+        Fast asks arrive over core NATS on ``P.rpc.{role}`` (every process of the role shares
+        them, one answers); durable asks arrive through the role's inbox consumer."""
+        self._check_new()
+        self._request_handler = handler
         return handler
 
     def on_update(self, handler: UpdateHandler) -> UpdateHandler:
@@ -189,8 +214,36 @@ class Agent:
         return self._nc
 
     async def start(self, nc: Client | None = None) -> None:
-        """Connect (or use ``nc``), bind every consumer, and return once they are ready."""
+        """Connect (or use ``nc``), bind every consumer, and return once they are ready.
+
+        If that fails (the fleet is not provisioned, say), nothing is left behind: the
+        connection the agent opened is closed, and ``start()`` may be called again."""
         self._check_new()
+        try:
+            await self._start(nc)
+        except BaseException:
+            await self._undo_start()
+            raise
+
+    async def _undo_start(self) -> None:
+        for loop in self._loops:
+            with contextlib.suppress(Exception):
+                await loop.drain(0)
+        self._loops.clear()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(BaseException):
+                await self._runner
+            self._runner = None
+        if self._owns_nc and self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        self._nc = None
+        self._owns_nc = False
+        self._publisher = None
+        self._state = "new"
+
+    async def _start(self, nc: Client | None) -> None:
         self._state = "starting"
         spec = self.spec
         spec.role(self.role)
@@ -205,7 +258,13 @@ class Agent:
         self._publisher = Publisher(nc, sender=self.role)
         api = JsApi(nc)
         for consumer, handle in loops:
-            if await api.consumer_info(consumer.stream, consumer.name) is None:
+            try:
+                info = await api.consumer_info(consumer.stream, consumer.name)
+            except JetStreamError as exc:
+                if exc.err_code != 10059:  # stream not found: not provisioned either
+                    raise
+                info = None
+            if info is None:
                 raise FleetbusError(
                     f"consumer {consumer.name} does not exist on stream {consumer.stream}:"
                     " run `fleetbus provision` (or `fleetbus up`) first"
@@ -219,6 +278,11 @@ class Agent:
             )
             await loop.bind()
             self._loops.append(loop)
+        if self._request_handler is not None:
+            self._rpc_sub = await nc.subscribe(
+                spec.subjects.rpc(self.role), queue=self.role, cb=self._on_rpc
+            )
+            await nc.flush()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._serve(ready), name=f"agent-{self.role}")
         await ready
@@ -232,7 +296,15 @@ class Agent:
         self._state = "stopping"
         self._stopping.set()
         grace = self.settings.grace if grace is None else grace
-        await asyncio.gather(*(loop.drain(grace) for loop in self._loops))
+        if self._rpc_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._rpc_sub.unsubscribe()
+        drains: list[Awaitable[Any]] = [loop.drain(grace) for loop in self._loops]
+        if self._rpc_tasks:
+            drains.append(asyncio.wait(set(self._rpc_tasks), timeout=grace))
+        await asyncio.gather(*drains)
+        for task in self._rpc_tasks:
+            task.cancel()
         for task in self._background:
             task.cancel()
         if self._runner is not None:
@@ -312,7 +384,7 @@ class Agent:
         wanted: list[tuple[ConsumerKind, Callable[[Msg], Awaitable[None]]]] = []
         if self._task_handler is not None:
             wanted.append(("tasks", self._handle_task))
-        if self._message_handler is not None:
+        if self._message_handler is not None or self._request_handler is not None:
             wanted.append(("inbox", self._handle_inbox))
         if self._invitation_handler is not None:
             wanted.append(("meetings", self._handle_invitation))
@@ -414,7 +486,95 @@ class Agent:
         await msg.ack_sync()
 
     async def _handle_inbox(self, msg: Msg) -> None:
-        await self._handle_plain(msg, self._consumer("inbox"), self._message_handler)
+        consumer = self._consumer("inbox")
+        headers = msg.headers or {}
+        if h.REPLY_TO in headers:
+            await self._handle_durable_request(msg, consumer)
+        elif self._message_handler is None:
+            await self._dead_letter(
+                msg,
+                consumer,
+                f"agent {self.role} has no inbox handler (on_message)",
+                "no inbox handler",
+            )
+        else:
+            await self._handle_plain(msg, consumer, self._message_handler)
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _on_rpc(self, msg: Msg) -> None:
+        """A fast ask: answer it in its own task so one slow answer does not block others."""
+        if self._state != "running" or not msg.reply:
+            return
+        task = asyncio.ensure_future(self._answer_rpc(msg))
+        self._rpc_tasks.add(task)
+        task.add_done_callback(self._rpc_tasks.discard)
+
+    async def _answer_rpc(self, msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        try:
+            body = decode(msg.data)
+        except PayloadError as exc:
+            data, hdrs = encode_error(f"bad request: {exc}")
+            await self.nc.publish(msg.reply, data, headers=hdrs)
+            return
+        request = Request(
+            body=body,
+            headers=headers,
+            subject=msg.subject,
+            sender=headers.get(h.SENDER),
+            attempt=1,
+            stream_seq=0,
+            durable=False,
+        )
+        data, hdrs = await self._answer(request)
+        await self.nc.publish(msg.reply, data, headers=hdrs)
+
+    async def _handle_durable_request(self, msg: Msg, consumer: ResolvedConsumer) -> None:
+        base = await self._decode(msg, consumer)
+        if base is None:
+            return
+        body, headers, attempt, seq = base
+        reply_to = headers[h.REPLY_TO]
+        deadline = _float(headers.get(h.DEADLINE))
+        if deadline is not None and time.time() > deadline:
+            log.info(
+                "%s: ask %s expired before it was answered; dropped",
+                self.worker,
+                headers.get(h.ASK_ID, f"seq {seq}"),
+            )
+            await msg.ack_sync()
+            return
+        request = Request(
+            body=body,
+            headers=headers,
+            subject=msg.subject,
+            sender=headers.get(h.SENDER),
+            attempt=attempt,
+            stream_seq=seq,
+            durable=True,
+            deadline=deadline,
+        )
+        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.ack_wait))
+        try:
+            data, hdrs = await self._answer(request)
+        finally:
+            beat.cancel()
+        await self.nc.publish(reply_to, data, headers=hdrs)
+        await msg.ack_sync()
+
+    async def _answer(self, request: Request) -> tuple[bytes, dict[str, str]]:
+        """Run the request handler; its value, or its error, as an answer."""
+        if self._request_handler is None:
+            return encode_error(f"agent {self.role} does not answer requests (no on_request)")
+        try:
+            value = await self._request_handler(request)
+            return encode_answer(value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: request handler failed: %s: %s", self.worker, type(exc).__name__, exc)
+            return encode_error(f"{type(exc).__name__}: {exc}")
 
     async def _handle_invitation(self, msg: Msg) -> None:
         await self._handle_plain(msg, self._consumer("meetings"), self._invitation_handler)
@@ -649,6 +809,13 @@ class Agent:
         consumer = self.spec.consumer(self.role, kind)
         assert consumer is not None
         return consumer
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

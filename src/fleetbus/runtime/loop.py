@@ -142,6 +142,9 @@ class ConsumerLoop:
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` for running handlers, cancel (nak) the rest, release the queue."""
         self.stop_fetching()
+        # Withdraw the subscription first: a pull request still open on the server must not
+        # catch the messages naked below (they would sit in a dead queue until ack_wait).
+        await self._release_queue()
         if self._running:
             _, late = await asyncio.wait(set(self._running), timeout=grace)
             for task in late:
@@ -154,19 +157,18 @@ class ConsumerLoop:
                     grace,
                 )
                 await asyncio.wait(late)
-        await self._release_queue()
 
     async def _release_queue(self) -> None:
         """Nak messages fetched but never started, then unsubscribe."""
-        sub = self._sub
+        sub, self._sub = self._sub, None
         if sub is None:
             return
         # nats-py keeps delivered-but-unfetched messages in the subscription's queue.
         queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
         while queue is not None and not queue.empty():
             msg = queue.get_nowait()
             if msg.reply and msg.reply.startswith("$JS.ACK"):
                 with contextlib.suppress(Exception):
                     await msg.nak()
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Event", "Message", "Reject", "Retry", "Task"]
+__all__ = ["Event", "Message", "Reject", "Request", "Retry", "Task"]
 
 
 class Reject(Exception):
@@ -71,3 +71,15 @@ class Task(Message):
     ) -> None:
         """Publish a progress update on the task's updates subject (also a heartbeat)."""
         await self._progress(message, percent, data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request(Message):
+    """A question from ``Fleet.ask``; the handler's return value is the answer.
+
+    ``durable`` asks were stored in the inbox (``stream_seq`` > 0) and may arrive after the
+    agent restarted; fast asks came over core NATS (``stream_seq`` 0, ``attempt`` 1)."""
+
+    durable: bool
+    deadline: float | None = None
+    """Unix time after which the asker no longer waits (durable asks)."""

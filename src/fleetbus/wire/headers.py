@@ -7,7 +7,9 @@ the body's ``task_id`` and the sender is unknown.
 from __future__ import annotations
 
 __all__ = [
+    "ASK_ID",
     "ATTEMPT",
+    "DEADLINE",
     "DLQ_CONSUMER",
     "DLQ_DELIVERIES",
     "DLQ_ERROR",
@@ -16,9 +18,12 @@ __all__ = [
     "DLQ_STREAM",
     "DLQ_SUBJECT",
     "DLQ_TIME",
+    "ERROR",
+    "MEMBER",
     "MSG_ID",
     "REPLY_TO",
     "SENDER",
+    "STATUS",
     "TASK_ID",
     "TRACEPARENT",
 ]
@@ -29,6 +34,11 @@ SENDER = "Fleet-Sender"
 ATTEMPT = "Fleet-Attempt"
 REPLY_TO = "Fleet-Reply-To"
 TRACEPARENT = "traceparent"
+ASK_ID = "Fleet-Ask-Id"
+STATUS = "Fleet-Status"  # on answers: "ok" or "error"
+ERROR = "Fleet-Error"  # on error answers: the handler's error text
+DEADLINE = "Fleet-Deadline"  # durable asks: Unix time after which nobody waits for the answer
+MEMBER = "Fleet-Member"  # meeting traffic: which Meeting object sent it
 
 # Dead letters carry where the message came from and why it died.
 DLQ_SUBJECT = "Fleet-Dlq-Subject"

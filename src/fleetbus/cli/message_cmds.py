@@ -1,0 +1,266 @@
+"""The seed's ``nats pub`` / ``nats sub`` / ``nats req`` as fleetbus verbs:
+``send``, ``msg``, ``emit``, ``ask``, ``tail`` and ``task``.
+
+BODY is JSON text, ``@file.json``, or ``-`` for standard input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fleetbus.cli._common import CliState, console, fail, print_json, run_async, state
+from fleetbus.client.fleet import Fleet
+from fleetbus.wire import headers as h
+from fleetbus.wire.updates import TaskUpdate
+
+_AS = typer.Option("--as", help="Send as this role (the Fleet-Sender header).")
+_JSON = typer.Option("--json", help="Machine-readable output.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send)
+    app.command("msg")(msg)
+    app.command("emit")(emit)
+    app.command("ask")(ask)
+    app.command("tail")(tail)
+    app.command("task")(task)
+
+
+def parse_body(text: str) -> dict[str, Any]:
+    """JSON text, @file or - (stdin) → a JSON object; errors say where."""
+    source = "BODY"
+    if text == "-":
+        source, text = "standard input", sys.stdin.read()
+    elif text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            source, text = str(path), path.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror}", 2)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{source} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", 2)
+    if not isinstance(value, dict):
+        fail(f"{source} must be a JSON object ({{...}}), got {type(value).__name__}", 2)
+    return value
+
+
+async def _fleet(st: CliState, sender: str | None) -> Fleet:
+    from fleetbus.connection import connect
+
+    spec = st.fleet()
+    if sender is not None:
+        spec.role(sender)
+    nc = await connect(st.connect_settings())
+    return Fleet(nc, spec, sender=sender, owns=True)
+
+
+def send(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument(help="The role that gets the task.")],
+    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    task_id: Annotated[str | None, typer.Option("--task-id", help="Default: generated.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the task to its end.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 600.0,
+    sender: Annotated[str | None, _AS] = None,
+    json_out: Annotated[bool, _JSON] = False,
+) -> None:
+    """Assign a task to ROLE (P.agents.ROLE.tasks); print its task id."""
+    st = state(ctx)
+    data = parse_body(body)
+
+    async def main() -> int:
+        fleet = await _fleet(st, sender)
+        try:
+            handle = await fleet.assign(role, data, task_id=task_id)
+            if json_out and not wait:
+                print_json({"task_id": handle.id, "duplicate": handle.duplicate})
+            elif not json_out:
+                note = " (duplicate: already assigned)" if handle.duplicate else ""
+                console.print(f"{handle.id}{note}")
+            if not wait:
+                return 0
+            try:
+                async with asyncio.timeout(timeout):
+                    async for update in fleet.watch(handle.id):
+                        _print_update(update, json_out)
+                        if update.terminal:
+                            return 0 if update.state == "completed" else 1
+            except TimeoutError:
+                fail(f"task {handle.id} did not finish within {timeout:g}s")
+            return 1
+        finally:
+            await fleet.close()
+
+    raise typer.Exit(run_async(main))
+
+
+def msg(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument()],
+    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    sender: Annotated[str | None, _AS] = None,
+) -> None:
+    """Send a direct message to ROLE's inbox (P.agents.ROLE.inbox)."""
+    st = state(ctx)
+    data = parse_body(body)
+
+    async def main() -> int:
+        fleet = await _fleet(st, sender)
+        try:
+            return (await fleet.message(role, data)).seq
+        finally:
+            await fleet.close()
+
+    console.print(f"stored as message {run_async(main)} of {role}'s inbox")
+
+
+def emit(
+    ctx: typer.Context,
+    domain: Annotated[str, typer.Argument(help="Event domain, e.g. deployment.")],
+    event_type: Annotated[str, typer.Argument(metavar="TYPE", help="e.g. completed.")],
+    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    sender: Annotated[str | None, _AS] = None,
+) -> None:
+    """Publish an event on P.events.DOMAIN.TYPE: every subscribing role gets it."""
+    st = state(ctx)
+    data = parse_body(body)
+
+    async def main() -> int:
+        fleet = await _fleet(st, sender)
+        try:
+            return (await fleet.emit(domain, event_type, data)).seq
+        finally:
+            await fleet.close()
+
+    console.print(f"stored as event {run_async(main)}")
+
+
+def ask(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Argument()],
+    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 30.0,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            "--durable",
+            help="Store the question: answered even by an agent "
+            "that starts later (within the timeout).",
+        ),
+    ] = False,
+    sender: Annotated[str | None, _AS] = None,
+) -> None:
+    """Ask ROLE a question; print the answer its agent returns (as JSON)."""
+    st = state(ctx)
+    data = parse_body(body)
+
+    async def main() -> Any:
+        fleet = await _fleet(st, sender)
+        try:
+            return await fleet.ask(role, data, timeout=timeout, durable=durable)
+        finally:
+            await fleet.close()
+
+    print_json(run_async(main))
+
+
+def tail(
+    ctx: typer.Context,
+    pattern: Annotated[
+        str, typer.Argument(help="Subject pattern, absolute or relative to the prefix.")
+    ] = ">",
+    json_out: Annotated[bool, _JSON] = False,
+) -> None:
+    """Print live messages on PATTERN, one line each, without consuming anything."""
+    st = state(ctx)
+    spec = st.fleet()
+    subject = (
+        pattern if pattern.startswith((spec.prefix + ".", "$")) else (f"{spec.prefix}.{pattern}")
+    )
+
+    async def main() -> None:
+        async with st.client() as nc:
+            sub = await nc.subscribe(subject)
+            await nc.flush()  # the server has the subscription before we say so
+            console.print(f"[dim]tailing {subject} (Ctrl-C stops)[/]", highlight=False)
+            async for m in sub.messages:
+                headers = m.headers or {}
+                if json_out:
+                    print_json(
+                        {
+                            "subject": m.subject,
+                            "headers": dict(headers),
+                            "body": m.data.decode("utf-8", "replace"),
+                        }
+                    )
+                    continue
+                sender = headers.get(h.SENDER, "-")
+                text = m.data.decode("utf-8", "replace").replace("\n", " ")
+                console.print(
+                    f"{m.subject} [dim]from[/] {sender}: {text[:300]}", markup=True, highlight=False
+                )
+
+    run_async(main)
+
+
+def task(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID")],
+    json_out: Annotated[bool, _JSON] = False,
+) -> None:
+    """A task's whole history from its updates (P.tasks.ID.updates)."""
+    st = state(ctx)
+
+    async def main() -> list[TaskUpdate]:
+        async with st.client() as nc:
+            fleet = Fleet(nc, st.fleet(), sender=None, owns=False)
+            return await fleet.history(task_id)
+
+    updates = run_async(main)
+    if json_out:
+        from dataclasses import asdict
+
+        print_json([asdict(u) for u in updates])
+    else:
+        if not updates:
+            fail(f"no updates for task {task_id} (unknown id, or older than TASKS' max_age)")
+        table = Table(title=f"task {task_id}", title_justify="left")
+        for column in ("time", "state", "agent", "attempt", "detail"):
+            table.add_column(column, overflow="fold")
+        for u in updates:
+            table.add_row(u.time[11:23], u.state, u.worker or u.agent, str(u.attempt), _detail(u))
+        console.print(table)
+    last = updates[-1] if updates else None
+    if last is not None and last.state == "dead_lettered":
+        raise typer.Exit(1)
+
+
+def _detail(u: TaskUpdate) -> str:
+    if u.state == "completed":
+        return json.dumps(u.result)
+    if u.state == "progress":
+        percent = f"{u.percent:g}% " if u.percent is not None else ""
+        return f"{percent}{u.message or ''}"
+    if u.state == "failed":
+        return f"{u.error} (retry in {u.retry_in:g}s)" if u.retry_in else str(u.error)
+    if u.state == "dead_lettered":
+        return f"{u.error} — {u.reason or ''}"
+    return ""
+
+
+def _print_update(u: TaskUpdate, json_out: bool) -> None:
+    if json_out:
+        from dataclasses import asdict
+
+        print_json(asdict(u))
+    else:
+        console.print(f"{u.time[11:23]} {u.state:<13} {u.agent} #{u.attempt} {_detail(u)}")

@@ -1,0 +1,165 @@
+"""Meetings: live, sub-second conversation between agents on ``P.meetings.{meeting_id}``.
+
+Meeting traffic is core NATS — not stored, delivered in order to whoever is in the room.
+Invitations go through the invitee's stored ``P.agents.{role}.meetings`` subject, so an agent
+that is offline finds its invitation when it starts. Who is in the room is known from join,
+leave and presence notices::
+
+    async with fleet.meeting("api-design", as_role="cto") as room:
+        await room.invite("backend", topic="pagination")
+        await room.say("Cursor or offset pagination?", type="question")
+        async for message in room:
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.wire import headers as h
+from fleetbus.wire.codec import decode, encode
+
+if TYPE_CHECKING:
+    from nats.aio.subscription import Subscription
+
+    from fleetbus.client.fleet import Fleet
+    from fleetbus.publisher import PubAck
+
+__all__ = ["Meeting", "MeetingMessage"]
+
+NOTICES = ("join", "leave", "present")
+_BACKLOG = 10_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeetingMessage:
+    """One thing said in a meeting (or a join / leave / present notice)."""
+
+    sender: str
+    type: str
+    content: Any
+    body: Mapping[str, Any] = field(default_factory=dict)
+    time: str = ""
+
+    @property
+    def notice(self) -> bool:
+        return self.type in NOTICES
+
+
+class Meeting:
+    """A meeting room as one role. Use as ``async with fleet.meeting(id, as_role=...)``."""
+
+    def __init__(self, fleet: Fleet, meeting_id: str, role: str) -> None:
+        fleet.spec.role(role)
+        self.fleet = fleet
+        self.id = meeting_id
+        self.role = role
+        self.subject = fleet.spec.subjects.meeting(meeting_id)
+        self.members: set[str] = set()
+        self._member_id = uuid.uuid4().hex
+        self._sub: Subscription | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Queue[MeetingMessage | None] = asyncio.Queue(maxsize=_BACKLOG)
+
+    async def __aenter__(self) -> Meeting:
+        if self._sub is not None:
+            raise FleetbusError(f"already in meeting {self.id}")
+        self._sub = await self.fleet.nc.subscribe(self.subject)
+        await self.fleet.nc.flush()
+        self.members.add(self.role)
+        self._reader = asyncio.create_task(self._read(self._sub))
+        await self._notice("join")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._sub is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._notice("leave")
+            await self._sub.unsubscribe()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._sub = None
+
+    async def say(self, content: Any, *, type: str = "message", **fields: Any) -> None:
+        """Say ``content`` to everyone in the room (the seed's ``{"from", "type", ...}``)."""
+        if type in NOTICES:
+            raise FleetbusError(f"{type!r} is reserved for meeting notices")
+        await self._send(type, content, fields)
+
+    async def invite(self, role: str, **details: Any) -> PubAck:
+        """Invite ``role``: a stored invitation its ``on_invitation`` handler will see."""
+        body = {"meeting_id": self.id, "from": self.role, **details}
+        return await self.fleet.invite(role, body)
+
+    def __aiter__(self) -> AsyncIterator[MeetingMessage]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[MeetingMessage]:
+        """What others say (and their join / leave notices), in the order it was said."""
+        if self._sub is None:
+            raise FleetbusError(f"not in meeting {self.id}: use `async with`")
+        while True:
+            message = await self._inbox.get()
+            if message is None:
+                return
+            yield message
+
+    async def _read(self, sub: Subscription) -> None:
+        """Keep presence current and queue messages, whether or not anyone iterates."""
+        try:
+            async for msg in sub.messages:
+                headers = msg.headers or {}
+                if headers.get(h.MEMBER) == self._member_id:
+                    continue  # our own words
+                try:
+                    body = decode(msg.data)
+                except PayloadError:
+                    continue  # not meeting traffic
+                message = MeetingMessage(
+                    sender=str(body.get("from") or headers.get(h.SENDER) or "?"),
+                    type=str(body.get("type", "message")),
+                    content=body.get("content"),
+                    body=body,
+                    time=str(body.get("time", "")),
+                )
+                if message.type == "join":
+                    self.members.add(message.sender)
+                    await self._notice("present")
+                elif message.type == "present":
+                    self.members.add(message.sender)
+                    continue  # an answer to our join: presence only
+                elif message.type == "leave":
+                    self.members.discard(message.sender)
+                if self._inbox.full():
+                    self._inbox.get_nowait()  # nobody is reading: keep the latest
+                self._inbox.put_nowait(message)
+        finally:
+            if self._inbox.full():
+                self._inbox.get_nowait()
+            self._inbox.put_nowait(None)
+
+    async def _notice(self, kind: str) -> None:
+        await self._send(kind, None, {})
+
+    async def _send(self, type_: str, content: Any, fields: Mapping[str, Any]) -> None:
+        body = {
+            "from": self.role,
+            "type": type_,
+            **({"content": content} if content is not None else {}),
+            **fields,
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        headers = {h.SENDER: self.role, h.MEMBER: self._member_id}
+        await self.fleet.nc.publish(
+            self.subject, encode(body, max_payload=self.fleet.nc.max_payload), headers=headers
+        )

@@ -1,0 +1,128 @@
+"""Request-reply answered by the agent — never by a stream's PubAck."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+
+from fleetbus import AskTimeout, NoResponders, RemoteError, Request
+from fleetbus.testing.fleets import FleetUnderTest
+
+
+async def test_fast_ask_is_answered_by_the_agent(fleet: FleetUnderTest) -> None:
+    cso = fleet.agent("cso")
+
+    @cso.on_request
+    async def review(req: Request) -> dict[str, object]:
+        return {"verdict": "approved", "diff": req.body["code_diff"], "asker": req.sender}
+
+    async with cso, fleet.client(sender="backend") as client:
+        answer = await client.ask("cso", {"code_diff": "+ cursor"}, timeout=10)
+    assert answer == {"verdict": "approved", "diff": "+ cursor", "asker": "backend"}
+
+
+async def test_the_seeds_request_to_a_stream_subject_gets_a_puback(
+    fleet: FleetUnderTest,
+) -> None:
+    """Why fleetbus never asks on a stream subject: the stream answers, not the agent."""
+    cso = fleet.agent("cso")
+
+    @cso.on_request
+    async def review(req: Request) -> dict[str, object]:
+        return {"verdict": "approved"}
+
+    async with cso, fleet.client(sender="backend") as client:
+        raw = await nats.connect(fleet.url)
+        try:
+            reply = await raw.request(
+                fleet.spec.subjects.inbox("cso"), b'{"type": "security_review_request"}', 2
+            )
+        finally:
+            await raw.close()
+        assert set(json.loads(reply.data)) >= {"stream", "seq"}  # a PubAck, at once
+        durable = await client.ask("cso", {"type": "security_review_request"}, durable=True)
+    assert durable == {"verdict": "approved"}
+
+
+async def test_no_responder_timeout_and_handler_error_are_distinct(
+    fleet: FleetUnderTest,
+) -> None:
+    async with fleet.client(sender="backend") as client:
+        with pytest.raises(NoResponders):
+            await client.ask("cso", {"q": 1}, timeout=5)
+
+    cso = fleet.agent("cso")
+
+    @cso.on_request
+    async def answer(req: Request) -> dict[str, object]:
+        if req.body.get("slow"):
+            await asyncio.sleep(2)
+        if req.body.get("fail"):
+            raise ValueError("diff is empty")
+        return {"ok": True}
+
+    async with cso, fleet.client(sender="backend") as client:
+        with pytest.raises(AskTimeout) as timeout:
+            await client.ask("cso", {"slow": True}, timeout=0.3)
+        assert timeout.value.role == "cso"
+        with pytest.raises(RemoteError, match="ValueError: diff is empty") as remote:
+            await client.ask("cso", {"fail": True}, timeout=5)
+        assert remote.value.error == "ValueError: diff is empty"
+        with pytest.raises(AskTimeout):
+            await client.ask("cso", {"slow": True}, timeout=0.3, durable=True)
+
+
+async def test_a_late_answer_is_not_given_to_the_next_ask(fleet: FleetUnderTest) -> None:
+    cso = fleet.agent("cso")
+
+    @cso.on_request
+    async def answer(req: Request) -> dict[str, object]:
+        await asyncio.sleep(float(req.body["delay"]))
+        return {"question": req.body["n"]}
+
+    async with cso, fleet.client(sender="backend") as client:
+        with pytest.raises(AskTimeout):
+            await client.ask("cso", {"n": 1, "delay": 0.6}, timeout=0.2)
+        # The answer to question 1 arrives while question 2 waits: it must be dropped.
+        second = await client.ask("cso", {"n": 2, "delay": 0.8}, timeout=5)
+        third = await client.ask("cso", {"n": 3, "delay": 0}, timeout=5)
+    assert second == {"question": 2}
+    assert third == {"question": 3}
+
+
+async def test_durable_ask_survives_the_responders_restart(fleet: FleetUnderTest) -> None:
+    started = asyncio.Event()
+    calls: list[int] = []
+
+    first = fleet.agent("cso")
+
+    @first.on_request
+    async def hang(req: Request) -> dict[str, object]:
+        calls.append(req.attempt)
+        started.set()
+        await asyncio.sleep(60)  # the agent goes down before it answers
+        return {"never": True}
+
+    second = fleet.agent("cso")
+
+    @second.on_request
+    async def answer(req: Request) -> dict[str, object]:
+        calls.append(req.attempt)
+        return {"verdict": "approved", "attempt": req.attempt}
+
+    async with fleet.client(sender="backend") as client:
+        # Asked while no cso agent runs at all: the question waits in the inbox.
+        ask = asyncio.create_task(
+            client.ask("cso", {"code_diff": "+ cursor"}, timeout=30, durable=True)
+        )
+        await first.start()
+        async with asyncio.timeout(10):
+            await started.wait()
+        await first.stop(grace=0.1)  # restart: the unanswered question goes back
+        async with second:
+            answer_ = await asyncio.wait_for(ask, 20)
+    assert answer_ == {"verdict": "approved", "attempt": 2}
+    assert calls == [1, 2]

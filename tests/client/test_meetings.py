@@ -1,0 +1,91 @@
+"""Meetings: live messages between members, in order; invitations that wait for the offline."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fleetbus import Message
+from fleetbus.client.meeting import MeetingMessage
+from fleetbus.testing.fleets import FleetUnderTest
+
+
+async def test_meeting_messages_reach_every_member_in_order(fleet: FleetUnderTest) -> None:
+    heard: dict[str, list[MeetingMessage]] = {"backend": [], "devops": []}
+    done = {role: asyncio.Event() for role in heard}
+
+    async with (
+        fleet.client(sender="cto") as cto_client,
+        fleet.client(sender="backend") as backend_client,
+        fleet.client(sender="devops") as devops_client,
+        cto_client.meeting("api-design") as cto,
+        backend_client.meeting("api-design") as backend,
+        devops_client.meeting("api-design") as devops,
+    ):
+
+        async def listen(role: str, room: object) -> None:
+            async for message in room:  # type: ignore[attr-defined]
+                if message.notice:
+                    continue
+                heard[role].append(message)
+                if len(heard[role]) == 20:
+                    done[role].set()
+                    return
+
+        listeners = [
+            asyncio.create_task(listen("backend", backend)),
+            asyncio.create_task(listen("devops", devops)),
+        ]
+        for i in range(20):
+            await cto.say(f"point {i}", type="proposal", reasoning="scale")
+        async with asyncio.timeout(10):
+            await asyncio.gather(*listeners)
+
+        # Presence: everyone learned who is in the room from join / present notices.
+        assert {"cto", "backend", "devops"} <= cto.members
+
+    for role in heard:
+        assert [m.content for m in heard[role]] == [f"point {i}" for i in range(20)]
+        assert {m.sender for m in heard[role]} == {"cto"}
+        assert heard[role][0].body["reasoning"] == "scale"
+
+
+async def test_a_member_sees_others_leave(fleet: FleetUnderTest) -> None:
+    seen: list[str] = []
+    async with (
+        fleet.client(sender="cto") as a,
+        fleet.client(sender="backend") as b,
+        a.meeting("standup") as cto,
+    ):
+        async with b.meeting("standup"):
+            pass
+        async with asyncio.timeout(10):
+            async for message in cto:
+                seen.append(f"{message.sender}:{message.type}")
+                if message.type == "leave":
+                    break
+    assert seen == ["backend:join", "backend:leave"]
+    assert cto.members == {"cto"}
+
+
+async def test_an_offline_invitee_finds_its_invitation(fleet: FleetUnderTest) -> None:
+    async with fleet.client(sender="cto") as client, client.meeting("retro") as room:
+        await room.invite("devops", topic="the failed deploy")
+
+    invitations: list[Message] = []
+    got = asyncio.Event()
+    devops = fleet.agent("devops")
+
+    @devops.on_invitation
+    async def invited(msg: Message) -> None:
+        invitations.append(msg)
+        got.set()
+
+    async with devops:  # starts only now: the invitation waited in AGENT_COMMS
+        async with asyncio.timeout(10):
+            await got.wait()
+    assert invitations[0].body == {
+        "meeting_id": "retro",
+        "from": "cto",
+        "topic": "the failed deploy",
+    }
+    assert invitations[0].sender == "cto"
