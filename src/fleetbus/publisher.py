@@ -56,10 +56,13 @@ class Publisher:
         *,
         msg_id: str | None = None,
         deadline: float | None = None,
+        as_sender: bool = True,
     ) -> PubAck:
+        """Publish and wait for the stream's ack. ``as_sender=False`` keeps the headers'
+        sender as given (a dead letter or a replay speaks for the original sender)."""
         hdrs = dict(headers or {})
         hdrs[h.MSG_ID] = msg_id or hdrs.get(h.MSG_ID) or uuid.uuid4().hex
-        if self.sender and h.SENDER not in hdrs:
+        if as_sender and self.sender and h.SENDER not in hdrs:
             hdrs[h.SENDER] = self.sender
         max_payload = self.nc.max_payload
         if max_payload and len(data) > max_payload:

@@ -362,3 +362,26 @@ def test_inbox_without_retry_is_not_flagged() -> None:
 def test_every_code_is_documented() -> None:
     assert all(summary for summary in CODES.values())
     assert len(CODES) == len(set(CODES))
+
+
+def test_backoff_whose_first_delay_is_not_the_ack_wait() -> None:
+    spec = fleet(lambda d: role(d, "backend")["tasks"].update(backoff=["5s", "1m", "5m"]))
+    finding = one(spec, "backoff-replaces-ack-wait")
+    assert finding.where == "roles.backend.tasks.backoff"
+    assert "5s" in finding.problem and "ack_wait: 5s" in finding.fix
+    consumer = spec.consumer("backend", "tasks")
+    assert consumer is not None
+    # What provisioning writes and the heartbeats follow is what the server will use.
+    assert consumer.spec.effective_ack_wait == 5.0
+
+
+def test_roles_that_share_consumer_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="would share consumer names"):
+        fleet(lambda d: d["roles"].update({"data-eng": {}, "data_eng": {}}))
+
+
+def test_a_partial_inbox_block_keeps_the_inbox_defaults() -> None:
+    spec = fleet(lambda d: role(d, "backend").update(inbox={"ack_wait": "45s"}))
+    inbox = spec.roles["backend"].inbox
+    assert inbox is not None
+    assert (inbox.ack_wait, inbox.max_deliver, inbox.max_ack_pending) == (45.0, 5, 5)

@@ -220,6 +220,11 @@ async def test_max_deliveries_advisories_become_exactly_one_dead_letter(
                 stopping.set()
                 await asyncio.gather(*runs)
         letters = await dead_letters(nc, fleet)
+        # The assigner hears about it: result() raises TaskError, not a timeout.
+        with pytest.raises(TaskError, match="max deliveries"):
+            await handle.result(timeout=10)
+        # Not written by the runtime of any agent: the dead letter keeps no false sender.
+        assert h.SENDER not in letters[0].headers
 
     (letter,) = letters
     assert letter.headers[h.DLQ_SEQUENCE] == str(handle.stream_seq)

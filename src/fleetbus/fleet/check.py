@@ -36,6 +36,7 @@ CODES: Mapping[str, str] = {
     "replicas-over-cluster-size": "a stream asks for more replicas than the cluster has nodes",
     "ack-wait-long": "ack wait above 5 minutes: a crashed agent's message waits that long",
     "ack-wait-short": "ack wait below 3 seconds: heartbeats every ack_wait/3 get chatty",
+    "backoff-replaces-ack-wait": "a backoff list whose first delay is not the ack wait",
     "task-budget-below-ack-wait": "the task budget is shorter than the tasks' ack wait",
     "discard-old-drops-work": "a full inbox or task queue silently deletes its oldest unread work",
     "unbounded-stream": "a stream with no age, message or byte limit grows forever",
@@ -430,6 +431,19 @@ def _ack_waits(spec: FleetSpec) -> Iterator[Finding]:
                         "set task_budget to the longest a task may really run (e.g. 30m) and "
                         "keep ack_wait at 30s"
                     ),
+                )
+            if cspec.backoff and cspec.backoff[0] != cspec.ack_wait:
+                first = format_duration(cspec.backoff[0])
+                yield Finding(
+                    code="backoff-replaces-ack-wait",
+                    severity="warning",
+                    where=f"{where}.backoff",
+                    problem=(
+                        f"with a backoff list the server uses its first delay ({first}) as the "
+                        f"ack wait, not ack_wait {wait}: heartbeats and crash recovery follow "
+                        f"{first}"
+                    ),
+                    fix=f"write ack_wait: {first}, or start backoff with {wait}",
                 )
             if kind == "tasks" and cspec.max_deliver == 1:
                 yield Finding(

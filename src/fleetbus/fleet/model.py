@@ -174,6 +174,11 @@ class ConsumerSpec(_Model):
             raise ValueError("must be at least 1, or -1 for unlimited")
         return value
 
+    @property
+    def effective_ack_wait(self) -> float:
+        """What the server uses: with a backoff list it replaces ack_wait by ``backoff[0]``."""
+        return self.backoff[0] if self.backoff else self.ack_wait
+
     @model_validator(mode="after")
     def _backoff_fits(self) -> ConsumerSpec:
         if self.backoff and self.max_deliver != -1 and len(self.backoff) > self.max_deliver:
@@ -182,6 +187,13 @@ class ConsumerSpec(_Model):
                 " the server refuses more delays than deliveries"
             )
         return self
+
+
+class InboxSpec(ConsumerSpec):
+    """An inbox or invitations consumer: five tries and five at a time, as the seed's inbox."""
+
+    max_deliver: Annotated[int, Field(ge=-1)] = 5
+    max_ack_pending: Annotated[int, Field(ge=-1)] = 5
 
 
 class EventsSpec(ConsumerSpec):
@@ -219,12 +231,8 @@ class RoleSpec(_Model):
     subscribe: list[RelSubject] = Field(default_factory=list)
     """Further subjects, relative to the prefix, this role may subscribe to."""
     tasks: ConsumerSpec | None = Field(default_factory=ConsumerSpec)
-    inbox: ConsumerSpec | None = Field(
-        default_factory=lambda: ConsumerSpec(max_deliver=5, max_ack_pending=5)
-    )
-    meetings: ConsumerSpec | None = Field(
-        default_factory=lambda: ConsumerSpec(max_deliver=5, max_ack_pending=5)
-    )
+    inbox: InboxSpec | None = Field(default_factory=lambda: InboxSpec())
+    meetings: InboxSpec | None = Field(default_factory=lambda: InboxSpec())
     events: EventsSpec | None = None
     updates: UpdatesSpec | None = None
 
@@ -306,11 +314,19 @@ class FleetSpec(_Model):
     def _role_names(cls, value: dict[str, RoleSpec]) -> dict[str, RoleSpec]:
         if not value:
             raise ValueError("a fleet needs at least one role")
+        seen: dict[str, str] = {}
         for name in value:
             try:
                 validate_role(name)
             except InvalidSubjectError as exc:
                 raise ValueError(str(exc)) from None
+            key = consumer_name(name, "")
+            if key in seen:
+                raise ValueError(
+                    f"roles {seen[key]!r} and {name!r} would share consumer names"
+                    f" ({consumer_name(name, 'tasks')}): rename one"
+                )
+            seen[key] = name
         return value
 
     @model_validator(mode="after")

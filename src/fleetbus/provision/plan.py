@@ -119,7 +119,7 @@ def desired_consumer(consumer: ResolvedConsumer) -> dict[str, Any]:
         "durable_name": consumer.name,
         "name": consumer.name,
         "ack_policy": "explicit",
-        "ack_wait": int(c.ack_wait * NS),
+        "ack_wait": int(c.effective_ack_wait * NS),
         "max_deliver": c.max_deliver,
         "max_ack_pending": c.max_ack_pending,
         "replay_policy": "instant",

@@ -33,14 +33,20 @@ from fleetbus.errors import FleetbusError, JetStreamError, PayloadError
 from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer, filter_within
 from fleetbus.jsapi import JsApi
 from fleetbus.publisher import Publisher
-from fleetbus.runtime.deadletter import REASON_MARK, AdvisoryCopier, DeadLetter, write_dead_letter
+from fleetbus.runtime.deadletter import (
+    REASON_MARK,
+    AdvisoryCopier,
+    DeadLetter,
+    publish_update,
+    write_dead_letter,
+)
 from fleetbus.runtime.loop import ConsumerLoop
 from fleetbus.runtime.messages import Event, Message, Reject, Request, Retry, Task
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.subjects import subject_matches, validate_token
-from fleetbus.wire.updates import TaskUpdate
+from fleetbus.wire.updates import TaskUpdate, task_id_of, update_msg_id
 
 __all__ = ["Agent", "RuntimeSettings"]
 
@@ -426,7 +432,7 @@ class Agent:
         if base is None:
             return
         body, headers, attempt, seq = base
-        task_id = headers.get(h.TASK_ID) or body.get("task_id") or f"{self.role}-{seq}"
+        task_id = task_id_of(headers, body, self.role, seq)
         try:
             validate_token(str(task_id), "task id")
         except FleetbusError as exc:
@@ -482,7 +488,7 @@ class Agent:
         except PayloadError as exc:
             await self._fail(msg, consumer, attempt, f"handler result: {exc}", None, task_id)
             return
-        await self._update(task_id, "completed", attempt, result=value, msg_id=f"{task_id}-done")
+        await self._update(task_id, "completed", attempt, result=value)
         await msg.ack_sync()
 
     async def _handle_inbox(self, msg: Msg) -> None:
@@ -555,7 +561,7 @@ class Agent:
             durable=True,
             deadline=deadline,
         )
-        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.ack_wait))
+        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.effective_ack_wait))
         try:
             data, hdrs = await self._answer(request)
         finally:
@@ -662,7 +668,7 @@ class Agent:
     ) -> tuple[bool, Any] | None:
         """Run with heartbeats. (True, value) on success; failures are settled here."""
         attempt = arg.attempt
-        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.ack_wait))
+        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.effective_ack_wait))
         try:
             value = await handler(arg)
         except Reject as exc:
@@ -787,17 +793,8 @@ class Agent:
             **fields,
         )
         if msg_id == "":
-            msg_id = f"{task_id}-{state}-{attempt}"
-        try:
-            await self._pub.publish(
-                self.spec.subjects.task_updates(task_id),
-                update.encode(),
-                {h.TASK_ID: task_id},
-                msg_id=msg_id,
-            )
-        except FleetbusError as exc:
-            # An update that cannot be stored must not fail the task itself.
-            log.warning("%s: task %s: %s update not stored: %s", self.worker, task_id, state, exc)
+            msg_id = update_msg_id(task_id, state, attempt)
+        await publish_update(self._pub, self.spec, update, msg_id=msg_id)
 
     @property
     def _pub(self) -> Publisher:

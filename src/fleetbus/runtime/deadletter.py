@@ -32,11 +32,14 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet.model import DEAD_LETTER_COPIER, FleetSpec
 from fleetbus.jsapi import JsApi
 from fleetbus.publisher import PubAck, Publisher
 from fleetbus.wire import headers as h
-from fleetbus.wire.subjects import ADVISORY_MAX_DELIVERIES, ADVISORY_TERMINATED
+from fleetbus.wire.codec import decode
+from fleetbus.wire.subjects import ADVISORY_MAX_DELIVERIES, ADVISORY_TERMINATED, validate_token
+from fleetbus.wire.updates import TaskUpdate, task_id_of, update_msg_id
 
 __all__ = [
     "COPIER_CONSUMER",
@@ -44,6 +47,7 @@ __all__ = [
     "AdvisoryCopier",
     "DeadLetter",
     "parse_headers",
+    "publish_update",
     "write_dead_letter",
 ]
 
@@ -100,7 +104,24 @@ async def write_dead_letter(
         }
     )
     subject = spec.subjects.dead_letter(letter.stream, letter.consumer)
-    return await publisher.publish(subject, data, hdrs, msg_id=f"dlq-{letter.stream}-{letter.seq}")
+    return await publisher.publish(
+        subject, data, hdrs, msg_id=f"dlq-{letter.stream}-{letter.seq}", as_sender=False
+    )
+
+
+async def publish_update(
+    publisher: Publisher, spec: FleetSpec, update: TaskUpdate, *, msg_id: str | None
+) -> None:
+    """Store a task update; a failure is logged, never raised (it must not fail the task)."""
+    try:
+        await publisher.publish(
+            spec.subjects.task_updates(update.task_id),
+            update.encode(),
+            {h.TASK_ID: update.task_id},
+            msg_id=msg_id,
+        )
+    except FleetbusError as exc:
+        log.warning("task %s: %s update not stored: %s", update.task_id, update.state, exc)
 
 
 def parse_headers(message: Mapping[str, Any]) -> dict[str, str]:
@@ -230,7 +251,41 @@ class AdvisoryCopier:
             time=str(advisory.get("timestamp") or _now()),
         )
         await write_dead_letter(self.publisher, self.spec, letter, data, headers)
+        await self._task_dead_lettered(letter, data, headers)
         await msg.ack()
+
+    async def _task_dead_lettered(
+        self, letter: DeadLetter, data: bytes, headers: Mapping[str, str]
+    ) -> None:
+        """A dead task gets its ``dead_lettered`` update, so ``result()`` raises TaskError."""
+        parsed = self.spec.subjects.parse_agent(letter.subject)
+        if parsed is None or parsed[1] != "tasks":
+            return
+        role = parsed[0]
+        try:
+            body = decode(data)
+        except PayloadError:
+            body = {}
+        task_id = task_id_of(headers, body, role, letter.seq)
+        try:
+            validate_token(task_id, "task id")
+        except FleetbusError:
+            return
+        update = TaskUpdate(
+            task_id=task_id,
+            state="dead_lettered",
+            agent=role,
+            attempt=letter.deliveries,
+            time=TaskUpdate.now(),
+            error=letter.reason,
+            reason=letter.reason,
+        )
+        await publish_update(
+            self.publisher,
+            self.spec,
+            update,
+            msg_id=update_msg_id(task_id, "dead_lettered", letter.deliveries),
+        )
 
 
 def _one_line(text: str) -> str:

@@ -185,6 +185,14 @@ class Subjects:
             f".{validate_token(consumer, 'consumer')}"
         )
 
+    def parse_agent(self, subject: str) -> tuple[str, str] | None:
+        """``P.agents.{role}.{kind}`` → ``(role, kind)``; anything else → None."""
+        head = f"{self.prefix}.agents."
+        if not subject.startswith(head):
+            return None
+        rest = subject[len(head) :].split(".")
+        return (rest[0], rest[1]) if len(rest) == 2 else None
+
     def absolute(self, relative: str) -> str:
         """A fleet-file subject (relative to the prefix) as the server sees it."""
         if relative.startswith("$"):

@@ -10,14 +10,16 @@ States: ``accepted`` (a worker took it), ``progress`` (message, percent), ``comp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fleetbus.errors import PayloadError
 from fleetbus.wire.codec import decode, encode
+from fleetbus.wire.headers import TASK_ID as TASK_ID_HEADER
 
-__all__ = ["TERMINAL_STATES", "TaskState", "TaskUpdate"]
+__all__ = ["TERMINAL_STATES", "TaskState", "TaskUpdate", "task_id_of", "update_msg_id"]
 
 TaskState = Literal["accepted", "progress", "completed", "failed", "dead_lettered"]
 TERMINAL_STATES: frozenset[str] = frozenset({"completed", "dead_lettered"})
@@ -62,3 +64,15 @@ class TaskUpdate:
             return cls(**{k: v for k, v in body.items() if k in known})
         except TypeError as exc:
             raise PayloadError(f"not a task update: {exc}") from None
+
+
+def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, seq: int) -> str:
+    """A task's id: the ``Fleet-Task-Id`` header, else the body's ``task_id`` (a plain
+    ``nats pub``), else ``{role}-{stream sequence}`` — stable across redeliveries."""
+    value = headers.get(TASK_ID_HEADER) or body.get("task_id") or f"{role}-{seq}"
+    return str(value)
+
+
+def update_msg_id(task_id: str, state: str, attempt: int) -> str:
+    """The dedupe id of an update: a redelivery repeating it is stored once."""
+    return f"{task_id}-done" if state == "completed" else f"{task_id}-{state}-{attempt}"
