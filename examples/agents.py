@@ -12,11 +12,12 @@ call would go. `examples/demo.py` runs them all and tells the story.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from rich.console import Console
 
-from fleetbus import Agent, Event, Message, Reject, Task, TaskUpdate
+from fleetbus import Agent, Event, Message, Reject, Request, Task, TaskUpdate
 from fleetbus.client.fleet import Observed
 
 console = Console(highlight=False)
@@ -30,9 +31,13 @@ def say(role: str, text: str) -> None:
     console.print(f"[dim]{time.monotonic() - _START:6.2f}s[/] [{colour}]{role:>8}[/] {text}")
 
 
+PACE = float(os.environ.get("FLEETBUS_DEMO_PACE", "1"))
+"""Scales every simulated delay: `make demo` runs at 3, the tests at 0.2."""
+
+
 async def think(seconds: float) -> None:
     """Stands in for the agent's real work: an LLM call, a build, a deploy."""
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(seconds * PACE)
 
 
 # -- ceo: oversight; hands features to the CTO ------------------------------------------------
@@ -67,10 +72,31 @@ async def plan_feature(task: Task) -> dict[str, object]:
         say("cto", f"assigned {handle.id} to backend: {part['title']}")
     results = [await h.result(timeout=120) for h in handles]
     await cto.fleet.message("cso", {"text": f"please audit PR {results[0]['pr']} before deploy"})
+    await release_meeting(f"release-{task.id}")
     deploy = await cto.fleet.assign("devops", {"title": "Deploy api-gateway v2.3.1"})
     say("cto", f"assigned {deploy.id} to devops: deploy api-gateway v2.3.1")
     deployed = await deploy.result(timeout=120)
     return {"feature": feature, "prs": [r["pr"] for r in results], "deployed": deployed}
+
+
+async def release_meeting(meeting_id: str) -> None:
+    """A short live meeting (core NATS) with backend and devops before the deploy."""
+    async with asyncio.timeout(30), cto.fleet.meeting(meeting_id) as room:
+        for role in ("backend", "devops"):
+            await room.invite(role, topic="ship api-gateway v2.3.1?")
+        say("cto", f"opened meeting {meeting_id}; invited backend and devops")
+        async for _ in room:
+            if {"backend", "devops"} <= room.members:
+                break
+        await room.say("Ready to ship api-gateway v2.3.1?", type="question")
+        answers: dict[str, str] = {}
+        async for message in room:
+            if message.type == "answer":
+                answers[message.sender] = str(message.content)
+                if len(answers) == 2:
+                    break
+        await room.say("Shipping it. Thanks, all.", type="decision")
+        say("cto", "meeting decided: ship")
 
 
 @cto.on_update
@@ -97,8 +123,19 @@ async def implement(task: Task) -> dict[str, object]:
     await task.progress("code written, running tests", percent=60)
     await think(0.4)  # <- a real LLM call goes here: fix what the tests found
     pr = next(_next_pr)
+    if "Implement" in task.body["title"]:
+        # Request-reply answered by the cso agent itself (never by a stream's PubAck).
+        review = await backend.fleet.ask(
+            "cso", {"type": "security_review_request", "pr": pr, "code_diff": "+ cursor"}
+        )
+        say("backend", f"cso reviewed PR #{pr}: {review['verdict']}")
     say("backend", f"done {task.id}: opened PR #{pr}")
     return {"pr": pr}
+
+
+@backend.on_invitation
+async def backend_meeting(invitation: Message) -> None:
+    await attend(backend, invitation, "tests are green and PR #143 is merged")
 
 
 @backend.on_message
@@ -123,6 +160,25 @@ async def deploy(task: Task) -> dict[str, object]:
     return {"service": "api-gateway", "version": "v2.3.1"}
 
 
+@devops.on_invitation
+async def devops_meeting(invitation: Message) -> None:
+    await attend(devops, invitation, "the rollout plan is ready; canary first")
+
+
+async def attend(agent: Agent, invitation: Message, answer: str) -> None:
+    """Join a meeting one was invited to, answer the question, leave on the decision."""
+    meeting_id = invitation.body["meeting_id"]
+    async with asyncio.timeout(30), agent.fleet.meeting(meeting_id) as room:
+        say(agent.role, f"joins meeting {meeting_id} ({invitation.body.get('topic')})")
+        async for message in room:
+            if message.type == "question":
+                await think(0.1)  # <- a real LLM call goes here: answer the question
+                await room.say(answer, type="answer")
+                say(agent.role, f"in meeting: {answer}")
+            elif message.type == "decision":
+                return
+
+
 @devops.on_event("deployment.>")
 async def watch_deployments(event: Event) -> None:
     body = event.body
@@ -142,6 +198,13 @@ cso = Agent("cso")
 async def audit(event: Event) -> None:
     await think(0.1)  # <- a real LLM call goes here: audit the change for security issues
     say("cso", f"audited event {event.domain}.{event.type} from {event.sender}")
+
+
+@cso.on_request
+async def security_review(request: Request) -> dict[str, object]:
+    await think(0.2)  # <- a real LLM call goes here: review the diff for vulnerabilities
+    say("cso", f"reviewed PR #{request.body['pr']} for {request.sender}: approved")
+    return {"verdict": "approved", "findings": []}
 
 
 @cso.on_message

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("FLEETBUS_DEMO_PACE", "3")  # slow enough to read along
 
 import nats
 from agents import AGENTS, console, say
