@@ -7,6 +7,7 @@ know and round durations through floats).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -14,7 +15,8 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from fleetbus.errors import FleetbusError, JetStreamError
+from fleetbus.connection import denied
+from fleetbus.errors import FleetbusError, JetStreamError, PermissionDenied
 
 __all__ = ["JsApi"]
 
@@ -27,7 +29,25 @@ class JsApi:
         self.prefix = prefix
         self.timeout = timeout
 
-    async def request(self, api: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def request(
+        self, api: str, payload: dict[str, Any] | None = None, *, ride_out: float = 0.0
+    ) -> dict[str, Any]:
+        """One API call. ``ride_out`` seconds: keep retrying a read through timeouts and
+        503s, the way a leader election in a cluster looks from here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ride_out
+        wait = 0.1
+        while True:
+            try:
+                return await self._request(api, payload)
+            except (JetStreamError, FleetbusError) as exc:
+                transient = not isinstance(exc, JetStreamError) or exc.code == 503
+                if not transient or loop.time() + wait > deadline:
+                    raise
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 1.0)
+
+    async def _request(self, api: str, payload: dict[str, Any] | None) -> dict[str, Any]:
         subject = f"{self.prefix}.{api}"
         data = json.dumps(payload).encode() if payload is not None else b""
         try:
@@ -37,6 +57,10 @@ class JsApi:
                 "JetStream is not enabled on this server (no responder for the JetStream API)"
             ) from None
         except NatsTimeoutError:
+            if denied(self.nc, subject):
+                raise PermissionDenied(
+                    f"this identity may not use {subject} (the server refused it)"
+                ) from None
             raise FleetbusError(
                 f"the JetStream API did not answer {api} within {self.timeout:g}s"
                 " (a leader election, or no permission for this identity)"
@@ -79,9 +103,11 @@ class JsApi:
             if not page or len(out) >= int(reply.get("total", 0)):
                 return out
 
-    async def consumer_info(self, stream: str, name: str) -> dict[str, Any] | None:
+    async def consumer_info(
+        self, stream: str, name: str, *, ride_out: float = 0.0
+    ) -> dict[str, Any] | None:
         try:
-            return await self.request(f"CONSUMER.INFO.{stream}.{name}")
+            return await self.request(f"CONSUMER.INFO.{stream}.{name}", ride_out=ride_out)
         except JetStreamError as exc:
             if exc.err_code == 10014:  # consumer not found
                 return None

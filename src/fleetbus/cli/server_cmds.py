@@ -17,7 +17,13 @@ from fleetbus.fleet.model import FleetSpec
 from fleetbus.provision import ApplyResult, provision
 from fleetbus.publisher import Publisher
 from fleetbus.runtime.deadletter import AdvisoryCopier
-from fleetbus.server.embedded import EmbeddedServer, start_embedded, stop_embedded
+from fleetbus.server.cluster import LocalCluster
+from fleetbus.server.embedded import (
+    EmbeddedServer,
+    start_embedded,
+    start_embedded_cluster,
+    stop_embedded,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -48,6 +54,16 @@ def up(
             help="Monitoring port (default server.monitor_port; 0: a free one).",
         ),
     ] = None,
+    cluster: Annotated[
+        int | None,
+        typer.Option(
+            "--cluster",
+            min=1,
+            max=9,
+            help="Run N routed nodes on loopback (default server.cluster.size); ports count"
+            " up from server.port, monitor_port and cluster.port.",
+        ),
+    ] = None,
 ) -> None:
     """Start the embedded nats-server (JetStream on) and provision the fleet."""
     st = state(ctx)
@@ -61,8 +77,22 @@ def up(
     def warn(message: str) -> None:
         err_console.print(f"[yellow]warning:[/] {message}")
 
-    server = guard(lambda: start_embedded(server_spec, data_dir, detach=detach, on_warning=warn))
-    console.print(f"nats-server {server.url} (monitor {server.monitor_url}), data in {data_dir}/")
+    size = cluster if cluster is not None else spec.server.cluster.size
+    server: EmbeddedServer | LocalCluster
+    if size > 1:
+        server = guard(
+            lambda: start_embedded_cluster(
+                server_spec, data_dir, size, detach=detach, on_warning=warn
+            )
+        )
+        console.print(f"{size}-node cluster {server.url}, data in {data_dir}/n1..n{size}/")
+    else:
+        server = guard(
+            lambda: start_embedded(server_spec, data_dir, detach=detach, on_warning=warn)
+        )
+        console.print(
+            f"nats-server {server.url} (monitor {server.monitor_url}), data in {data_dir}/"
+        )
     try:
         if not no_provision:
             result = run_async(lambda: _provision(server.url, spec))
@@ -72,10 +102,12 @@ def up(
             server.stop()
         raise
     if detach:
-        console.print(f"running in the background (pid {server.pid}); `fleetbus down` stops it")
+        pids = [n.pid for n in server.nodes] if isinstance(server, LocalCluster) else [server.pid]
+        shown = ", ".join(str(p) for p in pids)
+        console.print(f"running in the background (pid {shown}); `fleetbus down` stops it")
         return
     try:
-        asyncio.run(_serve(server, spec))
+        asyncio.run(_serve(server.url, spec))
     finally:
         server.stop()
         console.print("stopped")
@@ -88,7 +120,8 @@ def down(
     """Stop the embedded server that `fleetbus up --detach` started."""
     st = state(ctx)
     info = guard(lambda: stop_embedded(st.data_path(), grace))
-    console.print(f"stopped nats-server pid {info.pid} ({info.url})")
+    pids = ", ".join(str(p) for p in (info.pids or (info.pid,)))
+    console.print(f"stopped nats-server pid {pids} ({info.url})")
 
 
 async def _provision(url: str, spec: FleetSpec) -> ApplyResult:
@@ -99,7 +132,7 @@ async def _provision(url: str, spec: FleetSpec) -> ApplyResult:
         await nc.close()
 
 
-async def _serve(server: EmbeddedServer, spec: FleetSpec) -> None:
+async def _serve(url: str, spec: FleetSpec) -> None:
     """Run the dead-letter copier until SIGINT/SIGTERM."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -107,7 +140,7 @@ async def _serve(server: EmbeddedServer, spec: FleetSpec) -> None:
         loop.add_signal_handler(sig, stopping.set)
     # Only now does Ctrl-C mean "stop cleanly" rather than KeyboardInterrupt.
     console.print("serving; Ctrl-C stops the server")
-    nc = await connect(ConnectSettings.from_url(server.url, name="fleetbus-up"))
+    nc = await connect(ConnectSettings.from_url(url, name="fleetbus-up"))
     try:
         if spec.dead_letter_stream:
             copier = AdvisoryCopier(nc, spec, Publisher(nc, sender="fleetbus"))

@@ -20,13 +20,14 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleetbus.errors import ServerError
+from fleetbus.server.cluster import LocalCluster, NodePorts
 from fleetbus.server.process import LOG_FILE, NatsServer, reap
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ __all__ = [
     "pid_alive",
     "running_embedded",
     "start_embedded",
+    "start_embedded_cluster",
     "stop_embedded",
 ]
 
@@ -58,6 +60,8 @@ class EmbeddedInfo:
     started_at: str
     """ISO 8601, UTC."""
     log_path: str = ""
+    pids: tuple[int, ...] = ()
+    """Every node's pid when ``fleetbus up --cluster N`` runs several (``pid`` is the first)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -71,6 +75,7 @@ class EmbeddedInfo:
             pid=int(data["pid"]),
             started_at=str(data["started_at"]),
             log_path=str(data.get("log_path", "")),
+            pids=tuple(int(p) for p in data.get("pids") or ()),
         )
 
 
@@ -160,18 +165,7 @@ def start_embedded(
     ``fleetbus.server`` logger) is told. A live recorded server is a ``ServerError``.
     """
     shown = Path(data_dir if data_dir is not None else spec.data_dir)
-    pid = _read_pid(shown)
-    if pid is not None:
-        if pid > 0 and pid_alive(pid):
-            info = _read_info(shown, pid)
-            raise ServerError(
-                f"already running (pid {pid}, {info.url or 'url unknown'}); "
-                "`fleetbus down` stops it"
-            )
-        _remove_records(shown)
-        gone = f"pid {pid} is gone" if pid > 0 else "it held no pid"
-        message = f"removed stale pid file {shown / PID_FILE} ({gone})"
-        (on_warning or _log.warning)(message)
+    _refuse_running(shown, on_warning)
     server = EmbeddedServer(spec, shown, start_new_session=detach)
     server.start(timeout)
     assert server.pid is not None
@@ -183,14 +177,71 @@ def start_embedded(
         log_path=str(server.data_dir / LOG_FILE),
     )
     try:
-        _write_atomic(server.data_dir / INFO_FILE, info.to_json())
-        _write_atomic(server.data_dir / PID_FILE, f"{server.pid}\n")
+        _record(server.data_dir, info)
     except OSError as exc:
         server.stop()
         raise ServerError(f"cannot record the server in {shown}: {exc}") from exc
     if detach:
         server.detach()
     return server
+
+
+def start_embedded_cluster(
+    spec: ServerSpec,
+    data_dir: str | Path | None = None,
+    size: int = 3,
+    *,
+    detach: bool = False,
+    ports: Sequence[NodePorts] | None = None,
+    timeout: float = 30.0,
+    on_warning: Callable[[str], None] | None = None,
+) -> LocalCluster:
+    """``fleetbus up --cluster N``: N routed nodes in ``data_dir/n1..nN``, recorded like one
+    server (``server.json`` lists every URL and pid; ``fleetbus down`` stops them all)."""
+    shown = Path(data_dir if data_dir is not None else spec.data_dir)
+    _refuse_running(shown, on_warning)
+    cluster = LocalCluster(spec, shown, size, ports=ports, start_new_session=detach)
+    cluster.start(timeout)
+    pids = tuple(node.pid for node in cluster.nodes if node.pid is not None)
+    info = EmbeddedInfo(
+        url=cluster.url,
+        monitor_url=cluster.nodes[0].monitor_url,
+        pid=pids[0],
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        log_path=str(cluster.nodes[0].data_dir / LOG_FILE),
+        pids=pids,
+    )
+    try:
+        shown.mkdir(parents=True, exist_ok=True)
+        _record(shown.absolute(), info)
+    except OSError as exc:
+        cluster.stop()
+        raise ServerError(f"cannot record the cluster in {shown}: {exc}") from exc
+    if detach:
+        for node in cluster.nodes:
+            node.detach()
+    return cluster
+
+
+def _refuse_running(shown: Path, on_warning: Callable[[str], None] | None) -> None:
+    """A live recorded server is an error; a stale record is removed with a warning."""
+    pid = _read_pid(shown)
+    if pid is None:
+        return
+    if pid > 0 and pid_alive(pid):
+        info = _read_info(shown, pid)
+        raise ServerError(
+            f"already running (pid {pid}, {info.url or 'url unknown'}); `fleetbus down` stops it"
+        )
+    _remove_records(shown)
+    gone = f"pid {pid} is gone" if pid > 0 else "it held no pid"
+    message = f"removed stale pid file {shown / PID_FILE} ({gone})"
+    (on_warning or _log.warning)(message)
+
+
+def _record(data_dir: Path, info: EmbeddedInfo) -> None:
+    _write_atomic(data_dir / INFO_FILE, info.to_json())
+    _write_atomic(data_dir / PID_FILE, f"{info.pid}\n")
 
 
 def stop_embedded(data_dir: str | Path, grace: float = 10.0) -> EmbeddedInfo:
@@ -210,11 +261,14 @@ def stop_embedded(data_dir: str | Path, grace: float = 10.0) -> EmbeddedInfo:
             f"no server running: removed stale pid file {data_dir / PID_FILE} ({gone})"
         )
     info = _read_info(data_dir, pid)
-    _signal(pid, signal.SIGTERM)
-    if not _wait_gone(pid, grace):
-        _signal(pid, signal.SIGKILL)
-        if not _wait_gone(pid, 10.0):
-            raise ServerError(f"nats-server pid {pid} did not exit after SIGKILL")
+    pids = [p for p in (info.pids or (pid,)) if pid_alive(p)]
+    for each in pids:
+        _signal(each, signal.SIGTERM)
+    for each in pids:
+        if not _wait_gone(each, grace):
+            _signal(each, signal.SIGKILL)
+            if not _wait_gone(each, 10.0):
+                raise ServerError(f"nats-server pid {each} did not exit after SIGKILL")
     _remove_records(data_dir)
     return info
 

@@ -1,0 +1,204 @@
+"""A real JetStream cluster on loopback: N nats-server processes with routes to each other.
+
+The seed runs three nodes (``cluster { name: agent-cluster, routes: [...] }``). Locally each
+node gets its own data dir (``n1/``, ``n2/``, ...) and consecutive ports (client 4222, 4223,
+...; monitor 8222, ...; routes 6222, ...). ``start()`` returns once every node is healthy
+and the JetStream meta group has a leader, so streams can be created at replicas N.
+
+Planned restarts are graceful: ``stop_node`` sends SIGTERM, on which nats-server hands its
+stream and meta leaderships over before exiting (measured: 62 ms of publish outage), while
+``kill_node`` (SIGKILL) is the crash case (a new leader after the raft election timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fleetbus.errors import ServerError
+from fleetbus.server.process import NatsServer
+
+if TYPE_CHECKING:
+    from fleetbus.fleet.model import ServerSpec
+
+__all__ = ["LocalCluster", "NodePorts"]
+
+
+@dataclass(frozen=True, slots=True)
+class NodePorts:
+    client: int
+    monitor: int
+    cluster: int
+
+
+class LocalCluster:
+    """``size`` nats-server nodes on loopback, routed to each other."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        data_dir: str | Path,
+        size: int = 3,
+        *,
+        ports: Sequence[NodePorts] | None = None,
+        extra_config: str = "",
+        start_new_session: bool = False,
+    ) -> None:
+        if size < 1:
+            raise ServerError("a cluster needs at least one node")
+        self.spec = spec
+        self.data_dir = Path(data_dir).absolute()
+        self.size = size
+        self.ports = (
+            list(ports)
+            if ports is not None
+            else [
+                NodePorts(spec.port + i, spec.monitor_port + i, spec.cluster.port + i)
+                for i in range(size)
+            ]
+        )
+        if len(self.ports) != size:
+            raise ServerError(f"{size} nodes need {size} sets of ports, got {len(self.ports)}")
+        self._extra = extra_config
+        self._new_session = start_new_session
+        self.nodes = [self._node(i) for i in range(size)]
+
+    def _node(self, index: int) -> NatsServer:
+        routes = [
+            f"nats-route://{self.spec.host}:{p.cluster}"
+            for i, p in enumerate(self.ports)
+            if i != index
+        ]
+        p = self.ports[index]
+        return NatsServer(
+            self.spec,
+            self.data_dir / f"n{index + 1}",
+            port=p.client,
+            monitor_port=p.monitor,
+            server_name=f"{self.spec.cluster.name}-{index + 1}",
+            cluster_name=self.spec.cluster.name,
+            cluster_port=p.cluster,
+            routes=routes,
+            extra_config=self._extra,
+            # JetStream is on before the meta group forms: that needs the other nodes.
+            health_query="js-server-only=true",
+            start_new_session=self._new_session,
+        )
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """All client URLs, comma-separated: clients reconnect to any of them."""
+        return ",".join(self.urls)
+
+    def start(self, timeout: float = 30.0) -> LocalCluster:
+        """Start every node, then wait until all are healthy and a meta leader exists."""
+        try:
+            for node in self.nodes:
+                node.start(timeout)
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop(grace=2.0)
+            raise
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0, *, nodes: Sequence[int] | None = None) -> None:
+        """Until every (running) node's full ``/healthz`` is ok and a meta leader is known."""
+        deadline = time.monotonic() + timeout
+        indexes = list(nodes) if nodes is not None else list(range(self.size))
+        last = ""
+        while True:
+            states = [_health(self.nodes[i].monitor_url) for i in indexes]
+            leader = self.meta_leader()
+            if all(ok for ok, _ in states) and leader:
+                return
+            last = "; ".join(why for ok, why in states if not ok) or "no meta leader yet"
+            if time.monotonic() >= deadline:
+                raise ServerError(f"the cluster was not healthy within {timeout:g}s: {last}")
+            time.sleep(0.1)
+
+    def meta_leader(self) -> str:
+        """The JetStream meta leader's server name, as a running node reports it."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            meta: dict[str, Any] = _get_json(f"{node.monitor_url}/jsz").get("meta_cluster") or {}
+            leader = str(meta.get("leader") or "")
+            if leader:
+                return leader
+        return ""
+
+    def stream_leader(self, stream: str, account: str = "$G") -> str:
+        """The server name that leads ``stream`` (from /jsz?streams=true)."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            jsz: dict[str, Any] = _get_json(f"{node.monitor_url}/jsz?streams=true&accounts=true")
+            for acc in jsz.get("account_details") or []:
+                for st in acc.get("stream_detail") or []:
+                    if st.get("name") == stream and (st.get("cluster") or {}).get("leader"):
+                        return str(st["cluster"]["leader"])
+        return ""
+
+    def node_named(self, name: str) -> int:
+        for i in range(self.size):
+            if f"{self.spec.cluster.name}-{i + 1}" == name:
+                return i
+        raise ServerError(f"no node named {name!r} in this cluster")
+
+    def stop_node(self, index: int, grace: float = 10.0) -> None:
+        """Graceful stop (SIGTERM): the node hands over its leaderships first."""
+        self.nodes[index].stop(grace)
+
+    def kill_node(self, index: int) -> None:
+        """A crash (SIGKILL): no handover; the others elect new leaders."""
+        node = self.nodes[index]
+        if node.pid is not None and node.running:
+            os.kill(node.pid, signal.SIGKILL)
+        node.stop(grace=1.0)
+
+    def restart_node(self, index: int, timeout: float = 30.0) -> None:
+        """Start a stopped node again on the same ports and data (it catches up)."""
+        self.nodes[index] = self._node(index)
+        self.nodes[index].start(timeout)
+
+    def stop(self, grace: float = 10.0) -> None:
+        for node in self.nodes:
+            node.stop(grace)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:
+            data = json.loads(response.read())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _health(monitor_url: str) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(f"{monitor_url}/healthz", timeout=2.0) as response:
+            body = json.loads(response.read())
+            return body.get("status") == "ok", str(body)
+    except urllib.error.HTTPError as exc:
+        return False, f"{monitor_url}: {exc.code} {exc.read().decode(errors='replace')[:200]}"
+    except (OSError, ValueError) as exc:
+        return False, f"{monitor_url}: {exc}"
