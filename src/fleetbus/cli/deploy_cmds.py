@@ -1,0 +1,146 @@
+"""``fleetbus deploy k8s``: write the files that run the fleet on Kubernetes."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fleetbus.cli._common import console, err_console, fail, guard, state
+from fleetbus.deploy.k8s import (
+    AuthorizationRenderer,
+    Credentials,
+    K8sOptions,
+    PasswordSource,
+    basic_authorization,
+    credentials_from_mapping,
+    placeholder_credentials,
+    render_k8s,
+)
+from fleetbus.errors import FleetbusError
+from fleetbus.fleet.model import FleetSpec
+
+CREDENTIALS_FILE = "credentials.json"
+"""Where ``--with-secrets DATA_DIR`` reads the users and passwords:
+``{"admin": {"user": ..., "password": ...}, "<role>": {...}}``."""
+
+AUTHORIZATION: AuthorizationRenderer = basic_authorization
+"""The renderer of the ``authorization`` block (users only until per-role permissions plug in)."""
+
+deploy_app = typer.Typer(
+    name="deploy",
+    help="Write what runs the fleet on a platform (Kubernetes).",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(deploy_app)
+
+
+def _read_credentials(spec: FleetSpec, data_dir: Path) -> dict[str, Credentials]:
+    path = data_dir / CREDENTIALS_FILE
+    try:
+        data: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FleetbusError(
+            f"{path}: no such file (--with-secrets reads the users from it)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FleetbusError(f"{path}: cannot read it: {exc}") from None
+    if not isinstance(data, dict):
+        raise FleetbusError(f"{path}: must hold a JSON object keyed by admin and role names")
+    try:
+        return credentials_from_mapping(spec, data)
+    except FleetbusError as exc:
+        raise FleetbusError(f"{path}: {exc}") from None
+
+
+def _generated_credentials(spec: FleetSpec) -> dict[str, Credentials]:
+    return {
+        key: Credentials(c.user, secrets.token_urlsafe(24))
+        for key, c in placeholder_credentials(spec).items()
+    }
+
+
+@deploy_app.command("k8s")
+def k8s(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write.")] = Path("k8s"),
+    namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "genbrain",
+    image: Annotated[str, typer.Option(help="nats-server image.")] = "nats:2.15-alpine",
+    fleetbus_image: Annotated[
+        str, typer.Option(help="Image with fleetbus and your agents' code.")
+    ] = "fleetbus:0.1.0",
+    replicas: Annotated[int, typer.Option(min=1, help="NATS servers in the cluster.")] = 3,
+    agent_module: Annotated[
+        str, typer.Option(help="`fleetbus run` target per role; {role} is replaced.")
+    ] = "your_agents.{role}:agent",
+    with_secrets: Annotated[
+        Path | None,
+        typer.Option(
+            "--with-secrets",
+            metavar="DATA_DIR",
+            help=f"Use the real users and passwords in DATA_DIR/{CREDENTIALS_FILE}.",
+        ),
+    ] = None,
+    generate_passwords: Annotated[
+        bool, typer.Option("--generate-passwords", help="Random passwords, not placeholders.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Helm values for a NATS JetStream cluster, its auth Secret, the fleet ConfigMap, a
+    provisioning Job and one Deployment per role, with the apply steps in README.md."""
+    if with_secrets is not None and generate_passwords:
+        fail("use --with-secrets or --generate-passwords, not both")
+    spec = guard(state(ctx).fleet)
+    source: PasswordSource = "placeholder"
+    credentials: dict[str, Credentials] | None = None
+    if with_secrets is not None:
+        source, credentials = "data-dir", guard(lambda: _read_credentials(spec, with_secrets))
+    elif generate_passwords:
+        source, credentials = "generated", _generated_credentials(spec)
+    options = K8sOptions(
+        namespace=namespace,
+        nats_image=image,
+        fleetbus_image=fleetbus_image,
+        replicas=replicas,
+        agent_module=agent_module,
+        password_source=source,
+    )
+    files = guard(
+        lambda: render_k8s(spec, options, credentials=credentials, authorization=AUTHORIZATION)
+    )
+    existing = [f.name for f in files if (out / f.name).exists()]
+    if existing and not force:
+        named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if existing[3:] else "")
+        fail(f"{out} already has {named}; use --force to overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (out / f.name).write_text(f.text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    console.print(
+        f"wrote {len(files)} files to {out}: NATS x{replicas} in namespace {namespace},"
+        f" {len(spec.roles)} agent Deployments"
+    )
+    if source == "placeholder":
+        console.print(
+            f"passwords are placeholders (REPLACE-ME-...): replace them in {out}/"
+            "nats-auth-secret.yaml and fleetbus-credentials.yaml before applying"
+        )
+    else:
+        err_console.print(
+            f"[yellow]{out} holds real passwords[/]: keep nats-auth-secret.yaml and"
+            " fleetbus-credentials.yaml out of git"
+        )
+    if AUTHORIZATION is basic_authorization:
+        err_console.print(
+            "[yellow]warning:[/] no per-role permissions in the authorization block:"
+            " every user may publish and subscribe anywhere"
+        )
+    console.print(f"next: follow {out / 'README.md'}")
