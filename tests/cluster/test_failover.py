@@ -53,7 +53,20 @@ async def provisioned(cluster: LocalCluster) -> tuple[FleetSpec, ConnectSettings
     return spec, settings
 
 
-def backend(spec: FleetSpec, settings: ConnectSettings, done: dict[str, int]) -> Agent:
+class Done(dict[str, int]):
+    """Task id → times processed; ``changed`` is set on each completion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    async def cover(self, ids: set[str]) -> None:
+        while not ids <= set(self):
+            await self.changed.wait()
+            self.changed.clear()
+
+
+def backend(spec: FleetSpec, settings: ConnectSettings, done: Done) -> Agent:
     agent = Agent(
         "backend",
         fleet=spec,
@@ -64,6 +77,7 @@ def backend(spec: FleetSpec, settings: ConnectSettings, done: dict[str, int]) ->
     @agent.on_task
     async def work(task: Task) -> dict[str, str]:
         done[task.id] = done.get(task.id, 0) + 1
+        done.changed.set()
         return {"ok": task.id}
 
     return agent
@@ -74,7 +88,7 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
 ) -> None:
     spec, settings = await provisioned(cluster)
     comms = next(name for name in spec.streams if name.startswith("AGENT_COMMS"))
-    done: dict[str, int] = {}
+    done = Done()
     acked: list[str] = []
     workers = [backend(spec, settings, done) for _ in range(2)]
     for worker in workers:
@@ -94,8 +108,7 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
                     first_after_kill = time.monotonic()
                 acked.append(handle.id)
             async with asyncio.timeout(60):
-                while not set(acked) <= set(done):
-                    await asyncio.sleep(0.1)
+                await done.cover(set(acked))
             api = JsApi(fleet.nc)
             info = await api.request(
                 f"STREAM.INFO.{comms}",
@@ -122,11 +135,10 @@ async def test_a_whole_cluster_restart_keeps_every_message(cluster: LocalCluster
     for i in range(3):
         cluster.restart_node(i)  # from disk
     cluster.wait_healthy(30)
-    done: dict[str, int] = {}
+    done = Done()
     worker = backend(spec, settings, done)
     async with worker, Fleet.connect(fleet=spec, connection=settings) as fleet:
         async with asyncio.timeout(60):
-            while set(done) != set(ids):
-                await asyncio.sleep(0.1)
+            await done.cover(set(ids))
         last = [(await fleet.history(task_id))[-1] for task_id in ids]
     assert [(u.state, u.result) for u in last] == [("completed", {"ok": i}) for i in ids]

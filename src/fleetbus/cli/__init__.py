@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli import (
+    deploy_cmds,
     dlq_cmds,
     fleet_cmds,
     message_cmds,
@@ -82,6 +83,7 @@ message_cmds.register(app)
 dlq_cmds.register(app)
 run_cmds.register(app)
 status_cmds.register(app)
+deploy_cmds.register(app)
 
 
 def main() -> None:
