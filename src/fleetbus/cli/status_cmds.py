@@ -84,6 +84,7 @@ def render(s: FleetStatus) -> Group:
     consumers = Table(title="consumers", title_justify="left")
     for column in (
         "consumer",
+        "stream",
         "role",
         "pending",
         "ack pending",

@@ -1,0 +1,116 @@
+"""fleetbus status: one screen of the fleet, and exit codes a cron job can use."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetbus import Reject, Task
+from fleetbus.testing.fleets import FleetUnderTest
+
+
+def status(fleet_file: Path, url: str, data_dir: Path, *args: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
+    env["COLUMNS"] = "200"
+    done = subprocess.run(
+        [sys.executable, "-m", "fleetbus", "--fleet", str(fleet_file), "--server", url,
+         "--data-dir", str(data_dir), "status", *args],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def write_fleet(fleet: FleetUnderTest, path: Path, **alerts: object) -> Path:
+    data = fleet.spec.model_dump(mode="json")
+    data["alerts"].update(alerts)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_quiet_fleet_exits_0_and_shows_every_part(fleet: FleetUnderTest, tmp_path: Path) -> None:
+    code, out = status(write_fleet(fleet, tmp_path / "f.yaml"), fleet.url, tmp_path)
+    assert code == 0, out
+    header = next(line for line in out.splitlines() if "consumer" in line and "stream" in line)
+    for column in ("role", "pending", "ack pending", "redelivered", "polling", "last active"):
+        assert column in header
+    assert "BACKEND_TASKS" in out and "no alerts" in out
+
+
+async def test_pending_above_the_threshold_exits_1(fleet: FleetUnderTest, tmp_path: Path) -> None:
+    fleet_file = write_fleet(fleet, tmp_path / "f.yaml", consumer_pending=2)
+    async with fleet.client(sender="cto") as client:
+        for i in range(3):
+            await client.assign("backend", {"n": i})
+    code, out = status(fleet_file, fleet.url, tmp_path, "--json")
+    assert code == 1
+    alerts = json.loads(out)["alerts"]
+    assert [a["code"] for a in alerts] == ["pending"]
+    assert alerts[0]["subject"] == "BACKEND_TASKS"
+
+
+async def test_ack_pending_above_the_threshold_exits_1(
+    fleet: FleetUnderTest, tmp_path: Path
+) -> None:
+    fleet_file = write_fleet(fleet, tmp_path / "f.yaml", ack_pending=0)
+    tasks = fleet.spec.consumer("backend", "tasks")
+    assert tasks is not None
+    async with fleet.client(sender="cto") as client:
+        await client.assign("backend", {"n": 1})
+        sub = await client.nc.jetstream().pull_subscribe_bind(tasks.name, tasks.stream)
+        await sub.fetch(1, timeout=5)  # delivered, never acknowledged
+        code, out = status(fleet_file, fleet.url, tmp_path, "--json")
+    assert code == 1
+    assert [a["code"] for a in json.loads(out)["alerts"]] == ["ack-pending"]
+
+
+async def test_growing_dead_letters_exit_1_once(fleet: FleetUnderTest, tmp_path: Path) -> None:
+    fleet_file = write_fleet(fleet, tmp_path / "f.yaml")
+    assert status(fleet_file, fleet.url, tmp_path)[0] == 0  # remembers 0 dead letters
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def refuse(task: Task) -> None:
+        raise Reject("unknown kind")
+
+    async with backend, fleet.client(sender="cto") as client:
+        handle = await client.assign("backend", {"kind": "drop-db"})
+        with pytest.raises(Exception, match="unknown kind"):
+            await handle.result(timeout=10)
+    code, out = status(fleet_file, fleet.url, tmp_path, "--json")
+    assert code == 1
+    assert [a["code"] for a in json.loads(out)["alerts"]] == ["dead-letters"]
+    code, out = status(fleet_file, fleet.url, tmp_path, "--json")
+    assert code == 0, out  # not growing any more since the last check
+
+
+async def test_storage_above_the_threshold_exits_1(fleet: FleetUnderTest, tmp_path: Path) -> None:
+    events = next(n for n in fleet.spec.streams if n.startswith("EVENTS"))
+    async with fleet.client(sender="devops") as client:
+        js = client.nc.jetstream()
+        info = await js.stream_info(events)
+        info.config.max_msgs = 4
+        await js.update_stream(info.config)  # a stream limit status can measure against
+        for i in range(4):
+            await client.emit("deployment", "completed", {"n": i})
+    code, out = status(
+        write_fleet(fleet, tmp_path / "f.yaml", storage_percent=75), fleet.url, tmp_path, "--json"
+    )
+    assert code == 1
+    alerts = json.loads(out)["alerts"]
+    assert [(a["code"], a["subject"]) for a in alerts] == [("storage", events)]
+
+
+def test_a_missing_consumer_is_an_alert(fleet: FleetUnderTest, tmp_path: Path) -> None:
+    data = fleet.spec.model_dump(mode="json")
+    data["roles"]["sales"] = {}
+    fleet_file = tmp_path / "f.yaml"
+    fleet_file.write_text(yaml.safe_dump(data))
+    code, out = status(fleet_file, fleet.url, tmp_path, "--json")
+    assert code == 1
+    assert "consumer-missing" in {a["code"] for a in json.loads(out)["alerts"]}

@@ -1,0 +1,64 @@
+"""Alert thresholds, checked against status snapshots (pure: no server)."""
+
+from __future__ import annotations
+
+from fleetbus.fleet.model import AlertSpec
+from fleetbus.ops.status import ConsumerStatus, FleetStatus, StreamStatus, evaluate
+
+
+def snapshot(**changes: object) -> FleetStatus:
+    base: dict[str, object] = {
+        "server": "nats://127.0.0.1:4222",
+        "version": "2.15.1",
+        "streams": (
+            StreamStatus(name="AGENT_COMMS", messages=10, bytes=100, max_msgs=-1, max_bytes=-1,
+                         replicas=3, leader="n1"),
+        ),
+        "consumers": (
+            ConsumerStatus(stream="AGENT_COMMS", name="BACKEND_TASKS", role="backend",
+                           pending=0, ack_pending=0, redelivered=0, waiting=1),
+        ),
+        "dead_letters": 0,
+        "dead_letters_before": 0,
+    }  # fmt: skip
+    base.update(changes)
+    return FleetStatus(**base)  # type: ignore[arg-type]
+
+
+def codes(status: FleetStatus, **alerts: object) -> list[str]:
+    return [a.code for a in evaluate(status, AlertSpec(**alerts))]  # type: ignore[arg-type]
+
+
+def test_a_quiet_fleet_has_no_alerts() -> None:
+    assert codes(snapshot()) == []
+
+
+def test_replicas_out_of_sync() -> None:
+    lagging = StreamStatus(
+        name="AGENT_COMMS",
+        messages=10,
+        bytes=100,
+        max_msgs=-1,
+        max_bytes=-1,
+        replicas=3,
+        leader="n1",
+        lagging=("n3 (lag 42)",),
+    )
+    status = snapshot(streams=(lagging,))
+    assert codes(status) == ["replicas"]
+    assert codes(status, replicas_out_of_sync=False) == []
+
+
+def test_each_threshold_is_its_own_alert() -> None:
+    full = StreamStatus(name="EVENTS", messages=90, bytes=0, max_msgs=100, max_bytes=-1,
+                        replicas=1)  # fmt: skip
+    busy = ConsumerStatus(stream="AGENT_COMMS", name="BACKEND_TASKS", role="backend",
+                          pending=101, ack_pending=51, redelivered=3, waiting=0)  # fmt: skip
+    status = snapshot(streams=(full,), consumers=(busy,), dead_letters=2)
+    assert codes(status) == ["storage", "pending", "ack-pending", "dead-letters"]
+    assert codes(status, storage_percent=95, consumer_pending=200, ack_pending=60,
+                 dead_letters_growing=False) == []  # fmt: skip
+
+
+def test_first_check_has_nothing_to_compare_dead_letters_with() -> None:
+    assert codes(snapshot(dead_letters=5, dead_letters_before=None)) == []
