@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,13 +22,23 @@ import nats
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
-from fleetbus.errors import ConnectError
+from fleetbus.errors import ConnectError, PermissionDenied
 
-__all__ = ["ConnectSettings", "connect"]
+__all__ = ["ConnectSettings", "connect", "denied"]
 
 log = logging.getLogger("fleetbus.connection")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+
+# nats-py reports a refusal only through error_cb (lower-cased) and lets the request time
+# out: remember what each connection was refused, so a timeout can say why.
+_VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
+_denied: weakref.WeakKeyDictionary[Client, set[str]] = weakref.WeakKeyDictionary()
+
+
+def denied(nc: Client, subject: str) -> bool:
+    """Whether the server refused this connection a publish or subscribe on ``subject``."""
+    return subject.lower() in _denied.get(nc, set())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,6 +56,9 @@ class ConnectSettings:
     tls_key_file: str | None = None
     name: str = "fleetbus"
     inbox_prefix: str = "_INBOX"
+    identity: str | None = None
+    """The fleet role whose credentials these are; None for the admin or no auth. A role
+    identity cannot run the dead-letter copier (it may not read other roles' messages)."""
     connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
 
@@ -90,12 +105,22 @@ async def connect(
     connected = False
     outage = False  # between a disconnect and the reconnect: say it once, not per attempt
     first_errors: list[str] = []
+    refused: set[str] = set()
 
     async def error_cb(exc: Exception) -> None:
         nonlocal outage
         if not connected:
             first_errors.append(str(exc) or type(exc).__name__)
             return  # the first attempt's failures become one ConnectError below
+        violation = _VIOLATION.search(str(exc))
+        if violation is not None:
+            subject = violation.group(2).lower()
+            if subject not in refused:  # once per subject, not per attempt
+                refused.add(subject)
+                log.warning("%s: permission denied: %s to %s", settings.name, *violation.groups())
+            if on_error is not None:
+                await on_error(PermissionDenied(str(exc)))
+            return
         if on_error is not None:
             await on_error(exc)
         elif isinstance(exc, OSError | TimeoutError) or "connect" in str(exc).lower():
@@ -149,6 +174,7 @@ async def connect(
         # With reconnect-forever, nats-py retries the first connection forever too: bound it.
         nc = await asyncio.wait_for(nats.connect(**options), timeout=settings.connect_timeout)
         connected = True
+        _denied[nc] = refused
         return nc
     except (NoServersError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
