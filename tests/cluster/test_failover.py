@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +15,10 @@ from fleetbus.fleet import seed_fleet
 from fleetbus.fleet.model import FleetSpec
 from fleetbus.jsapi import JsApi
 from fleetbus.provision import provision
-from fleetbus.server.cluster import LocalCluster, NodePorts
+from fleetbus.server.cluster import LocalCluster, NodePorts, free_port
 from fleetbus.testing.fleets import isolate
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

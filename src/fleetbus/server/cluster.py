@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +30,7 @@ from fleetbus.server.process import NatsServer
 if TYPE_CHECKING:
     from fleetbus.fleet.model import ServerSpec
 
-__all__ = ["LocalCluster", "NodePorts"]
+__all__ = ["LocalCluster", "NodePorts", "free_port"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ class LocalCluster:
         self.spec = spec
         self.data_dir = Path(data_dir).absolute()
         self.size = size
+        if ports is None and 0 in (spec.port, spec.monitor_port, spec.cluster.port):
+            # Routes name each other's ports up front: pick free ones now.
+            ports = [NodePorts(free_port(), free_port(), free_port()) for _ in range(size)]
         self.ports = (
             list(ports)
             if ports is not None
@@ -182,6 +186,14 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (bound, read, released)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _get_json(url: str) -> dict[str, Any]:
