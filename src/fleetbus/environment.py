@@ -7,7 +7,9 @@ their fleet and connection here, so they all agree:
 - server: ``FLEETBUS_URL``, else the embedded server recorded in the data dir
   (``FLEETBUS_DATA_DIR`` or the fleet file's ``server.data_dir``), else the fleet file's
   ``server.host:port``;
-- credentials: ``FLEETBUS_CREDS`` (a creds file), or ``FLEETBUS_USER`` + ``FLEETBUS_PASSWORD``.
+- credentials: ``FLEETBUS_CREDS`` (a creds file), or ``FLEETBUS_USER`` + ``FLEETBUS_PASSWORD``;
+  else, for the embedded server with auth on, the identity's file in ``<data dir>/auth/``:
+  the role's own for an agent or a ``Fleet`` sending as a role, the admin's otherwise.
 
 Library code below this module takes everything as arguments.
 """
@@ -61,22 +63,47 @@ def resolve_connect_settings(
     password: str | None = None,
     creds: str | None = None,
     name: str = "fleetbus",
+    role: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ConnectSettings:
+    """Where and as whom to connect. ``role``: the role this process acts as (an agent, a
+    ``Fleet`` with a sender); it picks that role's credentials for the embedded server."""
     url = url or _get(env, "FLEETBUS_URL")
+    extra: dict[str, Any] = {}
     if not url:
         from fleetbus.server.embedded import running_embedded
 
         data = Path(data_dir or _get(env, "FLEETBUS_DATA_DIR") or fleet.server.data_dir)
         info = running_embedded(data)
         url = info.url if info is not None else f"nats://{fleet.server.host}:{fleet.server.port}"
+        if info is not None:
+            extra.update(_stored_credentials(data, role))
     settings = ConnectSettings.from_url(url, name=name)
-    extra: dict[str, Any] = {}
     user = user or _get(env, "FLEETBUS_USER")
     if user:
+        extra.pop("inbox_prefix", None)
+        extra.pop("identity", None)
         extra["user"] = user
         extra["password"] = password or _get(env, "FLEETBUS_PASSWORD") or ""
     creds = creds or _get(env, "FLEETBUS_CREDS")
     if creds:
+        extra.pop("user", None)
+        extra.pop("password", None)
         extra["creds_file"] = creds
     return replace(settings, **extra) if extra else settings
+
+
+def _stored_credentials(data_dir: Path, role: str | None) -> dict[str, Any]:
+    """The embedded server's credentials for ``role`` (else the admin's), if auth is on."""
+    from fleetbus.security.credentials import load_credential
+    from fleetbus.security.permissions import ADMIN
+
+    cred = load_credential(data_dir, role or ADMIN)
+    if cred is None:
+        return {}
+    return {
+        "user": cred.user,
+        "password": cred.password,
+        "inbox_prefix": cred.inbox_prefix,
+        "identity": cred.role,
+    }

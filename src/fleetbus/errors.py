@@ -8,6 +8,7 @@ Every error fleetbus raises on purpose is a ``FleetbusError``; catching it catch
     │   └── ServerNotFoundError   no nats-server binary anywhere
     ├── ConnectError          cannot reach the NATS server (url, reason)
     ├── JetStreamError        the JetStream API answered with an error (code, err_code)
+    ├── BatchPublishError     ``publish_many``: which messages were stored and which were not
     ├── ProvisionError        the live server refused a stream or consumer change
     ├── InvalidSubjectError   a subject token is empty, has a space, a dot or a wildcard
     ├── PayloadError          a body cannot be encoded, is not an object, or is too large
@@ -25,9 +26,15 @@ Each carries its facts as attributes, not just in its message.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleetbus.batch import PublishManyResult
+
 __all__ = [
     "AskError",
     "AskTimeout",
+    "BatchPublishError",
     "ConnectError",
     "FleetFileError",
     "FleetbusError",
@@ -99,6 +106,25 @@ class JetStreamError(FleetbusError):
         super().__init__(f"{description} (error {err_code})")
 
 
+class BatchPublishError(FleetbusError):
+    """Some batches of a ``publish_many`` were not stored.
+
+    ``failed`` holds one ``(start, stop, error)`` per batch that was refused or never sent:
+    input positions ``start`` to ``stop - 1`` are **not** stored (an atomic batch is stored
+    whole or not at all). ``stored`` holds the acknowledgements of everything that was
+    (a ``PublishManyResult``; positions outside it are the failed ones).
+    """
+
+    def __init__(
+        self, stored: PublishManyResult, failed: list[tuple[int, int, FleetbusError]]
+    ) -> None:
+        self.stored = stored
+        self.failed = failed
+        lines = [f"messages {a}..{b - 1} not stored: {err}" for a, b, err in failed]
+        total = sum(b - a for a, b, _ in failed)
+        super().__init__(f"publish_many: {total} message(s) not stored\n  " + "\n  ".join(lines))
+
+
 class ProvisionError(FleetbusError):
     """The server refused to create or change a stream or consumer."""
 
@@ -139,7 +165,7 @@ class NoResponders(AskError):
         super().__init__(
             role,
             f"no agent of role {role!r} answers requests right now"
-            " (use durable=True to wait for one to start)",
+            " (a durable ask waits for one to start)",
         )
 
 

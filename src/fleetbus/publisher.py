@@ -17,7 +17,8 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from fleetbus.errors import FleetbusError, JetStreamError, PayloadError
+from fleetbus.connection import denied
+from fleetbus.errors import FleetbusError, JetStreamError, PayloadError, PermissionDenied
 from fleetbus.wire import headers as h
 
 __all__ = ["PubAck", "Publisher"]
@@ -78,6 +79,11 @@ class Publisher:
                     subject, data, timeout=self.attempt_timeout, headers=hdrs
                 )
             except _RETRYABLE as exc:
+                if denied(self.nc, subject):
+                    raise PermissionDenied(
+                        f"this identity may not publish to {subject}"
+                        " (the server refused it: see docs/security.md)"
+                    ) from None
                 if loop.time() + wait >= give_up:
                     raise FleetbusError(
                         f"publish to {subject} not confirmed by the server: "

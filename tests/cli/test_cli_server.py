@@ -19,6 +19,7 @@ import nats
 import pytest
 
 from fleetbus.fleet import seed_fleet
+from fleetbus.security import ADMIN, load_credential
 from fleetbus.server import running_embedded, stop_embedded
 from fleetbus.server.embedded import pid_alive
 
@@ -47,9 +48,11 @@ def dead_pid() -> int:
     return int(proc.stdout)
 
 
-async def _inspect(url: str) -> dict[str, Any]:
-    """What a plain nats-py client sees: streams and their consumers' configs."""
-    nc = await nats.connect(url)
+async def _inspect(url: str, data_dir: Path) -> dict[str, Any]:
+    """What a plain nats-py client sees as the admin: streams and their consumers' configs."""
+    admin = load_credential(data_dir, ADMIN)  # `fleetbus up` turns auth on by default
+    assert admin is not None
+    nc = await nats.connect(url, user=admin.user, password=admin.password)
     try:
         js = nc.jetstream()
         out: dict[str, Any] = {}
@@ -65,8 +68,8 @@ async def _inspect(url: str) -> dict[str, Any]:
         await nc.close()
 
 
-def inspect(url: str) -> dict[str, Any]:
-    return asyncio.run(_inspect(url))
+def inspect(url: str, data_dir: Path) -> dict[str, Any]:
+    return asyncio.run(_inspect(url, data_dir))
 
 
 def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
@@ -81,13 +84,23 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
     assert "applied: 23 create" in up.stdout
     assert "replicas 3 on a 1-node server" in up.stdout
 
-    seen = inspect(info.url)
+    seen = inspect(info.url, data_dir)
+    # auth is on: secrets are 0600 and the config holds only bcrypt hashes
+    admin = load_credential(data_dir, ADMIN)
+    assert admin is not None
+    assert oct((data_dir / "auth" / "admin.json").stat().st_mode & 0o777) == "0o600"
+    config = (data_dir / "nats-server.conf").read_text()
+    assert admin.password not in config and "$2b$" in config
     assert set(seen) == {"AGENT_COMMS", "EVENTS", "TASKS", "AGENT_DLQ"}
     assert seen["AGENT_COMMS"]["config"].subjects == ["genbrain.agents.>"]
     for c in seed_fleet().consumers():
         assert c.name in seen[c.stream]["consumers"], (c.stream, c.name)
     tasks = seen["AGENT_COMMS"]["consumers"]["BACKEND_TASKS"]
-    assert tasks.filter_subject == "genbrain.agents.backend.tasks"
+    # plain publishes and P.agents.backend.tasks.{sender} (the sender token: docs/security.md)
+    assert tasks.filter_subjects == [
+        "genbrain.agents.backend.tasks",
+        "genbrain.agents.backend.tasks.*",
+    ]
     assert (tasks.max_deliver, tasks.max_ack_pending, tasks.ack_wait) == (3, 1, 30.0)
     assert seen["EVENTS"]["consumers"]["DEVOPS_EVENTS"].filter_subject == (
         "genbrain.events.deployment.>"
@@ -148,7 +161,7 @@ def test_up_replaces_a_stale_pid_file(run_cli: Run, data_dir: Path, dead_pid: in
     info = running_embedded(data_dir)
     assert info is not None and info.pid != dead_pid
     assert "provisioned" not in result.stdout  # --no-provision
-    assert inspect(info.url) == {}
+    assert inspect(info.url, data_dir) == {}
 
     assert run_cli("--data-dir", "D", "down").returncode == 0
     assert not pid_alive(info.pid)

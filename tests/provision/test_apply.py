@@ -109,7 +109,10 @@ async def test_first_provision_creates_the_seed(
     comms_name = stream(spec, "AGENT_COMMS")
     backend_tasks = (await js.consumer_info(comms_name, "BACKEND_TASKS")).config
     assert backend_tasks.durable_name == "BACKEND_TASKS"
-    assert backend_tasks.filter_subject == f"{p}.agents.backend.tasks"
+    assert backend_tasks.filter_subjects == [
+        f"{p}.agents.backend.tasks",
+        f"{p}.agents.backend.tasks.*",
+    ]
     assert backend_tasks.deliver_policy == DeliverPolicy.ALL
     assert backend_tasks.ack_policy == AckPolicy.EXPLICIT
     assert backend_tasks.max_deliver == 3
@@ -117,7 +120,10 @@ async def test_first_provision_creates_the_seed(
     assert backend_tasks.ack_wait == 30.0
 
     backend_inbox = (await js.consumer_info(comms_name, "BACKEND_INBOX")).config
-    assert backend_inbox.filter_subject == f"{p}.agents.backend.inbox"
+    assert backend_inbox.filter_subjects == [
+        f"{p}.agents.backend.inbox",
+        f"{p}.agents.backend.inbox.*",
+    ]
     assert (backend_inbox.max_deliver, backend_inbox.max_ack_pending) == (5, 5)
 
     events_name = stream(spec, "EVENTS")

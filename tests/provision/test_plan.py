@@ -413,6 +413,9 @@ def test_seed_desired_configs_state_the_seed() -> None:
     assert comms["max_age"] == 7 * 86400 * NS
     assert (comms["discard"], comms["discard_new_per_subject"]) == ("new", True)
     tasks = desired_consumer(next(c for c in SEED.consumers() if c.name == "BACKEND_TASKS"))
-    assert tasks["filter_subject"] == "genbrain.agents.backend.tasks"
+    assert tasks["filter_subjects"] == [
+        "genbrain.agents.backend.tasks",
+        "genbrain.agents.backend.tasks.*",
+    ]
     assert (tasks["deliver_policy"], tasks["ack_policy"]) == ("all", "explicit")
     assert (tasks["max_deliver"], tasks["max_ack_pending"], tasks["ack_wait"]) == (3, 1, 30 * NS)

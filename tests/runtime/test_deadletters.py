@@ -72,7 +72,7 @@ async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
     tasks_stream = stream_name(fleet, "AGENT_COMMS")
     assert letter.subject == fleet.spec.subjects.dead_letter(tasks_stream, "BACKEND_TASKS")
     assert all(name in letter.headers for name in DLQ_HEADERS)
-    assert letter.headers[h.DLQ_SUBJECT] == fleet.spec.subjects.tasks("backend")
+    assert letter.headers[h.DLQ_SUBJECT] == fleet.spec.subjects.tasks("backend", "cto")
     assert letter.headers[h.DLQ_STREAM] == tasks_stream
     assert letter.headers[h.DLQ_SEQUENCE] == str(handle.stream_seq)
     assert letter.headers[h.DLQ_CONSUMER] == "BACKEND_TASKS"

@@ -106,4 +106,6 @@ async def test_inbox_messages_wait_for_the_agent_and_name_their_sender(
     assert by_seq[ack.seq].body == {"text": "pagination is next"}
     assert by_seq[raw.seq].sender is None
     assert by_seq[raw.seq].body == {"text": "from a plain client"}
-    assert by_seq[ack.seq].subject == fleet.spec.subjects.inbox("backend")
+    assert by_seq[ack.seq].subject == fleet.spec.subjects.inbox("backend", "cto")
+    assert by_seq[ack.seq].sender_verified  # from the subject token, not the header
+    assert not by_seq[raw.seq].sender_verified

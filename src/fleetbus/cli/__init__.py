@@ -14,6 +14,7 @@ from fleetbus.cli import (
     message_cmds,
     provision_cmds,
     run_cmds,
+    security_cmds,
     server_cmds,
     status_cmds,
 )
@@ -83,6 +84,7 @@ message_cmds.register(app)
 dlq_cmds.register(app)
 run_cmds.register(app)
 status_cmds.register(app)
+security_cmds.register(app)
 deploy_cmds.register(app)
 
 

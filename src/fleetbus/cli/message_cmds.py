@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from nats.aio.msg import Msg
 from rich.table import Table
 
 from fleetbus.cli._common import CliState, console, fail, print_json, run_async, state
@@ -189,10 +190,19 @@ def tail(
 
     async def main() -> None:
         async with st.client() as nc:
-            sub = await nc.subscribe(subject)
+            queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+            async def put(m: Msg) -> None:
+                queue.put_nowait(m)
+
+            await nc.subscribe(subject, cb=put)
+            if subject.startswith(f"{spec.prefix}.agents.") and not subject.endswith(">"):
+                # P.agents.{role}.{kind}.{sender}: what a role sent, with its sender token
+                await nc.subscribe(f"{subject}.*", cb=put)
             await nc.flush()  # the server has the subscription before we say so
             console.print(f"[dim]tailing {subject} (Ctrl-C stops)[/]", highlight=False)
-            async for m in sub.messages:
+            while True:
+                m = await queue.get()
                 headers = m.headers or {}
                 if json_out:
                     print_json(
@@ -203,7 +213,7 @@ def tail(
                         }
                     )
                     continue
-                sender = headers.get(h.SENDER, "-")
+                sender = spec.subjects.sender_of(m.subject) or headers.get(h.SENDER, "-")
                 text = m.data.decode("utf-8", "replace").replace("\n", " ")
                 console.print(
                     f"{m.subject} [dim]from[/] {sender}: {text[:300]}", markup=True, highlight=False
@@ -253,7 +263,7 @@ def _detail(u: TaskUpdate) -> str:
     if u.state == "failed":
         return f"{u.error} (retry in {u.retry_in:g}s)" if u.retry_in else str(u.error)
     if u.state == "dead_lettered":
-        return f"{u.error} — {u.reason or ''}"
+        return f"{u.error} — {u.reason}" if u.reason and u.reason != u.error else str(u.error)
     return ""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,6 +36,14 @@ def up(
     ctx: typer.Context,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Run in the background; `fleetbus down` stops.")
+    ] = False,
+    no_auth: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth",
+            help="No authentication: any client may do anything (the default gives each"
+            " role its own credentials: docs/security.md).",
+        ),
     ] = False,
     no_provision: Annotated[
         bool, typer.Option("--no-provision", help="Start the server only.")
@@ -78,24 +87,27 @@ def up(
         err_console.print(f"[yellow]warning:[/] {message}")
 
     size = cluster if cluster is not None else spec.server.cluster.size
+    auth = "" if no_auth else guard(lambda: _authorization(spec, data_dir))
     server: EmbeddedServer | LocalCluster
     if size > 1:
         server = guard(
             lambda: start_embedded_cluster(
-                server_spec, data_dir, size, detach=detach, on_warning=warn
+                server_spec, data_dir, size, detach=detach, on_warning=warn, extra_config=auth
             )
         )
         console.print(f"{size}-node cluster {server.url}, data in {data_dir}/n1..n{size}/")
     else:
         server = guard(
-            lambda: start_embedded(server_spec, data_dir, detach=detach, on_warning=warn)
+            lambda: start_embedded(
+                server_spec, data_dir, detach=detach, on_warning=warn, extra_config=auth
+            )
         )
         console.print(
             f"nats-server {server.url} (monitor {server.monitor_url}), data in {data_dir}/"
         )
     try:
         if not no_provision:
-            result = run_async(lambda: _provision(server.url, spec))
+            result = run_async(lambda: _provision(_admin(server.url, data_dir), spec))
             print_plan(console, spec, result, dry_run=False)
     except (typer.Exit, KeyboardInterrupt):
         if not detach:
@@ -107,7 +119,7 @@ def up(
         console.print(f"running in the background (pid {shown}); `fleetbus down` stops it")
         return
     try:
-        asyncio.run(_serve(server.url, spec))
+        asyncio.run(_serve(_admin(server.url, data_dir), spec))
     finally:
         server.stop()
         console.print("stopped")
@@ -124,15 +136,32 @@ def down(
     console.print(f"stopped nats-server pid {pids} ({info.url})")
 
 
-async def _provision(url: str, spec: FleetSpec) -> ApplyResult:
-    nc = await connect(ConnectSettings.from_url(url, name="fleetbus-up"))
+def _authorization(spec: FleetSpec, data_dir: Path) -> str:
+    """Each role's and the admin's credentials (created once, 0600) as a config block."""
+    from fleetbus.security import ensure_credentials, render_authorization
+
+    return render_authorization(spec, ensure_credentials(data_dir, spec))
+
+
+def _admin(url: str, data_dir: Path) -> ConnectSettings:
+    """The admin's settings when auth is on (its file exists), else anonymous ones."""
+    from fleetbus.security import ADMIN, load_credential
+
+    cred = load_credential(data_dir, ADMIN)
+    if cred is None:
+        return ConnectSettings.from_url(url, name="fleetbus-up")
+    return cred.connect_settings(url, name="fleetbus-up")
+
+
+async def _provision(settings: ConnectSettings, spec: FleetSpec) -> ApplyResult:
+    nc = await connect(settings)
     try:
         return await provision(nc, spec)
     finally:
         await nc.close()
 
 
-async def _serve(url: str, spec: FleetSpec) -> None:
+async def _serve(settings: ConnectSettings, spec: FleetSpec) -> None:
     """Run the dead-letter copier until SIGINT/SIGTERM."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -140,7 +169,7 @@ async def _serve(url: str, spec: FleetSpec) -> None:
         loop.add_signal_handler(sig, stopping.set)
     # Only now does Ctrl-C mean "stop cleanly" rather than KeyboardInterrupt.
     console.print("serving; Ctrl-C stops the server")
-    nc = await connect(ConnectSettings.from_url(url, name="fleetbus-up"))
+    nc = await connect(settings)
     try:
         if spec.dead_letter_stream:
             copier = AdvisoryCopier(nc, spec, Publisher(nc, sender="fleetbus"))

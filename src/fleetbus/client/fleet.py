@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,15 +22,17 @@ from typing import Any, Literal
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import DeliverPolicy
 
+from fleetbus.batch import BatchPublisher, PublishManyResult
+from fleetbus.client._reader import read_stream
 from fleetbus.client.meeting import Meeting
-from fleetbus.connection import ConnectSettings, connect
+from fleetbus.connection import ConnectSettings, connect, denied
 from fleetbus.errors import (
     AskTimeout,
     FleetbusError,
     NoResponders,
     PayloadError,
+    PermissionDenied,
     RemoteError,
     TaskError,
     TaskTimeout,
@@ -40,7 +42,7 @@ from fleetbus.publisher import PubAck, Publisher
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import validate_token
+from fleetbus.wire.subjects import subject_matches, validate_token
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["Fleet", "Observed", "TaskHandle"]
@@ -57,6 +59,8 @@ class Observed:
     headers: Mapping[str, str]
     sender: str | None
     stream_seq: int
+    sender_verified: bool = False
+    """True when ``sender`` comes from the subject (which the server authenticates)."""
 
 
 class TaskHandle:
@@ -103,6 +107,7 @@ class Fleet:
         self.sender = sender
         self._owns = owns
         self._publisher = Publisher(nc, sender=sender)
+        self._batches: BatchPublisher | None = None
         self._closed = False
 
     @classmethod
@@ -121,7 +126,9 @@ class Fleet:
         spec = resolve_fleet(fleet)
         if sender is not None:
             spec.role(sender)
-        settings = connection or resolve_connect_settings(spec, url=url, name="fleetbus-client")
+        settings = connection or resolve_connect_settings(
+            spec, url=url, name="fleetbus-client", role=sender
+        )
         nc = await connect(settings)
         client = cls(nc, spec, sender=sender, owns=True)
         try:
@@ -160,7 +167,7 @@ class Fleet:
         data = self._encode(body)
         hdrs = {**(headers or {}), h.TASK_ID: task_id}
         ack = await self._publisher.publish(
-            self.spec.subjects.tasks(role), data, hdrs, msg_id=task_id
+            self.spec.subjects.tasks(role, self.sender), data, hdrs, msg_id=task_id
         )
         return TaskHandle(self, task_id, role, ack)
 
@@ -170,7 +177,7 @@ class Fleet:
         """Send a direct message to ``role``'s inbox."""
         self.spec.role(role)
         return await self._publisher.publish(
-            self.spec.subjects.inbox(role), self._encode(body), headers
+            self.spec.subjects.inbox(role, self.sender), self._encode(body), headers
         )
 
     async def invite(
@@ -179,7 +186,7 @@ class Fleet:
         """Send a meeting invitation to ``role`` (stored: an offline invitee sees it later)."""
         self.spec.role(role)
         return await self._publisher.publish(
-            self.spec.subjects.invitations(role), self._encode(body), headers
+            self.spec.subjects.invitations(role, self.sender), self._encode(body), headers
         )
 
     async def emit(
@@ -194,6 +201,72 @@ class Fleet:
         """Publish an event on ``P.events.{domain}.{type}``; every subscribing role gets it."""
         subject = self.spec.subjects.event(domain, type_)
         return await self._publisher.publish(subject, self._encode(body), headers, msg_id=msg_id)
+
+    async def emit_many(
+        self,
+        domain: str,
+        type_: str,
+        bodies: Iterable[Mapping[str, Any]],
+        *,
+        headers: Mapping[str, str] | None = None,
+        msg_ids: Sequence[str] | None = None,
+    ) -> PublishManyResult:
+        """``emit`` for many events at once: see ``publish_many``."""
+        subject = self.spec.subjects.event(domain, type_)
+        return await self.publish_many(subject, bodies, headers=headers, msg_ids=msg_ids)
+
+    async def publish_many(
+        self,
+        subject_or_items: str | Iterable[tuple[str, Mapping[str, Any]]],
+        bodies: Iterable[Mapping[str, Any]] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        msg_ids: Sequence[str] | None = None,
+    ) -> PublishManyResult:
+        """Store many messages, fast: ``publish_many(subject, bodies)`` or
+        ``publish_many([(subject, body), ...])``, with absolute subjects the fleet's streams
+        capture (``genbrain.events.deployment.started``).
+
+        Where the stream has ``allow_atomic_publish`` (the seed's ``EVENTS``), messages go in
+        atomic batches of up to 1000, each confirmed stored, whole or not at all, by one
+        PubAck; elsewhere (or when the live stream refuses atomic publishes) they go
+        pipelined, one PubAck each. Each message gets a ``Nats-Msg-Id`` (``msg_ids[i]``, or
+        a generated one) so re-sent batches are stored once. Returns the PubAcks by input
+        position; raises ``BatchPublishError`` naming the positions not stored and why.
+        """
+        if isinstance(subject_or_items, str):
+            if bodies is None:
+                raise FleetbusError("publish_many(subject, bodies): bodies missing")
+            payloads = [self._encode(b) for b in bodies]
+            subjects: list[str] = [subject_or_items] * len(payloads)
+        else:
+            if bodies is not None:
+                raise FleetbusError("publish_many(items): pass (subject, body) pairs, no bodies")
+            pairs = list(subject_or_items)
+            subjects = [s for s, _ in pairs]
+            payloads = [self._encode(b) for _, b in pairs]
+        known: dict[str, str] = {}
+        for subject in subjects:
+            if subject not in known:
+                stream = self.spec.stream_for(subject)
+                if not stream:
+                    raise FleetbusError(
+                        f"publish_many: no stream of the fleet captures {subject} (subjects are"
+                        f" absolute, like {self.spec.subjects.event('domain', 'type')});"
+                        " nothing was sent"
+                    )
+                known[subject] = stream
+        if self._batches is None:
+            self._batches = BatchPublisher(self.nc, sender=self.sender)
+        streams = self.spec.streams
+        return await self._batches.publish(
+            subjects,
+            payloads,
+            [known[s] for s in subjects],
+            atomic=lambda name: name in streams and streams[name].allow_atomic_publish,
+            msg_ids=msg_ids,
+            headers=headers,
+        )
 
     # -- meetings ------------------------------------------------------------------------
 
@@ -234,10 +307,14 @@ class Fleet:
             except NoRespondersError:
                 raise NoResponders(role) from None
             except (NatsTimeoutError, TimeoutError):
+                if denied(self.nc, self.spec.subjects.rpc(role)):
+                    raise PermissionDenied(f"this identity may not ask {role}") from None
                 raise AskTimeout(role, timeout) from None
             return _answer(role, reply.data, reply.headers)
         ask_id = f"ask-{uuid.uuid4().hex}"
-        inbox = self.nc.new_inbox()
+        # Under this connection's inbox prefix, in an ``ask`` namespace: with auth on, the
+        # answering role may publish to ``_INBOX_<asker>.ask.*`` and to no other inbox.
+        inbox = f"{self.nc.new_inbox().rsplit('.', 1)[0]}.ask.{ask_id}"
         sub = await self.nc.subscribe(inbox, max_msgs=1)
         try:
             headers.update(
@@ -248,7 +325,7 @@ class Fleet:
                 }
             )
             await self._publisher.publish(
-                self.spec.subjects.inbox(role), data, headers, msg_id=ask_id
+                self.spec.subjects.inbox(role, self.sender), data, headers, msg_id=ask_id
             )
             try:
                 reply = await sub.next_msg(timeout=timeout)
@@ -279,18 +356,15 @@ class Fleet:
 
     async def _updates(self, task_id: str) -> AsyncIterator[tuple[TaskUpdate, int]]:
         subject = self.spec.subjects.task_updates(task_id)
-        js = self.nc.jetstream()
-        sub = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-        try:
-            async for msg in sub.messages:
-                try:
-                    update = TaskUpdate.decode(msg.data)
-                except PayloadError:
-                    continue  # not a fleetbus update: someone else published here
-                yield update, msg.metadata.num_pending
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        stream = self.spec.stream_for(subject)
+        if not stream:
+            raise FleetbusError(f"no stream of the fleet stores {subject}: nothing to watch")
+        async for msg in read_stream(self.nc, stream, subject, deliver="all"):
+            try:
+                update = TaskUpdate.decode(msg.data)
+            except PayloadError:
+                continue  # not a fleetbus update: someone else published here
+            yield update, msg.metadata.num_pending
 
     # -- oversight -----------------------------------------------------------------------
 
@@ -299,34 +373,39 @@ class Fleet:
     ) -> AsyncIterator[Observed]:
         """Watch every stored message on ``pattern`` (relative to the prefix, like
         ``agents.*.inbox``) without consuming it: the owners' durable consumers still get
-        and ack each one. Uses an ordered, unacknowledged consumer that vanishes on exit."""
+        and ack each one. Uses an unacknowledged consumer that the server removes after exit.
+
+        ``agents.*.inbox`` also sees ``agents.*.inbox.{sender}``: messages a role sent."""
         subject = self.spec.subjects.absolute(pattern)
         stream = self.spec.stream_for(subject)
         if not stream:
             raise FleetbusError(f"no stream of the fleet stores {subject}: nothing to observe")
-        js = self.nc.jetstream()
-        policy = DeliverPolicy.NEW if deliver == "new" else DeliverPolicy.ALL
-        sub = await js.subscribe(
-            subject, stream=stream, ordered_consumer=True, deliver_policy=policy
-        )
-        try:
-            async for msg in sub.messages:
-                headers = dict(msg.headers or {})
-                try:
-                    body: dict[str, Any] | None = decode(msg.data)
-                except PayloadError:
-                    body = None
-                yield Observed(
-                    subject=msg.subject,
-                    body=body,
-                    raw=msg.data,
-                    headers=headers,
-                    sender=headers.get(h.SENDER),
-                    stream_seq=msg.metadata.sequence.stream,
-                )
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        tokens = subject.split(".")
+        # One filter per consumer (the narrow create API takes one): an agents pattern is
+        # widened by a token, then what matches it, or it plus a sender token, is kept.
+        agents = subject.startswith(f"{self.spec.prefix}.agents.") and tokens[-1] != ">"
+        wide = ".".join([*tokens[:-1], ">"]) if agents else subject
+        async for msg in read_stream(self.nc, stream, wide, deliver=deliver):
+            if agents and not (
+                subject_matches(subject, msg.subject)
+                or subject_matches(f"{subject}.*", msg.subject)
+            ):
+                continue
+            headers = dict(msg.headers or {})
+            try:
+                body: dict[str, Any] | None = decode(msg.data)
+            except PayloadError:
+                body = None
+            sender = self.spec.subjects.sender_of(msg.subject)
+            yield Observed(
+                subject=msg.subject,
+                body=body,
+                raw=msg.data,
+                headers=headers,
+                sender=sender or headers.get(h.SENDER),
+                sender_verified=sender is not None,
+                stream_seq=msg.metadata.sequence.stream,
+            )
 
     def _encode(self, body: Mapping[str, Any]) -> bytes:
         return encode(body, max_payload=self.nc.max_payload or None)

@@ -8,6 +8,7 @@ a consumer whose subject no stream captures) are checked after the parts validat
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -86,6 +87,12 @@ _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DELIVER = ("all", "new", "last", "last_per_subject")
 
 
+@functools.lru_cache(maxsize=256)
+def _subjects_for(prefix: str) -> Subjects:
+    """One (immutable) ``Subjects`` per prefix: the runtime asks for it per message."""
+    return Subjects(prefix)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -117,6 +124,9 @@ class StreamSpec(_Model):
     discard: Literal["old", "new"] = "old"
     discard_new_per_subject: bool = False
     duplicate_window: Duration = 120.0
+    allow_atomic_publish: bool = False
+    """Accept atomic batch publishes (server 2.12+): ``Fleet.publish_many`` / ``emit_many``
+    then confirm up to 1000 messages with one round trip; without it they go pipelined."""
     dead_letters: bool = False
     """Also capture the server's MAX_DELIVERIES / MSG_TERMINATED advisories of the fleet's
     other streams, so that no dead letter is lost while no copier runs."""
@@ -367,7 +377,7 @@ class FleetSpec(_Model):
 
     @property
     def subjects(self) -> Subjects:
-        return Subjects(self.prefix)
+        return _subjects_for(self.prefix)
 
     def stream_subjects(self, name: str) -> list[str]:
         """The stream's subjects as the server sees them (advisories added for dead letters)."""
@@ -416,9 +426,10 @@ class FleetSpec(_Model):
         subjects = self.subjects
         for role, spec in self.roles.items():
             pairs: list[tuple[ConsumerKind, ConsumerSpec | None, list[str]]] = [
-                ("tasks", spec.tasks, [subjects.tasks(role)]),
-                ("inbox", spec.inbox, [subjects.inbox(role)]),
-                ("meetings", spec.meetings, [subjects.invitations(role)]),
+                # plain publishes (sender unknown) and P.agents.{role}.{kind}.{sender}
+                ("tasks", spec.tasks, subjects.agent_filters(role, "tasks")),
+                ("inbox", spec.inbox, subjects.agent_filters(role, "inbox")),
+                ("meetings", spec.meetings, subjects.agent_filters(role, "meetings")),
                 (
                     "events",
                     spec.events,

@@ -65,8 +65,10 @@ H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
 class RuntimeSettings:
     """How the runtime consumes. The defaults suit agents that run for weeks."""
 
-    poll: float = 30.0
-    """Length of one long poll (a fetch that waits for work)."""
+    poll: float = 10.0
+    """Length of one long poll (a fetch that waits for work). A crashed consumer leader in a
+    cluster takes the open poll with it: the next one goes to the new leader after at most
+    this long. Idle cost: one pull request per consumer per poll."""
     grace: float = 30.0
     """On shutdown, how long running handlers may finish before they are naked."""
     retry_base: float = 2.0
@@ -111,6 +113,9 @@ class Agent:
         self._loops: list[ConsumerLoop] = []
         self._nc: Client | None = None
         self._owns_nc = False
+        self._resolved: dict[ConsumerKind, ResolvedConsumer] = {}
+        self._event_routes: list[tuple[str, EventHandler]] | None = None
+        self._identity: str | None = connection.identity if connection is not None else None
         self._publisher: Publisher | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -257,7 +262,10 @@ class Agent:
         if nc is None:
             from fleetbus.environment import resolve_connect_settings
 
-            settings = self._connection or resolve_connect_settings(spec, name=self.worker)
+            settings = self._connection or resolve_connect_settings(
+                spec, name=self.worker, role=self.role
+            )
+            self._identity = settings.identity
             nc = await connect(settings, on_reconnect=self._on_reconnect)
             self._owns_nc = True
         self._nc = nc
@@ -265,7 +273,7 @@ class Agent:
         api = JsApi(nc)
         for consumer, handle in loops:
             try:
-                info = await api.consumer_info(consumer.stream, consumer.name)
+                info = await api.consumer_info(consumer.stream, consumer.name, ride_out=30.0)
             except JetStreamError as exc:
                 if exc.err_code != 10059:  # stream not found: not provisioned either
                     raise
@@ -365,7 +373,11 @@ class Agent:
             for loop in self._loops:
                 tg.create_task(loop.run())
             spec = self.spec
-            if self.settings.dead_letter_copier and spec.dead_letter_stream:
+            # A role identity may not read other roles' messages, which the copier must:
+            # with auth on, `fleetbus up` (the admin) copies dead letters instead.
+            if self._identity is not None:
+                log.debug("%s: dead-letter copier left to the admin identity", self.worker)
+            elif self.settings.dead_letter_copier and spec.dead_letter_stream:
                 assert self._publisher is not None
                 copier = AdvisoryCopier(self.nc, spec, self._publisher)
                 self._background.append(tg.create_task(copier.run(self._stopping)))
@@ -469,7 +481,7 @@ class Agent:
             body=body,
             headers=headers,
             subject=msg.subject,
-            sender=headers.get(h.SENDER),
+            **self._sender(msg.subject, headers),
             attempt=attempt,
             stream_seq=seq,
             id=task_id,
@@ -537,6 +549,12 @@ class Agent:
         await self.nc.publish(msg.reply, data, headers=hdrs)
 
     async def _handle_durable_request(self, msg: Msg, consumer: ResolvedConsumer) -> None:
+        try:
+            decode(msg.data)
+        except PayloadError as exc:
+            # The asker waits on its reply address: tell it now, then dead-letter below.
+            data, hdrs = encode_error(f"bad request: {exc}")
+            await self.nc.publish((msg.headers or {})[h.REPLY_TO], data, headers=hdrs)
         base = await self._decode(msg, consumer)
         if base is None:
             return
@@ -555,7 +573,7 @@ class Agent:
             body=body,
             headers=headers,
             subject=msg.subject,
-            sender=headers.get(h.SENDER),
+            **self._sender(msg.subject, headers),
             attempt=attempt,
             stream_seq=seq,
             durable=True,
@@ -596,7 +614,7 @@ class Agent:
             body=body,
             headers=headers,
             subject=msg.subject,
-            sender=headers.get(h.SENDER),
+            **self._sender(msg.subject, headers),
             attempt=attempt,
             stream_seq=seq,
         )
@@ -624,11 +642,10 @@ class Agent:
             domain=domain,
             type=type_,
         )
-        handlers = [
-            func
-            for pattern, func in self._event_handlers
-            if subject_matches(self.spec.subjects.events_filter(pattern), msg.subject)
-        ]
+        if self._event_routes is None:  # once, not per message
+            events = self.spec.subjects
+            self._event_routes = [(events.events_filter(p), f) for p, f in self._event_handlers]
+        handlers = [func for full, func in self._event_routes if subject_matches(full, msg.subject)]
 
         async def all_handlers(ev: Event) -> None:
             for func in handlers:
@@ -802,9 +819,20 @@ class Agent:
             raise FleetbusError(f"agent {self.role} is not started")
         return self._publisher
 
+    def _sender(self, subject: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        """The sender from the subject's sender token (verified), else the header (a claim)."""
+        token = self.spec.subjects.sender_of(subject)
+        if token is not None:
+            return {"sender": token, "sender_verified": True}
+        return {"sender": headers.get(h.SENDER), "sender_verified": False}
+
     def _consumer(self, kind: ConsumerKind) -> ResolvedConsumer:
-        consumer = self.spec.consumer(self.role, kind)
-        assert consumer is not None
+        # Resolving walks the whole fleet file: once per kind, not once per message.
+        consumer = self._resolved.get(kind)
+        if consumer is None:
+            consumer = self.spec.consumer(self.role, kind)
+            assert consumer is not None
+            self._resolved[kind] = consumer
         return consumer
 
 

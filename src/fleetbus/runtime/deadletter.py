@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from fleetbus.connection import denied
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet.model import DEAD_LETTER_COPIER, FleetSpec
 from fleetbus.jsapi import JsApi
@@ -171,6 +172,9 @@ class AdvisoryCopier:
                 try:
                     msgs = fetch.result()
                 except _FETCH_QUIET:
+                    if denied(self.nc, f"$JS.API.CONSUMER.MSG.NEXT.{dlq}.{COPIER_CONSUMER}"):
+                        log.info("dead-letter copier: this identity may not run it; stopped")
+                        return
                     failures = 0
                     continue
                 except (NatsError, OSError) as exc:

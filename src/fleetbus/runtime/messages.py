@@ -43,6 +43,10 @@ class Message:
     subject: str
     sender: str | None
     """The sending role when a fleetbus client sent it; None for plain NATS publishers."""
+    sender_verified: bool = False
+    """True when ``sender`` is the subject's sender token (``P.agents.{role}.{kind}.{from}``),
+    which the server lets only that role publish with auth on. False when it came from the
+    ``Fleet-Sender`` header, which any publisher can write: treat it as a claim."""
     attempt: int
     """1 on first delivery, 2 on the first redelivery, ..."""
     stream_seq: int

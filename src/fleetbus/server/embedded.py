@@ -156,8 +156,12 @@ def start_embedded(
     detach: bool = False,
     timeout: float = 10.0,
     on_warning: Callable[[str], None] | None = None,
+    extra_config: str = "",
 ) -> EmbeddedServer:
     """Start the embedded server in ``data_dir`` (default ``spec.data_dir``) and record it.
+
+    ``extra_config`` is appended to the rendered config (``fleetbus up`` passes the
+    ``authorization`` block of ``fleetbus.security``).
 
     With ``detach`` the server runs in its own session, so that Ctrl-C in the terminal that
     started it does not stop it, and it outlives this process (``fleetbus down`` stops it).
@@ -166,7 +170,7 @@ def start_embedded(
     """
     shown = Path(data_dir if data_dir is not None else spec.data_dir)
     _refuse_running(shown, on_warning)
-    server = EmbeddedServer(spec, shown, start_new_session=detach)
+    server = EmbeddedServer(spec, shown, start_new_session=detach, extra_config=extra_config)
     server.start(timeout)
     assert server.pid is not None
     info = EmbeddedInfo(
@@ -195,12 +199,15 @@ def start_embedded_cluster(
     ports: Sequence[NodePorts] | None = None,
     timeout: float = 30.0,
     on_warning: Callable[[str], None] | None = None,
+    extra_config: str = "",
 ) -> LocalCluster:
     """``fleetbus up --cluster N``: N routed nodes in ``data_dir/n1..nN``, recorded like one
     server (``server.json`` lists every URL and pid; ``fleetbus down`` stops them all)."""
     shown = Path(data_dir if data_dir is not None else spec.data_dir)
     _refuse_running(shown, on_warning)
-    cluster = LocalCluster(spec, shown, size, ports=ports, start_new_session=detach)
+    cluster = LocalCluster(
+        spec, shown, size, ports=ports, extra_config=extra_config, start_new_session=detach
+    )
     cluster.start(timeout)
     pids = tuple(node.pid for node in cluster.nodes if node.pid is not None)
     info = EmbeddedInfo(

@@ -5,6 +5,9 @@ With prefix ``P`` (the seed uses ``genbrain``)::
     P.agents.{role}.inbox        direct messages            (AGENT_COMMS)
     P.agents.{role}.tasks        task assignments           (AGENT_COMMS)
     P.agents.{role}.meetings     meeting invitations        (AGENT_COMMS)
+    P.agents.{role}.{kind}.{from} the same, sent by role ``from``: with auth on, the server
+                                 lets each role publish only its own ``from`` token, so the
+                                 receiver trusts it (the ``Fleet-Sender`` header is forgeable)
     P.events.{domain}.{type}     events, fan-out            (EVENTS)
     P.tasks.{task_id}.updates    a task's lifecycle         (TASKS)
     P.meetings.{meeting_id}      live meeting traffic       (core NATS, not stored)
@@ -144,17 +147,24 @@ class Subjects:
     def __post_init__(self) -> None:
         validate_subject(self.prefix, wildcards=False)
 
-    def agent(self, role: str, kind: str) -> str:
-        return f"{self.prefix}.agents.{validate_token(role, 'role')}.{kind}"
+    def agent(self, role: str, kind: str, sender: str | None = None) -> str:
+        """``P.agents.{role}.{kind}``, or ``P.agents.{role}.{kind}.{sender}`` from a role."""
+        base = f"{self.prefix}.agents.{validate_token(role, 'role')}.{kind}"
+        return base if sender is None else f"{base}.{validate_token(sender, 'sender')}"
 
-    def inbox(self, role: str) -> str:
-        return self.agent(role, "inbox")
+    def agent_filters(self, role: str, kind: str) -> list[str]:
+        """What a role's consumer of ``kind`` receives: plain publishes and every sender's."""
+        base = self.agent(role, kind)
+        return [base, f"{base}.*"]
 
-    def tasks(self, role: str) -> str:
-        return self.agent(role, "tasks")
+    def inbox(self, role: str, sender: str | None = None) -> str:
+        return self.agent(role, "inbox", sender)
 
-    def invitations(self, role: str) -> str:
-        return self.agent(role, "meetings")
+    def tasks(self, role: str, sender: str | None = None) -> str:
+        return self.agent(role, "tasks", sender)
+
+    def invitations(self, role: str, sender: str | None = None) -> str:
+        return self.agent(role, "meetings", sender)
 
     def event(self, domain: str, type_: str) -> str:
         return (
@@ -186,12 +196,20 @@ class Subjects:
         )
 
     def parse_agent(self, subject: str) -> tuple[str, str] | None:
-        """``P.agents.{role}.{kind}`` → ``(role, kind)``; anything else → None."""
+        """``P.agents.{role}.{kind}[.{sender}]`` → ``(role, kind)``; anything else → None."""
         head = f"{self.prefix}.agents."
         if not subject.startswith(head):
             return None
         rest = subject[len(head) :].split(".")
-        return (rest[0], rest[1]) if len(rest) == 2 else None
+        return (rest[0], rest[1]) if len(rest) in (2, 3) else None
+
+    def sender_of(self, subject: str) -> str | None:
+        """The sender token of ``P.agents.{role}.{kind}.{sender}``; None without one."""
+        head = f"{self.prefix}.agents."
+        if not subject.startswith(head):
+            return None
+        rest = subject[len(head) :].split(".")
+        return rest[2] if len(rest) == 3 else None
 
     def absolute(self, relative: str) -> str:
         """A fleet-file subject (relative to the prefix) as the server sees it."""

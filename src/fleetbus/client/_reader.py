@@ -1,0 +1,64 @@
+"""Read a stream without consuming it: a short-lived push consumer with one narrow filter.
+
+nats-py's ordered consumer creates its ephemeral consumer on ``$JS.API.CONSUMER.CREATE.<stream>``,
+whose payload may name any filter: granting that subject would let a role read every inbox
+in the stream. fleetbus creates the consumer on the filtered form
+``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`` (server 2.10+), where the server refuses a
+config whose filter differs from the subject's (10131) or has several filters (10137), so a
+permission on that subject is a permission to read exactly that filter. The consumer is
+acknowledgement-free, in memory, delivers to the reader's own inbox and is removed by the
+server a few seconds after the reader leaves (``inactive_threshold``): readers never need
+the right to delete consumers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from fleetbus.jsapi import JsApi
+
+__all__ = ["INACTIVE_THRESHOLD", "read_stream"]
+
+INACTIVE_THRESHOLD = 5.0
+"""Seconds after the reader unsubscribes before the server removes its consumer."""
+
+
+async def read_stream(
+    nc: Client,
+    stream: str,
+    filter_subject: str,
+    *,
+    deliver: Literal["all", "new"] = "all",
+) -> AsyncIterator[Msg]:
+    """Every message of ``stream`` on ``filter_subject`` (from the first, or new ones only)."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    name = f"R{uuid.uuid4().hex[:16]}"
+    config = {
+        "name": name,
+        "filter_subject": filter_subject,
+        "deliver_policy": deliver,
+        "ack_policy": "none",
+        "replay_policy": "instant",
+        "deliver_subject": inbox,
+        "inactive_threshold": int(INACTIVE_THRESHOLD * 1e9),
+        "mem_storage": True,
+        "num_replicas": 1,
+    }
+    try:
+        await JsApi(nc).request(
+            f"CONSUMER.CREATE.{stream}.{name}.{filter_subject}",
+            {"stream_name": stream, "config": config, "action": "create"},
+        )
+        async for msg in sub.messages:
+            if msg.reply and msg.reply.startswith("$JS.ACK."):
+                yield msg
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()

@@ -1,0 +1,113 @@
+"""Per-identity credentials for the embedded server, kept in the data directory.
+
+Layout (``<data_dir>/auth/``, mode 0700; every file 0600)::
+
+    admin.json       {"user": "admin", "password": "...", "inbox_prefix": "_INBOX_admin"}
+    backend.json     one per role of the fleet file
+
+Passwords come from ``secrets`` (32 random bytes, URL-safe) and are created once: later
+``fleetbus up`` runs keep them, and add files for new roles. They are never printed or
+logged (``fleetbus creds ROLE`` shows them on request) and never written to the fleet file;
+the server's config holds only their bcrypt hashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetbus.connection import ConnectSettings
+from fleetbus.errors import FleetbusError
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.security.permissions import ADMIN, inbox_prefix
+
+__all__ = ["AUTH_DIR", "Credential", "auth_dir", "ensure_credentials", "load_credential"]
+
+AUTH_DIR = "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """How one identity logs in. ``role`` is None for the admin."""
+
+    user: str
+    password: str = field(repr=False)
+    inbox_prefix: str
+    role: str | None
+
+    def connect_settings(self, url: str, *, name: str = "fleetbus") -> ConnectSettings:
+        """Settings that log in as this identity, with its own inbox prefix."""
+        return ConnectSettings.from_url(
+            url,
+            name=name,
+            user=self.user,
+            password=self.password,
+            inbox_prefix=self.inbox_prefix,
+            identity=self.role,
+        )
+
+
+def auth_dir(data_dir: str | Path) -> Path:
+    return Path(data_dir) / AUTH_DIR
+
+
+def _path(data_dir: str | Path, identity: str) -> Path:
+    return auth_dir(data_dir) / f"{identity}.json"
+
+
+def load_credential(data_dir: str | Path, identity: str) -> Credential | None:
+    """The stored credential of ``identity`` (a role, or ``admin``), or None."""
+    try:
+        data = json.loads(_path(data_dir, identity).read_text(encoding="utf-8"))
+        return Credential(
+            user=str(data["user"]),
+            password=str(data["password"]),
+            inbox_prefix=str(data.get("inbox_prefix") or inbox_prefix(identity)),
+            role=None if identity == ADMIN else identity,
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FleetbusError(f"cannot read credentials {_path(data_dir, identity)}: {exc}") from exc
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def ensure_credentials(data_dir: str | Path, spec: FleetSpec) -> dict[str, Credential]:
+    """The admin's and every role's credential, creating the missing ones (0600)."""
+    if ADMIN in spec.roles:
+        raise FleetbusError(
+            f"a role may not be called {ADMIN!r} with auth on: that is the provisioning identity"
+        )
+    folder = auth_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    out: dict[str, Credential] = {}
+    for identity in [ADMIN, *spec.roles]:
+        cred = load_credential(data_dir, identity)
+        if cred is None:
+            cred = Credential(
+                user=identity,
+                password=secrets.token_urlsafe(32),
+                inbox_prefix=inbox_prefix(identity),
+                role=None if identity == ADMIN else identity,
+            )
+            body = {"user": cred.user, "password": cred.password, "inbox_prefix": cred.inbox_prefix}
+            _write_private(_path(data_dir, identity), json.dumps(body, indent=2) + "\n")
+        out[identity] = cred
+    return out

@@ -1,0 +1,51 @@
+"""The server's ``authorization { users: [...] }`` block: bcrypt hashes, never passwords.
+
+nats-server compares a password against a ``$2a$``/``$2b$`` bcrypt hash itself. The passwords
+are 32 random bytes, so a low bcrypt cost loses nothing (nobody brute-forces 2^256) and keeps
+each connect cheap for the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import bcrypt
+
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.security.credentials import Credential
+from fleetbus.security.permissions import ADMIN, role_permissions
+from fleetbus.server.config import quote
+
+__all__ = ["BCRYPT_COST", "render_authorization"]
+
+BCRYPT_COST = 6
+
+
+def _hash(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=BCRYPT_COST)).decode()
+
+
+def _list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(quote(i) for i in items) + "]"
+
+
+def render_authorization(spec: FleetSpec, credentials: Mapping[str, Credential]) -> str:
+    """The block for the server config: the admin (all rights) and one user per role."""
+    lines = ["authorization {", "  users: ["]
+    admin = credentials[ADMIN]
+    lines.append(f"    {{user: {quote(admin.user)}, password: {quote(_hash(admin.password))}}}")
+    for role in spec.roles:
+        cred = credentials[role]
+        perms = role_permissions(spec, role)
+        lines += [
+            f"    {{user: {quote(cred.user)}, password: {quote(_hash(cred.password))},",
+            "     permissions: {",
+            f"       publish: {{allow: {_list(perms.publish)}"
+            + (f", deny: {_list(perms.publish_deny)}" if perms.publish_deny else "")
+            + "}",
+            f"       subscribe: {{allow: {_list(perms.subscribe)}}}",
+            f"       allow_responses: {'true' if perms.allow_responses else 'false'}",
+            "     }}",
+        ]
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
