@@ -19,14 +19,19 @@ demo: $(STAMP)
 test: lint types unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 
 types: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# fleetbus vs raw nats-py, side by side (docs/performance.md). BENCH_ARGS="--quick" for a
+# sub-minute smoke run, "--full" for 100 roles x 10,000 events, "--json out.json".
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .fleetbus .pytest_cache .mypy_cache .ruff_cache

@@ -53,6 +53,9 @@ streams:
     replicas: 3
     discard: old              # events are history: the oldest go first, as in the seed
     max_consumers: 10000
+    # Fleet.emit_many / publish_many store up to 1000 events per round trip, all or none
+    # (atomic batch publish, nats-server 2.12+); without it they fall back to one ack each.
+    allow_atomic_publish: true
 
   TASKS:
     description: Each task's lifecycle updates (accepted, progress, completed, failed)

@@ -107,6 +107,7 @@ def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
         "discard_new_per_subject": s.discard_new_per_subject,
         "duplicate_window": int(s.duplicate_window * NS),
         "allow_direct": True,
+        "allow_atomic": s.allow_atomic_publish,
         # Always stated, so that a description removed from the fleet file is cleared too.
         "description": s.description,
     }
@@ -211,6 +212,7 @@ _SERVER_DEFAULTS: dict[str, Any] = {
     "max_msgs_per_subject": 0,
     "discard_new_per_subject": False,
     "allow_direct": False,
+    "allow_atomic": False,
     "description": "",
     "backoff": None,
     "filter_subject": None,

@@ -1,0 +1,167 @@
+"""fleetbus benchmarks: every scenario measured for fleetbus and for the equivalent
+hand-written raw nats-py code, in the same run, alternating, several rounds.
+
+    python -m bench            # the normal run (a few minutes)
+    python -m bench --quick    # a sub-minute smoke run: small counts, one round
+    python -m bench --full     # adds the issue's 100 roles x 10,000 events fan-out
+    python -m bench --json results.json
+
+Figures are medians over rounds with min and max; ratio = fleetbus / raw (for a latency,
+lower is better; for a rate, higher is better).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fleetbus.fleet.model import FleetSpec
+    from fleetbus.testing.fleets import FleetUnderTest
+
+__all__ = ["Env", "Metric", "Scenario", "percentile", "rate"]
+
+Side = Callable[["Env", dict[str, Any]], Awaitable[dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str  # "µs", "ms", "msg/s", "tasks/s"
+    higher_is_better: bool
+
+
+@dataclass
+class Scenario:
+    group: str
+    name: str
+    metrics: list[Metric]
+    fleetbus: Side
+    raw: Side
+    params: dict[str, Any] = field(default_factory=dict)
+    fleetbus_label: str = "fleetbus"
+    raw_label: str = "raw nats-py"
+    note: str = ""
+
+
+@dataclass
+class Env:
+    url: str
+    quick: bool
+    full: bool
+
+    async def fleet(self, spec: FleetSpec | None = None) -> FleetUnderTest:
+        """A freshly provisioned, isolated fleet (its own prefix and streams)."""
+        from fleetbus.fleet import seed_fleet
+        from fleetbus.testing.fleets import FleetUnderTest, isolate, provision_fleet
+
+        isolated = isolate(spec or seed_fleet())
+        await provision_fleet(self.url, isolated)
+        return FleetUnderTest(isolated, self.url)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def latency_metrics(samples_s: list[float]) -> dict[str, float]:
+    us = [s * 1e6 for s in samples_s]
+    return {
+        "p50": percentile(us, 50),
+        "p99": percentile(us, 99),
+        "p999": percentile(us, 99.9),
+    }
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("nan")
+
+
+LATENCY = [
+    Metric("p50", "p50", "µs", False),
+    Metric("p99", "p99", "µs", False),
+    Metric("p999", "p99.9", "µs", False),
+]
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    fleetbus: list[dict[str, float]] = field(default_factory=list)
+    raw: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> list[dict[str, Any]]:
+        rows = []
+        for metric in self.scenario.metrics:
+            fb = [r[metric.key] for r in self.fleetbus if metric.key in r]
+            rw = [r[metric.key] for r in self.raw if metric.key in r]
+            row: dict[str, Any] = {
+                "group": self.scenario.group,
+                "scenario": self.scenario.name,
+                "metric": metric.label,
+                "unit": metric.unit,
+                "higher_is_better": metric.higher_is_better,
+                "fleetbus_label": self.scenario.fleetbus_label,
+                "raw_label": self.scenario.raw_label,
+                "fleetbus": _stats(fb),
+                "raw": _stats(rw),
+            }
+            f, r = row["fleetbus"]["median"], row["raw"]["median"]
+            row["ratio"] = f / r if f == f and r == r and r else float("nan")
+            rows.append(row)
+        return rows
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        nan = float("nan")
+        return {"median": nan, "min": nan, "max": nan, "n": 0}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+async def run_scenario(
+    env: Env, scenario: Scenario, rounds: int, log: Callable[[str], None]
+) -> Result:
+    result = Result(scenario)
+    for round_ in range(rounds):
+        sides: list[tuple[str, Side]] = [("fleetbus", scenario.fleetbus), ("raw", scenario.raw)]
+        if round_ % 2:
+            sides.reverse()  # alternate who goes first
+        for name, side in sides:
+            gc.collect()
+            started = time.perf_counter()
+            values = await side(env, dict(scenario.params))
+            getattr(result, name).append(values)
+            log(
+                f"  {scenario.group} / {scenario.name} round {round_ + 1} {name}:"
+                f" {_short(values)} ({time.perf_counter() - started:.1f}s)"
+            )
+    return result
+
+
+def _short(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:,.0f}" for k, v in values.items())
+
+
+async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.perf_counter() + timeout
+    while not check():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"benchmark stalled: {what}")
+        await asyncio.sleep(0.001)

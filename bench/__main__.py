@@ -1,0 +1,147 @@
+"""``python -m bench``: run every scenario for fleetbus and raw nats-py, print a table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bench import Env, Scenario, consume, meetings, publish, run_scenario, tasks
+
+
+def all_scenarios(quick: bool, full: bool) -> list[Scenario]:
+    out: list[Scenario] = []
+    for module in (publish, consume, tasks, meetings):
+        out.extend(module.scenarios(quick, full))
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from fleetbus.server.binary import find_nats_server
+
+    version = ""
+    try:
+        import subprocess
+
+        version = subprocess.run(
+            [str(find_nats_server()), "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except Exception:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "nats_server": version,
+        "load_before": os.getloadavg(),
+    }
+
+
+def _fmt(value: float, unit: str) -> str:
+    if value != value:
+        return "-"
+    if unit in ("msg/s", "tasks/s"):
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:,.2f}"
+    return f"{value:,.0f}"
+
+
+def render(rows: list[dict[str, Any]], console: Console, title: str) -> None:
+    table = Table(title=escape(title), show_lines=False)
+    for col in ("scenario", "metric", "fleetbus", "raw nats-py", "fleetbus / raw"):
+        table.add_column(col, justify="left" if col in ("scenario", "metric") else "right")
+    last = ""
+    for row in rows:
+        name = f"{row['group']}: {row['scenario']}\n  {row['fleetbus_label']} vs {row['raw_label']}"
+        fb, rw = row["fleetbus"], row["raw"]
+        unit = row["unit"]
+        first = name != last
+        if first and last:
+            table.add_section()
+        last = name
+        table.add_row(
+            name if first else "",
+            f"{row['metric']} ({unit})",
+            escape(
+                f"{_fmt(fb['median'], unit)}  [{_fmt(fb['min'], unit)}–{_fmt(fb['max'], unit)}]"
+            ),
+            escape(
+                f"{_fmt(rw['median'], unit)}  [{_fmt(rw['min'], unit)}–{_fmt(rw['max'], unit)}]"
+            ),
+            f"{row['ratio']:.2f}" if row["ratio"] == row["ratio"] else "-",
+            end_section=False,
+        )
+    console.print(table)
+
+
+async def main_async(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
+    from fleetbus.testing import run_nats_server
+
+    rounds = 1 if args.quick else args.rounds
+    scenarios = all_scenarios(args.quick, args.full)
+    if args.only:
+        scenarios = [s for s in scenarios if any(o in f"{s.group} {s.name}" for o in args.only)]
+    rows: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="fleetbus-bench-") as tmp,
+        run_nats_server(tmp) as server,
+    ):
+        env = Env(server.url, args.quick, args.full)
+        for scenario in scenarios:
+            result = await run_scenario(
+                env, scenario, rounds, lambda line: console.print(line, style="dim", markup=False)
+            )
+            rows.extend(result.summary())
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="sub-minute smoke run, 1 round")
+    parser.add_argument("--full", action="store_true", help="add 100 roles x 10,000 events")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario (default 3)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--only", nargs="*", help="run scenarios whose name contains one of these")
+    args = parser.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    info = machine()
+    started = time.time()
+    rows = asyncio.run(main_async(args, console))
+    info["load_after"] = os.getloadavg()
+    info["seconds"] = round(time.time() - started, 1)
+    title = (
+        f"fleetbus vs raw nats-py — median [min–max] of {1 if args.quick else args.rounds}"
+        f" round(s); {info['nproc']} cores, {info['cpu']}, {info['nats_server']}"
+    )
+    render(rows, console, title)
+    console.print(
+        f"load average before {info['load_before'][0]:.2f}, after {info['load_after'][0]:.2f};"
+        f" {info['seconds']}s"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "results": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

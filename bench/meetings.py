@@ -1,0 +1,107 @@
+"""Meetings: core NATS between 5 members; latency until every other member has a message."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import nats
+
+from bench import LATENCY, Env, Scenario, latency_metrics
+from bench.publish import _encode
+
+ROLES = ["ceo", "cto", "backend", "devops", "cso"]
+
+
+async def fleetbus_meeting(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    fleet = await env.fleet()
+    received = 0
+    done = asyncio.Event()
+    listeners = len(ROLES) - 1
+    samples: list[float] = []
+    async with (
+        fleet.client(sender=ROLES[0]) as c0,
+        fleet.client(sender=ROLES[1]) as c1,
+        fleet.client(sender=ROLES[2]) as c2,
+        fleet.client(sender=ROLES[3]) as c3,
+        fleet.client(sender=ROLES[4]) as c4,
+    ):
+        clients = [c0, c1, c2, c3, c4]
+        meetings = [c.meeting("bench") for c in clients]
+        for m in meetings:
+            await m.__aenter__()
+
+        async def listen(m: Any) -> None:
+            nonlocal received
+            async for msg in m:
+                if msg.type == "message":
+                    received += 1
+                    if received == listeners:
+                        done.set()
+
+        readers = [asyncio.create_task(listen(m)) for m in meetings[1:]]
+        await asyncio.sleep(0.1)  # join notices settle
+        try:
+            for i in range(p["warmup"] + p["count"]):
+                received = 0
+                done.clear()
+                t0 = time.perf_counter()
+                await meetings[0].say({"n": i, "text": "status?"})
+                await done.wait()
+                if i >= p["warmup"]:
+                    samples.append(time.perf_counter() - t0)
+        finally:
+            for r in readers:
+                r.cancel()
+            for m in meetings:
+                await m.__aexit__(None, None, None)
+    return latency_metrics(samples)
+
+
+async def raw_meeting(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    fleet = await env.fleet()
+    subject = fleet.spec.subjects.meeting("bench")
+    conns = [await nats.connect(env.url) for _ in ROLES]
+    received = 0
+    done = asyncio.Event()
+    listeners = len(ROLES) - 1
+    samples: list[float] = []
+
+    async def on_msg(msg: Any) -> None:
+        nonlocal received
+        received += 1
+        if received == listeners:
+            done.set()
+
+    try:
+        for nc in conns[1:]:
+            await nc.subscribe(subject, cb=on_msg)
+            await nc.flush()
+        for i in range(p["warmup"] + p["count"]):
+            received = 0
+            done.clear()
+            t0 = time.perf_counter()
+            await conns[0].publish(subject, _encode({"from": "ceo", "type": "message", "n": i}))
+            await done.wait()
+            if i >= p["warmup"]:
+                samples.append(time.perf_counter() - t0)
+    finally:
+        for nc in conns:
+            await nc.close()
+    return latency_metrics(samples)
+
+
+def scenarios(quick: bool, full: bool) -> list[Scenario]:
+    return [
+        Scenario(
+            "meetings (core NATS)",
+            "5 members, 1 speaker",
+            LATENCY,
+            fleetbus_meeting,
+            raw_meeting,
+            {"count": 100 if quick else 2000, "warmup": 10 if quick else 100},
+            "Meeting.say",
+            "core publish",
+        )
+    ]

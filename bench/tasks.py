@@ -1,0 +1,161 @@
+"""Task round trip: assign -> handler -> completion seen by the assigner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import nats
+
+from bench import Env, Metric, Scenario, latency_metrics, rate
+from fleetbus.fleet import seed_fleet
+from fleetbus.fleet.model import FleetSpec
+from fleetbus.runtime import Task
+
+
+def tasks_spec(workers: int) -> FleetSpec:
+    """The seed, with backend taking ``workers`` tasks at a time (one per worker)."""
+    seed = seed_fleet()
+    backend = seed.roles["backend"]
+    assert backend.tasks is not None
+    tasks = backend.tasks.model_copy(update={"max_ack_pending": workers})
+    roles = {**seed.roles, "backend": backend.model_copy(update={"tasks": tasks})}
+    return seed.model_copy(update={"roles": roles})
+
+
+def _metrics(samples: list[float], count: int, elapsed: float) -> dict[str, float]:
+    out = latency_metrics(samples)
+    return {"p50": out["p50"] / 1000, "p99": out["p99"] / 1000, "rate": rate(count, elapsed)}
+
+
+async def fleetbus_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    workers, count = p["workers"], p["count"]
+    fleet = await env.fleet(tasks_spec(workers))
+    agents = [fleet.agent("backend", dead_letter_copier=False) for _ in range(workers)]
+    for agent in agents:
+
+        @agent.on_task
+        async def work(task: Task) -> dict[str, Any]:
+            return {"ok": True, "n": task.body["n"]}
+
+    await asyncio.gather(*(a.start() for a in agents))
+    samples: list[float] = []
+    try:
+        async with fleet.client(sender="cto") as client:
+
+            async def assigner(offset: int, n: int) -> None:
+                for i in range(n):
+                    t0 = time.perf_counter()
+                    handle = await client.assign("backend", {"n": offset + i})
+                    result = await handle.result(timeout=30)
+                    samples.append(time.perf_counter() - t0)
+                    assert result["n"] == offset + i
+
+            await assigner(0, p["warmup"])
+            samples.clear()
+            per = count // workers
+            t0 = time.perf_counter()
+            await asyncio.gather(*(assigner(1_000_000 * (w + 1), per) for w in range(workers)))
+            elapsed = time.perf_counter() - t0
+    finally:
+        await asyncio.gather(*(a.stop(grace=1) for a in agents))
+    return _metrics(samples, per * workers, elapsed)
+
+
+async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    """Hand-written: js.publish the task (msg id = task id), a pull worker fetch(1)s it,
+    js.publishes a completed update and acks; the assigner waits on a core subscription
+    to the task's updates subject (made before the task is sent)."""
+    workers, count = p["workers"], p["count"]
+    fleet = await env.fleet(tasks_spec(workers))
+    subjects = fleet.spec.subjects
+    stream = fleet.spec.stream_for(subjects.tasks("backend"))
+    stop = asyncio.Event()
+
+    async def worker() -> None:
+        nc = await nats.connect(env.url)
+        js = nc.jetstream()
+        try:
+            psub = await js.pull_subscribe_bind("BACKEND_TASKS", stream)
+            while not stop.is_set():
+                try:
+                    msgs = await psub.fetch(1, timeout=0.5)
+                except nats.errors.TimeoutError:
+                    continue
+                for msg in msgs:
+                    body = json.loads(msg.data)
+                    task_id = msg.headers["Fleet-Task-Id"] if msg.headers else body["task_id"]
+                    update = {
+                        "task_id": task_id,
+                        "state": "completed",
+                        "result": {"ok": True, "n": body["n"]},
+                    }
+                    await js.publish(
+                        subjects.task_updates(task_id),
+                        json.dumps(update).encode(),
+                        headers={"Nats-Msg-Id": f"{task_id}-done"},
+                    )
+                    await msg.ack()
+        finally:
+            await nc.close()
+
+    runners = [asyncio.create_task(worker()) for _ in range(workers)]
+    nc = await nats.connect(env.url)
+    js = nc.jetstream()
+    samples: list[float] = []
+    try:
+
+        async def assigner(offset: int, n: int) -> None:
+            for i in range(n):
+                task_id = f"task-{offset + i}"
+                t0 = time.perf_counter()
+                sub = await nc.subscribe(subjects.task_updates(task_id), max_msgs=1)
+                await js.publish(
+                    subjects.tasks("backend"),
+                    json.dumps({"n": offset + i}).encode(),
+                    headers={"Nats-Msg-Id": task_id, "Fleet-Task-Id": task_id},
+                )
+                reply = await sub.next_msg(timeout=30)
+                samples.append(time.perf_counter() - t0)
+                assert json.loads(reply.data)["result"]["n"] == offset + i
+
+        await assigner(0, p["warmup"])
+        samples.clear()
+        per = count // workers
+        t0 = time.perf_counter()
+        await asyncio.gather(*(assigner(1_000_000 * (w + 1), per) for w in range(workers)))
+        elapsed = time.perf_counter() - t0
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*runners)
+        await nc.close()
+    return _metrics(samples, per * workers, elapsed)
+
+
+def scenarios(quick: bool, full: bool) -> list[Scenario]:
+    metrics = [
+        Metric("p50", "p50", "ms", False),
+        Metric("p99", "p99", "ms", False),
+        Metric("rate", "throughput", "tasks/s", True),
+    ]
+    worker_counts = [1, 4] if quick else [1, 4, 16]
+    out = []
+    for workers in worker_counts:
+        count = (40 if quick else 400) // workers * workers
+        out.append(
+            Scenario(
+                "task round trip",
+                f"{workers} worker(s), {workers} assigner(s)",
+                metrics,
+                fleetbus_tasks,
+                raw_tasks,
+                {"workers": workers, "count": count, "warmup": 5 if quick else 20},
+                "assign+result()",
+                "publish+fetch+core sub",
+            )
+        )
+    return out

@@ -1,0 +1,41 @@
+"""``python -m bench --quick`` runs every scenario end to end and prints its table.
+
+It asserts nothing about speed: figures come from the benchmark itself, never from tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_bench_runs_and_prints_a_table(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "fleetbus / raw" in proc.stdout
+    results = json.loads(out.read_text())["results"]
+    groups = {r["group"] for r in results}
+    assert {
+        "awaited publish",
+        "pipelined publish",
+        "consume + ack",
+        "task round trip",
+        "event fan-out",
+        "meetings (core NATS)",
+    } <= groups
+    assert all(r["fleetbus"]["n"] == 1 and r["raw"]["n"] == 1 for r in results)
