@@ -64,6 +64,9 @@ def resolve_connect_settings(
     creds: str | None = None,
     name: str = "fleetbus",
     role: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ConnectSettings:
     """Where and as whom to connect. ``role``: the role this process acts as (an agent, a
@@ -78,6 +81,11 @@ def resolve_connect_settings(
         url = info.url if info is not None else f"nats://{fleet.server.host}:{fleet.server.port}"
         if info is not None:
             extra.update(_stored_credentials(data, role))
+            from fleetbus.security.tls import tls_files
+
+            local_tls = tls_files(data)
+            if local_tls is not None and url.startswith("tls://"):
+                extra["tls_ca_file"] = str(local_tls.ca)
     settings = ConnectSettings.from_url(url, name=name)
     user = user or _get(env, "FLEETBUS_USER")
     if user:
@@ -90,6 +98,14 @@ def resolve_connect_settings(
         extra.pop("user", None)
         extra.pop("password", None)
         extra["creds_file"] = creds
+    for key, value, var in (
+        ("tls_ca_file", tls_ca, "FLEETBUS_TLS_CA"),
+        ("tls_cert_file", tls_cert, "FLEETBUS_TLS_CERT"),
+        ("tls_key_file", tls_key, "FLEETBUS_TLS_KEY"),
+    ):
+        chosen = value or _get(env, var)
+        if chosen:
+            extra[key] = chosen
     return replace(settings, **extra) if extra else settings
 
 

@@ -63,6 +63,18 @@ def _options(
     creds: Annotated[
         str | None, typer.Option(envvar="FLEETBUS_CREDS", help="NATS credentials file.")
     ] = None,
+    tls_ca: Annotated[
+        str | None,
+        typer.Option("--tls-ca", envvar="FLEETBUS_TLS_CA", help="CA certificate to trust."),
+    ] = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option("--tls-cert", envvar="FLEETBUS_TLS_CERT", help="Client certificate."),
+    ] = None,
+    tls_key: Annotated[
+        str | None,
+        typer.Option("--tls-key", envvar="FLEETBUS_TLS_KEY", help="Client certificate's key."),
+    ] = None,
 ) -> None:
     if fleet:
         # Agents loaded by `fleetbus run` resolve their fleet file the same way.
@@ -74,6 +86,9 @@ def _options(
         user=user,
         password=password,
         creds=creds,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
 
 

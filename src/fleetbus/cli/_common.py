@@ -39,6 +39,9 @@ class CliState:
     user: str | None = None
     password: str | None = None
     creds: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     json_output: bool = False
     _fleet: FleetSpec | None = None
 
@@ -64,6 +67,9 @@ class CliState:
             user=self.user,
             password=self.password,
             creds=self.creds,
+            tls_ca=self.tls_ca,
+            tls_cert=self.tls_cert,
+            tls_key=self.tls_key,
             name=name,
         )
 

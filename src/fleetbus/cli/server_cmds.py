@@ -45,6 +45,13 @@ def up(
             " role its own credentials: docs/security.md).",
         ),
     ] = False,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Require TLS, with a local CA made in the data dir (tls/ca.pem for clients).",
+        ),
+    ] = False,
     no_provision: Annotated[
         bool, typer.Option("--no-provision", help="Start the server only.")
     ] = False,
@@ -88,26 +95,39 @@ def up(
 
     size = cluster if cluster is not None else spec.server.cluster.size
     auth = "" if no_auth else guard(lambda: _authorization(spec, data_dir))
+    if tls:
+        from fleetbus.security.tls import ensure_local_ca, render_tls
+
+        auth += render_tls(guard(lambda: ensure_local_ca(data_dir, spec.server.host)))
     server: EmbeddedServer | LocalCluster
     if size > 1:
         server = guard(
             lambda: start_embedded_cluster(
-                server_spec, data_dir, size, detach=detach, on_warning=warn, extra_config=auth
+                server_spec,
+                data_dir,
+                size,
+                detach=detach,
+                on_warning=warn,
+                extra_config=auth,
+                tls=tls,
             )
         )
         console.print(f"{size}-node cluster {server.url}, data in {data_dir}/n1..n{size}/")
     else:
         server = guard(
             lambda: start_embedded(
-                server_spec, data_dir, detach=detach, on_warning=warn, extra_config=auth
+                server_spec, data_dir, detach=detach, on_warning=warn, extra_config=auth, tls=tls
             )
         )
         console.print(
             f"nats-server {server.url} (monitor {server.monitor_url}), data in {data_dir}/"
         )
+    url = server.url.replace("nats://", "tls://") if tls else server.url
+    if tls:
+        console.print(f"TLS required: clients trust {data_dir}/tls/ca.pem ({url})")
     try:
         if not no_provision:
-            result = run_async(lambda: _provision(_admin(server.url, data_dir), spec))
+            result = run_async(lambda: _provision(_admin(url, data_dir), spec))
             print_plan(console, spec, result, dry_run=False)
     except (typer.Exit, KeyboardInterrupt):
         if not detach:
@@ -119,7 +139,7 @@ def up(
         console.print(f"running in the background (pid {shown}); `fleetbus down` stops it")
         return
     try:
-        asyncio.run(_serve(_admin(server.url, data_dir), spec))
+        asyncio.run(_serve(_admin(url, data_dir), spec))
     finally:
         server.stop()
         console.print("stopped")
@@ -144,13 +164,22 @@ def _authorization(spec: FleetSpec, data_dir: Path) -> str:
 
 
 def _admin(url: str, data_dir: Path) -> ConnectSettings:
-    """The admin's settings when auth is on (its file exists), else anonymous ones."""
+    """The admin's settings when auth is on (its file exists), else anonymous ones; with
+    the local CA when the server runs TLS."""
+    from dataclasses import replace
+
     from fleetbus.security import ADMIN, load_credential
+    from fleetbus.security.tls import tls_files
 
     cred = load_credential(data_dir, ADMIN)
     if cred is None:
-        return ConnectSettings.from_url(url, name="fleetbus-up")
-    return cred.connect_settings(url, name="fleetbus-up")
+        settings = ConnectSettings.from_url(url, name="fleetbus-up")
+    else:
+        settings = cred.connect_settings(url, name="fleetbus-up")
+    files = tls_files(data_dir)
+    if files is None or not url.startswith("tls://"):
+        return settings
+    return replace(settings, tls_ca_file=str(files.ca))
 
 
 async def _provision(settings: ConnectSettings, spec: FleetSpec) -> ApplyResult:

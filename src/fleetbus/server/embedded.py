@@ -157,6 +157,7 @@ def start_embedded(
     timeout: float = 10.0,
     on_warning: Callable[[str], None] | None = None,
     extra_config: str = "",
+    tls: bool = False,
 ) -> EmbeddedServer:
     """Start the embedded server in ``data_dir`` (default ``spec.data_dir``) and record it.
 
@@ -174,7 +175,7 @@ def start_embedded(
     server.start(timeout)
     assert server.pid is not None
     info = EmbeddedInfo(
-        url=server.url,
+        url=_scheme(server.url, tls),
         monitor_url=server.monitor_url,
         pid=server.pid,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -200,6 +201,7 @@ def start_embedded_cluster(
     timeout: float = 30.0,
     on_warning: Callable[[str], None] | None = None,
     extra_config: str = "",
+    tls: bool = False,
 ) -> LocalCluster:
     """``fleetbus up --cluster N``: N routed nodes in ``data_dir/n1..nN``, recorded like one
     server (``server.json`` lists every URL and pid; ``fleetbus down`` stops them all)."""
@@ -211,7 +213,7 @@ def start_embedded_cluster(
     cluster.start(timeout)
     pids = tuple(node.pid for node in cluster.nodes if node.pid is not None)
     info = EmbeddedInfo(
-        url=cluster.url,
+        url=_scheme(cluster.url, tls),
         monitor_url=cluster.nodes[0].monitor_url,
         pid=pids[0],
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -228,6 +230,11 @@ def start_embedded_cluster(
         for node in cluster.nodes:
             node.detach()
     return cluster
+
+
+def _scheme(url: str, tls: bool) -> str:
+    """``tls://`` for a server that requires TLS, so clients know to bring the CA."""
+    return url.replace("nats://", "tls://") if tls else url
 
 
 def _refuse_running(shown: Path, on_warning: Callable[[str], None] | None) -> None:
