@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleetbus import Event, Message, Request, Task
+from fleetbus import Event, Message, NoResponders, Request, Task
 from fleetbus.testing.fleets import FleetUnderTest
 
 from .conftest import assert_one_error
@@ -171,6 +171,28 @@ async def test_tail_prints_live_messages_without_consuming(fleet: FleetUnderTest
         stream = fleet.spec.stream_for(fleet.spec.subjects.inbox("backend"))
         info = await client.nc.jetstream().consumer_info(stream, "BACKEND_INBOX")
     assert info.num_pending == 1
+
+
+async def test_tailing_everything_leaves_asks_failing_fast(fleet: FleetUnderTest, cli: Cli) -> None:
+    """`tail` with no pattern must not become a responder on P.rpc.*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetbus", "--fleet", str(cli.fleet_file), "--server", fleet.url,
+        "tail",
+        cwd=cli.workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        assert b"tailing" in await asyncio.wait_for(proc.stdout.readline(), 20)
+        async with fleet.client(sender="backend") as client:
+            with pytest.raises(NoResponders):
+                await client.ask("cso", {"q": "anyone?"}, timeout=20)
+            await client.emit("deployment", "completed", {"v": 1})
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert f"{fleet.spec.prefix}.events.deployment.completed" in line
 
 
 async def test_task_of_an_unknown_id(cli: Cli) -> None:
