@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,14 +56,9 @@ def parse_body(text: str) -> dict[str, Any]:
     return value
 
 
-async def _fleet(st: CliState, sender: str | None) -> Fleet:
-    from fleetbus.connection import connect
-
-    spec = st.fleet()
-    if sender is not None:
-        spec.role(sender)
-    nc = await connect(st.connect_settings())
-    return Fleet(nc, spec, sender=sender, owns=True)
+def _fleet(st: CliState, sender: str | None) -> AbstractAsyncContextManager[Fleet]:
+    """A ``Fleet`` for one verb, sending as ``sender`` (checked against the fleet's roles)."""
+    return Fleet.connect(fleet=st.fleet(), connection=st.connect_settings(), sender=sender)
 
 
 def send(
@@ -80,8 +76,7 @@ def send(
     data = parse_body(body)
 
     async def main() -> int:
-        fleet = await _fleet(st, sender)
-        try:
+        async with _fleet(st, sender) as fleet:
             handle = await fleet.assign(role, data, task_id=task_id)
             if json_out and not wait:
                 print_json({"task_id": handle.id, "duplicate": handle.duplicate})
@@ -99,8 +94,6 @@ def send(
             except TimeoutError:
                 fail(f"task {handle.id} did not finish within {timeout:g}s")
             return 1
-        finally:
-            await fleet.close()
 
     raise typer.Exit(run_async(main))
 
@@ -116,11 +109,8 @@ def msg(
     data = parse_body(body)
 
     async def main() -> int:
-        fleet = await _fleet(st, sender)
-        try:
+        async with _fleet(st, sender) as fleet:
             return (await fleet.message(role, data)).seq
-        finally:
-            await fleet.close()
 
     console.print(f"stored as message {run_async(main)} of {role}'s inbox")
 
@@ -137,11 +127,8 @@ def emit(
     data = parse_body(body)
 
     async def main() -> int:
-        fleet = await _fleet(st, sender)
-        try:
+        async with _fleet(st, sender) as fleet:
             return (await fleet.emit(domain, event_type, data)).seq
-        finally:
-            await fleet.close()
 
     console.print(f"stored as event {run_async(main)}")
 
@@ -166,11 +153,8 @@ def ask(
     data = parse_body(body)
 
     async def main() -> Any:
-        fleet = await _fleet(st, sender)
-        try:
+        async with _fleet(st, sender) as fleet:
             return await fleet.ask(role, data, timeout=timeout, durable=durable)
-        finally:
-            await fleet.close()
 
     print_json(run_async(main))
 

@@ -440,11 +440,11 @@ class Agent:
 
     async def _handle_task(self, msg: Msg) -> None:
         consumer = self._consumer("tasks")
-        base = await self._decode(msg, consumer)
-        if base is None:
+        common = await self._decode(msg, consumer)
+        if common is None:
             return
-        body, headers, attempt, seq = base
-        task_id = task_id_of(headers, body, self.role, seq)
+        body, headers, attempt = common["body"], common["headers"], common["attempt"]
+        task_id = task_id_of(headers, body, self.role, common["stream_seq"])
         try:
             validate_token(str(task_id), "task id")
         except FleetbusError as exc:
@@ -477,16 +477,7 @@ class Agent:
                 msg_id=None,
             )
 
-        task = Task(
-            body=body,
-            headers=headers,
-            subject=msg.subject,
-            **self._sender(msg.subject, headers),
-            attempt=attempt,
-            stream_seq=seq,
-            id=task_id,
-            _progress=progress,
-        )
+        task = Task(**common, id=task_id, _progress=progress)
         await self._update(task_id, "accepted", attempt)
         assert self._task_handler is not None
         outcome = await self._run_handler(msg, consumer, self._task_handler, task, task_id)
@@ -555,30 +546,21 @@ class Agent:
             # The asker waits on its reply address: tell it now, then dead-letter below.
             data, hdrs = encode_error(f"bad request: {exc}")
             await self.nc.publish((msg.headers or {})[h.REPLY_TO], data, headers=hdrs)
-        base = await self._decode(msg, consumer)
-        if base is None:
+        common = await self._decode(msg, consumer)
+        if common is None:
             return
-        body, headers, attempt, seq = base
+        headers = common["headers"]
         reply_to = headers[h.REPLY_TO]
         deadline = _float(headers.get(h.DEADLINE))
         if deadline is not None and time.time() > deadline:
             log.info(
                 "%s: ask %s expired before it was answered; dropped",
                 self.worker,
-                headers.get(h.ASK_ID, f"seq {seq}"),
+                headers.get(h.ASK_ID, f"seq {common['stream_seq']}"),
             )
             await msg.ack_sync()
             return
-        request = Request(
-            body=body,
-            headers=headers,
-            subject=msg.subject,
-            **self._sender(msg.subject, headers),
-            attempt=attempt,
-            stream_seq=seq,
-            durable=True,
-            deadline=deadline,
-        )
+        request = Request(**common, durable=True, deadline=deadline)
         beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.effective_ack_wait))
         try:
             data, hdrs = await self._answer(request)
@@ -606,42 +588,24 @@ class Agent:
     async def _handle_plain(
         self, msg: Msg, consumer: ResolvedConsumer, handler: MessageHandler | None
     ) -> None:
-        base = await self._decode(msg, consumer)
-        if base is None or handler is None:
+        common = await self._decode(msg, consumer)
+        if common is None or handler is None:
             return
-        body, headers, attempt, seq = base
-        message = Message(
-            body=body,
-            headers=headers,
-            subject=msg.subject,
-            **self._sender(msg.subject, headers),
-            attempt=attempt,
-            stream_seq=seq,
-        )
+        message = Message(**common)
         outcome = await self._run_handler(msg, consumer, handler, message, None)
         if outcome is not None and outcome[0]:
             await msg.ack_sync()
 
     async def _handle_event(self, msg: Msg) -> None:
         consumer = self._consumer("events")
-        base = await self._decode(msg, consumer)
-        if base is None:
+        common = await self._decode(msg, consumer)
+        if common is None:
             return
-        body, headers, attempt, seq = base
         tokens = msg.subject.split(".")
         depth = len(self.spec.prefix.split(".")) + 1
         domain = tokens[depth] if len(tokens) > depth else ""
         type_ = ".".join(tokens[depth + 1 :])
-        event = Event(
-            body=body,
-            headers=headers,
-            subject=msg.subject,
-            sender=headers.get(h.SENDER),
-            attempt=attempt,
-            stream_seq=seq,
-            domain=domain,
-            type=type_,
-        )
+        event = Event(**common, domain=domain, type=type_)
         if self._event_routes is None:  # once, not per message
             events = self.spec.subjects
             self._event_routes = [(events.events_filter(p), f) for p, f in self._event_handlers]
@@ -757,10 +721,9 @@ class Agent:
 
     # -- helpers -------------------------------------------------------------------------
 
-    async def _decode(
-        self, msg: Msg, consumer: ResolvedConsumer
-    ) -> tuple[dict[str, Any], dict[str, str], int, int] | None:
-        """Body, headers, attempt and stream sequence; a bad body is dead-lettered here."""
+    async def _decode(self, msg: Msg, consumer: ResolvedConsumer) -> dict[str, Any] | None:
+        """What every handler argument shares (body, headers, subject, sender, attempt,
+        stream sequence) as keyword arguments; a bad body is dead-lettered here instead."""
         headers = dict(msg.headers or {})
         meta = msg.metadata
         try:
@@ -768,7 +731,14 @@ class Agent:
         except PayloadError as exc:
             await self._dead_letter(msg, consumer, f"bad payload: {exc}", str(exc))
             return None
-        return body, headers, meta.num_delivered, meta.sequence.stream
+        return {
+            "body": body,
+            "headers": headers,
+            "subject": msg.subject,
+            **self._sender(msg.subject, headers),
+            "attempt": meta.num_delivered,
+            "stream_seq": meta.sequence.stream,
+        }
 
     async def _dead_letter(
         self, msg: Msg, consumer: ResolvedConsumer, reason: str, error: str

@@ -67,6 +67,17 @@ def ensure_local_ca(data_dir: str | Path, host: str = "127.0.0.1") -> TlsFiles:
         )
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
+    signing_only = x509.KeyUsage(
+        digital_signature=True,
+        key_cert_sign=True,
+        crl_sign=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(name("fleetbus local CA"))
@@ -76,20 +87,7 @@ def ensure_local_ca(data_dir: str | Path, host: str = "127.0.0.1") -> TlsFiles:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + _VALID)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )  # fmt: skip
+        .add_extension(signing_only, critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     names: list[x509.GeneralName] = [x509.DNSName("localhost")]
