@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
-from fleetbus.fleet.model import ConsumerSpec, FleetSpec, ResolvedConsumer, filter_within
+from fleetbus.fleet.model import ConsumerSpec, FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
-from fleetbus.wire.subjects import subjects_overlap
+from fleetbus.wire.subjects import filter_within, subjects_overlap
 
 __all__ = ["CODES", "Finding", "Severity", "lint"]
 

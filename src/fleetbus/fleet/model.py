@@ -32,6 +32,7 @@ from fleetbus.wire.subjects import (
     ADVISORY_TERMINATED,
     Subjects,
     consumer_name,
+    filter_within,
     validate_role,
     validate_subject,
 )
@@ -465,24 +466,3 @@ class FleetSpec(_Model):
                 )
             )
         return out
-
-
-def filter_within(inner: str, outer: str) -> bool:
-    """True when every subject ``inner`` matches is also matched by ``outer``."""
-    a = inner.split(".")
-    b = outer.split(".")
-    for i, tok in enumerate(b):
-        if tok == ">":
-            return len(a) > i
-        if i >= len(a):
-            return False
-        if tok == "*":
-            if a[i] == ">":
-                return False
-            continue
-        if a[i] != tok:
-            return False
-    return len(a) == len(b)
-
-
-_filter_within = filter_within  # the linter's name for it

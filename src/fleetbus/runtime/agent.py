@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 from fleetbus.client.fleet import Fleet, Observed
 from fleetbus.connection import ConnectSettings, connect
 from fleetbus.errors import FleetbusError, JetStreamError, PayloadError
-from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer, filter_within
+from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer
 from fleetbus.jsapi import JsApi
 from fleetbus.publisher import Publisher
 from fleetbus.runtime.deadletter import (
@@ -45,7 +45,7 @@ from fleetbus.runtime.messages import Event, Message, Reject, Request, Retry, Ta
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
 from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import subject_matches, validate_token
+from fleetbus.wire.subjects import filter_within, subject_matches, validate_token
 from fleetbus.wire.updates import TaskUpdate, task_id_of, update_msg_id
 
 __all__ = ["Agent", "RuntimeSettings"]

@@ -29,6 +29,7 @@ __all__ = [
     "ADVISORY_TERMINATED",
     "Subjects",
     "consumer_name",
+    "filter_within",
     "is_valid_subject",
     "subject_matches",
     "subjects_overlap",
@@ -131,6 +132,24 @@ def subjects_overlap(a: str, b: str) -> bool:
         if x != y and x != "*" and y != "*":
             return False
     return True
+
+
+def filter_within(inner: str, outer: str) -> bool:
+    """True when every subject ``inner`` matches is also matched by ``outer``."""
+    a = inner.split(".")
+    b = outer.split(".")
+    for i, tok in enumerate(b):
+        if tok == ">":
+            return len(a) > i
+        if i >= len(a):
+            return False
+        if tok == "*":
+            if a[i] == ">":
+                return False
+            continue
+        if a[i] != tok:
+            return False
+    return len(a) == len(b)
 
 
 def consumer_name(role: str, kind: str) -> str:
