@@ -12,6 +12,7 @@ from fleetbus.errors import InvalidSubjectError
 from fleetbus.wire.subjects import (
     Subjects,
     consumer_name,
+    filter_within,
     is_valid_subject,
     subject_matches,
     subjects_overlap,
@@ -261,3 +262,12 @@ def test_a_literal_pattern_matches_only_itself(a: str, b: str) -> None:
 def test_full_wildcard_matches_everything(subject: str) -> None:
     assert subject_matches(">", subject)
     assert subjects_overlap(">", subject)
+
+
+@given(filters, filters)
+def test_a_filter_within_another_matches_only_what_the_other_matches(a: str, b: str) -> None:
+    """filter_within(a, b) holds exactly when every literal a matches, b matches too.
+
+    Filters have at most 4 tokens, so a literal of a that escapes b shows within 5."""
+    inside = all(subject_matches(b, s) for s in ALL_LITERALS if subject_matches(a, s))
+    assert filter_within(a, b) == inside
