@@ -11,6 +11,7 @@ from fleetbus.connection import ConnectSettings
 from fleetbus.errors import (
     AskError,
     AskTimeout,
+    BatchPublishError,
     ConnectError,
     FleetbusError,
     FleetFileError,
@@ -45,6 +46,7 @@ __all__ = [
     "Agent",
     "AskError",
     "AskTimeout",
+    "BatchPublishError",
     "ConnectError",
     "ConnectSettings",
     "Event",

@@ -209,6 +209,12 @@ class BatchPublisher:
             msg_ids = [f"{call}-{i}" for i in range(n)]
         elif len(msg_ids) != n:
             raise FleetbusError(f"publish_many: {len(msg_ids)} msg_ids for {n} messages")
+        else:
+            for i, msg_id in enumerate(msg_ids):
+                if not msg_id or msg_id != msg_id.strip() or "\r" in msg_id or "\n" in msg_id:
+                    raise FleetbusError(
+                        f"publish_many: msg_ids[{i}] {msg_id!r} is not a header value"
+                    )
         for subject in set(subjects):
             validate_subject(subject, wildcards=False)
         base = {k: v for k, v in (headers or {}).items() if k != h.MSG_ID}

@@ -32,7 +32,7 @@ log = logging.getLogger("fleetbus.runtime")
 
 MessageCallback = Callable[[Msg], Awaitable[None]]
 _FETCH_QUIET = (NatsTimeoutError, asyncio.TimeoutError)
-_BACKLOG_POLL = 0.1
+_BACKLOG_POLL = 0.025
 
 
 class ConsumerLoop:
@@ -72,7 +72,7 @@ class ConsumerLoop:
     async def run(self) -> None:
         assert self._sub is not None, "bind() first"
         failures = 0
-        more = False
+        backlog = 0
         while not self._stopping:
             await self._slot_free.wait()
             if self._stopping:
@@ -84,10 +84,10 @@ class ConsumerLoop:
             self.wake.clear()
             # nats-py's fetch(n > 1) can sit on a message it already received until the
             # poll ends (measured: 2 s with a 2 s poll, with 4 workers on one consumer).
-            # So long polls ask for one message, which returns the moment it arrives;
-            # only while a backlog drains (the last fetch came back full) ask for ``want``,
-            # with a short poll.
-            batch = want if more else 1
+            # So long polls ask for one message, which returns the moment it arrives; only
+            # while the server reports a backlog (num_pending) ask for as many as it holds,
+            # which it can send at once, with a short poll in case another worker took them.
+            batch = min(want, backlog) if backlog > 0 else 1
             poll = self.poll if batch == 1 else min(self.poll, _BACKLOG_POLL)
             fetch = asyncio.ensure_future(self._sub.fetch(batch, timeout=poll))
             woken = asyncio.ensure_future(self.wake.wait())
@@ -104,7 +104,7 @@ class ConsumerLoop:
                 msgs = fetch.result()
             except _FETCH_QUIET:
                 failures = 0
-                more = False
+                backlog = 0
                 continue
             except (JsError, OSError) as exc:
                 failures += 1
@@ -117,7 +117,7 @@ class ConsumerLoop:
                         await self.wake.wait()
                 continue
             failures = 0
-            more = len(msgs) >= batch
+            backlog = _pending(msgs)
             for msg in msgs:
                 self._start(msg)
 
@@ -183,3 +183,11 @@ class ConsumerLoop:
             if msg.reply and msg.reply.startswith("$JS.ACK"):
                 with contextlib.suppress(Exception):
                     await msg.nak()
+
+
+def _pending(msgs: list[Msg]) -> int:
+    """How many messages the consumer still held when the last of ``msgs`` was sent."""
+    try:
+        return int(msgs[-1].metadata.num_pending) if msgs else 0
+    except Exception:  # not a JetStream message: assume none
+        return 0
