@@ -93,6 +93,12 @@ def resolve_connect_settings(
         extra.pop("identity", None)
         extra["user"] = user
         extra["password"] = password or _get(env, "FLEETBUS_PASSWORD") or ""
+        if user in fleet.roles:
+            # A role's user may subscribe only under its own inbox prefix.
+            from fleetbus.security.permissions import inbox_prefix
+
+            extra["inbox_prefix"] = inbox_prefix(user)
+            extra["identity"] = user
     creds = creds or _get(env, "FLEETBUS_CREDS")
     if creds:
         extra.pop("user", None)

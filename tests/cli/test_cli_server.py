@@ -79,7 +79,7 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
     info = running_embedded(data_dir)
     assert info is not None
     assert f"nats-server {info.url}" in up.stdout
-    assert f"running in the background (pid {info.pid})" in up.stdout
+    assert f"running in the background (pid {info.pid}; dead-letter copier" in up.stdout
     assert "provisioned" in up.stdout  # the plan
     assert "applied: 23 create" in up.stdout
     assert "replicas 3 on a 1-node server" in up.stdout

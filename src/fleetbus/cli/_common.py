@@ -58,8 +58,11 @@ class CliState:
     def data_path(self) -> Path:
         return Path(self.data_dir or self.fleet().server.data_dir)
 
-    def connect_settings(self, *, name: str = "fleetbus-cli") -> ConnectSettings:
-        """--server / FLEETBUS_URL, else the embedded server recorded in the data dir."""
+    def connect_settings(
+        self, *, name: str = "fleetbus-cli", role: str | None = None
+    ) -> ConnectSettings:
+        """--server / FLEETBUS_URL, else the embedded server recorded in the data dir; as
+        ``role`` when given (its stored credentials), else as the admin."""
         return resolve_connect_settings(
             self.fleet(),
             url=self.server_url,
@@ -71,6 +74,7 @@ class CliState:
             tls_cert=self.tls_cert,
             tls_key=self.tls_key,
             name=name,
+            role=role,
         )
 
     @asynccontextmanager

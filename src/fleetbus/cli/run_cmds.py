@@ -75,7 +75,12 @@ def run(
             for agent in started:
                 agent.wake()
 
-        nc = await connect(st.connect_settings(name="fleetbus-run"), on_reconnect=wake_all)
+        # One connection for all: as their role when they share one, so the server holds
+        # them to its permissions; agents of several roles need the admin identity.
+        roles = {agent.role for agent in agents}
+        role = roles.pop() if len(roles) == 1 else None
+        settings = st.connect_settings(name="fleetbus-run", role=role)
+        nc = await connect(settings, on_reconnect=wake_all)
         try:
             for agent in agents:
                 agent.spec.role(agent.role)

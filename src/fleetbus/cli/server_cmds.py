@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,15 +24,18 @@ from fleetbus.runtime.deadletter import AdvisoryCopier
 from fleetbus.server.cluster import LocalCluster
 from fleetbus.server.embedded import (
     EmbeddedServer,
+    running_embedded,
     start_embedded,
     start_embedded_cluster,
     stop_embedded,
 )
+from fleetbus.server.process import keep_detached
 
 
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("down")(down)
+    app.command("copier", hidden=True)(copier)
 
 
 def up(
@@ -136,6 +142,9 @@ def up(
     if detach:
         pids = [n.pid for n in server.nodes] if isinstance(server, LocalCluster) else [server.pid]
         shown = ", ".join(str(p) for p in pids)
+        if spec.dead_letter_stream:
+            copier_pid = _start_copier(st.fleet_path, data_dir)
+            shown += f"; dead-letter copier {copier_pid}"
         console.print(f"running in the background (pid {shown}); `fleetbus down` stops it")
         return
     try:
@@ -151,6 +160,7 @@ def down(
 ) -> None:
     """Stop the embedded server that `fleetbus up --detach` started."""
     st = state(ctx)
+    _stop_copier(st.data_path())
     info = guard(lambda: stop_embedded(st.data_path(), grace))
     pids = ", ".join(str(p) for p in (info.pids or (info.pid,)))
     console.print(f"stopped nats-server pid {pids} ({info.url})")
@@ -190,14 +200,66 @@ async def _provision(settings: ConnectSettings, spec: FleetSpec) -> ApplyResult:
         await nc.close()
 
 
-async def _serve(settings: ConnectSettings, spec: FleetSpec) -> None:
-    """Run the dead-letter copier until SIGINT/SIGTERM."""
+def copier(ctx: typer.Context) -> None:
+    """Run the dead-letter copier as the admin until SIGTERM (`up --detach` starts one)."""
+    st = state(ctx)
+    spec = guard(st.fleet)
+    settings = st.connect_settings(name="fleetbus-copier")
+    asyncio.run(_serve(settings, spec, announce=False, server_dir=st.data_path()))
+
+
+_COPIER_PID = "copier.pid"
+
+
+def _start_copier(fleet_path: Path | None, data_dir: Path) -> int:
+    """A detached ``fleetbus copier`` beside the detached server: with auth on, no agent may
+    read the originals a dead letter needs, so the admin identity copies them."""
+    argv = [sys.executable, "-m", "fleetbus", "--data-dir", str(data_dir.absolute())]
+    if fleet_path is not None:
+        argv += ["--fleet", str(fleet_path.absolute())]
+    argv.append("copier")
+    env = {k: v for k, v in os.environ.items() if k not in ("FLEETBUS_URL", "FLEETBUS_USER")}
+    with (data_dir / "copier.log").open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env,
+        )  # fmt: skip
+    (data_dir / _COPIER_PID).write_text(f"{proc.pid}\n")
+    keep_detached(proc)
+    return proc.pid
+
+
+def _stop_copier(data_dir: Path) -> None:
+    record = data_dir / _COPIER_PID
+    try:
+        pid = int(record.read_text().strip())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc").exists() else b""
+        if not cmdline or b"fleetbus" in cmdline:
+            os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(OSError):
+        record.unlink()
+
+
+async def _serve(
+    settings: ConnectSettings,
+    spec: FleetSpec,
+    *,
+    announce: bool = True,
+    server_dir: Path | None = None,
+) -> None:
+    """Run the dead-letter copier until SIGINT/SIGTERM (or, with ``server_dir``, until the
+    embedded server recorded there is gone: a detached copier never outlives its server)."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    watchdog = asyncio.create_task(_watch_server(server_dir, stopping)) if server_dir else None
     # Only now does Ctrl-C mean "stop cleanly" rather than KeyboardInterrupt.
-    console.print("serving; Ctrl-C stops the server")
+    if announce:
+        console.print("serving; Ctrl-C stops the server")
     nc = await connect(settings)
     try:
         if spec.dead_letter_stream:
@@ -208,5 +270,18 @@ async def _serve(settings: ConnectSettings, spec: FleetSpec) -> None:
     except FleetbusError as exc:
         fail(str(exc))
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+async def _watch_server(server_dir: Path, stopping: asyncio.Event) -> None:
+    """Set ``stopping`` once the embedded server in ``server_dir`` is gone. Another process's
+    lifetime sends no event here: look once a second."""
+    while running_embedded(server_dir) is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await stopping.wait()
+                return
+    stopping.set()

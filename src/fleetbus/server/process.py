@@ -37,7 +37,7 @@ from fleetbus.server.logs import complaint, listening, summarize_failure
 if TYPE_CHECKING:
     from fleetbus.fleet.model import ServerSpec
 
-__all__ = ["CONFIG_FILE", "LOG_FILE", "NatsServer", "ServerState"]
+__all__ = ["CONFIG_FILE", "LOG_FILE", "NatsServer", "ServerState", "keep_detached"]
 
 CONFIG_FILE = "nats-server.conf"
 LOG_FILE = "nats-server.log"
@@ -46,6 +46,11 @@ _TICK = 0.02  # how long to wait on the process between looks at its log and /he
 # Detached servers' process handles, kept so that they are reaped when stopped from this
 # process and never garbage-collected while running (which would warn).
 _detached: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def keep_detached(proc: subprocess.Popen[bytes]) -> None:
+    """Let ``proc`` outlive this process without a "still running" warning at exit."""
+    _detached[proc.pid] = proc
 
 
 @atexit.register
