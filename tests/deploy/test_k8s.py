@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import kubernetes_validate
 import pytest
 import yaml
@@ -31,6 +32,7 @@ from fleetbus.deploy.k8s import (
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import parse_fleet, seed_fleet
 from fleetbus.fleet.model import FleetSpec
+from fleetbus.security import ensure_credentials
 from fleetbus.server.binary import find_nats_server
 
 K8S_VERSION = "1.37.0"
@@ -366,12 +368,15 @@ def test_client_secrets_match_the_servers_users(
 ) -> None:
     secrets = by_kind(files, "Secret")
     auth = secrets["nats-auth"]["stringData"]["auth.conf"]
-    users = dict(re.findall(r'\{user: "([^"]+)", password: "([^"]+)"\}', auth))
+    # The server holds bcrypt hashes only; each client's password must match its hash.
+    users = dict(re.findall(r'\{user: "([^"]+)", password: "([^"]+)"', auth))
     clients = [secrets["fleetbus-admin"], *(secrets[f"fleetbus-{r}"] for r in seed.roles)]
     assert len(users) == len(clients) == len(seed.roles) + 1
     for secret in clients:
         data = secret["stringData"]
-        assert users[data["FLEETBUS_USER"]] == data["FLEETBUS_PASSWORD"]
+        hashed = users[data["FLEETBUS_USER"]]
+        assert hashed.startswith("$2") and data["FLEETBUS_PASSWORD"] not in auth
+        assert bcrypt.checkpw(data["FLEETBUS_PASSWORD"].encode(), hashed.encode())
         assert data["FLEETBUS_PASSWORD"].startswith("REPLACE-ME-")
         assert secret["metadata"]["annotations"]["fleetbus.dev/passwords"] == "placeholder"
 
@@ -406,15 +411,8 @@ def test_missing_credentials_is_an_error(seed: FleetSpec) -> None:
 # -- the CLI -----------------------------------------------------------------------------------
 
 
-REAL = {
-    "admin": {"user": "ops-admin", "password": "Adm1n-real-secret-7f3a9c"},
-    "ceo": {"user": "ceo-agent", "password": "ceo-real-secret-0b1c2d"},
-    "cto": {"user": "cto-agent", "password": "cto-real-secret-3e4f5a"},
-    "backend": {"user": "backend-agent", "password": "backend-real-secret-6b7c8d"},
-    "devops": {"user": "devops-agent", "password": "devops-real-secret-9e0f1a"},
-    "cso": {"user": "cso-agent", "password": "cso-real-secret-2b3c4d"},
-}
 SECRET_FILES = {"nats-auth-secret.yaml", "fleetbus-credentials.yaml"}
+CLIENT_SECRETS = "fleetbus-credentials.yaml"
 
 
 @pytest.fixture
@@ -423,10 +421,14 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if name.startswith("FLEETBUS_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    data = tmp_path / ".fleetbus"
-    data.mkdir()
-    (data / "credentials.json").write_text(json.dumps(REAL))
     return tmp_path
+
+
+@pytest.fixture
+def real(workdir: Path) -> dict[str, str]:
+    """The passwords `fleetbus up` would have generated in ./.fleetbus/auth/."""
+    made = ensure_credentials(workdir / ".fleetbus", seed_fleet())
+    return {identity: cred.password for identity, cred in made.items()}
 
 
 def fleetbus(*args: str) -> Result:
@@ -441,7 +443,12 @@ def test_cli_writes_every_file_to_out(workdir: Path, files: dict[str, RenderedFi
     result = fleetbus("deploy", "k8s", "--out", "deploy/k8s")
     assert result.exit_code == 0, result.output
     out = written(workdir / "deploy" / "k8s")
-    assert out == {f.name: f.text for f in files.values()}
+    expected = {f.name: f.text for f in files.values()}
+    assert out.keys() == expected.keys()
+    # The auth Secret holds freshly salted bcrypt hashes: equal but for the hashes.
+    unsalted = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
+    for name in expected:
+        assert unsalted.sub("HASH", out[name]) == unsalted.sub("HASH", expected[name]), name
     assert "helm install nats nats/nats -n genbrain -f nats-values.yaml" in out["README.md"]
     assert "https://nats-io.github.io/k8s/helm/charts/" in out["README.md"]
 
@@ -460,31 +467,35 @@ def test_cli_refuses_to_overwrite_without_force(workdir: Path) -> None:
     assert len(written(out)) == 11
 
 
-def test_no_real_secret_without_with_secrets(workdir: Path) -> None:
+def test_no_real_secret_without_with_secrets(workdir: Path, real: dict[str, str]) -> None:
     result = fleetbus("deploy", "k8s", "--out", "k8s")
     assert result.exit_code == 0, result.output
     text = "".join(written(workdir / "k8s").values())
-    for entry in REAL.values():
-        assert entry["password"] not in text
+    for password in real.values():
+        assert password not in text
     assert "REPLACE-ME-admin-password" in text
 
 
-def test_with_secrets_puts_them_only_in_the_secret_files(workdir: Path) -> None:
+def test_with_secrets_puts_them_only_in_the_secret_files(
+    workdir: Path, real: dict[str, str]
+) -> None:
     result = fleetbus("deploy", "k8s", "--out", "k8s", "--with-secrets", ".fleetbus")
     assert result.exit_code == 0, result.output
     assert "real passwords" in result.stderr
     out = written(workdir / "k8s")
     for name, text in out.items():
         assert "REPLACE-ME" not in text, name
-        for entry in REAL.values():
-            assert (entry["password"] in text) == (name in SECRET_FILES), (name, entry)
+        for identity, password in real.items():
+            # Plain passwords only where clients read them; the server gets hashes.
+            assert (password in text) == (name == CLIENT_SECRETS), (name, identity)
     for name in SECRET_FILES:
         for doc in yaml.safe_load_all(out[name]):
             assert doc["metadata"]["annotations"]["fleetbus.dev/passwords"] == "data-dir"
 
 
-def test_with_secrets_names_what_is_missing(workdir: Path) -> None:
-    (workdir / ".fleetbus" / "credentials.json").write_text(json.dumps({"admin": REAL["admin"]}))
+def test_with_secrets_names_what_is_missing(workdir: Path, real: dict[str, str]) -> None:
+    for role in ("ceo", "cto", "backend", "devops", "cso"):
+        (workdir / ".fleetbus" / "auth" / f"{role}.json").unlink()
     result = fleetbus("deploy", "k8s", "--out", "k8s", "--with-secrets", ".fleetbus")
     assert result.exit_code == 1
     assert "ceo, cto, backend, devops, cso" in result.stderr
@@ -497,15 +508,17 @@ def test_generated_passwords_are_random_and_only_in_the_secret_files(workdir: Pa
     a, b = written(workdir / "a"), written(workdir / "b")
     for name in SECRET_FILES:
         assert a[name] != b[name]
-    password = yaml.safe_load(a["nats-auth-secret.yaml"])["stringData"]["auth.conf"]
+    auth = yaml.safe_load(a["nats-auth-secret.yaml"])["stringData"]["auth.conf"]
     [admin_password] = [
         doc["stringData"]["FLEETBUS_PASSWORD"]
         for doc in yaml.safe_load_all(a["fleetbus-credentials.yaml"])
         if doc["metadata"]["name"] == "fleetbus-admin"
     ]
-    assert len(admin_password) >= 32 and admin_password in password
+    [admin_hash] = re.findall(r'\{user: "admin", password: "([^"]+)"', auth)
+    assert len(admin_password) >= 32
+    assert bcrypt.checkpw(admin_password.encode(), admin_hash.encode())
     for name, text in a.items():
-        assert (admin_password in text) == (name in SECRET_FILES), name
+        assert (admin_password in text) == (name == CLIENT_SECRETS), name
         assert "REPLACE-ME" not in text
 
 

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from fleetbus.cli._common import console, err_console, fail, guard, state
 from fleetbus.deploy.k8s import (
-    AuthorizationRenderer,
     Credentials,
     K8sOptions,
     PasswordSource,
-    basic_authorization,
-    credentials_from_mapping,
     placeholder_credentials,
     render_k8s,
 )
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet.model import FleetSpec
-
-CREDENTIALS_FILE = "credentials.json"
-"""Where ``--with-secrets DATA_DIR`` reads the users and passwords:
-``{"admin": {"user": ..., "password": ...}, "<role>": {...}}``."""
-
-AUTHORIZATION: AuthorizationRenderer = basic_authorization
-"""The renderer of the ``authorization`` block (users only until per-role permissions plug in)."""
 
 deploy_app = typer.Typer(
     name="deploy",
@@ -42,21 +31,23 @@ def register(app: typer.Typer) -> None:
 
 
 def _read_credentials(spec: FleetSpec, data_dir: Path) -> dict[str, Credentials]:
-    path = data_dir / CREDENTIALS_FILE
-    try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    """The passwords `fleetbus up` generated in ``data_dir/auth/`` (admin and every role)."""
+    from fleetbus.security import ADMIN, load_credential
+
+    out: dict[str, Credentials] = {}
+    missing: list[str] = []
+    for identity in (ADMIN, *spec.roles):
+        cred = load_credential(data_dir, identity)
+        if cred is None:
+            missing.append(identity)
+        else:
+            out[identity] = Credentials(cred.user, cred.password)
+    if missing:
         raise FleetbusError(
-            f"{path}: no such file (--with-secrets reads the users from it)"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FleetbusError(f"{path}: cannot read it: {exc}") from None
-    if not isinstance(data, dict):
-        raise FleetbusError(f"{path}: must hold a JSON object keyed by admin and role names")
-    try:
-        return credentials_from_mapping(spec, data)
-    except FleetbusError as exc:
-        raise FleetbusError(f"{path}: {exc}") from None
+            f"{data_dir}/auth/ has no credentials for {', '.join(missing)}"
+            " (`fleetbus up` writes them; --with-secrets reads that data dir)"
+        )
+    return out
 
 
 def _generated_credentials(spec: FleetSpec) -> dict[str, Credentials]:
@@ -84,7 +75,7 @@ def k8s(
         typer.Option(
             "--with-secrets",
             metavar="DATA_DIR",
-            help=f"Use the real users and passwords in DATA_DIR/{CREDENTIALS_FILE}.",
+            help="Use the real users and passwords `fleetbus up` wrote in DATA_DIR/auth/.",
         ),
     ] = None,
     generate_passwords: Annotated[
@@ -111,9 +102,7 @@ def k8s(
         agent_module=agent_module,
         password_source=source,
     )
-    files = guard(
-        lambda: render_k8s(spec, options, credentials=credentials, authorization=AUTHORIZATION)
-    )
+    files = guard(lambda: render_k8s(spec, options, credentials=credentials))
     existing = [f.name for f in files if (out / f.name).exists()]
     if existing and not force:
         named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if existing[3:] else "")
@@ -137,10 +126,5 @@ def k8s(
         err_console.print(
             f"[yellow]{out} holds real passwords[/]: keep nats-auth-secret.yaml and"
             " fleetbus-credentials.yaml out of git"
-        )
-    if AUTHORIZATION is basic_authorization:
-        err_console.print(
-            "[yellow]warning:[/] no per-role permissions in the authorization block:"
-            " every user may publish and subscribe anywhere"
         )
     console.print(f"next: follow {out / 'README.md'}")

@@ -16,8 +16,9 @@ directory, each with its text and (for Kubernetes objects) the manifests as dict
 
 The passwords come in as :class:`Credentials`: :func:`placeholder_credentials` (the default,
 marked ``REPLACE-ME``), or real ones the caller read or generated. The ``authorization`` block is
-rendered by an :data:`AuthorizationRenderer`; :func:`basic_authorization` (users only, no
-per-role permissions) stands in until a renderer with per-role permissions is passed.
+rendered by an :data:`AuthorizationRenderer`: by default :func:`per_role_authorization`, the
+same least-privilege block `fleetbus up` runs; :func:`basic_authorization` (users only) remains
+for clusters whose permissions are managed elsewhere.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "fleet_yaml",
     "helm_values",
     "k8s_name",
+    "per_role_authorization",
     "placeholder_credentials",
     "render_k8s",
 ]
@@ -138,9 +140,11 @@ def _names(spec: FleetSpec) -> dict[str, str]:
 
 def placeholder_credentials(spec: FleetSpec) -> dict[str, Credentials]:
     """Users for the admin and every role, with passwords marked to be replaced."""
-    out = {ADMIN: Credentials("fleetbus-admin", f"{PLACEHOLDER_MARK}-admin-password")}
+    # The user names `fleetbus up` gives them: a role's user is the role (its inbox prefix
+    # and permissions follow from that name).
+    out = {ADMIN: Credentials(ADMIN, f"{PLACEHOLDER_MARK}-admin-password")}
     for role in spec.roles:
-        out[role] = Credentials(f"{role}-agent", f"{PLACEHOLDER_MARK}-{role}-password")
+        out[role] = Credentials(role, f"{PLACEHOLDER_MARK}-{role}-password")
     return out
 
 
@@ -429,15 +433,39 @@ def _dump(*docs: dict[str, Any]) -> str:
     return yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
 
 
+def per_role_authorization(spec: FleetSpec, credentials: Mapping[str, Credentials]) -> str:
+    """The same ``authorization`` block `fleetbus up` runs: per-role least privilege."""
+    from fleetbus.security import ADMIN, Credential, inbox_prefix, render_authorization
+
+    creds = {
+        key: Credential(
+            user=c.user,
+            password=c.password,
+            inbox_prefix=inbox_prefix(key),
+            role=None if key == ADMIN else key,
+        )
+        for key, c in credentials.items()
+    }
+    return render_authorization(spec, creds)
+
+
+AUTHORIZATION: AuthorizationRenderer = per_role_authorization
+"""The renderer of the ``authorization`` block: each role's least-privilege permissions."""
+
+
 def render_k8s(
     spec: FleetSpec,
     options: K8sOptions | None = None,
     *,
     credentials: Mapping[str, Credentials] | None = None,
-    authorization: AuthorizationRenderer = basic_authorization,
+    authorization: AuthorizationRenderer | None = None,
 ) -> list[RenderedFile]:
-    """Every file of the deployment directory, in apply order (the README last)."""
+    """Every file of the deployment directory, in apply order (the README last).
+
+    ``authorization`` renders the server's ``authorization`` block; by default it is the one
+    `fleetbus up` runs (:func:`per_role_authorization`)."""
     options = options or K8sOptions()
+    authorization = authorization or per_role_authorization
     if not _DNS_LABEL.match(options.namespace):
         raise FleetbusError(
             f"namespace {options.namespace!r} is not a Kubernetes name: use lower-case letters,"
