@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per scenario (default 3)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--only", nargs="*", help="run scenarios whose name contains one of these")
+    parser.add_argument(
+        "--no-failover",
+        action="store_true",
+        help="skip the 3-node failover measurement (skipped by --quick too)",
+    )
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     info = machine()
@@ -138,9 +143,34 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before {info['load_before'][0]:.2f}, after {info['load_after'][0]:.2f};"
         f" {info['seconds']}s"
     )
+    failover: list[dict[str, Any]] = []
+    if not (args.quick or args.no_failover or args.only):
+        from bench.failover import run_all
+
+        failover = asyncio.run(run_all())
+        render_failover(failover, console)
     if args.json:
-        args.json.write_text(json.dumps({"machine": info, "results": rows}, indent=2))
+        args.json.write_text(
+            json.dumps({"machine": info, "results": rows, "failover": failover}, indent=2)
+        )
     return 0
+
+
+def render_failover(results: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="failover: 3-node cluster, the R3 stream's leader stopped while publishing")
+    for col in ("leader stopped by", "fleetbus outage", "raw nats-py outage", "ratio",
+                "fleetbus acked / stored", "raw acked / stored"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(
+            r["signal"],
+            f"{r['fleetbus_outage_s']:.3f} s",
+            f"{r['raw_outage_s']:.3f} s",
+            f"{r['fleetbus_outage_s'] / r['raw_outage_s']:.2f}" if r["raw_outage_s"] else "-",
+            f"{r['fleetbus_acked']} / {r['fleetbus_stored']}",
+            f"{r['raw_acked']} / {r['raw_stored']}",
+        )
+    console.print(table)
 
 
 if __name__ == "__main__":
