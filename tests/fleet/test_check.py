@@ -385,3 +385,12 @@ def test_a_partial_inbox_block_keeps_the_inbox_defaults() -> None:
     inbox = spec.roles["backend"].inbox
     assert inbox is not None
     assert (inbox.ack_wait, inbox.max_deliver, inbox.max_ack_pending) == (45.0, 5, 5)
+
+
+def test_a_copied_fleet_resolves_its_own_consumers() -> None:
+    seed = seed_fleet()
+    assert seed.consumer("backend", "tasks") is seed.consumer("backend", "tasks")  # cached
+    copy = seed.model_copy(update={"prefix": "acme"})
+    consumer = copy.consumer("backend", "tasks")
+    assert consumer is not None
+    assert consumer.filters[0] == "acme.agents.backend.tasks"
