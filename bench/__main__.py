@@ -127,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the 3-node failover measurement (skipped by --quick too)",
     )
+    parser.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="skip fleet scale: 1,000 idle agents for 60 s (skipped by --quick too)",
+    )
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     info = machine()
@@ -149,9 +154,23 @@ def main(argv: list[str] | None = None) -> int:
 
         failover = asyncio.run(run_all())
         render_failover(failover, console)
+    scale: dict[str, Any] = {}
+    if not (args.quick or args.no_scale or args.only):
+        from bench.scale import measure
+
+        scale = asyncio.run(measure(agents=1000, processes=2, idle=60.0))
+        table = Table(title="fleet scale: idle agents, 3 durable consumers each")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for key, value in scale.items():
+            table.add_row(key.replace("_", " "), str(value))
+        console.print(table)
     if args.json:
         args.json.write_text(
-            json.dumps({"machine": info, "results": rows, "failover": failover}, indent=2)
+            json.dumps(
+                {"machine": info, "results": rows, "failover": failover, "scale": scale},
+                indent=2,
+            )
         )
     return 0
 

@@ -1,0 +1,163 @@
+"""Fleet scale: N agents (3 durable consumers each) provisioned and idling in a few processes.
+
+Measured: provisioning time of the whole fleet, the time to start every agent, the client
+memory per agent (resident set growth of the agent processes / agents), and the CPU the
+nats-server and the agent processes use while every agent long-polls with nothing to do.
+
+    python -m bench.scale [--agents 1000] [--processes 2] [--idle 60]
+
+The worker side (``--worker``) runs its share of agents on one connection and reports on
+stdout: ``ready <rss_before_kib> <rss_after_kib>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetbus import Agent, Message, RuntimeSettings, Task
+from fleetbus.connection import ConnectSettings, connect
+from fleetbus.fleet import FleetSpec, seed_fleet
+from fleetbus.provision import provision
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def fleet_of(agents: int) -> FleetSpec:
+    """The seed's streams with ``agents`` plain roles (tasks, inbox and meetings each)."""
+    data = seed_fleet().model_dump(mode="json")
+    data["roles"] = {f"agent{i:04d}": {} for i in range(agents)}
+    data["streams"]["AGENT_COMMS"]["max_consumers"] = max(10_000, 4 * agents)
+    return FleetSpec.model_validate(data)
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+async def _worker(url: str, spec: FleetSpec, first: int, count: int) -> None:
+    before = _rss_kib(os.getpid())
+    nc = await connect(ConnectSettings.from_url(url, name=f"scale-{first}"))
+    agents = []
+    for i in range(first, first + count):
+        agent = Agent(
+            f"agent{i:04d}",
+            fleet=spec,
+            settings=RuntimeSettings(dead_letter_copier=False),
+        )
+
+        async def task(t: Task) -> None:
+            pass
+
+        async def message(m: Message) -> None:
+            pass
+
+        agent.on_task(task)
+        agent.on_message(message)
+        agent.on_invitation(message)
+        await agent.start(nc)
+        agents.append(agent)
+    print(f"ready {before} {_rss_kib(os.getpid())}", flush=True)
+    await asyncio.Event().wait()  # idle until the parent stops this process
+
+
+def _spawn(url: str, fleet_file: Path, first: int, count: int) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "bench.scale", "--worker", url, str(fleet_file)]
+    return subprocess.Popen([*argv, str(first), str(count)], stdout=subprocess.PIPE, text=True)
+
+
+def _stop(workers: list[subprocess.Popen[str]]) -> None:
+    for proc in workers:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def measure(agents: int, processes: int, idle: float) -> dict[str, Any]:
+    from fleetbus.testing import run_nats_server
+
+    spec = fleet_of(agents)
+    with (
+        tempfile.TemporaryDirectory(prefix="fleetbus-scale-") as tmp,
+        run_nats_server(tmp) as server,
+    ):
+        fleet_file = Path(tmp) / "fleet.yaml"
+        fleet_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+        nc = await connect(ConnectSettings.from_url(server.url))
+        started = time.monotonic()
+        result = await provision(nc, spec)
+        provision_s = time.monotonic() - started
+        await nc.close()
+        consumers = sum(1 for a in result.applied if a.kind == "consumer")
+        share = -(-agents // processes)
+        started = time.monotonic()
+        workers = [
+            _spawn(server.url, fleet_file, first, min(share, agents - first))
+            for first in range(0, agents, share)
+        ]
+        try:
+            rss = []
+            for proc in workers:
+                assert proc.stdout is not None
+                line = await asyncio.to_thread(proc.stdout.readline)
+                _, before, after = line.split()
+                rss.append((int(before), int(after)))
+            start_s = time.monotonic() - started
+            assert server.pid is not None
+            server_cpu = _cpu_seconds(server.pid)
+            client_cpu = sum(_cpu_seconds(p.pid) for p in workers)
+            await asyncio.sleep(idle)
+            server_cpu = _cpu_seconds(server.pid) - server_cpu
+            client_cpu = sum(_cpu_seconds(p.pid) for p in workers) - client_cpu
+        finally:
+            await asyncio.to_thread(_stop, workers)
+    grown = sum(after - before for before, after in rss)
+    return {
+        "agents": agents,
+        "processes": len(workers),
+        "durable_consumers": consumers,
+        "provision_s": round(provision_s, 2),
+        "agents_started_s": round(start_s, 2),
+        "client_kib_per_agent": round(grown / agents, 1),
+        "idle_s": idle,
+        "server_cpu_percent_of_a_core": round(100 * server_cpu / idle, 2),
+        "agent_processes_cpu_percent_of_a_core": round(100 * client_cpu / idle, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--worker", nargs=4, metavar=("URL", "FLEET", "FIRST", "COUNT"))
+    args = parser.parse_args(argv)
+    if args.worker:
+        url, fleet_file, first, count = args.worker
+        spec = FleetSpec.model_validate(yaml.safe_load(Path(fleet_file).read_text()))
+        asyncio.run(_worker(url, spec, int(first), int(count)))
+        return 0
+    result = asyncio.run(measure(args.agents, args.processes, args.idle))
+    for key, value in result.items():
+        print(f"{key:>40}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
