@@ -123,9 +123,9 @@ def _stored_credentials(data_dir: Path, role: str | None) -> dict[str, Any]:
     cred = load_credential(data_dir, role or ADMIN)
     if cred is None:
         return {}
-    return {
-        "user": cred.user,
-        "password": cred.password,
-        "inbox_prefix": cred.inbox_prefix,
-        "identity": cred.role,
-    }
+    login: dict[str, Any] = (
+        {"nkey_seed_file": cred.nkey_seed_file}
+        if cred.nkey_seed_file
+        else {"user": cred.user, "password": cred.password}
+    )
+    return {**login, "inbox_prefix": cred.inbox_prefix, "identity": cred.role}

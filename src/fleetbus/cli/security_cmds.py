@@ -38,6 +38,27 @@ def creds(
     info = running_embedded(data)
     url = info.url if info is not None else f"nats://{spec.server.host}:{spec.server.port}"
     path = auth_dir(data) / f"{identity}.json"
+    if cred.nkey_seed_file:
+        if json_out:
+            print_json(
+                {
+                    "identity": identity,
+                    "servers": url.split(","),
+                    "nkey": cred.nkey,
+                    "nkey_seed_file": cred.nkey_seed_file,
+                    "inbox_prefix": cred.inbox_prefix,
+                }
+            )
+            return
+        console.print(f"servers:       {url}")
+        console.print(f"nkey:          {cred.nkey}")
+        console.print(f"seed file:     {cred.nkey_seed_file} (0600)")
+        console.print(f"inbox prefix:  {cred.inbox_prefix}")
+        console.print(
+            f"nats CLI:      nats --server {url} --nkey {cred.nkey_seed_file}"
+            f" --inbox-prefix {cred.inbox_prefix} ..."
+        )
+        return
     if json_out:
         print_json(
             {

@@ -51,6 +51,13 @@ def up(
             " role its own credentials: docs/security.md).",
         ),
     ] = False,
+    nkeys: Annotated[
+        bool,
+        typer.Option(
+            "--nkeys",
+            help="Authenticate each identity by NKey (seed in the data dir), not password.",
+        ),
+    ] = False,
     tls: Annotated[
         bool,
         typer.Option(
@@ -100,7 +107,7 @@ def up(
         err_console.print(f"[yellow]warning:[/] {message}")
 
     size = cluster if cluster is not None else spec.server.cluster.size
-    auth = "" if no_auth else guard(lambda: _authorization(spec, data_dir))
+    auth = "" if no_auth else guard(lambda: _authorization(spec, data_dir, nkeys=nkeys))
     if tls:
         from fleetbus.security.tls import ensure_local_ca, render_tls
 
@@ -166,11 +173,11 @@ def down(
     console.print(f"stopped nats-server pid {pids} ({info.url})")
 
 
-def _authorization(spec: FleetSpec, data_dir: Path) -> str:
+def _authorization(spec: FleetSpec, data_dir: Path, *, nkeys: bool = False) -> str:
     """Each role's and the admin's credentials (created once, 0600) as a config block."""
     from fleetbus.security import ensure_credentials, render_authorization
 
-    return render_authorization(spec, ensure_credentials(data_dir, spec))
+    return render_authorization(spec, ensure_credentials(data_dir, spec, nkeys=nkeys))
 
 
 def _admin(url: str, data_dir: Path) -> ConnectSettings:

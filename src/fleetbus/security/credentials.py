@@ -4,6 +4,8 @@ Layout (``<data_dir>/auth/``, mode 0700; every file 0600)::
 
     admin.json       {"user": "admin", "password": "...", "inbox_prefix": "_INBOX_admin"}
     backend.json     one per role of the fleet file
+    backend.nk       with ``fleetbus up --nkeys``: the role's NKey seed (its public key
+                     goes into the server config; the seed never leaves this file)
 
 Passwords come from ``secrets`` (32 random bytes, URL-safe) and are created once: later
 ``fleetbus up`` runs keep them, and add files for new roles. They are never printed or
@@ -38,9 +40,20 @@ class Credential:
     password: str = field(repr=False)
     inbox_prefix: str
     role: str | None
+    nkey: str | None = None
+    """The NKey public key (``U...``) when the server authenticates this identity by NKey."""
+    nkey_seed_file: str | None = None
 
     def connect_settings(self, url: str, *, name: str = "fleetbus") -> ConnectSettings:
         """Settings that log in as this identity, with its own inbox prefix."""
+        if self.nkey_seed_file:
+            return ConnectSettings.from_url(
+                url,
+                name=name,
+                nkey_seed_file=self.nkey_seed_file,
+                inbox_prefix=self.inbox_prefix,
+                identity=self.role,
+            )
         return ConnectSettings.from_url(
             url,
             name=name,
@@ -63,11 +76,15 @@ def load_credential(data_dir: str | Path, identity: str) -> Credential | None:
     """The stored credential of ``identity`` (a role, or ``admin``), or None."""
     try:
         data = json.loads(_path(data_dir, identity).read_text(encoding="utf-8"))
+        seed_file = _nkey_path(data_dir, identity)
+        use_nkey = data.get("auth") == "nkey" and seed_file.exists()
         return Credential(
             user=str(data["user"]),
             password=str(data["password"]),
             inbox_prefix=str(data.get("inbox_prefix") or inbox_prefix(identity)),
             role=None if identity == ADMIN else identity,
+            nkey=str(data["nkey"]) if use_nkey and data.get("nkey") else None,
+            nkey_seed_file=str(seed_file.absolute()) if use_nkey else None,
         )
     except FileNotFoundError:
         return None
@@ -88,8 +105,29 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def ensure_credentials(data_dir: str | Path, spec: FleetSpec) -> dict[str, Credential]:
-    """The admin's and every role's credential, creating the missing ones (0600)."""
+def _nkey_path(data_dir: str | Path, identity: str) -> Path:
+    return auth_dir(data_dir) / f"{identity}.nk"
+
+
+def _new_nkey(seed_path: Path) -> str:
+    """A fresh NKey user seed in ``seed_path`` (0600); returns its public key."""
+    try:
+        import nkeys
+    except ImportError:
+        raise FleetbusError("NKeys need the nkeys package: pip install 'fleetbus[nkeys]'") from None
+    seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    _write_private(seed_path, seed.decode() + "\n")
+    public: bytes = nkeys.from_seed(seed).public_key
+    return public.decode()
+
+
+def ensure_credentials(
+    data_dir: str | Path, spec: FleetSpec, *, nkeys: bool = False
+) -> dict[str, Credential]:
+    """The admin's and every role's credential, creating the missing ones (0600).
+
+    ``nkeys``: authenticate by NKey (a seed per identity, kept in ``auth/{identity}.nk``)
+    instead of by password; the choice is recorded per identity, so clients follow it."""
     if ADMIN in spec.roles:
         raise FleetbusError(
             f"a role may not be called {ADMIN!r} with auth on: that is the provisioning identity"
@@ -99,15 +137,25 @@ def ensure_credentials(data_dir: str | Path, spec: FleetSpec) -> dict[str, Crede
     folder.chmod(0o700)
     out: dict[str, Credential] = {}
     for identity in [ADMIN, *spec.roles]:
+        path = _path(data_dir, identity)
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            body = {
+                "user": identity,
+                "password": secrets.token_urlsafe(32),
+                "inbox_prefix": inbox_prefix(identity),
+            }
+        except (OSError, ValueError) as exc:
+            raise FleetbusError(f"cannot read credentials {path}: {exc}") from exc
+        seed_path = _nkey_path(data_dir, identity)
+        if nkeys and not (body.get("nkey") and seed_path.exists()):
+            body["nkey"] = _new_nkey(seed_path)
+        wanted = "nkey" if nkeys else "password"
+        if body.get("auth") != wanted or not path.exists():
+            body["auth"] = wanted
+            _write_private(path, json.dumps(body, indent=2) + "\n")
         cred = load_credential(data_dir, identity)
-        if cred is None:
-            cred = Credential(
-                user=identity,
-                password=secrets.token_urlsafe(32),
-                inbox_prefix=inbox_prefix(identity),
-                role=None if identity == ADMIN else identity,
-            )
-            body = {"user": cred.user, "password": cred.password, "inbox_prefix": cred.inbox_prefix}
-            _write_private(_path(data_dir, identity), json.dumps(body, indent=2) + "\n")
+        assert cred is not None
         out[identity] = cred
     return out

@@ -29,16 +29,23 @@ def _list(items: tuple[str, ...]) -> str:
     return "[" + ", ".join(quote(i) for i in items) + "]"
 
 
+def _login(cred: Credential) -> str:
+    """How the server knows this identity: its NKey's public key, or user and password hash."""
+    if cred.nkey:
+        return f"nkey: {quote(cred.nkey)}"
+    return f"user: {quote(cred.user)}, password: {quote(_hash(cred.password))}"
+
+
 def render_authorization(spec: FleetSpec, credentials: Mapping[str, Credential]) -> str:
     """The block for the server config: the admin (all rights) and one user per role."""
     lines = ["authorization {", "  users: ["]
     admin = credentials[ADMIN]
-    lines.append(f"    {{user: {quote(admin.user)}, password: {quote(_hash(admin.password))}}}")
+    lines.append(f"    {{{_login(admin)}}}")
     for role in spec.roles:
         cred = credentials[role]
         perms = role_permissions(spec, role)
         lines += [
-            f"    {{user: {quote(cred.user)}, password: {quote(_hash(cred.password))},",
+            f"    {{{_login(cred)},",
             "     permissions: {",
             f"       publish: {{allow: {_list(perms.publish)}"
             + (f", deny: {_list(perms.publish_deny)}" if perms.publish_deny else "")
