@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nats
@@ -18,15 +15,7 @@ import yaml
 from fleetbus.fleet.template import SEED_FLEET_YAML
 from fleetbus.security import ADMIN, load_credential
 from fleetbus.server.embedded import running_embedded
-
-
-def fleetbus(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
-    env["COLUMNS"] = "200"
-    return subprocess.run(
-        [sys.executable, "-m", "fleetbus", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+from fleetbus_cli import fleetbus
 
 
 def copier_alive(pid: int) -> bool:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +10,13 @@ import yaml
 
 from fleetbus import Reject, Task
 from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus_cli import fleetbus
 
 
 def status(fleet_file: Path, url: str, data_dir: Path, *args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
-    env["COLUMNS"] = "200"
-    done = subprocess.run(
-        [sys.executable, "-m", "fleetbus", "--fleet", str(fleet_file), "--server", url,
-         "--data-dir", str(data_dir), "status", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+    done = fleetbus(
+        data_dir, "--fleet", str(fleet_file), "--server", url, "--data-dir", str(data_dir),
+        "status", *args,
     )  # fmt: skip
     return done.returncode, done.stdout + done.stderr
 

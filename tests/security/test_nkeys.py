@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,14 +14,7 @@ from fleetbus.errors import ConnectError
 from fleetbus.fleet import seed_fleet
 from fleetbus.security import load_credential
 from fleetbus.server.embedded import running_embedded
-
-
-def fleetbus(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "fleetbus", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+from fleetbus_cli import fleetbus
 
 
 @pytest.fixture
