@@ -32,6 +32,9 @@ streams:
     description: Direct messages, task assignments and meeting invitations per agent
     subjects: ["agents.>"]
     retention: limits         # keeps processed messages for audit until max_age
+    # Processed messages count too, until max_age: each sender -> role subject
+    # (agents.backend.tasks.cto) holds at most 1000 in 7 days, then the sender is refused.
+    # Raise it for a pair that talks more than that.
     max_msgs_per_subject: 1000
     max_age: 7d
     storage: file
