@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +72,24 @@ async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
         await asyncio.sleep(1.2)  # and its retry
         second = await client.assign("backend", {"n": 2})
         assert await second.result(timeout=10) == "served"
+
+
+def test_agent_run_without_a_server_is_one_clear_line(tmp_path: Path) -> None:
+    script = tmp_path / "backend.py"
+    script.write_text(
+        "from fleetbus import Agent\n"
+        "backend = Agent('backend')\n"
+        "@backend.on_task\n"
+        "async def work(task):\n"
+        "    return {}\n"
+        "backend.run()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
+    env["FLEETBUS_URL"] = "nats://127.0.0.1:1"
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("error: cannot connect to nats://127.0.0.1:1")

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -338,9 +339,16 @@ class Agent:
         await self.stop()
 
     def run(self) -> None:
-        """Serve until SIGINT or SIGTERM; then shut down gracefully and return."""
+        """Serve until SIGINT or SIGTERM; then shut down gracefully and return.
+
+        The process's main: a fleetbus error that stops it before it serves (no server, an
+        unprovisioned fleet, an unknown role) is one line on stderr and exit status 1."""
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        asyncio.run(self._run_with_signals())
+        try:
+            asyncio.run(self._run_with_signals())
+        except FleetbusError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
 
     async def _run_with_signals(self) -> None:
         loop = asyncio.get_running_loop()
