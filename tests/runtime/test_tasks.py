@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
+from fleetbus.errors import TaskError
+from fleetbus.fleet.model import FleetSpec
 from fleetbus.runtime import Agent
 from fleetbus.runtime.messages import Task
 from fleetbus.testing.fleets import FleetUnderTest
@@ -111,3 +115,26 @@ async def test_heartbeats_keep_a_long_task_from_being_redelivered(
     assert info["num_redelivered"] == 0
     assert info["delivered"]["consumer_seq"] == 1
     assert [(u.state, u.attempt) for u in history] == [("accepted", 1), ("completed", 1)]
+
+
+async def test_a_handler_past_its_task_budget_is_cancelled_and_retried(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """Heartbeats keep a long task alive only up to the role's task_budget."""
+    spec = seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2})
+    data = spec.model_dump(mode="json")
+    data["roles"]["backend"]["task_budget"] = "1s"
+    fleet = make_fleet(FleetSpec.model_validate(data))
+    started: list[int] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def hang(task: Task) -> None:
+        started.append(task.attempt)
+        await asyncio.sleep(60)
+
+    async with agent, fleet.client(sender="cto") as client:
+        handle = await client.assign("backend", {"title": "never ends"})
+        with pytest.raises(TaskError, match="task_budget of 1s"):
+            await handle.result(timeout=30)
+    assert started == [1, 2]

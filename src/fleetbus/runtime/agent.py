@@ -32,6 +32,7 @@ from fleetbus.client.fleet import Fleet, Observed
 from fleetbus.connection import ConnectSettings, connect
 from fleetbus.errors import FleetbusError, JetStreamError, PayloadError
 from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer
+from fleetbus.fleet.units import format_duration
 from fleetbus.jsapi import JsApi
 from fleetbus.publisher import Publisher
 from fleetbus.runtime.deadletter import (
@@ -655,11 +656,24 @@ class Agent:
         arg: Any,
         task_id: str | None,
     ) -> tuple[bool, Any] | None:
-        """Run with heartbeats. (True, value) on success; failures are settled here."""
+        """Run with heartbeats. (True, value) on success; failures are settled here.
+
+        A task handler gets the role's ``task_budget``: past it the heartbeats would keep a
+        hung handler's task forever, so it is cancelled and the attempt counts as failed."""
         attempt = arg.attempt
         beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.effective_ack_wait))
+        budget = self.spec.roles[self.role].task_budget if consumer.kind == "tasks" else None
+        deadline = asyncio.timeout(budget)
         try:
-            value = await handler(arg)
+            try:
+                async with deadline:
+                    value = await handler(arg)
+            except TimeoutError:
+                if budget is None or not deadline.expired():
+                    raise  # the handler's own timeout, not the budget
+                raise TaskBudgetExceeded(
+                    f"the handler ran past the role's task_budget of {format_duration(budget)}"
+                ) from None
         except Reject as exc:
             await self._dead_letter(msg, consumer, f"rejected: {exc.reason}", exc.reason)
             if task_id:
@@ -819,6 +833,10 @@ def _float(value: str | None) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+class TaskBudgetExceeded(Exception):
+    """A task handler ran longer than its role's ``task_budget`` and was cancelled."""
 
 
 @dataclass(frozen=True, slots=True)
