@@ -115,7 +115,10 @@ def render(s: FleetStatus) -> Group:
         else ""
     )
     lines: list[Table | Text] = [
-        Text(f"server {s.server} (nats-server {s.version})"),
+        Text(
+            f"server {s.server} (nats-server {s.version}); fsync "
+            + ("after every write" if s.sync_always else "every 2 minutes (server.sync_always)")
+        ),
         streams,
         consumers,
         Text(f"dead letters: {s.dead_letters}{grew}"),

@@ -66,6 +66,8 @@ class Alert:
 class FleetStatus:
     server: str
     version: str
+    sync_always: bool = False
+    """The fleet file's ``server.sync_always``: fsync every write, or every 2 minutes."""
     streams: tuple[StreamStatus, ...]
     consumers: tuple[ConsumerStatus, ...]
     dead_letters: int
@@ -163,6 +165,7 @@ async def collect(nc: Client, spec: FleetSpec, *, dead_letters_before: int | Non
     return FleetStatus(
         server=nc.connected_url.geturl() if nc.connected_url is not None else "",
         version=str(info.get("version", "")),
+        sync_always=spec.server.sync_always,
         streams=tuple(streams),
         consumers=tuple(consumers),
         dead_letters=dead,
