@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -47,6 +49,10 @@ from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["Fleet", "Observed", "TaskHandle"]
 
+_LIVE_CHECK = 5.0
+"""How often a waiting ``result()`` also looks at the stored updates (a reconnect loses live
+messages; the stored ones stay)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Observed:
@@ -63,16 +69,53 @@ class Observed:
     """True when ``sender`` comes from the subject (which the server authenticates)."""
 
 
+class _Follower:
+    """A task's updates as they are published (a core subscription made before the task is
+    assigned, so none is missed); it ends itself at the first terminal update."""
+
+    def __init__(self) -> None:
+        self.terminal: TaskUpdate | None = None
+        self.done = asyncio.Event()
+        self.sub: Subscription | None = None
+
+    async def start(self, nc: Client, subject: str) -> None:
+        self.sub = await nc.subscribe(subject, cb=self._on_update)
+
+    async def _on_update(self, msg: Msg) -> None:
+        try:
+            update = TaskUpdate.decode(msg.data)
+        except PayloadError:
+            return
+        if update.terminal and self.terminal is None:
+            self.terminal = update
+            self.done.set()
+            await self.stop()
+
+    async def stop(self) -> None:
+        sub, self.sub = self.sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
 class TaskHandle:
     """A task that was assigned: follow its updates, or wait for its result."""
 
-    def __init__(self, fleet: Fleet, task_id: str, role: str, ack: PubAck) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        task_id: str,
+        role: str,
+        ack: PubAck,
+        follower: _Follower | None = None,
+    ) -> None:
         self.fleet = fleet
         self.id = task_id
         self.role = role
         self.stream_seq = ack.seq
         self.duplicate = ack.duplicate
         """True when this task id was already assigned within the dedupe window."""
+        self._follower = follower if not ack.duplicate else None
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.id} -> {self.role}>"
@@ -82,15 +125,30 @@ class TaskHandle:
         ``TaskTimeout`` if it did not finish within ``timeout`` seconds."""
         try:
             async with asyncio.timeout(timeout):
-                async for update in self.fleet.watch(self.id):
-                    if update.state == "completed":
-                        return update.result
-                    if update.state == "dead_lettered":
-                        raise TaskError(
-                            self.id, update.attempt, update.error or "", update.reason or ""
-                        )
+                update = await self._terminal()
         except TimeoutError:
             raise TaskTimeout(self.id, timeout or 0.0) from None
+        if update.state == "completed":
+            return update.result
+        raise TaskError(self.id, update.attempt, update.error or "", update.reason or "")
+
+    async def _terminal(self) -> TaskUpdate:
+        """The completed or dead-lettered update: live when this handle assigned the task,
+        checked against the stored history now and then (a reconnect can drop live ones)."""
+        follower = self._follower
+        while follower is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LIVE_CHECK):
+                    await follower.done.wait()
+            if follower.terminal is not None:
+                return follower.terminal
+            stored = [u for u in await self.fleet.history(self.id) if u.terminal]
+            if stored:
+                await follower.stop()
+                return stored[0]
+        async for update in self.fleet.watch(self.id):
+            if update.terminal:
+                return update
         raise TaskError(self.id, 0, "the updates stream ended")  # pragma: no cover
 
     async def updates(self) -> AsyncIterator[TaskUpdate]:
@@ -166,10 +224,20 @@ class Fleet:
         validate_token(task_id, "task id")
         data = self._encode(body)
         hdrs = {**(headers or {}), h.TASK_ID: task_id}
-        ack = await self._publisher.publish(
-            self.spec.subjects.tasks(role, self.sender), data, hdrs, msg_id=task_id
-        )
-        return TaskHandle(self, task_id, role, ack)
+        # Subscribed before the task exists, so its every update is seen as it happens
+        # (the SUB reaches the server ahead of the publish on this connection).
+        follower = _Follower()
+        await follower.start(self.nc, self.spec.subjects.task_updates(task_id))
+        try:
+            ack = await self._publisher.publish(
+                self.spec.subjects.tasks(role, self.sender), data, hdrs, msg_id=task_id
+            )
+        except BaseException:
+            await follower.stop()
+            raise
+        if ack.duplicate:
+            await follower.stop()
+        return TaskHandle(self, task_id, role, ack, follower)
 
     async def message(
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None

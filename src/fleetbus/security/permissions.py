@@ -77,7 +77,8 @@ def role_permissions(spec: FleetSpec, role: str) -> Permissions:
     readable: list[tuple[str, str]] = []
     updates_stream = spec.stream_for(sub.all_task_updates())
     if rs.send_to and updates_stream:
-        readable.append((updates_stream, sub.all_task_updates()))  # TaskHandle.result()
+        readable.append((updates_stream, sub.all_task_updates()))  # TaskHandle.updates()
+        subs.append(sub.all_task_updates())  # TaskHandle.result(): the live updates
     if rs.oversight:
         readable += [(name, ">") for name in spec.streams if name != dlq]
     for stream, filter_ in readable:

@@ -1,0 +1,66 @@
+"""TaskHandle.result(): live updates for tasks this client assigned, stored ones otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import fleetbus.client.fleet as fleet_module
+from fleetbus import Task
+from fleetbus.testing.fleets import FleetUnderTest
+
+
+async def test_result_follows_live_updates_and_creates_no_consumer(
+    fleet: FleetUnderTest,
+) -> None:
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def work(task: Task) -> dict[str, int]:
+        return {"n": task.body["n"]}
+
+    tasks = fleet.spec.stream_for(fleet.spec.subjects.all_task_updates())
+    async with backend, fleet.client(sender="cto") as client:
+        handles = [await client.assign("backend", {"n": i}) for i in range(20)]
+        assert [await h.result(timeout=20) for h in handles] == [{"n": i} for i in range(20)]
+        info = await client.nc.jetstream().stream_info(tasks)
+    # No reader per task: the live subscription saw every completion; only the fleet's own
+    # durable consumers (CTO_UPDATES) are on the stream.
+    durables = [c for c in fleet.spec.consumers() if c.stream == tasks]
+    assert info.state.consumer_count == len(durables)
+
+
+async def test_a_missed_live_update_is_found_in_the_stored_ones(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet_module, "_LIVE_CHECK", 0.2)
+    release = asyncio.Event()
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        await release.wait()
+        return "done"
+
+    async with backend, fleet.client(sender="cto") as client:
+        handle = await client.assign("backend", {})
+        assert handle._follower is not None
+        await handle._follower.stop()  # as if a reconnect had dropped the live messages
+        release.set()
+        assert await handle.result(timeout=20) == "done"
+
+
+async def test_a_duplicate_assignment_reads_the_stored_result(fleet: FleetUnderTest) -> None:
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        return task.id
+
+    async with backend, fleet.client(sender="cto") as client:
+        first = await client.assign("backend", {}, task_id="task-twice")
+        assert await first.result(timeout=20) == "task-twice"
+        again = await client.assign("backend", {}, task_id="task-twice")
+        assert again.duplicate
+        assert await again.result(timeout=20) == "task-twice"
