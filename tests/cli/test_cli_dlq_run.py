@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from fleetbus import Reject, Task, TaskError
-from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus.testing.fleets import FleetUnderTest, final_history
 
 
 class Cli:
@@ -80,7 +80,7 @@ async def test_dlq_list_show_replay_purge(fleet: FleetUnderTest, cli: Cli) -> No
         assert f"replayed dead letter {entry['id']}" in out
         async with asyncio.timeout(10):
             await replayed.wait()
-        updates = await client.history("task-dlq-1", wait=3)
+        updates = await final_history(client, "task-dlq-1", until="completed")
         assert updates[-1].state == "completed" and updates[-1].attempt == 1
         code, out, _ = await cli("dlq", "list", "--json")
         assert json.loads(out) == []  # replayed letters leave the dead-letter stream

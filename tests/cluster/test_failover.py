@@ -16,7 +16,7 @@ from fleetbus.fleet.model import FleetSpec
 from fleetbus.jsapi import JsApi
 from fleetbus.provision import provision
 from fleetbus.server.cluster import LocalCluster, NodePorts, free_port
-from fleetbus.testing.fleets import isolate
+from fleetbus.testing.fleets import final_history, isolate
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,5 +132,6 @@ async def test_a_whole_cluster_restart_keeps_every_message(cluster: LocalCluster
     async with worker, Fleet.connect(fleet=spec, connection=settings) as fleet:
         async with asyncio.timeout(60):
             await done.cover(set(ids))
-        last = [(await fleet.history(task_id))[-1] for task_id in ids]
+        # A handler's return comes just before its completion update is stored.
+        last = [(await final_history(fleet, task_id))[-1] for task_id in ids]
     assert [(u.state, u.result) for u in last] == [("completed", {"ok": i}) for i in ids]

@@ -120,13 +120,24 @@ async def wait_dead_letters(
 
 
 async def updates(nc: Client, fleet: FleetUnderTest, task_id: str) -> list[TaskUpdate]:
-    """The stored updates of ``task_id``, in order."""
+    """The stored updates of ``task_id``, in order, once its terminal one is stored.
+
+    ``result()`` answers from the live update, which subscribers can get a moment before the
+    stream has stored it: the history is read when it is complete (or after 10 s)."""
     subject = fleet.spec.subjects.task_updates(task_id)
-    return [
-        TaskUpdate.decode(m.data)
-        for m in await stored(nc, stream_name(fleet, "TASKS"))
-        if m.subject == subject
-    ]
+    found: list[TaskUpdate] = []
+
+    async def complete() -> bool:
+        found[:] = [
+            TaskUpdate.decode(m.data)
+            for m in await stored(nc, stream_name(fleet, "TASKS"))
+            if m.subject == subject
+        ]
+        return bool(found) and found[-1].terminal
+
+    with contextlib.suppress(AssertionError):
+        await eventually(complete, timeout=10.0, what=f"the terminal update of {task_id}")
+    return found
 
 
 async def consumer_info(nc: Client, fleet: FleetUnderTest, role: str, kind: str) -> dict[str, Any]:

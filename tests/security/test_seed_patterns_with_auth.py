@@ -10,6 +10,7 @@ from fleetbus.connection import connect
 from fleetbus.runtime import Agent, RuntimeSettings
 from fleetbus.runtime.messages import Event, Message, Reject, Request, Task
 from fleetbus.security import ADMIN
+from fleetbus.testing.fleets import final_history
 from fleetbus.wire import headers as h
 
 from .support import AuthFleet
@@ -48,7 +49,7 @@ async def test_assign_complete_result_and_verified_senders(auth_fleet: AuthFleet
         await cto.message("backend", {"text": "hi"}, headers={h.SENDER: "ceo"})
         async with asyncio.timeout(10):
             await both.wait()
-        states = [u.state for u in await cto.history(handle.id)]
+        states = [u.state for u in await final_history(cto, handle.id)]
     assert states == ["accepted", "progress", "completed"]
     assert [(m.sender, m.sender_verified) for m in seen] == [("cto", True), ("cto", True)]
 

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from fleetbus.connection import ConnectSettings
     from fleetbus.fleet.model import FleetSpec
     from fleetbus.runtime import Agent, RuntimeSettings
+    from fleetbus.wire.updates import TaskUpdate
 
-__all__ = ["FleetUnderTest", "isolate", "provision_fleet"]
+__all__ = ["FleetUnderTest", "final_history", "isolate", "provision_fleet"]
 
 
 def isolate(spec: FleetSpec, tag: str | None = None) -> FleetSpec:
@@ -91,3 +92,20 @@ def make(url: str, spec: FleetSpec) -> FleetUnderTest:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pool.submit(asyncio.run, provision_fleet(url, isolated)).result()
     return FleetUnderTest(isolated, url)
+
+
+async def final_history(
+    client: Fleet, task_id: str, *, until: str | None = None, timeout: float = 10.0
+) -> list[TaskUpdate]:
+    """Every stored update of ``task_id`` up to its first terminal one (completed /
+    dead-lettered), or up to the first in state ``until`` (a replayed task's ``completed``).
+
+    ``TaskHandle.result()`` answers from the live update, which can reach a subscriber a moment
+    before the stream has stored it; a test that then reads the history wants this."""
+    out: list[TaskUpdate] = []
+    async with asyncio.timeout(timeout):
+        async for update in client.watch(task_id):
+            out.append(update)
+            if update.state == until or (until is None and update.terminal):
+                return out
+    return out  # pragma: no cover - watch only ends by the timeout
