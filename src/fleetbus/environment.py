@@ -25,7 +25,7 @@ from typing import Any
 from fleetbus.connection import ConnectSettings
 from fleetbus.fleet import DEFAULT_FLEET_FILE, FleetSpec, load_fleet, seed_fleet
 
-__all__ = ["resolve_connect_settings", "resolve_fleet", "resolve_fleet_path"]
+__all__ = ["embedded_login", "resolve_connect_settings", "resolve_fleet", "resolve_fleet_path"]
 
 
 def _get(env: Mapping[str, str] | None, name: str) -> str | None:
@@ -80,12 +80,7 @@ def resolve_connect_settings(
         info = running_embedded(data)
         url = info.url if info is not None else f"nats://{fleet.server.host}:{fleet.server.port}"
         if info is not None:
-            extra.update(_stored_credentials(data, role))
-            from fleetbus.security.tls import tls_files
-
-            local_tls = tls_files(data)
-            if local_tls is not None and url.startswith("tls://"):
-                extra["tls_ca_file"] = str(local_tls.ca)
+            extra.update(embedded_login(data, url, role))
     settings = ConnectSettings.from_url(url, name=name)
     user = user or _get(env, "FLEETBUS_USER")
     if user:
@@ -115,17 +110,17 @@ def resolve_connect_settings(
     return replace(settings, **extra) if extra else settings
 
 
-def _stored_credentials(data_dir: Path, role: str | None) -> dict[str, Any]:
-    """The embedded server's credentials for ``role`` (else the admin's), if auth is on."""
+def embedded_login(data_dir: Path, url: str, role: str | None = None) -> dict[str, Any]:
+    """The ``ConnectSettings`` fields for the embedded server in ``data_dir``: ``role``'s
+    stored credentials (else the admin's) when auth is on, and the local CA when ``url`` is
+    ``tls://``."""
     from fleetbus.security.credentials import load_credential
     from fleetbus.security.permissions import ADMIN
+    from fleetbus.security.tls import tls_files
 
     cred = load_credential(data_dir, role or ADMIN)
-    if cred is None:
-        return {}
-    login: dict[str, Any] = (
-        {"nkey_seed_file": cred.nkey_seed_file}
-        if cred.nkey_seed_file
-        else {"user": cred.user, "password": cred.password}
-    )
-    return {**login, "inbox_prefix": cred.inbox_prefix, "identity": cred.role}
+    fields: dict[str, Any] = cred.login() if cred is not None else {}
+    local_tls = tls_files(data_dir)
+    if local_tls is not None and url.startswith("tls://"):
+        fields["tls_ca_file"] = str(local_tls.ca)
+    return fields

@@ -16,6 +16,7 @@ import typer
 from fleetbus.cli._common import console, err_console, fail, guard, run_async, state
 from fleetbus.cli.provision_cmds import print_plan
 from fleetbus.connection import ConnectSettings, connect
+from fleetbus.environment import embedded_login
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet.model import FleetSpec
 from fleetbus.provision import ApplyResult, provision
@@ -183,20 +184,7 @@ def _authorization(spec: FleetSpec, data_dir: Path, *, nkeys: bool = False) -> s
 def _admin(url: str, data_dir: Path) -> ConnectSettings:
     """The admin's settings when auth is on (its file exists), else anonymous ones; with
     the local CA when the server runs TLS."""
-    from dataclasses import replace
-
-    from fleetbus.security import ADMIN, load_credential
-    from fleetbus.security.tls import tls_files
-
-    cred = load_credential(data_dir, ADMIN)
-    if cred is None:
-        settings = ConnectSettings.from_url(url, name="fleetbus-up")
-    else:
-        settings = cred.connect_settings(url, name="fleetbus-up")
-    files = tls_files(data_dir)
-    if files is None or not url.startswith("tls://"):
-        return settings
-    return replace(settings, tls_ca_file=str(files.ca))
+    return ConnectSettings.from_url(url, name="fleetbus-up", **embedded_login(data_dir, url))
 
 
 async def _provision(settings: ConnectSettings, spec: FleetSpec) -> ApplyResult:

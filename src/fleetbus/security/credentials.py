@@ -21,6 +21,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fleetbus.connection import ConnectSettings
 from fleetbus.errors import FleetbusError
@@ -44,24 +45,19 @@ class Credential:
     """The NKey public key (``U...``) when the server authenticates this identity by NKey."""
     nkey_seed_file: str | None = None
 
+    def login(self) -> dict[str, Any]:
+        """The ``ConnectSettings`` fields that log in as this identity: its NKey seed or its
+        user and password, its own inbox prefix, and which role it is."""
+        secret: dict[str, Any] = (
+            {"nkey_seed_file": self.nkey_seed_file}
+            if self.nkey_seed_file
+            else {"user": self.user, "password": self.password}
+        )
+        return {**secret, "inbox_prefix": self.inbox_prefix, "identity": self.role}
+
     def connect_settings(self, url: str, *, name: str = "fleetbus") -> ConnectSettings:
         """Settings that log in as this identity, with its own inbox prefix."""
-        if self.nkey_seed_file:
-            return ConnectSettings.from_url(
-                url,
-                name=name,
-                nkey_seed_file=self.nkey_seed_file,
-                inbox_prefix=self.inbox_prefix,
-                identity=self.role,
-            )
-        return ConnectSettings.from_url(
-            url,
-            name=name,
-            user=self.user,
-            password=self.password,
-            inbox_prefix=self.inbox_prefix,
-            identity=self.role,
-        )
+        return ConnectSettings.from_url(url, name=name, **self.login())
 
 
 def auth_dir(data_dir: str | Path) -> Path:
