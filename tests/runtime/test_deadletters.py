@@ -28,17 +28,6 @@ from .support import (
     wait_dead_letters,
 )
 
-DLQ_HEADERS = (
-    h.DLQ_SUBJECT,
-    h.DLQ_STREAM,
-    h.DLQ_SEQUENCE,
-    h.DLQ_CONSUMER,
-    h.DLQ_DELIVERIES,
-    h.DLQ_REASON,
-    h.DLQ_ERROR,
-    h.DLQ_TIME,
-)
-
 
 async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
     fleet: FleetUnderTest,
@@ -71,7 +60,7 @@ async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
 
     tasks_stream = stream_name(fleet, "AGENT_COMMS")
     assert letter.subject == fleet.spec.subjects.dead_letter(tasks_stream, "BACKEND_TASKS")
-    assert all(name in letter.headers for name in DLQ_HEADERS)
+    assert all(name in letter.headers for name in h.DLQ_HEADERS)
     assert letter.headers[h.DLQ_SUBJECT] == fleet.spec.subjects.tasks("backend", "cto")
     assert letter.headers[h.DLQ_STREAM] == tasks_stream
     assert letter.headers[h.DLQ_SEQUENCE] == str(handle.stream_seq)

@@ -26,17 +26,6 @@ from fleetbus.wire import headers as h
 
 __all__ = ["DeadLetterEntry", "DeadLetters"]
 
-_DLQ_HEADERS = {
-    h.DLQ_SUBJECT,
-    h.DLQ_STREAM,
-    h.DLQ_SEQUENCE,
-    h.DLQ_CONSUMER,
-    h.DLQ_DELIVERIES,
-    h.DLQ_REASON,
-    h.DLQ_ERROR,
-    h.DLQ_TIME,
-}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeadLetterEntry:
@@ -66,7 +55,7 @@ class DeadLetterEntry:
             error=hdrs.get(h.DLQ_ERROR, ""),
             time=hdrs.get(h.DLQ_TIME, ""),
             body=data,
-            headers={k: v for k, v in hdrs.items() if k not in _DLQ_HEADERS},
+            headers={k: v for k, v in hdrs.items() if k not in h.DLQ_HEADERS},
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -123,7 +122,8 @@ class LocalCluster:
         indexes = list(nodes) if nodes is not None else list(range(self.size))
         last = ""
         while True:
-            states = [_health(self.nodes[i].monitor_url) for i in indexes]
+            # The full check (the nodes start with js-server-only: JetStream on, no quorum yet).
+            states = [self.nodes[i].healthz(query="") for i in indexes]
             leader = self.meta_leader()
             if all(ok for ok, _ in states) and leader:
                 return
@@ -203,14 +203,3 @@ def _get_json(url: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _health(monitor_url: str) -> tuple[bool, str]:
-    try:
-        with urllib.request.urlopen(f"{monitor_url}/healthz", timeout=2.0) as response:
-            body = json.loads(response.read())
-            return body.get("status") == "ok", str(body)
-    except urllib.error.HTTPError as exc:
-        return False, f"{monitor_url}: {exc.code} {exc.read().decode(errors='replace')[:200]}"
-    except (OSError, ValueError) as exc:
-        return False, f"{monitor_url}: {exc}"

@@ -240,7 +240,7 @@ class NatsServer:
                 self._port, self._monitor_port = ports.client, ports.monitor
                 if ports.cluster:
                     self._cluster_port = ports.cluster
-                ok, health = self._healthz()
+                ok, health = self.healthz()
                 if ok:
                     return
             if time.monotonic() >= deadline:
@@ -252,26 +252,12 @@ class NatsServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(_TICK)
 
-    def _healthz(self) -> tuple[bool, str]:
-        """Whether ``/healthz`` says ok, and what it said."""
-        path = "/healthz" + (f"?{self._health_query}" if self._health_query else "")
-        conn = http.client.HTTPConnection(self.host, self._monitor_port, timeout=2.0)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read().decode("utf-8", "replace")
-        except OSError as exc:
-            return False, f"GET {path}: {exc}"
-        finally:
-            conn.close()
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            answer = {}
-        if response.status == 200 and answer.get("status") == "ok":
-            return True, "ok"
-        said = answer.get("error") or body.strip()
-        return False, f"GET {path}: {response.status} {said}"
+    def healthz(self, query: str | None = None) -> tuple[bool, str]:
+        """Whether ``/healthz`` (with ``query``, default this server's ``health_query``) says
+        ok, and what it said."""
+        return healthz(
+            self.host, self._monitor_port, self._health_query if query is None else query
+        )
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL. Returns the exit code.
@@ -313,6 +299,28 @@ class NatsServer:
 
     def __repr__(self) -> str:
         return f"<NatsServer {self.state.value} {self.url} pid={self.pid}>"
+
+
+def healthz(host: str, port: int, query: str = "") -> tuple[bool, str]:
+    """Whether the monitoring endpoint's ``/healthz?query`` says ok, and what it said."""
+    path = "/healthz" + (f"?{query}" if query else "")
+    conn = http.client.HTTPConnection(host, port, timeout=2.0)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return False, f"GET {path}: {exc}"
+    finally:
+        conn.close()
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = {}
+    if response.status == 200 and answer.get("status") == "ok":
+        return True, "ok"
+    said = answer.get("error") or body.strip()
+    return False, f"GET {path}: {response.status} {said}"
 
 
 def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:

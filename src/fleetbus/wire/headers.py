@@ -13,6 +13,7 @@ __all__ = [
     "DLQ_CONSUMER",
     "DLQ_DELIVERIES",
     "DLQ_ERROR",
+    "DLQ_HEADERS",
     "DLQ_REASON",
     "DLQ_SEQUENCE",
     "DLQ_STREAM",
@@ -49,3 +50,15 @@ DLQ_DELIVERIES = "Fleet-Dlq-Deliveries"
 DLQ_REASON = "Fleet-Dlq-Reason"
 DLQ_ERROR = "Fleet-Dlq-Error"
 DLQ_TIME = "Fleet-Dlq-Time"
+
+DLQ_HEADERS = (
+    DLQ_SUBJECT,
+    DLQ_STREAM,
+    DLQ_SEQUENCE,
+    DLQ_CONSUMER,
+    DLQ_DELIVERIES,
+    DLQ_REASON,
+    DLQ_ERROR,
+    DLQ_TIME,
+)
+"""Every header a dead letter adds to the original's."""
