@@ -88,7 +88,8 @@ def load_credential(data_dir: str | Path, identity: str) -> Credential | None:
         raise FleetbusError(f"cannot read credentials {_path(data_dir, identity)}: {exc}") from exc
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, readable by its owner only (0600)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -112,7 +113,7 @@ def _new_nkey(seed_path: Path) -> str:
     except ImportError:
         raise FleetbusError("NKeys need the nkeys package: pip install 'fleetbus[nkeys]'") from None
     seed = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
-    _write_private(seed_path, seed.decode() + "\n")
+    write_private(seed_path, seed.decode() + "\n")
     public: bytes = nkeys.from_seed(seed).public_key
     return public.decode()
 
@@ -150,7 +151,7 @@ def ensure_credentials(
         wanted = "nkey" if nkeys else "password"
         if body.get("auth") != wanted or not path.exists():
             body["auth"] = wanted
-            _write_private(path, json.dumps(body, indent=2) + "\n")
+            write_private(path, json.dumps(body, indent=2) + "\n")
         cred = load_credential(data_dir, identity)
         assert cred is not None
         out[identity] = cred

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fleetbus.errors import FleetbusError
+from fleetbus.security.credentials import write_private
 
 __all__ = ["TLS_DIR", "TlsFiles", "ensure_local_ca", "render_tls", "tls_files"]
 
@@ -118,10 +118,10 @@ def ensure_local_ca(data_dir: str | Path, host: str = "127.0.0.1") -> TlsFiles:
         )
         return data
 
-    _write(base / "ca-key.pem", pem_key(ca_key), secret=True)
-    _write(base / "server-key.pem", pem_key(key), secret=True)
-    _write(base / "server.pem", cert.public_bytes(serialization.Encoding.PEM))
-    _write(base / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_private(base / "ca-key.pem", pem_key(ca_key).decode())
+    write_private(base / "server-key.pem", pem_key(key).decode())
+    (base / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (base / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files = tls_files(data_dir)
     assert files is not None
     return files
@@ -137,11 +137,3 @@ def render_tls(files: TlsFiles) -> str:
         "  timeout: 2\n"
         "}\n"
     )
-
-
-def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
-    mode = 0o600 if secret else 0o644
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, mode)
