@@ -23,7 +23,8 @@ from fleetbus.wire import headers as h
 from fleetbus.wire.subjects import subjects_overlap
 from fleetbus.wire.updates import TaskUpdate
 
-_AS = typer.Option("--as", help="Send as this role (the Fleet-Sender header).")
+_AS = typer.Option("--as", help="Send as this role (its sender token in the subject).")
+_BODY = typer.Argument(help="JSON object, @file.json or - for stdin.")
 _JSON = typer.Option("--json", help="Machine-readable output.")
 
 
@@ -64,7 +65,7 @@ def _fleet(st: CliState, sender: str | None) -> AbstractAsyncContextManager[Flee
 def send(
     ctx: typer.Context,
     role: Annotated[str, typer.Argument(help="The role that gets the task.")],
-    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    body: Annotated[str, _BODY],
     task_id: Annotated[str | None, typer.Option("--task-id", help="Default: generated.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the task to its end.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 600.0,
@@ -101,7 +102,7 @@ def send(
 def msg(
     ctx: typer.Context,
     role: Annotated[str, typer.Argument()],
-    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    body: Annotated[str, _BODY],
     sender: Annotated[str | None, _AS] = None,
 ) -> None:
     """Send a direct message to ROLE's inbox (P.agents.ROLE.inbox)."""
@@ -119,7 +120,7 @@ def emit(
     ctx: typer.Context,
     domain: Annotated[str, typer.Argument(help="Event domain, e.g. deployment.")],
     event_type: Annotated[str, typer.Argument(metavar="TYPE", help="e.g. completed.")],
-    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    body: Annotated[str, _BODY],
     sender: Annotated[str | None, _AS] = None,
 ) -> None:
     """Publish an event on P.events.DOMAIN.TYPE: every subscribing role gets it."""
@@ -136,7 +137,7 @@ def emit(
 def ask(
     ctx: typer.Context,
     role: Annotated[str, typer.Argument()],
-    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    body: Annotated[str, _BODY],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 30.0,
     durable: Annotated[
         bool,
