@@ -36,18 +36,6 @@ def data_dir(workdir: Path) -> Iterator[Path]:
         stop_embedded(path, grace=2)
 
 
-@pytest.fixture
-def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(proc.stdout)
-
-
 async def _inspect(url: str, data_dir: Path) -> dict[str, Any]:
     """What a plain nats-py client sees as the admin: streams and their consumers' configs."""
     admin = load_credential(data_dir, ADMIN)  # `fleetbus up` turns auth on by default

@@ -27,18 +27,6 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
         stop_embedded(path, grace=2)
 
 
-@pytest.fixture
-def dead_pid() -> int:
-    """The pid of a process that has exited (and been reaped)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return int(proc.stdout)
-
-
 def test_detach_running_stop(data_dir: Path) -> None:
     server = start_embedded(SPEC, data_dir, detach=True)
     pid = server.pid
