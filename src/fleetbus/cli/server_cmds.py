@@ -19,7 +19,7 @@ from fleetbus.connection import ConnectSettings, connect
 from fleetbus.environment import embedded_login
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet.model import FleetSpec
-from fleetbus.provision import ApplyResult, provision
+from fleetbus.provision import provision_at
 from fleetbus.publisher import Publisher
 from fleetbus.runtime.deadletter import AdvisoryCopier
 from fleetbus.server.cluster import LocalCluster
@@ -141,7 +141,7 @@ def up(
         console.print(f"TLS required: clients trust {data_dir}/tls/ca.pem ({url})")
     try:
         if not no_provision:
-            result = run_async(lambda: _provision(_admin(url, data_dir), spec))
+            result = run_async(lambda: provision_at(_admin(url, data_dir), spec))
             print_plan(console, spec, result, dry_run=False)
     except (typer.Exit, KeyboardInterrupt):
         if not detach:
@@ -185,14 +185,6 @@ def _admin(url: str, data_dir: Path) -> ConnectSettings:
     """The admin's settings when auth is on (its file exists), else anonymous ones; with
     the local CA when the server runs TLS."""
     return ConnectSettings.from_url(url, name="fleetbus-up", **embedded_login(data_dir, url))
-
-
-async def _provision(settings: ConnectSettings, spec: FleetSpec) -> ApplyResult:
-    nc = await connect(settings)
-    try:
-        return await provision(nc, spec)
-    finally:
-        await nc.close()
 
 
 def copier(ctx: typer.Context) -> None:

@@ -1,6 +1,13 @@
 """Provisioning: plan the fleet file against the live server, then apply it idempotently."""
 
-from fleetbus.provision.apply import ApplyResult, apply_plan, cluster_size, provision, read_live
+from fleetbus.provision.apply import (
+    ApplyResult,
+    apply_plan,
+    cluster_size,
+    provision,
+    provision_at,
+    read_live,
+)
 from fleetbus.provision.plan import Action, Change, LiveState, Plan, build_plan
 
 __all__ = [
@@ -13,5 +20,6 @@ __all__ = [
     "build_plan",
     "cluster_size",
     "provision",
+    "provision_at",
     "read_live",
 ]

@@ -7,12 +7,13 @@ from dataclasses import dataclass, replace
 
 from nats.aio.client import Client
 
+from fleetbus.connection import ConnectSettings, connect
 from fleetbus.errors import JetStreamError, ProvisionError
 from fleetbus.fleet.model import FleetSpec
 from fleetbus.jsapi import JsApi
 from fleetbus.provision.plan import Action, LiveState, Plan, build_plan
 
-__all__ = ["ApplyResult", "apply_plan", "cluster_size", "provision", "read_live"]
+__all__ = ["ApplyResult", "apply_plan", "cluster_size", "provision", "provision_at", "read_live"]
 
 
 def cluster_size(nc: Client) -> int:
@@ -70,6 +71,17 @@ async def provision(
     if dry_run:
         return ApplyResult(plan, (), plan.needs_force if not force else ())
     return await apply_plan(api, plan, force=force, on_action=on_action)
+
+
+async def provision_at(
+    settings: ConnectSettings, spec: FleetSpec, *, force: bool = False
+) -> ApplyResult:
+    """``provision`` over a connection of its own, closed afterwards."""
+    nc = await connect(settings)
+    try:
+        return await provision(nc, spec, force=force)
+    finally:
+        await nc.close()
 
 
 async def apply_plan(

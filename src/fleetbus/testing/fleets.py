@@ -29,14 +29,10 @@ def isolate(spec: FleetSpec, tag: str | None = None) -> FleetSpec:
 
 
 async def provision_fleet(url: str, spec: FleetSpec) -> None:
-    from fleetbus.connection import ConnectSettings, connect
-    from fleetbus.provision import provision
+    from fleetbus.connection import ConnectSettings
+    from fleetbus.provision import provision_at
 
-    nc = await connect(ConnectSettings.from_url(url, name="fleetbus-test"))
-    try:
-        await provision(nc, spec)
-    finally:
-        await nc.close()
+    await provision_at(ConnectSettings.from_url(url, name="fleetbus-test"), spec)
 
 
 @dataclass(frozen=True)
