@@ -85,9 +85,7 @@ async def release_meeting(meeting_id: str) -> None:
         for role in ("backend", "devops"):
             await room.invite(role, topic="ship api-gateway v2.3.1?")
         say("cto", f"opened meeting {meeting_id}; invited backend and devops")
-        async for _ in room:
-            if {"backend", "devops"} <= room.members:
-                break
+        await room.until_present("backend", "devops")
         await room.say("Ready to ship api-gateway v2.3.1?", type="question")
         answers: dict[str, str] = {}
         async for message in room:

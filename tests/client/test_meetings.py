@@ -40,7 +40,11 @@ async def test_meeting_messages_reach_every_member_in_order(fleet: FleetUnderTes
         async with asyncio.timeout(10):
             await asyncio.gather(*listeners)
 
-        # Presence: everyone learned who is in the room from join / present notices.
+        # Presence: everyone learns who is in the room from join / present notices (handled
+        # by each member's own reader, which may run a moment after the others' deliveries).
+        async with asyncio.timeout(10):
+            await cto.until_present("backend", "devops")
+            await backend.until_present("cto", "devops")
         assert {"cto", "backend", "devops"} <= cto.members
 
     for role in heard:

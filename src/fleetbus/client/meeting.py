@@ -63,6 +63,7 @@ class Meeting:
         self.role = role
         self.subject = fleet.spec.subjects.meeting(meeting_id)
         self.members: set[str] = set()
+        self._members_changed = asyncio.Event()
         self._member_id = uuid.uuid4().hex
         self._sub: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -133,13 +134,13 @@ class Meeting:
                     time=str(body.get("time", "")),
                 )
                 if message.type == "join":
-                    self.members.add(message.sender)
+                    self._present(message.sender, True)
                     await self._notice("present")
                 elif message.type == "present":
-                    self.members.add(message.sender)
+                    self._present(message.sender, True)
                     continue  # an answer to our join: presence only
                 elif message.type == "leave":
-                    self.members.discard(message.sender)
+                    self._present(message.sender, False)
                 if self._inbox.full():
                     self._inbox.get_nowait()  # nobody is reading: keep the latest
                 self._inbox.put_nowait(message)
@@ -147,6 +148,20 @@ class Meeting:
             if self._inbox.full():
                 self._inbox.get_nowait()
             self._inbox.put_nowait(None)
+
+    async def until_present(self, *roles: str) -> None:
+        """Return once every one of ``roles`` is in the room (bound it with
+        ``asyncio.timeout``). Meeting traffic is not stored: say things once they listen."""
+        while not set(roles) <= self.members:
+            await self._members_changed.wait()
+            self._members_changed.clear()
+
+    def _present(self, role: str, here: bool) -> None:
+        if here:
+            self.members.add(role)
+        else:
+            self.members.discard(role)
+        self._members_changed.set()
 
     async def _notice(self, kind: str) -> None:
         await self._send(kind, None, {})
