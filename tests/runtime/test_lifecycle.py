@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from fleetbus.runtime.deadletter import COPIER_CONSUMER
 from fleetbus.server.process import NatsServer
 from fleetbus.testing.fleets import FleetUnderTest, isolate
 
-from .support import raw_client
+from .support import eventually, raw_client
 
 
 def connection_names(server: NatsServer) -> list[str]:
@@ -48,7 +49,11 @@ async def test_an_unprovisioned_fleet_fails_clearly_and_leaves_no_connection(
 
     with pytest.raises(FleetbusError, match=r"BACKEND_TASKS does not exist.*fleetbus provision"):
         await agent.start()
-    assert name not in await asyncio.to_thread(connection_names, nats_server)
+    # The client has closed; the server lists the connection until it has read the close.
+    await eventually(
+        lambda: asyncio.to_thread(lambda: name not in connection_names(nats_server)),
+        what="the server forgetting the agent's connection",
+    )
     await agent.stop()  # nothing to stop: a no-op
 
 
@@ -65,13 +70,38 @@ async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
     async def implement(task: Task) -> str:
         return "served"
 
-    async with agent, fleet.client() as client:
-        await asyncio.sleep(0.3)  # the copier's first fetch fails meanwhile
-        first = await client.assign("backend", {"n": 1})
-        assert await first.result(timeout=10) == "served"
-        await asyncio.sleep(1.2)  # and its retry
-        second = await client.assign("backend", {"n": 2})
-        assert await second.result(timeout=10) == "served"
+    failures = CopierFailures()
+    logging.getLogger("fleetbus.deadletter").addHandler(failures)
+    try:
+        async with agent, fleet.client() as client:
+            await failures.reach(1)  # the copier's first fetch failed
+            first = await client.assign("backend", {"n": 1})
+            assert await first.result(timeout=10) == "served"
+            await failures.reach(2)  # and its retry
+            second = await client.assign("backend", {"n": 2})
+            assert await second.result(timeout=10) == "served"
+    finally:
+        logging.getLogger("fleetbus.deadletter").removeHandler(failures)
+
+
+class CopierFailures(logging.Handler):
+    """Counts the copier's failed fetches as it logs them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "failed" in record.getMessage():
+            self.count += 1
+            self.changed.set()
+
+    async def reach(self, count: int) -> None:
+        async with asyncio.timeout(30):
+            while self.count < count:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 def test_agent_run_without_a_server_is_one_clear_line(tmp_path: Path) -> None:

@@ -128,8 +128,7 @@ async def test_the_ceo_oversees_inboxes(auth_fleet: AuthFleet) -> None:
         observed.append(item)
         seen.set()
 
-    async with ceo, client(auth_fleet, "cto") as cto:
-        await asyncio.sleep(0.3)  # the observer's consumer starts with new messages
+    async with ceo, client(auth_fleet, "cto") as cto:  # start() returns once it observes
         await cto.message("devops", {"text": "deploy at 5"})
         async with asyncio.timeout(10):
             await seen.wait()

@@ -16,17 +16,83 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from typing import Literal
+from types import TracebackType
+from typing import Any, Literal
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from fleetbus.jsapi import JsApi
 
-__all__ = ["INACTIVE_THRESHOLD", "read_stream"]
+__all__ = ["INACTIVE_THRESHOLD", "StreamReader", "read_stream"]
 
 INACTIVE_THRESHOLD = 5.0
 """Seconds after the reader unsubscribes before the server removes its consumer."""
+
+
+class StreamReader:
+    """``async with StreamReader(...) as reader``: on entry the consumer exists (so nothing
+    published afterwards is missed); iterate for the messages; on exit it is released."""
+
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        filter_subject: str,
+        *,
+        deliver: Literal["all", "new"] = "all",
+    ) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.filter_subject = filter_subject
+        self.deliver = deliver
+        self._sub: Any = None
+
+    async def __aenter__(self) -> StreamReader:
+        inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(inbox)
+        name = f"R{uuid.uuid4().hex[:16]}"
+        config = {
+            "name": name,
+            "filter_subject": self.filter_subject,
+            "deliver_policy": self.deliver,
+            "ack_policy": "none",
+            "replay_policy": "instant",
+            "deliver_subject": inbox,
+            "inactive_threshold": int(INACTIVE_THRESHOLD * 1e9),
+            "mem_storage": True,
+            "num_replicas": 1,
+        }
+        try:
+            await JsApi(self.nc).request(
+                f"CONSUMER.CREATE.{self.stream}.{name}.{self.filter_subject}",
+                {"stream_name": self.stream, "config": config, "action": "create"},
+            )
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def __aiter__(self) -> AsyncIterator[Msg]:
+        if self._sub is None:
+            raise RuntimeError("use `async with StreamReader(...)` before iterating")
+        async for msg in self._sub.messages:
+            if msg.reply and msg.reply.startswith("$JS.ACK."):
+                yield msg
 
 
 async def read_stream(
@@ -37,28 +103,6 @@ async def read_stream(
     deliver: Literal["all", "new"] = "all",
 ) -> AsyncIterator[Msg]:
     """Every message of ``stream`` on ``filter_subject`` (from the first, or new ones only)."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    name = f"R{uuid.uuid4().hex[:16]}"
-    config = {
-        "name": name,
-        "filter_subject": filter_subject,
-        "deliver_policy": deliver,
-        "ack_policy": "none",
-        "replay_policy": "instant",
-        "deliver_subject": inbox,
-        "inactive_threshold": int(INACTIVE_THRESHOLD * 1e9),
-        "mem_storage": True,
-        "num_replicas": 1,
-    }
-    try:
-        await JsApi(nc).request(
-            f"CONSUMER.CREATE.{stream}.{name}.{filter_subject}",
-            {"stream_name": stream, "config": config, "action": "create"},
-        )
-        async for msg in sub.messages:
-            if msg.reply and msg.reply.startswith("$JS.ACK."):
-                yield msg
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    async with StreamReader(nc, stream, filter_subject, deliver=deliver) as reader:
+        async for msg in reader:
+            yield msg

@@ -26,7 +26,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from fleetbus.batch import BatchPublisher, PublishManyResult
-from fleetbus.client._reader import read_stream
+from fleetbus.client._reader import StreamReader, read_stream
 from fleetbus.client.meeting import Meeting
 from fleetbus.connection import ConnectSettings, connect, denied
 from fleetbus.errors import (
@@ -444,6 +444,16 @@ class Fleet:
         and ack each one. Uses an unacknowledged consumer that the server removes after exit.
 
         ``agents.*.inbox`` also sees ``agents.*.inbox.{sender}``: messages a role sent."""
+        async with self.observer(pattern, deliver=deliver) as observed:
+            async for item in observed:
+                yield item
+
+    @contextlib.asynccontextmanager
+    async def observer(
+        self, pattern: str, *, deliver: Literal["new", "all"] = "new"
+    ) -> AsyncIterator[AsyncIterator[Observed]]:
+        """``observe`` in two steps: on entry the observer is in place (nothing published
+        afterwards is missed); iterate what it yields for the messages."""
         subject = self.spec.subjects.absolute(pattern)
         stream = self.spec.stream_for(subject)
         if not stream:
@@ -453,10 +463,13 @@ class Fleet:
         # widened by a token, then what matches it, or it plus a sender token, is kept.
         agents = subject.startswith(f"{self.spec.prefix}.agents.") and tokens[-1] != ">"
         wide = ".".join([*tokens[:-1], ">"]) if agents else subject
-        async for msg in read_stream(self.nc, stream, wide, deliver=deliver):
-            if agents and not (
-                subject_matches(subject, msg.subject)
-                or subject_matches(f"{subject}.*", msg.subject)
+        async with StreamReader(self.nc, stream, wide, deliver=deliver) as reader:
+            yield self._observed(reader, subject if agents else None)
+
+    async def _observed(self, reader: StreamReader, agents: str | None) -> AsyncIterator[Observed]:
+        async for msg in reader:
+            if agents is not None and not (
+                subject_matches(agents, msg.subject) or subject_matches(f"{agents}.*", msg.subject)
             ):
                 continue
             headers = dict(msg.headers or {})

@@ -301,7 +301,10 @@ class Agent:
             await nc.flush()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._serve(ready), name=f"agent-{self.role}")
-        await ready
+        await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # serving failed before it was ready (an observer, say)
+            await self._runner
+            raise FleetbusError(f"agent {self.role} stopped while starting")
         self._state = "running"
         log.info("%s: serving %s", self.worker, ", ".join(c.name for c, _ in loops))
 
@@ -390,18 +393,36 @@ class Agent:
                 assert self._publisher is not None
                 copier = AdvisoryCopier(self.nc, spec, self._publisher)
                 self._background.append(tg.create_task(copier.run(self._stopping)))
+            observing: list[asyncio.Future[None]] = []
             for pattern, handler in self._observers:
-                self._background.append(tg.create_task(self._observe(pattern, handler)))
+                placed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                observing.append(placed)
+                self._background.append(tg.create_task(self._observe(pattern, handler, placed)))
+            # start() returns once every observer is in place: nothing published after is missed
+            if observing:
+                await asyncio.gather(*observing)
             ready.set_result(None)
 
-    async def _observe(self, pattern: str, handler: ObserveHandler) -> None:
-        async for item in self.fleet.observe(pattern):
-            try:
-                await handler(item)
-            except Exception:
-                log.exception(
-                    "%s: observer of %s failed on seq %d", self.worker, pattern, item.stream_seq
-                )
+    async def _observe(
+        self, pattern: str, handler: ObserveHandler, placed: asyncio.Future[None]
+    ) -> None:
+        try:
+            async with self.fleet.observer(pattern) as observed:
+                placed.set_result(None)
+                async for item in observed:
+                    try:
+                        await handler(item)
+                    except Exception:
+                        log.exception(
+                            "%s: observer of %s failed on seq %d",
+                            self.worker,
+                            pattern,
+                            item.stream_seq,
+                        )
+        except BaseException as exc:
+            if not placed.done():
+                placed.set_exception(exc)
+            raise
 
     # -- dispatch ------------------------------------------------------------------------
 

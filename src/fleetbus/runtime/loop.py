@@ -22,7 +22,6 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import Error as JsError
 
 from fleetbus.fleet.model import ResolvedConsumer
 
@@ -96,8 +95,10 @@ class ConsumerLoop:
             if fetch not in done:
                 # Shutdown or reconnect: messages already on their way stay in the
                 # subscription's queue, and the next fetch (or the shutdown nak) takes them.
+                # Whatever the abandoned fetch ended with (a 503 during an election, a
+                # closed connection) is the loop's to swallow, never the caller's.
                 fetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *_FETCH_QUIET):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await fetch
                 continue
             try:
@@ -106,7 +107,7 @@ class ConsumerLoop:
                 failures = 0
                 backlog = 0
                 continue
-            except (JsError, OSError) as exc:
+            except Exception as exc:  # 503s in elections, reconnects, a closed connection
                 failures += 1
                 delay = min(0.2 * 2**failures, 5.0)
                 log.warning(
