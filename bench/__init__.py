@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.model import FleetSpec
+    from fleetbus.fleet import FleetSpec
     from fleetbus.testing.fleets import FleetUnderTest
 
 __all__ = ["Env", "Metric", "Scenario", "percentile", "rate"]

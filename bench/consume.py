@@ -14,8 +14,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bench import Env, Metric, Scenario, rate, wait_until
 from bench.publish import _encode, body_of
-from fleetbus.fleet import seed_fleet
-from fleetbus.fleet.model import EventsSpec, FleetSpec, RoleSpec
+from fleetbus.fleet import EventsSpec, FleetSpec, RoleSpec, seed_fleet
 from fleetbus.runtime import Event
 
 

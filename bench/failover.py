@@ -23,7 +23,8 @@ import nats
 from nats.js.api import StreamConfig
 
 from fleetbus.fleet import seed_fleet
-from fleetbus.publisher import Publisher
+from fleetbus.js.connection import Connection
+from fleetbus.js.publish import Publisher
 from fleetbus.server.cluster import LocalCluster, NodePorts, free_port
 
 STREAM = "FAILOVER"
@@ -55,7 +56,7 @@ async def _fleetbus_loop(
     nc = await nats.connect(
         url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_quiet
     )
-    publisher = Publisher(nc, attempt_timeout=2.0, deadline=60.0)
+    publisher = Publisher(Connection.wrap(nc), attempt_timeout=2.0, deadline=60.0)
     try:
         while not stop.is_set():
             msg_id = f"fb-{uuid.uuid4().hex}"

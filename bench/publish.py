@@ -11,7 +11,7 @@ from typing import Any
 import nats
 
 from bench import LATENCY, Env, Metric, Scenario, latency_metrics, rate
-from fleetbus.publisher import Publisher
+from fleetbus.js.publish import Publisher
 
 
 def body_of(size: int) -> dict[str, Any]:
@@ -49,7 +49,7 @@ async def publisher_latency(env: Env, p: dict[str, Any]) -> dict[str, float]:
     subject = fleet.spec.subjects.event("bench", "latency")
     samples = []
     async with fleet.client() as client:
-        pub = Publisher(client.nc)
+        pub = Publisher(client.conn)
         for _ in range(p["warmup"]):
             await pub.publish(subject, data)
         for _ in range(p["count"]):

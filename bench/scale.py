@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 
 from fleetbus import Agent, Message, RuntimeSettings, Task
-from fleetbus.connection import ConnectSettings, connect
 from fleetbus.fleet import FleetSpec, seed_fleet
+from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.provision import provision
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -59,7 +59,7 @@ async def _worker(url: str, spec: FleetSpec, first: int, count: int) -> None:
     for i in range(first, first + count):
         agent = Agent(
             f"agent{i:04d}",
-            fleet=spec,
+            spec=spec,
             settings=RuntimeSettings(dead_letter_copier=False),
         )
 

@@ -11,8 +11,7 @@ from typing import Any
 import nats
 
 from bench import Env, Metric, Scenario, latency_metrics, rate
-from fleetbus.fleet import seed_fleet
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec, seed_fleet
 from fleetbus.runtime import Task
 
 

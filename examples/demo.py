@@ -28,9 +28,9 @@ from agents import AGENTS, console, say
 from fleetbus import Fleet
 from fleetbus.cli.provision_cmds import print_plan
 from fleetbus.cli.status_cmds import render
-from fleetbus.connection import ConnectSettings, connect
+from fleetbus.deadletters import DeadLetters
 from fleetbus.environment import resolve_fleet
-from fleetbus.ops import DeadLetters
+from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.ops.status import collect, evaluate
 from fleetbus.provision import provision
 from fleetbus.testing import run_nats_server
@@ -48,7 +48,7 @@ async def story(url: str) -> int:
         await agent.start(nc)
     say("ceo", "all five agents are up: ceo, cto, backend, devops, cso")
 
-    async with Fleet.connect(fleet=spec, connection=connection, sender="ceo") as fleet:
+    async with Fleet.connect(spec=spec, connection=connection, sender="ceo") as fleet:
         feature = await fleet.assign(
             "cto", {"title": "Cursor pagination for /api/users", "priority": "high"}
         )

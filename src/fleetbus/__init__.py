@@ -7,7 +7,6 @@ The receiving side is ``Agent`` (one per role, decorator handlers); the sending 
 """
 
 from fleetbus.client import Fleet, TaskHandle
-from fleetbus.connection import ConnectSettings
 from fleetbus.errors import (
     AskError,
     AskTimeout,
@@ -28,6 +27,7 @@ from fleetbus.errors import (
     TaskTimeout,
     UnknownRoleError,
 )
+from fleetbus.js.connection import ConnectSettings
 from fleetbus.runtime import (
     Agent,
     Event,

@@ -22,8 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fleetbus.connection import ConnectSettings
 from fleetbus.fleet import DEFAULT_FLEET_FILE, FleetSpec, load_fleet, seed_fleet
+from fleetbus.js.connection import ConnectSettings
+from fleetbus.security.credentials import load_credential
+from fleetbus.security.permissions import ADMIN, inbox_prefix
+from fleetbus.security.tls import tls_files
+from fleetbus.server.embedded import running_embedded
 
 __all__ = ["embedded_login", "resolve_connect_settings", "resolve_fleet", "resolve_fleet_path"]
 
@@ -74,8 +78,6 @@ def resolve_connect_settings(
     url = url or _get(env, "FLEETBUS_URL")
     extra: dict[str, Any] = {}
     if not url:
-        from fleetbus.server.embedded import running_embedded
-
         data = Path(data_dir or _get(env, "FLEETBUS_DATA_DIR") or fleet.server.data_dir)
         info = running_embedded(data)
         url = info.url if info is not None else f"nats://{fleet.server.host}:{fleet.server.port}"
@@ -90,8 +92,6 @@ def resolve_connect_settings(
         extra["password"] = password or _get(env, "FLEETBUS_PASSWORD") or ""
         if user in fleet.roles:
             # A role's user may subscribe only under its own inbox prefix.
-            from fleetbus.security.permissions import inbox_prefix
-
             extra["inbox_prefix"] = inbox_prefix(user)
             extra["identity"] = user
     creds = creds or _get(env, "FLEETBUS_CREDS")
@@ -114,10 +114,6 @@ def embedded_login(data_dir: Path, url: str, role: str | None = None) -> dict[st
     """The ``ConnectSettings`` fields for the embedded server in ``data_dir``: ``role``'s
     stored credentials (else the admin's) when auth is on, and the local CA when ``url`` is
     ``tls://``."""
-    from fleetbus.security.credentials import load_credential
-    from fleetbus.security.permissions import ADMIN
-    from fleetbus.security.tls import tls_files
-
     cred = load_credential(data_dir, role or ADMIN)
     fields: dict[str, Any] = cred.login() if cred is not None else {}
     local_tls = tls_files(data_dir)

@@ -26,10 +26,11 @@ Each carries its facts as attributes, not just in its message.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import enum
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from fleetbus.batch import PublishManyResult
+from fleetbus.js.acks import PublishManyResult
 
 __all__ = [
     "AskError",
@@ -40,6 +41,7 @@ __all__ = [
     "FleetbusError",
     "InvalidSubjectError",
     "JetStreamError",
+    "JsErrorCode",
     "NoResponders",
     "PayloadError",
     "PermissionDenied",
@@ -95,6 +97,24 @@ class ConnectError(FleetbusError):
         super().__init__(f"cannot connect to {url}: {reason}")
 
 
+class JsErrorCode(enum.IntEnum):
+    """The JetStream error codes (``err_code``) fleetbus acts on, by name."""
+
+    CONSUMER_MAX_REACHED = 10026
+    """The stream's ``max_consumers`` is reached."""
+    CONSUMER_NOT_FOUND = 10014
+    NO_MESSAGE_FOUND = 10037
+    STREAM_NOT_FOUND = 10059
+    WRONG_LAST_SEQUENCE = 10071
+    """``Nats-Expected-Last-Subject-Sequence`` did not hold: someone wrote there first."""
+    MAX_MSGS_PER_SUBJECT = 10077
+    """A discard-new limit refused the message (a 503 that retrying does not cure)."""
+    CONSUMER_ALREADY_EXISTS = 10148
+    ATOMIC_PUBLISH_DISABLED = 10174
+    BATCH_DUPLICATE_MSG_ID = 10201
+    BATCH_TOO_MANY_INFLIGHT = 10210
+
+
 class JetStreamError(FleetbusError):
     """The JetStream API refused a request: ``code`` (HTTP-like), ``err_code`` (NATS's own)."""
 
@@ -104,6 +124,25 @@ class JetStreamError(FleetbusError):
         self.err_code = err_code
         self.description = description
         super().__init__(f"{description} (error {err_code})")
+
+    @classmethod
+    def from_reply(cls, subject: str, reply: Mapping[str, Any]) -> JetStreamError | None:
+        """The error a JetStream reply (API answer or PubAck) carries, or None if it has none."""
+        error = reply.get("error")
+        if not error:
+            return None
+        return cls(
+            subject,
+            int(error.get("code", 0)),
+            int(error.get("err_code", 0)),
+            str(error.get("description", "unknown error")),
+        )
+
+    @property
+    def transient(self) -> bool:
+        """A 503 (no leader yet, a server on its way down) that the same request may cure;
+        a discard-new limit answers 503 too, but retrying it soon does not help."""
+        return self.code == 503 and self.err_code != JsErrorCode.MAX_MSGS_PER_SUBJECT
 
 
 class BatchPublishError(FleetbusError):

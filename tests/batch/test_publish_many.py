@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 
 from fleetbus import FleetbusError
-from fleetbus.batch import BATCH_ID, BATCH_SEQUENCE, BatchPublisher
 from fleetbus.errors import BatchPublishError, JetStreamError, PayloadError
 from fleetbus.fleet import seed_fleet
-from fleetbus.jsapi import JsApi
+from fleetbus.js.api import JsApi
+from fleetbus.js.batch import BATCH_ID, BATCH_SEQUENCE, BatchPublisher
 from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire import headers as h
 
 
 async def _stored(fleet: Any, stream: str) -> list[dict[str, Any]]:
     """Every message of ``stream`` in order: subject, body and headers."""
-    api = JsApi(fleet.nc)
+    api = JsApi(fleet.conn)
     info = await api.stream_info(stream)
     assert info is not None
     out = []
@@ -28,19 +28,12 @@ async def _stored(fleet: Any, stream: str) -> list[dict[str, Any]]:
         msg = await api.get_message(stream, seq)
         if msg is None:
             continue
-        import base64
-
-        headers: dict[str, str] = {}
-        for line in base64.b64decode(msg.get("hdrs", "")).decode().split("\r\n")[1:]:
-            if ": " in line:
-                k, v = line.split(": ", 1)
-                headers[k] = v
         out.append(
             {
                 "seq": seq,
-                "subject": msg["subject"],
-                "body": json.loads(base64.b64decode(msg["data"])),
-                "headers": headers,
+                "subject": msg.subject,
+                "body": json.loads(msg.data),
+                "headers": msg.headers,
             }
         )
     return out
@@ -71,7 +64,7 @@ async def test_every_message_stored_once_in_order_with_headers(fleet: FleetUnder
 async def test_more_than_one_batch_and_mixed_subjects(fleet: FleetUnderTest) -> None:
     p = fleet.spec.prefix
     async with fleet.client() as client:
-        client._batches = BatchPublisher(client.nc, batch_size=100, window=3)
+        client._batches = BatchPublisher(client.conn, batch_size=100, window=3)
         items = [(f"{p}.events.build.{'ok' if i % 3 else 'failed'}", {"n": i}) for i in range(2345)]
         result = await client.publish_many(items)
         assert [b.count for b in result.batches] == [100] * 23 + [45]
@@ -155,7 +148,7 @@ async def test_oversize_message_is_refused_before_sending(fleet: FleetUnderTest)
         big = "x" * (client.nc.max_payload - 50)
         with pytest.raises(PayloadError, match="message 2 is"):
             await client.emit_many("a", "b", [{"n": 0}, {"n": 1}, {"big": big}])
-        info = await JsApi(client.nc).stream_info(_events(fleet))
+        info = await JsApi(client.conn).stream_info(_events(fleet))
     assert info is not None and info["state"]["messages"] == 0
 
 
@@ -183,7 +176,7 @@ async def test_refused_batch_names_the_messages_not_stored(
     )
     fut = make_fleet(limited)
     async with fut.client() as client:
-        client._batches = BatchPublisher(client.nc, batch_size=10, window=1)
+        client._batches = BatchPublisher(client.conn, batch_size=10, window=1)
         with pytest.raises(BatchPublishError) as info:
             await client.emit_many("quota", "x", [{"n": i} for i in range(35)])
         err = info.value

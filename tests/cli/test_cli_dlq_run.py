@@ -115,6 +115,11 @@ async def test_run_serves_agents_until_sigterm(fleet: FleetUnderTest, cli: Cli) 
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):  # every agent is started once it says so
+            ready = (await proc.stdout.readline()).decode()
+        assert ready.startswith("serving backend (backend-"), ready
+        assert "cso (cso-" in ready
         async with fleet.client(sender="cto") as client:
             handle = await client.assign("backend", {"title": "x"})
             assert await handle.result(timeout=30) == {"done": handle.id}

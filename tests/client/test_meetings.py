@@ -37,8 +37,12 @@ async def test_meeting_messages_reach_every_member_in_order(fleet: FleetUnderTes
         ]
         for i in range(20):
             await cto.say(f"point {i}", type="proposal", reasoning="scale")
-        async with asyncio.timeout(10):
-            await asyncio.gather(*listeners)
+        try:
+            async with asyncio.timeout(10):
+                await asyncio.gather(*listeners)
+        except TimeoutError:
+            heard_so_far = {role: [m.content for m in said] for role, said in heard.items()}
+            raise AssertionError(f"not everything was heard: {heard_so_far}") from None
 
         # Presence: everyone learns who is in the room from join / present notices (handled
         # by each member's own reader, which may run a moment after the others' deliveries).

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from fleetbus import Agent, Fleet, RuntimeSettings, Task
-from fleetbus.connection import ConnectSettings, connect
-from fleetbus.fleet import seed_fleet
-from fleetbus.fleet.model import FleetSpec
-from fleetbus.jsapi import JsApi
+from fleetbus.fleet import FleetSpec, seed_fleet
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.provision import provision
 from fleetbus.server.cluster import LocalCluster, NodePorts, free_port
 from fleetbus.testing.fleets import final_history, isolate
@@ -61,7 +60,7 @@ class Done(dict[str, int]):
 def backend(spec: FleetSpec, settings: ConnectSettings, done: Done) -> Agent:
     agent = Agent(
         "backend",
-        fleet=spec,
+        spec=spec,
         connection=settings,
         settings=RuntimeSettings(poll=2.0, retry_base=0.1, grace=5.0),
     )
@@ -88,7 +87,7 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
     kill_at: float | None = None
     first_after_kill: float | None = None
     try:
-        async with Fleet.connect(fleet=spec, connection=settings, sender="cto") as fleet:
+        async with Fleet.connect(spec=spec, connection=settings, sender="cto") as fleet:
             for i in range(120):
                 if i == 40:
                     leader = cluster.stream_leader(comms)
@@ -101,7 +100,7 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
                 acked.append(handle.id)
             async with asyncio.timeout(60):
                 await done.cover(set(acked))
-            api = JsApi(fleet.nc)
+            api = JsApi(fleet.conn)
             info = await api.request(
                 f"STREAM.INFO.{comms}",
                 {"subjects_filter": fleet.spec.subjects.tasks("backend")},
@@ -120,7 +119,7 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
 
 async def test_a_whole_cluster_restart_keeps_every_message(cluster: LocalCluster) -> None:
     spec, settings = await provisioned(cluster)
-    async with Fleet.connect(fleet=spec, connection=settings, sender="cto") as fleet:
+    async with Fleet.connect(spec=spec, connection=settings, sender="cto") as fleet:
         ids = [(await fleet.assign("backend", {"n": i})).id for i in range(20)]
     for i in range(3):
         cluster.stop_node(i)  # graceful: SIGTERM
@@ -129,7 +128,7 @@ async def test_a_whole_cluster_restart_keeps_every_message(cluster: LocalCluster
     cluster.wait_healthy(30)
     done = Done()
     worker = backend(spec, settings, done)
-    async with worker, Fleet.connect(fleet=spec, connection=settings) as fleet:
+    async with worker, Fleet.connect(spec=spec, connection=settings) as fleet:
         async with asyncio.timeout(60):
             await done.cover(set(ids))
         # A handler's return comes just before its completion update is stored.

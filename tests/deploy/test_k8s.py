@@ -30,8 +30,7 @@ from fleetbus.deploy.k8s import (
     render_k8s,
 )
 from fleetbus.errors import FleetbusError
-from fleetbus.fleet import parse_fleet, seed_fleet
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec, parse_fleet, seed_fleet
 from fleetbus.security import ensure_credentials
 from fleetbus.server.binary import find_nats_server
 

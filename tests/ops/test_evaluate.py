@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleetbus.fleet.model import AlertSpec
+from fleetbus.fleet import AlertSpec
 from fleetbus.ops.status import ConsumerStatus, FleetStatus, StreamStatus, evaluate
 
 

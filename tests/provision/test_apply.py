@@ -15,9 +15,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.errors import NotFoundError
 
-from fleetbus.connection import ConnectSettings, connect
-from fleetbus.fleet import seed_fleet
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec, seed_fleet
+from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.provision import Action, ApplyResult, provision
 from fleetbus.server.process import NatsServer
 from fleetbus.testing.fleets import isolate
@@ -36,13 +35,13 @@ async def raw(nats_server: NatsServer) -> AsyncIterator[tuple[Client, JetStreamC
 
 
 @pytest.fixture
-async def admin(nats_server: NatsServer) -> AsyncIterator[Client]:
+async def admin(nats_server: NatsServer) -> AsyncIterator[Connection]:
     """The connection fleetbus provisions through."""
-    nc = await connect(ConnectSettings.from_url(nats_server.url, name="test-provision"))
+    conn = await connect(ConnectSettings.from_url(nats_server.url, name="test-provision"))
     try:
-        yield nc
+        yield conn
     finally:
-        await nc.close()
+        await conn.close()
 
 
 @pytest.fixture
@@ -72,7 +71,7 @@ def ops(result: ApplyResult, spec: FleetSpec) -> set[str]:
 
 
 async def test_first_provision_creates_the_seed(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     _, js = raw
     result = await provision(admin, spec)
@@ -139,7 +138,7 @@ async def test_first_provision_creates_the_seed(
         assert info.config.durable_name == c.name
 
 
-async def test_second_provision_is_all_unchanged(spec: FleetSpec, admin: Client) -> None:
+async def test_second_provision_is_all_unchanged(spec: FleetSpec, admin: Connection) -> None:
     await provision(admin, spec)
     again = await provision(admin, spec)
     assert ops(again, spec) == {"unchanged"}
@@ -150,7 +149,7 @@ async def test_second_provision_is_all_unchanged(spec: FleetSpec, admin: Client)
 
 
 async def test_drift_is_reported_and_repaired(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     _, js = raw
     await provision(admin, spec)
@@ -187,7 +186,7 @@ async def test_drift_is_reported_and_repaired(
 
 
 async def test_deleted_consumer_is_created_again(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     _, js = raw
     await provision(admin, spec)
@@ -199,7 +198,7 @@ async def test_deleted_consumer_is_created_again(
 
 
 async def test_storage_change_needs_force_and_recreates_consumers(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     _, js = raw
     await provision(admin, spec)
@@ -246,7 +245,7 @@ async def test_storage_change_needs_force_and_recreates_consumers(
 
 
 async def test_retention_change_needs_force(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     _, js = raw
     await provision(admin, spec)
@@ -273,7 +272,7 @@ async def test_retention_change_needs_force(
 
 
 async def test_dry_run_changes_nothing(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     _, js = raw
     first = await provision(admin, spec, dry_run=True)
@@ -300,7 +299,7 @@ async def test_dry_run_changes_nothing(
 
 
 async def test_foreign_stream_and_consumer_are_left_alone(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     _, js = raw
     await provision(admin, spec)
@@ -320,7 +319,7 @@ async def test_foreign_stream_and_consumer_are_left_alone(
 
 
 async def test_backoff_added_and_removed(
-    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
     """A backoff taken out of the fleet file is taken off the consumer too."""
     _, js = raw

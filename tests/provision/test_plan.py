@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleetbus.fleet import seed_fleet
-from fleetbus.fleet.model import ConsumerSpec, FleetSpec, StreamSpec
+from fleetbus.fleet import ConsumerSpec, FleetSpec, StreamSpec, seed_fleet
 from fleetbus.provision import Action, LiveState, Plan, build_plan
 from fleetbus.provision.plan import desired_consumer, desired_stream
 

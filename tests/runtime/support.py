@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -13,12 +12,17 @@ import nats
 import yaml
 from nats.aio.client import Client
 
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
 from fleetbus.fleet.template import SEED_FLEET_YAML
-from fleetbus.jsapi import JsApi
-from fleetbus.runtime.deadletter import parse_headers
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import Connection
 from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire.updates import TaskUpdate
+
+
+def api_of(nc: Client) -> JsApi:
+    """The JetStream API over a plain nats-py client."""
+    return JsApi(Connection.wrap(nc))
 
 
 def seed_spec(**consumers: dict[str, Any]) -> FleetSpec:
@@ -69,7 +73,7 @@ class Stored:
 
 async def stored(nc: Client, stream: str) -> list[Stored]:
     """Every message in ``stream``, read by sequence (no consumer involved)."""
-    api = JsApi(nc)
+    api = api_of(nc)
     info = await api.stream_info(stream)
     assert info is not None, stream
     state = info["state"]
@@ -80,14 +84,7 @@ async def stored(nc: Client, stream: str) -> list[Stored]:
         message = await api.get_message(stream, seq)
         if message is None:
             continue
-        out.append(
-            Stored(
-                subject=str(message["subject"]),
-                seq=seq,
-                headers=parse_headers(message),
-                data=base64.b64decode(message.get("data") or b""),
-            )
-        )
+        out.append(Stored(message.subject, seq, message.headers, message.data))
     return out
 
 
@@ -143,6 +140,6 @@ async def updates(nc: Client, fleet: FleetUnderTest, task_id: str) -> list[TaskU
 async def consumer_info(nc: Client, fleet: FleetUnderTest, role: str, kind: str) -> dict[str, Any]:
     consumer = fleet.spec.consumer(role, kind)  # type: ignore[arg-type]
     assert consumer is not None
-    info = await JsApi(nc).consumer_info(consumer.stream, consumer.name)
+    info = await api_of(nc).consumer_info(consumer.stream, consumer.name)
     assert info is not None
     return info

@@ -23,15 +23,15 @@ from pathlib import Path
 
 import yaml
 
-from fleetbus.connection import ConnectSettings
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.js.connection import ConnectSettings
+from fleetbus.fleet import FleetSpec
 from fleetbus.runtime import Agent, RuntimeSettings, Task
 
 spec = FleetSpec.model_validate(yaml.safe_load(Path(sys.argv[1]).read_text()))
 started = Path(sys.argv[3])
 agent = Agent(
     "backend",
-    fleet=spec,
+    spec=spec,
     connection=ConnectSettings.from_url(sys.argv[2]),
     settings=RuntimeSettings(poll=1.0),
 )

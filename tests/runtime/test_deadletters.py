@@ -10,15 +10,16 @@ from collections.abc import Callable
 import pytest
 from pydantic import BaseModel
 
+from fleetbus.deadletters import COPIER_CONSUMER, AdvisoryCopier
 from fleetbus.errors import TaskError
-from fleetbus.jsapi import JsApi
-from fleetbus.publisher import Publisher
+from fleetbus.js.connection import Connection
+from fleetbus.js.publish import Publisher
 from fleetbus.runtime import Reject, Task
-from fleetbus.runtime.deadletter import COPIER_CONSUMER, AdvisoryCopier
 from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire import headers as h
 
 from .support import (
+    api_of,
     dead_letters,
     eventually,
     raw_client,
@@ -194,13 +195,16 @@ async def test_max_deliveries_advisories_become_exactly_one_dead_letter(
         assert dlq is not None
         stopping = asyncio.Event()
         async with raw_client(fleet) as one, raw_client(fleet) as two:
-            copiers = [AdvisoryCopier(conn, fleet.spec, Publisher(conn)) for conn in (one, two)]
-            runs = [asyncio.create_task(c.run(stopping, poll=0.5)) for c in copiers]
+            conns = [Connection.wrap(raw) for raw in (one, two)]
+            copiers = [
+                AdvisoryCopier(conn, fleet.spec, Publisher(conn), poll=0.5) for conn in conns
+            ]
+            runs = [asyncio.create_task(c.run(stopping)) for c in copiers]
             try:
                 await wait_dead_letters(nc, fleet, 1)
 
                 async def copied() -> bool:
-                    info = await JsApi(nc).consumer_info(dlq, COPIER_CONSUMER)
+                    info = await api_of(nc).consumer_info(dlq, COPIER_CONSUMER)
                     assert info is not None
                     return bool(info["num_pending"] == 0 and info["num_ack_pending"] == 0)
 

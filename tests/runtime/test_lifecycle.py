@@ -15,16 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from fleetbus.connection import ConnectSettings
+from fleetbus.deadletters import COPIER_CONSUMER
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import seed_fleet
-from fleetbus.jsapi import JsApi
+from fleetbus.js.connection import ConnectSettings
 from fleetbus.runtime import Agent, RuntimeSettings, Task
-from fleetbus.runtime.deadletter import COPIER_CONSUMER
 from fleetbus.server.process import NatsServer
 from fleetbus.testing.fleets import FleetUnderTest, isolate
 
-from .support import eventually, raw_client
+from .support import api_of, eventually, raw_client
 
 
 def connection_names(server: NatsServer) -> list[str]:
@@ -38,7 +37,7 @@ async def test_an_unprovisioned_fleet_fails_clearly_and_leaves_no_connection(
     name = f"agent-{uuid.uuid4().hex[:8]}"
     agent = Agent(
         "backend",
-        fleet=isolate(seed_fleet()),  # never provisioned: no streams, no consumers
+        spec=isolate(seed_fleet()),  # never provisioned: no streams, no consumers
         connection=ConnectSettings.from_url(nats_server.url, name=name),
         settings=RuntimeSettings(poll=1.0),
     )
@@ -63,7 +62,7 @@ async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
     dlq = fleet.spec.dead_letter_stream
     assert dlq is not None
     async with raw_client(fleet) as nc:
-        await JsApi(nc).delete_consumer(dlq, COPIER_CONSUMER)
+        await api_of(nc).delete_consumer(dlq, COPIER_CONSUMER)
     agent = fleet.agent("backend")
 
     @agent.on_task
@@ -71,7 +70,7 @@ async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
         return "served"
 
     failures = CopierFailures()
-    logging.getLogger("fleetbus.deadletter").addHandler(failures)
+    logging.getLogger("fleetbus").addHandler(failures)
     try:
         async with agent, fleet.client() as client:
             await failures.reach(1)  # the copier's first fetch failed
@@ -81,7 +80,7 @@ async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
             second = await client.assign("backend", {"n": 2})
             assert await second.result(timeout=10) == "served"
     finally:
-        logging.getLogger("fleetbus.deadletter").removeHandler(failures)
+        logging.getLogger("fleetbus").removeHandler(failures)
 
 
 class CopierFailures(logging.Handler):
@@ -93,7 +92,8 @@ class CopierFailures(logging.Handler):
         self.changed = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "failed" in record.getMessage():
+        text = record.getMessage()
+        if COPIER_CONSUMER in text and "failed" in text:
             self.count += 1
             self.changed.set()
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from fleetbus.errors import TaskError
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
 from fleetbus.runtime import Agent
 from fleetbus.runtime.messages import Task
 from fleetbus.testing.fleets import FleetUnderTest

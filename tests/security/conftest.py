@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fleetbus.fleet import seed_fleet
-from fleetbus.fleet.model import ServerSpec
+from fleetbus.fleet import ServerSpec, seed_fleet
 from fleetbus.security import ADMIN, ensure_credentials, render_authorization
 from fleetbus.server.process import NatsServer
 from fleetbus.testing.fleets import isolate
@@ -26,7 +25,7 @@ def auth_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthFleet]:
         import asyncio
 
         async def provision() -> None:
-            from fleetbus.connection import connect
+            from fleetbus.js.connection import connect
             from fleetbus.provision import provision as apply
 
             nc = await connect(fleet.settings(ADMIN))

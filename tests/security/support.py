@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetbus.connection import ConnectSettings
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import ConnectSettings
 from fleetbus.security import Credential
 
 

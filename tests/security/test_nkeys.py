@@ -41,14 +41,14 @@ async def test_roles_log_in_by_nkey(nkey_server: Path) -> None:
     cto_cred = load_credential(nkey_server, "cto")
     assert info is not None and backend_cred is not None and cto_cred is not None
     spec = seed_fleet()
-    backend = Agent("backend", fleet=spec, connection=backend_cred.connect_settings(info.url))
+    backend = Agent("backend", spec=spec, connection=backend_cred.connect_settings(info.url))
 
     @backend.on_task
     async def work(task: Task) -> dict[str, object]:
         return {"from": task.sender, "verified": task.sender_verified}
 
     cto = cto_cred.connect_settings(info.url)
-    async with backend, Fleet.connect(fleet=spec, connection=cto, sender="cto") as fleet:
+    async with backend, Fleet.connect(spec=spec, connection=cto, sender="cto") as fleet:
         handle = await fleet.assign("backend", {"title": "x"})
         assert await handle.result(timeout=20) == {"from": "cto", "verified": True}
 
@@ -57,7 +57,7 @@ async def test_roles_log_in_by_nkey(nkey_server: Path) -> None:
 
     with pytest.raises(ConnectError):
         await Fleet.connect(
-            fleet=spec,
+            spec=spec,
             connection=replace(cto, nkey_seed_file=None, user="cto", password=cto_cred.password,
                                connect_timeout=2.0),
         ).__aenter__()  # fmt: skip
@@ -67,5 +67,5 @@ async def test_roles_log_in_by_nkey(nkey_server: Path) -> None:
     stranger.write_text(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode())
     with pytest.raises(ConnectError):
         await Fleet.connect(
-            fleet=spec, connection=replace(cto, nkey_seed_file=str(stranger), connect_timeout=2.0)
+            spec=spec, connection=replace(cto, nkey_seed_file=str(stranger), connect_timeout=2.0)
         ).__aenter__()

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from nats.aio.client import Client
 
-from fleetbus.connection import connect, denied
 from fleetbus.errors import PermissionDenied
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import connect
 from fleetbus.security import ADMIN
 
 from .support import AuthFleet
@@ -89,30 +88,20 @@ def _allowed(spec: FleetSpec, role: str) -> Iterator[tuple[str, str]]:
     yield "pub", f"{p}.agents.{target}.inbox.{role}"
 
 
-async def settled(nc: Client) -> None:
-    """Return once the server has said which of the operations sent so far it refused.
-
-    Measured on nats-server 2.15: the -ERR for a refused PUB comes after the PONG of a PING
-    sent in the same write, but before the PONG of the next one; nats-py runs error_cb inline
-    while it reads. So after two round trips every refusal is known."""
-    await nc.flush()
-    await nc.flush()
-
-
 async def _probe(fleet: AuthFleet, role: str, probes: list[tuple[str, str]]) -> set[str]:
     """The subjects of ``probes`` that the server refused."""
-    nc = await connect(fleet.settings(role))
+    conn = await connect(fleet.settings(role))
     try:
         subs = []
         for op, subject in probes:
             if op == "pub":
-                await nc.publish(subject, b"{}")
+                await conn.nc.publish(subject, b"{}")
             else:
-                subs.append(await nc.subscribe(subject))
-        await settled(nc)
-        return {s for _, s in probes if denied(nc, s)}
+                subs.append(await conn.nc.subscribe(subject))
+        await conn.settle()
+        return {s for _, s in probes if conn.refused(s)}
     finally:
-        await nc.close()
+        await conn.close()
 
 
 async def test_every_role_is_refused_what_it_must_not_do(auth_fleet: AuthFleet) -> None:
@@ -140,7 +129,7 @@ async def test_a_refused_publish_raises_permission_denied(auth_fleet: AuthFleet)
     from fleetbus.client import Fleet
 
     async with Fleet.connect(
-        fleet=auth_fleet.spec, connection=auth_fleet.settings("backend"), sender="backend"
+        spec=auth_fleet.spec, connection=auth_fleet.settings("backend"), sender="backend"
     ) as client:
         with pytest.raises(PermissionDenied, match="may not publish"):
             await client.message("ceo", {"text": "backend may not message the ceo"})
@@ -155,7 +144,8 @@ async def test_a_role_cannot_smuggle_a_filter_past_the_narrow_create(
     spec = auth_fleet.spec
     tasks_stream = spec.stream_for(spec.subjects.all_task_updates())
     comms = spec.stream_for(spec.subjects.inbox("cso"))
-    nc = await connect(auth_fleet.settings("backend"))
+    conn = await connect(auth_fleet.settings("backend"))
+    nc = conn.nc
     try:
         subject = f"$JS.API.CONSUMER.CREATE.{tasks_stream}.EVIL.{spec.prefix}.tasks.*.updates"
         for config in (
@@ -168,14 +158,14 @@ async def test_a_role_cannot_smuggle_a_filter_past_the_narrow_create(
             assert reply["error"]["err_code"] in (10131, 10137), reply
         # and the same names on the stream that holds inboxes are refused outright
         await nc.publish(f"$JS.API.CONSUMER.CREATE.{comms}.EVIL.{spec.subjects.inbox('cso')}")
-        await settled(nc)
-        assert denied(nc, f"$JS.API.CONSUMER.CREATE.{comms}.EVIL.{spec.subjects.inbox('cso')}")
+        await conn.settle()
+        assert conn.refused(f"$JS.API.CONSUMER.CREATE.{comms}.EVIL.{spec.subjects.inbox('cso')}")
     finally:
-        await nc.close()
+        await conn.close()
 
 
 async def test_the_admin_may_do_everything(auth_fleet: AuthFleet) -> None:
-    from fleetbus.jsapi import JsApi
+    from fleetbus.js.api import JsApi
 
     nc = await connect(auth_fleet.settings(ADMIN))
     try:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fleetbus.client import Fleet
-from fleetbus.connection import connect
+from fleetbus.js.connection import connect
 from fleetbus.runtime import Agent, RuntimeSettings
 from fleetbus.runtime.messages import Event, Message, Reject, Request, Task
 from fleetbus.security import ADMIN
@@ -19,11 +19,11 @@ FAST = RuntimeSettings(poll=2.0, grace=2.0, retry_base=0.05, retry_max=0.5)
 
 
 def agent(fleet: AuthFleet, role: str) -> Agent:
-    return Agent(role, fleet=fleet.spec, connection=fleet.settings(role), settings=FAST)
+    return Agent(role, spec=fleet.spec, connection=fleet.settings(role), settings=FAST)
 
 
 def client(fleet: AuthFleet, role: str) -> Any:
-    return Fleet.connect(fleet=fleet.spec, connection=fleet.settings(role), sender=role)
+    return Fleet.connect(spec=fleet.spec, connection=fleet.settings(role), sender=role)
 
 
 async def test_assign_complete_result_and_verified_senders(auth_fleet: AuthFleet) -> None:
@@ -151,7 +151,8 @@ async def test_a_rejected_task_is_dead_lettered_by_a_role(auth_fleet: AuthFleet)
             assert "not our job" in str(exc)
         else:  # pragma: no cover
             raise AssertionError("a rejected task must fail")
-    nc = await connect(auth_fleet.settings(ADMIN))
+    conn = await connect(auth_fleet.settings(ADMIN))
+    nc = conn.nc
     try:
         dlq = spec.dead_letter_stream
         assert dlq is not None

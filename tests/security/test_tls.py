@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetbus.connection import ConnectSettings, connect
 from fleetbus.errors import ConnectError
+from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus_cli import fleetbus
 
 
@@ -47,9 +47,9 @@ async def test_tls_with_a_local_ca(tls_server: Path) -> None:
     from dataclasses import replace
 
     trusted = replace(plain, tls_ca_file=str(data / "tls" / "ca.pem"))
-    nc = await connect(trusted)
+    conn = await connect(trusted)
     try:
-        assert nc.connected_url is not None
-        assert (await nc.jetstream().account_info()).streams == 4
+        assert conn.nc.connected_url is not None
+        assert (await conn.nc.jetstream().account_info()).streams == 4
     finally:
-        await nc.close()
+        await conn.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleetbus.errors import ServerNotFoundError
-from fleetbus.fleet.model import ServerSpec
+from fleetbus.fleet import ServerSpec
 from fleetbus.server import find_nats_server, render_config
 from fleetbus.server.config import hostport, quote
 from fleetbus.server.logs import complaint, listening, summarize_failure

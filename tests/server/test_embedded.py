@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fleetbus.errors import ServerError
-from fleetbus.fleet.model import ServerSpec
+from fleetbus.fleet import ServerSpec
 from fleetbus.server import running_embedded, start_embedded, stop_embedded
 from fleetbus.server.embedded import pid_alive
 
@@ -119,7 +119,7 @@ def test_up_detach_in_one_process_down_in_another(data_dir: Path) -> None:
     # started it, which must exit cleanly (no warning about a still-running subprocess).
     script = (
         "import sys\n"
-        "from fleetbus.fleet.model import ServerSpec\n"
+        "from fleetbus.fleet import ServerSpec\n"
         "from fleetbus.server import start_embedded\n"
         "server = start_embedded(ServerSpec(port=0, monitor_port=0), sys.argv[1], detach=True)\n"
         "print(server.pid)\n"

@@ -13,7 +13,7 @@ import nats
 import pytest
 
 from fleetbus.errors import ServerError
-from fleetbus.fleet.model import ServerSpec
+from fleetbus.fleet import ServerSpec
 from fleetbus.server import NatsServer, ServerState
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -76,9 +75,6 @@ def _options(
         typer.Option("--tls-key", envvar="FLEETBUS_TLS_KEY", help="Client certificate's key."),
     ] = None,
 ) -> None:
-    if fleet:
-        # Agents loaded by `fleetbus run` resolve their fleet file the same way.
-        os.environ["FLEETBUS_FLEET"] = fleet
     ctx.obj = CliState(
         fleet_file=fleet,
         server_url=server,

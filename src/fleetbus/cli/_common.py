@@ -9,20 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from nats.aio.client import Client
 from rich.console import Console
 
-from fleetbus.connection import ConnectSettings, connect
 from fleetbus.environment import resolve_connect_settings, resolve_fleet, resolve_fleet_path
 from fleetbus.errors import FleetbusError, FleetFileError, ServerError
 from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import Connection, ConnectSettings, connect
 
 __all__ = ["CliState", "console", "err_console", "fail", "run_async", "state"]
 
@@ -78,12 +77,13 @@ class CliState:
         )
 
     @asynccontextmanager
-    async def client(self) -> Any:
-        nc: Client = await connect(self.connect_settings())
+    async def client(self) -> AsyncIterator[Connection]:
+        """A connection as the admin (or the identity the options name), drained after."""
+        conn = await connect(self.connect_settings())
         try:
-            yield nc
+            yield conn
         finally:
-            await nc.drain() if nc.is_connected else await nc.close()
+            await conn.drain()
 
 
 def state(ctx: typer.Context) -> CliState:

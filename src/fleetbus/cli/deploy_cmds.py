@@ -17,7 +17,7 @@ from fleetbus.deploy.k8s import (
     render_k8s,
 )
 from fleetbus.errors import FleetbusError
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
 
 deploy_app = typer.Typer(
     name="deploy",

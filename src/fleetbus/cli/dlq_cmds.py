@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from fleetbus.cli._common import console, fail, print_json, run_async, state
-from fleetbus.ops.deadletters import DeadLetterEntry, DeadLetters
+from fleetbus.deadletters import DeadLetterEntry, DeadLetters
 
 dlq_app = typer.Typer(help="Dead letters: what exhausted its attempts or was rejected.")
 
@@ -27,8 +27,8 @@ def list_cmd(
     st = state(ctx)
 
     async def main() -> list[DeadLetterEntry]:
-        async with st.client() as nc:
-            return await DeadLetters(nc, st.fleet()).list(limit=limit)
+        async with st.client() as conn:
+            return await DeadLetters(conn, st.fleet()).list(limit=limit)
 
     entries = run_async(main)
     if json_out:
@@ -60,8 +60,8 @@ def show_cmd(
     st = state(ctx)
 
     async def main() -> DeadLetterEntry:
-        async with st.client() as nc:
-            return await DeadLetters(nc, st.fleet()).get(dead_letter_id)
+        async with st.client() as conn:
+            return await DeadLetters(conn, st.fleet()).get(dead_letter_id)
 
     entry = run_async(main)
     if json_out:
@@ -96,8 +96,8 @@ def replay_cmd(
         fail("give a dead letter ID or --all (not both)", 2)
 
     async def main() -> list[tuple[int, str]]:
-        async with st.client() as nc:
-            dlq = DeadLetters(nc, st.fleet())
+        async with st.client() as conn:
+            dlq = DeadLetters(conn, st.fleet())
             ids = (
                 [e.id for e in await dlq.list(limit=100_000)]
                 if replay_all
@@ -125,7 +125,7 @@ def purge_cmd(
         raise typer.Exit(1)
 
     async def main() -> int:
-        async with st.client() as nc:
-            return await DeadLetters(nc, st.fleet()).purge()
+        async with st.client() as conn:
+            return await DeadLetters(conn, st.fleet()).purge()
 
     console.print(f"purged {run_async(main)} dead letter(s)")

@@ -59,7 +59,7 @@ def parse_body(text: str) -> dict[str, Any]:
 
 def _fleet(st: CliState, sender: str | None) -> AbstractAsyncContextManager[Fleet]:
     """A ``Fleet`` for one verb, sending as ``sender`` (checked against the fleet's roles)."""
-    return Fleet.connect(fleet=st.fleet(), connection=st.connect_settings(), sender=sender)
+    return Fleet.connect(spec=st.fleet(), connection=st.connect_settings(), sender=sender)
 
 
 def send(
@@ -175,7 +175,8 @@ def tail(
     )
 
     async def main() -> None:
-        async with st.client() as nc:
+        async with st.client() as conn:
+            nc = conn.nc
             queue: asyncio.Queue[Msg] = asyncio.Queue()
 
             async def put(m: Msg) -> None:
@@ -227,9 +228,8 @@ def task(
     st = state(ctx)
 
     async def main() -> list[TaskUpdate]:
-        async with st.client() as nc:
-            fleet = Fleet(nc, st.fleet(), sender=None, owns=False)
-            return await fleet.history(task_id)
+        async with st.client() as conn:
+            return await Fleet.attach(conn, st.fleet()).history(task_id)
 
     updates = run_async(main)
     if json_out:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetbus.cli._common import console, print_json, run_async, state
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
 from fleetbus.provision import Action, ApplyResult, provision
 
 _STYLE = {
@@ -45,8 +45,8 @@ def provision_cmd(
 
     async def main() -> ApplyResult:
         spec = st.fleet()
-        async with st.client() as nc:
-            return await provision(nc, spec, dry_run=dry_run, force=force)
+        async with st.client() as conn:
+            return await provision(conn, spec, dry_run=dry_run, force=force)
 
     result = run_async(main)
     if json_out:

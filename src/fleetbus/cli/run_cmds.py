@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import importlib.util
 import logging
@@ -14,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from fleetbus.cli._common import fail, run_async, state
-from fleetbus.connection import connect
+from fleetbus.cli._common import console, fail, run_async, state
 from fleetbus.errors import FleetbusError
+from fleetbus.js.connection import connect
 from fleetbus.runtime import Agent
 
 
@@ -70,26 +69,23 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         started: list[Agent] = []
-
-        async def wake_all() -> None:
-            for agent in started:
-                agent.wake()
-
+        spec = st.fleet()
         # One connection for all: as their role when they share one, so the server holds
-        # them to its permissions; agents of several roles need the admin identity.
+        # them to its permissions; agents of several roles need the admin identity. Each
+        # agent re-issues its polls on the connection's reconnects by itself.
         roles = {agent.role for agent in agents}
         role = roles.pop() if len(roles) == 1 else None
-        settings = st.connect_settings(name="fleetbus-run", role=role)
-        nc = await connect(settings, on_reconnect=wake_all)
+        conn = await connect(st.connect_settings(name="fleetbus-run", role=role))
         try:
             for agent in agents:
-                agent.spec.role(agent.role)
-                await agent.start(nc)
+                spec.role(agent.role)
+                await agent.start(conn, spec=spec)
                 started.append(agent)
+            names = ", ".join(f"{a.role} ({a.worker})" for a in started)
+            console.print(f"serving {names}; Ctrl-C stops", soft_wrap=True)
             await stopping.wait()
         finally:
             await asyncio.gather(*(a.stop(grace) for a in started))
-            with contextlib.suppress(Exception):
-                await nc.drain()
+            await conn.drain()
 
     run_async(main)

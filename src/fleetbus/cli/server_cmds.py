@@ -15,13 +15,13 @@ import typer
 
 from fleetbus.cli._common import console, err_console, fail, guard, run_async, state
 from fleetbus.cli.provision_cmds import print_plan
-from fleetbus.connection import ConnectSettings, connect
+from fleetbus.deadletters import AdvisoryCopier
 from fleetbus.environment import embedded_login
 from fleetbus.errors import FleetbusError
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import ConnectSettings, connect
+from fleetbus.js.publish import Publisher
 from fleetbus.provision import provision_at
-from fleetbus.publisher import Publisher
-from fleetbus.runtime.deadletter import AdvisoryCopier
 from fleetbus.server.cluster import LocalCluster
 from fleetbus.server.embedded import (
     EmbeddedServer,
@@ -247,20 +247,18 @@ async def _serve(
     # Only now does Ctrl-C mean "stop cleanly" rather than KeyboardInterrupt.
     if announce:
         console.print("serving; Ctrl-C stops the server")
-    nc = await connect(settings)
+    conn = await connect(settings)
     try:
         if spec.dead_letter_stream:
-            copier = AdvisoryCopier(nc, spec, Publisher(nc, sender="fleetbus"))
-            with contextlib.suppress(FleetbusError):
-                await copier.run(stopping)
+            copier = AdvisoryCopier(conn, spec, Publisher(conn, sender="fleetbus"))
+            await copier.run(stopping)
         await stopping.wait()
     except FleetbusError as exc:
         fail(str(exc))
     finally:
         if watchdog is not None:
             watchdog.cancel()
-        with contextlib.suppress(Exception):
-            await nc.close()
+        await conn.close()
 
 
 async def _watch_server(server_dir: Path, stopping: asyncio.Event) -> None:

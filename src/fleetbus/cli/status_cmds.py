@@ -47,10 +47,10 @@ def status(
 async def _snapshot(st: CliState) -> FleetStatus:
     spec = st.fleet()
     memo = st.data_path() / "status.json"
-    async with st.client() as nc:
+    async with st.client() as conn:
         url = st.connect_settings().display_url
         before = _remembered(memo, url)
-        snapshot = await collect(nc, spec, dead_letters_before=before)
+        snapshot = await collect(conn, spec, dead_letters_before=before)
     _remember(memo, url, snapshot.dead_letters)
     from dataclasses import replace
 

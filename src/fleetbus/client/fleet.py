@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,8 @@ from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from fleetbus.batch import BatchPublisher, PublishManyResult
-from fleetbus.client._reader import StreamReader, read_stream
 from fleetbus.client.meeting import Meeting
-from fleetbus.connection import ConnectSettings, connect, denied
+from fleetbus.environment import resolve_connect_settings, resolve_fleet
 from fleetbus.errors import (
     AskTimeout,
     FleetbusError,
@@ -39,8 +38,12 @@ from fleetbus.errors import (
     TaskError,
     TaskTimeout,
 )
-from fleetbus.fleet.model import FleetSpec
-from fleetbus.publisher import PubAck, Publisher
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.acks import PubAck, PublishManyResult
+from fleetbus.js.batch import BatchPublisher
+from fleetbus.js.connection import Connection, ConnectSettings, connect
+from fleetbus.js.publish import Publisher
+from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
@@ -159,12 +162,15 @@ class TaskHandle:
 class Fleet:
     """A connection to the fleet for sending. Use ``async with Fleet.connect() as fleet``."""
 
-    def __init__(self, nc: Client, spec: FleetSpec, *, sender: str | None, owns: bool) -> None:
-        self.nc = nc
+    def __init__(
+        self, conn: Connection, spec: FleetSpec, *, sender: str | None, owns: bool = False
+    ) -> None:
+        """Use ``Fleet.connect`` (its own connection) or ``Fleet.attach`` (an existing one)."""
+        self.conn = conn
         self.spec = spec
         self.sender = sender
         self._owns = owns
-        self._publisher = Publisher(nc, sender=sender)
+        self._publisher = Publisher(conn, sender=sender)
         self._batches: BatchPublisher | None = None
         self._closed = False
 
@@ -174,38 +180,52 @@ class Fleet:
         cls,
         url: str | None = None,
         *,
-        fleet: FleetSpec | str | Path | None = None,
+        spec: FleetSpec | str | Path | None = None,
         connection: ConnectSettings | None = None,
         sender: str | None = None,
+        fleet: FleetSpec | str | Path | None = None,
     ) -> AsyncIterator[Fleet]:
-        """Connect to the embedded server by default, or to ``url`` / ``connection``."""
-        from fleetbus.environment import resolve_connect_settings, resolve_fleet
+        """Connect to the embedded server by default, or to ``url`` / ``connection``.
 
-        spec = resolve_fleet(fleet)
+        ``spec``: the fleet file (a ``FleetSpec`` or a path); default: from the environment
+        (``FLEETBUS_FLEET``, ``./fleet.yaml``, the built-in seed). ``sender``: the role this
+        client sends as (its credentials, and the sender token in what it sends)."""
+        if fleet is not None:
+            warnings.warn(
+                "Fleet.connect(fleet=...) is now Fleet.connect(spec=...)",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            spec = fleet
+        resolved = resolve_fleet(spec)
         if sender is not None:
-            spec.role(sender)
+            resolved.role(sender)
         settings = connection or resolve_connect_settings(
-            spec, url=url, name="fleetbus-client", role=sender
+            resolved, url=url, name="fleetbus-client", role=sender
         )
-        nc = await connect(settings)
-        client = cls(nc, spec, sender=sender, owns=True)
+        conn = await connect(settings)
+        client = cls(conn, resolved, sender=sender, owns=True)
         try:
             yield client
         finally:
             await client.close()
 
     @classmethod
-    def attach(cls, nc: Client, spec: FleetSpec, *, sender: str | None = None) -> Fleet:
+    def attach(cls, conn: Connection, spec: FleetSpec, *, sender: str | None = None) -> Fleet:
         """A ``Fleet`` over an existing connection (the agent runtime's, say)."""
-        return cls(nc, spec, sender=sender, owns=False)
+        return cls(conn, spec, sender=sender, owns=False)
+
+    @property
+    def nc(self) -> Client:
+        """The nats-py client underneath, for what fleetbus does not cover."""
+        return self.conn.nc
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self._owns:
-            with contextlib.suppress(Exception):
-                await self.nc.drain()
+            await self.conn.drain()
 
     # -- sending -------------------------------------------------------------------------
 
@@ -325,7 +345,7 @@ class Fleet:
                     )
                 known[subject] = stream
         if self._batches is None:
-            self._batches = BatchPublisher(self.nc, sender=self.sender)
+            self._batches = BatchPublisher(self.conn, sender=self.sender)
         streams = self.spec.streams
         return await self._batches.publish(
             subjects,
@@ -375,7 +395,7 @@ class Fleet:
             except NoRespondersError:
                 raise NoResponders(role) from None
             except (NatsTimeoutError, TimeoutError):
-                if denied(self.nc, self.spec.subjects.rpc(role)):
+                if self.conn.refused(self.spec.subjects.rpc(role)):
                     raise PermissionDenied(f"this identity may not ask {role}") from None
                 raise AskTimeout(role, timeout) from None
             return _answer(role, reply.data, reply.headers)
@@ -427,12 +447,13 @@ class Fleet:
         stream = self.spec.stream_for(subject)
         if not stream:
             raise FleetbusError(f"no stream of the fleet stores {subject}: nothing to watch")
-        async for msg in read_stream(self.nc, stream, subject, deliver="all"):
-            try:
-                update = TaskUpdate.decode(msg.data)
-            except PayloadError:
-                continue  # not a fleetbus update: someone else published here
-            yield update, msg.metadata.num_pending
+        async with StreamReader(self.conn, stream, subject, deliver="all") as reader:
+            async for msg in reader:
+                try:
+                    update = TaskUpdate.decode(msg.data)
+                except PayloadError:
+                    continue  # not a fleetbus update: someone else published here
+                yield update, msg.metadata.num_pending
 
     # -- oversight -----------------------------------------------------------------------
 
@@ -463,7 +484,7 @@ class Fleet:
         # widened by a token, then what matches it, or it plus a sender token, is kept.
         agents = subject.startswith(f"{self.spec.prefix}.agents.") and tokens[-1] != ">"
         wide = ".".join([*tokens[:-1], ">"]) if agents else subject
-        async with StreamReader(self.nc, stream, wide, deliver=deliver) as reader:
+        async with StreamReader(self.conn, stream, wide, deliver=deliver) as reader:
             yield self._observed(reader, subject if agents else None)
 
     async def _observed(self, reader: StreamReader, agents: str | None) -> AsyncIterator[Observed]:
@@ -489,7 +510,7 @@ class Fleet:
             )
 
     def _encode(self, body: Mapping[str, Any]) -> bytes:
-        return encode(body, max_payload=self.nc.max_payload or None)
+        return encode(body, max_payload=self.conn.max_payload or None)
 
 
 def _answer(role: str, data: bytes, headers: Mapping[str, str] | None) -> Any:

@@ -16,23 +16,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.wire import headers as h
+from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
 
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
     from fleetbus.client.fleet import Fleet
-    from fleetbus.publisher import PubAck
+    from fleetbus.js.acks import PubAck
 
 __all__ = ["Meeting", "MeetingMessage"]
+
+log = logging.getLogger("fleetbus.meeting")
 
 NOTICES = ("join", "leave", "present")
 _BACKLOG = 10_000
@@ -80,16 +83,20 @@ class Meeting:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._sub is None:
+        sub, self._sub = self._sub, None
+        if sub is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             await self._notice("leave")
-            await self._sub.unsubscribe()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        self._sub = None
+        except Exception as error:  # the others see us go silent instead; we still leave
+            log.info("meeting %s: the leave notice was not sent: %s", self.id, error)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            if self._reader is not None:
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
 
     async def say(self, content: Any, *, type: str = "message", **fields: Any) -> None:
         """Say ``content`` to everyone in the room (the seed's ``{"from", "type", ...}``)."""
@@ -172,7 +179,7 @@ class Meeting:
             "type": type_,
             **({"content": content} if content is not None else {}),
             **fields,
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": now_iso(),
         }
         headers = {h.SENDER: self.role, h.MEMBER: self._member_id}
         await self.fleet.nc.publish(

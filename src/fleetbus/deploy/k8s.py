@@ -32,7 +32,7 @@ from typing import Any, Literal
 import yaml
 
 from fleetbus.errors import FleetbusError
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
 from fleetbus.server.config import quote
 
 __all__ = [

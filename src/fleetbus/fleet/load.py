@@ -10,8 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from fleetbus.errors import FleetFileError
-from fleetbus.fleet.model import FleetSpec
 from fleetbus.fleet.template import SEED_FLEET_YAML
+from fleetbus.fleet.topology import FleetSpec
 
 __all__ = ["DEFAULT_FLEET_FILE", "load_fleet", "parse_fleet", "seed_fleet"]
 

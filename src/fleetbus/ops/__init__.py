@@ -1,5 +1,1 @@
-"""Operating a fleet: dead-letter tools, status and alert thresholds."""
-
-from fleetbus.ops.deadletters import DeadLetterEntry, DeadLetters
-
-__all__ = ["DeadLetterEntry", "DeadLetters"]
+"""Operating a fleet: status and alert thresholds. Internal; the CLI is its front."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nats.aio.client import Client
-
-from fleetbus.fleet.model import AlertSpec, FleetSpec
-from fleetbus.jsapi import JsApi
+from fleetbus.deadletters import DeadLetters
+from fleetbus.fleet import AlertSpec, FleetSpec
+from fleetbus.js._natspy import server_info
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import Connection
 
 __all__ = ["Alert", "ConsumerStatus", "FleetStatus", "StreamStatus", "collect", "evaluate"]
 
@@ -83,10 +84,13 @@ class FleetStatus:
         return data
 
 
-async def collect(nc: Client, spec: FleetSpec, *, dead_letters_before: int | None) -> FleetStatus:
+async def collect(
+    conn: Connection, spec: FleetSpec, *, dead_letters_before: int | None
+) -> FleetStatus:
     """Read the fleet's streams and consumers from the server."""
-    api = JsApi(nc)
-    info = nc._server_info or {}
+    api = JsApi(conn)
+    nc = conn.nc
+    info = server_info(nc)
     streams: list[StreamStatus] = []
     for name in spec.streams:
         si = await api.stream_info(name)
@@ -157,9 +161,7 @@ async def collect(nc: Client, spec: FleetSpec, *, dead_letters_before: int | Non
         )
     dead = 0
     if spec.dead_letter_stream and _exists(streams, spec.dead_letter_stream):
-        from fleetbus.ops.deadletters import DeadLetters
-
-        dead = await DeadLetters(nc, spec).count()
+        dead = await DeadLetters(conn, spec).count()
     account = await api.request("INFO")
     limits = account.get("limits", {})
     return FleetStatus(

@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from nats.aio.client import Client
-
-from fleetbus.connection import ConnectSettings, connect
 from fleetbus.errors import JetStreamError, ProvisionError
-from fleetbus.fleet.model import FleetSpec
-from fleetbus.jsapi import JsApi
+from fleetbus.fleet import FleetSpec
+from fleetbus.js._natspy import server_info
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.provision.plan import Action, LiveState, Plan, build_plan
 
 __all__ = ["ApplyResult", "apply_plan", "cluster_size", "provision", "provision_at", "read_live"]
 
 
-def cluster_size(nc: Client) -> int:
+def cluster_size(conn: Connection) -> int:
     """How many servers can hold replicas: 1 unless the server runs in a cluster."""
-    info = nc._server_info or {}
+    info = server_info(conn.nc)
     if not info.get("cluster"):
         return 1
     urls = set(info.get("connect_urls") or [])
@@ -57,16 +56,16 @@ class ApplyResult:
 
 
 async def provision(
-    nc: Client,
+    conn: Connection,
     spec: FleetSpec,
     *,
     dry_run: bool = False,
     force: bool = False,
     on_action: Callable[[Action], None] | None = None,
 ) -> ApplyResult:
-    """Plan the fleet against the server at ``nc`` and, unless ``dry_run``, apply it."""
-    api = JsApi(nc)
-    live = await read_live(api, spec, size=cluster_size(nc))
+    """Plan the fleet against the server at ``conn`` and, unless ``dry_run``, apply it."""
+    api = JsApi(conn)
+    live = await read_live(api, spec, size=cluster_size(conn))
     plan = build_plan(spec, live)
     if dry_run:
         return ApplyResult(plan, (), plan.needs_force if not force else ())
@@ -77,11 +76,11 @@ async def provision_at(
     settings: ConnectSettings, spec: FleetSpec, *, force: bool = False
 ) -> ApplyResult:
     """``provision`` over a connection of its own, closed afterwards."""
-    nc = await connect(settings)
+    conn = await connect(settings)
     try:
-        return await provision(nc, spec, force=force)
+        return await provision(conn, spec, force=force)
     finally:
-        await nc.close()
+        await conn.close()
 
 
 async def apply_plan(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from fleetbus.fleet.model import ConsumerSpec, FleetSpec, ResolvedConsumer
+from fleetbus.fleet import ConsumerSpec, FleetSpec, ResolvedConsumer
 
 __all__ = [
     "Action",

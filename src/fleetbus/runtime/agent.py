@@ -1,13 +1,18 @@
 """``Agent``: one object per role; handlers registered with decorators; ``run()`` to serve.
 
-backend = Agent("backend")
+    backend = Agent("backend")
 
-@backend.on_task
-async def implement(task):
-    await task.progress("running tests", percent=40)
-    return {"pr": 143}
+    @backend.on_task
+    async def implement(task):
+        await task.progress("running tests", percent=40)
+        return {"pr": 143}
 
-backend.run()
+    backend.run()
+
+The agent owns its lifecycle (new → starting → running → stopping → stopped) and wires the
+parts: ``Routes`` (the handlers), one ``ConsumerLoop`` per consumer the handlers need, the
+``Dispatcher`` that turns a delivery into a handler call, the ``Settler`` that ends it, the
+``Responder`` for asks, and the observers and dead-letter copier beside them.
 """
 
 from __future__ import annotations
@@ -17,69 +22,44 @@ import contextlib
 import logging
 import signal
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import overload
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from fleetbus.client.fleet import Fleet, Observed
-from fleetbus.connection import ConnectSettings, connect
-from fleetbus.errors import FleetbusError, JetStreamError, PayloadError
-from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer
-from fleetbus.fleet.units import format_duration
-from fleetbus.jsapi import JsApi
-from fleetbus.publisher import Publisher
-from fleetbus.runtime.deadletter import (
-    REASON_MARK,
-    AdvisoryCopier,
-    DeadLetter,
-    publish_update,
-    write_dead_letter,
+from fleetbus.client.fleet import Fleet
+from fleetbus.deadletters import AdvisoryCopier
+from fleetbus.environment import resolve_connect_settings, resolve_fleet
+from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import Connection, ConnectSettings, connect
+from fleetbus.js.consume import ConsumerLoop
+from fleetbus.js.publish import Publisher
+from fleetbus.runtime.dispatch import Dispatcher
+from fleetbus.runtime.requests import Responder
+from fleetbus.runtime.routes import (
+    EventHandler,
+    MessageHandler,
+    ObserveHandler,
+    RequestHandler,
+    Routes,
+    TaskHandler,
+    UpdateHandler,
 )
-from fleetbus.runtime.loop import ConsumerLoop
-from fleetbus.runtime.messages import Event, Message, Reject, Request, Retry, Task
-from fleetbus.wire import headers as h
-from fleetbus.wire.answers import encode_answer, encode_error
-from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import filter_within, subject_matches, validate_token
-from fleetbus.wire.updates import TaskUpdate, task_id_of, update_msg_id
+from fleetbus.runtime.settings import RuntimeSettings
+from fleetbus.runtime.settle import Settler
+from fleetbus.wire.subjects import validate_token
 
 __all__ = ["Agent", "RuntimeSettings"]
 
 log = logging.getLogger("fleetbus.runtime")
 
-TaskHandler = Callable[[Task], Awaitable[Any]]
-MessageHandler = Callable[[Message], Awaitable[Any]]
-EventHandler = Callable[[Event], Awaitable[Any]]
-ObserveHandler = Callable[[Observed], Awaitable[Any]]
-UpdateHandler = Callable[[TaskUpdate], Awaitable[Any]]
-RequestHandler = Callable[[Request], Awaitable[Any]]
-H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RuntimeSettings:
-    """How the runtime consumes. The defaults suit agents that run for weeks."""
-
-    poll: float = 10.0
-    """Length of one long poll (a fetch that waits for work). A crashed consumer leader in a
-    cluster takes the open poll with it: the next one goes to the new leader after at most
-    this long. Idle cost: one pull request per consumer per poll."""
-    grace: float = 30.0
-    """On shutdown, how long running handlers may finish before they are naked."""
-    retry_base: float = 2.0
-    """Delay before the first retry; doubles per attempt (unless the consumer has backoff)."""
-    retry_max: float = 300.0
-    max_concurrency: int = 64
-    """Upper bound on handlers run at once per consumer (max_ack_pending is the usual bound)."""
-    dead_letter_copier: bool = True
-    """Run the copier that turns max-deliveries advisories into dead letters."""
+_UNSET: object = object()
 
 
 class Agent:
@@ -89,36 +69,36 @@ class Agent:
         self,
         role: str,
         *,
-        fleet: FleetSpec | str | Path | None = None,
+        spec: FleetSpec | str | Path | None = None,
         connection: ConnectSettings | None = None,
         settings: RuntimeSettings | None = None,
+        fleet: FleetSpec | str | Path | object | None = _UNSET,
     ) -> None:
+        """``spec``: the fleet file (a ``FleetSpec`` or a path); default: from the environment
+        (``FLEETBUS_FLEET``, ``./fleet.yaml``, the built-in seed) when the agent starts.
+        ``connection``: where and as whom to connect; default: from the environment."""
         validate_token(role, "role")
+        if fleet is not _UNSET:
+            warnings.warn(
+                "Agent(fleet=...) is now Agent(spec=...): `agent.fleet` is the client",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            spec = fleet  # type: ignore[assignment]
         self.role = role
-        self._fleet_arg = fleet
-        self._fleet: FleetSpec | None = fleet if isinstance(fleet, FleetSpec) else None
-        self._connection = connection
         self.settings = settings or RuntimeSettings()
         self.worker = f"{role}-{uuid.uuid4().hex[:8]}"
-        self._task_handler: TaskHandler | None = None
-        self._task_model: type[BaseModel] | None = None
-        self._message_handler: MessageHandler | None = None
-        self._invitation_handler: MessageHandler | None = None
-        self._update_handler: UpdateHandler | None = None
-        self._request_handler: RequestHandler | None = None
-        self._rpc_sub: Any = None
-        self._rpc_tasks: set[asyncio.Task[None]] = set()
-        self._event_handlers: list[tuple[str, EventHandler]] = []
-        self._observers: list[tuple[str, ObserveHandler]] = []
-        self._background: list[asyncio.Task[None]] = []
+        self.routes = Routes()
+        self._spec_arg = spec
+        self._spec: FleetSpec | None = spec if isinstance(spec, FleetSpec) else None
+        self._connection = connection
+        self._conn: Connection | None = None
+        self._owns_conn = False
         self._client: Fleet | None = None
         self._loops: list[ConsumerLoop] = []
-        self._nc: Client | None = None
-        self._owns_nc = False
-        self._resolved: dict[ConsumerKind, ResolvedConsumer] = {}
-        self._event_routes: list[tuple[str, EventHandler]] | None = None
-        self._identity: str | None = connection.identity if connection is not None else None
-        self._publisher: Publisher | None = None
+        self._responder: Responder | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._forget_reconnect: Callable[[], None] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._state = "new"
@@ -143,8 +123,8 @@ class Agent:
 
         def register(func: TaskHandler) -> TaskHandler:
             self._check_new()
-            self._task_handler = func
-            self._task_model = model
+            self.routes.task = func
+            self.routes.task_model = model
             return func
 
         return register(handler) if handler is not None else register
@@ -152,7 +132,7 @@ class Agent:
     def on_message(self, handler: MessageHandler) -> MessageHandler:
         """Register the inbox handler (``P.agents.{role}.inbox``)."""
         self._check_new()
-        self._message_handler = handler
+        self.routes.message = handler
         return handler
 
     def on_request(self, handler: RequestHandler) -> RequestHandler:
@@ -161,20 +141,20 @@ class Agent:
         Fast asks arrive over core NATS on ``P.rpc.{role}`` (every process of the role shares
         them, one answers); durable asks arrive through the role's inbox consumer."""
         self._check_new()
-        self._request_handler = handler
+        self.routes.request = handler
         return handler
 
     def on_update(self, handler: UpdateHandler) -> UpdateHandler:
         """Register a handler for every task's updates (``P.tasks.*.updates``), through the
         role's ``updates`` consumer (the seed's CTO following all tasks)."""
         self._check_new()
-        self._update_handler = handler
+        self.routes.update = handler
         return handler
 
     def on_invitation(self, handler: MessageHandler) -> MessageHandler:
         """Register the meeting-invitation handler (``P.agents.{role}.meetings``)."""
         self._check_new()
-        self._invitation_handler = handler
+        self.routes.invitation = handler
         return handler
 
     def on_event(self, pattern: str) -> Callable[[EventHandler], EventHandler]:
@@ -182,7 +162,7 @@ class Agent:
 
         def register(func: EventHandler) -> EventHandler:
             self._check_new()
-            self._event_handlers.append((pattern, func))
+            self.routes.events.append((pattern, func))
             return func
 
         return register
@@ -196,47 +176,114 @@ class Agent:
 
         def register(func: ObserveHandler) -> ObserveHandler:
             self._check_new()
-            self._observers.append((pattern, func))
+            self.routes.observers.append((pattern, func))
             return func
 
         return register
 
-    # -- lifecycle -----------------------------------------------------------------------
+    def _check_new(self) -> None:
+        if self._state != "new":
+            raise FleetbusError(f"agent {self.role} is {self._state}; register handlers first")
+
+    # -- what it runs with ---------------------------------------------------------------
 
     @property
     def spec(self) -> FleetSpec:
         """The fleet file this agent serves (resolved from the environment if not given)."""
-        if self._fleet is None:
-            from fleetbus.environment import resolve_fleet
-
-            self._fleet = resolve_fleet(self._fleet_arg)
-        return self._fleet
+        if self._spec is None:
+            self._spec = resolve_fleet(self._spec_arg)
+        return self._spec
 
     @property
     def fleet(self) -> Fleet:
         """A ``Fleet`` on this agent's connection, sending as this role: use it in handlers
         to assign, message and emit (``await cto.fleet.assign("backend", {...})``)."""
         if self._client is None:
-            self._client = Fleet.attach(self.nc, self.spec, sender=self.role)
+            self._client = Fleet.attach(self.conn, self.spec, sender=self.role)
         return self._client
 
     @property
-    def nc(self) -> Client:
-        if self._nc is None:
+    def conn(self) -> Connection:
+        if self._conn is None:
             raise FleetbusError(f"agent {self.role} is not started")
-        return self._nc
+        return self._conn
 
-    async def start(self, nc: Client | None = None) -> None:
-        """Connect (or use ``nc``), bind every consumer, and return once they are ready.
+    @property
+    def nc(self) -> Client:
+        """The nats-py client this agent runs on (once started)."""
+        return self.conn.nc
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(
+        self, connection: Connection | None = None, *, spec: FleetSpec | None = None
+    ) -> None:
+        """Connect (or use ``connection``), bind every consumer, and return once they are
+        ready. ``spec`` overrides the fleet file (``fleetbus run -f`` passes its own).
 
         If that fails (the fleet is not provisioned, say), nothing is left behind: the
         connection the agent opened is closed, and ``start()`` may be called again."""
         self._check_new()
+        if spec is not None:
+            self._spec = spec
         try:
-            await self._start(nc)
+            await self._start(connection)
         except BaseException:
             await self._undo_start()
             raise
+
+    async def _start(self, connection: Connection | None) -> None:
+        self._state = "starting"
+        spec = self.spec
+        spec.role(self.role)
+        consumers = self.routes.plan(spec, self.role)
+        if connection is None:
+            settings = self._connection or resolve_connect_settings(
+                spec, name=self.worker, role=self.role
+            )
+            connection = await connect(settings)
+            self._owns_conn = True
+        self._conn = conn = connection
+        self._forget_reconnect = conn.on_reconnect(self._on_reconnect)
+        settler = Settler(
+            conn, spec, self.role, self.worker, Publisher(conn, sender=self.role), self.settings
+        )
+        self._responder = responder = Responder(self.routes, settler)
+        dispatcher = Dispatcher(spec, self.role, self.routes, settler, responder)
+        api = JsApi(conn)
+        for consumer in consumers:
+            try:
+                info = await api.consumer_info(consumer.stream, consumer.name, ride_out=30.0)
+            except JetStreamError as exc:
+                if exc.err_code != JsErrorCode.STREAM_NOT_FOUND:
+                    raise
+                info = None
+            if info is None:
+                raise FleetbusError(
+                    f"consumer {consumer.name} does not exist on stream {consumer.stream}:"
+                    " run `fleetbus provision` (or `fleetbus up`) first"
+                )
+            pending = consumer.spec.max_ack_pending
+            limit = self.settings.max_concurrency
+            loop = ConsumerLoop(
+                conn,
+                consumer.stream,
+                consumer.name,
+                dispatcher.handle(consumer),
+                poll=self.settings.poll,
+                limit=min(limit, pending) if pending > 0 else limit,
+            )
+            await loop.bind()
+            self._loops.append(loop)
+        await responder.listen()
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._runner = asyncio.create_task(self._serve(ready), name=f"agent-{self.role}")
+        await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():  # serving failed before it was ready (an observer, say)
+            await self._runner
+            raise FleetbusError(f"agent {self.role} stopped while starting")
+        self._state = "running"
+        log.info("%s: serving %s", self.worker, ", ".join(c.name for c in consumers))
 
     async def _undo_start(self) -> None:
         for loop in self._loops:
@@ -248,65 +295,62 @@ class Agent:
             with contextlib.suppress(BaseException):
                 await self._runner
             self._runner = None
-        if self._owns_nc and self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
-        self._nc = None
-        self._owns_nc = False
-        self._publisher = None
+        if self._forget_reconnect is not None:
+            self._forget_reconnect()
+        if self._owns_conn and self._conn is not None:
+            await self._conn.close()
+        self._conn = None
+        self._owns_conn = False
         self._state = "new"
 
-    async def _start(self, nc: Client | None) -> None:
-        self._state = "starting"
-        spec = self.spec
-        spec.role(self.role)
-        loops = self._plan_loops(spec)
-        if nc is None:
-            from fleetbus.environment import resolve_connect_settings
+    async def _serve(self, ready: asyncio.Future[None]) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for loop in self._loops:
+                tg.create_task(loop.run())
+            spec = self.spec
+            # A role identity may not read other roles' messages, which the copier must:
+            # with auth on, `fleetbus up` (the admin) copies dead letters instead.
+            if self.conn.identity is not None:
+                log.debug("%s: dead-letter copier left to the admin identity", self.worker)
+            elif self.settings.dead_letter_copier and spec.dead_letter_stream:
+                copier = AdvisoryCopier(self.conn, spec, Publisher(self.conn, sender=self.role))
+                self._background.append(tg.create_task(self._copy(copier)))
+            observing: list[asyncio.Future[None]] = []
+            for pattern, handler in self.routes.observers:
+                placed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                observing.append(placed)
+                self._background.append(tg.create_task(self._observe(pattern, handler, placed)))
+            # start() returns once every observer is in place: nothing published after is missed
+            if observing:
+                await asyncio.gather(*observing)
+            ready.set_result(None)
 
-            settings = self._connection or resolve_connect_settings(
-                spec, name=self.worker, role=self.role
-            )
-            self._identity = settings.identity
-            nc = await connect(settings, on_reconnect=self._on_reconnect)
-            self._owns_nc = True
-        self._nc = nc
-        self._publisher = Publisher(nc, sender=self.role)
-        api = JsApi(nc)
-        for consumer, handle in loops:
-            try:
-                info = await api.consumer_info(consumer.stream, consumer.name, ride_out=30.0)
-            except JetStreamError as exc:
-                if exc.err_code != 10059:  # stream not found: not provisioned either
-                    raise
-                info = None
-            if info is None:
-                raise FleetbusError(
-                    f"consumer {consumer.name} does not exist on stream {consumer.stream}:"
-                    " run `fleetbus provision` (or `fleetbus up`) first"
-                )
-            loop = ConsumerLoop(
-                nc,
-                consumer,
-                handle,
-                poll=self.settings.poll,
-                max_concurrency=self.settings.max_concurrency,
-            )
-            await loop.bind()
-            self._loops.append(loop)
-        if self._request_handler is not None:
-            self._rpc_sub = await nc.subscribe(
-                spec.subjects.rpc(self.role), queue=self.role, cb=self._on_rpc
-            )
-            await nc.flush()
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._runner = asyncio.create_task(self._serve(ready), name=f"agent-{self.role}")
-        await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():  # serving failed before it was ready (an observer, say)
-            await self._runner
-            raise FleetbusError(f"agent {self.role} stopped while starting")
-        self._state = "running"
-        log.info("%s: serving %s", self.worker, ", ".join(c.name for c, _ in loops))
+    async def _copy(self, copier: AdvisoryCopier) -> None:
+        try:
+            await copier.run(self._stopping)
+        except Exception:  # an extra in every agent: it must not take the agent down
+            log.warning("%s: the dead-letter copier stopped", self.worker, exc_info=True)
+
+    async def _observe(
+        self, pattern: str, handler: ObserveHandler, placed: asyncio.Future[None]
+    ) -> None:
+        try:
+            async with self.fleet.observer(pattern) as observed:
+                placed.set_result(None)
+                async for item in observed:
+                    try:
+                        await handler(item)
+                    except Exception:
+                        log.exception(
+                            "%s: observer of %s failed on seq %d",
+                            self.worker,
+                            pattern,
+                            item.stream_seq,
+                        )
+        except BaseException as exc:
+            if not placed.done():
+                placed.set_exception(exc)
+            raise
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop fetching, let running handlers finish within ``grace``, nak the rest, close."""
@@ -315,23 +359,19 @@ class Agent:
         self._state = "stopping"
         self._stopping.set()
         grace = self.settings.grace if grace is None else grace
-        if self._rpc_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._rpc_sub.unsubscribe()
-        drains: list[Awaitable[Any]] = [loop.drain(grace) for loop in self._loops]
-        if self._rpc_tasks:
-            drains.append(asyncio.wait(set(self._rpc_tasks), timeout=grace))
+        drains = [loop.drain(grace) for loop in self._loops]
+        if self._responder is not None:
+            drains.append(self._responder.close(grace))
         await asyncio.gather(*drains)
-        for task in self._rpc_tasks:
-            task.cancel()
         for task in self._background:
             task.cancel()
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        if self._owns_nc and self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
+        if self._forget_reconnect is not None:
+            self._forget_reconnect()
+        if self._owns_conn and self._conn is not None:
+            await self._conn.drain()
         self._state = "stopped"
         log.info("%s: stopped", self.worker)
 
@@ -367,503 +407,11 @@ class Agent:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _check_new(self) -> None:
-        if self._state != "new":
-            raise FleetbusError(f"agent {self.role} is {self._state}; register handlers first")
-
     def wake(self) -> None:
-        """Re-issue every pending poll now: call after a reconnect on a shared connection
-        (the server forgets pull requests across a reconnect)."""
+        """Re-issue every pending poll now (the server forgets pull requests across a
+        reconnect); done by itself on reconnects of the agent's connection."""
         for loop in self._loops:
             loop.wake.set()
 
     async def _on_reconnect(self) -> None:
         self.wake()
-
-    async def _serve(self, ready: asyncio.Future[None]) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for loop in self._loops:
-                tg.create_task(loop.run())
-            spec = self.spec
-            # A role identity may not read other roles' messages, which the copier must:
-            # with auth on, `fleetbus up` (the admin) copies dead letters instead.
-            if self._identity is not None:
-                log.debug("%s: dead-letter copier left to the admin identity", self.worker)
-            elif self.settings.dead_letter_copier and spec.dead_letter_stream:
-                assert self._publisher is not None
-                copier = AdvisoryCopier(self.nc, spec, self._publisher)
-                self._background.append(tg.create_task(copier.run(self._stopping)))
-            observing: list[asyncio.Future[None]] = []
-            for pattern, handler in self._observers:
-                placed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                observing.append(placed)
-                self._background.append(tg.create_task(self._observe(pattern, handler, placed)))
-            # start() returns once every observer is in place: nothing published after is missed
-            if observing:
-                await asyncio.gather(*observing)
-            ready.set_result(None)
-
-    async def _observe(
-        self, pattern: str, handler: ObserveHandler, placed: asyncio.Future[None]
-    ) -> None:
-        try:
-            async with self.fleet.observer(pattern) as observed:
-                placed.set_result(None)
-                async for item in observed:
-                    try:
-                        await handler(item)
-                    except Exception:
-                        log.exception(
-                            "%s: observer of %s failed on seq %d",
-                            self.worker,
-                            pattern,
-                            item.stream_seq,
-                        )
-        except BaseException as exc:
-            if not placed.done():
-                placed.set_exception(exc)
-            raise
-
-    # -- dispatch ------------------------------------------------------------------------
-
-    def _plan_loops(
-        self, spec: FleetSpec
-    ) -> list[tuple[ResolvedConsumer, Callable[[Msg], Awaitable[None]]]]:
-        wanted: list[tuple[ConsumerKind, Callable[[Msg], Awaitable[None]]]] = []
-        if self._task_handler is not None:
-            wanted.append(("tasks", self._handle_task))
-        if self._message_handler is not None or self._request_handler is not None:
-            wanted.append(("inbox", self._handle_inbox))
-        if self._invitation_handler is not None:
-            wanted.append(("meetings", self._handle_invitation))
-        if self._event_handlers:
-            wanted.append(("events", self._handle_event))
-        if self._update_handler is not None:
-            wanted.append(("updates", self._handle_update))
-        if self._observers and not spec.role(self.role).oversight:
-            raise FleetbusError(
-                f"role {self.role} has no oversight: set roles.{self.role}.oversight: true"
-                " to observe other roles' messages"
-            )
-        if not wanted and not self._observers:
-            raise FleetbusError(f"agent {self.role} has no handlers: nothing to serve")
-        out = []
-        for kind, handle in wanted:
-            consumer = spec.consumer(self.role, kind)
-            if consumer is None:
-                raise FleetbusError(
-                    f"role {self.role} has no {kind} consumer in the fleet file:"
-                    f" add roles.{self.role}.{kind}"
-                )
-            out.append((consumer, handle))
-        events = spec.consumer(self.role, "events")
-        for pattern, _ in self._event_handlers:
-            full = spec.subjects.events_filter(pattern)
-            assert events is not None
-            if not any(_covers(f, full) for f in events.filters):
-                raise FleetbusError(
-                    f"role {self.role}'s events consumer does not receive {full} (its filters:"
-                    f" {', '.join(events.filters)}); add {pattern!r} to"
-                    f" roles.{self.role}.events.filters"
-                )
-        return out
-
-    async def _handle_task(self, msg: Msg) -> None:
-        consumer = self._consumer("tasks")
-        common = await self._decode(msg, consumer)
-        if common is None:
-            return
-        body, headers, attempt = common["body"], common["headers"], common["attempt"]
-        task_id = task_id_of(headers, body, self.role, common["stream_seq"])
-        try:
-            validate_token(str(task_id), "task id")
-        except FleetbusError as exc:
-            await self._dead_letter(msg, consumer, f"bad task id: {exc}", str(exc))
-            return
-        task_id = str(task_id)
-        if self._task_model is not None:
-            try:
-                self._task_model.model_validate(body)
-            except ValidationError as exc:
-                error = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-                    for e in exc.errors()
-                )
-                await self._dead_letter(msg, consumer, f"bad payload: {error}", error)
-                await self._update(task_id, "dead_lettered", attempt, error=error)
-                return
-
-        async def progress(
-            message: str, percent: float | None, data: Mapping[str, Any] | None
-        ) -> None:
-            await msg.in_progress()
-            await self._update(
-                task_id,
-                "progress",
-                attempt,
-                message=message,
-                percent=percent,
-                data=dict(data) if data else None,
-                msg_id=None,
-            )
-
-        task = Task(**common, id=task_id, _progress=progress)
-        await self._update(task_id, "accepted", attempt)
-        assert self._task_handler is not None
-        outcome = await self._run_handler(msg, consumer, self._task_handler, task, task_id)
-        if outcome is None:
-            return
-        ok, value = outcome
-        if not ok:
-            return
-        try:
-            encode({"result": value})
-        except PayloadError as exc:
-            await self._fail(msg, consumer, attempt, f"handler result: {exc}", None, task_id)
-            return
-        await self._update(task_id, "completed", attempt, result=value)
-        await msg.ack_sync()
-
-    async def _handle_inbox(self, msg: Msg) -> None:
-        consumer = self._consumer("inbox")
-        headers = msg.headers or {}
-        if h.REPLY_TO in headers:
-            await self._handle_durable_request(msg, consumer)
-        elif self._message_handler is None:
-            await self._dead_letter(
-                msg,
-                consumer,
-                f"agent {self.role} has no inbox handler (on_message)",
-                "no inbox handler",
-            )
-        else:
-            await self._handle_plain(msg, consumer, self._message_handler)
-
-    # -- requests ------------------------------------------------------------------------
-
-    async def _on_rpc(self, msg: Msg) -> None:
-        """A fast ask: answer it in its own task so one slow answer does not block others."""
-        if self._state != "running" or not msg.reply:
-            return
-        task = asyncio.ensure_future(self._answer_rpc(msg))
-        self._rpc_tasks.add(task)
-        task.add_done_callback(self._rpc_tasks.discard)
-
-    async def _answer_rpc(self, msg: Msg) -> None:
-        headers = dict(msg.headers or {})
-        try:
-            body = decode(msg.data)
-        except PayloadError as exc:
-            data, hdrs = encode_error(f"bad request: {exc}")
-            await self.nc.publish(msg.reply, data, headers=hdrs)
-            return
-        request = Request(
-            body=body,
-            headers=headers,
-            subject=msg.subject,
-            sender=headers.get(h.SENDER),
-            attempt=1,
-            stream_seq=0,
-            durable=False,
-        )
-        data, hdrs = await self._answer(request)
-        await self.nc.publish(msg.reply, data, headers=hdrs)
-
-    async def _handle_durable_request(self, msg: Msg, consumer: ResolvedConsumer) -> None:
-        try:
-            decode(msg.data)
-        except PayloadError as exc:
-            # The asker waits on its reply address: tell it now, then dead-letter below.
-            data, hdrs = encode_error(f"bad request: {exc}")
-            await self.nc.publish((msg.headers or {})[h.REPLY_TO], data, headers=hdrs)
-        common = await self._decode(msg, consumer)
-        if common is None:
-            return
-        headers = common["headers"]
-        reply_to = headers[h.REPLY_TO]
-        deadline = _float(headers.get(h.DEADLINE))
-        if deadline is not None and time.time() > deadline:
-            log.info(
-                "%s: ask %s expired before it was answered; dropped",
-                self.worker,
-                headers.get(h.ASK_ID, f"seq {common['stream_seq']}"),
-            )
-            await msg.ack_sync()
-            return
-        request = Request(**common, durable=True, deadline=deadline)
-        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.effective_ack_wait))
-        try:
-            data, hdrs = await self._answer(request)
-        finally:
-            beat.cancel()
-        await self.nc.publish(reply_to, data, headers=hdrs)
-        await msg.ack_sync()
-
-    async def _answer(self, request: Request) -> tuple[bytes, dict[str, str]]:
-        """Run the request handler; its value, or its error, as an answer."""
-        if self._request_handler is None:
-            return encode_error(f"agent {self.role} does not answer requests (no on_request)")
-        try:
-            value = await self._request_handler(request)
-            return encode_answer(value)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("%s: request handler failed: %s: %s", self.worker, type(exc).__name__, exc)
-            return encode_error(f"{type(exc).__name__}: {exc}")
-
-    async def _handle_invitation(self, msg: Msg) -> None:
-        await self._handle_plain(msg, self._consumer("meetings"), self._invitation_handler)
-
-    async def _handle_plain(
-        self, msg: Msg, consumer: ResolvedConsumer, handler: MessageHandler | None
-    ) -> None:
-        common = await self._decode(msg, consumer)
-        if common is None or handler is None:
-            return
-        message = Message(**common)
-        outcome = await self._run_handler(msg, consumer, handler, message, None)
-        if outcome is not None and outcome[0]:
-            await msg.ack_sync()
-
-    async def _handle_event(self, msg: Msg) -> None:
-        consumer = self._consumer("events")
-        common = await self._decode(msg, consumer)
-        if common is None:
-            return
-        tokens = msg.subject.split(".")
-        depth = len(self.spec.prefix.split(".")) + 1
-        domain = tokens[depth] if len(tokens) > depth else ""
-        type_ = ".".join(tokens[depth + 1 :])
-        event = Event(**common, domain=domain, type=type_)
-        if self._event_routes is None:  # once, not per message
-            events = self.spec.subjects
-            self._event_routes = [(events.events_filter(p), f) for p, f in self._event_handlers]
-        handlers = [func for full, func in self._event_routes if subject_matches(full, msg.subject)]
-
-        async def all_handlers(ev: Event) -> None:
-            for func in handlers:
-                await func(ev)
-
-        outcome = await self._run_handler(msg, consumer, all_handlers, event, None)
-        if outcome is not None and outcome[0]:
-            await msg.ack_sync()
-
-    async def _handle_update(self, msg: Msg) -> None:
-        consumer = self._consumer("updates")
-        try:
-            update = TaskUpdate.decode(msg.data)
-        except PayloadError as exc:
-            await self._dead_letter(msg, consumer, f"bad payload: {exc}", str(exc))
-            return
-        assert self._update_handler is not None
-        handler = self._update_handler
-
-        async def call(_: Any) -> None:
-            await handler(update)
-
-        carrier = _Attempt(msg.metadata.num_delivered)
-        outcome = await self._run_handler(msg, consumer, call, carrier, None)
-        if outcome is not None and outcome[0]:
-            await msg.ack_sync()
-
-    # -- the outcome of one handler call -------------------------------------------------
-
-    async def _run_handler(
-        self,
-        msg: Msg,
-        consumer: ResolvedConsumer,
-        handler: Callable[[Any], Awaitable[Any]],
-        arg: Any,
-        task_id: str | None,
-    ) -> tuple[bool, Any] | None:
-        """Run with heartbeats. (True, value) on success; failures are settled here.
-
-        A task handler gets the role's ``task_budget``: past it the heartbeats would keep a
-        hung handler's task forever, so it is cancelled and the attempt counts as failed."""
-        attempt = arg.attempt
-        beat = asyncio.create_task(self._heartbeat(msg, consumer.spec.effective_ack_wait))
-        budget = self.spec.roles[self.role].task_budget if consumer.kind == "tasks" else None
-        deadline = asyncio.timeout(budget)
-        try:
-            try:
-                async with deadline:
-                    value = await handler(arg)
-            except TimeoutError:
-                if budget is None or not deadline.expired():
-                    raise  # the handler's own timeout, not the budget
-                raise TaskBudgetExceeded(
-                    f"the handler ran past the role's task_budget of {format_duration(budget)}"
-                ) from None
-        except Reject as exc:
-            await self._dead_letter(msg, consumer, f"rejected: {exc.reason}", exc.reason)
-            if task_id:
-                await self._update(task_id, "dead_lettered", attempt, error=exc.reason)
-            return None
-        except Retry as exc:
-            await self._fail(msg, consumer, attempt, exc.reason, exc.delay, task_id)
-            return None
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            await self._fail(msg, consumer, attempt, error, None, task_id)
-            return None
-        finally:
-            beat.cancel()
-        return True, value
-
-    async def _fail(
-        self,
-        msg: Msg,
-        consumer: ResolvedConsumer,
-        attempt: int,
-        error: str,
-        delay: float | None,
-        task_id: str | None,
-    ) -> None:
-        max_deliver = consumer.spec.max_deliver
-        if max_deliver != -1 and attempt >= max_deliver:
-            reason = f"failed on all {attempt} attempts (max_deliver {max_deliver})"
-            log.warning(
-                "%s: %s seq %d: %s; dead-lettered",
-                self.worker,
-                consumer.name,
-                msg.metadata.sequence.stream,
-                error,
-            )
-            await self._dead_letter(msg, consumer, reason, error)
-            if task_id:
-                await self._update(task_id, "dead_lettered", attempt, error=error, reason=reason)
-            return
-        if delay is None:
-            delay = self.retry_delay(consumer, attempt)
-        log.warning(
-            "%s: %s attempt %d failed: %s; retry in %.1fs",
-            self.worker,
-            task_id or consumer.name,
-            attempt,
-            error,
-            delay,
-        )
-        if task_id:
-            await self._update(task_id, "failed", attempt, error=error, retry_in=delay)
-        await msg.nak(delay=delay)
-
-    def retry_delay(self, consumer: ResolvedConsumer, attempt: int) -> float:
-        """The consumer's backoff list if it has one, else retry_base doubling per attempt."""
-        backoff = consumer.spec.backoff
-        if backoff:
-            return backoff[min(attempt, len(backoff)) - 1]
-        return float(min(self.settings.retry_base * 2 ** (attempt - 1), self.settings.retry_max))
-
-    async def _heartbeat(self, msg: Msg, ack_wait: float) -> None:
-        interval = max(ack_wait / 3, 0.05)
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-
-    # -- helpers -------------------------------------------------------------------------
-
-    async def _decode(self, msg: Msg, consumer: ResolvedConsumer) -> dict[str, Any] | None:
-        """What every handler argument shares (body, headers, subject, sender, attempt,
-        stream sequence) as keyword arguments; a bad body is dead-lettered here instead."""
-        headers = dict(msg.headers or {})
-        meta = msg.metadata
-        try:
-            body = decode(msg.data)
-        except PayloadError as exc:
-            await self._dead_letter(msg, consumer, f"bad payload: {exc}", str(exc))
-            return None
-        return {
-            "body": body,
-            "headers": headers,
-            "subject": msg.subject,
-            **self._sender(msg.subject, headers),
-            "attempt": meta.num_delivered,
-            "stream_seq": meta.sequence.stream,
-        }
-
-    async def _dead_letter(
-        self, msg: Msg, consumer: ResolvedConsumer, reason: str, error: str
-    ) -> None:
-        meta = msg.metadata
-        letter = DeadLetter(
-            subject=msg.subject,
-            stream=consumer.stream,
-            seq=meta.sequence.stream,
-            consumer=consumer.name,
-            deliveries=meta.num_delivered,
-            reason=reason,
-            error=error,
-        )
-        log.warning(
-            "%s: dead-lettering %s seq %d: %s", self.worker, consumer.name, letter.seq, reason
-        )
-        await write_dead_letter(self._pub, self.spec, letter, msg.data, msg.headers)
-        # +TERM with a reason (nats-py's term() takes none); the mark tells the copier
-        # that this dead letter is already written.
-        await self.nc.publish(msg.reply, f"+TERM {REASON_MARK} {reason}".encode())
-
-    async def _update(
-        self,
-        task_id: str,
-        state: str,
-        attempt: int,
-        *,
-        msg_id: str | None = "",
-        **fields: Any,
-    ) -> None:
-        update = TaskUpdate(
-            task_id=task_id,
-            state=state,  # type: ignore[arg-type]
-            agent=self.role,
-            worker=self.worker,
-            attempt=attempt,
-            time=TaskUpdate.now(),
-            **fields,
-        )
-        if msg_id == "":
-            msg_id = update_msg_id(task_id, state, attempt)
-        await publish_update(self._pub, self.spec, update, msg_id=msg_id)
-
-    @property
-    def _pub(self) -> Publisher:
-        if self._publisher is None:
-            raise FleetbusError(f"agent {self.role} is not started")
-        return self._publisher
-
-    def _sender(self, subject: str, headers: Mapping[str, str]) -> dict[str, Any]:
-        """The sender from the subject's sender token (verified), else the header (a claim)."""
-        token = self.spec.subjects.sender_of(subject)
-        if token is not None:
-            return {"sender": token, "sender_verified": True}
-        return {"sender": headers.get(h.SENDER), "sender_verified": False}
-
-    def _consumer(self, kind: ConsumerKind) -> ResolvedConsumer:
-        # Resolving walks the whole fleet file: once per kind, not once per message.
-        consumer = self._resolved.get(kind)
-        if consumer is None:
-            consumer = self.spec.consumer(self.role, kind)
-            assert consumer is not None
-            self._resolved[kind] = consumer
-        return consumer
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-class TaskBudgetExceeded(Exception):
-    """A task handler ran longer than its role's ``task_budget`` and was cancelled."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    attempt: int
-
-
-def _covers(outer: str, inner: str) -> bool:
-    return filter_within(inner, outer) or outer == inner

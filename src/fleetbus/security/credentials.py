@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetbus.connection import ConnectSettings
 from fleetbus.errors import FleetbusError
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import ConnectSettings
 from fleetbus.security.permissions import ADMIN, inbox_prefix
 
 __all__ = ["AUTH_DIR", "Credential", "auth_dir", "ensure_credentials", "load_credential"]

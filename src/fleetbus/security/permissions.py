@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetbus.fleet.model import DEAD_LETTER_COPIER, FleetSpec
+from fleetbus.fleet import DEAD_LETTER_COPIER, FleetSpec
 
 __all__ = ["ADMIN", "Permissions", "inbox_prefix", "role_permissions", "senders_to"]
 

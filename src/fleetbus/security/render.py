@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import bcrypt
 
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
 from fleetbus.security.credentials import Credential
 from fleetbus.security.permissions import ADMIN, role_permissions
 from fleetbus.server.config import quote

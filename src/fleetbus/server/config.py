@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.model import ServerSpec
+    from fleetbus.fleet.schema import ServerSpec
 
 __all__ = ["RANDOM_PORT", "hostport", "quote", "render_config"]
 

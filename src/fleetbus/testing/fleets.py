@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fleetbus.client import Fleet
-    from fleetbus.connection import ConnectSettings
-    from fleetbus.fleet.model import FleetSpec
+    from fleetbus.fleet import FleetSpec
+    from fleetbus.js.connection import ConnectSettings
     from fleetbus.runtime import Agent, RuntimeSettings
     from fleetbus.wire.updates import TaskUpdate
 
@@ -29,7 +29,7 @@ def isolate(spec: FleetSpec, tag: str | None = None) -> FleetSpec:
 
 
 async def provision_fleet(url: str, spec: FleetSpec) -> None:
-    from fleetbus.connection import ConnectSettings
+    from fleetbus.js.connection import ConnectSettings
     from fleetbus.provision import provision_at
 
     await provision_at(ConnectSettings.from_url(url, name="fleetbus-test"), spec)
@@ -44,7 +44,7 @@ class FleetUnderTest:
 
     @property
     def connection(self) -> ConnectSettings:
-        from fleetbus.connection import ConnectSettings
+        from fleetbus.js.connection import ConnectSettings
 
         return ConnectSettings.from_url(self.url, name="fleetbus-test")
 
@@ -60,7 +60,7 @@ class FleetUnderTest:
 
         return Agent(
             role,
-            fleet=self.spec,
+            spec=self.spec,
             connection=self.connection,
             settings=self.runtime_settings(**overrides),
         )
@@ -69,7 +69,7 @@ class FleetUnderTest:
     async def client(self, sender: str | None = None) -> AsyncIterator[Fleet]:
         from fleetbus.client import Fleet
 
-        async with Fleet.connect(fleet=self.spec, connection=self.connection, sender=sender) as f:
+        async with Fleet.connect(spec=self.spec, connection=self.connection, sender=sender) as f:
             yield f
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.model import FleetSpec
+    from fleetbus.fleet import FleetSpec
     from fleetbus.server.process import NatsServer
     from fleetbus.testing.fleets import FleetUnderTest
 

@@ -27,6 +27,7 @@ __all__ = [
     "STATUS",
     "TASK_ID",
     "TRACEPARENT",
+    "parse_block",
 ]
 
 MSG_ID = "Nats-Msg-Id"  # the server's dedupe key
@@ -62,3 +63,14 @@ DLQ_HEADERS = (
     DLQ_TIME,
 )
 """Every header a dead letter adds to the original's."""
+
+
+def parse_block(raw: bytes) -> dict[str, str]:
+    """Headers from a ``NATS/1.0`` block, as the JetStream API returns a stored message's
+    (``STREAM.MSG.GET``): one ``Key: value`` per line after the status line."""
+    out: dict[str, str] = {}
+    for line in raw.decode("utf-8", "replace").split("\r\n")[1:]:
+        if ":" in line:
+            key, _, value = line.partition(":")
+            out[key.strip()] = value.strip()
+    return out

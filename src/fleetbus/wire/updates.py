@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fleetbus.errors import PayloadError
+from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.headers import TASK_ID as TASK_ID_HEADER
 
@@ -44,7 +44,7 @@ class TaskUpdate:
 
     @staticmethod
     def now() -> str:
-        return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return now_iso()
 
     @property
     def terminal(self) -> bool:

@@ -1,9 +1,11 @@
-"""How fleetbus connects to NATS: settings, and a client configured for processes that run
-for weeks.
+"""How fleetbus connects to NATS: settings, and a connection for processes that run for weeks.
 
 nats-py's defaults suit short scripts: it gives up reconnecting after 60 attempts (about two
 minutes) and then closes silently. An agent must ride out a server restart or a leader
-election, so fleetbus reconnects forever and reports permission errors clearly.
+election, so a ``Connection`` reconnects forever, tells whoever registered on a reconnect
+(consume loops re-issue their polls: the server forgets pull requests across one), and
+remembers what the server refused it: nats-py reports a refusal only through ``error_cb``
+and lets the request time out, so a timeout can then say why.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,21 +25,14 @@ from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError, PermissionDenied
 
-__all__ = ["ConnectSettings", "connect", "denied"]
+__all__ = ["ConnectSettings", "Connection", "connect"]
 
-log = logging.getLogger("fleetbus.connection")
+log = logging.getLogger("fleetbus.js.connection")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
-# nats-py reports a refusal only through error_cb (lower-cased) and lets the request time
-# out: remember what each connection was refused, so a timeout can say why.
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
-_denied: weakref.WeakKeyDictionary[Client, set[str]] = weakref.WeakKeyDictionary()
-
-
-def denied(nc: Client, subject: str) -> bool:
-    """Whether the server refused this connection a publish or subscribe on ``subject``."""
-    return subject.lower() in _denied.get(nc, set())
+Hook = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,29 +88,112 @@ class ConnectSettings:
         return ",".join(self.servers)
 
 
+class Connection:
+    """One NATS connection (``nc``, the nats-py client) and what the server refused it.
+
+    Made by ``connect``; ``Connection.wrap`` adopts a client made elsewhere (its refusals are
+    then unknown: a refused request only times out)."""
+
+    def __init__(self, nc: Client, settings: ConnectSettings | None = None) -> None:
+        self.nc = nc
+        self.settings = settings
+        self._refused: set[str] = set()
+        self._hooks: list[Hook] = []
+
+    @classmethod
+    def wrap(cls, nc: Client) -> Connection:
+        return cls(nc)
+
+    @property
+    def identity(self) -> str | None:
+        """The fleet role this connection logged in as (None: the admin, or no auth)."""
+        return self.settings.identity if self.settings is not None else None
+
+    @property
+    def max_payload(self) -> int:
+        return int(self.nc.max_payload or 0)
+
+    def refused(self, subject: str) -> bool:
+        """Whether the server refused this connection a publish or subscribe on ``subject``."""
+        return subject.lower() in self._refused
+
+    def _note_refusal(self, subject: str) -> bool:
+        """Remember a refusal; True the first time for this subject."""
+        subject = subject.lower()
+        if subject in self._refused:
+            return False
+        self._refused.add(subject)
+        return True
+
+    async def settle(self) -> None:
+        """Return once the server has said which of the operations sent so far it refused.
+
+        Measured on nats-server 2.15: the -ERR for a refused PUB comes after the PONG of a
+        PING sent in the same write, but before the PONG of the next one; nats-py runs
+        error_cb while it reads. So after two round trips every refusal is known."""
+        await self.nc.flush()
+        await self.nc.flush()
+
+    def on_reconnect(self, hook: Hook) -> Callable[[], None]:
+        """Call ``hook`` after each reconnect; returns a function that removes it."""
+        self._hooks.append(hook)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._hooks.remove(hook)
+
+        return remove
+
+    async def _reconnected(self) -> None:
+        for hook in list(self._hooks):
+            try:
+                await hook()
+            except Exception:
+                log.exception("a reconnect hook failed")
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def close(self) -> None:
+        """Close now (pending publishes may be dropped); safe to call twice."""
+        if not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    async def drain(self) -> None:
+        """Flush what was published, unsubscribe, then close; safe to call twice."""
+        if self.nc.is_closed:
+            return
+        try:
+            if self.nc.is_connected:
+                await self.nc.drain()
+            else:
+                await self.nc.close()
+        except Exception:
+            await self.close()
+
+
 async def connect(
     settings: ConnectSettings,
     *,
     on_error: Callable[[Exception], Awaitable[None]] | None = None,
-    on_reconnect: Callable[[], Awaitable[None]] | None = None,
-) -> Client:
+) -> Connection:
     """Connect with reconnect-forever semantics; raise ``ConnectError`` if unreachable now."""
 
     connected = False
     outage = False  # between a disconnect and the reconnect: say it once, not per attempt
     first_errors: list[str] = []
-    refused: set[str] = set()
+    conn: Connection | None = None
 
     async def error_cb(exc: Exception) -> None:
         nonlocal outage
-        if not connected:
+        if not connected or conn is None:
             first_errors.append(str(exc) or type(exc).__name__)
             return  # the first attempt's failures become one ConnectError below
         violation = _VIOLATION.search(str(exc))
         if violation is not None:
-            subject = violation.group(2).lower()
-            if subject not in refused:  # once per subject, not per attempt
-                refused.add(subject)
+            if conn._note_refusal(violation.group(2)):  # once per subject, not per attempt
                 log.warning("%s: permission denied: %s to %s", settings.name, *violation.groups())
             if on_error is not None:
                 await on_error(PermissionDenied(str(exc)))
@@ -137,8 +214,8 @@ async def connect(
         nonlocal outage
         outage = False
         log.info("reconnected to NATS")
-        if on_reconnect is not None:
-            await on_reconnect()
+        if conn is not None:
+            await conn._reconnected()
 
     options: dict[str, Any] = {
         "servers": list(settings.servers),
@@ -173,9 +250,6 @@ async def connect(
     try:
         # With reconnect-forever, nats-py retries the first connection forever too: bound it.
         nc = await asyncio.wait_for(nats.connect(**options), timeout=settings.connect_timeout)
-        connected = True
-        _denied[nc] = refused
-        return nc
     except (NoServersError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, NoServersError | TimeoutError):
@@ -186,6 +260,9 @@ async def connect(
         raise ConnectError(settings.display_url, reason) from None
     except nats.errors.Error as exc:
         raise ConnectError(settings.display_url, str(exc)) from None
+    conn = Connection(nc, settings)
+    connected = True
+    return conn
 
 
 async def _reachable(settings: ConnectSettings) -> None:

@@ -11,26 +11,20 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from fleetbus.connection import denied
 from fleetbus.errors import FleetbusError, JetStreamError, PayloadError, PermissionDenied
+from fleetbus.js.acks import PubAck
+from fleetbus.js.backoff import Backoff
+from fleetbus.js.connection import Connection
 from fleetbus.wire import headers as h
 
-__all__ = ["PubAck", "Publisher"]
+__all__ = ["RETRYABLE", "PubAck", "Publisher"]
 
-_RETRYABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError)
-
-
-@dataclass(frozen=True, slots=True)
-class PubAck:
-    stream: str
-    seq: int
-    duplicate: bool
+RETRYABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError)
+"""What a request ends with when nobody answered in time: worth another attempt."""
 
 
 class Publisher:
@@ -38,13 +32,13 @@ class Publisher:
 
     def __init__(
         self,
-        nc: Client,
+        conn: Connection,
         *,
         sender: str | None = None,
         attempt_timeout: float = 2.0,
         deadline: float = 30.0,
     ) -> None:
-        self.nc = nc
+        self.conn = conn
         self.sender = sender
         self.attempt_timeout = attempt_timeout
         self.deadline = deadline
@@ -65,47 +59,35 @@ class Publisher:
         hdrs[h.MSG_ID] = msg_id or hdrs.get(h.MSG_ID) or uuid.uuid4().hex
         if as_sender and self.sender and h.SENDER not in hdrs:
             hdrs[h.SENDER] = self.sender
-        max_payload = self.nc.max_payload
+        max_payload = self.conn.max_payload
         if max_payload and len(data) > max_payload:
             raise PayloadError(
                 f"body is {len(data)} bytes, over the server's max_payload of {max_payload} bytes"
             )
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + (self.deadline if deadline is None else deadline)
-        wait = 0.05
+        backoff = Backoff(0.05, 1.0, deadline=self.deadline if deadline is None else deadline)
         while True:
             try:
-                reply = await self.nc.request(
+                reply = await self.conn.nc.request(
                     subject, data, timeout=self.attempt_timeout, headers=hdrs
                 )
-            except _RETRYABLE as exc:
-                if denied(self.nc, subject):
+            except RETRYABLE as exc:
+                if self.conn.refused(subject):
                     raise PermissionDenied(
                         f"this identity may not publish to {subject}"
                         " (the server refused it: see docs/security.md)"
                     ) from None
-                if loop.time() + wait >= give_up:
+                if not await backoff.wait():
                     raise FleetbusError(
                         f"publish to {subject} not confirmed by the server: "
                         f"{type(exc).__name__} until the deadline"
                     ) from None
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, 1.0)
                 continue
             ack = json.loads(reply.data) if reply.data else {}
-            error = ack.get("error")
-            if error:
-                err = JetStreamError(
-                    subject,
-                    int(error.get("code", 0)),
-                    int(error.get("err_code", 0)),
-                    str(error.get("description", "")),
-                )
-                if err.code == 503 and err.err_code != 10077 and loop.time() + wait < give_up:
-                    await asyncio.sleep(wait)  # no leader yet: same id, try again
-                    wait = min(wait * 2, 1.0)
-                    continue
-                raise err
+            error = JetStreamError.from_reply(subject, ack)
+            if error is not None:
+                if error.transient and await backoff.wait():
+                    continue  # no leader yet: same id, try again
+                raise error
             if "stream" not in ack:
                 raise FleetbusError(
                     f"{subject} is not captured by any stream: the reply was not a PubAck"

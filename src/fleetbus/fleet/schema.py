@@ -1,18 +1,16 @@
-"""The fleet file as pydantic models: roles, streams, consumers, permissions, alerts, server.
+"""What the fleet file says: roles, streams, consumers, permissions, alerts, server.
 
-Every model forbids unknown keys; durations read as ``30s``/``7d`` and sizes as ``2GB``.
-Subjects in the file are relative to ``prefix`` (``agents.>`` is ``genbrain.agents.>``),
-except the server's own ``$``-subjects. Cross-references (a role sending to an unknown role,
-a consumer whose subject no stream captures) are checked after the parts validate.
+Pydantic models, each forbidding unknown keys; durations read as ``30s``/``7d`` and sizes as
+``2GB``. Subjects in the file are relative to ``prefix`` (``agents.>`` is
+``genbrain.agents.>``), except the server's own ``$``-subjects. What the file *means* (which
+stream stores a subject, each role's consumers) is ``fleet.topology``.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,34 +19,27 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    PrivateAttr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from fleetbus.errors import InvalidSubjectError, UnknownRoleError
+from fleetbus.errors import InvalidSubjectError
 from fleetbus.fleet.units import format_duration, format_size, parse_duration, parse_size
-from fleetbus.wire.subjects import (
-    ADVISORY_MAX_DELIVERIES,
-    ADVISORY_TERMINATED,
-    Subjects,
-    consumer_name,
-    filter_within,
-    validate_role,
-    validate_subject,
-)
+from fleetbus.wire.subjects import consumer_name, validate_role, validate_subject
 
 __all__ = [
+    "DEAD_LETTER_COPIER",
     "AlertSpec",
+    "ClusterSpec",
     "ConsumerKind",
     "ConsumerSpec",
     "EventsSpec",
-    "FleetSpec",
-    "ResolvedConsumer",
+    "FleetFile",
+    "InboxSpec",
     "RoleSpec",
     "ServerSpec",
     "StreamSpec",
+    "UpdatesSpec",
 ]
 
 
@@ -88,12 +79,6 @@ LimitSize = Annotated[
 Limit = Annotated[int, AfterValidator(_no_negative)]
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DELIVER = ("all", "new", "last", "last_per_subject")
-
-
-@functools.lru_cache(maxsize=256)
-def _subjects_for(prefix: str) -> Subjects:
-    """One (immutable) ``Subjects`` per prefix: the runtime asks for it per message."""
-    return Subjects(prefix)
 
 
 class _Model(BaseModel):
@@ -282,19 +267,8 @@ class AlertSpec(_Model):
     replicas_out_of_sync: bool = True
 
 
-class ResolvedConsumer(_Model):
-    """A consumer as provisioning and the runtime see it: stream, name, absolute filters."""
-
-    role: str
-    kind: ConsumerKind
-    stream: str
-    name: str
-    filters: list[str]
-    spec: ConsumerSpec
-
-
-class FleetSpec(_Model):
-    """A whole fleet: the root of the fleet file."""
+class FleetFile(_Model):
+    """The root of the fleet file, as written. ``FleetSpec`` adds what it means."""
 
     version: Literal[1] = 1
     prefix: str = "genbrain"
@@ -341,158 +315,3 @@ class FleetSpec(_Model):
                 )
             seen[key] = name
         return value
-
-    @model_validator(mode="after")
-    def _references(self, info: ValidationInfo) -> FleetSpec:
-        # The loader asks to defer these, to report each with its own key path.
-        if not (info.context or {}).get("defer_references"):
-            problems = self.reference_problems()
-            if problems:
-                raise ValueError("; ".join(f"{key}: {reason}" for key, reason in problems))
-        return self
-
-    def reference_problems(self) -> list[tuple[str, str]]:
-        """Cross-references that do not hold, as ``(key path, reason)`` pairs."""
-        problems: list[tuple[str, str]] = []
-        for role, spec in self.roles.items():
-            for i, target in enumerate(spec.send_to):
-                if target != "*" and target not in self.roles:
-                    problems.append(
-                        (
-                            f"roles.{role}.send_to[{i}]",
-                            f"unknown role {target!r} (the fleet declares {', '.join(self.roles)})",
-                        )
-                    )
-        dead = [name for name, s in self.streams.items() if s.dead_letters]
-        if len(dead) > 1:
-            problems.append(("streams", f"only one stream may hold dead letters, got {dead}"))
-        for consumer in self._consumers_unchecked():
-            if consumer.stream == "":
-                problems.append(
-                    (
-                        f"roles.{consumer.role}.{consumer.kind}",
-                        f"no stream captures {consumer.filters[0]}; add it to a stream's subjects",
-                    )
-                )
-        return problems
-
-    # -- derived topology -------------------------------------------------------------
-
-    _resolved_cache: (
-        tuple[tuple[ResolvedConsumer, ...], dict[tuple[str, str], ResolvedConsumer]] | None
-    ) = PrivateAttr(default=None)
-
-    @property
-    def subjects(self) -> Subjects:
-        return _subjects_for(self.prefix)
-
-    def stream_subjects(self, name: str) -> list[str]:
-        """The stream's subjects as the server sees them (advisories added for dead letters)."""
-        spec = self.streams[name]
-        out = [self.subjects.absolute(s) for s in spec.subjects]
-        if spec.dead_letters:
-            for other in self.streams:
-                if other != name:
-                    out.append(f"{ADVISORY_MAX_DELIVERIES}.{other}.*")
-                    out.append(f"{ADVISORY_TERMINATED}.{other}.*")
-        return out
-
-    def stream_for(self, subject: str) -> str:
-        """The name of the stream that captures the literal or filter ``subject``, or ''."""
-        for name in self.streams:
-            for pattern in self.stream_subjects(name):
-                # A literal, or a filter like P.events.> inside a stream capturing P.events.>
-                # (subject_matches would let a stream's * swallow a filter's >)
-                if filter_within(subject, pattern):
-                    return name
-        return ""
-
-    @property
-    def dead_letter_stream(self) -> str | None:
-        return next((n for n, s in self.streams.items() if s.dead_letters), None)
-
-    def role(self, name: str) -> RoleSpec:
-        try:
-            return self.roles[name]
-        except KeyError:
-            raise UnknownRoleError(name, list(self.roles)) from None
-
-    def consumers(self) -> list[ResolvedConsumer]:
-        """Every durable consumer the fleet declares, in file order."""
-        return list(self._resolved()[0])
-
-    def consumer(self, role: str, kind: ConsumerKind) -> ResolvedConsumer | None:
-        self.role(role)
-        return self._resolved()[1].get((role, kind))
-
-    def _resolved(
-        self,
-    ) -> tuple[tuple[ResolvedConsumer, ...], dict[tuple[str, str], ResolvedConsumer]]:
-        """Resolved once per (frozen) fleet: a fleet of 1,000 roles asks this 3,000 times."""
-        cached = self._resolved_cache
-        if cached is None:
-            consumers = tuple(self._consumers_unchecked())
-            index: dict[tuple[str, str], ResolvedConsumer] = {
-                (c.role, c.kind): c for c in consumers
-            }
-            cached = self._resolved_cache = (consumers, index)
-        return cached
-
-    def __eq__(self, other: object) -> bool:
-        """Equal fleets have equal fields; the derived-topology cache does not count."""
-        if not isinstance(other, FleetSpec):
-            return NotImplemented
-        return type(self) is type(other) and self.__dict__ == other.__dict__
-
-    __hash__ = None  # type: ignore[assignment]  # dict fields: never hashable
-
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy with ``update`` applied; its derived topology is worked out afresh."""
-        copy = super().model_copy(update=update, deep=deep)
-        copy._resolved_cache = None
-        return copy
-
-    def _consumers_unchecked(self) -> list[ResolvedConsumer]:
-        out: list[ResolvedConsumer] = []
-        subjects = self.subjects
-        for role, spec in self.roles.items():
-            pairs: list[tuple[ConsumerKind, ConsumerSpec | None, list[str]]] = [
-                # plain publishes (sender unknown) and P.agents.{role}.{kind}.{sender}
-                ("tasks", spec.tasks, subjects.agent_filters(role, "tasks")),
-                ("inbox", spec.inbox, subjects.agent_filters(role, "inbox")),
-                ("meetings", spec.meetings, subjects.agent_filters(role, "meetings")),
-                (
-                    "events",
-                    spec.events,
-                    [subjects.events_filter(f) for f in spec.events.filters] if spec.events else [],
-                ),
-                ("updates", spec.updates, [subjects.all_task_updates()]),
-            ]
-            for kind, cspec, filters in pairs:
-                if cspec is None:
-                    continue
-                streams = {self.stream_for(f) for f in filters}
-                stream = streams.pop() if len(streams) == 1 else ""
-                out.append(
-                    ResolvedConsumer(
-                        role=role,
-                        kind=kind,
-                        stream=stream,
-                        name=consumer_name(role, kind),
-                        filters=filters,
-                        spec=cspec,
-                    )
-                )
-        dlq = self.dead_letter_stream
-        if dlq is not None:
-            out.append(
-                ResolvedConsumer(
-                    role="",
-                    kind="dead_letters",
-                    stream=dlq,
-                    name=DEAD_LETTER_COPIER,
-                    filters=["$JS.EVENT.ADVISORY.CONSUMER.>"],
-                    spec=ConsumerSpec(max_deliver=-1, max_ack_pending=256, ack_wait=30.0),
-                )
-            )
-        return out

@@ -19,15 +19,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from fleetbus.fleet.model import ResolvedConsumer
+from fleetbus.js._natspy import pending_queue
+from fleetbus.js.backoff import Backoff
+from fleetbus.js.connection import Connection
 
 __all__ = ["ConsumerLoop"]
 
-log = logging.getLogger("fleetbus.runtime")
+log = logging.getLogger("fleetbus.consume")
 
 MessageCallback = Callable[[Msg], Awaitable[None]]
 _FETCH_QUIET = (NatsTimeoutError, asyncio.TimeoutError)
@@ -35,21 +36,25 @@ _BACKLOG_POLL = 0.025
 
 
 class ConsumerLoop:
+    """Runs ``handle`` for each message of the durable pull consumer ``stream > name``, at
+    most ``limit`` at once (the consumer's max_ack_pending, capped)."""
+
     def __init__(
         self,
-        nc: Client,
-        consumer: ResolvedConsumer,
+        conn: Connection,
+        stream: str,
+        name: str,
         handle: MessageCallback,
         *,
         poll: float,
-        max_concurrency: int,
+        limit: int,
     ) -> None:
-        self.nc = nc
-        self.consumer = consumer
+        self.conn = conn
+        self.stream = stream
+        self.name = name
         self.handle = handle
         self.poll = poll
-        pending = consumer.spec.max_ack_pending
-        self.limit = max(1, min(max_concurrency, pending if pending > 0 else max_concurrency))
+        self.limit = max(1, limit)
         self.wake = asyncio.Event()
         self._stopping = False
         self._running: set[asyncio.Task[None]] = set()
@@ -63,14 +68,14 @@ class ConsumerLoop:
 
     async def bind(self) -> None:
         """Bind to the durable consumer; it must exist (``fleetbus provision`` makes it)."""
-        js = self.nc.jetstream()
+        js = self.conn.nc.jetstream()
         self._sub = await js.pull_subscribe_bind(
-            self.consumer.name, self.consumer.stream, pending_msgs_limit=self.limit * 4 + 16
+            self.name, self.stream, pending_msgs_limit=self.limit * 4 + 16
         )
 
     async def run(self) -> None:
         assert self._sub is not None, "bind() first"
-        failures = 0
+        failures = Backoff(0.4, 5.0)
         backlog = 0
         while not self._stopping:
             await self._slot_free.wait()
@@ -104,20 +109,19 @@ class ConsumerLoop:
             try:
                 msgs = fetch.result()
             except _FETCH_QUIET:
-                failures = 0
+                failures.reset()
                 backlog = 0
                 continue
             except Exception as exc:  # 503s in elections, reconnects, a closed connection
-                failures += 1
-                delay = min(0.2 * 2**failures, 5.0)
                 log.warning(
-                    "%s: fetch failed (%s); retrying in %.1fs", self.consumer.name, exc, delay
+                    "%s: fetch failed (%s); retrying in %.1fs",
+                    self.name,
+                    exc or type(exc).__name__,
+                    failures.next_delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.wake.wait()
+                await failures.wait(self.wake)
                 continue
-            failures = 0
+            failures.reset()
             backlog = _pending(msgs)
             for msg in msgs:
                 self._start(msg)
@@ -144,7 +148,7 @@ class ConsumerLoop:
         except Exception:
             # The handler wrapper deals with handler errors; this is a bug or a lost
             # connection. The message is not acked: it comes back after ack_wait.
-            log.exception("%s: unexpected error while handling a message", self.consumer.name)
+            log.exception("%s: unexpected error while handling a message", self.name)
 
     def stop_fetching(self) -> None:
         self._stopping = True
@@ -164,7 +168,7 @@ class ConsumerLoop:
             if late:
                 log.warning(
                     "%s: %d handler(s) still running after %.0fs grace; returned for redelivery",
-                    self.consumer.name,
+                    self.name,
                     len(late),
                     grace,
                 )
@@ -175,8 +179,7 @@ class ConsumerLoop:
         sub, self._sub = self._sub, None
         if sub is None:
             return
-        # nats-py keeps delivered-but-unfetched messages in the subscription's queue.
-        queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+        queue = pending_queue(sub)
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         while queue is not None and not queue.empty():

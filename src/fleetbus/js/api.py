@@ -7,73 +7,92 @@ know and round durations through floats).
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
-from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from fleetbus.connection import denied
-from fleetbus.errors import FleetbusError, JetStreamError, PermissionDenied
+from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PermissionDenied
+from fleetbus.js.backoff import Backoff
+from fleetbus.js.connection import Connection
+from fleetbus.wire.headers import parse_block
 
-__all__ = ["JsApi"]
+__all__ = ["JsApi", "NoAnswer", "StoredMessage"]
 
-_PAGE = 256
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as the stream stores it, read by sequence (``STREAM.MSG.GET``)."""
+
+    subject: str
+    seq: int
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    time: str = ""
+
+    @classmethod
+    def from_api(cls, message: dict[str, Any]) -> StoredMessage:
+        hdrs = message.get("hdrs")
+        return cls(
+            subject=str(message.get("subject", "")),
+            seq=int(message.get("seq", 0)),
+            data=base64.b64decode(message.get("data") or b""),
+            headers=parse_block(base64.b64decode(hdrs)) if hdrs else {},
+            time=str(message.get("time", "")),
+        )
+
+
+class NoAnswer(FleetbusError):
+    """The JetStream API did not answer in time (a leader election, a server going down)."""
 
 
 class JsApi:
-    def __init__(self, nc: Client, *, prefix: str = "$JS.API", timeout: float = 5.0) -> None:
-        self.nc = nc
+    def __init__(self, conn: Connection, *, prefix: str = "$JS.API", timeout: float = 5.0) -> None:
+        self.conn = conn
         self.prefix = prefix
         self.timeout = timeout
 
     async def request(
         self, api: str, payload: dict[str, Any] | None = None, *, ride_out: float = 0.0
     ) -> dict[str, Any]:
-        """One API call. ``ride_out`` seconds: keep retrying a read through timeouts and
-        503s, the way a leader election in a cluster looks from here."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ride_out
-        wait = 0.1
+        """One API call. ``ride_out`` seconds: keep retrying through silence and 503s, the
+        way a leader election in a cluster looks from here. A refusal is never retried."""
+        backoff = Backoff(0.1, 1.0, deadline=ride_out)
         while True:
             try:
                 return await self._request(api, payload)
-            except (JetStreamError, FleetbusError) as exc:
-                transient = not isinstance(exc, JetStreamError) or exc.code == 503
-                if not transient or loop.time() + wait > deadline:
+            except JetStreamError as exc:
+                if exc.code != 503 or not await backoff.wait():
                     raise
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, 1.0)
+            except NoAnswer:
+                if not await backoff.wait():
+                    raise
 
     async def _request(self, api: str, payload: dict[str, Any] | None) -> dict[str, Any]:
         subject = f"{self.prefix}.{api}"
         data = json.dumps(payload).encode() if payload is not None else b""
         try:
-            msg = await self.nc.request(subject, data, timeout=self.timeout)
+            msg = await self.conn.nc.request(subject, data, timeout=self.timeout)
         except NoRespondersError:
             raise FleetbusError(
                 "JetStream is not enabled on this server (no responder for the JetStream API)"
             ) from None
         except NatsTimeoutError:
-            if denied(self.nc, subject):
+            if self.conn.refused(subject):
                 raise PermissionDenied(
                     f"this identity may not use {subject} (the server refused it)"
                 ) from None
-            raise FleetbusError(
+            raise NoAnswer(
                 f"the JetStream API did not answer {api} within {self.timeout:g}s"
                 " (a leader election, or no permission for this identity)"
             ) from None
         reply: dict[str, Any] = json.loads(msg.data)
-        error = reply.get("error")
-        if error:
-            raise JetStreamError(
-                subject,
-                int(error.get("code", 0)),
-                int(error.get("err_code", 0)),
-                str(error.get("description", "unknown error")),
-            )
+        error = JetStreamError.from_reply(subject, reply)
+        if error is not None:
+            raise error
         return reply
 
     async def stream_names(self) -> list[str]:
@@ -85,11 +104,13 @@ class JsApi:
             if not page or len(names) >= int(reply.get("total", 0)):
                 return names
 
-    async def stream_info(self, name: str) -> dict[str, Any] | None:
+    async def stream_info(
+        self, name: str, payload: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         try:
-            return await self.request(f"STREAM.INFO.{name}")
+            return await self.request(f"STREAM.INFO.{name}", payload)
         except JetStreamError as exc:
-            if exc.err_code == 10059:  # stream not found
+            if exc.err_code == JsErrorCode.STREAM_NOT_FOUND:
                 return None
             raise
 
@@ -109,7 +130,7 @@ class JsApi:
         try:
             return await self.request(f"CONSUMER.INFO.{stream}.{name}", ride_out=ride_out)
         except JetStreamError as exc:
-            if exc.err_code == 10014:  # consumer not found
+            if exc.err_code == JsErrorCode.CONSUMER_NOT_FOUND:
                 return None
             raise
 
@@ -134,13 +155,20 @@ class JsApi:
     async def delete_consumer(self, stream: str, name: str) -> None:
         await self.request(f"CONSUMER.DELETE.{stream}.{name}")
 
-    async def get_message(self, stream: str, seq: int) -> dict[str, Any] | None:
-        """The stored message at ``seq`` (subject, base64 data and hdrs), or None if gone."""
+    async def get_message(self, stream: str, seq: int) -> StoredMessage | None:
+        """The stored message at ``seq``, or None if it is gone (or never was)."""
         try:
             reply = await self.request(f"STREAM.MSG.GET.{stream}", {"seq": seq})
         except JetStreamError as exc:
-            if exc.err_code == 10037:  # no message found
+            if exc.err_code == JsErrorCode.NO_MESSAGE_FOUND:
                 return None
             raise
-        message: dict[str, Any] = reply["message"]
-        return message
+        return StoredMessage.from_api(reply["message"])
+
+    async def delete_message(self, stream: str, seq: int) -> None:
+        await self.request(f"STREAM.MSG.DELETE.{stream}", {"seq": seq})
+
+    async def purge(self, stream: str, *, filter_subject: str | None = None) -> int:
+        payload = {"filter": filter_subject} if filter_subject else None
+        reply = await self.request(f"STREAM.PURGE.{stream}", payload)
+        return int(reply.get("purged", 0))

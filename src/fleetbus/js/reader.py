@@ -19,10 +19,10 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Literal
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from fleetbus.jsapi import JsApi
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import Connection
 
 __all__ = ["INACTIVE_THRESHOLD", "StreamReader", "read_stream"]
 
@@ -36,21 +36,21 @@ class StreamReader:
 
     def __init__(
         self,
-        nc: Client,
+        conn: Connection,
         stream: str,
         filter_subject: str,
         *,
         deliver: Literal["all", "new"] = "all",
     ) -> None:
-        self.nc = nc
+        self.conn = conn
         self.stream = stream
         self.filter_subject = filter_subject
         self.deliver = deliver
         self._sub: Any = None
 
     async def __aenter__(self) -> StreamReader:
-        inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(inbox)
+        inbox = self.conn.nc.new_inbox()
+        self._sub = await self.conn.nc.subscribe(inbox)
         name = f"R{uuid.uuid4().hex[:16]}"
         config = {
             "name": name,
@@ -64,7 +64,7 @@ class StreamReader:
             "num_replicas": 1,
         }
         try:
-            await JsApi(self.nc).request(
+            await JsApi(self.conn).request(
                 f"CONSUMER.CREATE.{self.stream}.{name}.{self.filter_subject}",
                 {"stream_name": self.stream, "config": config, "action": "create"},
             )
@@ -96,13 +96,13 @@ class StreamReader:
 
 
 async def read_stream(
-    nc: Client,
+    conn: Connection,
     stream: str,
     filter_subject: str,
     *,
     deliver: Literal["all", "new"] = "all",
 ) -> AsyncIterator[Msg]:
     """Every message of ``stream`` on ``filter_subject`` (from the first, or new ones only)."""
-    async with StreamReader(nc, stream, filter_subject, deliver=deliver) as reader:
+    async with StreamReader(conn, stream, filter_subject, deliver=deliver) as reader:
         async for msg in reader:
             yield msg

@@ -36,21 +36,27 @@ batches were already committed.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import json
 import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 
-from fleetbus.errors import BatchPublishError, FleetbusError, JetStreamError, PayloadError
-from fleetbus.publisher import PubAck, Publisher
+from fleetbus.errors import (
+    BatchPublishError,
+    FleetbusError,
+    JetStreamError,
+    JsErrorCode,
+    PayloadError,
+)
+from fleetbus.js._natspy import raw_writer
+from fleetbus.js.acks import BatchAck, PubAck, PublishManyResult
+from fleetbus.js.backoff import Backoff
+from fleetbus.js.connection import Connection
+from fleetbus.js.publish import RETRYABLE, Publisher
 from fleetbus.wire import headers as h
 from fleetbus.wire.subjects import validate_subject
 
@@ -61,6 +67,7 @@ __all__ = [
     "MAX_BATCH",
     "BatchAck",
     "BatchPublisher",
+    "PubAck",
     "PublishManyResult",
 ]
 
@@ -70,12 +77,7 @@ BATCH_COMMIT = "Nats-Batch-Commit"
 MAX_BATCH = 1000
 """The server's default (and, unless its config says otherwise, largest) batch size."""
 
-_DISABLED = 10174
-_DUPLICATE_ID = 10201
-_TOO_MANY_INFLIGHT = 10210
-_STORE_FAILED = 10077  # a discard-new limit: a 503 that is not worth retrying
 _HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_RETRYABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError)
 # Bytes the batch headers add to a message, beyond the caller's headers and message id.
 _BATCH_HEADER_BYTES = (
     len("NATS/1.0\r\n\r\n")
@@ -84,63 +86,6 @@ _BATCH_HEADER_BYTES = (
     + len(BATCH_COMMIT) + 4 + 3
     + len(h.MSG_ID) + 4
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class BatchAck:
-    """What the server stored for input positions ``start`` to ``stop - 1``."""
-
-    stream: str
-    start: int
-    stop: int
-    last_seq: int
-    atomic: bool
-    """True: one atomic batch, sequences ``last_seq - count + 1`` .. ``last_seq``."""
-    seqs: tuple[int, ...] = ()
-    """Per message when not atomic (a duplicate's is the sequence of the stored original)."""
-    duplicates: frozenset[int] = field(default_factory=frozenset)
-    """Input positions the stream already held (same ``Nats-Msg-Id``): stored once."""
-
-    @property
-    def count(self) -> int:
-        return self.stop - self.start
-
-    def ack(self, index: int) -> PubAck:
-        seq = (
-            self.seqs[index - self.start] if self.seqs else self.last_seq - (self.stop - 1 - index)
-        )
-        return PubAck(self.stream, seq, index in self.duplicates)
-
-
-class PublishManyResult:
-    """The PubAcks of a ``publish_many``, by input position, computed from the batch acks
-    (no object per message until asked)."""
-
-    def __init__(self, batches: Sequence[BatchAck]) -> None:
-        self.batches = sorted(batches, key=lambda b: b.start)
-        self._starts = [b.start for b in self.batches]
-
-    def __len__(self) -> int:
-        return sum(b.count for b in self.batches)
-
-    def __getitem__(self, index: int) -> PubAck:
-        pos = bisect.bisect_right(self._starts, index) - 1
-        if pos < 0 or index >= self.batches[pos].stop:
-            raise IndexError(f"message {index} was not stored")
-        return self.batches[pos].ack(index)
-
-    def __iter__(self) -> Iterator[PubAck]:
-        for batch in self.batches:
-            for index in range(batch.start, batch.stop):
-                yield batch.ack(index)
-
-    @property
-    def duplicates(self) -> int:
-        """How many messages the stream already held (dropped by its dedupe window)."""
-        return sum(len(b.duplicates) for b in self.batches)
-
-    def __repr__(self) -> str:
-        return f"<PublishManyResult {len(self)} stored in {len(self.batches)} batch(es)>"
 
 
 @dataclass(slots=True)
@@ -159,7 +104,7 @@ class BatchPublisher:
 
     def __init__(
         self,
-        nc: Client,
+        conn: Connection,
         *,
         sender: str | None = None,
         batch_size: int = MAX_BATCH,
@@ -169,21 +114,18 @@ class BatchPublisher:
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise FleetbusError(f"batch_size must be 1..{MAX_BATCH}, got {batch_size}")
-        self.nc = nc
+        self.conn = conn
         self.sender = sender
         self.batch_size = batch_size
         self.window = max(1, min(window, 32))  # the server allows 50 open batches per stream
         self.attempt_timeout = attempt_timeout
         self.deadline = deadline
         self._publisher = Publisher(
-            nc, sender=sender, attempt_timeout=attempt_timeout, deadline=deadline
+            conn, sender=sender, attempt_timeout=attempt_timeout, deadline=deadline
         )
         self._not_atomic: set[str] = set()
         self.yield_every = 64
-        # The fast path writes HPUB itself through nats-py's command buffer (nats-py <3).
-        self._fast = all(
-            hasattr(nc, attr) for attr in ("_send_command", "stats", "is_draining_pubs")
-        )
+        self._raw = raw_writer(conn.nc)
 
     async def publish(
         self,
@@ -276,7 +218,7 @@ class BatchPublisher:
     ) -> None:
         """Refuse a message over max_payload before anything is sent: the server would
         close the connection on it (nats-py checks the payload alone, not the headers)."""
-        max_payload = self.nc.max_payload
+        max_payload = self.conn.max_payload
         if not max_payload:
             return
         fixed = _BATCH_HEADER_BYTES + sum(len(k) + len(v) + 4 for k, v in base.items())
@@ -316,26 +258,18 @@ class BatchPublisher:
         last = chunk.stop - 1
         seq = 0
         every = self.yield_every
-        nc = self.nc
-        if self._fast and nc.is_connected and not nc.is_draining_pubs:
+        nc = self.conn.nc
+        raw = self._raw
+        if raw is not None and raw.ready:
             # The same bytes nc.publish would write, with the constant part of the headers
-            # encoded once per batch (nats-py re-validates and re-encodes every header of
-            # every message: a third of the client's time per message).
+            # encoded once per batch.
             prefix = _header_block(base) + f"{BATCH_ID}: {batch_id}\r\n".encode()
-            send = nc._send_command
-            stats = nc.stats
             for i in range(chunk.start, last):
                 seq += 1
                 hdr = (
                     prefix + f"{BATCH_SEQUENCE}: {seq}\r\n{h.MSG_ID}: {msg_ids[i]}\r\n\r\n".encode()
                 )
-                data = payloads[i]
-                await send(
-                    b"HPUB %b %d %d\r\n%b%b\r\n"
-                    % (subjects[i].encode(), len(hdr), len(hdr) + len(data), hdr, data)
-                )
-                stats["out_msgs"] += 1
-                stats["out_bytes"] += len(data)
+                await raw.hpub(subjects[i].encode(), hdr, payloads[i])
                 if not seq % every:
                     # nats-py writes to the socket only when the loop runs its flusher:
                     # without this the server would idle while a whole batch is encoded,
@@ -373,19 +307,17 @@ class BatchPublisher:
         base: Mapping[str, str],
     ) -> list[BatchAck]:
         """The acks of one batch, after retries; raises a FleetbusError if it was not stored."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.deadline
-        wait = 0.05
+        backoff = Backoff(0.05, 1.0, deadline=self.deadline)
         while True:
             retry = ""
             try:
                 reply = await future
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 retry = f"no PubAck for the batch ({type(exc).__name__})"
             else:
                 ack = json.loads(reply.data) if reply.data else {}
-                error = ack.get("error")
-                if not error:
+                err = JetStreamError.from_reply(subjects[chunk.stop - 1], ack)
+                if err is None:
                     if "batch" not in ack:
                         raise FleetbusError(
                             f"{subjects[chunk.stop - 1]}: the reply was not a batch PubAck"
@@ -398,14 +330,11 @@ class BatchPublisher:
                             f" batch {ack['batch']}, expected {chunk.stop - chunk.start}"
                         )
                     return [BatchAck(ack["stream"], chunk.start, chunk.stop, int(ack["seq"]), True)]
-                err = JetStreamError(
-                    subjects[chunk.stop - 1],
-                    int(error.get("code", 0)),
-                    int(error.get("err_code", 0)),
-                    str(error.get("description", "")),
-                )
-                if err.err_code in (_DISABLED, _DUPLICATE_ID):
-                    if err.err_code == _DISABLED:
+                if err.err_code in (
+                    JsErrorCode.ATOMIC_PUBLISH_DISABLED,
+                    JsErrorCode.BATCH_DUPLICATE_MSG_ID,
+                ):
+                    if err.err_code == JsErrorCode.ATOMIC_PUBLISH_DISABLED:
                         self._not_atomic.add(chunk.stream)
                     try:
                         return [await self._pipelined(chunk, subjects, payloads, msg_ids, base)]
@@ -414,18 +343,14 @@ class BatchPublisher:
                         if exc.stored.batches:
                             raise _PartlyStored(exc.stored.batches, exc.failed) from None
                         raise exc.failed[0][2] from None
-                if (err.code == 503 and err.err_code != _STORE_FAILED) or (
-                    err.err_code == _TOO_MANY_INFLIGHT
-                ):
+                if err.transient or err.err_code == JsErrorCode.BATCH_TOO_MANY_INFLIGHT:
                     retry = str(err)
                 else:
                     raise err
-            if loop.time() + wait >= give_up:
+            if not await backoff.wait():
                 raise FleetbusError(
                     f"batch not confirmed by the server: {retry} until the deadline"
                 )
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, 1.0)
             future, batch_id = await self._send_batch(chunk, subjects, payloads, msg_ids, base)
 
     async def _pipelined(

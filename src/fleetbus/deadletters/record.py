@@ -1,0 +1,147 @@
+"""What a dead letter is on the wire: the original message (body and headers, as it was
+stored) plus ``Fleet-Dlq-*`` headers saying where it came from and why it died, stored on
+``P.dlq.{stream}.{consumer}`` with the message id ``dlq-{stream}-{seq}`` (so however many
+writers race, one original is dead-lettered once within the duplicate window)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.acks import PubAck
+from fleetbus.js.publish import Publisher
+from fleetbus.wire import headers as h
+from fleetbus.wire.clock import now_iso
+
+__all__ = ["REASON_MARK", "DeadLetter", "DeadLetterEntry", "write_dead_letter"]
+
+log = logging.getLogger("fleetbus.deadletter")
+
+REASON_MARK = "fleetbus:"
+"""Terminations the runtime made start with this: it already wrote their dead letter."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """Where a dead message came from and why it died."""
+
+    subject: str
+    stream: str
+    seq: int
+    consumer: str
+    deliveries: int
+    reason: str
+    error: str = ""
+    time: str = ""
+
+    def headers(self, original: Mapping[str, str] | None) -> dict[str, str]:
+        """The dead letter's headers: the original's (but its message id) and the facts."""
+        hdrs = {k: v for k, v in (original or {}).items() if k != h.MSG_ID}
+        hdrs.update(
+            {
+                h.DLQ_SUBJECT: self.subject,
+                h.DLQ_STREAM: self.stream,
+                h.DLQ_SEQUENCE: str(self.seq),
+                h.DLQ_CONSUMER: self.consumer,
+                h.DLQ_DELIVERIES: str(self.deliveries),
+                h.DLQ_REASON: _one_line(self.reason),
+                h.DLQ_ERROR: _one_line(self.error)[:2000],
+                h.DLQ_TIME: self.time or now_iso(),
+            }
+        )
+        return hdrs
+
+    @property
+    def msg_id(self) -> str:
+        return f"dlq-{self.stream}-{self.seq}"
+
+
+async def write_dead_letter(
+    publisher: Publisher,
+    spec: FleetSpec,
+    letter: DeadLetter,
+    data: bytes,
+    headers: Mapping[str, str] | None,
+) -> PubAck | None:
+    """Store ``data`` with its original headers and the facts of ``letter``; once per seq."""
+    if spec.dead_letter_stream is None:
+        log.error(
+            "no dead-letter stream in the fleet: %s seq %d (%s) is dropped",
+            letter.stream,
+            letter.seq,
+            letter.reason,
+        )
+        return None
+    subject = spec.subjects.dead_letter(letter.stream, letter.consumer)
+    return await publisher.publish(
+        subject, data, letter.headers(headers), msg_id=letter.msg_id, as_sender=False
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterEntry:
+    """A stored dead letter, as ``fleetbus dlq`` shows it. ``id`` is its sequence in the
+    dead-letter stream."""
+
+    id: int
+    original_subject: str
+    stream: str
+    seq: int
+    consumer: str
+    deliveries: int
+    reason: str
+    error: str
+    time: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The original message's headers (without the dead-letter ones)."""
+
+    @classmethod
+    def from_message(cls, dlq_seq: int, data: bytes, hdrs: Mapping[str, str]) -> DeadLetterEntry:
+        return cls(
+            id=dlq_seq,
+            original_subject=hdrs.get(h.DLQ_SUBJECT, ""),
+            stream=hdrs.get(h.DLQ_STREAM, ""),
+            seq=_int(hdrs.get(h.DLQ_SEQUENCE)),
+            consumer=hdrs.get(h.DLQ_CONSUMER, ""),
+            deliveries=_int(hdrs.get(h.DLQ_DELIVERIES)),
+            reason=hdrs.get(h.DLQ_REASON, ""),
+            error=hdrs.get(h.DLQ_ERROR, ""),
+            time=hdrs.get(h.DLQ_TIME, ""),
+            body=data,
+            headers={k: v for k, v in hdrs.items() if k not in h.DLQ_HEADERS},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        try:
+            body: Any = self.body.decode()
+        except UnicodeDecodeError:
+            body = base64.b64encode(self.body).decode()
+        return {
+            "id": self.id,
+            "original_subject": self.original_subject,
+            "stream": self.stream,
+            "seq": self.seq,
+            "consumer": self.consumer,
+            "deliveries": self.deliveries,
+            "reason": self.reason,
+            "error": self.error,
+            "time": self.time,
+            "body": body,
+            "headers": dict(self.headers),
+        }
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,78 @@
+"""A delivery, decoded once: the ``Envelope`` every handler argument is made from, and
+``BadMessage`` for a delivery no attempt can handle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nats.aio.msg import Msg
+
+from fleetbus.errors import PayloadError
+from fleetbus.fleet import FleetSpec
+from fleetbus.runtime.messages import Message
+from fleetbus.wire import headers as h
+from fleetbus.wire.codec import decode
+
+__all__ = ["BadMessage", "Envelope", "envelope_of"]
+
+M = TypeVar("M", bound=Message)
+
+
+class BadMessage(Exception):
+    """A delivery that no attempt can handle (undecodable, a bad task id, a body the model
+    refuses): dead-lettered at once with ``reason``; ``error`` is the detail. ``task_id``:
+    the task it was, when that is known (it then gets its ``dead_lettered`` update)."""
+
+    def __init__(self, reason: str, error: str, task_id: str | None = None) -> None:
+        self.reason = reason
+        self.error = error
+        self.task_id = task_id
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What every handler argument shares, decoded once per delivery."""
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    subject: str
+    sender: str | None
+    sender_verified: bool
+    attempt: int
+    stream_seq: int
+
+    def make(self, cls: type[M], **extra: Any) -> M:
+        """The handler argument ``cls`` (``Message``, ``Task``, ...) for this delivery."""
+        return cls(
+            body=self.body,
+            headers=self.headers,
+            subject=self.subject,
+            sender=self.sender,
+            sender_verified=self.sender_verified,
+            attempt=self.attempt,
+            stream_seq=self.stream_seq,
+            **extra,
+        )
+
+
+def envelope_of(msg: Msg, spec: FleetSpec) -> Envelope:
+    """Decode a delivery; ``BadMessage`` when its body is not a JSON object."""
+    headers = dict(msg.headers or {})
+    meta = msg.metadata
+    try:
+        body = decode(msg.data)
+    except PayloadError as exc:
+        raise BadMessage(f"bad payload: {exc}", str(exc)) from None
+    token = spec.subjects.sender_of(msg.subject)
+    sender, verified = (token, True) if token is not None else (headers.get(h.SENDER), False)
+    return Envelope(
+        body=body,
+        headers=headers,
+        subject=msg.subject,
+        sender=sender,
+        sender_verified=verified,
+        attempt=meta.num_delivered,
+        stream_seq=meta.sequence.stream,
+    )

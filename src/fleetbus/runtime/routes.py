@@ -1,0 +1,107 @@
+"""Which handlers an agent has, and which of its role's consumers they need.
+
+``Routes`` is the registry behind the ``@agent.on_*`` decorators; ``plan`` checks it against
+the fleet file (a handler for a consumer the role lacks, an event pattern its consumer does
+not receive, observing without oversight) and says which consumers to bind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from fleetbus.client.fleet import Observed
+from fleetbus.errors import FleetbusError
+from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
+from fleetbus.runtime.messages import Event, Message, Request, Task
+from fleetbus.wire.subjects import filter_within, subject_matches
+from fleetbus.wire.updates import TaskUpdate
+
+__all__ = [
+    "EventHandler",
+    "MessageHandler",
+    "ObserveHandler",
+    "RequestHandler",
+    "Routes",
+    "TaskHandler",
+    "UpdateHandler",
+]
+
+TaskHandler = Callable[[Task], Awaitable[Any]]
+MessageHandler = Callable[[Message], Awaitable[Any]]
+EventHandler = Callable[[Event], Awaitable[Any]]
+ObserveHandler = Callable[[Observed], Awaitable[Any]]
+UpdateHandler = Callable[[TaskUpdate], Awaitable[Any]]
+RequestHandler = Callable[[Request], Awaitable[Any]]
+H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+
+
+@dataclass(slots=True)
+class Routes:
+    """The handlers of one agent, as registered."""
+
+    task: TaskHandler | None = None
+    task_model: type[BaseModel] | None = None
+    message: MessageHandler | None = None
+    invitation: MessageHandler | None = None
+    update: UpdateHandler | None = None
+    request: RequestHandler | None = None
+    events: list[tuple[str, EventHandler]] = field(default_factory=list)
+    """(pattern relative to ``P.events``, handler), in registration order."""
+    observers: list[tuple[str, ObserveHandler]] = field(default_factory=list)
+    _event_routes: list[tuple[str, EventHandler]] | None = None
+
+    def kinds(self) -> list[ConsumerKind]:
+        """The consumer kinds these handlers need, in a fixed order."""
+        wanted: list[ConsumerKind] = []
+        if self.task is not None:
+            wanted.append("tasks")
+        if self.message is not None or self.request is not None:
+            wanted.append("inbox")
+        if self.invitation is not None:
+            wanted.append("meetings")
+        if self.events:
+            wanted.append("events")
+        if self.update is not None:
+            wanted.append("updates")
+        return wanted
+
+    def plan(self, spec: FleetSpec, role: str) -> list[ResolvedConsumer]:
+        """The consumers to bind; a ``FleetbusError`` saying what to add to the fleet file
+        when the role cannot serve these handlers."""
+        wanted = self.kinds()
+        if self.observers and not spec.role(role).oversight:
+            raise FleetbusError(
+                f"role {role} has no oversight: set roles.{role}.oversight: true"
+                " to observe other roles' messages"
+            )
+        if not wanted and not self.observers:
+            raise FleetbusError(f"agent {role} has no handlers: nothing to serve")
+        out: list[ResolvedConsumer] = []
+        for kind in wanted:
+            consumer = spec.consumer(role, kind)
+            if consumer is None:
+                raise FleetbusError(
+                    f"role {role} has no {kind} consumer in the fleet file: add roles.{role}.{kind}"
+                )
+            out.append(consumer)
+        events = spec.consumer(role, "events")
+        for pattern, _ in self.events:
+            full = spec.subjects.events_filter(pattern)
+            assert events is not None
+            if not any(filter_within(full, f) or f == full for f in events.filters):
+                raise FleetbusError(
+                    f"role {role}'s events consumer does not receive {full} (its filters:"
+                    f" {', '.join(events.filters)}); add {pattern!r} to"
+                    f" roles.{role}.events.filters"
+                )
+        return out
+
+    def event_handlers(self, spec: FleetSpec, subject: str) -> list[EventHandler]:
+        """The event handlers whose pattern matches ``subject``, in registration order."""
+        if self._event_routes is None:  # once, not per message
+            self._event_routes = [(spec.subjects.events_filter(p), f) for p, f in self.events]
+        return [func for full, func in self._event_routes if subject_matches(full, subject)]

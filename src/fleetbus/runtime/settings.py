@@ -1,0 +1,27 @@
+"""How the runtime consumes: ``RuntimeSettings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RuntimeSettings"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RuntimeSettings:
+    """How the runtime consumes. The defaults suit agents that run for weeks."""
+
+    poll: float = 10.0
+    """Length of one long poll (a fetch that waits for work). A crashed consumer leader in a
+    cluster takes the open poll with it: the next one goes to the new leader after at most
+    this long. Idle cost: one pull request per consumer per poll."""
+    grace: float = 30.0
+    """On shutdown, how long running handlers may finish before they are naked."""
+    retry_base: float = 2.0
+    """Delay before the first retry; doubles per attempt (unless the consumer has backoff)."""
+    retry_max: float = 300.0
+    max_concurrency: int = 64
+    """Upper bound on handlers run at once per consumer (max_ack_pending is the usual bound)."""
+    dead_letter_copier: bool = True
+    """Run the copier that turns max-deliveries advisories into dead letters (only an agent
+    connected as the admin, or without auth, can: it reads other roles' messages)."""
