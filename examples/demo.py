@@ -26,13 +26,13 @@ import nats
 from agents import AGENTS, console, say
 
 from fleetbus import Fleet
-from fleetbus.cli.provision_cmds import print_plan
-from fleetbus.cli.status_cmds import render
 from fleetbus.deadletters import DeadLetters
 from fleetbus.environment import resolve_fleet
 from fleetbus.js.connection import ConnectSettings, connect
+from fleetbus.ops.report import render
 from fleetbus.ops.status import collect, evaluate
 from fleetbus.provision import provision
+from fleetbus.provision.report import print_plan
 from fleetbus.testing import run_nats_server
 
 
@@ -41,7 +41,7 @@ async def story(url: str) -> int:
     connection = ConnectSettings.from_url(url, name="fleetbus-demo")
     nc = await connect(connection)
     result = await provision(nc, spec)
-    print_plan(console, spec, result, dry_run=False)
+    print_plan(console, result, dry_run=False)
     console.rule("the fleet at work")
 
     for agent in AGENTS:

@@ -3,10 +3,15 @@
     from fleetbus import Agent, Fleet
 
 The receiving side is ``Agent`` (one per role, decorator handlers); the sending side is
-``Fleet`` (assign, message, emit, watch). Every error is a ``FleetbusError``.
+``Fleet`` (assign, message, emit, ask, meetings, watch). Every error is a ``FleetbusError``.
+
+This module is the public API: everything a user imports comes from here (and the pytest
+plugin from ``fleetbus.testing``). The subpackages are internal and may change; the
+layers they form are drawn in docs/architecture.md.
 """
 
-from fleetbus.client import Fleet, TaskHandle
+from fleetbus.client import Fleet, Meeting, MeetingMessage, Observed, TaskHandle
+from fleetbus.deadletters import DeadLetterEntry, DeadLetters
 from fleetbus.errors import (
     AskError,
     AskTimeout,
@@ -16,6 +21,7 @@ from fleetbus.errors import (
     FleetFileError,
     InvalidSubjectError,
     JetStreamError,
+    JsErrorCode,
     NoResponders,
     PayloadError,
     PermissionDenied,
@@ -27,7 +33,9 @@ from fleetbus.errors import (
     TaskTimeout,
     UnknownRoleError,
 )
-from fleetbus.js.connection import ConnectSettings
+from fleetbus.fleet import FleetSpec, load_fleet, seed_fleet
+from fleetbus.js.acks import BatchAck, PubAck, PublishManyResult
+from fleetbus.js.connection import Connection, ConnectSettings
 from fleetbus.runtime import (
     Agent,
     Event,
@@ -46,20 +54,31 @@ __all__ = [
     "Agent",
     "AskError",
     "AskTimeout",
+    "BatchAck",
     "BatchPublishError",
     "ConnectError",
     "ConnectSettings",
+    "Connection",
+    "DeadLetterEntry",
+    "DeadLetters",
     "Event",
     "Fleet",
     "FleetFileError",
+    "FleetSpec",
     "FleetbusError",
     "InvalidSubjectError",
     "JetStreamError",
+    "JsErrorCode",
+    "Meeting",
+    "MeetingMessage",
     "Message",
     "NoResponders",
+    "Observed",
     "PayloadError",
     "PermissionDenied",
     "ProvisionError",
+    "PubAck",
+    "PublishManyResult",
     "Reject",
     "RemoteError",
     "Request",
@@ -74,4 +93,6 @@ __all__ = [
     "TaskUpdate",
     "UnknownRoleError",
     "__version__",
+    "load_fleet",
+    "seed_fleet",
 ]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-import fleetbus.client.fleet as fleet_module
+import fleetbus.client.handle as handle_module
 from fleetbus import Task
 from fleetbus.testing.fleets import FleetUnderTest
 
@@ -34,7 +34,7 @@ async def test_result_follows_live_updates_and_creates_no_consumer(
 async def test_a_missed_live_update_is_found_in_the_stored_ones(
     fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(fleet_module, "_LIVE_CHECK", 0.2)
+    monkeypatch.setattr(handle_module, "LIVE_CHECK", 0.2)
     release = asyncio.Event()
     backend = fleet.agent("backend")
 

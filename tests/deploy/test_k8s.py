@@ -18,20 +18,19 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from fleetbus.cli import app
-from fleetbus.deploy.k8s import (
+from fleetbus.deploy.k8s import render_k8s
+from fleetbus.deploy.k8s_values import (
     AUTH_INCLUDE,
     AUTH_MOUNT,
-    Credentials,
     K8sOptions,
     RenderedFile,
     fleet_yaml,
     helm_values,
     placeholder_credentials,
-    render_k8s,
 )
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec, parse_fleet, seed_fleet
-from fleetbus.security import ensure_credentials
+from fleetbus.security import Credential, ensure_credentials
 from fleetbus.server.binary import find_nats_server
 
 K8S_VERSION = "1.37.0"
@@ -381,7 +380,7 @@ def test_client_secrets_match_the_servers_users(
 
 
 def test_a_renderer_with_permissions_plugs_in(seed: FleetSpec) -> None:
-    def renderer(spec: FleetSpec, creds: dict[str, Credentials]) -> str:
+    def renderer(spec: FleetSpec, creds: dict[str, Credential]) -> str:
         return "authorization { users: [] }  # " + ",".join(sorted(creds)) + "\n"
 
     files = {f.name: f for f in render_k8s(seed, authorization=renderer)}

@@ -12,8 +12,9 @@ import pytest
 
 from fleetbus.errors import ServerNotFoundError
 from fleetbus.fleet import ServerSpec
+from fleetbus.natsconf import quote
 from fleetbus.server import find_nats_server, render_config
-from fleetbus.server.config import hostport, quote
+from fleetbus.server.config import hostport
 from fleetbus.server.logs import complaint, listening, summarize_failure
 
 

@@ -9,15 +9,16 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli._common import console, err_console, fail, guard, state
-from fleetbus.deploy.k8s import (
-    Credentials,
+from fleetbus.deploy.k8s import render_k8s
+from fleetbus.deploy.k8s_values import (
     K8sOptions,
     PasswordSource,
+    make_credential,
     placeholder_credentials,
-    render_k8s,
 )
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
+from fleetbus.security import Credential
 
 deploy_app = typer.Typer(
     name="deploy",
@@ -30,18 +31,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(deploy_app)
 
 
-def _read_credentials(spec: FleetSpec, data_dir: Path) -> dict[str, Credentials]:
+def _read_credentials(spec: FleetSpec, data_dir: Path) -> dict[str, Credential]:
     """The passwords `fleetbus up` generated in ``data_dir/auth/`` (admin and every role)."""
     from fleetbus.security import ADMIN, load_credential
 
-    out: dict[str, Credentials] = {}
+    out: dict[str, Credential] = {}
     missing: list[str] = []
     for identity in (ADMIN, *spec.roles):
         cred = load_credential(data_dir, identity)
         if cred is None:
             missing.append(identity)
         else:
-            out[identity] = Credentials(cred.user, cred.password)
+            out[identity] = cred
     if missing:
         raise FleetbusError(
             f"{data_dir}/auth/ has no credentials for {', '.join(missing)}"
@@ -50,9 +51,9 @@ def _read_credentials(spec: FleetSpec, data_dir: Path) -> dict[str, Credentials]
     return out
 
 
-def _generated_credentials(spec: FleetSpec) -> dict[str, Credentials]:
+def _generated_credentials(spec: FleetSpec) -> dict[str, Credential]:
     return {
-        key: Credentials(c.user, secrets.token_urlsafe(24))
+        key: make_credential(key, c.user, secrets.token_urlsafe(24))
         for key, c in placeholder_credentials(spec).items()
     }
 
@@ -89,7 +90,7 @@ def k8s(
         fail("use --with-secrets or --generate-passwords, not both")
     spec = guard(state(ctx).fleet)
     source: PasswordSource = "placeholder"
-    credentials: dict[str, Credentials] | None = None
+    credentials: dict[str, Credential] | None = None
     if with_secrets is not None:
         source, credentials = "data-dir", guard(lambda: _read_credentials(spec, with_secrets))
     elif generate_passwords:

@@ -17,10 +17,9 @@ import typer
 from nats.aio.msg import Msg
 from rich.table import Table
 
-from fleetbus.cli._common import CliState, console, fail, print_json, run_async, state
+from fleetbus.cli._common import CliState, console, fail, guard, print_json, run_async, state
 from fleetbus.client.fleet import Fleet
 from fleetbus.wire import headers as h
-from fleetbus.wire.subjects import subjects_overlap
 from fleetbus.wire.updates import TaskUpdate
 
 _AS = typer.Option("--as", help="Send as this role (its sender token in the subject).")
@@ -170,9 +169,8 @@ def tail(
     """Print live messages on PATTERN, one line each, without consuming anything."""
     st = state(ctx)
     spec = st.fleet()
-    subject = (
-        pattern if pattern.startswith((spec.prefix + ".", "$")) else (f"{spec.prefix}.{pattern}")
-    )
+    subject = spec.subjects.absolute_pattern(pattern)
+    filters = guard(lambda: spec.subjects.tail_filters(pattern))
 
     async def main() -> None:
         async with st.client() as conn:
@@ -182,20 +180,8 @@ def tail(
             async def put(m: Msg) -> None:
                 queue.put_nowait(m)
 
-            rpc = f"{spec.prefix}.rpc.*"
-            if subjects_overlap(subject, rpc) and not subject.startswith(f"{spec.prefix}.rpc."):
-                # A subscriber on P.rpc.* counts as a responder: fast asks to a role with no
-                # agent would wait for their timeout instead of failing at once. Tail the
-                # rest of the prefix and leave requests out (tail `rpc.>` to see them).
-                for family in ("agents", "events", "tasks", "meetings", "dlq"):
-                    family_subject = f"{spec.prefix}.{family}.>"
-                    if subjects_overlap(subject, family_subject):
-                        await nc.subscribe(family_subject, cb=put)
-            else:
-                await nc.subscribe(subject, cb=put)
-            if subject.startswith(f"{spec.prefix}.agents.") and not subject.endswith(">"):
-                # P.agents.{role}.{kind}.{sender}: what a role sent, with its sender token
-                await nc.subscribe(f"{subject}.*", cb=put)
+            for each in filters:
+                await nc.subscribe(each, cb=put)
             await nc.flush()  # the server has the subscription before we say so
             console.print(f"[dim]tailing {subject} (Ctrl-C stops)[/]", highlight=False)
             while True:

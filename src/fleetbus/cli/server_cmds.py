@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli._common import console, err_console, fail, guard, run_async, state
-from fleetbus.cli.provision_cmds import print_plan
 from fleetbus.deadletters import AdvisoryCopier
 from fleetbus.environment import embedded_login
 from fleetbus.errors import FleetbusError
@@ -22,6 +21,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.provision import provision_at
+from fleetbus.provision.report import print_plan
 from fleetbus.server.cluster import LocalCluster
 from fleetbus.server.embedded import (
     EmbeddedServer,
@@ -142,7 +142,7 @@ def up(
     try:
         if not no_provision:
             result = run_async(lambda: provision_at(_admin(url, data_dir), spec))
-            print_plan(console, spec, result, dry_run=False)
+            print_plan(console, result, dry_run=False)
     except (typer.Exit, KeyboardInterrupt):
         if not detach:
             server.stop()

@@ -6,11 +6,13 @@
 
 Everything is checked before anything is sent: an unknown role, an invalid subject token,
 a body that is not a JSON object or is over the server's max payload raise at once.
+
+One piece: ``Fleet`` is the one sending API users hold, and each method is short; following a
+task lives in ``client.handle`` and ``tasks``, meetings in ``client.meeting``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
@@ -21,11 +23,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from fleetbus.client.handle import Follower, TaskHandle
 from fleetbus.client.meeting import Meeting
 from fleetbus.environment import resolve_connect_settings, resolve_fleet
 from fleetbus.errors import (
@@ -35,8 +36,6 @@ from fleetbus.errors import (
     PayloadError,
     PermissionDenied,
     RemoteError,
-    TaskError,
-    TaskTimeout,
 )
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.acks import PubAck, PublishManyResult
@@ -44,6 +43,7 @@ from fleetbus.js.batch import BatchPublisher
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.js.reader import StreamReader
+from fleetbus.tasks.updates import stored_updates, watch_updates
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
@@ -51,10 +51,6 @@ from fleetbus.wire.subjects import subject_matches, validate_token
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["Fleet", "Observed", "TaskHandle"]
-
-_LIVE_CHECK = 5.0
-"""How often a waiting ``result()`` also looks at the stored updates (a reconnect loses live
-messages; the stored ones stay)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,93 +66,6 @@ class Observed:
     stream_seq: int
     sender_verified: bool = False
     """True when ``sender`` comes from the subject (which the server authenticates)."""
-
-
-class _Follower:
-    """A task's updates as they are published (a core subscription made before the task is
-    assigned, so none is missed); it ends itself at the first terminal update."""
-
-    def __init__(self) -> None:
-        self.terminal: TaskUpdate | None = None
-        self.done = asyncio.Event()
-        self.sub: Subscription | None = None
-
-    async def start(self, nc: Client, subject: str) -> None:
-        self.sub = await nc.subscribe(subject, cb=self._on_update)
-
-    async def _on_update(self, msg: Msg) -> None:
-        try:
-            update = TaskUpdate.decode(msg.data)
-        except PayloadError:
-            return
-        if update.terminal and self.terminal is None:
-            self.terminal = update
-            self.done.set()
-            await self.stop()
-
-    async def stop(self) -> None:
-        sub, self.sub = self.sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-
-class TaskHandle:
-    """A task that was assigned: follow its updates, or wait for its result."""
-
-    def __init__(
-        self,
-        fleet: Fleet,
-        task_id: str,
-        role: str,
-        ack: PubAck,
-        follower: _Follower | None = None,
-    ) -> None:
-        self.fleet = fleet
-        self.id = task_id
-        self.role = role
-        self.stream_seq = ack.seq
-        self.duplicate = ack.duplicate
-        """True when this task id was already assigned within the dedupe window."""
-        self._follower = follower if not ack.duplicate else None
-
-    def __repr__(self) -> str:
-        return f"<TaskHandle {self.id} -> {self.role}>"
-
-    async def result(self, timeout: float | None = None) -> Any:
-        """The handler's return value; ``TaskError`` if the task was dead-lettered,
-        ``TaskTimeout`` if it did not finish within ``timeout`` seconds."""
-        try:
-            async with asyncio.timeout(timeout):
-                update = await self._terminal()
-        except TimeoutError:
-            raise TaskTimeout(self.id, timeout or 0.0) from None
-        if update.state == "completed":
-            return update.result
-        raise TaskError(self.id, update.attempt, update.error or "", update.reason or "")
-
-    async def _terminal(self) -> TaskUpdate:
-        """The completed or dead-lettered update: live when this handle assigned the task,
-        checked against the stored history now and then (a reconnect can drop live ones)."""
-        follower = self._follower
-        while follower is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_LIVE_CHECK):
-                    await follower.done.wait()
-            if follower.terminal is not None:
-                return follower.terminal
-            stored = [u for u in await self.fleet.history(self.id) if u.terminal]
-            if stored:
-                await follower.stop()
-                return stored[0]
-        async for update in self.fleet.watch(self.id):
-            if update.terminal:
-                return update
-        raise TaskError(self.id, 0, "the updates stream ended")  # pragma: no cover
-
-    async def updates(self) -> AsyncIterator[TaskUpdate]:
-        async for update in self.fleet.watch(self.id):
-            yield update
 
 
 class Fleet:
@@ -246,7 +155,7 @@ class Fleet:
         hdrs = {**(headers or {}), h.TASK_ID: task_id}
         # Subscribed before the task exists, so its every update is seen as it happens
         # (the SUB reaches the server ahead of the publish on this connection).
-        follower = _Follower()
+        follower = Follower()
         await follower.start(self.nc, self.spec.subjects.task_updates(task_id))
         try:
             ack = await self._publisher.publish(
@@ -257,7 +166,7 @@ class Fleet:
             raise
         if ack.duplicate:
             await follower.stop()
-        return TaskHandle(self, task_id, role, ack, follower)
+        return TaskHandle(self.conn, self.spec, task_id, role, ack, follower)
 
     async def message(
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
@@ -428,32 +337,12 @@ class Fleet:
 
     async def watch(self, task_id: str) -> AsyncIterator[TaskUpdate]:
         """Every update of ``task_id`` from the first, then live ones as they come."""
-        async for update, _ in self._updates(task_id):
+        async for update in watch_updates(self.conn, self.spec, task_id):
             yield update
 
     async def history(self, task_id: str, *, wait: float = 1.0) -> list[TaskUpdate]:
         """The updates stored so far for ``task_id`` (empty if none arrive within ``wait``)."""
-        out: list[TaskUpdate] = []
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                async for update, pending in self._updates(task_id):
-                    out.append(update)
-                    if pending == 0:
-                        break
-        return out
-
-    async def _updates(self, task_id: str) -> AsyncIterator[tuple[TaskUpdate, int]]:
-        subject = self.spec.subjects.task_updates(task_id)
-        stream = self.spec.stream_for(subject)
-        if not stream:
-            raise FleetbusError(f"no stream of the fleet stores {subject}: nothing to watch")
-        async with StreamReader(self.conn, stream, subject, deliver="all") as reader:
-            async for msg in reader:
-                try:
-                    update = TaskUpdate.decode(msg.data)
-                except PayloadError:
-                    continue  # not a fleetbus update: someone else published here
-                yield update, msg.metadata.num_pending
+        return await stored_updates(self.conn, self.spec, task_id, wait=wait)
 
     # -- oversight -----------------------------------------------------------------------
 

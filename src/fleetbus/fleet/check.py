@@ -8,6 +8,9 @@ finding comes from a point in DESIGN.md's "where the seed is naive"; ``CODES`` l
 
 Pure: it reads the spec and nothing else. A live server's node count can be passed in as
 ``cluster_size``; the CLI renders the findings.
+
+One piece: one small generator per check, all reading the same spec, and ``CODES`` beside
+them so a new check cannot go undocumented.
 """
 
 from __future__ import annotations

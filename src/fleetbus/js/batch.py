@@ -31,6 +31,9 @@ starts where the stream changes), keeps up to ``window`` commits in flight, and 
 
 Order: messages are stored in input order unless a batch had to be re-sent while later
 batches were already committed.
+
+One piece: sending, settling and falling back share the in-flight window and the per-stream
+memory of which streams refuse atomic batches.
 """
 
 from __future__ import annotations

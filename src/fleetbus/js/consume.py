@@ -95,7 +95,15 @@ class ConsumerLoop:
             poll = self.poll if batch == 1 else min(self.poll, _BACKLOG_POLL)
             fetch = asyncio.ensure_future(self._sub.fetch(batch, timeout=poll))
             woken = asyncio.ensure_future(self.wake.wait())
-            done, _ = await asyncio.wait({fetch, woken}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                done, _ = await asyncio.wait({fetch, woken}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Cancelled from outside (an agent that failed to start): the fetch is ours
+                # to end, or its error would surface as "never retrieved".
+                for pending in (fetch, woken):
+                    pending.cancel()
+                await asyncio.gather(fetch, woken, return_exceptions=True)
+                raise
             woken.cancel()
             if fetch not in done:
                 # Shutdown or reconnect: messages already on their way stay in the

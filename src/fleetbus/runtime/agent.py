@@ -13,6 +13,9 @@ The agent owns its lifecycle (new → starting → running → stopping → stop
 parts: ``Routes`` (the handlers), one ``ConsumerLoop`` per consumer the handlers need, the
 ``Dispatcher`` that turns a delivery into a handler call, the ``Settler`` that ends it, the
 ``Responder`` for asks, and the observers and dead-letter copier beside them.
+
+One piece: the decorators and the lifecycle are the one object a user holds; everything it
+does beyond registering and wiring lives in the modules named above.
 """
 
 from __future__ import annotations

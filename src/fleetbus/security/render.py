@@ -12,9 +12,9 @@ from collections.abc import Mapping
 import bcrypt
 
 from fleetbus.fleet import FleetSpec
+from fleetbus.natsconf import quote
 from fleetbus.security.credentials import Credential
 from fleetbus.security.permissions import ADMIN, role_permissions
-from fleetbus.server.config import quote
 
 __all__ = ["BCRYPT_COST", "render_authorization"]
 

@@ -14,19 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fleetbus.natsconf import quote
+
 if TYPE_CHECKING:
     from fleetbus.fleet.schema import ServerSpec
 
-__all__ = ["RANDOM_PORT", "hostport", "quote", "render_config"]
+__all__ = ["RANDOM_PORT", "hostport", "render_config"]
 
 RANDOM_PORT = -1
 """What nats-server reads as "pick a free port"."""
-
-
-def quote(value: str | Path) -> str:
-    """A double-quoted nats config string (backslashes and quotes escaped)."""
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 def hostport(host: str, port: int) -> str:

@@ -230,6 +230,37 @@ class Subjects:
         rest = subject[len(head) :].split(".")
         return rest[2] if len(rest) == 3 else None
 
+    def absolute_pattern(self, pattern: str) -> str:
+        """``pattern`` as the server sees it: kept when it already starts with the prefix (or
+        is a ``$`` subject), else taken as relative to the prefix. Not validated."""
+        if pattern.startswith((f"{self.prefix}.", "$")):
+            return pattern
+        return f"{self.prefix}.{pattern}"
+
+    def tail_filters(self, pattern: str) -> list[str]:
+        """The subscriptions that show what is published on ``pattern`` (absolute, or
+        relative to the prefix) without taking part in anything.
+
+        A subscriber on ``P.rpc.*`` counts as a responder: fast asks to a role with no agent
+        would wait for their timeout instead of failing at once. So a pattern wider than the
+        requests covers every other family of the prefix and leaves requests out (tail
+        ``rpc.>`` to see them). An agents subject also gets its sender-token form
+        (``P.agents.{role}.{kind}.{sender}``)."""
+        subject = validate_subject(self.absolute_pattern(pattern))
+        out: list[str] = []
+        if subjects_overlap(subject, f"{self.prefix}.rpc.*") and not subject.startswith(
+            f"{self.prefix}.rpc."
+        ):
+            for family in ("agents", "events", "tasks", "meetings", "dlq"):
+                family_subject = f"{self.prefix}.{family}.>"
+                if subjects_overlap(subject, family_subject):
+                    out.append(family_subject)
+        else:
+            out.append(subject)
+        if subject.startswith(f"{self.prefix}.agents.") and not subject.endswith(">"):
+            out.append(f"{subject}.*")
+        return out
+
     def absolute(self, relative: str) -> str:
         """A fleet-file subject (relative to the prefix) as the server sees it."""
         if relative.startswith("$"):

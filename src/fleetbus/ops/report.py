@@ -1,0 +1,79 @@
+"""``fleetbus status`` as a screen: streams, consumers, dead letters and the alerts raised."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from fleetbus.fleet.units import format_size
+from fleetbus.ops.status import FleetStatus
+
+__all__ = ["render"]
+
+
+def render(s: FleetStatus) -> Group:
+    streams = Table(title="streams", title_justify="left")
+    for column in ("stream", "messages", "bytes", "of limit", "replicas", "leader"):
+        streams.add_column(column, justify="right" if column in ("messages", "bytes") else "left")
+    for st in s.streams:
+        if st.missing:
+            streams.add_row(st.name, "-", "-", "[red]missing[/]", "-", "-")
+            continue
+        percent = st.storage_percent
+        streams.add_row(
+            st.name,
+            str(st.messages),
+            format_size(st.bytes),
+            "no limit" if percent is None else f"{percent:g}%",
+            str(st.replicas) + (f" [red]lagging: {', '.join(st.lagging)}[/]" if st.lagging else ""),
+            st.leader or "-",
+        )
+    consumers = Table(title="consumers", title_justify="left")
+    for column in (
+        "consumer",
+        "stream",
+        "role",
+        "pending",
+        "ack pending",
+        "redelivered",
+        "polling",
+        "last active",
+    ):
+        consumers.add_column(column)
+    for c in s.consumers:
+        if c.missing:
+            consumers.add_row(
+                c.name, c.stream, c.role or "fleetbus", "[red]missing[/]", "", "", "", ""
+            )
+            continue
+        consumers.add_row(
+            c.name,
+            c.stream,
+            c.role or "fleetbus",
+            str(c.pending),
+            str(c.ack_pending),
+            str(c.redelivered),
+            "yes" if c.waiting else "[dim]no[/]",
+            c.last_active[:19].replace("T", " ") or "-",
+        )
+    grew = (
+        f" (+{s.dead_letters - s.dead_letters_before} since last check)"
+        if s.dead_letters_before is not None and s.dead_letters > s.dead_letters_before
+        else ""
+    )
+    lines: list[Table | Text] = [
+        Text(
+            f"server {s.server} (nats-server {s.version}); fsync "
+            + ("after every write" if s.sync_always else "every 2 minutes (server.sync_always)")
+        ),
+        streams,
+        consumers,
+        Text(f"dead letters: {s.dead_letters}{grew}"),
+    ]
+    if s.alerts:
+        lines.append(Text.from_markup(f"[bold red]{len(s.alerts)} alert(s):[/]"))
+        lines.extend(Text.from_markup(f"  [red]•[/] {a.message}") for a in s.alerts)
+    else:
+        lines.append(Text.from_markup("[green]no alerts[/]"))
+    return Group(*lines)
