@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli._common import console, err_console, fail, guard, state
+from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
 from fleetbus.deploy.k8s import (
     Credentials,
     K8sOptions,
@@ -62,10 +63,10 @@ def k8s(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write.")] = Path("k8s"),
     namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "genbrain",
-    image: Annotated[str, typer.Option(help="nats-server image.")] = "nats:2.15-alpine",
+    image: Annotated[str, typer.Option(help="nats-server image.")] = NATS_IMAGE,
     fleetbus_image: Annotated[
         str, typer.Option(help="Image with fleetbus and your agents' code.")
-    ] = "fleetbus:0.1.0",
+    ] = FLEETBUS_IMAGE,
     replicas: Annotated[int, typer.Option(min=1, help="NATS servers in the cluster.")] = 3,
     agent_module: Annotated[
         str, typer.Option(help="`fleetbus run` target per role; {role} is replaced.")
