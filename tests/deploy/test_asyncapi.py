@@ -25,8 +25,7 @@ from typer.testing import CliRunner
 
 from fleetbus.cli import app
 from fleetbus.deploy.asyncapi import CHANNELS, asyncapi_document, render
-from fleetbus.fleet import parse_fleet, seed_fleet
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec, parse_fleet, seed_fleet
 from fleetbus.wire import headers as h
 from fleetbus.wire.updates import TaskUpdate
 

@@ -21,8 +21,7 @@ from fleetbus.deploy.compose import ComposeOptions, ProjectFile, project_name, r
 from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
 from fleetbus.deploy.k8s import ADMIN, Credentials, K8sOptions, per_role_authorization
 from fleetbus.errors import FleetbusError
-from fleetbus.fleet import parse_fleet, seed_fleet
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec, parse_fleet, seed_fleet
 from fleetbus.server.binary import find_nats_server
 
 

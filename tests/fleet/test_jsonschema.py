@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jsonschema.exceptions import best_match
 
@@ -289,11 +289,23 @@ def coerced(value: Any) -> tuple[str, ...]:
 
 
 @given(st.lists(st.tuples(_KEYS, _VALUES), min_size=1, max_size=3))
+@example([("version", True)])
 @settings(max_examples=300, deadline=None)
 def test_what_the_loader_accepts_the_schema_accepts(edits: list[tuple[str, Any]]) -> None:
     data = SEED
     for path, value in edits:
         data = edited(path, value, data)
     if loader_accepts(data):
-        lax = {f"{p}: {v!r} is not of type {t!r}" for p, v in edits for t in coerced(v)}
+        lax = {f"{p}: {v!r} is not of type {t!r}" for p, v in edits for t in coerced(v)} | {
+            f"{p}: 1 was expected"
+            for p, v in edits
+            if v is True  # version: true reads as 1
+        }
         assert set(errors(data)) <= lax, edits
+
+
+@pytest.mark.parametrize("length", [1, 64, 65])
+def test_stream_names_follow_the_loader(length: int) -> None:
+    data = copy.deepcopy(SEED)
+    data["streams"]["S" * length] = data["streams"].pop("TASKS")
+    assert loader_accepts(data) == (errors(data) == []) == (length <= 64)

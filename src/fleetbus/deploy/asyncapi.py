@@ -30,7 +30,7 @@ import yaml
 from pydantic import TypeAdapter
 
 from fleetbus import __version__
-from fleetbus.fleet.model import ConsumerKind, FleetSpec, ResolvedConsumer
+from fleetbus.fleet import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
 from fleetbus.wire import headers as h
 from fleetbus.wire.subjects import Subjects
@@ -287,7 +287,7 @@ def _filter(address: str) -> str:
     return ".".join("*" if t.startswith("{") else t for t in address.split("."))
 
 
-_RECEIVES: dict[ConsumerKind, tuple[str, list[str]]] = {
+_RECEIVES: dict[str, tuple[str, list[str]]] = {
     "tasks": ("agentFrom", ["task"]),
     "inbox": ("agentFrom", ["message", "durableAsk"]),
     "meetings": ("agentFrom", ["invitation"]),

@@ -42,7 +42,7 @@ from fleetbus.deploy.k8s import (
     placeholder_credentials,
 )
 from fleetbus.errors import FleetbusError
-from fleetbus.fleet.model import FleetSpec
+from fleetbus.fleet import FleetSpec
 from fleetbus.server.config import render_config
 
 __all__ = [

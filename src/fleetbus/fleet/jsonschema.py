@@ -34,8 +34,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from fleetbus.fleet import model
-from fleetbus.fleet.units import parse_duration, parse_size
+from fleetbus.fleet import FleetSpec
 from fleetbus.wire import subjects
 
 __all__ = ["DIALECT", "SCHEMA_FILE", "fleet_schema", "fleet_schema_text"]
@@ -58,7 +57,7 @@ SUBJECT_PATTERN = rf"^(({_TOKEN}|\*)(\.({_TOKEN}|\*))*(\.>)?|>)$"
 PREFIX_PATTERN = rf"^{_TOKEN}(\.{_TOKEN})*$"
 ROLE_PATTERN = subjects._ROLE.pattern
 _ROLE_BODY = ROLE_PATTERN.removeprefix("^").removesuffix("$")
-STREAM_NAME_PATTERN = model._STREAM_NAME.pattern
+STREAM_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # FleetSpec's stream names (tests hold them equal)
 # datetime.fromisoformat takes dates, date-times and week dates: all start with a year.
 ISO_TIME_PATTERN = r"^[0-9]{4}"
 
@@ -93,12 +92,12 @@ def _limit_size() -> JsonSchemaValue:
     }
 
 
-# The validators the models put in front of (or after) their Python types, and what each
-# lets the file hold. A validator renamed or removed in the model fails the import here.
-_BEFORE: dict[Callable[..., Any], Callable[[], JsonSchemaValue]] = {
-    parse_duration: _duration,
-    parse_size: _size,
-    model._parse_limit_size: _limit_size,
+# The validators the models put in front of (or after) their Python types, by name, and what
+# each lets the file hold. A validator renamed in the models fails the tests of this schema.
+_BEFORE: dict[str, Callable[[], JsonSchemaValue]] = {
+    "parse_duration": _duration,
+    "parse_size": _size,
+    "_parse_limit_size": _limit_size,
 }
 
 
@@ -119,10 +118,10 @@ def _subject(inner: JsonSchemaValue) -> JsonSchemaValue:
     }
 
 
-_AFTER: dict[Callable[..., Any], Callable[[JsonSchemaValue], JsonSchemaValue]] = {
-    model._positive: _positive,
-    model._no_negative: _no_negative,
-    model._subject: _subject,
+_AFTER: dict[str, Callable[[JsonSchemaValue], JsonSchemaValue]] = {
+    "_positive": _positive,
+    "_no_negative": _no_negative,
+    "_subject": _subject,
 }
 
 
@@ -132,14 +131,14 @@ class _FleetFileSchema(GenerateJsonSchema):
     def function_before_schema(
         self, schema: core_schema.BeforeValidatorFunctionSchema
     ) -> JsonSchemaValue:
-        make = _BEFORE.get(schema["function"]["function"])
+        make = _BEFORE.get(schema["function"]["function"].__name__)
         return make() if make is not None else super().function_before_schema(schema)
 
     def function_after_schema(
         self, schema: core_schema.AfterValidatorFunctionSchema
     ) -> JsonSchemaValue:
         inner = super().function_after_schema(schema)
-        adjust = _AFTER.get(schema["function"]["function"])
+        adjust = _AFTER.get(schema["function"]["function"].__name__)
         return adjust(inner) if adjust is not None else inner
 
 
@@ -174,7 +173,7 @@ def _field_validators(schema: JsonSchemaValue) -> None:
 
 def fleet_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the fleet file, as a dict."""
-    generated = model.FleetSpec.model_json_schema(schema_generator=_FleetFileSchema)
+    generated = FleetSpec.model_json_schema(schema_generator=_FleetFileSchema)
     _field_validators(generated)
     return {
         "$schema": DIALECT,
