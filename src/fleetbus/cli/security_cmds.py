@@ -13,7 +13,7 @@ from fleetbus.cli._common import console, fail, guard, print_json, state
 from fleetbus.server.embedded import running_embedded
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.model import FleetSpec
+    from fleetbus.fleet import FleetSpec
     from fleetbus.security.credentials import Credential
 
 
