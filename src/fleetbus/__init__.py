@@ -10,6 +10,7 @@ plugin from ``fleetbus.testing``). The subpackages are internal and may change; 
 layers they form are drawn in docs/architecture.md.
 """
 
+from fleetbus._version import __version__
 from fleetbus.client import Fleet, Meeting, MeetingMessage, Observed, TaskHandle
 from fleetbus.deadletters import DeadLetterEntry, DeadLetters
 from fleetbus.errors import (
@@ -47,8 +48,6 @@ from fleetbus.runtime import (
     Task,
 )
 from fleetbus.wire.updates import TaskUpdate
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Agent",

@@ -12,7 +12,14 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
+from nats.js.api import (
+    AckPolicy,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StoreCompression,
+)
 from nats.js.errors import NotFoundError
 
 from fleetbus.fleet import FleetSpec, seed_fleet
@@ -344,3 +351,37 @@ async def test_backoff_added_and_removed(
     assert [(a.label, a.op) for a in result.applied] == [(f"{comms} > BACKEND_TASKS", "update")]
     assert not (await js.consumer_info(comms, "BACKEND_TASKS")).config.backoff
     assert ops(await provision(admin, spec), spec) == {"unchanged"}
+
+
+def with_compression(spec: FleetSpec, name: str, compression: str) -> FleetSpec:
+    streams = dict(spec.streams)
+    streams[name] = streams[name].model_copy(update={"compression": compression})
+    return spec.model_copy(update={"streams": streams})
+
+
+async def test_compression_s2_is_provisioned_and_updated_in_place(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    _, js = raw
+    tasks = stream(spec, "TASKS")
+    compressed = with_compression(spec, tasks, "s2")
+    await provision(admin, compressed)
+    assert (await js.stream_info(tasks)).config.compression == StoreCompression.S2
+    await js.publish(f"{spec.prefix}.tasks.t1.updates", b'{"state": "accepted"}')
+    assert ops(await provision(admin, compressed), spec) == {"unchanged"}
+
+    # Back to none: an update the server takes on the live stream, its messages kept.
+    back = await provision(admin, spec)
+    assert [(a.label, a.op) for a in back.applied] == [(tasks, "update")]
+    assert [(c.field, c.live, c.desired) for c in back.applied[0].changes] == [
+        ("compression", "s2", "none")
+    ]
+    info = await js.stream_info(tasks)
+    assert info.config.compression == StoreCompression.NONE
+    assert info.state.messages == 1
+    # The server's default (reported as "none", or left out) is not drift.
+    assert ops(await provision(admin, spec), spec) == {"unchanged"}
+
+    again = await provision(admin, compressed)
+    assert [(a.label, a.op) for a in again.applied] == [(tasks, "update")]
+    assert (await js.stream_info(tasks)).config.compression == StoreCompression.S2

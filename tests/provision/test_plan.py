@@ -49,6 +49,7 @@ def stream_specs(draw: st.DrawFn, base: StreamSpec) -> StreamSpec:
         discard_new_per_subject=draw(st.booleans()) and discard == "new" and per_subject > 0,
         duplicate_window=duplicate_window,
         description=draw(st.sampled_from(["", "described"])),
+        compression=draw(st.sampled_from(["none", "s2"])),
     )
     return StreamSpec.model_validate(data)
 
@@ -106,7 +107,7 @@ def server_stream(config: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if not (k == "description" and not v)}
     if not out.get("discard_new_per_subject"):
         out.pop("discard_new_per_subject", None)
-    return out | _STREAM_EXTRAS
+    return _STREAM_EXTRAS | out  # its defaults, unless the config set them
 
 
 def server_consumer(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,6 +201,7 @@ _STREAM_MUTABLE = [
     "discard_new_per_subject",
     "duplicate_window",
     "allow_direct",
+    "compression",
 ]
 _CONSUMER_MUTABLE = ["ack_wait", "max_deliver", "max_ack_pending", "filter_subject", "backoff"]
 
@@ -418,3 +420,33 @@ def test_seed_desired_configs_state_the_seed() -> None:
     ]
     assert (tasks["deliver_policy"], tasks["ack_policy"]) == ("all", "explicit")
     assert (tasks["max_deliver"], tasks["max_ack_pending"], tasks["ack_wait"]) == (3, 1, 30 * NS)
+
+
+def test_compression_is_an_update_and_the_servers_default_is_not_drift() -> None:
+    s2 = SEED.model_copy(
+        update={
+            "streams": {
+                **SEED.streams,
+                "TASKS": SEED.streams["TASKS"].model_copy(update={"compression": "s2"}),
+            }
+        }
+    )
+    assert desired_stream(s2, "TASKS", 1)["compression"] == "s2"
+    live = live_of(SEED, 1, server_style=True)
+    omitted = {k: v for k, v in live.streams["TASKS"].items() if k != "compression"}
+    assert find(build_plan(SEED, replace_stream(live, "TASKS", omitted)), "stream", "TASKS").op == (
+        "unchanged"
+    )
+    action = find(build_plan(s2, live), "stream", "TASKS")
+    assert action.op == "update"
+    assert [(c.field, c.live, c.desired) for c in action.changes] == [("compression", "none", "s2")]
+    omitted_plan = build_plan(s2, replace_stream(live, "TASKS", omitted))
+    assert find(omitted_plan, "stream", "TASKS").changes[0].live == "none"
+
+
+def replace_stream(live: LiveState, name: str, config: dict[str, Any]) -> LiveState:
+    return LiveState(
+        streams={**live.streams, name: config},
+        consumers=live.consumers,
+        cluster_size=live.cluster_size,
+    )

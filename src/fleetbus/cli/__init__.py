@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli import (
+    asyncapi_cmds,
     deploy_cmds,
     dlq_cmds,
     fleet_cmds,
@@ -97,6 +98,7 @@ run_cmds.register(app)
 status_cmds.register(app)
 security_cmds.register(app)
 deploy_cmds.register(app)
+asyncapi_cmds.register(app)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""``fleetbus deploy k8s``: write the files that run the fleet on Kubernetes."""
+"""``fleetbus deploy k8s`` and ``fleetbus deploy compose``: write the files that run the fleet
+on Kubernetes, or under docker compose on one machine."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli._common import console, err_console, fail, guard, state
+from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
 from fleetbus.deploy.k8s import render_k8s
 from fleetbus.deploy.k8s_values import (
     K8sOptions,
@@ -22,7 +24,7 @@ from fleetbus.security import Credential
 
 deploy_app = typer.Typer(
     name="deploy",
-    help="Write what runs the fleet on a platform (Kubernetes).",
+    help="Write what runs the fleet on a platform (Kubernetes, docker compose).",
     no_args_is_help=True,
 )
 
@@ -63,10 +65,10 @@ def k8s(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write.")] = Path("k8s"),
     namespace: Annotated[str, typer.Option(help="Kubernetes namespace.")] = "genbrain",
-    image: Annotated[str, typer.Option(help="nats-server image.")] = "nats:2.15-alpine",
+    image: Annotated[str, typer.Option(help="nats-server image.")] = NATS_IMAGE,
     fleetbus_image: Annotated[
         str, typer.Option(help="Image with fleetbus and your agents' code.")
-    ] = "fleetbus:0.1.0",
+    ] = FLEETBUS_IMAGE,
     replicas: Annotated[int, typer.Option(min=1, help="NATS servers in the cluster.")] = 3,
     agent_module: Annotated[
         str, typer.Option(help="`fleetbus run` target per role; {role} is replaced.")
@@ -129,3 +131,83 @@ def k8s(
             " fleetbus-credentials.yaml out of git"
         )
     console.print(f"next: follow {out / 'README.md'}")
+
+
+@deploy_app.command("compose")
+def compose(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write.")] = Path("compose"),
+    image: Annotated[str, typer.Option(help="nats-server image.")] = NATS_IMAGE,
+    fleetbus_image: Annotated[
+        str, typer.Option(help="Image with fleetbus and your agents' code.")
+    ] = FLEETBUS_IMAGE,
+    replicas: Annotated[int, typer.Option(min=1, help="NATS nodes in the cluster.")] = 3,
+    agent_module: Annotated[
+        str, typer.Option(help="`fleetbus run` target per role; {role} is replaced.")
+    ] = "your_agents.{role}:agent",
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="First node's client port on 127.0.0.1.")
+    ] = 4222,
+    with_secrets: Annotated[
+        Path | None,
+        typer.Option(
+            "--with-secrets",
+            metavar="DATA_DIR",
+            help="Use the real users and passwords `fleetbus up` wrote in DATA_DIR/auth/.",
+        ),
+    ] = None,
+    generate_passwords: Annotated[
+        bool, typer.Option("--generate-passwords", help="Random passwords, not placeholders.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """A compose project: a NATS JetStream cluster with the fleet's authorization, a one-shot
+    provisioning service and one `fleetbus run` service per role, each with its own
+    credentials; the steps in README.md."""
+    from fleetbus.deploy.compose import ComposeOptions, render_compose
+    from fleetbus.security.credentials import write_private
+
+    if with_secrets is not None and generate_passwords:
+        fail("use --with-secrets or --generate-passwords, not both")
+    spec = guard(state(ctx).fleet)
+    source: PasswordSource = "placeholder"
+    credentials: dict[str, Credential] | None = None
+    if with_secrets is not None:
+        source, credentials = "data-dir", guard(lambda: _read_credentials(spec, with_secrets))
+    elif generate_passwords:
+        source, credentials = "generated", _generated_credentials(spec)
+    options = ComposeOptions(
+        nats_image=image,
+        fleetbus_image=fleetbus_image,
+        replicas=replicas,
+        agent_module=agent_module,
+        host_port=port,
+        password_source=source,
+    )
+    files = guard(lambda: render_compose(spec, options, credentials=credentials))
+    existing = [f.name for f in files if (out / f.name).exists()]
+    if existing and not force:
+        named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if existing[3:] else "")
+        fail(f"{out} already has {named}; use --force to overwrite")
+    try:
+        for f in files:
+            path = out / f.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if f.private:
+                write_private(path, f.text)
+            else:
+                path.write_text(f.text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
+    console.print(
+        f"wrote {len(files)} files to {out}: NATS x{replicas}, provisioning,"
+        f" {len(spec.roles)} agent services"
+    )
+    if source == "placeholder":
+        console.print(
+            "passwords are placeholders (REPLACE-ME-...): fine to try it out; render again with"
+            " --generate-passwords for anything else"
+        )
+    else:
+        err_console.print(f"[yellow]{out}/credentials holds real passwords[/]: keep it out of git")
+    console.print(f"next: cd {out} && docker compose up -d  (see README.md)")

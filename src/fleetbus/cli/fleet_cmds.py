@@ -1,7 +1,9 @@
-"""``fleetbus init`` and ``fleetbus check``: write and lint the fleet file."""
+"""``fleetbus init``, ``fleetbus check`` and ``fleetbus schema``: write, lint and describe the
+fleet file."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,26 +13,33 @@ from rich.table import Table
 from fleetbus.cli._common import console, fail, guard, print_json, state
 from fleetbus.fleet import DEFAULT_FLEET_FILE
 from fleetbus.fleet.check import lint
+from fleetbus.fleet.jsonschema import SCHEMA_FILE, fleet_schema_text
 from fleetbus.fleet.template import SEED_FLEET_YAML
 
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
     app.command("check")(check)
+    app.command("schema")(schema)
 
 
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path(DEFAULT_FLEET_FILE),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a fleet file with the seed's topology (and its fixes, each explained)."""
+    """Write a fleet file with the seed's topology (and its fixes, each explained), and the
+    fleet file's JSON Schema beside it for editors."""
     if path.exists() and not force:
         fail(f"{path} already exists; use --force to overwrite it")
+    # Generated, never edited by hand: refreshed on every init, like `fleetbus schema --out`.
+    schema_path = path.parent / SCHEMA_FILE
     try:
         path.write_text(SEED_FLEET_YAML, encoding="utf-8")
+        schema_path.write_text(fleet_schema_text(), encoding="utf-8")
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror}")
+        fail(f"cannot write {exc.filename or path}: {exc.strerror}")
     console.print(f"wrote {path}: prefix genbrain, 4 streams, 5 roles")
+    console.print(f"wrote {schema_path}: its JSON Schema, for editors (first line of {path.name})")
     console.print("next: `fleetbus check`, then `fleetbus up`")
 
 
@@ -80,3 +89,23 @@ def check(
         )
     if errors:
         raise typer.Exit(1)
+
+
+def schema(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write it to FILE instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the fleet file's JSON Schema (for editors: completion and checks as you type).
+
+    `fleetbus init` writes it as fleet.schema.json beside fleet.yaml, whose first line points
+    the YAML language server at it."""
+    text = fleet_schema_text()
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    console.print(f"wrote {out}")

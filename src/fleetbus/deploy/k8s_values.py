@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import yaml
 
+from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.natsconf import quote
@@ -61,8 +62,8 @@ class K8sOptions:
     """Where and how the fleet runs on Kubernetes."""
 
     namespace: str = "genbrain"
-    nats_image: str = "nats:2.15-alpine"
-    fleetbus_image: str = "fleetbus:0.1.0"
+    nats_image: str = NATS_IMAGE
+    fleetbus_image: str = FLEETBUS_IMAGE
     """An image with fleetbus installed (and, for agents, the agents' code)."""
     release: str = "nats"
     """The Helm release name of the NATS chart: its client Service is called this."""

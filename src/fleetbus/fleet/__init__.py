@@ -1,8 +1,8 @@
-"""The fleet file: what it says (``schema``), what it means (``topology``), its loader and its
+"""The fleet file: what it says (``model``), what it means (``topology``), its loader and its
 linter. Pure: no I/O beyond reading the file."""
 
 from fleetbus.fleet.load import DEFAULT_FLEET_FILE, load_fleet, parse_fleet, seed_fleet
-from fleetbus.fleet.schema import (
+from fleetbus.fleet.model import (
     DEAD_LETTER_COPIER,
     AlertSpec,
     ConsumerKind,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
 
-from fleetbus.fleet.schema import ConsumerSpec
+from fleetbus.fleet.model import ConsumerSpec
 from fleetbus.fleet.topology import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
 from fleetbus.wire.subjects import filter_within, subjects_overlap

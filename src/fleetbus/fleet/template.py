@@ -1,6 +1,8 @@
 """The fleet file ``fleetbus init`` writes: the seed's topology, with its broken settings fixed.
 
-It is also the built-in fleet when no fleet file exists, so the two never drift apart.
+It is also the built-in fleet when no fleet file exists, so the two never drift apart. Its
+first line points editors (through the YAML language server) at ``fleet.schema.json``, the
+schema ``fleetbus init`` writes beside it (``fleetbus.fleet.jsonschema``).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 __all__ = ["SEED_FLEET_YAML"]
 
 SEED_FLEET_YAML = """\
+# yaml-language-server: $schema=fleet.schema.json
 # fleetbus fleet file: roles, streams, consumers, permissions and alert thresholds.
 # Reference: docs/fleet-file.md. Validate with `fleetbus check`; apply with `fleetbus provision`.
 # Subjects are relative to the prefix: "agents.>" means "genbrain.agents.>".

@@ -15,7 +15,7 @@ from typing import Any, Self
 from pydantic import PrivateAttr, ValidationInfo, model_validator
 
 from fleetbus.errors import UnknownRoleError
-from fleetbus.fleet.schema import (
+from fleetbus.fleet.model import (
     DEAD_LETTER_COPIER,
     ConsumerKind,
     ConsumerSpec,

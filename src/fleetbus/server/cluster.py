@@ -27,7 +27,7 @@ from fleetbus.errors import ServerError
 from fleetbus.server.process import NatsServer
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.schema import ServerSpec
+    from fleetbus.fleet.model import ServerSpec
 
 __all__ = ["LocalCluster", "NodePorts", "free_port"]
 

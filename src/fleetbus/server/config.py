@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from fleetbus.natsconf import quote
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.schema import ServerSpec
+    from fleetbus.fleet.model import ServerSpec
 
 __all__ = ["RANDOM_PORT", "hostport", "render_config"]
 

@@ -31,7 +31,7 @@ from fleetbus.server.cluster import LocalCluster, NodePorts
 from fleetbus.server.process import LOG_FILE, NatsServer, reap
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.schema import ServerSpec
+    from fleetbus.fleet.model import ServerSpec
 
 __all__ = [
     "INFO_FILE",

@@ -35,7 +35,7 @@ from fleetbus.server.config import hostport, render_config
 from fleetbus.server.logs import complaint, listening, summarize_failure
 
 if TYPE_CHECKING:
-    from fleetbus.fleet.schema import ServerSpec
+    from fleetbus.fleet.model import ServerSpec
 
 __all__ = ["CONFIG_FILE", "LOG_FILE", "NatsServer", "ServerState", "keep_detached"]
 
@@ -70,7 +70,7 @@ class ServerState(enum.Enum):
 
 
 def _default_spec() -> ServerSpec:
-    from fleetbus.fleet.schema import ServerSpec  # pydantic: imported only when needed
+    from fleetbus.fleet.model import ServerSpec  # pydantic: imported only when needed
 
     return ServerSpec()
 

@@ -1,0 +1,3 @@
+"""The version of fleetbus, in one place (the package, the images, the documents it writes)."""
+
+__version__ = "0.1.0"
