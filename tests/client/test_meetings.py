@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fleetbus import Message
-from fleetbus.client.meeting import MeetingMessage
+from fleetbus.client.meeting import Meeting, MeetingMessage
 from fleetbus.testing.fleets import FleetUnderTest
 
 
@@ -97,3 +97,25 @@ async def test_an_offline_invitee_finds_its_invitation(fleet: FleetUnderTest) ->
         "topic": "the failed deploy",
     }
     assert invitations[0].sender == "cto"
+
+
+async def test_a_member_leaves_even_when_its_leave_notice_fails(fleet: FleetUnderTest) -> None:
+    """The subscription goes with the room, whatever happened to the goodbye."""
+
+    class Unlucky(Meeting):
+        async def _notice(self, kind: str) -> None:
+            if kind == "leave":
+                raise OSError("the leave notice could not be sent")
+            await super()._notice(kind)
+
+    async with fleet.client(sender="backend") as b, fleet.client(sender="cto") as a:
+        async with Unlucky(b, "standup", "backend"):
+            pass
+        await b.nc.flush()  # its own join, echoed before it left, has arrived
+        received_before = b.nc.stats["in_msgs"]
+        async with a.meeting("standup") as cto:
+            await cto.say("anyone there?")
+        await b.nc.flush()
+        await a.nc.flush()
+        await b.nc.flush()  # what the server sent b before this round trip has arrived
+        assert b.nc.stats["in_msgs"] == received_before

@@ -7,6 +7,7 @@ able to do) prove that a refusal is the server's answer, not a probe that never 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -173,3 +174,20 @@ async def test_the_admin_may_do_everything(auth_fleet: AuthFleet) -> None:
         assert set(names) == set(auth_fleet.spec.streams)
     finally:
         await nc.close()
+
+
+async def test_a_refused_api_call_is_not_retried_as_if_the_server_were_electing(
+    auth_fleet: AuthFleet,
+) -> None:
+    """A refusal is an answer: riding out an election must not turn it into 30 s of retries."""
+    from fleetbus.js.api import JsApi
+
+    spec = auth_fleet.spec
+    comms = spec.stream_for(spec.subjects.tasks("ceo"))
+    conn = await connect(auth_fleet.settings("backend"))
+    try:
+        async with asyncio.timeout(15):  # one request timeout (5 s), not the 30 s ride-out
+            with pytest.raises(PermissionDenied, match="may not use"):
+                await JsApi(conn).consumer_info(comms, "CEO_TASKS", ride_out=30.0)
+    finally:
+        await conn.close()
