@@ -111,7 +111,6 @@ async def measure(sig: signal.Signals, warmup: float = 2.0) -> dict[str, Any]:
         await nc.jetstream().add_stream(
             StreamConfig(name=STREAM, subjects=[f"{SUBJECT}.>"], num_replicas=3)
         )
-        await nc.close()
         stop = asyncio.Event()
         mark: list[float] = []
         fb, raw = Side("fleetbus"), Side("raw nats-py")
@@ -120,7 +119,10 @@ async def measure(sig: signal.Signals, warmup: float = 2.0) -> dict[str, Any]:
             asyncio.create_task(_raw_loop(cluster.urls, raw, stop, mark)),
         ]
         await asyncio.sleep(warmup)
-        leader = cluster.stream_leader(STREAM)
+        info = await nc.jetstream().stream_info(STREAM)
+        await nc.close()
+        assert info.cluster is not None and info.cluster.leader
+        leader = info.cluster.leader
         index = cluster.node_named(leader)
         before = (len(fb.acked), len(raw.acked))
         killed_at = time.monotonic()

@@ -14,7 +14,7 @@ import fleetbus
 SRC = Path(fleetbus.__file__).parent
 
 LAYERS: list[list[str]] = [
-    ["fleetbus.js.acks", "fleetbus.natsconf", "fleetbus._version"],
+    ["fleetbus.js.acks", "fleetbus.natsconf", "fleetbus._version", "fleetbus._files"],
     ["fleetbus.errors"],
     ["fleetbus.wire"],
     ["fleetbus.fleet"],

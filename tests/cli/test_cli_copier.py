@@ -1,6 +1,6 @@
 """`fleetbus up --detach` runs a dead-letter copier as the admin beside the server: with auth
-on, agents may not read the originals, and a task whose agent died on its last attempt must
-still reach the dead-letter stream."""
+on, agents may not read the originals, and a task that a worker outside fleetbus (a consumer
+with its own max_deliver) took and never finished must still reach the dead-letter stream."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ async def test_the_detached_copier_dead_letters_a_crashed_agents_task(tmp_path: 
     seed = yaml.safe_load(SEED_FLEET_YAML)
     seed["roles"]["backend"]["tasks"].update(ack_wait="1s", max_deliver=2)
     (tmp_path / "fleet.yaml").write_text(yaml.safe_dump(seed))
-    up = fleetbus(tmp_path, "up", "--detach", "--port", "0", "--monitor-port", "0")
+    up = fleetbus(tmp_path, "up", "--detach", "--port", "0")
     assert up.returncode == 0, up.stdout + up.stderr
     data = tmp_path / ".fleetbus"
     try:
@@ -42,9 +42,16 @@ async def test_the_detached_copier_dead_letters_a_crashed_agents_task(tmp_path: 
         nc = await nats.connect(info.url, user=admin.user, password=admin.password)
         try:
             js = nc.jetstream()
+            await js.add_consumer(
+                "AGENT_COMMS",
+                durable_name="OUTSIDER",
+                ack_wait=1.0,
+                max_deliver=2,
+                filter_subject="genbrain.agents.backend.tasks",
+            )
             await js.publish("genbrain.agents.backend.tasks", b'{"task_id": "task-crash"}')
-            # An agent that takes the task and dies, twice: nobody acks, nobody terms.
-            sub = await js.pull_subscribe_bind("BACKEND_TASKS", "AGENT_COMMS")
+            # A worker that takes the task and dies, twice: nobody acks, nobody terms.
+            sub = await js.pull_subscribe_bind("OUTSIDER", "AGENT_COMMS")
             for _ in range(2):
                 async with asyncio.timeout(15):
                     while True:

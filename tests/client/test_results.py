@@ -20,7 +20,7 @@ async def test_result_follows_live_updates_and_creates_no_consumer(
     async def work(task: Task) -> dict[str, int]:
         return {"n": task.body["n"]}
 
-    tasks = fleet.spec.stream_for(fleet.spec.subjects.all_task_updates())
+    tasks = fleet.spec.stream_for(fleet.spec.subjects.task_records())
     async with backend, fleet.client(sender="cto") as client:
         handles = [await client.assign("backend", {"n": i}) for i in range(20)]
         assert [await h.result(timeout=20) for h in handles] == [{"n": i} for i in range(20)]

@@ -90,7 +90,9 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
         async with Fleet.connect(spec=spec, connection=settings, sender="cto") as fleet:
             for i in range(120):
                 if i == 40:
-                    leader = cluster.stream_leader(comms)
+                    info = await JsApi(fleet.conn).stream_info(comms)
+                    assert info is not None
+                    leader = str((info.get("cluster") or {}).get("leader") or "")
                     assert leader, "the stream has a leader"
                     kill_at = time.monotonic()
                     cluster.kill_node(cluster.node_named(leader))

@@ -125,13 +125,22 @@ def test_addresses_are_the_subjects_fleetbus_builds() -> None:
     assert address("event", domain="deployment", type="completed") == s.event(
         "deployment", "completed"
     )
-    assert address("taskUpdates", task_id="task-1") == s.task_updates("task-1")
+    who = {"task_id": "task-1", "assigner": "cto", "assignee": "backend"}
+    assert address("taskUpdates", **who) == s.task("task-1", "updates", "cto", "backend")
+    assert address("taskOutcome", **who) == s.task("task-1", "outcome", "cto", "backend")
+    assert address("taskCancel", **who) == s.task("task-1", "cancel", "cto", "backend")
+    assert address("taskAnswer", **who, request="1") == (
+        s.task("task-1", "answer", "cto", "backend", "1")
+    )
     assert address("meeting", meeting_id="release-42") == s.meeting("release-42")
-    assert address("ask", role="cso") == s.rpc("cso")
+    assert address("meetingFrom", meeting_id="r-1", sender="cto") == s.meeting("r-1", "cto")
+    assert address("ask", role="cso", asker="backend") == s.rpc("cso", "backend")
     assert address("deadLetters", stream="AGENT_COMMS", consumer="BACKEND_TASKS") == (
         s.dead_letter("AGENT_COMMS", "BACKEND_TASKS")
     )
-    assert DOC["channels"]["answers"]["address"] is None  # the request's own reply subject
+    assert address("answers", asker="backend", role="cso", ask_id="ask-1") == (
+        f"{s.answer_to('backend', 'cso')}.ask-1"
+    )
 
 
 def test_channels_name_the_stream_that_stores_them() -> None:
@@ -141,6 +150,10 @@ def test_channels_name_the_stream_that_stores_them() -> None:
         "agentFrom": "AGENT_COMMS",
         "event": "EVENTS",
         "taskUpdates": "TASKS",
+        "taskOutcome": "TASKS",
+        "taskCancel": "TASKS",
+        "taskAnswer": "TASKS",
+        "meetingFrom": None,
         "meeting": None,
         "ask": None,
         "answers": None,
@@ -218,7 +231,8 @@ def test_the_task_update_schema_takes_what_the_codec_writes() -> None:
 
 def test_dead_letters_carry_every_dead_letter_header() -> None:
     headers = DOC["components"]["messages"]["deadLetter"]["headers"]
-    assert set(h.DLQ_HEADERS) <= set(headers["required"])
+    assert set(h.DLQ_HEADERS) <= set(headers["properties"])
+    assert set(h.DLQ_HEADERS) - {h.DLQ_TRACEBACK} <= set(headers["required"])
 
 
 def test_a_cluster_has_a_server_per_node() -> None:

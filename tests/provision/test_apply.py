@@ -121,7 +121,9 @@ async def test_first_provision_creates_the_seed(
     ]
     assert backend_tasks.deliver_policy == DeliverPolicy.ALL
     assert backend_tasks.ack_policy == AckPolicy.EXPLICIT
-    assert backend_tasks.max_deliver == 3
+    # The fleet file's max_deliver (3) is the runtime's count of attempts; the server never
+    # gives up on a message by itself (a dead letter must be stored before it goes).
+    assert backend_tasks.max_deliver == -1
     assert backend_tasks.max_ack_pending == 1
     assert backend_tasks.ack_wait == 30.0
 
@@ -130,7 +132,7 @@ async def test_first_provision_creates_the_seed(
         f"{p}.agents.backend.inbox",
         f"{p}.agents.backend.inbox.*",
     ]
-    assert (backend_inbox.max_deliver, backend_inbox.max_ack_pending) == (5, 5)
+    assert (backend_inbox.max_deliver, backend_inbox.max_ack_pending) == (-1, 5)
 
     events_name = stream(spec, "EVENTS")
     devops = (await js.consumer_info(events_name, "DEVOPS_EVENTS")).config
@@ -187,7 +189,7 @@ async def test_drift_is_reported_and_repaired(
     restored = (await js.stream_info(comms)).config
     assert (restored.max_msgs_per_subject, restored.max_age) == (1000, 7 * DAY)
     restored_consumer = (await js.consumer_info(comms, "BACKEND_TASKS")).config
-    assert (restored_consumer.max_deliver, restored_consumer.ack_wait) == (3, 30.0)
+    assert (restored_consumer.max_deliver, restored_consumer.ack_wait) == (-1, 30.0)
 
     assert ops(await provision(admin, spec), spec) == {"unchanged"}
 
@@ -247,7 +249,7 @@ async def test_storage_change_needs_force_and_recreates_consumers(
     }
     for c in comms_consumers:  # the stream's consumers came back with it
         info = await js.consumer_info(comms, c.name)
-        assert info.config.max_deliver == c.spec.max_deliver
+        assert info.config.max_deliver == -1
     assert ops(await provision(admin, in_memory), in_memory) == {"unchanged"}
 
 

@@ -419,7 +419,7 @@ def test_seed_desired_configs_state_the_seed() -> None:
         "genbrain.agents.backend.tasks.*",
     ]
     assert (tasks["deliver_policy"], tasks["ack_policy"]) == ("all", "explicit")
-    assert (tasks["max_deliver"], tasks["max_ack_pending"], tasks["ack_wait"]) == (3, 1, 30 * NS)
+    assert (tasks["max_deliver"], tasks["max_ack_pending"], tasks["ack_wait"]) == (-1, 1, 30 * NS)
 
 
 def test_compression_is_an_update_and_the_servers_default_is_not_drift() -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.fleet.template import SEED_FLEET_YAML
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
+from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire.updates import TaskUpdate
 
@@ -42,25 +42,6 @@ async def raw_client(fleet: FleetUnderTest) -> AsyncIterator[Client]:
         yield nc
     finally:
         await nc.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout: float = 15.0,
-    what: str = "condition",
-) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                value = check()
-                if asyncio.iscoroutine(value):
-                    value = await value
-                if value:
-                    return
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"{what} did not happen within {timeout:g}s") from None
 
 
 @dataclass(frozen=True)
@@ -117,23 +98,27 @@ async def wait_dead_letters(
 
 
 async def updates(nc: Client, fleet: FleetUnderTest, task_id: str) -> list[TaskUpdate]:
-    """The stored updates of ``task_id``, in order, once its terminal one is stored.
+    """The stored updates and the outcome of ``task_id``, in order, once its outcome is stored.
 
-    ``result()`` answers from the live update, which subscribers can get a moment before the
+    ``result()`` answers from the live outcome, which subscribers can get a moment before the
     stream has stored it: the history is read when it is complete (or after 10 s)."""
-    subject = fleet.spec.subjects.task_updates(task_id)
+    subjects = fleet.spec.subjects
     found: list[TaskUpdate] = []
 
     async def complete() -> bool:
-        found[:] = [
-            TaskUpdate.decode(m.data)
-            for m in await stored(nc, stream_name(fleet, "TASKS"))
-            if m.subject == subject
-        ]
+        found[:] = []
+        for m in await stored(nc, stream_name(fleet, "TASKS")):
+            parts = subjects.parse_task(m.subject)
+            if (
+                parts is not None
+                and parts.task_id == task_id
+                and parts.kind in ("updates", "outcome")
+            ):
+                found.append(TaskUpdate.decode(m.data).written_by(parts.assigner, parts.assignee))
         return bool(found) and found[-1].terminal
 
     with contextlib.suppress(AssertionError):
-        await eventually(complete, timeout=10.0, what=f"the terminal update of {task_id}")
+        await eventually(complete, timeout=10.0, what=f"the outcome of {task_id}")
     return found
 
 

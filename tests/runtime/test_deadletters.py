@@ -60,8 +60,10 @@ async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
     assert history[-1].state == "dead_lettered"
 
     tasks_stream = stream_name(fleet, "AGENT_COMMS")
-    assert letter.subject == fleet.spec.subjects.dead_letter(tasks_stream, "BACKEND_TASKS")
-    assert all(name in letter.headers for name in h.DLQ_HEADERS)
+    seq = int(letter.headers[h.DLQ_SEQUENCE])
+    assert letter.subject == fleet.spec.subjects.dead_letter(tasks_stream, "BACKEND_TASKS", seq)
+    assert all(name in letter.headers for name in h.DLQ_HEADERS)  # the traceback included
+    assert "RuntimeError: database unreachable (attempt 3)" in letter.headers[h.DLQ_TRACEBACK]
     assert letter.headers[h.DLQ_SUBJECT] == fleet.spec.subjects.tasks("backend", "cto")
     assert letter.headers[h.DLQ_STREAM] == tasks_stream
     assert letter.headers[h.DLQ_SEQUENCE] == str(handle.stream_seq)
@@ -161,18 +163,72 @@ async def test_a_body_failing_the_handlers_model_is_dead_lettered(
     assert json.loads(letter.data) == {"title": "x", "priority": "urgent"}
 
 
+async def test_a_task_whose_last_attempt_never_answered_is_dead_lettered_with_its_body(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """Two attempts taken by workers that died (a raw client fetching and never acking plays
+    them): the next agent to get it runs nothing and dead-letters it at once, body included.
+    The server itself never gives up on it (its max_deliver is unlimited): nothing depends on
+    an advisory or on the original still being in the stream."""
+    fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}))
+    tasks = fleet.spec.consumer("backend", "tasks")
+    assert tasks is not None
+    ran: list[int] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def work(task: Task) -> None:  # pragma: no cover - never runs
+        ran.append(task.attempt)
+
+    async with fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+        info = await api_of(nc).consumer_info(tasks.stream, tasks.name)
+        assert info is not None and info["config"]["max_deliver"] == -1
+        handle = await client.assign("backend", {"title": "workers keep dying"})
+        sub = await nc.jetstream().pull_subscribe_bind(tasks.name, tasks.stream)
+        for attempt in (1, 2):
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        (msg,) = await sub.fetch(1, timeout=2)
+                    except TimeoutError:
+                        continue
+                    break
+            assert msg.metadata.num_delivered == attempt
+        await sub.unsubscribe()
+        async with agent:
+            with pytest.raises(TaskError) as failed:
+                await handle.result(timeout=15)
+            (letter,) = await wait_dead_letters(nc, fleet, 1)
+    assert ran == []
+    assert "no attempt left" in failed.value.reason
+    assert letter.headers[h.DLQ_DELIVERIES] == "3"
+    assert "no attempt left" in letter.headers[h.DLQ_REASON]
+    assert json.loads(letter.data) == {"title": "workers keep dying"}
+    assert letter.headers[h.TASK_ID] == handle.id
+
+
 async def test_max_deliveries_advisories_become_exactly_one_dead_letter(
     make_fleet: Callable[..., FleetUnderTest],
 ) -> None:
-    """Nobody in the runtime gave up on it: a raw consumer fetched it twice and never
-    acked. The server's advisory, captured by the dead-letter stream, is copied by two
-    copiers racing each other into exactly one dead letter."""
+    """A consumer that is not the fleet's (made by a plain client, with a server max_deliver)
+    fetched a task twice and never acked. The server's advisory, captured by the dead-letter
+    stream, is copied by two copiers racing each other into exactly one dead letter."""
     fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}))
     tasks = fleet.spec.consumer("backend", "tasks")
     assert tasks is not None
     async with fleet.client() as client, raw_client(fleet) as nc:
+        await api_of(nc).put_consumer(
+            tasks.stream,
+            {
+                "durable_name": "OUTSIDER",
+                "ack_policy": "explicit",
+                "ack_wait": 1_000_000_000,
+                "max_deliver": 2,
+                "filter_subjects": tasks.filters,
+            },
+        )
         handle = await client.assign("backend", {"title": "never acked"})
-        sub = await nc.jetstream().pull_subscribe_bind(tasks.name, tasks.stream)
+        sub = await nc.jetstream().pull_subscribe_bind("OUTSIDER", tasks.stream)
         deliveries = []
         for _ in range(2):
             async with asyncio.timeout(10):
@@ -221,7 +277,7 @@ async def test_max_deliveries_advisories_become_exactly_one_dead_letter(
 
     (letter,) = letters
     assert letter.headers[h.DLQ_SEQUENCE] == str(handle.stream_seq)
-    assert letter.headers[h.DLQ_CONSUMER] == "BACKEND_TASKS"
+    assert letter.headers[h.DLQ_CONSUMER] == "OUTSIDER"
     assert letter.headers[h.DLQ_DELIVERIES] == "2"
     assert "max deliveries" in letter.headers[h.DLQ_REASON]
     assert json.loads(letter.data) == {"title": "never acked"}

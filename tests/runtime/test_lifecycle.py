@@ -32,8 +32,13 @@ def connection_names(server: NatsServer) -> list[str]:
 
 
 async def test_an_unprovisioned_fleet_fails_clearly_and_leaves_no_connection(
-    nats_server: NatsServer,
+    tmp_path: Path,
 ) -> None:
+    with NatsServer(data_dir=tmp_path, port=0, monitor_port=0) as server:  # /connz to look
+        await _unprovisioned_fails_clearly(server)
+
+
+async def _unprovisioned_fails_clearly(nats_server: NatsServer) -> None:
     name = f"agent-{uuid.uuid4().hex[:8]}"
     agent = Agent(
         "backend",

@@ -20,7 +20,7 @@ def auth_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthFleet]:
     spec = isolate(seed_fleet())
     creds = ensure_credentials(data, spec)
     block = render_authorization(spec, creds)
-    with NatsServer(ServerSpec(), data, port=0, monitor_port=0, extra_config=block) as server:
+    with NatsServer(ServerSpec(), data, port=0, extra_config=block) as server:
         fleet = AuthFleet(spec, server.url, creds, data)
         import asyncio
 

@@ -16,7 +16,7 @@ from fleetbus_cli import fleetbus
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[Path]:
-    up = fleetbus(tmp_path, "up", "--tls", "--detach", "--port", "0", "--monitor-port", "0")
+    up = fleetbus(tmp_path, "up", "--tls", "--detach", "--port", "0")
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         yield tmp_path

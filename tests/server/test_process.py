@@ -15,6 +15,7 @@ import pytest
 from fleetbus.errors import ServerError
 from fleetbus.fleet import ServerSpec
 from fleetbus.server import NatsServer, ServerState
+from fleetbus.server.cluster import LocalCluster
 
 
 @pytest.fixture
@@ -132,14 +133,21 @@ def test_bad_config_exits_early(tmp_path: Path) -> None:
     assert 'unknown field "no_such_setting"' in info.value.log
 
 
-def test_not_healthy_in_time_stops_the_server(tmp_path: Path) -> None:
-    # A cluster node whose only peer never answers: JetStream waits for a meta leader forever.
-    server = _random(tmp_path, cluster_port=0, routes=["nats-route://127.0.0.1:1"])
-    with pytest.raises(ServerError, match=r"not healthy within 1\.5s: .*503") as info:
-        server.start(timeout=1.5)
-    assert "Error trying to connect to route" in info.value.log
-    assert server.state is ServerState.STOPPED
-    assert server.pid is not None and _gone(server.pid)
+def test_a_cluster_that_elects_no_meta_leader_is_not_ready(tmp_path: Path) -> None:
+    """One node of three, alone: it is up, but JetStream waits for a meta leader forever."""
+    spec = ServerSpec(port=0)
+    cluster = LocalCluster(spec, tmp_path, 3)
+    node = cluster.nodes[0]
+    try:
+        node.start(timeout=10)
+        with pytest.raises(
+            ServerError, match=r"not ready within 1\.5s: .*no JetStream meta leader"
+        ):
+            cluster.wait_healthy(1.5, nodes=[0])
+    finally:
+        node.stop()
+    assert node.state is ServerState.STOPPED
+    assert node.pid is not None and _gone(node.pid)
 
 
 def test_each_start_reads_only_its_own_part_of_the_log(tmp_path: Path, busy_port: int) -> None:

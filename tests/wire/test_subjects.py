@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from fleetbus.errors import InvalidSubjectError
 from fleetbus.wire.subjects import (
     Subjects,
+    TaskSubject,
     consumer_name,
     filter_within,
     is_valid_subject,
     subject_matches,
     subjects_overlap,
+    validate_id,
     validate_role,
     validate_subject,
     validate_token,
@@ -28,6 +30,13 @@ tokens = st.text(
     max_size=20,
 )
 prefixes = st.lists(tokens, min_size=1, max_size=3).map(".".join)
+# Task, meeting and ask ids: a small printable alphabet.
+ids = st.text(
+    st.sampled_from("abcXYZ019_-:+=@~"),
+    min_size=1,
+    max_size=40,
+)
+roles = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
 
 # Filters and literals over a tiny alphabet, so that overlaps are common.
 LETTERS = ("a", "b")
@@ -56,36 +65,94 @@ ALL_LITERALS = all_literals()
 # -- building ---------------------------------------------------------------------------
 
 
-@given(prefixes, tokens, tokens)
-def test_built_subjects_are_valid_literals(prefix: str, one: str, two: str) -> None:
+@given(prefixes, tokens, tokens, ids)
+def test_built_subjects_are_valid_literals(prefix: str, one: str, two: str, ident: str) -> None:
     s = Subjects(prefix)
     built = [
         s.inbox(one),
-        s.tasks(one),
+        s.tasks(one, two),
         s.invitations(one),
         s.event(one, two),
-        s.task_updates(one),
-        s.rpc(one),
-        s.meeting(one),
+        s.rpc(one, two),
         s.dead_letter(one, two),
     ]
     for subject in built:
         assert validate_subject(subject, wildcards=False) == subject
         assert subject.startswith(prefix + ".")
         assert one in subject.split(".")
+    for subject in (s.task(ident, "outcome", one, two), s.meeting(ident, one)):
+        assert validate_subject(subject, wildcards=False) == subject
+        assert ident in subject.split(".")
 
 
 @given(prefixes, tokens)
 def test_each_kind_has_its_own_subject(prefix: str, role: str) -> None:
     s = Subjects(prefix)
-    built = {s.inbox(role), s.tasks(role), s.invitations(role), s.rpc(role), s.meeting(role)}
-    assert len(built) == 5
+    built = {s.inbox(role), s.tasks(role), s.invitations(role), s.rpc(role)}
+    assert len(built) == 4
 
 
-@given(prefixes, tokens)
-def test_task_updates_match_the_all_updates_filter(prefix: str, task_id: str) -> None:
+@given(prefixes, ids, tokens, tokens)
+def test_task_records_parse_back_and_match_the_updates_filters(
+    prefix: str, task_id: str, assigner: str, assignee: str
+) -> None:
     s = Subjects(prefix)
-    assert subject_matches(s.all_task_updates(), s.task_updates(task_id))
+    for kind in ("updates", "outcome", "cancel"):
+        subject = s.task(task_id, kind, assigner, assignee)  # type: ignore[arg-type]
+        parts = s.parse_task(subject)
+        assert parts is not None
+        assert (parts.task_id, parts.kind, parts.assigner, parts.assignee) == (
+            task_id,
+            kind,
+            assigner,
+            assignee,
+        )
+        assert subject_matches(s.task_records(task_id, assigner, assignee), subject)
+        matched = any(subject_matches(f, subject) for f in s.all_task_updates())
+        assert matched == (kind != "cancel")  # the updates consumer sees no controls
+    answer = s.task(task_id, "answer", assigner, assignee, "1")
+    assert s.parse_task(answer) == TaskSubject(task_id, "answer", assigner, assignee, "1")
+    assert s.parse_task(s.task_updates(task_id)) is None  # the first format names no writer
+
+
+@given(ids, roles, roles)
+def test_an_answer_goes_only_to_the_asker_s_namespace_for_the_role_asked(
+    ask_id: str, asker: str, answerer: str
+) -> None:
+    s = Subjects("genbrain")
+    good = f"{s.answer_to(asker, answerer)}.{ask_id}"
+    assert good == f"_INBOX_{asker}.rpc.{answerer}.{ask_id}"
+    assert s.answer_allowed(good, asker, answerer)
+    for bad in (
+        f"genbrain.agents.devops.tasks.{answerer}",  # a confused deputy's stored task
+        "$JS.API.STREAM.DELETE.EVENTS",
+        f"_INBOX_{asker}.rpc.{answerer}",  # no id
+        f"_INBOX_{asker}.rpc.{answerer}.{ask_id}.more",  # deeper
+        f"_INBOX_{asker}x.rpc.{answerer}.{ask_id}",  # another identity's inbox
+        f"_INBOX.rpc.{answerer}.{ask_id}",  # nats-py's prefix: only the admin's, without auth
+        "",
+    ):
+        assert not s.answer_allowed(bad, asker, answerer), bad
+    if asker != answerer:
+        assert not s.answer_allowed(f"{s.answer_to(answerer, asker)}.{ask_id}", asker, answerer)
+    assert s.answer_allowed(f"_INBOX.rpc.{answerer}.{ask_id}", "admin", answerer)
+    assert s.rpc_asker(s.rpc(answerer, asker)) == asker
+    assert s.rpc_asker(s.rpc(answerer)) == "admin"
+
+
+@pytest.mark.parametrize("task_id", ["a/b", "a b", "é", "x" * 129, "", "{task_id}"])
+def test_ids_are_bounded_and_printable(task_id: str) -> None:
+    with pytest.raises(InvalidSubjectError):
+        validate_id(task_id)
+    with pytest.raises(InvalidSubjectError):
+        Subjects("p").task(task_id, "outcome", "cto", "backend")
+
+
+def test_a_token_longer_than_a_subject_can_carry_is_refused() -> None:
+    with pytest.raises(InvalidSubjectError, match="5000 characters long"):
+        validate_token("z" * 5000, "task id")
+    with pytest.raises(InvalidSubjectError, match="at most 128"):
+        validate_id("z" * 200)
 
 
 def test_seed_subjects() -> None:
@@ -96,9 +163,16 @@ def test_seed_subjects() -> None:
     assert s.event("deployment", "completed") == "genbrain.events.deployment.completed"
     assert s.events_filter("deployment.>") == "genbrain.events.deployment.>"
     assert s.task_updates("task-001") == "genbrain.tasks.task-001.updates"
-    assert s.all_task_updates() == "genbrain.tasks.*.updates"
+    assert s.task("task-001", "updates", "cto", "backend") == (
+        "genbrain.tasks.task-001.updates.cto.backend"
+    )
+    assert s.task("task-001", "answer", "cto", "backend", "2") == (
+        "genbrain.tasks.task-001.answer.cto.backend.2"
+    )
     assert s.meeting("m-1") == "genbrain.meetings.m-1"
+    assert s.meeting("m-1", "cto") == "genbrain.meetings.m-1.cto"
     assert s.rpc("cso") == "genbrain.rpc.cso"
+    assert s.rpc("cso", "backend") == "genbrain.rpc.cso.backend"
     assert s.dead_letter("AGENT_COMMS", "BACKEND_TASKS") == "genbrain.dlq.AGENT_COMMS.BACKEND_TASKS"
 
 
@@ -138,7 +212,7 @@ def test_consumer_names_follow_the_seed() -> None:
 )
 def test_bad_tokens_are_refused_with_the_reason(value: str, problem: str) -> None:
     s = Subjects("genbrain")
-    for build in (s.inbox, s.tasks, s.rpc, s.meeting, s.task_updates):
+    for build in (s.inbox, s.tasks, s.rpc, s.meeting, s.task_updates, validate_id):
         with pytest.raises(InvalidSubjectError) as info:
             build(value)
         assert problem in str(info.value)

@@ -164,8 +164,8 @@ def compose(
     """A compose project: a NATS JetStream cluster with the fleet's authorization, a one-shot
     provisioning service and one `fleetbus run` service per role, each with its own
     credentials; the steps in README.md."""
+    from fleetbus._files import write_private
     from fleetbus.deploy.compose import ComposeOptions, render_compose
-    from fleetbus.security.credentials import write_private
 
     if with_secrets is not None and generate_passwords:
         fail("use --with-secrets or --generate-passwords, not both")

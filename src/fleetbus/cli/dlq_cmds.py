@@ -105,9 +105,8 @@ def replay_cmd(
             )
             done = []
             for i in ids:
-                entry = await dlq.get(i)
-                await dlq.replay(i)
-                done.append((i, entry.original_subject))
+                subject, _ = await dlq.replay(i)
+                done.append((i, subject))
             return done
 
     for i, subject in run_async(main):

@@ -81,7 +81,8 @@ def up(
             "--monitor-port",
             min=0,
             max=65535,
-            help="Monitoring port (default server.monitor_port; 0: a free one).",
+            help="Turn the HTTP monitoring port on (0: a free one). Off by default: it"
+            " answers anyone on this machine and lists every connection and subscription.",
         ),
     ] = None,
     cluster: Annotated[
@@ -109,12 +110,24 @@ def up(
 
     size = cluster if cluster is not None else spec.server.cluster.size
     auth = "" if no_auth else guard(lambda: _authorization(spec, data_dir, nkeys=nkeys))
+    route_tls = ""
     if tls:
         from fleetbus.security.tls import ensure_local_ca, render_tls
 
-        auth += render_tls(guard(lambda: ensure_local_ca(data_dir, spec.server.host)))
+        files = guard(lambda: ensure_local_ca(data_dir, spec.server.host))
+        auth += render_tls(files)
+        route_tls = render_tls(files, verify=True, indent="  ")
+    if server_spec.monitor_port is not None:
+        warn(
+            f"the HTTP monitoring port {server_spec.monitor_port or '(a free one)'} is on: it"
+            " answers anyone on this machine and lists every connection and subscription,"
+            " reply subjects included"
+        )
     server: EmbeddedServer | LocalCluster
     if size > 1:
+        from fleetbus.security.credentials import ensure_route_credential
+
+        route_auth = None if no_auth else guard(lambda: ensure_route_credential(data_dir))
         server = guard(
             lambda: start_embedded_cluster(
                 server_spec,
@@ -124,6 +137,8 @@ def up(
                 on_warning=warn,
                 extra_config=auth,
                 tls=tls,
+                route_auth=route_auth,
+                route_tls=route_tls,
             )
         )
         console.print(f"{size}-node cluster {server.url}, data in {data_dir}/n1..n{size}/")
@@ -133,9 +148,8 @@ def up(
                 server_spec, data_dir, detach=detach, on_warning=warn, extra_config=auth, tls=tls
             )
         )
-        console.print(
-            f"nats-server {server.url} (monitor {server.monitor_url}), data in {data_dir}/"
-        )
+        monitor = f" (monitor {server.monitor_url})" if server.monitor_url else ""
+        console.print(f"nats-server {server.url}{monitor}, data in {data_dir}/")
     url = server.url.replace("nats://", "tls://") if tls else server.url
     if tls:
         console.print(f"TLS required: clients trust {data_dir}/tls/ca.pem ({url})")

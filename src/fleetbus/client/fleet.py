@@ -17,13 +17,14 @@ import contextlib
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from fleetbus.client.handle import Follower, TaskHandle
@@ -43,11 +44,11 @@ from fleetbus.js.batch import BatchPublisher
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.js.reader import StreamReader
-from fleetbus.tasks.updates import stored_updates, watch_updates
+from fleetbus.tasks import TaskRecords, TaskRef
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import subject_matches, validate_token
+from fleetbus.wire.subjects import ADMIN, subject_matches, validate_id
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["Fleet", "Observed", "TaskHandle"]
@@ -80,6 +81,7 @@ class Fleet:
         self.sender = sender
         self._owns = owns
         self._publisher = Publisher(conn, sender=sender)
+        self.records = TaskRecords(conn, spec, self._publisher)
         self._batches: BatchPublisher | None = None
         self._closed = False
 
@@ -149,14 +151,15 @@ class Fleet:
         """Send a task to ``role``. The same ``task_id`` within the dedupe window is stored
         once (the handle then says ``duplicate``)."""
         self.spec.role(role)
-        task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:12]}"
-        validate_token(task_id, "task id")
+        task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:16]}"
+        validate_id(task_id)
         data = self._encode(body)
         hdrs = {**(headers or {}), h.TASK_ID: task_id}
-        # Subscribed before the task exists, so its every update is seen as it happens
-        # (the SUB reaches the server ahead of the publish on this connection).
+        ref = TaskRef(task_id, self.identity, role)
+        # Following before the task exists, so its every update is seen as it happens
+        # (the SUBs reach the server ahead of the publish on this connection).
         follower = Follower()
-        await follower.start(self.nc, self.spec.subjects.task_updates(task_id))
+        await follower.start(self.records, ref)
         try:
             ack = await self._publisher.publish(
                 self.spec.subjects.tasks(role, self.sender), data, hdrs, msg_id=task_id
@@ -164,9 +167,21 @@ class Fleet:
         except BaseException:
             await follower.stop()
             raise
-        if ack.duplicate:
+        if ack.duplicate:  # assigned before: follow it afresh, from what is stored
             await follower.stop()
-        return TaskHandle(self.conn, self.spec, task_id, role, ack, follower)
+            return TaskHandle(self.records, ref, stream_seq=ack.seq, duplicate=True)
+        return TaskHandle(self.records, ref, stream_seq=ack.seq, follower=follower)
+
+    def task(self, task_id: str, role: str) -> TaskHandle:
+        """A handle on a task this client's identity assigned to ``role`` earlier (the
+        assigner and the role name the subjects its records are on)."""
+        self.spec.role(role)
+        return TaskHandle(self.records, TaskRef(validate_id(task_id), self.identity, role))
+
+    @property
+    def identity(self) -> str:
+        """Who this client is in subjects: its sender role, else ``admin``."""
+        return self.sender or ADMIN
 
     async def message(
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
@@ -283,6 +298,7 @@ class Fleet:
         *,
         timeout: float = 30.0,
         durable: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Ask ``role`` and return the answer its ``on_request`` handler returns.
 
@@ -295,54 +311,77 @@ class Fleet:
         """
         self.spec.role(role)
         data = self._encode(body)
-        headers = {h.SENDER: self.sender} if self.sender else {}
-        if not durable:
-            try:
-                reply = await self.nc.request(
-                    self.spec.subjects.rpc(role), data, timeout=timeout, headers=headers
-                )
-            except NoRespondersError:
-                raise NoResponders(role) from None
-            except (NatsTimeoutError, TimeoutError):
-                if self.conn.refused(self.spec.subjects.rpc(role)):
-                    raise PermissionDenied(f"this identity may not ask {role}") from None
-                raise AskTimeout(role, timeout) from None
-            return _answer(role, reply.data, reply.headers)
+        hdrs = dict(headers or {})
+        if self.sender:
+            hdrs[h.SENDER] = self.sender
         ask_id = f"ask-{uuid.uuid4().hex}"
-        # Under this connection's inbox prefix, in an ``ask`` namespace: with auth on, the
-        # answering role may publish to ``_INBOX_<asker>.ask.*`` and to no other inbox.
-        inbox = f"{self.nc.new_inbox().rsplit('.', 1)[0]}.ask.{ask_id}"
-        sub = await self.nc.subscribe(inbox, max_msgs=1)
+        # The answer's only possible place: this identity's inbox, in the namespace of the
+        # role asked. With auth on, that role may publish there and nowhere else of ours.
+        reply = f"{self.spec.subjects.answer_to(self.identity, role)}.{ask_id}"
+        sub = await self.nc.subscribe(reply, max_msgs=1)
         try:
-            headers.update(
-                {
-                    h.REPLY_TO: inbox,
-                    h.ASK_ID: ask_id,
-                    h.DEADLINE: f"{time.time() + timeout:.3f}",
-                }
-            )
-            await self._publisher.publish(
-                self.spec.subjects.inbox(role, self.sender), data, headers, msg_id=ask_id
-            )
+            if durable:
+                hdrs.update(
+                    {
+                        h.REPLY_TO: reply,
+                        h.ASK_ID: ask_id,
+                        h.DEADLINE: f"{time.time() + timeout:.3f}",
+                    }
+                )
+                await self._publisher.publish(
+                    self.spec.subjects.inbox(role, self.sender), data, hdrs, msg_id=ask_id
+                )
+            else:
+                subject = self.spec.subjects.rpc(role, self.sender)
+                await self.nc.publish(subject, data, reply=reply, headers=hdrs or None)
             try:
-                reply = await sub.next_msg(timeout=timeout)
+                answer = await sub.next_msg(timeout=timeout)
             except (NatsTimeoutError, TimeoutError):
+                if not durable and self.conn.refused(self.spec.subjects.rpc(role, self.sender)):
+                    raise PermissionDenied(f"this identity may not ask {role}") from None
                 raise AskTimeout(role, timeout) from None
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-        return _answer(role, reply.data, reply.headers)
+        if (answer.headers or {}).get("Status") == "503":
+            raise NoResponders(role)  # the server: nobody subscribes to the ask subject
+        return _answer(role, answer.data, answer.headers)
 
     # -- following tasks -----------------------------------------------------------------
 
-    async def watch(self, task_id: str) -> AsyncIterator[TaskUpdate]:
-        """Every update of ``task_id`` from the first, then live ones as they come."""
-        async for update in watch_updates(self.conn, self.spec, task_id):
+    async def watch(self, task_id: str, *, role: str | None = None) -> AsyncIterator[TaskUpdate]:
+        """Every update of ``task_id`` from the first, then live ones as they come.
+
+        ``role``: the role it was assigned to; only what that role wrote counts. The admin may
+        leave it out (and sees every writer, each update's ``agent`` saying which); a role's
+        client follows the tasks it assigned and needs it."""
+        if self.conn.identity is not None:
+            async for update in self.task(task_id, self._assignee(role)).updates():
+                yield update
+            return
+        async for update, _ in self.records.history(task_id, assignee=role, live=True):
             yield update
 
-    async def history(self, task_id: str, *, wait: float = 1.0) -> list[TaskUpdate]:
-        """The updates stored so far for ``task_id`` (empty if none arrive within ``wait``)."""
-        return await stored_updates(self.conn, self.spec, task_id, wait=wait)
+    async def history(
+        self, task_id: str, *, role: str | None = None, wait: float = 1.0
+    ) -> list[TaskUpdate]:
+        """The updates stored so far for ``task_id`` (empty if none arrive within ``wait``).
+
+        The admin reads them all. A role reads by direct get, which gives the last state
+        change and the outcome of a task it assigned to ``role``."""
+        if self.conn.identity is not None:
+            handle = self.task(task_id, self._assignee(role))
+            found = [await self.records.last(handle.ref, kind) for kind in ("updates", "outcome")]
+            return [u for u in found if u is not None]
+        return await self.records.stored(task_id, assignee=role, wait=wait)
+
+    def _assignee(self, role: str | None) -> str:
+        if role is None:
+            raise FleetbusError(
+                "a role reads the records of tasks it assigned, by the role it assigned them"
+                " to: pass role="
+            )
+        return role
 
     # -- oversight -----------------------------------------------------------------------
 
@@ -363,7 +402,11 @@ class Fleet:
         self, pattern: str, *, deliver: Literal["new", "all"] = "new"
     ) -> AsyncIterator[AsyncIterator[Observed]]:
         """``observe`` in two steps: on entry the observer is in place (nothing published
-        afterwards is missed); iterate what it yields for the messages."""
+        afterwards is missed); iterate what it yields for the messages.
+
+        The admin reads the stream (``deliver="all"`` starts from its first message). A role
+        with ``oversight`` may not create consumers: it watches live traffic on a core
+        subscription (``deliver="new"`` only; ``stream_seq`` is then 0)."""
         subject = self.spec.subjects.absolute(pattern)
         stream = self.spec.stream_for(subject)
         if not stream:
@@ -373,11 +416,24 @@ class Fleet:
         # widened by a token, then what matches it, or it plus a sender token, is kept.
         agents = subject.startswith(f"{self.spec.prefix}.agents.") and tokens[-1] != ">"
         wide = ".".join([*tokens[:-1], ">"]) if agents else subject
-        async with StreamReader(self.conn, stream, wide, deliver=deliver) as reader:
-            yield self._observed(reader, subject if agents else None)
+        if self.conn.identity is None:
+            async with StreamReader(self.conn, stream, wide, deliver=deliver) as reader:
+                yield self._observed(reader, subject if agents else None)
+            return
+        if deliver != "new":
+            raise FleetbusError("a role observes live traffic only: deliver='new'")
+        sub = await self.nc.subscribe(wide)
+        try:
+            await self.nc.flush()
+            yield self._observed(_live(sub), subject if agents else None)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
-    async def _observed(self, reader: StreamReader, agents: str | None) -> AsyncIterator[Observed]:
-        async for msg in reader:
+    async def _observed(
+        self, messages: AsyncIterable[Msg], agents: str | None
+    ) -> AsyncIterator[Observed]:
+        async for msg in messages:
             if agents is not None and not (
                 subject_matches(agents, msg.subject) or subject_matches(f"{agents}.*", msg.subject)
             ):
@@ -388,6 +444,10 @@ class Fleet:
             except PayloadError:
                 body = None
             sender = self.spec.subjects.sender_of(msg.subject)
+            try:
+                seq = int(msg.metadata.sequence.stream)
+            except Exception:  # a live message, not a stored one
+                seq = 0
             yield Observed(
                 subject=msg.subject,
                 body=body,
@@ -395,7 +455,7 @@ class Fleet:
                 headers=headers,
                 sender=sender or headers.get(h.SENDER),
                 sender_verified=sender is not None,
-                stream_seq=msg.metadata.sequence.stream,
+                stream_seq=seq,
             )
 
     def _encode(self, body: Mapping[str, Any]) -> bytes:
@@ -421,3 +481,8 @@ def _body_task_id(body: Mapping[str, Any]) -> str | None:
     if not isinstance(value, str):
         raise FleetbusError(f"the body's task_id must be a string, got {value!r}")
     return value
+
+
+async def _live(sub: Subscription) -> AsyncIterator[Msg]:
+    async for msg in sub.messages:
+        yield msg

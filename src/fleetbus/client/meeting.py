@@ -1,6 +1,10 @@
 """Meetings: live, sub-second conversation between agents on ``P.meetings.{meeting_id}``.
 
-Meeting traffic is core NATS — not stored, delivered in order to whoever is in the room.
+Meeting traffic is core NATS — not stored, delivered in order to whoever is in the room. A
+member says things on ``P.meetings.{meeting_id}.{role}``: with auth on the server lets each
+role use only its own name there, so ``MeetingMessage.sender`` is who said it
+(``sender_verified``); the seed's plain ``P.meetings.{meeting_id}`` is heard too, its ``from``
+a claim.
 Invitations go through the invitee's stored ``P.agents.{role}.meetings`` subject, so an agent
 that is offline finds its invitation when it starts. Who is in the room is known from join,
 leave and presence notices::
@@ -28,6 +32,7 @@ from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
 
 if TYPE_CHECKING:
+    from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription
 
     from fleetbus.client.fleet import Fleet
@@ -50,6 +55,8 @@ class MeetingMessage:
     content: Any
     body: Mapping[str, Any] = field(default_factory=dict)
     time: str = ""
+    sender_verified: bool = False
+    """True when ``sender`` is the subject's token (the server's word), not the body's."""
 
     @property
     def notice(self) -> bool:
@@ -64,39 +71,41 @@ class Meeting:
         self.fleet = fleet
         self.id = meeting_id
         self.role = role
-        self.subject = fleet.spec.subjects.meeting(meeting_id)
+        self.subject = fleet.spec.subjects.meeting(meeting_id, role)
+        self._room = fleet.spec.subjects.meeting(meeting_id)
         self.members: set[str] = set()
         self._members_changed = asyncio.Event()
         self._member_id = uuid.uuid4().hex
-        self._sub: Subscription | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._subs: list[Subscription] = []
         self._inbox: asyncio.Queue[MeetingMessage | None] = asyncio.Queue(maxsize=_BACKLOG)
 
     async def __aenter__(self) -> Meeting:
-        if self._sub is not None:
+        if self._subs:
             raise FleetbusError(f"already in meeting {self.id}")
-        self._sub = await self.fleet.nc.subscribe(self.subject)
-        await self.fleet.nc.flush()
+        nc = self.fleet.nc
+        # The room: what members say (each with its own token), and plain publishes to it.
+        self._subs = [
+            await nc.subscribe(f"{self._room}.*", cb=self._on_message),
+            await nc.subscribe(self._room, cb=self._on_message),
+        ]
+        await nc.flush()
         self.members.add(self.role)
-        self._reader = asyncio.create_task(self._read(self._sub))
         await self._notice("join")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        sub, self._sub = self._sub, None
-        if sub is None:
+        subs, self._subs = self._subs, []
+        if not subs:
             return
         try:
             await self._notice("leave")
         except Exception as error:  # the others see us go silent instead; we still leave
             log.info("meeting %s: the leave notice was not sent: %s", self.id, error)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-            if self._reader is not None:
-                self._reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._reader
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            self._queue(None)
 
     async def say(self, content: Any, *, type: str = "message", **fields: Any) -> None:
         """Say ``content`` to everyone in the room (the seed's ``{"from", "type", ...}``)."""
@@ -114,7 +123,7 @@ class Meeting:
 
     async def _messages(self) -> AsyncIterator[MeetingMessage]:
         """What others say (and their join / leave notices), in the order it was said."""
-        if self._sub is None:
+        if not self._subs:
             raise FleetbusError(f"not in meeting {self.id}: use `async with`")
         while True:
             message = await self._inbox.get()
@@ -122,39 +131,39 @@ class Meeting:
                 return
             yield message
 
-    async def _read(self, sub: Subscription) -> None:
+    async def _on_message(self, msg: Msg) -> None:
         """Keep presence current and queue messages, whether or not anyone iterates."""
+        headers = msg.headers or {}
+        if headers.get(h.MEMBER) == self._member_id:
+            return  # our own words
         try:
-            async for msg in sub.messages:
-                headers = msg.headers or {}
-                if headers.get(h.MEMBER) == self._member_id:
-                    continue  # our own words
-                try:
-                    body = decode(msg.data)
-                except PayloadError:
-                    continue  # not meeting traffic
-                message = MeetingMessage(
-                    sender=str(body.get("from") or headers.get(h.SENDER) or "?"),
-                    type=str(body.get("type", "message")),
-                    content=body.get("content"),
-                    body=body,
-                    time=str(body.get("time", "")),
-                )
-                if message.type == "join":
-                    self._present(message.sender, True)
-                    await self._notice("present")
-                elif message.type == "present":
-                    self._present(message.sender, True)
-                    continue  # an answer to our join: presence only
-                elif message.type == "leave":
-                    self._present(message.sender, False)
-                if self._inbox.full():
-                    self._inbox.get_nowait()  # nobody is reading: keep the latest
-                self._inbox.put_nowait(message)
-        finally:
-            if self._inbox.full():
-                self._inbox.get_nowait()
-            self._inbox.put_nowait(None)
+            body = decode(msg.data)
+        except PayloadError:
+            return  # not meeting traffic
+        token = self.fleet.spec.subjects.meeting_sender(msg.subject)
+        message = MeetingMessage(
+            sender=token or str(body.get("from") or headers.get(h.SENDER) or "?"),
+            sender_verified=token is not None,
+            type=str(body.get("type", "message")),
+            content=body.get("content"),
+            body=body,
+            time=str(body.get("time", "")),
+        )
+        if message.type == "join":
+            self._present(message.sender, True)
+            with contextlib.suppress(Exception):
+                await self._notice("present")
+        elif message.type == "present":
+            self._present(message.sender, True)
+            return  # an answer to our join: presence only
+        elif message.type == "leave":
+            self._present(message.sender, False)
+        self._queue(message)
+
+    def _queue(self, message: MeetingMessage | None) -> None:
+        if self._inbox.full():
+            self._inbox.get_nowait()  # nobody is reading: keep the latest
+        self._inbox.put_nowait(message)
 
     async def until_present(self, *roles: str) -> None:
         """Return once every one of ``roles`` is in the room (bound it with

@@ -32,10 +32,15 @@ from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 from fleetbus.js.consume import ConsumerLoop
 from fleetbus.js.publish import Publisher
-from fleetbus.tasks import publish_update
+from fleetbus.tasks import TaskRecords, TaskRef
 from fleetbus.wire.codec import decode
-from fleetbus.wire.subjects import ADVISORY_MAX_DELIVERIES, ADVISORY_TERMINATED, validate_token
-from fleetbus.wire.updates import TaskUpdate, task_id_of, update_msg_id
+from fleetbus.wire.subjects import (
+    ADMIN,
+    ADVISORY_MAX_DELIVERIES,
+    ADVISORY_TERMINATED,
+    validate_id,
+)
+from fleetbus.wire.updates import TaskUpdate, task_id_of
 
 __all__ = ["COPIER_CONSUMER", "AdvisoryCopier"]
 
@@ -55,6 +60,7 @@ class AdvisoryCopier:
         self.spec = spec
         self.publisher = publisher
         self.api = JsApi(conn)
+        self.records = TaskRecords(conn, spec, publisher)
         self.poll = poll
 
     async def run(self, stopping: asyncio.Event, *, grace: float = 5.0) -> None:
@@ -86,7 +92,7 @@ class AdvisoryCopier:
             stream = str(advisory["stream"])
             consumer = str(advisory["consumer"])
             seq = int(advisory["stream_seq"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             log.warning("ignoring a malformed advisory on %s", msg.subject)
             await msg.ack()
             return
@@ -134,7 +140,8 @@ class AdvisoryCopier:
     async def _task_dead_lettered(
         self, letter: DeadLetter, data: bytes, headers: Mapping[str, str]
     ) -> None:
-        """A dead task gets its ``dead_lettered`` update, so ``result()`` raises TaskError."""
+        """A dead task gets its ``dead_lettered`` outcome (unless it has one), so
+        ``result()`` raises TaskError."""
         parsed = self.spec.subjects.parse_agent(letter.subject)
         if parsed is None or parsed[1] != "tasks":
             return
@@ -145,21 +152,21 @@ class AdvisoryCopier:
             body = {}
         task_id = task_id_of(headers, body, role, letter.seq)
         try:
-            validate_token(task_id, "task id")
+            validate_id(task_id)
         except FleetbusError:
             return
+        ref = TaskRef(task_id, self.spec.subjects.sender_of(letter.subject) or ADMIN, role)
         update = TaskUpdate(
             task_id=task_id,
             state="dead_lettered",
             agent=role,
+            assigner=ref.assigner,
             attempt=letter.deliveries,
             time=TaskUpdate.now(),
             error=letter.reason,
             reason=letter.reason,
         )
-        await publish_update(
-            self.publisher,
-            self.spec,
-            update,
-            msg_id=update_msg_id(task_id, "dead_lettered", letter.deliveries),
-        )
+        try:
+            await self.records.outcome(ref, update)
+        except FleetbusError as exc:  # the dead letter is stored: that is what counts
+            log.warning("task %s: its dead_lettered outcome was not stored: %s", task_id, exc)

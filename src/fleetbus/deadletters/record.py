@@ -1,19 +1,23 @@
 """What a dead letter is on the wire: the original message (body and headers, as it was
 stored) plus ``Fleet-Dlq-*`` headers saying where it came from and why it died, stored on
-``P.dlq.{stream}.{consumer}`` with the message id ``dlq-{stream}-{seq}`` (so however many
-writers race, one original is dead-lettered once within the duplicate window)."""
+``P.dlq.{stream}.{consumer}.{seq}`` with ``Nats-Expected-Last-Subject-Sequence: 0``: however
+many writers race (two copiers, a runtime and a copier), one original is dead-lettered once,
+and no other writer can pre-empt it (only the consumer's role and the admin may write that
+subject, while a message id is anyone's to reuse in the stream)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetbus.errors import JetStreamError, JsErrorCode
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.acks import PubAck
-from fleetbus.js.publish import Publisher
+from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import now_iso
 
@@ -37,6 +41,7 @@ class DeadLetter:
     reason: str
     error: str = ""
     time: str = ""
+    traceback: str = ""
 
     def headers(self, original: Mapping[str, str] | None) -> dict[str, str]:
         """The dead letter's headers: the original's (but its message id) and the facts."""
@@ -53,11 +58,9 @@ class DeadLetter:
                 h.DLQ_TIME: self.time or now_iso(),
             }
         )
+        if self.traceback:
+            hdrs[h.DLQ_TRACEBACK] = json.dumps(self.traceback)[1:-1]
         return hdrs
-
-    @property
-    def msg_id(self) -> str:
-        return f"dlq-{self.stream}-{self.seq}"
 
 
 async def write_dead_letter(
@@ -67,7 +70,8 @@ async def write_dead_letter(
     data: bytes,
     headers: Mapping[str, str] | None,
 ) -> PubAck | None:
-    """Store ``data`` with its original headers and the facts of ``letter``; once per seq."""
+    """Store ``data`` with its original headers and the facts of ``letter``; once per
+    original (a dead letter already stored for it counts as stored: None is returned)."""
     if spec.dead_letter_stream is None:
         log.error(
             "no dead-letter stream in the fleet: %s seq %d (%s) is dropped",
@@ -76,10 +80,15 @@ async def write_dead_letter(
             letter.reason,
         )
         return None
-    subject = spec.subjects.dead_letter(letter.stream, letter.consumer)
-    return await publisher.publish(
-        subject, data, letter.headers(headers), msg_id=letter.msg_id, as_sender=False
-    )
+    subject = spec.subjects.dead_letter(letter.stream, letter.consumer, letter.seq)
+    hdrs = letter.headers(headers)
+    hdrs[EXPECTED_LAST_SUBJECT_SEQUENCE] = "0"
+    try:
+        return await publisher.publish(subject, data, hdrs, as_sender=False)
+    except JetStreamError as exc:
+        if exc.err_code == JsErrorCode.WRONG_LAST_SEQUENCE:
+            return None  # already dead-lettered (by a racing copier, or before a crash)
+        raise
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +108,8 @@ class DeadLetterEntry:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
     """The original message's headers (without the dead-letter ones)."""
+    traceback: str = ""
+    """The handler's traceback (its end), when a handler raised."""
 
     @classmethod
     def from_message(cls, dlq_seq: int, data: bytes, hdrs: Mapping[str, str]) -> DeadLetterEntry:
@@ -114,6 +125,7 @@ class DeadLetterEntry:
             time=hdrs.get(h.DLQ_TIME, ""),
             body=data,
             headers={k: v for k, v in hdrs.items() if k not in h.DLQ_HEADERS},
+            traceback=_unescape(hdrs.get(h.DLQ_TRACEBACK, "")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -133,7 +145,16 @@ class DeadLetterEntry:
             "time": self.time,
             "body": body,
             "headers": dict(self.headers),
+            "traceback": self.traceback,
         }
+
+
+def _unescape(value: str) -> str:
+    try:
+        text = json.loads(f'"{value}"')
+    except ValueError:
+        return value
+    return text if isinstance(text, str) else value
 
 
 def _int(value: str | None) -> int:

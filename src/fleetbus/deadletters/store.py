@@ -1,8 +1,17 @@
 """Dead-letter tools: list, show, replay and purge what landed in the dead-letter stream.
 
-A dead letter's id is its sequence in the dead-letter stream. Replay republishes the
-original body and headers to the original subject with a fresh message id, so the message
-starts again at attempt 1, then removes the dead letter.
+A dead letter's id is its sequence in the dead-letter stream. Replay sends the message back
+to the consumer that gave up on it, as the admin, with a fresh message id, so it starts again
+at attempt 1; then it removes the dead letter and clears the task's outcome.
+
+**A dead letter is data, not instructions.** With auth on a role may write dead letters for
+its own consumers, with any headers and body. So replay trusts only what the server vouches
+for: the consumer (the dead letter's subject ``P.dlq.{stream}.{consumer}``, which only that
+consumer's role and the admin may write) and the original as the stream still stores it
+(re-read by stream and sequence). It republishes only to a subject inside that consumer's
+filters, never to a ``$`` subject. When the original is gone (an interest-retention stream
+removes what was terminated, a limit may have), the copy's body goes to the consumer's plain
+subject (``P.agents.{role}.{kind}``: no sender token, so nobody's identity is borrowed).
 """
 
 from __future__ import annotations
@@ -11,13 +20,16 @@ import asyncio
 from collections.abc import Mapping
 
 from fleetbus.deadletters.record import DeadLetterEntry
-from fleetbus.errors import FleetbusError
-from fleetbus.fleet import FleetSpec
+from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.fleet import FleetSpec, ResolvedConsumer
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 from fleetbus.js.publish import PubAck, Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
+from fleetbus.wire.codec import decode
+from fleetbus.wire.subjects import ADMIN, subject_matches, validate_id
+from fleetbus.wire.updates import task_id_of
 
 __all__ = ["DeadLetters"]
 
@@ -63,24 +75,80 @@ class DeadLetters:
             raise FleetbusError(f"no dead letter {dead_letter_id} in {self.stream}")
         return DeadLetterEntry.from_message(dead_letter_id, message.data, message.headers)
 
-    async def replay(self, dead_letter_id: int) -> PubAck:
-        """Republish to the original subject (fresh attempts), then delete the dead letter."""
-        entry = await self.get(dead_letter_id)
-        if not entry.original_subject:
-            raise FleetbusError(
-                f"dead letter {dead_letter_id} has no original subject (its original was"
-                " removed by limits before it was copied): nothing to replay"
+    async def replay(self, dead_letter_id: int) -> tuple[str, PubAck]:
+        """Send the message back to its consumer (fresh attempts), clear a task's outcome,
+        then delete the dead letter. Returns the subject it went to and its PubAck."""
+        stored = await self.api.get_message(self.stream, dead_letter_id)
+        if stored is None or not stored.subject.startswith(self.filter[:-1]):
+            raise FleetbusError(f"no dead letter {dead_letter_id} in {self.stream}")
+        consumer = self._consumer_of(stored.subject, dead_letter_id)
+        entry = DeadLetterEntry.from_message(dead_letter_id, stored.data, stored.headers)
+        original = await self.api.get_message(consumer.stream, entry.seq) if entry.seq else None
+        if original is not None and _within(original.subject, consumer.filters):
+            subject, data = original.subject, original.data
+            headers = {k: v for k, v in original.headers.items() if k != h.MSG_ID}
+        else:
+            # Gone (or not this consumer's: a dead letter that claims another message):
+            # the copy, to the consumer's own plain subject.
+            subject = consumer.filters[0]
+            data = stored.data
+            headers = {k: v for k, v in entry.headers.items() if k in _KEPT_FROM_COPY}
+        if subject.startswith("$") or not _within(subject, consumer.filters):
+            raise FleetbusError(  # pragma: no cover - the filters are the fleet's own subjects
+                f"dead letter {dead_letter_id}: {subject} is not a subject of {consumer.name}"
             )
-        headers = {k: v for k, v in entry.headers.items() if k != h.MSG_ID}
+        if consumer.kind == "tasks":
+            await self._clear_outcome(subject, data, headers, consumer.role, entry.seq)
         ack = await Publisher(self.conn).publish(
-            entry.original_subject,
-            entry.body,
+            subject,
+            data,
             headers,
-            msg_id=f"replay-{entry.stream}-{entry.seq}-{dead_letter_id}",
+            msg_id=f"replay-{consumer.stream}-{entry.seq}-{dead_letter_id}",
+            as_sender=False,
         )
         await self.api.delete_message(self.stream, dead_letter_id)
-        return ack
+        return subject, ack
+
+    def _consumer_of(self, dlq_subject: str, dead_letter_id: int) -> ResolvedConsumer:
+        """The consumer a dead letter belongs to, from its subject (the server's word)."""
+        # P.dlq.{stream}.{consumer}.{seq} (before: without the .{seq})
+        tokens = dlq_subject[len(self.filter) - 1 :].split(".")
+        stream, name = [*tokens, ""][:2]
+        for consumer in self.spec.consumers():
+            if (consumer.stream, consumer.name) == (stream, name) and consumer.role:
+                return consumer
+        raise FleetbusError(
+            f"dead letter {dead_letter_id} is from {stream} > {name}, which is not a consumer of"
+            " the fleet: nothing to replay it to"
+        )
+
+    async def _clear_outcome(
+        self, subject: str, data: bytes, headers: Mapping[str, str], role: str, seq: int
+    ) -> None:
+        """A replayed task starts over: its stored outcome goes (the next one stands)."""
+        try:
+            body = decode(data)
+        except PayloadError:
+            body = {}
+        try:
+            task_id = validate_id(task_id_of(headers, body, role, seq))
+        except FleetbusError:
+            return
+        assigner = self.spec.subjects.sender_of(subject) or ADMIN
+        outcome = self.spec.subjects.task(task_id, "outcome", assigner, role)
+        tasks = self.spec.stream_for(outcome)
+        if tasks:
+            await self.api.purge(tasks, filter_subject=outcome)
 
     async def purge(self) -> int:
         """Delete every dead letter; return how many were removed."""
         return await self.api.purge(self.stream, filter_subject=self.filter)
+
+
+_KEPT_FROM_COPY = frozenset({h.TASK_ID, h.TRACEPARENT})
+"""The only headers a replay takes from a dead letter's copy: what names the work, nothing
+that steers it (no reply address, no sender)."""
+
+
+def _within(subject: str, filters: list[str]) -> bool:
+    return any(subject_matches(f, subject) for f in filters)

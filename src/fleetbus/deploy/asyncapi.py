@@ -25,6 +25,7 @@ stay the only place that lists the subjects.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -50,6 +51,11 @@ _PARAMETERS: dict[str, str] = {
     "domain": "the event's domain (deployment, security, ...)",
     "type": "the event's type within its domain (completed, failed, ...)",
     "task_id": "the task id (Fleet-Task-Id, or the body's task_id)",
+    "assigner": "the role that assigned the task (admin for the admin or a plain client)",
+    "assignee": "the role the task was assigned to: the only one that writes its updates",
+    "request": "the number of a task's input request",
+    "asker": "the role that asks (admin for the admin or a plain client)",
+    "ask_id": "the ask's id (Fleet-Ask-Id)",
     "meeting_id": "the meeting (room) id",
     "stream": "the stream the dead message came from",
     "consumer": "the consumer that gave up on it",
@@ -69,7 +75,15 @@ class ChannelFamily:
 
 
 def _p(name: str) -> str:
-    return "{" + name + "}"
+    """A parameter, as a token ``Subjects`` accepts (ids are checked against their alphabet):
+    ``_address`` turns it into ``{name}``."""
+    return f"~{name}~"
+
+
+def _address(family: ChannelFamily, subjects: Subjects) -> str | None:
+    if family.address is None:
+        return None
+    return re.sub(r"~(\w+)~", r"{\1}", family.address(subjects))
 
 
 CHANNELS: tuple[ChannelFamily, ...] = (
@@ -94,28 +108,55 @@ CHANNELS: tuple[ChannelFamily, ...] = (
     ),
     ChannelFamily(
         "taskUpdates",
-        lambda s: s.task_updates(_p("task_id")),
+        lambda s: s.task(_p("task_id"), "updates", _p("assigner"), _p("assignee")),
         ("taskUpdate",),
-        "One task's lifecycle: accepted, progress, completed, failed, dead_lettered.",
+        "A task's state changes (accepted, progress, failed attempts, input requests),"
+        " written only by {assignee}.",
+    ),
+    ChannelFamily(
+        "taskOutcome",
+        lambda s: s.task(_p("task_id"), "outcome", _p("assigner"), _p("assignee")),
+        ("taskUpdate",),
+        "A task's one terminal record (completed, dead_lettered, rejected, canceled,"
+        " expired), written with Nats-Expected-Last-Subject-Sequence 0: the first stored wins.",
+    ),
+    ChannelFamily(
+        "taskCancel",
+        lambda s: s.task(_p("task_id"), "cancel", _p("assigner"), _p("assignee")),
+        ("taskControl",),
+        "{assigner} (or the admin) cancels the task.",
+    ),
+    ChannelFamily(
+        "taskAnswer",
+        lambda s: s.task(_p("task_id"), "answer", _p("assigner"), _p("assignee"), _p("request")),
+        ("taskControl",),
+        "{assigner}'s answer to the task's input request {request}.",
+    ),
+    ChannelFamily(
+        "meetingFrom",
+        lambda s: s.meeting(_p("meeting_id"), _p("sender")),
+        ("meetingMessage",),
+        "Live meeting traffic, said by {sender}: core NATS, not stored.",
     ),
     ChannelFamily(
         "meeting",
         lambda s: s.meeting(_p("meeting_id")),
         ("meetingMessage",),
-        "Live meeting traffic: core NATS, not stored.",
+        "Live meeting traffic from a plain client (its `from` is a claim): core NATS.",
     ),
     ChannelFamily(
         "ask",
-        lambda s: s.rpc(_p("role")),
+        lambda s: s.rpc(_p("role"), _p("asker")),
         ("ask",),
-        "Fast asks, answered by one agent of the role (queue group {role}): core NATS; no"
-        " stream may capture it.",
+        "Fast asks from {asker}, answered by one agent of the role (queue group {role}):"
+        " core NATS; no stream may capture it.",
     ),
     ChannelFamily(
         "answers",
-        None,
+        lambda s: f"{s.answer_to(_p('asker'), _p('role'))}.{_p('ask_id')}",
         ("answer", "errorAnswer"),
-        "Answers to asks: the request's reply subject (fast), or Fleet-Reply-To (durable).",
+        "Answers to asks: the request's reply subject (fast), or Fleet-Reply-To (durable);"
+        " an agent answers nowhere else.",
     ),
     ChannelFamily(
         "deadLetters",
@@ -218,7 +259,17 @@ def _messages() -> dict[str, Any]:
         "deadLetter": message(
             "Dead letter: the original body and headers, with where it came from and why",
             {"description": "the original body, as published (empty if limits removed it)"},
-            _headers(*h.DLQ_HEADERS, h.MSG_ID, h.SENDER, required=h.DLQ_HEADERS),
+            _headers(
+                *h.DLQ_HEADERS,
+                h.MSG_ID,
+                h.SENDER,
+                required=tuple(x for x in h.DLQ_HEADERS if x != h.DLQ_TRACEBACK),
+            ),
+        ),
+        "taskControl": message(
+            "A cancel, or the answer to an input request, from the task's assigner",
+            _ANY_OBJECT,
+            _headers(h.TASK_ID, h.MSG_ID),
         ),
     }
 
@@ -264,20 +315,24 @@ def _channels(spec: FleetSpec) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for family in CHANNELS:
         channel: dict[str, Any] = {
-            "address": family.address(spec.subjects) if family.address else None,
+            "address": _address(family, spec.subjects),
             "description": family.description,
             "messages": {m: _ref("components", "messages", m) for m in family.messages},
         }
         if family.address is not None:
             address = channel["address"]
-            params = [p for p in _PARAMETERS if _p(p) in address]
+            params = [p for p in _PARAMETERS if "{" + p + "}" in address]
             channel["parameters"] = {p: {"description": _PARAMETERS[p]} for p in params}
             if "kind" in params:
                 channel["parameters"]["kind"]["enum"] = list(_KINDS)
             if "role" in params:
                 channel["parameters"]["role"]["enum"] = list(spec.roles)
-            if "sender" in params:
-                channel["parameters"]["sender"]["enum"] = list(spec.roles)
+            for name in ("sender", "assignee"):
+                if name in params:
+                    channel["parameters"][name]["enum"] = list(spec.roles)
+            for name in ("assigner", "asker"):
+                if name in params:
+                    channel["parameters"][name]["enum"] = [*spec.roles, "admin"]
             stream = spec.stream_for(_filter(address))
             if stream:
                 channel["x-fleetbus-stream"] = stream
@@ -341,7 +396,7 @@ def _operations(spec: FleetSpec) -> dict[str, Any]:
                 "ask",
                 ["ask"],
                 f"{role} asks {', '.join(targets)} (fast, answered by an agent)",
-                subjects=[subjects.rpc(t) for t in targets],
+                subjects=[subjects.rpc(t, role) for t in targets],
             ) | {"reply": {"channel": _ref("channels", "answers")}}
         events = [subjects.absolute(p) for p in rs.publish if _filter_within_events(spec, p)]
         if events:
@@ -362,6 +417,9 @@ def _operations(spec: FleetSpec) -> dict[str, Any]:
             if consumer.kind == "tasks":
                 ops[f"{role}_reportTaskUpdates"] = _operation(
                     "send", "taskUpdates", ["taskUpdate"], f"{role} reports its tasks' progress"
+                )
+                ops[f"{role}_storeTaskOutcomes"] = _operation(
+                    "send", "taskOutcome", ["taskUpdate"], f"{role} stores its tasks' outcomes"
                 )
             if consumer.kind == "meetings":
                 ops[f"{role}_meet"] = _operation(

@@ -48,6 +48,10 @@ CODES: Mapping[str, str] = {
     "max-consumers-too-low": "a stream's max_consumers is below the consumers the fleet declares",
     "tasks-no-retry": "a task consumer with max_deliver 1 never retries",
     "no-dead-letter-stream": "no stream holds dead letters",
+    "grant-escapes": "a role's publish or subscribe grant reaches past what its role may do",
+    "reserved-role-name": "a role is named like fleetbus's own identities (admin, route)",
+    "duplicate-window-short": "TASKS' duplicate window is shorter than a task may take",
+    "no-consumer-for-subject": "an interest-retention stream stores what no consumer reads",
 }
 """Every finding code with a one-line summary (for docs and ``fleetbus check --explain``)."""
 
@@ -94,6 +98,10 @@ def lint(spec: FleetSpec, *, cluster_size: int | None = None) -> list[Finding]:
     findings += _max_consumers(spec, consumers)
     findings += _ack_waits(spec)
     findings += _dead_letters(spec)
+    findings += _grants(spec)
+    findings += _reserved_roles(spec)
+    findings += _duplicate_window(spec)
+    findings += _interest_without_consumer(spec, consumers)
     return findings
 
 
@@ -184,7 +192,7 @@ def _work_queues(spec: FleetSpec, consumers: list[ResolvedConsumer]) -> Iterator
                         "(fan-out: every consumer sees every message)"
                     ),
                 )
-        updates = spec.subjects.all_task_updates()
+        updates = spec.subjects.task_records()
         captured = next((s for s in whole if subjects_overlap(s, updates)), None)
         if captured:
             yield Finding(
@@ -483,3 +491,126 @@ def _dead_letters(spec: FleetSpec) -> Iterator[Finding]:
                 "max_age (e.g. 30d), as `fleetbus init` writes"
             ),
         )
+
+
+# -- what a role may do -----------------------------------------------------------------
+
+FLEETBUS_FAMILIES = ("agents", "tasks", "rpc", "meetings", "dlq")
+"""The subject families under the prefix whose grants fleetbus derives itself (each role its
+own part of them): an extra grant there would let a role act as another, or read another's."""
+RESERVED_ROLES = ("admin", "route")
+
+
+def _grants(spec: FleetSpec) -> Iterator[Finding]:
+    """A ``publish`` / ``subscribe`` grant may add subjects of the team's own (events, custom
+    families), never reach into fleetbus's: those it derives per role from ``send_to`` and the
+    role's consumers, and the one promise — a role does only what its lines allow — rests on
+    nothing else being granted there."""
+    p = spec.prefix
+    for role, rs in spec.roles.items():
+        for what, grants in (("publish", rs.publish), ("subscribe", rs.subscribe)):
+            for i, grant in enumerate(grants):
+                problem = _escape(spec.subjects.absolute(grant), p)
+                if problem:
+                    yield Finding(
+                        code="grant-escapes",
+                        severity="error",
+                        where=f"roles.{role}.{what}[{i}]",
+                        problem=f"{grant!r} {problem}",
+                        fix=(
+                            "grant only events (events.>, events.deployment.*) or subjects of"
+                            " your own family (custom.>): messages, tasks, asks, meetings and"
+                            " task records come from send_to and the role's consumers"
+                        ),
+                    )
+
+
+def _escape(subject: str, prefix: str) -> str:
+    """Why ``subject`` escapes the model as a grant, or "" when it does not."""
+    if subject.startswith("$"):
+        return "is a server subject ($JS, $SYS, ...): only the admin may use those"
+    if subject.startswith("_INBOX"):
+        return "is an inbox: it would read other identities' replies and fetched messages"
+    if not subject.startswith(prefix + ".") and subject not in (prefix,):
+        return f"is outside the fleet's prefix {prefix!r}"
+    for family in FLEETBUS_FAMILIES:
+        if subjects_overlap(subject, f"{prefix}.{family}.>"):
+            return (
+                f"reaches {prefix}.{family}.>, where fleetbus grants each role only its own"
+                " subjects"
+            )
+    return ""
+
+
+def _reserved_roles(spec: FleetSpec) -> Iterator[Finding]:
+    for role in spec.roles:
+        if role in RESERVED_ROLES:
+            yield Finding(
+                code="reserved-role-name",
+                severity="error",
+                where=f"roles.{role}",
+                problem=(
+                    f"{role!r} is an identity of fleetbus's own (the admin that provisions, the"
+                    " cluster routes), and names the admin in subjects: with auth on it cannot"
+                    " also be a role"
+                ),
+                fix=f"rename the role ({role}-agent, say)",
+            )
+
+
+def _duplicate_window(spec: FleetSpec) -> Iterator[Finding]:
+    """A redelivery repeats a task's updates: the dedupe window should cover a whole task.
+    (Outcomes do not depend on it: the first one stored stands, however late another comes.)"""
+    stream = spec.stream_for(spec.subjects.task_records())
+    if not stream:
+        return
+    longest = max(
+        (
+            rs.task_budget + rs.tasks.effective_ack_wait
+            for rs in spec.roles.values()
+            if rs.tasks is not None
+        ),
+        default=0.0,
+    )
+    window = spec.streams[stream].duplicate_window
+    if window < longest:
+        yield Finding(
+            code="duplicate-window-short",
+            severity="warning",
+            where=f"streams.{stream}.duplicate_window",
+            problem=(
+                f"{format_duration(window)} is shorter than the longest task_budget plus its"
+                f" ack wait ({format_duration(longest)}): an update repeated by a redelivery"
+                " after that is stored twice"
+            ),
+            fix=f"duplicate_window: {format_duration(longest)} (or more)",
+        )
+
+
+def _interest_without_consumer(
+    spec: FleetSpec, consumers: list[ResolvedConsumer]
+) -> Iterator[Finding]:
+    """An interest-retention stream acknowledges, but does not store, what no consumer's
+    filter matches: a task to a role without a tasks consumer would be gone."""
+    for name, stream in spec.streams.items():
+        if stream.retention != "interest":
+            continue
+        mine = [c for c in consumers if c.stream == name]
+        for role in spec.roles:
+            for kind in ("tasks", "inbox", "meetings"):
+                subject = spec.subjects.agent(role, kind)
+                if spec.stream_for(subject) != name:
+                    continue
+                if any(filter_within(subject, f) or f == subject for c in mine for f in c.filters):
+                    continue
+                yield Finding(
+                    code="no-consumer-for-subject",
+                    severity="warning",
+                    where=f"roles.{role}.{kind}",
+                    problem=(
+                        f"{name} keeps a message only while a consumer wants it, and no"
+                        f" consumer reads {subject}: what a plain client sends there is"
+                        " acknowledged and dropped (fleetbus's own clients refuse to send it)"
+                    ),
+                    fix=f"give roles.{role} a {kind} consumer, or leave it out of send_to",
+                )

@@ -249,7 +249,10 @@ class ServerSpec(_Model):
 
     host: str = "127.0.0.1"
     port: int = Field(default=4222, ge=0, le=65535)
-    monitor_port: int = Field(default=8222, ge=0, le=65535)
+    monitor_port: int | None = Field(default=None, ge=0, le=65535)
+    """The HTTP monitoring port, off by default: it answers anyone who can reach it, and lists
+    every connection and subscription (the reply subjects of pending asks included). Nothing
+    in fleetbus needs it; turn it on for a dashboard like the NATS surveyor."""
     data_dir: str = ".fleetbus"
     max_memory: Size = 2 * 1000**3
     max_file: Size = 50 * 1000**3

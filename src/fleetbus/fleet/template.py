@@ -21,7 +21,7 @@ prefix: genbrain
 server:                       # the embedded nats-server that `fleetbus up` runs
   host: 127.0.0.1
   port: 4222
-  monitor_port: 8222
+  # monitor_port: 8222       # HTTP monitoring: off unless set (it lists every connection)
   data_dir: .fleetbus
   max_memory: 2GB             # seed: jetstream { max_mem: 2GB }
   max_file: 50GB              # seed: jetstream { max_file: 50GB }
@@ -75,6 +75,10 @@ streams:
     storage: file
     replicas: 3
     discard: old
+    # A redelivered task repeats its updates: dropped as duplicates within this window, so
+    # it covers the longest task_budget plus its ack wait. (A task's outcome does not depend
+    # on it: the first outcome stored stands, however late another attempt comes.)
+    duplicate_window: 1h
 
   AGENT_DLQ:
     description: Dead letters, with where each came from and why it died

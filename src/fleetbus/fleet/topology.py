@@ -178,7 +178,7 @@ class FleetSpec(FleetFile):
                     spec.events,
                     [subjects.events_filter(f) for f in spec.events.filters] if spec.events else [],
                 ),
-                ("updates", spec.updates, [subjects.all_task_updates()]),
+                ("updates", spec.updates, subjects.all_task_updates()),
             ]
             for kind, cspec, filters in pairs:
                 if cspec is None:

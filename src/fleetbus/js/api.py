@@ -165,6 +165,38 @@ class JsApi:
             raise
         return StoredMessage.from_api(reply["message"])
 
+    async def last_for(self, stream: str, subject: str) -> StoredMessage | None:
+        """The last message stored on ``subject`` (a literal, or a filter: the last of all it
+        matches), by direct get: ``$JS.API.DIRECT.GET.{stream}.{subject}``.
+
+        A permission on that subject is a permission to read exactly that (the server refuses
+        a body that would select anything else), so roles read their tasks' records this way
+        without the right to create consumers. Any replica answers (``allow_direct``)."""
+        api = f"{self.prefix}.DIRECT.GET.{stream}.{subject}"
+        try:
+            msg = await self.conn.nc.request(api, b"", timeout=self.timeout)
+        except NoRespondersError:
+            raise FleetbusError(f"stream {stream} does not answer direct gets") from None
+        except NatsTimeoutError:
+            if self.conn.refused(api):
+                raise PermissionDenied(f"this identity may not read {subject}") from None
+            raise NoAnswer(
+                f"no answer to a direct get on {stream} within {self.timeout:g}s"
+            ) from None
+        headers = dict(msg.headers or {})
+        status = headers.get("Status")
+        if status == "404":
+            return None
+        if status:
+            raise FleetbusError(f"direct get of {subject} on {stream}: {status} {headers}")
+        return StoredMessage(
+            subject=headers.pop("Nats-Subject", subject),
+            seq=int(headers.pop("Nats-Sequence", "0") or 0),
+            data=msg.data,
+            time=headers.pop("Nats-Time-Stamp", ""),
+            headers={k: v for k, v in headers.items() if k != "Nats-Stream"},
+        )
+
     async def delete_message(self, stream: str, seq: int) -> None:
         await self.request(f"STREAM.MSG.DELETE.{stream}", {"seq": seq})
 

@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import nats
@@ -97,7 +97,7 @@ class Connection:
     def __init__(self, nc: Client, settings: ConnectSettings | None = None) -> None:
         self.nc = nc
         self.settings = settings
-        self._refused: set[str] = set()
+        self._refused: set[tuple[str, str]] = set()
         self._hooks: list[Hook] = []
 
     @classmethod
@@ -113,24 +113,28 @@ class Connection:
     def max_payload(self) -> int:
         return int(self.nc.max_payload or 0)
 
-    def refused(self, subject: str) -> bool:
-        """Whether the server refused this connection a publish or subscribe on ``subject``."""
-        return subject.lower() in self._refused
+    def refused(self, subject: str, op: Literal["publish", "subscribe"] = "publish") -> bool:
+        """Whether the server refused this connection a publish (or a subscribe) on
+        ``subject``."""
+        return (op, subject.lower()) in self._refused
 
-    def _note_refusal(self, subject: str) -> bool:
-        """Remember a refusal; True the first time for this subject."""
-        subject = subject.lower()
-        if subject in self._refused:
+    def _note_refusal(self, op: str, subject: str) -> bool:
+        """Remember a refusal; True the first time for this operation and subject."""
+        key = ("publish" if op.lower() == "publish" else "subscribe", subject.lower())
+        if key in self._refused:
             return False
-        self._refused.add(subject)
+        self._refused.add(key)
         return True
 
     async def settle(self) -> None:
-        """Return once the server has said which of the operations sent so far it refused.
+        """Return once the server has answered everything sent so far: which operations it
+        refused, and the messages it delivered to this connection because of them.
 
-        Measured on nats-server 2.15: the -ERR for a refused PUB comes after the PONG of a
-        PING sent in the same write, but before the PONG of the next one; nats-py runs
-        error_cb while it reads. So after two round trips every refusal is known."""
+        Measured on nats-server 2.15: the server writes a PONG at once but queues what it
+        delivers or refuses while it reads (an -ERR, a MSG to our own subscription) until it
+        has read the whole batch, so those can come after the PONG of a PING sent in the same
+        write, but before the PONG of the next one; nats-py runs error_cb while it reads. So
+        after two round trips everything is here."""
         await self.nc.flush()
         await self.nc.flush()
 
@@ -193,7 +197,7 @@ async def connect(
             return  # the first attempt's failures become one ConnectError below
         violation = _VIOLATION.search(str(exc))
         if violation is not None:
-            if conn._note_refusal(violation.group(2)):  # once per subject, not per attempt
+            if conn._note_refusal(*violation.groups()):  # once per subject, not per attempt
                 log.warning("%s: permission denied: %s to %s", settings.name, *violation.groups())
             if on_error is not None:
                 await on_error(PermissionDenied(str(exc)))

@@ -21,7 +21,12 @@ from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
 from fleetbus.wire import headers as h
 
-__all__ = ["RETRYABLE", "PubAck", "Publisher"]
+__all__ = ["EXPECTED_LAST_SUBJECT_SEQUENCE", "RETRYABLE", "PubAck", "Publisher"]
+
+EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+"""With "0": store only if the subject holds no message yet (the first write wins; a later one
+gets error 10071). What makes an outcome or a dead letter unique, where a ``Nats-Msg-Id``
+would not do: any writer of the stream may reuse a message id, not anyone's subject."""
 
 RETRYABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError)
 """What a request ends with when nobody answered in time: worth another attempt."""

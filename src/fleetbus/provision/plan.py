@@ -116,13 +116,17 @@ def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
 
 
 def desired_consumer(consumer: ResolvedConsumer) -> dict[str, Any]:
+    """A consumer's server config. ``max_deliver`` is -1 for the fleet's own consumers: the
+    fleet file's ``max_deliver`` is the number of attempts the runtime makes before it
+    dead-letters a message (with its body, after storing the dead letter), so the server never
+    stops delivering a message whose dead letter could not be stored (``runtime.settle``)."""
     c: ConsumerSpec = consumer.spec
     config: dict[str, Any] = {
         "durable_name": consumer.name,
         "name": consumer.name,
         "ack_policy": "explicit",
         "ack_wait": int(c.effective_ack_wait * NS),
-        "max_deliver": c.max_deliver,
+        "max_deliver": -1,
         "max_ack_pending": c.max_ack_pending,
         "replay_policy": "instant",
     }

@@ -56,6 +56,7 @@ from fleetbus.runtime.routes import (
 )
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.runtime.settle import Settler
+from fleetbus.tasks import TaskRecords
 from fleetbus.wire.subjects import validate_token
 
 __all__ = ["Agent", "RuntimeSettings"]
@@ -248,8 +249,15 @@ class Agent:
             self._owns_conn = True
         self._conn = conn = connection
         self._forget_reconnect = conn.on_reconnect(self._on_reconnect)
+        publisher = Publisher(conn, sender=self.role)
         settler = Settler(
-            conn, spec, self.role, self.worker, Publisher(conn, sender=self.role), self.settings
+            conn,
+            spec,
+            self.role,
+            self.worker,
+            publisher,
+            self.settings,
+            TaskRecords(conn, spec, publisher),
         )
         self._responder = responder = Responder(self.routes, settler)
         dispatcher = Dispatcher(spec, self.role, self.routes, settler, responder)

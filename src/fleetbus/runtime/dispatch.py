@@ -5,10 +5,15 @@ whether the subject vouches for it, attempt, stream sequence); a kind's decoder 
 the handler's argument (``Task``, ``Message``, ``Event``, ``TaskUpdate``) or refuses it
 (``BadMessage``: dead-lettered at once, never retried). The ``Settler`` runs the handler and
 settles the outcome; durable asks in the inbox go to the ``Responder``.
+
+A task, before its handler runs: a delivery past the last attempt is dead-lettered at once
+(the attempt before it never answered); a redelivered task whose outcome is already stored
+(another attempt finished it) is acknowledged without running again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,11 +25,12 @@ from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
 from fleetbus.runtime.envelope import BadMessage, Envelope, envelope_of
 from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
-from fleetbus.runtime.routes import MessageHandler, Routes
-from fleetbus.runtime.settle import Settler
+from fleetbus.runtime.routes import Routes
+from fleetbus.runtime.settle import Delivery, Settler
+from fleetbus.tasks import TaskRef
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import encode
-from fleetbus.wire.subjects import validate_token
+from fleetbus.wire.subjects import ADMIN, validate_id
 from fleetbus.wire.updates import TaskUpdate, task_id_of
 
 __all__ = ["Dispatcher"]
@@ -57,56 +63,53 @@ class Dispatcher:
         }
         return pipelines[consumer.kind]
 
+    def _delivery(self, msg: Msg, kind: ConsumerKind) -> Delivery:
+        return Delivery(msg, self._consumers[kind], msg.metadata.num_delivered)
+
     async def _task(self, msg: Msg) -> None:
-        consumer = self._consumers["tasks"]
         settler = self.settler
+        d = self._delivery(msg, "tasks")
         try:
             env = envelope_of(msg, self.spec)
-            task_id = self._task_id(env)
+            d.task = TaskRef(self._task_id(env), _assigner(env), self.role)
             self._validate(env)
         except BadMessage as bad:
-            await settler.bad_message(msg, consumer, bad)
-            if bad.task_id is not None:
-                attempt = msg.metadata.num_delivered
-                await settler.update(bad.task_id, "dead_lettered", attempt, error=bad.error)
+            await settler.bad_message(d, bad)
             return
-        attempt = env.attempt
-
-        async def progress(
-            message: str, percent: float | None, data: Mapping[str, Any] | None
-        ) -> None:
-            await msg.in_progress()
-            await settler.update(
-                task_id,
-                "progress",
-                attempt,
-                message=message,
-                percent=percent,
-                data=dict(data) if data else None,
-                every_time=True,
+        if d.past_last_attempt:
+            previous = d.attempt - 1
+            await settler.give_up(
+                d,
+                f"no attempt left: attempt {previous} of {previous} ended without an answer"
+                " (the agent stopped, or its heartbeats did)",
+                f"attempt {previous} did not finish",
             )
-
-        task = env.make(Task, id=task_id, _progress=progress)
-        await settler.update(task_id, "accepted", attempt)
+            return
+        if d.attempt > 1 and settler.records is not None:
+            standing = await settler.records.last(d.task, "outcome")
+            if standing is not None:  # another attempt finished it
+                await settler.ack(d)
+                return
+        work = _Work(settler, d)
+        task = env.make(Task, id=d.task.task_id, assigner=d.task.assigner, _work=work)
+        await settler.update(d, "accepted")
         assert self.routes.task is not None
-        ok, value = await settler.run(msg, consumer, self.routes.task, task, attempt, task_id)
+        ok, value = await settler.run(d, self.routes.task, task)
         if not ok:
             return
         try:
             encode({"result": value})
         except PayloadError as exc:
-            await settler.fail(msg, consumer, attempt, f"handler result: {exc}", None, task_id)
+            await settler.fail(d, f"handler result: {exc}", None)
             return
-        await settler.update(task_id, "completed", attempt, result=value)
-        await msg.ack_sync()
+        await settler.complete(d, "completed", result=value)
 
     def _task_id(self, env: Envelope) -> str:
         task_id = task_id_of(env.headers, env.body, self.role, env.stream_seq)
         try:
-            validate_token(str(task_id), "task id")
+            return validate_id(task_id)
         except FleetbusError as exc:
             raise BadMessage(f"bad task id: {exc}", str(exc)) from None
-        return str(task_id)
 
     def _validate(self, env: Envelope) -> None:
         model = self.routes.task_model
@@ -118,42 +121,55 @@ class Dispatcher:
             error = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
             )
-            raise BadMessage(f"bad payload: {error}", error, self._task_id(env)) from None
+            raise BadMessage(f"bad payload: {error}", error) from None
 
     async def _inbox(self, msg: Msg) -> None:
-        consumer = self._consumers["inbox"]
+        d = self._delivery(msg, "inbox")
         if h.REPLY_TO in (msg.headers or {}):
-            await self.responder.durable(msg, consumer)
+            await self.responder.durable(d)
         elif self.routes.message is None:
-            await self.settler.dead_letter(
-                msg,
-                consumer,
-                f"agent {self.role} has no inbox handler (on_message)",
-                "no inbox handler",
+            await self.settler.give_up(
+                d, f"agent {self.role} has no inbox handler (on_message)", "no inbox handler"
             )
         else:
-            await self._plain(msg, consumer, self.routes.message)
+            await self._plain(d, self.routes.message)
 
     async def _invitation(self, msg: Msg) -> None:
         assert self.routes.invitation is not None
-        await self._plain(msg, self._consumers["meetings"], self.routes.invitation)
+        await self._plain(self._delivery(msg, "meetings"), self.routes.invitation)
 
-    async def _plain(self, msg: Msg, consumer: ResolvedConsumer, handler: MessageHandler) -> None:
+    async def _plain(self, d: Delivery, handler: Callable[[Message], Any]) -> None:
         try:
-            env = envelope_of(msg, self.spec)
+            env = envelope_of(d.msg, self.spec)
         except BadMessage as bad:
-            await self.settler.bad_message(msg, consumer, bad)
+            await self.settler.bad_message(d, bad)
             return
-        ok, _ = await self.settler.run(msg, consumer, handler, env.make(Message), env.attempt, None)
+        if await self._exhausted(d):
+            return
+        ok, _ = await self.settler.run(d, handler, env.make(Message))
         if ok:
-            await msg.ack_sync()
+            await self.settler.ack(d)
+
+    async def _exhausted(self, d: Delivery) -> bool:
+        """A delivery past the last attempt: dead-lettered at once."""
+        if not d.past_last_attempt:
+            return False
+        previous = d.attempt - 1
+        await self.settler.give_up(
+            d,
+            f"no attempt left: attempt {previous} ended without an answer",
+            f"attempt {previous} did not finish",
+        )
+        return True
 
     async def _event(self, msg: Msg) -> None:
-        consumer = self._consumers["events"]
+        d = self._delivery(msg, "events")
         try:
             env = envelope_of(msg, self.spec)
         except BadMessage as bad:
-            await self.settler.bad_message(msg, consumer, bad)
+            await self.settler.bad_message(d, bad)
+            return
+        if await self._exhausted(d):
             return
         tokens = msg.subject.split(".")
         depth = len(self.spec.prefix.split(".")) + 1
@@ -163,22 +179,59 @@ class Dispatcher:
 
         async def all_handlers(ev: Event) -> None:
             for func in handlers:
-                await func(ev)
+                value = func(ev)
+                if asyncio.iscoroutine(value):
+                    await value
 
-        ok, _ = await self.settler.run(msg, consumer, all_handlers, event, env.attempt, None)
+        ok, _ = await self.settler.run(d, all_handlers, event)
         if ok:
-            await msg.ack_sync()
+            await self.settler.ack(d)
 
     async def _update(self, msg: Msg) -> None:
-        consumer = self._consumers["updates"]
+        d = self._delivery(msg, "updates")
+        parts = self.spec.subjects.parse_task(msg.subject)
         try:
             update = TaskUpdate.decode(msg.data)
         except PayloadError as exc:
-            await self.settler.dead_letter(msg, consumer, f"bad payload: {exc}", str(exc))
+            await self.settler.bad_message(d, BadMessage(f"bad payload: {exc}", str(exc)))
+            return
+        if parts is not None:  # who wrote it is the subject's word, not the body's
+            update = update.written_by(parts.assigner, parts.assignee)
+        if await self._exhausted(d):
             return
         assert self.routes.update is not None
-        ok, _ = await self.settler.run(
-            msg, consumer, self.routes.update, update, msg.metadata.num_delivered, None
-        )
+        ok, _ = await self.settler.run(d, self.routes.update, update)
         if ok:
-            await msg.ack_sync()
+            await self.settler.ack(d)
+
+
+def _assigner(env: Envelope) -> str:
+    """Who assigned a task: the verified sender token, else the admin (with auth on, only the
+    admin may publish a task without one)."""
+    return env.sender if env.sender_verified and env.sender else ADMIN
+
+
+class _Work:
+    """What a running ``Task`` can do: progress updates (which are heartbeats too)."""
+
+    def __init__(self, settler: Settler, d: Delivery) -> None:
+        self.settler = settler
+        self.d = d
+        self.loop = asyncio.get_running_loop()
+
+    async def progress(
+        self, message: str, percent: float | None, data: Mapping[str, Any] | None
+    ) -> None:
+        await self.d.msg.in_progress()
+        await self.settler.update(
+            self.d,
+            "progress",
+            message=message,
+            percent=percent,
+            data=dict(data) if data else None,
+        )
+
+    def progress_threadsafe(
+        self, message: str, percent: float | None, data: Mapping[str, Any] | None
+    ) -> None:
+        asyncio.run_coroutine_threadsafe(self.progress(message, percent, data), self.loop).result()

@@ -9,12 +9,12 @@ consumer's ``max_deliver``, then dead-lettered with the error text.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Event", "Message", "Reject", "Request", "Retry", "Task"]
+__all__ = ["Event", "Message", "Reject", "Request", "Retry", "Task", "TaskWork"]
 
 
 class Reject(Exception):
@@ -61,20 +61,39 @@ class Event(Message):
     type: str
 
 
+class TaskWork(Protocol):
+    """What a running task can do beyond its fields (the runtime provides it)."""
+
+    async def progress(
+        self, message: str, percent: float | None, data: Mapping[str, Any] | None
+    ) -> None: ...
+
+    def progress_threadsafe(
+        self, message: str, percent: float | None, data: Mapping[str, Any] | None
+    ) -> None: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Task(Message):
     """A task assignment. ``id`` is stable across redeliveries: use it for idempotency."""
 
     id: str
-    _progress: Callable[[str, float | None, Mapping[str, Any] | None], Awaitable[None]] = field(
-        repr=False
-    )
+    assigner: str = "admin"
+    """Who assigned it: the sending role (when ``sender_verified``), else ``admin``."""
+    _work: TaskWork = field(repr=False, compare=False)
 
     async def progress(
         self, message: str, *, percent: float | None = None, data: Mapping[str, Any] | None = None
     ) -> None:
         """Publish a progress update on the task's updates subject (also a heartbeat)."""
-        await self._progress(message, percent, data)
+        await self._work.progress(message, percent, data)
+
+    def progress_sync(
+        self, message: str, *, percent: float | None = None, data: Mapping[str, Any] | None = None
+    ) -> None:
+        """``progress`` for a plain ``def`` handler (it runs in a worker thread): returns once
+        the update is stored."""
+        self._work.progress_threadsafe(message, percent, data)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,10 +1,17 @@
 """Answering asks: the ``on_request`` handler's value (or its error) goes back to the asker.
 
-- Fast asks arrive over core NATS on ``P.rpc.{role}`` (queue group ``{role}``: one process of
-  the role answers); each is answered in its own task so a slow answer does not hold others.
+- Fast asks arrive over core NATS on ``P.rpc.{role}.{asker}`` (queue group ``{role}``: one
+  process of the role answers); each is answered in its own task so a slow answer does not
+  hold others.
 - Durable asks arrive through the role's inbox consumer with ``Fleet-Reply-To``; the answer
   is published there, then the ask is acknowledged. A durable ask past its ``Fleet-Deadline``
   is dropped (nobody waits for it any more).
+
+**An answer goes only to the asker's answer namespace**, ``_INBOX_{asker}.rpc.{role}.{id}``
+(``Subjects.answer_allowed``), where ``asker`` is the token the server vouches for. An agent
+never publishes to a reply subject an asker chose otherwise: that would make it a confused
+deputy (an answer stored as a task from this role, say). A fast ask with another reply is
+dropped with a warning; a durable one is dead-lettered as a bad message.
 """
 
 from __future__ import annotations
@@ -17,14 +24,15 @@ from typing import Any
 from nats.aio.msg import Msg
 
 from fleetbus.errors import PayloadError
-from fleetbus.fleet import ResolvedConsumer
+from fleetbus.fleet import FleetSpec
 from fleetbus.runtime.envelope import BadMessage, envelope_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes
-from fleetbus.runtime.settle import Settler
+from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
 from fleetbus.wire.codec import decode
+from fleetbus.wire.subjects import ADMIN
 
 __all__ = ["Responder"]
 
@@ -39,7 +47,7 @@ class Responder:
         self.spec = settler.spec
         self.role = settler.role
         self.worker = settler.worker
-        self._sub: Any = None
+        self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._open = False
 
@@ -48,16 +56,19 @@ class Responder:
         if self.routes.request is None:
             return
         self._open = True
-        self._sub = await self.conn.nc.subscribe(
-            self.spec.subjects.rpc(self.role), queue=self.role, cb=self._on_rpc
-        )
-        await self.conn.nc.flush()
+        nc = self.conn.nc
+        subjects = self.spec.subjects
+        self._subs = [
+            await nc.subscribe(subjects.rpc(self.role), queue=self.role, cb=self._on_rpc),
+            await nc.subscribe(f"{subjects.rpc(self.role)}.*", queue=self.role, cb=self._on_rpc),
+        ]
+        await nc.flush()
 
     async def close(self, grace: float) -> None:
         """Stop taking fast asks; let the ones being answered finish within ``grace``."""
         self._open = False
-        sub, self._sub = self._sub, None
-        if sub is not None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
             try:
                 await sub.unsubscribe()
             except Exception:
@@ -75,36 +86,67 @@ class Responder:
         task.add_done_callback(self._tasks.discard)
 
     async def _answer_rpc(self, msg: Msg) -> None:
+        asker = self.spec.subjects.rpc_asker(msg.subject)
+        if not self.spec.subjects.answer_allowed(msg.reply, asker, self.role):
+            log.warning(
+                "%s: a fast ask from %s wants its answer on %r, outside %s.*: not answered",
+                self.worker,
+                asker,
+                msg.reply[:200],
+                self.spec.subjects.answer_to(asker, self.role),
+            )
+            return
         headers = dict(msg.headers or {})
         try:
             body = decode(msg.data)
         except PayloadError as exc:
             data, hdrs = encode_error(f"bad request: {exc}")
-            await self.conn.nc.publish(msg.reply, data, headers=hdrs)
+            await self._publish(msg.reply, data, hdrs)
             return
         request = Request(
             body=body,
             headers=headers,
             subject=msg.subject,
-            sender=headers.get(h.SENDER),
+            sender=asker,
+            sender_verified=asker != ADMIN,
             attempt=1,
             stream_seq=0,
             durable=False,
         )
         data, hdrs = await self.answer(request)
-        await self.conn.nc.publish(msg.reply, data, headers=hdrs)
+        await self._publish(msg.reply, data, hdrs)
 
-    async def durable(self, msg: Msg, consumer: ResolvedConsumer) -> None:
+    async def _publish(self, reply: str, data: bytes, headers: dict[str, str]) -> None:
+        try:
+            await self.conn.nc.publish(reply, data, headers=headers)
+        except Exception as exc:  # the asker times out; the agent carries on
+            log.warning("%s: the answer to %s was not sent: %s", self.worker, reply[:200], exc)
+
+    async def durable(self, d: Delivery) -> None:
         """A durable ask from the inbox: answer, then ack (settled like any inbox message)."""
         settler = self.settler
-        reply_to = (msg.headers or {})[h.REPLY_TO]
+        msg = d.msg
         try:
             env = envelope_of(msg, self.spec)
         except BadMessage as bad:
-            # The asker waits on its reply address: tell it now, then dead-letter.
-            data, hdrs = encode_error(f"bad request: {bad.error}")
-            await self.conn.nc.publish(reply_to, data, headers=hdrs)
-            await settler.bad_message(msg, consumer, bad)
+            reply = (msg.headers or {}).get(h.REPLY_TO, "")
+            if self.spec.subjects.answer_allowed(reply, _asker_of(msg, self.spec), self.role):
+                # The asker waits on its reply address: tell it now, then dead-letter.
+                data, hdrs = encode_error(f"bad request: {bad.error}")
+                await self._publish(reply, data, hdrs)
+            await settler.bad_message(d, bad)
+            return
+        asker = env.sender if env.sender_verified and env.sender else ADMIN
+        reply_to = env.headers.get(h.REPLY_TO, "")
+        if not self.spec.subjects.answer_allowed(reply_to, asker, self.role):
+            where = self.spec.subjects.answer_to(asker, self.role)
+            await settler.bad_message(
+                d,
+                BadMessage(
+                    f"bad reply subject: an answer to {asker} goes under {where}",
+                    f"Fleet-Reply-To {reply_to[:200]!r} is not under {where}",
+                ),
+            )
             return
         deadline = _float(env.headers.get(h.DEADLINE))
         if deadline is not None and time.time() > deadline:
@@ -113,16 +155,16 @@ class Responder:
                 self.worker,
                 env.headers.get(h.ASK_ID, f"seq {env.stream_seq}"),
             )
-            await msg.ack_sync()
+            await settler.ack(d)
             return
         request = env.make(Request, durable=True, deadline=deadline)
-        beat = asyncio.create_task(settler.heartbeat(msg, consumer.spec.effective_ack_wait))
+        beat = asyncio.create_task(settler.heartbeat(d))
         try:
             data, hdrs = await self.answer(request)
         finally:
             beat.cancel()
-        await self.conn.nc.publish(reply_to, data, headers=hdrs)
-        await msg.ack_sync()
+        await self._publish(reply_to, data, hdrs)
+        await settler.ack(d)
 
     async def answer(self, request: Request) -> tuple[bytes, dict[str, str]]:
         """Run the request handler; its value, or its error, as an answer."""
@@ -144,3 +186,7 @@ def _float(value: str | None) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+def _asker_of(msg: Msg, spec: FleetSpec) -> str:
+    return spec.subjects.sender_of(msg.subject) or ADMIN

@@ -1,30 +1,44 @@
 """How one delivery ends: the handler runs (with heartbeats, within the task budget), then the
 message is acknowledged, retried with a growing delay, or dead-lettered with its reason, and a
-task's updates say which.
+task's records say which.
 
-- Success: the caller stores what the success means (a task's ``completed`` update), then acks.
+- **Nothing is acknowledged before its record is stored.** A task's outcome is stored first,
+  then the message is acked; an outcome that cannot be stored fails the attempt (it is
+  retried). A dead letter is stored first, then the message is terminated; a dead letter that
+  cannot be stored leaves the message where it is (a nak with a delay) and says so loudly.
+- **Attempts are counted here, not by the server.** The fleet file's ``max_deliver`` is the
+  number of attempts; the server's is unlimited (provisioning sets -1), so the server never
+  drops a message that has run out of deliveries while no dead letter was stored. A delivery
+  past the last attempt (the agent died or hung during it) is dead-lettered at once, with its
+  body, by whichever agent gets it.
 - ``Retry`` or any exception: ``nak`` with a delay (the consumer's ``backoff`` list, else
-  ``retry_base`` doubling per attempt); on the consumer's last attempt, a dead letter.
-- ``Reject``, or a message that cannot be decoded: a dead letter at once.
-- A dead letter is written by whoever holds the message, then the message is terminated with
-  a reason marked ``fleetbus:`` so the copier knows it is already written.
-- While the handler runs, ``+WPI`` every ``ack_wait / 3`` keeps the message; a task handler
-  running past its role's ``task_budget`` is cancelled (heartbeats would otherwise keep a hung
-  handler's task forever) and the attempt counts as failed.
+  ``retry_base`` doubling per attempt). ``Reject``, or a message that cannot be decoded: a dead
+  letter at once (a rejected task's outcome is ``rejected``).
+- **The lease.** While the handler runs, ``+WPI`` every ``ack_wait / 3`` keeps the message.
+  When the heartbeats stopped for longer than the ack wait (an event loop blocked by a
+  synchronous call), the server has given the message to another agent: this attempt may
+  still store an outcome (the first stored wins), but it never naks or terminates the
+  message, which now belongs to the other delivery.
+- A task handler running past its role's ``task_budget`` is cancelled (heartbeats would
+  otherwise keep a hung handler's task forever) and the attempt counts as failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
 
 from fleetbus.deadletters import REASON_MARK, DeadLetter, write_dead_letter
+from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import Connection
@@ -32,16 +46,48 @@ from fleetbus.js.publish import Publisher
 from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
 from fleetbus.runtime.settings import RuntimeSettings
-from fleetbus.tasks import publish_update
-from fleetbus.wire.updates import TaskState, TaskUpdate, update_msg_id
+from fleetbus.tasks import OutcomeWrite, TaskRecords, TaskRef
+from fleetbus.wire.updates import TaskState, TaskUpdate
 
-__all__ = ["Settler", "TaskBudgetExceeded"]
+__all__ = ["Delivery", "Settler", "TaskBudgetExceeded"]
 
 log = logging.getLogger("fleetbus.runtime")
+
+TRACEBACK_LIMIT = 4000
+"""The most characters of a traceback stored in an update or a dead letter (the end of it)."""
 
 
 class TaskBudgetExceeded(Exception):
     """A task handler ran longer than its role's ``task_budget`` and was cancelled."""
+
+
+@dataclass(slots=True, eq=False)
+class Delivery:
+    """One delivery being handled: the message, its consumer, the attempt, and the task it
+    is (if it is one)."""
+
+    msg: Msg
+    consumer: ResolvedConsumer
+    attempt: int
+    task: TaskRef | None = None
+    handler: str = ""
+    last_beat: float = field(default_factory=time.monotonic)
+    lease_lost: bool = False
+    """The heartbeats stopped for longer than the ack wait: another delivery owns it now."""
+
+    @property
+    def ack_wait(self) -> float:
+        return self.consumer.spec.effective_ack_wait
+
+    @property
+    def last_attempt(self) -> bool:
+        limit = self.consumer.spec.max_deliver
+        return limit != -1 and self.attempt >= limit
+
+    @property
+    def past_last_attempt(self) -> bool:
+        limit = self.consumer.spec.max_deliver
+        return limit != -1 and self.attempt > limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,25 +100,26 @@ class Settler:
     worker: str
     publisher: Publisher
     settings: RuntimeSettings
+    records: TaskRecords | None
+    running: set[Delivery] = field(default_factory=set, compare=False, hash=False)
 
-    async def run(
-        self,
-        msg: Msg,
-        consumer: ResolvedConsumer,
-        handler: Callable[[Any], Awaitable[Any]],
-        arg: Any,
-        attempt: int,
-        task_id: str | None,
-    ) -> tuple[bool, Any]:
-        """Run ``handler(arg)`` with heartbeats. ``(True, value)`` on success; failures are
-        settled here and give ``(False, None)``."""
-        beat = asyncio.create_task(self.heartbeat(msg, consumer.spec.effective_ack_wait))
-        budget = self.spec.roles[self.role].task_budget if consumer.kind == "tasks" else None
+    async def run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
+        """Run ``handler(arg)`` (a plain ``def`` in a worker thread) with heartbeats.
+        ``(True, value)`` on success; failures are settled here and give ``(False, None)``."""
+        d.handler = getattr(handler, "__qualname__", repr(handler))
+        beat = asyncio.create_task(self.heartbeat(d))
+        budget = self.spec.roles[self.role].task_budget if d.task is not None else None
         deadline = asyncio.timeout(budget)
+        self.running.add(d)
         try:
             try:
                 async with deadline:
-                    value = await handler(arg)
+                    if inspect.iscoroutinefunction(handler):
+                        value = await handler(arg)
+                    else:
+                        value = await asyncio.to_thread(handler, arg)
+                        if inspect.isawaitable(value):
+                            value = await value
             except TimeoutError:
                 if budget is None or not deadline.expired():
                     raise  # the handler's own timeout, not the budget
@@ -80,58 +127,174 @@ class Settler:
                     f"the handler ran past the role's task_budget of {format_duration(budget)}"
                 ) from None
         except Reject as exc:
-            await self.dead_letter(msg, consumer, f"rejected: {exc.reason}", exc.reason)
-            if task_id:
-                await self.update(task_id, "dead_lettered", attempt, error=exc.reason)
+            await self.give_up(d, f"rejected: {exc.reason}", exc.reason, state="rejected")
             return False, None
         except Retry as exc:
-            await self.fail(msg, consumer, attempt, exc.reason, exc.delay, task_id)
+            await self.fail(d, exc.reason, exc.delay)
             return False, None
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            await self.fail(msg, consumer, attempt, error, None, task_id)
+            log.error(
+                "%s: %s attempt %d: %s raised",
+                self.worker,
+                d.task.task_id if d.task else d.consumer.name,
+                d.attempt,
+                d.handler,
+                exc_info=exc,
+            )
+            await self.fail(d, f"{type(exc).__name__}: {exc}", None, _trace(exc))
             return False, None
         finally:
             beat.cancel()
+            self.running.discard(d)
         return True, value
 
+    async def heartbeat(self, d: Delivery) -> None:
+        """``+WPI`` every ack_wait / 3; notices when the loop stalled past the lease."""
+        interval = max(d.ack_wait / 3, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            if now - d.last_beat > d.ack_wait and not d.lease_lost:
+                d.lease_lost = True
+                log.warning(
+                    "%s: %s held %s without a heartbeat for %.1fs (ack wait %gs): the server"
+                    " has given it to another delivery",
+                    self.worker,
+                    d.handler,
+                    d.task.task_id if d.task else f"seq {d.msg.metadata.sequence.stream}",
+                    now - d.last_beat,
+                    d.ack_wait,
+                )
+            with contextlib.suppress(Exception):
+                await d.msg.in_progress()
+                d.last_beat = now
+
+    # -- the ways a delivery ends --------------------------------------------------------
+
+    async def complete(self, d: Delivery, state: TaskState = "completed", **fields: Any) -> bool:
+        """Store the task's outcome, then ack. False when it could not be stored (the attempt
+        is then failed and retried): nothing is acked without its record."""
+        if d.task is not None:
+            try:
+                written, standing = await self.outcome(d, state, **fields)
+            except FleetbusError as exc:
+                await self.fail(d, f"the {state} outcome could not be stored: {exc}", None)
+                return False
+            if written is OutcomeWrite.LOST:
+                log.info(
+                    "%s: task %s already ended (%s by attempt %d): this attempt's %s is not stored",
+                    self.worker,
+                    d.task.task_id,
+                    standing.state,
+                    standing.attempt,
+                    state,
+                )
+        await self.ack(d)
+        return True
+
+    async def ack(self, d: Delivery) -> None:
+        """Acknowledge (also when the lease was lost: the work is done, whoever holds it)."""
+        try:
+            await d.msg.ack_sync()
+        except Exception as exc:  # it comes back after the ack wait; its outcome is stored
+            log.warning("%s: ack of seq %d failed: %s", self.worker, _seq(d.msg), exc)
+
     async def fail(
-        self,
-        msg: Msg,
-        consumer: ResolvedConsumer,
-        attempt: int,
-        error: str,
-        delay: float | None,
-        task_id: str | None,
+        self, d: Delivery, error: str, delay: float | None, trace: str | None = None
     ) -> None:
         """A failed attempt: retried after a delay, or dead-lettered on the last one."""
-        max_deliver = consumer.spec.max_deliver
-        if max_deliver != -1 and attempt >= max_deliver:
-            reason = f"failed on all {attempt} attempts (max_deliver {max_deliver})"
-            log.warning(
-                "%s: %s seq %d: %s; dead-lettered",
-                self.worker,
-                consumer.name,
-                msg.metadata.sequence.stream,
-                error,
-            )
-            await self.dead_letter(msg, consumer, reason, error)
-            if task_id:
-                await self.update(task_id, "dead_lettered", attempt, error=error, reason=reason)
+        if d.last_attempt:
+            limit = d.consumer.spec.max_deliver
+            reason = f"failed on all {d.attempt} attempts (max_deliver {limit})"
+            await self.give_up(d, reason, error, trace=trace)
             return
         if delay is None:
-            delay = self.retry_delay(consumer, attempt)
+            delay = self.retry_delay(d.consumer, d.attempt)
         log.warning(
             "%s: %s attempt %d failed: %s; retry in %.1fs",
             self.worker,
-            task_id or consumer.name,
-            attempt,
+            d.task.task_id if d.task else d.consumer.name,
+            d.attempt,
             error,
             delay,
         )
-        if task_id:
-            await self.update(task_id, "failed", attempt, error=error, retry_in=delay)
-        await msg.nak(delay=delay)
+        if d.task is not None:
+            await self.update(d, "failed", error=error, retry_in=delay, traceback=trace)
+        await self.nak(d, delay)
+
+    async def nak(self, d: Delivery, delay: float) -> None:
+        if d.lease_lost:
+            return  # the message belongs to another delivery now: never hand it out again
+        try:
+            await d.msg.nak(delay=delay)
+        except Exception as exc:  # it comes back after the ack wait anyway
+            log.warning("%s: nak of seq %d failed: %s", self.worker, _seq(d.msg), exc)
+
+    async def give_up(
+        self,
+        d: Delivery,
+        reason: str,
+        error: str,
+        *,
+        state: TaskState = "dead_lettered",
+        trace: str | None = None,
+    ) -> bool:
+        """No further attempt: store the dead letter, then the task's outcome, then
+        terminate. A dead letter that cannot be stored leaves the message where it is."""
+        if not await self.dead_letter(d, reason, error, trace):
+            return False
+        if d.task is not None:
+            with contextlib.suppress(FleetbusError):  # logged; the dead letter is what counts
+                await self.outcome(d, state, error=error, reason=reason, traceback=trace)
+        await self.terminate(d, reason)
+        return True
+
+    async def bad_message(self, d: Delivery, bad: BadMessage) -> None:
+        """A delivery no attempt can handle: dead-lettered at once, with the reason."""
+        await self.give_up(d, bad.reason, bad.error)
+
+    async def dead_letter(
+        self, d: Delivery, reason: str, error: str, trace: str | None = None
+    ) -> bool:
+        """Store the dead letter; False (after a nak with a delay) when it cannot be."""
+        meta = d.msg.metadata
+        letter = DeadLetter(
+            subject=d.msg.subject,
+            stream=d.consumer.stream,
+            seq=meta.sequence.stream,
+            consumer=d.consumer.name,
+            deliveries=meta.num_delivered,
+            reason=reason,
+            error=error,
+            traceback=trace or "",
+        )
+        log.warning(
+            "%s: dead-lettering %s seq %d: %s", self.worker, d.consumer.name, letter.seq, reason
+        )
+        try:
+            await write_dead_letter(self.publisher, self.spec, letter, d.msg.data, d.msg.headers)
+        except FleetbusError as exc:
+            delay = self.settings.retry_max
+            log.error(
+                "%s: the dead letter of %s seq %d could not be stored (%s): the message stays"
+                " and is tried again in %gs; `fleetbus status` shows the dead-letter stream",
+                self.worker,
+                d.consumer.name,
+                letter.seq,
+                exc,
+                delay,
+            )
+            await self.nak(d, delay)
+            return False
+        return True
+
+    async def terminate(self, d: Delivery, reason: str) -> None:
+        """+TERM with a reason (nats-py's term() takes none); the mark tells the copier that
+        this dead letter is already written."""
+        if d.lease_lost:
+            return
+        with contextlib.suppress(Exception):
+            await self.conn.nc.publish(d.msg.reply, f"+TERM {REASON_MARK} {reason}".encode())
 
     def retry_delay(self, consumer: ResolvedConsumer, attempt: int) -> float:
         """The consumer's backoff list if it has one, else retry_base doubling per attempt."""
@@ -140,57 +303,41 @@ class Settler:
             return backoff[min(attempt, len(backoff)) - 1]
         return float(min(self.settings.retry_base * 2 ** (attempt - 1), self.settings.retry_max))
 
-    async def heartbeat(self, msg: Msg, ack_wait: float) -> None:
-        interval = max(ack_wait / 3, 0.05)
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+    # -- task records --------------------------------------------------------------------
 
-    async def dead_letter(
-        self, msg: Msg, consumer: ResolvedConsumer, reason: str, error: str
-    ) -> None:
-        meta = msg.metadata
-        letter = DeadLetter(
-            subject=msg.subject,
-            stream=consumer.stream,
-            seq=meta.sequence.stream,
-            consumer=consumer.name,
-            deliveries=meta.num_delivered,
-            reason=reason,
-            error=error,
-        )
-        log.warning(
-            "%s: dead-lettering %s seq %d: %s", self.worker, consumer.name, letter.seq, reason
-        )
-        await write_dead_letter(self.publisher, self.spec, letter, msg.data, msg.headers)
-        # +TERM with a reason (nats-py's term() takes none); the mark tells the copier
-        # that this dead letter is already written.
-        await self.conn.nc.publish(msg.reply, f"+TERM {REASON_MARK} {reason}".encode())
-
-    async def bad_message(self, msg: Msg, consumer: ResolvedConsumer, bad: BadMessage) -> None:
-        await self.dead_letter(msg, consumer, bad.reason, bad.error)
-
-    async def update(
-        self,
-        task_id: str,
-        state: TaskState,
-        attempt: int,
-        *,
-        every_time: bool = False,
-        **fields: Any,
-    ) -> None:
-        """Store a task update. Each state is stored once per attempt (a redelivery that
-        repeats it is dropped by the dedupe window), a completion once per task;
-        ``every_time``: each call is stored (progress)."""
-        update = TaskUpdate(
-            task_id=task_id,
+    def _update(self, d: Delivery, state: TaskState, fields: dict[str, Any]) -> TaskUpdate:
+        assert d.task is not None
+        return TaskUpdate(
+            task_id=d.task.task_id,
             state=state,
             agent=self.role,
+            assigner=d.task.assigner,
             worker=self.worker,
-            attempt=attempt,
+            attempt=d.attempt,
             time=TaskUpdate.now(),
             **fields,
         )
-        msg_id = None if every_time else update_msg_id(task_id, state, attempt)
-        await publish_update(self.publisher, self.spec, update, msg_id=msg_id)
+
+    async def update(self, d: Delivery, state: TaskState, **fields: Any) -> None:
+        """Store a state change of the task (informational: a failure is logged)."""
+        if d.task is None or self.records is None:
+            return
+        await self.records.update(d.task, self._update(d, state, fields))
+
+    async def outcome(
+        self, d: Delivery, state: TaskState, **fields: Any
+    ) -> tuple[OutcomeWrite, TaskUpdate]:
+        assert d.task is not None and self.records is not None
+        return await self.records.outcome(d.task, self._update(d, state, fields))
+
+
+def _trace(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return text if len(text) <= TRACEBACK_LIMIT else "...\n" + text[-TRACEBACK_LIMIT:]
+
+
+def _seq(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return 0

@@ -15,22 +15,31 @@ the server's config holds only their bcrypt hashes.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetbus._files import write_private
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import ConnectSettings
 from fleetbus.security.permissions import ADMIN, inbox_prefix
 
-__all__ = ["AUTH_DIR", "Credential", "auth_dir", "ensure_credentials", "load_credential"]
+__all__ = [
+    "AUTH_DIR",
+    "ROUTE",
+    "Credential",
+    "auth_dir",
+    "ensure_credentials",
+    "ensure_route_credential",
+    "load_credential",
+]
 
 AUTH_DIR = "auth"
+ROUTE = "route"
+"""The identity the nodes of a cluster present to each other on their route ports."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +97,6 @@ def load_credential(data_dir: str | Path, identity: str) -> Credential | None:
         raise FleetbusError(f"cannot read credentials {_path(data_dir, identity)}: {exc}") from exc
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable by its owner only (0600)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
 def _nkey_path(data_dir: str | Path, identity: str) -> Path:
     return auth_dir(data_dir) / f"{identity}.nk"
 
@@ -118,6 +113,24 @@ def _new_nkey(seed_path: Path) -> str:
     return public.decode()
 
 
+def ensure_route_credential(data_dir: str | Path) -> tuple[str, str]:
+    """The user and password of the cluster routes (``auth/route.json``, 0600), made once."""
+    folder = auth_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    path = folder / f"{ROUTE}.json"
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return str(body["user"]), str(body["password"])
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FleetbusError(f"cannot read the route credentials {path}: {exc}") from exc
+    user, password = ROUTE, secrets.token_urlsafe(32)
+    write_private(path, json.dumps({"user": user, "password": password}, indent=2) + "\n")
+    return user, password
+
+
 def ensure_credentials(
     data_dir: str | Path, spec: FleetSpec, *, nkeys: bool = False
 ) -> dict[str, Credential]:
@@ -125,10 +138,12 @@ def ensure_credentials(
 
     ``nkeys``: authenticate by NKey (a seed per identity, kept in ``auth/{identity}.nk``)
     instead of by password; the choice is recorded per identity, so clients follow it."""
-    if ADMIN in spec.roles:
-        raise FleetbusError(
-            f"a role may not be called {ADMIN!r} with auth on: that is the provisioning identity"
-        )
+    for reserved in (ADMIN, ROUTE):
+        if reserved in spec.roles:
+            raise FleetbusError(
+                f"a role may not be called {reserved!r} with auth on: that is fleetbus's own"
+                " identity"
+            )
     folder = auth_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)

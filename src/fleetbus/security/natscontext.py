@@ -19,8 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fleetbus._files import write_private
 from fleetbus.errors import FleetbusError
-from fleetbus.security.credentials import Credential, write_private
+from fleetbus.security.credentials import Credential
 
 __all__ = ["context_path", "context_settings", "write_context"]
 

@@ -1,38 +1,44 @@
 """What each role may publish and subscribe to, derived from the fleet file. Pure.
 
-Every grant answers to one thing the runtime or the client does (docs/security.md has the
-table). Nothing is granted by default: a role with an empty ``publish`` list publishes no
-events, and a role that sends to nobody gets no ``P.agents.*`` publish at all. Never granted
-to a role: ``_INBOX.>`` (other clients' replies), ``$JS.API.>``, another role's consumers,
-stream or consumer create/delete/update (only the admin provisions).
+The promise: **a role can do only what its lines in the fleet file allow** — send as itself
+to the roles in its ``send_to``, work its own consumers, write its own records, and read what
+is addressed to it. Every grant answers to one thing the runtime or the client does
+(docs/security.md has the table); nothing else is granted.
+
+The rules that hold it together:
+
+- **Identity is a subject token the server enforces** (``wire.subjects``): a role publishes
+  only with its own name as the sender (``P.agents.{to}.{kind}.{R}``, ``P.rpc.{to}.{R}``,
+  ``P.meetings.{id}.{R}``), the assignee (``P.tasks.{id}.updates|outcome.{A}.{R}``) or the
+  assigner (``P.tasks.{id}.cancel|answer.{R}.{to}``).
+- **No role creates consumers**: a push consumer's deliver subject is not checked against its
+  creator's permissions, and a literal ``>`` in a filtered-create subject widens a grant ending
+  in ``*``. Roles read their own durable consumers, the last record of a subject by direct get
+  (``$JS.API.DIRECT.GET.{stream}.{subject}``: the server refuses a body that would select
+  anything else), and live traffic by core subscription.
+- **No ``allow_responses``**: with it, a role that can publish and subscribe on one subject
+  can publish once to any subject it names as a reply. Answers go to an explicit namespace,
+  ``_INBOX_{asker}.rpc.{answerer}.*``, granted to the roles the asker may ask.
+- Never granted: ``_INBOX.>`` or another identity's inbox, ``$JS.API.>``, another role's
+  consumers, any stream or consumer change (only the admin provisions).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetbus.fleet import DEAD_LETTER_COPIER, FleetSpec
+from fleetbus.fleet import FleetSpec
+from fleetbus.wire.subjects import ADMIN, inbox_prefix
 
 __all__ = ["ADMIN", "Permissions", "inbox_prefix", "role_permissions", "senders_to"]
 
-ADMIN = "admin"
-"""The identity that provisions, runs the dead-letter copier and that the CLI uses."""
-
 _AGENT_KINDS = ("inbox", "tasks", "meetings")
-
-
-def inbox_prefix(identity: str) -> str:
-    """Each identity's own reply-subject prefix (``_INBOX_backend``): it may subscribe only
-    there, so it never sees another client's PubAcks, fetched messages or answers."""
-    return f"_INBOX_{identity}"
 
 
 @dataclass(frozen=True, slots=True)
 class Permissions:
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
-    publish_deny: tuple[str, ...] = ()
-    allow_responses: bool = True
 
 
 def senders_to(spec: FleetSpec, role: str) -> list[str]:
@@ -46,52 +52,56 @@ def role_permissions(spec: FleetSpec, role: str) -> Permissions:
     sub = spec.subjects
     p = spec.prefix
     pub: list[str] = []
-    subs: list[str] = [f"{inbox_prefix(role)}.>", sub.rpc(role), f"{p}.meetings.*"]
-    deny: list[str] = []
-    dlq = spec.dead_letter_stream
-    own = [c for c in spec.consumers() if c.role == role]
-    for c in own:
+    subs: list[str] = [
+        f"{inbox_prefix(role)}.>",  # its own replies: API answers, fetched messages, answers
+        sub.rpc(role),
+        f"{sub.rpc(role)}.*",  # fast asks to it
+        f"{p}.meetings.*",
+        f"{p}.meetings.*.*",  # meetings are rooms every role may join (docs/security.md)
+    ]
+    for c in (c for c in spec.consumers() if c.role == role):
         # bind (INFO), fetch (MSG.NEXT), ack / nak / +WPI / +TERM on its own consumers only
         pub += [
             f"$JS.API.CONSUMER.INFO.{c.stream}.{c.name}",
             f"$JS.API.CONSUMER.MSG.NEXT.{c.stream}.{c.name}",
             f"$JS.ACK.{c.stream}.{c.name}.>",
         ]
-        if dlq is not None:
-            pub.append(sub.dead_letter(c.stream, c.name))  # the runtime's own dead letters
-    targets = "*" if "*" in rs.send_to else sorted(set(rs.send_to))
-    for target in [targets] if targets == "*" else targets:
+        if spec.dead_letter_stream is not None:
+            pub.append(f"{sub.dead_letter(c.stream, c.name)}.*")  # its own dead letters
+    targets = ["*"] if "*" in rs.send_to else sorted(set(rs.send_to))
+    for target in targets:
         for kind in _AGENT_KINDS:
-            # Only with its own sender token: the receiver trusts P.agents.{to}.{kind}.{from}
             pub.append(f"{p}.agents.{target}.{kind}.{role}")
-        pub.append(f"{p}.rpc.{target}")
+        pub.append(f"{p}.rpc.{target}.{role}")
+        # cancel the tasks it assigned, answer their input requests
+        pub.append(f"{p}.tasks.*.cancel.{role}.{target}")
+        pub.append(f"{p}.tasks.*.answer.{role}.{target}.*")
     pub += [sub.absolute(s) for s in rs.publish]
     subs += [sub.absolute(s) for s in rs.subscribe]
-    pub.append(f"{p}.meetings.*")
+    pub.append(f"{p}.meetings.*.{role}")
+    tasks = spec.stream_for(sub.task_records())
+    get = f"$JS.API.DIRECT.GET.{tasks}"
     if rs.tasks is not None:
-        pub.append(sub.all_task_updates())  # accepted / progress / completed / failed
-    if rs.inbox is not None:
-        # Durable asks: answer to the asker's ``ask`` namespace, nothing else of its inbox.
-        for asker in [*senders_to(spec, role), ADMIN]:
-            pub.append(f"{inbox_prefix(asker)}.ask.*")
-    readable: list[tuple[str, str]] = []
-    updates_stream = spec.stream_for(sub.all_task_updates())
-    if rs.send_to and updates_stream:
-        readable.append((updates_stream, sub.all_task_updates()))  # TaskHandle.updates()
-        subs.append(sub.all_task_updates())  # TaskHandle.result(): the live updates
+        # as the assignee: its tasks' state changes and outcome; read what the assigner wrote
+        pub += [f"{p}.tasks.*.updates.*.{role}", f"{p}.tasks.*.outcome.*.{role}"]
+        subs += [f"{p}.tasks.*.cancel.*.{role}", f"{p}.tasks.*.answer.*.{role}.*"]
+        if tasks:
+            pub += [
+                f"{get}.{p}.tasks.*.outcome.*.{role}",
+                f"{get}.{p}.tasks.*.cancel.*.{role}",
+                f"{get}.{p}.tasks.*.answer.*.{role}.*",
+            ]
+    if rs.send_to:
+        # as the assigner: follow the tasks it assigned (live), read their last records
+        subs += [f"{p}.tasks.*.updates.{role}.*", f"{p}.tasks.*.outcome.{role}.*"]
+        if tasks:
+            pub += [f"{get}.{p}.tasks.*.updates.{role}.*", f"{get}.{p}.tasks.*.outcome.{role}.*"]
+    # answer asks: into the namespace of each identity that may ask it, nothing else
+    for asker in [*senders_to(spec, role), ADMIN]:
+        pub.append(f"{inbox_prefix(asker)}.rpc.{role}.*")
     if rs.oversight:
-        readable += [(name, ">") for name in spec.streams if name != dlq]
-    for stream, filter_ in readable:
-        # Fleet.watch / observe: a consumer on the narrow create subject, one filter only
-        pub.append(f"$JS.API.CONSUMER.CREATE.{stream}.*.{filter_}")
-    for stream in sorted({s for s, _ in readable}):
-        for c in spec.consumers():
-            if c.stream == stream:
-                deny.append(f"$JS.API.CONSUMER.CREATE.{stream}.{c.name}.>")
-        if stream == dlq:
-            deny.append(f"$JS.API.CONSUMER.CREATE.{stream}.{DEAD_LETTER_COPIER}.>")
-    return Permissions(
-        publish=tuple(dict.fromkeys(pub)),
-        subscribe=tuple(dict.fromkeys(subs)),
-        publish_deny=tuple(dict.fromkeys(deny)),
-    )
+        # watch every inbox and every task's records live, without consuming anything
+        subs += [f"{p}.agents.>", f"{p}.tasks.>"]
+        if tasks:
+            pub.append(f"{get}.{p}.tasks.>")
+    return Permissions(publish=tuple(dict.fromkeys(pub)), subscribe=tuple(dict.fromkeys(subs)))

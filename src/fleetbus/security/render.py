@@ -47,11 +47,10 @@ def render_authorization(spec: FleetSpec, credentials: Mapping[str, Credential])
         lines += [
             f"    {{{_login(cred)},",
             "     permissions: {",
-            f"       publish: {{allow: {_list(perms.publish)}"
-            + (f", deny: {_list(perms.publish_deny)}" if perms.publish_deny else "")
-            + "}",
+            f"       publish: {{allow: {_list(perms.publish)}}}",
             f"       subscribe: {{allow: {_list(perms.subscribe)}}}",
-            f"       allow_responses: {'true' if perms.allow_responses else 'false'}",
+            # never allow_responses: it lets a role publish once to any reply it names
+            "       allow_responses: false",
             "     }}",
         ]
     lines += ["  ]", "}"]

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetbus._files import write_private
 from fleetbus.errors import FleetbusError
-from fleetbus.security.credentials import write_private
+from fleetbus.natsconf import quote
 
 __all__ = ["TLS_DIR", "TlsFiles", "ensure_local_ca", "render_tls", "tls_files"]
 
@@ -106,7 +107,13 @@ def ensure_local_ca(data_dir: str | Path, host: str = "127.0.0.1") -> TlsFiles:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + _VALID)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            # client auth too: in a cluster each node is the other's client on the routes
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -127,13 +134,16 @@ def ensure_local_ca(data_dir: str | Path, host: str = "127.0.0.1") -> TlsFiles:
     return files
 
 
-def render_tls(files: TlsFiles) -> str:
-    """The server config's ``tls`` block for client connections."""
-    return (
-        "tls {\n"
-        f'  cert_file: "{files.cert}"\n'
-        f'  key_file: "{files.key}"\n'
-        f'  ca_file: "{files.ca}"\n'
-        "  timeout: 2\n"
-        "}\n"
-    )
+def render_tls(files: TlsFiles, *, verify: bool = False, indent: str = "") -> str:
+    """The server config's ``tls`` block: for client connections, or (``verify``, inside the
+    ``cluster`` block) for routes, where each node must show a certificate of the local CA."""
+    lines = [
+        "tls {",
+        f"  cert_file: {quote(files.cert)}",
+        f"  key_file: {quote(files.key)}",
+        f"  ca_file: {quote(files.ca)}",
+        *(["  verify: true"] if verify else []),
+        "  timeout: 2",
+        "}",
+    ]
+    return "".join(f"{indent}{line}\n" for line in lines)

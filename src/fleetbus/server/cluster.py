@@ -2,8 +2,11 @@
 
 The seed runs three nodes (``cluster { name: agent-cluster, routes: [...] }``). Locally each
 node gets its own data dir (``n1/``, ``n2/``, ...) and consecutive ports (client 4222, 4223,
-...; monitor 8222, ...; routes 6222, ...). ``start()`` returns once every node is healthy
-and the JetStream meta group has a leader, so streams can be created at replicas N.
+...; routes 6222, ...; monitoring, when the fleet file turns it on, 8222, ...). Every node
+lists every other one (a full mesh of explicit routes), and with ``route_auth`` the route
+ports take only those credentials: no local process can join the cluster uninvited.
+``start()`` returns once every node is ready and has seen a JetStream meta leader elected
+(both read from the nodes' logs), so streams can be created at replicas N.
 
 Planned restarts are graceful: ``stop_node`` sends SIGTERM, on which nats-server hands its
 stream and meta leaderships over before exiting (measured: 62 ms of publish outage), while
@@ -12,18 +15,19 @@ stream and meta leaderships over before exiting (measured: 62 ms of publish outa
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from urllib.parse import quote as quote_url
 
 from fleetbus.errors import ServerError
+from fleetbus.server.config import hostport
+from fleetbus.server.logs import meta_leader
 from fleetbus.server.process import NatsServer
 
 if TYPE_CHECKING:
@@ -35,7 +39,7 @@ __all__ = ["LocalCluster", "NodePorts", "free_port"]
 @dataclass(frozen=True, slots=True)
 class NodePorts:
     client: int
-    monitor: int
+    monitor: int | None
     cluster: int
 
 
@@ -51,20 +55,32 @@ class LocalCluster:
         ports: Sequence[NodePorts] | None = None,
         extra_config: str = "",
         start_new_session: bool = False,
+        route_auth: tuple[str, str] | None = None,
+        route_tls: str = "",
     ) -> None:
+        """``route_auth``: (user, password) every route presents and every route port asks
+        for; ``route_tls``: a ``tls { ... }`` block for the routes."""
         if size < 1:
             raise ServerError("a cluster needs at least one node")
         self.spec = spec
         self.data_dir = Path(data_dir).absolute()
         self.size = size
+        monitored = spec.monitor_port is not None
         if ports is None and 0 in (spec.port, spec.monitor_port, spec.cluster.port):
             # Routes name each other's ports up front: pick free ones now.
-            ports = [NodePorts(free_port(), free_port(), free_port()) for _ in range(size)]
+            ports = [
+                NodePorts(free_port(), free_port() if monitored else None, free_port())
+                for _ in range(size)
+            ]
         self.ports = (
             list(ports)
             if ports is not None
             else [
-                NodePorts(spec.port + i, spec.monitor_port + i, spec.cluster.port + i)
+                NodePorts(
+                    spec.port + i,
+                    spec.monitor_port + i if spec.monitor_port is not None else None,
+                    spec.cluster.port + i,
+                )
                 for i in range(size)
             ]
         )
@@ -72,11 +88,17 @@ class LocalCluster:
             raise ServerError(f"{size} nodes need {size} sets of ports, got {len(self.ports)}")
         self._extra = extra_config
         self._new_session = start_new_session
+        self._route_auth = route_auth
+        self._route_tls = route_tls
         self.nodes = [self._node(i) for i in range(size)]
 
     def _node(self, index: int) -> NatsServer:
+        login = ""
+        if self._route_auth is not None:
+            user, password = self._route_auth
+            login = f"{quote_url(user)}:{quote_url(password)}@"
         routes = [
-            f"nats-route://{self.spec.host}:{p.cluster}"
+            f"nats-route://{login}{hostport(self.spec.host, p.cluster)}"
             for i, p in enumerate(self.ports)
             if i != index
         ]
@@ -90,9 +112,9 @@ class LocalCluster:
             cluster_name=self.spec.cluster.name,
             cluster_port=p.cluster,
             routes=routes,
+            route_auth=self._route_auth,
+            route_tls=self._route_tls,
             extra_config=self._extra,
-            # JetStream is on before the meta group forms: that needs the other nodes.
-            health_query="js-server-only=true",
             start_new_session=self._new_session,
         )
 
@@ -117,43 +139,24 @@ class LocalCluster:
         return self
 
     def wait_healthy(self, timeout: float = 30.0, *, nodes: Sequence[int] | None = None) -> None:
-        """Until every (running) node's full ``/healthz`` is ok and a meta leader is known."""
+        """Until every (running) node has logged, since it started, that it sees a JetStream
+        meta leader: streams at replicas N can be created then."""
         deadline = time.monotonic() + timeout
         indexes = list(nodes) if nodes is not None else list(range(self.size))
-        last = ""
         while True:
-            # The full check (the nodes start with js-server-only: JetStream on, no quorum yet).
-            states = [self.nodes[i].healthz(query="") for i in indexes]
-            leader = self.meta_leader()
-            if all(ok for ok, _ in states) and leader:
+            waiting = [
+                self.nodes[i].server_name
+                for i in indexes
+                if self.nodes[i].running and meta_leader(self.nodes[i].log_since_start()) is None
+            ]
+            if not waiting:
                 return
-            last = "; ".join(why for ok, why in states if not ok) or "no meta leader yet"
             if time.monotonic() >= deadline:
-                raise ServerError(f"the cluster was not healthy within {timeout:g}s: {last}")
+                raise ServerError(
+                    f"the cluster was not ready within {timeout:g}s: {', '.join(waiting)}"
+                    " saw no JetStream meta leader elected (are the routes right?)"
+                )
             time.sleep(0.1)
-
-    def meta_leader(self) -> str:
-        """The JetStream meta leader's server name, as a running node reports it."""
-        for node in self.nodes:
-            if not node.running:
-                continue
-            meta: dict[str, Any] = _get_json(f"{node.monitor_url}/jsz").get("meta_cluster") or {}
-            leader = str(meta.get("leader") or "")
-            if leader:
-                return leader
-        return ""
-
-    def stream_leader(self, stream: str, account: str = "$G") -> str:
-        """The server name that leads ``stream`` (from /jsz?streams=true)."""
-        for node in self.nodes:
-            if not node.running:
-                continue
-            jsz: dict[str, Any] = _get_json(f"{node.monitor_url}/jsz?streams=true&accounts=true")
-            for acc in jsz.get("account_details") or []:
-                for st in acc.get("stream_detail") or []:
-                    if st.get("name") == stream and (st.get("cluster") or {}).get("leader"):
-                        return str(st["cluster"]["leader"])
-        return ""
 
     def node_named(self, name: str) -> int:
         for i in range(self.size):
@@ -194,12 +197,3 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _get_json(url: str) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:
-            data = json.loads(response.read())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

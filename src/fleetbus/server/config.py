@@ -19,10 +19,12 @@ from fleetbus.natsconf import quote
 if TYPE_CHECKING:
     from fleetbus.fleet.model import ServerSpec
 
-__all__ = ["RANDOM_PORT", "hostport", "render_config"]
+__all__ = ["NO_MONITOR", "RANDOM_PORT", "hostport", "render_config"]
 
 RANDOM_PORT = -1
 """What nats-server reads as "pick a free port"."""
+NO_MONITOR = -2
+"""A ``monitor_port`` that turns the HTTP monitoring port off whatever the spec says."""
 
 
 def hostport(host: str, port: int) -> str:
@@ -51,26 +53,32 @@ def render_config(
     cluster_name: str | None = None,
     cluster_port: int | None = None,
     routes: Sequence[str] = (),
+    route_auth: tuple[str, str] | None = None,
+    route_tls: str = "",
     extra: str = "",
 ) -> str:
     """The text of a nats-server config file for ``spec``, with the given overrides.
 
-    ``host``, ``port`` and ``monitor_port`` default to the spec's; the monitor listens on the
-    same host as clients. A ``cluster`` block is written when ``routes`` or ``cluster_port``
+    ``host``, ``port`` and ``monitor_port`` default to the spec's; the monitor (off unless a
+    port is given: ``NO_MONITOR`` turns it off whatever the spec says) listens on the same host
+    as clients. ``route_auth`` (user, password) protects the route port; ``route_tls`` is a
+    ``tls { ... }`` block for it. A ``cluster`` block is written when ``routes`` or ``cluster_port``
     is given (its name and port default to ``spec.cluster``). ``extra`` is appended verbatim
     (an ``authorization`` block, say).
     """
     host = host if host is not None else spec.host
     client_port = _port(spec.port if port is None else port, "port")
-    http_port = _port(spec.monitor_port if monitor_port is None else monitor_port, "monitor port")
     lines = [
         "# Written by fleetbus from the fleet file's `server` section; edits are overwritten.",
         f"server_name: {quote(server_name)}",
         f"host: {quote(host)}",
         f"port: {client_port}",
-        f"http: {quote(hostport(host, http_port))}",
         f"max_payload: {spec.max_payload}",
     ]
+    monitor = spec.monitor_port if monitor_port is None else monitor_port
+    if monitor is not None and monitor != NO_MONITOR:
+        # Only when asked for: it answers anyone, and lists every connection and subscription.
+        lines.append(f"http: {quote(hostport(host, _port(monitor, 'monitor port')))}")
     if log_file is not None:
         lines.append(f"log_file: {quote(log_file)}")
     if pid_file is not None:
@@ -95,8 +103,15 @@ def render_config(
             f"  name: {quote(name)}",
             f"  listen: {quote(hostport(host, cport))}",
             f"  routes: [{route_list}]",
-            "}",
         ]
+        if route_auth is not None:
+            # Without it any local process could start a server routed into the cluster and
+            # read everything through it. The routes above carry the same credentials.
+            user, password = route_auth
+            lines.append(f"  authorization {{ user: {quote(user)}, password: {quote(password)} }}")
+        if route_tls:
+            lines.append(route_tls.rstrip("\n"))
+        lines.append("}")
     if extra:
         lines += ["", extra.rstrip("\n")]
     return "\n".join(lines) + "\n"

@@ -202,13 +202,22 @@ def start_embedded_cluster(
     on_warning: Callable[[str], None] | None = None,
     extra_config: str = "",
     tls: bool = False,
+    route_auth: tuple[str, str] | None = None,
+    route_tls: str = "",
 ) -> LocalCluster:
     """``fleetbus up --cluster N``: N routed nodes in ``data_dir/n1..nN``, recorded like one
     server (``server.json`` lists every URL and pid; ``fleetbus down`` stops them all)."""
     shown = Path(data_dir if data_dir is not None else spec.data_dir)
     _refuse_running(shown, on_warning)
     cluster = LocalCluster(
-        spec, shown, size, ports=ports, extra_config=extra_config, start_new_session=detach
+        spec,
+        shown,
+        size,
+        ports=ports,
+        extra_config=extra_config,
+        start_new_session=detach,
+        route_auth=route_auth,
+        route_tls=route_tls,
     )
     cluster.start(timeout)
     pids = tuple(node.pid for node in cluster.nodes if node.pid is not None)

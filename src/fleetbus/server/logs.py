@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Listening", "complaint", "listening", "summarize_failure"]
+__all__ = ["Listening", "complaint", "listening", "meta_leader", "ready", "summarize_failure"]
 
 _PREFIX = re.compile(r"^\[\d+\] \S+ \S+ (?=\[)")
 _LEVEL = re.compile(r"^\[(\w+)\] ")
@@ -39,6 +39,29 @@ def listening(text: str) -> Listening:
             if match:
                 found[name] = int(match.group(2))
     return Listening(**found)
+
+
+_READY = re.compile(r"\[INF\] Server is ready\s*$", re.M)
+_META_LEADER = re.compile(
+    r"\[INF\] (?:JetStream cluster new metadata leader: (\S+?)/\S+"
+    r"|Self is new JetStream cluster metadata leader)\s*$",
+    re.M,
+)
+
+
+def ready(text: str) -> bool:
+    """Whether the server said it is ready for clients (JetStream on and its streams
+    recovered, on a single server)."""
+    return _READY.search(text) is not None
+
+
+def meta_leader(text: str) -> str | None:
+    """The JetStream meta leader the log last named (``"self"`` when it is this node), or
+    None when a cluster node has not seen one elected yet."""
+    found = None
+    for match in _META_LEADER.finditer(text):
+        found = match.group(1) or "self"
+    return found
 
 
 def _strip(line: str) -> str:

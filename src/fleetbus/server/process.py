@@ -29,10 +29,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from fleetbus._files import write_private
 from fleetbus.errors import ServerError
 from fleetbus.server.binary import find_nats_server
-from fleetbus.server.config import hostport, render_config
-from fleetbus.server.logs import complaint, listening, summarize_failure
+from fleetbus.server.config import NO_MONITOR, hostport, render_config
+from fleetbus.server.logs import complaint, listening, ready, summarize_failure
 
 if TYPE_CHECKING:
     from fleetbus.fleet.model import ServerSpec
@@ -91,12 +92,14 @@ class NatsServer:
         *,
         host: str | None = None,
         port: int | None = None,
-        monitor_port: int | None = None,
+        monitor_port: int | None = -3,
         store_dir: str | Path | None = None,
         server_name: str = "fleetbus",
         cluster_name: str | None = None,
         cluster_port: int | None = None,
         routes: Sequence[str] = (),
+        route_auth: tuple[str, str] | None = None,
+        route_tls: str = "",
         extra_config: str = "",
         binary: str | Path | None = None,
         health_query: str = "",
@@ -107,16 +110,22 @@ class NatsServer:
         self._store_dir = Path(store_dir).absolute() if store_dir is not None else None
         self.host = host if host is not None else self.spec.host
         self._port = self.spec.port if port is None else port
-        self._monitor_port = self.spec.monitor_port if monitor_port is None else monitor_port
+        # -3 (the default): as the spec says (off unless it names a port); None: off.
+        self._monitor_port: int | None = (
+            self.spec.monitor_port if monitor_port == -3 else monitor_port
+        )
         self._cluster_port = cluster_port
         self._server_name = server_name
         self._cluster_name = cluster_name
         self._routes = list(routes)
+        self._route_auth = route_auth
+        self._route_tls = route_tls
         self._extra = extra_config
         self._binary = Path(binary) if binary is not None else None
         self._health_query = health_query
         self._new_session = start_new_session
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ready_offset = 0
         self._detached = False
         self.state = ServerState.UNSTARTED
 
@@ -136,12 +145,17 @@ class NatsServer:
         return self._store_dir or self.data_dir
 
     @property
+    def server_name(self) -> str:
+        return self._server_name
+
+    @property
     def port(self) -> int:
         """The client port (the real one once started)."""
         return self._port
 
     @property
-    def monitor_port(self) -> int:
+    def monitor_port(self) -> int | None:
+        """The HTTP monitoring port (the real one once started), or None when it is off."""
         return self._monitor_port
 
     @property
@@ -155,6 +169,9 @@ class NatsServer:
 
     @property
     def monitor_url(self) -> str:
+        """``http://host:port`` of the monitoring port, or "" when it is off."""
+        if self._monitor_port is None:
+            return ""
         return f"http://{hostport(self.host, self._monitor_port)}"
 
     @property
@@ -172,12 +189,14 @@ class NatsServer:
             store_dir=self.store_dir,
             host=self.host,
             port=self._port,
-            monitor_port=self._monitor_port,
+            monitor_port=NO_MONITOR if self._monitor_port is None else self._monitor_port,
             server_name=self._server_name,
             log_file=self.log_path,
             cluster_name=self._cluster_name,
             cluster_port=self._cluster_port,
             routes=self._routes,
+            route_auth=self._route_auth,
+            route_tls=self._route_tls,
             extra=self._extra,
         )
 
@@ -194,10 +213,14 @@ class NatsServer:
         binary = self._binary or find_nats_server()
         config = self.render()
         try:
+            # Private: the config holds route credentials and password hashes, the store
+            # every message. The server writes its files under umask 077 too.
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            self.config_path.write_text(config, encoding="utf-8")
+            self.data_dir.chmod(0o700)
+            write_private(self.config_path, config)
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-            with self.log_path.open("ab") as log:
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "ab") as log:
                 self._proc = subprocess.Popen(
                     [str(binary), "-c", str(self.config_path)],
                     stdin=subprocess.DEVNULL,
@@ -205,6 +228,7 @@ class NatsServer:
                     stderr=subprocess.STDOUT,
                     cwd=self.data_dir,
                     start_new_session=self._new_session,
+                    umask=0o077,
                 )
         except OSError as exc:
             raise ServerError(f"cannot start nats-server in {self.data_dir}: {exc}") from exc
@@ -225,6 +249,8 @@ class NatsServer:
             return ""
 
     def _wait_ready(self, offset: int, timeout: float) -> None:
+        """Until the server's log says it listens and is ready: nothing here needs the HTTP
+        monitoring port, which is off unless asked for."""
         assert self._proc is not None
         deadline = time.monotonic() + timeout
         health = "the server did not report its ports"
@@ -236,12 +262,16 @@ class NatsServer:
                 message = summarize_failure(said, store_dir=str(self.store_dir), exit_code=code)
                 raise ServerError(f"{message} (log: {self.log_path})", log=said)
             ports = listening(text)
-            if ports.client and ports.monitor:
-                self._port, self._monitor_port = ports.client, ports.monitor
+            monitored = self._monitor_port is None or ports.monitor
+            if ports.client and monitored:
+                self._port = ports.client
+                if ports.monitor:
+                    self._monitor_port = ports.monitor
                 if ports.cluster:
                     self._cluster_port = ports.cluster
-                ok, health = self.healthz()
-                if ok:
+                health = "the server did not say it is ready"
+                if ready(text):
+                    self._ready_offset = offset
                     return
             if time.monotonic() >= deadline:
                 raise ServerError(
@@ -252,9 +282,15 @@ class NatsServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(_TICK)
 
+    def log_since_start(self) -> str:
+        """What the server logged since it was last started."""
+        return self._new_log(self._ready_offset)
+
     def healthz(self, query: str | None = None) -> tuple[bool, str]:
         """Whether ``/healthz`` (with ``query``, default this server's ``health_query``) says
-        ok, and what it said."""
+        ok, and what it said; only with the monitoring port on."""
+        if self._monitor_port is None:
+            return False, "the monitoring port is off"
         return healthz(
             self.host, self._monitor_port, self._health_query if query is None else query
         )

@@ -19,7 +19,8 @@ that has fleetbus installed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fleetbus.server.process import NatsServer
 
-__all__ = ["run_nats_server"]
+__all__ = ["eventually", "run_nats_server"]
 
 
 @contextmanager
@@ -42,10 +43,30 @@ def run_nats_server(
 
     kwargs.setdefault("host", "127.0.0.1")
     kwargs.setdefault("port", 0)
-    kwargs.setdefault("monitor_port", 0)
     server = NatsServer(data_dir=tmpdir, **kwargs)
     server.start(timeout)
     try:
         yield server
     finally:
         server.stop()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 15.0,
+    what: str = "condition",
+) -> None:
+    """Check ``check`` until it is true (every 50 ms); an ``AssertionError`` naming ``what``
+    after ``timeout`` seconds. For state another process changes, where there is no event
+    to wait on."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                value = check()
+                if asyncio.iscoroutine(value):
+                    value = await value
+                if value:
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not happen within {timeout:g}s") from None

@@ -91,16 +91,23 @@ def make(url: str, spec: FleetSpec) -> FleetUnderTest:
 
 
 async def final_history(
-    client: Fleet, task_id: str, *, until: str | None = None, timeout: float = 10.0
+    client: Fleet,
+    task_id: str,
+    *,
+    until: str | None = None,
+    timeout: float = 10.0,
+    role: str | None = None,
 ) -> list[TaskUpdate]:
     """Every stored update of ``task_id`` up to its first terminal one (completed /
     dead-lettered), or up to the first in state ``until`` (a replayed task's ``completed``).
 
     ``TaskHandle.result()`` answers from the live update, which can reach a subscriber a moment
-    before the stream has stored it; a test that then reads the history wants this."""
+    before the stream has stored it; a test that then reads the history wants this. ``role``:
+    only what that role wrote (a role's client needs it, and then sees the last stored state
+    and what follows; the admin's sees every update)."""
     out: list[TaskUpdate] = []
     async with asyncio.timeout(timeout):
-        async for update in client.watch(task_id):
+        async for update in client.watch(task_id, role=role):
             out.append(update)
             if update.state == until or (until is None and update.terminal):
                 return out

@@ -40,5 +40,5 @@ def parse_answer(data: bytes, headers: Mapping[str, str] | None) -> tuple[bool, 
         raise PayloadError("the reply is not a fleetbus answer (no Fleet-Status header)")
     try:
         return True, json.loads(data) if data else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PayloadError(f"the answer is not JSON: {exc}") from None

@@ -44,6 +44,10 @@ def decode(raw: bytes) -> dict[str, Any]:
         raise PayloadError(
             f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise PayloadError("body is nested too deeply to decode") from None
+    except ValueError as exc:  # a 5,000-digit integer, say: Python's int_max_str_digits
+        raise PayloadError(f"body cannot be decoded: {exc}") from None
     if not isinstance(value, dict):
         raise PayloadError(f"body must be a JSON object, got {type(value).__name__}")
     return value

@@ -19,6 +19,7 @@ __all__ = [
     "DLQ_STREAM",
     "DLQ_SUBJECT",
     "DLQ_TIME",
+    "DLQ_TRACEBACK",
     "ERROR",
     "MEMBER",
     "MSG_ID",
@@ -51,6 +52,7 @@ DLQ_DELIVERIES = "Fleet-Dlq-Deliveries"
 DLQ_REASON = "Fleet-Dlq-Reason"
 DLQ_ERROR = "Fleet-Dlq-Error"
 DLQ_TIME = "Fleet-Dlq-Time"
+DLQ_TRACEBACK = "Fleet-Dlq-Traceback"  # the handler's traceback, JSON-escaped onto one line
 
 DLQ_HEADERS = (
     DLQ_SUBJECT,
@@ -61,6 +63,7 @@ DLQ_HEADERS = (
     DLQ_REASON,
     DLQ_ERROR,
     DLQ_TIME,
+    DLQ_TRACEBACK,
 )
 """Every header a dead letter adds to the original's."""
 

@@ -2,37 +2,56 @@
 
 With prefix ``P`` (the seed uses ``genbrain``)::
 
-    P.agents.{role}.inbox        direct messages            (AGENT_COMMS)
-    P.agents.{role}.tasks        task assignments           (AGENT_COMMS)
-    P.agents.{role}.meetings     meeting invitations        (AGENT_COMMS)
-    P.agents.{role}.{kind}.{from} the same, sent by role ``from``: with auth on, the server
-                                 lets each role publish only its own ``from`` token, so the
-                                 receiver trusts it (the ``Fleet-Sender`` header is forgeable)
-    P.events.{domain}.{type}     events, fan-out            (EVENTS)
-    P.tasks.{task_id}.updates    a task's lifecycle         (TASKS)
-    P.meetings.{meeting_id}      live meeting traffic       (core NATS, not stored)
-    P.rpc.{role}                 fast asks, answered by the agent (core NATS, not stored)
-    P.dlq.{stream}.{consumer}    dead letters               (AGENT_DLQ)
+    P.agents.{role}.{kind}.{from}   a role's inbox, tasks and meeting invitations, sent by
+                                    ``from`` (AGENT_COMMS); without ``.{from}`` from the admin
+                                    or a plain NATS client
+    P.events.{domain}.{type}        events, fan-out (EVENTS)
+    P.tasks.{id}.updates.{A}.{R}    task ``id``'s state changes, written by its assignee ``R``
+                                    (assigned by ``A``) (TASKS)
+    P.tasks.{id}.outcome.{A}.{R}    its one terminal record: the first one stored wins (TASKS)
+    P.tasks.{id}.cancel.{A}.{R}     ``A`` (or the admin) cancels it (TASKS)
+    P.tasks.{id}.answer.{A}.{R}.{n} ``A``'s answer to the task's input request ``n`` (TASKS)
+    P.meetings.{meeting_id}.{from}  live meeting traffic (core NATS, not stored)
+    P.rpc.{role}.{from}             fast asks to ``role`` (core NATS, not stored)
+    P.dlq.{stream}.{consumer}.{seq} the dead letter of message ``seq`` (AGENT_DLQ): the first
+                                    one stored stands
+    _INBOX_{from}.rpc.{role}.{id}   the answer to ``from``'s ask of ``role``
+
+**An identity is a subject token the server enforces.** With auth on, a role may publish only
+with its own name in the ``{from}``, ``{R}`` (updates, outcomes) or ``{A}`` (cancels, answers)
+position, so a receiver trusts those tokens; a header or a body field is a claim. ``admin``
+stands for the admin identity (and plain clients) where a token is needed: no role may be
+called that.
 
 Consumers are ``ROLE_KIND`` in upper case: ``BACKEND_TASKS``, ``DEVOPS_EVENTS``.
+
+One piece: every subject, its tokens' rules and its parsing back live here together, so the
+wire contract has one place to change and to read.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from fleetbus.errors import InvalidSubjectError
 
 __all__ = [
+    "ADMIN",
     "ADVISORY_MAX_DELIVERIES",
     "ADVISORY_TERMINATED",
+    "MAX_ID",
+    "MAX_TOKEN",
     "Subjects",
+    "TaskSubject",
     "consumer_name",
     "filter_within",
+    "inbox_prefix",
     "is_valid_subject",
     "subject_matches",
     "subjects_overlap",
+    "validate_id",
     "validate_subject",
     "validate_token",
 ]
@@ -40,17 +59,33 @@ __all__ = [
 ADVISORY_MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 ADVISORY_TERMINATED = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
 
+ADMIN = "admin"
+"""The token of the admin identity (and of clients without a role) where one is needed."""
+
+MAX_TOKEN = 256
+"""The longest token fleetbus puts in a subject. The server closes a connection whose
+control line (subject, reply and sizes) passes 4096 bytes, and nats-py then closes for good:
+every token is bounded so that no subject fleetbus builds comes near it."""
+MAX_ID = 128
+"""The longest task, meeting or ask id."""
+
 # A token is what sits between two dots. Names that become one token must not contain
 # a dot, whitespace or a wildcard; ``$`` and other printable characters are NATS-legal.
 _BAD_TOKEN = re.compile(r"[\s.*>]")
 # Role names also become consumer names (upper-cased) and user names: keep them tame.
 _ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+# Ids (tasks, meetings, asks) come from users and from bodies: a small, printable alphabet.
+_ID = re.compile(r"^[A-Za-z0-9_:+=@~-]+$")
 
 
 def validate_token(value: str, what: str = "token") -> str:
     """Return ``value`` if it can stand as one subject token, else raise with the reason."""
     if not isinstance(value, str) or value == "":
         raise InvalidSubjectError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_TOKEN:
+        raise InvalidSubjectError(
+            f"{what} is {len(value)} characters long: at most {MAX_TOKEN} fit in a subject"
+        )
     bad = _BAD_TOKEN.search(value)
     if bad:
         char = bad.group()
@@ -61,6 +96,28 @@ def validate_token(value: str, what: str = "token") -> str:
             f"{what} {value!r} contains {name}: it must be a single subject token"
         )
     return value
+
+
+def validate_id(value: object, what: str = "task id") -> str:
+    """A task, meeting or ask id: 1 to 128 of ``A-Z a-z 0-9 _ - : + = @ ~``."""
+    if not isinstance(value, str):
+        raise InvalidSubjectError(f"{what} must be a non-empty string, got {value!r}")
+    validate_token(value, what)  # says what is wrong with a space, a dot, a wildcard
+    if len(value) > MAX_ID:
+        raise InvalidSubjectError(f"{what} is {len(value)} characters long: at most {MAX_ID}")
+    if not _ID.match(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise InvalidSubjectError(
+            f"{what} {shown!r} may use only letters, digits and _ - : + = @ ~"
+        )
+    return value
+
+
+def inbox_prefix(identity: str) -> str:
+    """An identity's own reply-subject prefix (``_INBOX_backend``): with auth on it may
+    subscribe only there, so it never sees another client's PubAcks, fetched messages or
+    answers; the answers to its asks go under it too."""
+    return f"_INBOX_{identity}"
 
 
 def validate_role(value: str) -> str:
@@ -157,6 +214,24 @@ def consumer_name(role: str, kind: str) -> str:
     return f"{role}_{kind}".upper().replace("-", "_")
 
 
+TaskKind = Literal["updates", "outcome", "cancel", "answer"]
+_TASK_KINDS = ("updates", "outcome", "cancel", "answer")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSubject:
+    """The parts of a task record's subject (``P.tasks.{id}.{kind}.{A}.{R}[.{n}]``)."""
+
+    task_id: str
+    kind: str
+    assigner: str
+    """Who assigned the task: a role, or ``admin``."""
+    assignee: str
+    """The role that works it."""
+    extra: str = ""
+    """The input request number of an ``answer``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Subjects:
     """Subject builder for one prefix. Every argument is validated as a single token."""
@@ -195,24 +270,98 @@ class Subjects:
         """``deployment.>`` → ``P.events.deployment.>``."""
         return validate_subject(f"{self.prefix}.events.{pattern}")
 
+    def task(
+        self, task_id: str, kind: TaskKind, assigner: str, assignee: str, extra: str = ""
+    ) -> str:
+        """``P.tasks.{id}.{kind}.{assigner}.{assignee}[.{extra}]``: one of a task's records.
+        ``updates`` and ``outcome`` are written by the assignee, ``cancel`` and ``answer``
+        by the assigner; the server holds each role to its own token."""
+        subject = (
+            f"{self.prefix}.tasks.{validate_id(task_id)}.{kind}"
+            f".{validate_token(assigner, 'assigner')}.{validate_token(assignee, 'assignee')}"
+        )
+        return f"{subject}.{validate_token(extra, 'input request')}" if extra else subject
+
+    def task_records(
+        self, task_id: str | None = None, assigner: str | None = None, assignee: str | None = None
+    ) -> str:
+        """A filter over tasks' records: ``*`` where an argument is None (``>`` for the
+        trailing input request number of answers is not included: ``*`` kinds only)."""
+        tid = validate_id(task_id) if task_id is not None else "*"
+        a = validate_token(assigner, "assigner") if assigner is not None else "*"
+        r = validate_token(assignee, "assignee") if assignee is not None else "*"
+        return f"{self.prefix}.tasks.{tid}.*.{a}.{r}"
+
     def task_updates(self, task_id: str) -> str:
-        return f"{self.prefix}.tasks.{validate_token(task_id, 'task id')}.updates"
+        """The subject of the first format (``P.tasks.{id}.updates``), where updates carried
+        no writer: still read (for history stored before), never written."""
+        return f"{self.prefix}.tasks.{validate_id(task_id)}.updates"
 
-    def all_task_updates(self) -> str:
-        return f"{self.prefix}.tasks.*.updates"
+    def all_task_updates(self) -> list[str]:
+        """Every task's updates and outcomes (the ``updates`` consumer's filters), and the
+        first format's updates."""
+        p = self.prefix
+        return [f"{p}.tasks.*.updates.*.*", f"{p}.tasks.*.outcome.*.*", f"{p}.tasks.*.updates"]
 
-    def rpc(self, role: str) -> str:
-        """Fast asks to ``role``: core NATS, answered by the agent; no stream may capture it."""
-        return f"{self.prefix}.rpc.{validate_token(role, 'role')}"
+    def parse_task(self, subject: str) -> TaskSubject | None:
+        """The parts of a task record's subject; None for anything else (the first format
+        included: it names no writer)."""
+        head = f"{self.prefix}.tasks."
+        if not subject.startswith(head):
+            return None
+        rest = subject[len(head) :].split(".")
+        if len(rest) not in (4, 5) or rest[1] not in _TASK_KINDS:
+            return None
+        return TaskSubject(rest[0], rest[1], rest[2], rest[3], rest[4] if len(rest) == 5 else "")
 
-    def meeting(self, meeting_id: str) -> str:
-        return f"{self.prefix}.meetings.{validate_token(meeting_id, 'meeting id')}"
+    def rpc(self, role: str, asker: str | None = None) -> str:
+        """Fast asks to ``role`` from ``asker`` (core NATS, answered by an agent of the role;
+        no stream may capture it). Without an asker: the admin's, or a plain client's."""
+        base = f"{self.prefix}.rpc.{validate_token(role, 'role')}"
+        return base if asker is None else f"{base}.{validate_token(asker, 'asker')}"
 
-    def dead_letter(self, stream: str, consumer: str) -> str:
-        return (
+    def rpc_asker(self, subject: str) -> str:
+        """Who asked, from a fast ask's subject: its asker token, else ``admin``."""
+        rest = subject[len(self.prefix) + 1 :].split(".")
+        return rest[2] if len(rest) == 3 else ADMIN
+
+    def meeting(self, meeting_id: str, sender: str | None = None) -> str:
+        """A meeting's live subject, as said by ``sender`` (its token: who said it)."""
+        base = f"{self.prefix}.meetings.{validate_id(meeting_id, 'meeting id')}"
+        return base if sender is None else f"{base}.{validate_token(sender, 'sender')}"
+
+    def meeting_sender(self, subject: str) -> str | None:
+        """The sender token of ``P.meetings.{id}.{sender}``; None without one."""
+        rest = subject[len(self.prefix) + 1 :].split(".")
+        return rest[2] if len(rest) == 3 and rest[0] == "meetings" else None
+
+    def answer_to(self, asker: str, answerer: str) -> str:
+        """The namespace of the answers ``answerer`` gives ``asker``: ``asker``'s own inbox
+        prefix, then ``rpc.{answerer}``. With auth on, ``answerer`` may publish there and in
+        no other inbox; an agent answers to nothing else (never to a subject an asker chose)."""
+        return f"{inbox_prefix(asker)}.rpc.{validate_token(answerer, 'role')}"
+
+    def answer_allowed(self, reply: str, asker: str, answerer: str) -> bool:
+        """Whether ``reply`` is a place ``answerer`` may answer ``asker``: one token (at most
+        ``MAX_ID``) under ``answer_to(asker, answerer)`` (plain clients, asking as the admin
+        without auth, use nats-py's ``_INBOX`` prefix)."""
+        prefixes = [self.answer_to(asker, answerer)]
+        if asker == ADMIN:
+            prefixes.append(f"_INBOX.rpc.{answerer}")
+        for prefix in prefixes:
+            if reply.startswith(prefix + "."):
+                token = reply[len(prefix) + 1 :]
+                return bool(token) and len(token) <= MAX_ID and _ID.match(token) is not None
+        return False
+
+    def dead_letter(self, stream: str, consumer: str, seq: int | None = None) -> str:
+        """``P.dlq.{stream}.{consumer}.{seq}``: the dead letter of message ``seq`` of
+        ``stream``, given up by ``consumer`` (without ``seq``: the consumer's family)."""
+        base = (
             f"{self.prefix}.dlq.{validate_token(stream, 'stream')}"
             f".{validate_token(consumer, 'consumer')}"
         )
+        return base if seq is None else f"{base}.{int(seq)}"
 
     def parse_agent(self, subject: str) -> tuple[str, str] | None:
         """``P.agents.{role}.{kind}[.{sender}]`` → ``(role, kind)``; anything else → None."""

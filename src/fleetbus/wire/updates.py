@@ -1,17 +1,28 @@
-"""Task updates: the JSON object published on ``P.tasks.{task_id}.updates`` at each change.
+"""Task updates: the JSON object stored at each change of a task.
 
-    {"task_id": "task-001", "state": "completed", "agent": "backend", "attempt": 1,
-     "time": "2026-05-10T14:30:00.123Z", "result": {...}}
+    {"task_id": "task-001", "state": "completed", "agent": "backend", "assigner": "cto",
+     "attempt": 1, "time": "2026-05-10T14:30:00.123Z", "result": {...}}
 
-States: ``accepted`` (a worker took it), ``progress`` (message, percent), ``completed``
-(result), ``failed`` (error; ``retry_in`` seconds when it will be retried), ``dead_lettered``
-(error, reason: no further attempts).
+Where it is stored says who wrote it (``wire.subjects``): state changes on
+``P.tasks.{id}.updates.{assigner}.{agent}``, the one terminal record on
+``P.tasks.{id}.outcome.{assigner}.{agent}``. A reader takes ``agent`` and ``assigner`` from the
+subject, never from the body.
+
+States (and the A2A task state each one is, for ``TaskSummary`` and docs/wire-contract.md):
+
+- ``accepted``: an agent took it (attempt n) — A2A ``working``;
+- ``progress``: a step, with ``message`` and ``percent`` — ``working``;
+- ``failed``: an attempt failed; ``retry_in`` says when the next one starts — ``working``;
+- ``input-required``: the handler asked a question (``data``, ``request``) — ``input-required``;
+- terminal, each an outcome: ``completed`` (``result``), ``dead_lettered`` (no attempt left:
+  ``error``, ``reason``) — ``failed``; ``rejected`` (the handler refused it) — ``rejected``;
+  ``canceled`` — ``canceled``; ``expired`` (past its deadline) — ``expired``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from fleetbus.errors import PayloadError
@@ -19,11 +30,41 @@ from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.headers import TASK_ID as TASK_ID_HEADER
 
-__all__ = ["TERMINAL_STATES", "TaskState", "TaskUpdate", "task_id_of", "update_msg_id"]
+__all__ = [
+    "A2A_STATE",
+    "TERMINAL_STATES",
+    "TaskState",
+    "TaskUpdate",
+    "task_id_of",
+]
 
-TaskState = Literal["accepted", "progress", "completed", "failed", "dead_lettered"]
-TERMINAL_STATES: frozenset[str] = frozenset({"completed", "dead_lettered"})
-_STATES = ("accepted", "progress", "completed", "failed", "dead_lettered")
+TaskState = Literal[
+    "accepted",
+    "progress",
+    "failed",
+    "input-required",
+    "completed",
+    "dead_lettered",
+    "rejected",
+    "canceled",
+    "expired",
+]
+_STATES: tuple[str, ...] = TaskState.__args__  # type: ignore[attr-defined]
+TERMINAL_STATES: frozenset[str] = frozenset(
+    {"completed", "dead_lettered", "rejected", "canceled", "expired"}
+)
+A2A_STATE: Mapping[str, str] = {
+    "accepted": "working",
+    "progress": "working",
+    "failed": "working",
+    "input-required": "input-required",
+    "completed": "completed",
+    "dead_lettered": "failed",
+    "rejected": "rejected",
+    "canceled": "canceled",
+    "expired": "expired",
+}
+"""Each update state as the A2A task state it is (``expired`` is fleetbus's own)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,8 +72,11 @@ class TaskUpdate:
     task_id: str
     state: TaskState
     agent: str
+    """The role working the task (from the record's subject when read)."""
     attempt: int
     time: str
+    assigner: str = ""
+    """Who assigned it: a role, or ``admin`` (from the record's subject when read)."""
     worker: str = ""
     result: Any = None
     error: str | None = None
@@ -41,6 +85,10 @@ class TaskUpdate:
     percent: float | None = None
     data: dict[str, Any] | None = None
     retry_in: float | None = None
+    request: str | None = None
+    """The input request an ``input-required`` update asks (its answer is keyed by it)."""
+    traceback: str | None = None
+    """The handler's traceback, trimmed, on a failed attempt or a dead letter."""
 
     @staticmethod
     def now() -> str:
@@ -50,8 +98,16 @@ class TaskUpdate:
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
+    @property
+    def a2a_state(self) -> str:
+        return A2A_STATE[self.state]
+
     def encode(self) -> bytes:
         return encode({k: v for k, v in asdict(self).items() if v is not None and v != ""})
+
+    def written_by(self, assigner: str, agent: str) -> TaskUpdate:
+        """This update with the identities its subject vouches for (the body's are claims)."""
+        return replace(self, assigner=assigner, agent=agent)
 
     @classmethod
     def decode(cls, raw: bytes) -> TaskUpdate:
@@ -61,9 +117,12 @@ class TaskUpdate:
             raise PayloadError(f"not a task update: state {state!r}")
         known = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in body.items() if k in known})
+            update = cls(**{k: v for k, v in body.items() if k in known})
         except TypeError as exc:
             raise PayloadError(f"not a task update: {exc}") from None
+        if not isinstance(update.task_id, str) or not isinstance(update.attempt, int):
+            raise PayloadError("not a task update: task_id or attempt of the wrong type")
+        return update
 
 
 def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, seq: int) -> str:
@@ -71,8 +130,3 @@ def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, s
     ``nats pub``), else ``{role}-{stream sequence}`` — stable across redeliveries."""
     value = headers.get(TASK_ID_HEADER) or body.get("task_id") or f"{role}-{seq}"
     return str(value)
-
-
-def update_msg_id(task_id: str, state: str, attempt: int) -> str:
-    """The dedupe id of an update: a redelivery repeating it is stored once."""
-    return f"{task_id}-done" if state == "completed" else f"{task_id}-{state}-{attempt}"

@@ -1,0 +1,218 @@
+"""A task's records in the TASKS stream, written and read by the identities the server lets.
+
+One task ``id``, assigned by ``A`` (a role, or ``admin``) to role ``R``, has (``wire.subjects``):
+
+- ``P.tasks.{id}.updates.{A}.{R}``: its state changes (accepted, progress, failed attempts,
+  input requests), written by ``R``'s agents;
+- ``P.tasks.{id}.outcome.{A}.{R}``: its one terminal record, written by ``R``'s agents (or the
+  admin's dead-letter copier) with ``Nats-Expected-Last-Subject-Sequence: 0``, so the first
+  outcome stored wins: an attempt that lost its lease (a blocked handler, a partition) can
+  never store a second, different result over the one that won, however late it comes;
+- ``P.tasks.{id}.cancel.{A}.{R}`` and ``P.tasks.{id}.answer.{A}.{R}.{n}``: written by ``A``.
+
+With auth on the server holds each role to its own token in those positions, so a reader that
+knows ``A`` and ``R`` reads records nobody else could have written. A role reads the last
+record of a subject by direct get (no consumer: roles may not create any) and follows live
+ones with a core subscription; the admin reads whole histories with a consumer.
+
+The first format, ``P.tasks.{id}.updates`` (no writer in the subject), is still read by the
+admin tools, with the body's ``agent`` as a claim; nothing writes it any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+
+from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadError
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.api import JsApi, StoredMessage
+from fleetbus.js.connection import Connection
+from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
+from fleetbus.js.reader import StreamReader
+from fleetbus.wire import headers as h
+from fleetbus.wire.subjects import TaskKind
+from fleetbus.wire.updates import TaskUpdate
+
+__all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
+
+log = logging.getLogger("fleetbus.tasks")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRef:
+    """Which task: its id, who assigned it (a role, or ``admin``), and the role working it."""
+
+    task_id: str
+    assigner: str
+    assignee: str
+
+
+class OutcomeWrite(enum.Enum):
+    STORED = "stored"
+    """This write is the task's outcome."""
+    REPEATED = "repeated"
+    """An earlier try of this same write was stored (its acknowledgement was lost)."""
+    LOST = "lost"
+    """Another outcome was stored first: it stands, this one is not stored."""
+
+
+class TaskRecords:
+    """Reads and writes task records as the identity of ``conn``."""
+
+    def __init__(self, conn: Connection, spec: FleetSpec, publisher: Publisher) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.publisher = publisher
+        self.api = JsApi(conn)
+        self._stream = spec.stream_for(spec.subjects.task_records())
+
+    @property
+    def stream(self) -> str:
+        """The stream that stores task records (the seed's ``TASKS``)."""
+        if not self._stream:
+            raise FleetbusError(
+                f"no stream of the fleet stores {self.spec.prefix}.tasks.>: add one to the"
+                " fleet file (the seed's TASKS)"
+            )
+        return self._stream
+
+    def subject(self, ref: TaskRef, kind: TaskKind, extra: str = "") -> str:
+        return self.spec.subjects.task(ref.task_id, kind, ref.assigner, ref.assignee, extra)
+
+    # -- writing (the assignee) ----------------------------------------------------------
+
+    async def update(self, ref: TaskRef, update: TaskUpdate) -> bool:
+        """Store a state change. It informs followers and does not decide anything: a failure
+        is logged and returned as False, never raised."""
+        try:
+            await self.publisher.publish(
+                self.subject(ref, "updates"), update.encode(), {h.TASK_ID: ref.task_id}
+            )
+        except FleetbusError as exc:
+            log.warning("task %s: %s update not stored: %s", ref.task_id, update.state, exc)
+            return False
+        return True
+
+    async def outcome(self, ref: TaskRef, update: TaskUpdate) -> tuple[OutcomeWrite, TaskUpdate]:
+        """Store the task's outcome unless one is stored already: what happened, and the
+        outcome that stands. Raises ``FleetbusError`` when it cannot be stored (a full
+        stream, no server): the caller must not acknowledge the task then.
+
+        Its message id is random (the same across this write's retries): a guessable one could
+        be used first by any writer of the stream, and the real outcome dropped as a duplicate.
+        """
+        subject = self.subject(ref, "outcome")
+        msg_id = f"outcome-{uuid.uuid4().hex}"
+        headers = {h.TASK_ID: ref.task_id, EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}
+        try:
+            ack = await self.publisher.publish(subject, update.encode(), headers, msg_id=msg_id)
+        except JetStreamError as exc:
+            if exc.err_code != JsErrorCode.WRONG_LAST_SEQUENCE:
+                raise
+            stored = await self.api.last_for(self.stream, subject)
+            if stored is None:  # pragma: no cover - removed between the two requests
+                raise
+            standing = _decode(stored, ref)
+            if stored.headers.get(h.MSG_ID) == msg_id:
+                return OutcomeWrite.REPEATED, standing
+            return OutcomeWrite.LOST, standing
+        return (OutcomeWrite.REPEATED if ack.duplicate else OutcomeWrite.STORED), update
+
+    # -- reading (anyone the subject lets) -----------------------------------------------
+
+    async def last(self, ref: TaskRef, kind: TaskKind, extra: str = "") -> TaskUpdate | None:
+        """The last record of ``kind`` (None if there is none, or none that decodes)."""
+        stored = await self.api.last_for(self.stream, self.subject(ref, kind, extra))
+        if stored is None:
+            return None
+        try:
+            return _decode(stored, ref)
+        except PayloadError:
+            return None
+
+    async def follow(
+        self, ref: TaskRef, on_update: Callable[[TaskUpdate], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """Call ``on_update`` with each update and outcome of the task as it is published
+        (a core subscription: subscribe before anything happens to miss nothing). Returns the
+        function that stops following."""
+        subjects = self.spec.subjects
+
+        async def deliver(msg: Msg) -> None:
+            parts = subjects.parse_task(msg.subject)
+            if parts is None:
+                return
+            try:
+                update = TaskUpdate.decode(msg.data)
+            except PayloadError:
+                return
+            await on_update(update.written_by(parts.assigner, parts.assignee))
+
+        # Two exact subjects, not one with a wildcard kind: a role may subscribe to exactly
+        # these (a wider subscription is refused even where its matches would be allowed).
+        subs = [
+            await self.conn.nc.subscribe(self.subject(ref, kind), cb=deliver)
+            for kind in ("updates", "outcome")
+        ]
+
+        async def stop() -> None:
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+        return stop
+
+    async def history(
+        self, task_id: str, *, assignee: str | None = None, live: bool = False
+    ) -> AsyncIterator[tuple[TaskUpdate, int]]:
+        """Every stored update and outcome of ``task_id`` in order, with how many more are
+        stored after each (then, with ``live``, new ones as they come): a consumer, so the
+        admin's. ``assignee``: only what that role wrote (the first format's updates, which
+        name no writer, are taken at their body's word)."""
+        async with StreamReader(
+            self.conn, self.stream, f"{self.spec.prefix}.tasks.{task_id}.>", deliver="all"
+        ) as reader:
+            async for msg in reader:
+                pending = msg.metadata.num_pending
+                update = self._stored_update(msg, task_id)
+                if update is not None and (assignee is None or update.agent == assignee):
+                    yield update, pending
+                if not live and pending == 0:
+                    return
+
+    def _stored_update(self, msg: Msg, task_id: str) -> TaskUpdate | None:
+        """An update or outcome as stored, with the identities its subject vouches for."""
+        subjects = self.spec.subjects
+        parts = subjects.parse_task(msg.subject)
+        if parts is None and msg.subject != subjects.task_updates(task_id):
+            return None
+        if parts is not None and parts.kind not in ("updates", "outcome"):
+            return None
+        try:
+            update = TaskUpdate.decode(msg.data)
+        except PayloadError:
+            return None
+        return update if parts is None else update.written_by(parts.assigner, parts.assignee)
+
+    async def stored(
+        self, task_id: str, *, assignee: str | None = None, wait: float = 1.0
+    ) -> list[TaskUpdate]:
+        """The updates stored so far for ``task_id`` (empty if none arrive within ``wait``)."""
+        out: list[TaskUpdate] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                async for update, _ in self.history(task_id, assignee=assignee):
+                    out.append(update)
+        return out
+
+
+def _decode(stored: StoredMessage, ref: TaskRef) -> TaskUpdate:
+    return TaskUpdate.decode(stored.data).written_by(ref.assigner, ref.assignee)

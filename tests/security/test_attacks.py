@@ -1,0 +1,295 @@
+"""An attacker holding one role's credentials.
+
+An agent runs actions a language model chose; a prompt-injected agent holds its role's
+credentials and uses them against the fleet. Each test here is one class of attack on the
+promise that **a role can do only what its lines in the fleet file allow**, tried by a real
+client against a real server with auth on, and each ends by checking that the fleet is
+intact: every stream and consumer still there, nothing stored under a forged identity, no
+forged result accepted, no foreign message read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from fleetbus import PermissionDenied
+from fleetbus.deadletters import DeadLetters
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import Connection, connect
+from fleetbus.js.publish import Publisher
+from fleetbus.runtime import Request, Task
+from fleetbus.security import ADMIN
+from fleetbus.testing import eventually
+from fleetbus.testing.fleets import final_history
+from fleetbus.wire import headers as h
+from fleetbus.wire.updates import TaskUpdate
+
+from .support import AuthFleet, agent, client
+
+
+@asynccontextmanager
+async def attacker(fleet: AuthFleet, role: str) -> AsyncIterator[Connection]:
+    """A raw connection with ``role``'s credentials: what an injected agent holds."""
+    conn = await connect(fleet.settings(role))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def stored_on(fleet: AuthFleet, subject: str) -> int:
+    """How many messages the fleet's streams hold on ``subject`` (read as the admin)."""
+    stream = fleet.spec.stream_for(subject)
+    assert stream, subject
+    async with attacker(fleet, ADMIN) as admin:
+        info = await JsApi(admin).stream_info(stream, {"subjects_filter": subject})
+    assert info is not None
+    return sum((info["state"].get("subjects") or {}).values())
+
+
+async def assert_intact(fleet: AuthFleet) -> None:
+    """Every stream and every consumer of the fleet is still there."""
+    async with attacker(fleet, ADMIN) as admin:
+        api = JsApi(admin)
+        assert set(fleet.spec.streams) <= set(await api.stream_names())
+        for consumer in fleet.spec.consumers():
+            assert await api.consumer_info(consumer.stream, consumer.name), consumer.name
+
+
+async def test_a_reply_subject_does_not_lend_a_role_the_servers_hand(
+    auth_fleet: AuthFleet,
+) -> None:
+    """The allow_responses bypass: publish to a subject you also read, with the reply set to
+    a target you may not publish to, receive your own message, "answer" it."""
+    spec = auth_fleet.spec
+    p = spec.prefix
+    events = spec.stream_for(spec.subjects.event("a", "b"))
+    forged_task = spec.subjects.tasks("cso", "cto")
+    targets = [f"$JS.API.STREAM.DELETE.{events}", "$JS.API.STREAM.NAMES", forged_task]
+    async with attacker(auth_fleet, "backend") as conn:
+        room = f"{p}.meetings.bypass"
+        sub = await conn.nc.subscribe(f"{room}.*")
+        await conn.nc.flush()
+        for target in targets:
+            await conn.nc.publish(f"{room}.backend", b"{}", reply=target)
+            msg = await sub.next_msg(timeout=5)
+            assert msg.reply == target
+            await conn.nc.publish(msg.reply, b'{"title": "forged by backend as cto"}')
+        await conn.settle()
+        for target in targets:
+            assert conn.refused(target), target
+    assert await stored_on(auth_fleet, forged_task) == 0
+    await assert_intact(auth_fleet)
+
+
+async def test_an_honest_agent_answers_nobody_outside_the_askers_namespace(
+    auth_fleet: AuthFleet,
+) -> None:
+    """The confused deputy: ask an honest cso agent with a reply subject cso may publish to
+    (a task for devops "from cso"), hoping its answer is stored there."""
+    spec = auth_fleet.spec
+    deputy_target = spec.subjects.tasks("devops", "cso")
+    cso = agent(auth_fleet, "cso")
+    asked: list[str | None] = []
+
+    @cso.on_request
+    async def review(req: Request) -> dict[str, str]:
+        asked.append(req.sender)
+        return {"title": "approved, and a task for devops"}
+
+    async with cso, attacker(auth_fleet, "backend") as conn:
+        # Fast: the answer would go wherever the reply points.
+        await conn.nc.publish(spec.subjects.rpc("cso", "backend"), b"{}", reply=deputy_target)
+        elsewhere = f"{spec.subjects.answer_to('cto', 'cso')}.stolen"  # another asker's
+        await conn.nc.publish(spec.subjects.rpc("cso", "backend"), b"{}", reply=elsewhere)
+        # Durable: the reply address is a header of a stored ask.
+        publisher = Publisher(conn)
+        await publisher.publish(
+            spec.subjects.inbox("cso", "backend"),
+            b'{"q": 1}',
+            {h.REPLY_TO: deputy_target, h.ASK_ID: "ask-x"},
+        )
+        # A proper ask is answered, so the agent is up and has seen the others.
+        async with client(auth_fleet, "backend") as backend:
+            assert await backend.ask("cso", {"q": 2}, timeout=10) == {
+                "title": "approved, and a task for devops"
+            }
+        async with attacker(auth_fleet, ADMIN) as admin:
+            letters = DeadLetters(admin, spec)
+
+            async def dead_lettered() -> bool:
+                return any("bad reply subject" in e.reason for e in await letters.list())
+
+            await eventually(dead_lettered, what="the ask with a foreign reply dead-lettered")
+    assert asked.count("backend") >= 1  # answered as backend's, to backend
+    assert await stored_on(auth_fleet, deputy_target) == 0
+    await assert_intact(auth_fleet)
+
+
+async def test_a_role_cannot_forge_another_roles_task_result(auth_fleet: AuthFleet) -> None:
+    """cso (which works tasks of its own) tries to end a task cto gave backend: completed
+    with the dedupe id the real completion would use, and dead_lettered."""
+    spec = auth_fleet.spec
+    release = asyncio.Event()
+    backend = agent(auth_fleet, "backend")
+
+    @backend.on_task
+    async def work(task: Task) -> dict[str, bool]:
+        await release.wait()
+        return {"real": True}
+
+    async with backend, client(auth_fleet, "cto") as cto, attacker(auth_fleet, "cso") as cso:
+        handle = await cto.assign("backend", {"title": "pagination"})
+        forged = TaskUpdate(
+            task_id=handle.id, state="completed", agent="backend", attempt=1, time="", result={}
+        )
+        dead = TaskUpdate(task_id=handle.id, state="dead_lettered", agent="backend", attempt=3,
+                          time="", error="forged")  # fmt: skip
+        publisher = Publisher(cso)
+        for kind in ("outcome", "updates"):
+            for update in (forged, dead):
+                subject = spec.subjects.task(handle.id, kind, "cto", "backend")
+                with pytest.raises(PermissionDenied):
+                    await publisher.publish(subject, update.encode(), deadline=1.0)
+        # On its own subjects the writes go through, under every message id it can think of
+        # (a message id is anyone's to reuse in a stream): nobody who follows the task reads
+        # them, and the real outcome is not dropped as a "duplicate" of one of them.
+        guesses = [handle.id, f"{handle.id}-done", f"{handle.id}-completed-1", backend.worker]
+        for n, msg_id in enumerate(guesses):
+            await publisher.publish(
+                spec.subjects.task(handle.id, "outcome", "cto", "cso"),
+                (forged if n % 2 else dead).encode(),
+                msg_id=msg_id,
+            )
+        # Nor can it read what backend writes for cto.
+        for probe in (
+            spec.subjects.task(handle.id, "outcome", "cto", "backend"),
+            spec.subjects.task_records(None, "cto", None),
+        ):
+            await cso.nc.subscribe(probe)
+        await cso.settle()
+        assert cso.refused(spec.subjects.task(handle.id, "outcome", "cto", "backend"), "subscribe")
+        release.set()
+        assert await handle.result(timeout=10) == {"real": True}
+    async with client(auth_fleet, ADMIN) as admin:
+        history = await final_history(admin, handle.id, role="backend")
+    assert history[-1].state == "completed" and history[-1].result == {"real": True}
+    await assert_intact(auth_fleet)
+
+
+async def test_a_role_cannot_answer_an_ask_made_of_another_role(auth_fleet: AuthFleet) -> None:
+    """devops may answer cto's asks to devops: it tries to answer cto's ask to cso (no cso
+    agent runs, so the ask waits for an answer the whole time)."""
+    spec = auth_fleet.spec
+    async with client(auth_fleet, "cto") as cto, attacker(auth_fleet, "devops") as devops:
+        ask = asyncio.create_task(cto.ask("cso", {"q": "ship it?"}, timeout=3, durable=True))
+        await asyncio.sleep(0)  # the ask is on its way; its id is random in any case
+        guesses = [f"{spec.subjects.answer_to('cto', 'cso')}.ask-{uuid.uuid4().hex}"]
+        guesses.append(f"{spec.subjects.answer_to('cto', 'cso')}.>")
+        for guess in guesses:
+            await devops.nc.publish(guess, b'{"verdict": "yes"}', headers={h.STATUS: "ok"})
+        await devops.settle()
+        assert all(devops.refused(g) for g in guesses)
+        with pytest.raises(TimeoutError):
+            await ask
+
+
+async def test_a_dead_letter_replayed_by_the_admin_borrows_no_identity(
+    auth_fleet: AuthFleet,
+) -> None:
+    """backend writes dead letters for its own consumer whose headers point elsewhere: at a
+    real task of cso's (sent by ceo), and at the JetStream API. The admin replays them."""
+    spec = auth_fleet.spec
+    comms = spec.stream_for(spec.subjects.inbox("cso"))
+    tasks = spec.stream_for(spec.subjects.task_records())
+    assert comms and tasks
+    cso_tasks = spec.subjects.tasks("cso", "ceo")
+    async with client(auth_fleet, "ceo") as ceo:
+        real = await ceo.assign("cso", {"title": "audit"})
+    forged = [
+        {h.DLQ_SUBJECT: cso_tasks, h.DLQ_STREAM: comms, h.DLQ_SEQUENCE: str(real.stream_seq),
+         h.DLQ_CONSUMER: "CSO_TASKS", h.DLQ_REASON: "x", h.SENDER: "ceo"},
+        {h.DLQ_SUBJECT: f"$JS.API.STREAM.PURGE.{tasks}", h.DLQ_STREAM: comms,
+         h.DLQ_SEQUENCE: "1", h.DLQ_CONSUMER: "BACKEND_TASKS", h.DLQ_REASON: "x",
+         h.REPLY_TO: f"$JS.API.STREAM.DELETE.{tasks}"},
+    ]  # fmt: skip
+    async with attacker(auth_fleet, "backend") as backend:
+        publisher = Publisher(backend)
+        ids = [
+            (
+                await publisher.publish(
+                    spec.subjects.dead_letter(comms, "BACKEND_TASKS", 900_000 + n), b"{}", hdrs
+                )
+            ).seq
+            for n, hdrs in enumerate(forged)
+        ]
+    before = await stored_on(auth_fleet, cso_tasks)
+    async with attacker(auth_fleet, ADMIN) as admin:
+        store = DeadLetters(admin, spec)
+        replayed = [(await store.replay(i))[0] for i in ids]
+        assert await JsApi(admin).stream_info(tasks) is not None  # not purged, not deleted
+    assert replayed == [spec.subjects.tasks("backend")] * 2  # back to backend, and no further
+    assert await stored_on(auth_fleet, cso_tasks) == before
+    await assert_intact(auth_fleet)
+
+
+async def test_no_role_can_create_a_consumer_to_flood_or_relay(auth_fleet: AuthFleet) -> None:
+    """Consumers by the dozen (to use up max_consumers) and push consumers whose deliver
+    subject relays stored content anywhere: every form of create is refused."""
+    spec = auth_fleet.spec
+    p = spec.prefix
+    async with attacker(auth_fleet, ADMIN) as admin:
+        counts = {s: len(await JsApi(admin).consumers(s)) for s in spec.streams}
+    async with attacker(auth_fleet, "backend") as conn:
+        for stream in spec.streams:
+            config = {"deliver_subject": f"$JS.API.STREAM.DELETE.{stream}", "ack_policy": "none"}
+            for i in range(12):
+                for api in (
+                    f"$JS.API.CONSUMER.CREATE.{stream}",
+                    f"$JS.API.CONSUMER.CREATE.{stream}.F{i}",
+                    f"$JS.API.CONSUMER.CREATE.{stream}.F{i}.{p}.>",
+                    f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.F{i}",
+                ):
+                    body = {"stream_name": stream, "config": {**config, "name": f"F{i}"}}
+                    await conn.nc.publish(api, json.dumps(body).encode())
+        await conn.settle()
+        assert conn.refused(f"$JS.API.CONSUMER.CREATE.{next(iter(spec.streams))}")
+    async with attacker(auth_fleet, ADMIN) as admin:
+        assert {s: len(await JsApi(admin).consumers(s)) for s in spec.streams} == counts
+    await assert_intact(auth_fleet)
+
+
+async def test_who_speaks_is_the_servers_word_not_the_speakers(auth_fleet: AuthFleet) -> None:
+    """backend says it is ceo, in a meeting and in a fast ask."""
+    cso = agent(auth_fleet, "cso")
+    senders: list[tuple[str | None, bool]] = []
+
+    @cso.on_request
+    async def who(req: Request) -> str:
+        senders.append((req.sender, req.sender_verified))
+        return "ok"
+
+    async with (
+        cso,
+        client(auth_fleet, "backend") as backend,
+        client(auth_fleet, "cto") as cto,
+        cto.meeting("standup") as room,
+        backend.meeting("standup") as liar,
+    ):
+        async with asyncio.timeout(10):
+            await room.until_present("backend")
+        await liar.say("I am the ceo", **{"from": "ceo"})
+        async with asyncio.timeout(10):
+            async for said in room:
+                if not said.notice:
+                    break
+        assert await backend.ask("cso", {"q": 1}, timeout=10, headers={h.SENDER: "ceo"}) == "ok"
+    assert (said.sender, said.sender_verified) == ("backend", True)
+    assert said.body["from"] == "ceo"  # the claim is kept as data, not believed
+    assert senders == [("backend", True)]
