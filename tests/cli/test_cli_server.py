@@ -79,6 +79,16 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
     assert oct((data_dir / "auth" / "admin.json").stat().st_mode & 0o777) == "0o600"
     config = (data_dir / "nats-server.conf").read_text()
     assert admin.password not in config and "$2b$" in config
+    assert "http" not in config  # no monitoring port: it would list every subscription
+    assert "allow_responses: false" in config
+    # Nothing in the data dir is readable by anyone but its owner.
+    assert data_dir.stat().st_mode & 0o077 == 0
+    exposed = [
+        str(p.relative_to(data_dir))
+        for p in data_dir.rglob("*")
+        if p.stat().st_mode & 0o077 and not p.is_symlink()
+    ]
+    assert exposed == []
     assert set(seen) == {"AGENT_COMMS", "EVENTS", "TASKS", "AGENT_DLQ"}
     assert seen["AGENT_COMMS"]["config"].subjects == ["genbrain.agents.>"]
     for c in seed_fleet().consumers():

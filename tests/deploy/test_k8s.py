@@ -46,6 +46,9 @@ CHART_KEYS = {
     "config.cluster.enabled",
     "config.cluster.replicas",
     "config.cluster.merge",
+    "config.cluster.routeURLs",
+    "config.cluster.routeURLs.user",
+    "config.cluster.routeURLs.password",
     "config.jetstream",
     "config.jetstream.enabled",
     "config.jetstream.merge",
@@ -176,6 +179,11 @@ def test_helm_values_state_the_seed_cluster(files: dict[str, RenderedFile]) -> N
     assert config["cluster"]["enabled"] is True
     assert config["cluster"]["replicas"] == 3
     assert config["cluster"]["merge"] == {"name": "agent-cluster"}  # seed: cluster name
+    # routes take only the cluster's own credentials: no pod routes a server of its own in
+    assert config["cluster"]["routeURLs"] == {
+        "user": "route",
+        "password": "REPLACE-ME-route-password",
+    }
     js = config["jetstream"]
     assert js["enabled"] is True
     assert js["fileStore"]["enabled"] is True

@@ -394,3 +394,66 @@ def test_a_copied_fleet_resolves_its_own_consumers() -> None:
     consumer = copy.consumer("backend", "tasks")
     assert consumer is not None
     assert consumer.filters[0] == "acme.agents.backend.tasks"
+
+
+# -- what a role may do -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("what", "grant", "why"),
+    [
+        ("publish", "$JS.API.>", "server subject"),
+        ("publish", "$JS.API.STREAM.DELETE.EVENTS", "server subject"),
+        ("subscribe", ">", "reaches"),
+        ("subscribe", "agents.>", "reaches"),
+        ("subscribe", "agents.cso.inbox", "reaches"),
+        ("publish", "agents.cso.tasks.ceo", "reaches"),
+        ("publish", "tasks.*.outcome.cto.backend", "reaches"),
+        ("subscribe", "rpc.*", "reaches"),
+        ("publish", "dlq.>", "reaches"),
+        ("publish", "meetings.m1", "reaches"),
+        ("subscribe", "_INBOX_cto.>", "inbox"),
+        ("subscribe", "_INBOX.>", "inbox"),
+        ("publish", "*.>", "reaches"),
+    ],
+)
+def test_a_grant_that_escapes_the_model_is_refused(what: str, grant: str, why: str) -> None:
+    finding = one(fleet(lambda d: role(d, "backend").__setitem__(what, [grant])), "grant-escapes")
+    assert finding.severity == "error"
+    assert finding.where == f"roles.backend.{what}[0]"
+    assert why in finding.problem
+
+
+@pytest.mark.parametrize("grant", ["events.>", "events.deployment.*", "custom.metrics.>"])
+def test_events_and_a_teams_own_subjects_may_be_granted(grant: str) -> None:
+    spec = fleet(lambda d: role(d, "backend").update(publish=[grant], subscribe=[grant]))
+    assert only(lint(spec), "grant-escapes") == []
+
+
+@pytest.mark.parametrize("name", ["admin", "route"])
+def test_a_role_named_like_fleetbuss_own_identities_is_refused(name: str) -> None:
+    def rename(d: Data) -> None:
+        d["roles"][name] = d["roles"].pop("devops")
+        for r in d["roles"].values():
+            r["send_to"] = [name if t == "devops" else t for t in r["send_to"]]
+
+    finding = one(fleet(rename), "reserved-role-name")
+    assert finding.severity == "error" and finding.where == f"roles.{name}"
+
+
+def test_a_duplicate_window_shorter_than_a_task() -> None:
+    finding = one(
+        fleet(lambda d: stream(d, "TASKS").update(duplicate_window="2m")),
+        "duplicate-window-short",
+    )
+    assert finding.where == "streams.TASKS.duplicate_window"
+    assert "30m30s" in finding.fix or "30m" in finding.fix
+
+
+def test_an_interest_stream_warns_of_a_role_whose_messages_nobody_reads() -> None:
+    def edit(d: Data) -> None:
+        stream(d, "AGENT_COMMS")["retention"] = "interest"
+        role(d, "devops")["meetings"] = None
+
+    finding = one(fleet(edit), "no-consumer-for-subject")
+    assert finding.where == "roles.devops.meetings"

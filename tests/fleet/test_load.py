@@ -319,3 +319,19 @@ def test_a_filter_wider_than_its_stream_is_not_captured(tmp_path: Path) -> None:
     text = seed_with('subjects: ["events.*"]', 'subjects: ["events.>"]')
     reason = problem_at(load_error(write(tmp_path, text)), "roles.cso.events")
     assert "no stream captures genbrain.events.>" in reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a merge slip: the second send_to would silently win
+        "version: 1\nstreams: {S: {subjects: [a.>]}}\nroles:\n"
+        "  cso:\n    send_to: [cto]\n    send_to: ['*']\n",
+        "version: 1\nstreams: {S: {subjects: [a.>]}}\nroles:\n"
+        "  cso: {send_to: []}\n  cso: {send_to: ['*']}\n",
+    ],
+)
+def test_a_key_given_twice_is_refused_with_where(tmp_path: Path, text: str) -> None:
+    reason = problem_at(load_error(write(tmp_path, text)), "")
+    assert "given twice" in reason
+    assert "line" in reason

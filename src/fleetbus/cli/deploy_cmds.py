@@ -97,6 +97,13 @@ def k8s(
         source, credentials = "data-dir", guard(lambda: _read_credentials(spec, with_secrets))
     elif generate_passwords:
         source, credentials = "generated", _generated_credentials(spec)
+    route = K8sOptions().route_password
+    if with_secrets is not None:
+        from fleetbus.security.credentials import ensure_route_credential
+
+        route = guard(lambda: ensure_route_credential(with_secrets))[1]
+    elif generate_passwords:
+        route = secrets.token_urlsafe(24)
     options = K8sOptions(
         namespace=namespace,
         nats_image=image,
@@ -104,6 +111,7 @@ def k8s(
         replicas=replicas,
         agent_module=agent_module,
         password_source=source,
+        route_password=route,
     )
     files = guard(lambda: render_k8s(spec, options, credentials=credentials))
     existing = [f.name for f in files if (out / f.name).exists()]

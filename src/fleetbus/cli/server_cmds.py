@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from fleetbus._files import write_private
 from fleetbus.cli._common import console, err_console, fail, guard, run_async, state
 from fleetbus.deadletters import AdvisoryCopier
 from fleetbus.environment import embedded_login
@@ -220,12 +221,13 @@ def _start_copier(fleet_path: Path | None, data_dir: Path) -> int:
         argv += ["--fleet", str(fleet_path.absolute())]
     argv.append("copier")
     env = {k: v for k, v in os.environ.items() if k not in ("FLEETBUS_URL", "FLEETBUS_USER")}
-    with (data_dir / "copier.log").open("ab") as log:
+    fd = os.open(data_dir / "copier.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env,
         )  # fmt: skip
-    (data_dir / _COPIER_PID).write_text(f"{proc.pid}\n")
+    write_private(data_dir / _COPIER_PID, f"{proc.pid}\n")
     keep_detached(proc)
     return proc.pid
 

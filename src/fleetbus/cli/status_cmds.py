@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.live import Live
 
+from fleetbus._files import write_private
 from fleetbus.cli._common import CliState, console, print_json, run_async, state
 from fleetbus.ops.report import render
 from fleetbus.ops.status import FleetStatus, collect, evaluate
@@ -76,6 +77,6 @@ def _remember(path: Path, url: str, count: int) -> None:
             data = {}
         data[url] = count
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        write_private(path, json.dumps(data))
     except (OSError, ValueError):
         pass  # a read-only data dir only loses the growth comparison

@@ -109,6 +109,9 @@ def _node_config(spec: FleetSpec, index: int, options: ComposeOptions) -> str:
         host="0.0.0.0",
         port=CLIENT_PORT,
         monitor_port=MONITOR_PORT,
+        # for the container's own health check only: no other container (an agent with a
+        # role's credentials, say) can list the connections and subscriptions
+        monitor_host="127.0.0.1",
         server_name=f"{spec.server.cluster.name}-{index}",
         cluster_name=spec.server.cluster.name,
         cluster_port=ROUTE_PORT,

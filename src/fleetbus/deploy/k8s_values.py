@@ -16,6 +16,7 @@ from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.natsconf import quote
 from fleetbus.security import ADMIN, Credential, inbox_prefix, render_authorization
+from fleetbus.security.credentials import ROUTE
 
 __all__ = [
     "ADMIN",
@@ -72,6 +73,10 @@ class K8sOptions:
     agent_module: str = "your_agents.{role}:agent"
     """``fleetbus run`` target for each role's Deployment; ``{role}`` is replaced."""
     password_source: PasswordSource = "placeholder"
+    route_password: str = f"{PLACEHOLDER_MARK}-route-password"
+    """What the NATS servers present to each other on their route ports (user ``route``):
+    without it any pod that reaches port 6222 could route a server of its own into the
+    cluster and read everything through it."""
 
     @property
     def server_url(self) -> str:
@@ -218,6 +223,8 @@ def helm_values(spec: FleetSpec, options: K8sOptions) -> dict[str, Any]:
                 "enabled": True,
                 "replicas": options.replicas,
                 "merge": {"name": server.cluster.name},
+                # The chart puts these in every route URL and in the cluster's authorization.
+                "routeURLs": {"user": ROUTE, "password": options.route_password},
             },
             "jetstream": jetstream,
             "merge": {

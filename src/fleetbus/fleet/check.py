@@ -510,7 +510,7 @@ def _grants(spec: FleetSpec) -> Iterator[Finding]:
     for role, rs in spec.roles.items():
         for what, grants in (("publish", rs.publish), ("subscribe", rs.subscribe)):
             for i, grant in enumerate(grants):
-                problem = _escape(spec.subjects.absolute(grant), p)
+                problem = _escape(grant, spec.subjects.absolute(grant), p)
                 if problem:
                     yield Finding(
                         code="grant-escapes",
@@ -525,12 +525,15 @@ def _grants(spec: FleetSpec) -> Iterator[Finding]:
                     )
 
 
-def _escape(subject: str, prefix: str) -> str:
-    """Why ``subject`` escapes the model as a grant, or "" when it does not."""
+def _escape(grant: str, subject: str, prefix: str) -> str:
+    """Why ``grant`` (``subject`` once made absolute) escapes the model, or "" if it does not."""
     if subject.startswith("$"):
         return "is a server subject ($JS, $SYS, ...): only the admin may use those"
-    if subject.startswith("_INBOX"):
-        return "is an inbox: it would read other identities' replies and fetched messages"
+    if grant.startswith("_INBOX") or subject.startswith("_INBOX"):
+        return (
+            "names an inbox: reply subjects are granted per identity (its own, and the answer"
+            " namespaces of those it may answer), never by hand"
+        )
     if not subject.startswith(prefix + ".") and subject not in (prefix,):
         return f"is outside the fleet's prefix {prefix!r}"
     for family in FLEETBUS_FAMILIES:

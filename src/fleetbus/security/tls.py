@@ -127,8 +127,8 @@ def ensure_local_ca(data_dir: str | Path, host: str = "127.0.0.1") -> TlsFiles:
 
     write_private(base / "ca-key.pem", pem_key(ca_key).decode())
     write_private(base / "server-key.pem", pem_key(key).decode())
-    (base / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (base / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_private(base / "server.pem", cert.public_bytes(serialization.Encoding.PEM).decode())
+    write_private(base / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM).decode())
     files = tls_files(data_dir)
     assert files is not None
     return files

@@ -47,6 +47,7 @@ def render_config(
     host: str | None = None,
     port: int | None = None,
     monitor_port: int | None = None,
+    monitor_host: str | None = None,
     server_name: str = "fleetbus",
     log_file: str | Path | None = None,
     pid_file: str | Path | None = None,
@@ -78,7 +79,8 @@ def render_config(
     monitor = spec.monitor_port if monitor_port is None else monitor_port
     if monitor is not None and monitor != NO_MONITOR:
         # Only when asked for: it answers anyone, and lists every connection and subscription.
-        lines.append(f"http: {quote(hostport(host, _port(monitor, 'monitor port')))}")
+        where = monitor_host or host
+        lines.append(f"http: {quote(hostport(where, _port(monitor, 'monitor port')))}")
     if log_file is not None:
         lines.append(f"log_file: {quote(log_file)}")
     if pid_file is not None:

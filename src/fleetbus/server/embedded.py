@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fleetbus._files import write_private
 from fleetbus.errors import ServerError
 from fleetbus.server.cluster import LocalCluster, NodePorts
 from fleetbus.server.process import LOG_FILE, NatsServer, reap
@@ -135,9 +136,7 @@ def _remove_records(data_dir: Path) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_private(path, text)
 
 
 def running_embedded(data_dir: str | Path) -> EmbeddedInfo | None:
@@ -231,6 +230,7 @@ def start_embedded_cluster(
     )
     try:
         shown.mkdir(parents=True, exist_ok=True)
+        shown.chmod(0o700)
         _record(shown.absolute(), info)
     except OSError as exc:
         cluster.stop()
