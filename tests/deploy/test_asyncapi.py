@@ -168,7 +168,7 @@ def test_the_streams_settings_are_the_fleet_files() -> None:
     assert comms["retention"] == "limits"
     assert (comms["max_age"], comms["max_msgs_per_subject"]) == ("7d", 1000)
     assert (comms["discard"], comms["discard_new_per_subject"]) == ("new", True)
-    assert (comms["duplicate_window"], comms["max_consumers"]) == ("1h", 10000)
+    assert (comms["duplicate_window"], comms["max_consumers"]) == ("1h", 115)
     assert comms["compression"] == "none"
     assert any(s.startswith("$JS.EVENT.ADVISORY") for s in streams["AGENT_DLQ"]["subjects"])
 

@@ -12,6 +12,7 @@ import yaml
 from fleetbus.fleet import FleetSpec, seed_fleet
 from fleetbus.fleet.check import CODES, Finding, lint
 from fleetbus.fleet.template import SEED_FLEET_YAML
+from fleetbus.provision.plan import consumer_cap
 
 Data = dict[str, Any]
 
@@ -275,26 +276,15 @@ def many_roles(d: Data, count: int) -> None:
         d["roles"][f"worker-{i}"] = {"meetings": None}  # tasks + inbox: 2 consumers each
 
 
-def test_max_consumers_default_refuses_past_1000() -> None:
+def test_a_large_fleet_needs_no_max_consumers_of_its_own() -> None:
+    """-1 is sized from the fleet at provisioning, never the server's cap of 1000."""
+
     def edit(d: Data) -> None:
-        del stream(d, "AGENT_COMMS")["max_consumers"]
         many_roles(d, 500)  # 1000 more, beside the seed's 15
 
-    f = one(fleet(edit), "max-consumers-default")
-    assert f.severity == "error"
-    assert f.where == "streams.AGENT_COMMS.max_consumers"
-    assert "1015 consumers" in f.problem
-    assert "10026" in f.problem
-    assert "2030" in f.fix
-
-
-def test_max_consumers_default_warns_near_1000() -> None:
-    def edit(d: Data) -> None:
-        del stream(d, "AGENT_COMMS")["max_consumers"]
-        many_roles(d, 300)
-
-    f = one(fleet(edit), "max-consumers-default")
-    assert f.severity == "warning"
+    spec = fleet(edit)
+    assert only(lint(spec), "max-consumers-too-low") == []
+    assert consumer_cap(spec, "AGENT_COMMS") == 1015 + 100
 
 
 def test_max_consumers_too_low() -> None:

@@ -97,7 +97,7 @@ async def test_first_provision_creates_the_seed(
     assert comms.discard == DiscardPolicy.NEW  # the documented fix of the seed's discard old
     assert comms.discard_new_per_subject is True
     assert comms.num_replicas == 1  # replicas 3, capped on a single node
-    assert comms.max_consumers == 10_000
+    assert comms.max_consumers == 115  # its 15 consumers and room for the admin's readers
     assert comms.duplicate_window == 3600.0
 
     events = (await js.stream_info(stream(spec, "EVENTS"))).config

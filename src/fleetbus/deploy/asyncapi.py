@@ -36,6 +36,7 @@ from pydantic import TypeAdapter
 from fleetbus._version import __version__
 from fleetbus.fleet import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
+from fleetbus.provision.plan import consumer_cap
 from fleetbus.wire import headers as h
 from fleetbus.wire.subjects import Subjects
 from fleetbus.wire.updates import TaskUpdate
@@ -288,7 +289,7 @@ def _stream_settings(spec: FleetSpec, name: str) -> dict[str, Any]:
         "max_bytes": s.max_bytes,
         "max_msgs_per_subject": s.max_msgs_per_subject,
         "max_msg_size": s.max_msg_size,
-        "max_consumers": s.max_consumers,
+        "max_consumers": consumer_cap(spec, name),
         "discard": s.discard,
         "discard_new_per_subject": s.discard_new_per_subject,
         "duplicate_window": format_duration(s.duplicate_window),

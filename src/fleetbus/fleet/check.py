@@ -44,7 +44,6 @@ CODES: Mapping[str, str] = {
     "task-budget-below-ack-wait": "the task budget is shorter than the tasks' ack wait",
     "discard-old-drops-work": "a full inbox or task queue silently deletes its oldest unread work",
     "unbounded-stream": "a stream with no age, message or byte limit grows forever",
-    "max-consumers-default": "a stream relies on the server's default cap of 1000 consumers",
     "max-consumers-too-low": "a stream's max_consumers is below the consumers the fleet declares",
     "tasks-no-retry": "a task consumer with max_deliver 1 never retries",
     "no-dead-letter-stream": "no stream holds dead letters",
@@ -59,10 +58,6 @@ LONG_ACK_WAIT = 300.0
 """Above this, a crashed agent's message (and the queue behind it) waits too long."""
 SHORT_ACK_WAIT = 3.0
 """Below this, heartbeats every ack_wait/3 come more often than once a second."""
-DEFAULT_MAX_CONSUMERS = 1000
-"""nats-server's ``default_max_consumers`` per stream since 2.15 (what a stream's -1 means)."""
-CONSUMERS_HEADROOM = DEFAULT_MAX_CONSUMERS // 2
-"""Warn past this many declared consumers on a stream that relies on the default cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,38 +340,20 @@ def _unbounded(spec: FleetSpec) -> Iterator[Finding]:
 
 
 def _max_consumers(spec: FleetSpec, consumers: list[ResolvedConsumer]) -> Iterator[Finding]:
+    """-1 is sized from the fleet at provisioning; a number below what the fleet declares is
+    refused by the server."""
     for name, stream in spec.streams.items():
         count = sum(1 for c in consumers if c.stream == name)
-        where = f"streams.{name}.max_consumers"
-        suggested = max(2 * count, DEFAULT_MAX_CONSUMERS)
-        if stream.max_consumers == -1 and count > CONSUMERS_HEADROOM:
-            over = count > DEFAULT_MAX_CONSUMERS
-            yield Finding(
-                code="max-consumers-default",
-                severity="error" if over else "warning",
-                where=where,
-                problem=(
-                    f"the fleet declares {count} consumers on {name}, whose max_consumers -1 "
-                    f"means the server's default cap of {DEFAULT_MAX_CONSUMERS} "
-                    + (
-                        "(since nats-server 2.15): the rest are refused (error 10026)"
-                        if over
-                        else "(since nats-server 2.15): a growing fleet will hit it and its "
-                        "new consumers will be refused (error 10026)"
-                    )
-                ),
-                fix=f"set max_consumers explicitly from the fleet size, e.g. {suggested}",
-            )
-        elif 0 < stream.max_consumers < count:
+        if 0 < stream.max_consumers < count:
             yield Finding(
                 code="max-consumers-too-low",
                 severity="error",
-                where=where,
+                where=f"streams.{name}.max_consumers",
                 problem=(
                     f"the fleet declares {count} consumers on {name} but max_consumers is "
                     f"{stream.max_consumers}: the server refuses the rest (error 10026)"
                 ),
-                fix=f"write max_consumers: {suggested}",
+                fix=f"leave max_consumers out (fleetbus sizes it) or write at least {count + 100}",
             )
 
 

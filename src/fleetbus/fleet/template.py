@@ -47,7 +47,8 @@ streams:
     discard: new
     discard_new_per_subject: true
     duplicate_window: 1h      # the same task id assigned twice within 1h is stored once
-    max_consumers: 10000      # the server's default cap is 1000 consumers per stream
+    # max_consumers: left out, fleetbus sizes it from the fleet (its consumers + 100): the
+    # server's own default would cap every stream at 1000 consumers, 500 roles here.
 
   EVENTS:
     description: System events, fanned out to every role that subscribes
@@ -58,7 +59,6 @@ streams:
     storage: file
     replicas: 3
     discard: old              # events are history: the oldest go first, as in the seed
-    max_consumers: 10000
     # Fleet.emit_many / publish_many store up to 1000 events per round trip, all or none
     # (atomic batch publish, nats-server 2.12+); without it they fall back to one ack each.
     allow_atomic_publish: true

@@ -20,6 +20,7 @@ __all__ = [
     "LiveState",
     "Plan",
     "build_plan",
+    "consumer_cap",
     "desired_consumer",
     "desired_stream",
 ]
@@ -89,6 +90,20 @@ class Plan:
         return out
 
 
+CONSUMER_HEADROOM = 100
+"""Room on each stream beyond the consumers the fleet declares, for the admin's readers
+(``fleetbus task``, ``dlq list``, a dashboard): no role creates consumers."""
+
+
+def consumer_cap(spec: FleetSpec, name: str) -> int:
+    """A stream's ``max_consumers``: the fleet file's, or (-1) the consumers the fleet
+    declares on it plus ``CONSUMER_HEADROOM``, never the server's default cap of 1000."""
+    stated = spec.streams[name].max_consumers
+    if stated != -1:
+        return stated
+    return sum(1 for c in spec.consumers() if c.stream == name) + CONSUMER_HEADROOM
+
+
 def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
     s = spec.streams[name]
     config: dict[str, Any] = {
@@ -103,7 +118,7 @@ def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
         "max_bytes": s.max_bytes,
         "max_msgs_per_subject": s.max_msgs_per_subject,
         "max_msg_size": s.max_msg_size,
-        "max_consumers": s.max_consumers,
+        "max_consumers": consumer_cap(spec, name),
         "discard": s.discard,
         "discard_new_per_subject": s.discard_new_per_subject,
         "duplicate_window": int(s.duplicate_window * NS),
