@@ -185,6 +185,20 @@ class UnknownRoleError(FleetbusError, LookupError):
         super().__init__(f"unknown role {role!r}; the fleet declares: {', '.join(known)}")
 
 
+class NoConsumerError(FleetbusError):
+    """A send no consumer would read: an interest-retention stream would acknowledge it and
+    keep nothing, so fleetbus refuses it before it is sent."""
+
+    def __init__(self, role: str, kind: str, stream: str) -> None:
+        self.role = role
+        self.kind = kind
+        super().__init__(
+            f"role {role} has no {kind} consumer: {stream} keeps a message only for a consumer"
+            f" that reads it, so this one would be dropped (give roles.{role} a {kind}"
+            " consumer in the fleet file and run `fleetbus provision`)"
+        )
+
+
 class PermissionDenied(FleetbusError):
     """The server refused an operation for the connected identity."""
 

@@ -92,8 +92,8 @@ def _edit(old: str, new: str) -> str:
 
 INVALID = {
     "unknown-key": (
-        _edit("    max_age: 7d\n", "    max_agee: 7d\n"),
-        ["streams.AGENT_COMMS.max_agee", "unknown key"],
+        _edit("    duplicate_window: 1h      # the", "    duplicate_windw: 1h       # the"),
+        ["streams.AGENT_COMMS.duplicate_windw", "unknown key"],
     ),
     "bad-yaml": (
         _edit("  AGENT_COMMS:\n", "  AGENT_COMMS: [\n"),
@@ -104,7 +104,7 @@ INVALID = {
         ["roles", "'back.end'", "dot"],
     ),
     "retention-misspelled": (
-        _edit("    retention: limits         # keeps", "    retention: limit          # keeps"),
+        _edit("    retention: interest\n", "    retention: limit\n"),
         ["streams.AGENT_COMMS.retention", "'limit'", "limits"],
     ),
     "negative-limit": (
@@ -143,7 +143,7 @@ def test_invalid_file_stops_every_verb(invoke: Invoke, workdir: Path) -> None:
     (workdir / "fleet.yaml").write_text(_edit("    max_age: 7d\n", "    max_agee: 7d\n"))
     result = invoke("provision", "--server", "nats://127.0.0.1:1")
     assert result.exit_code == 1
-    assert_one_error(result.stderr, "fleet.yaml", "streams.AGENT_COMMS.max_agee")
+    assert_one_error(result.stderr, "fleet.yaml", "streams.TASKS.max_agee")
 
 
 OVERLAPPING = _edit(

@@ -100,7 +100,7 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
         "genbrain.agents.backend.tasks.*",
     ]
     # max_deliver: the runtime counts attempts (3); the server never gives up by itself
-    assert (tasks.max_deliver, tasks.max_ack_pending, tasks.ack_wait) == (-1, 1, 30.0)
+    assert (tasks.max_deliver, tasks.max_ack_pending, tasks.ack_wait) == (-1, 1, 4.0)
     assert seen["EVENTS"]["consumers"]["DEVOPS_EVENTS"].filter_subject == (
         "genbrain.events.deployment.>"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -38,11 +39,21 @@ def test_a_quiet_fleet_exits_0_and_shows_every_part(fleet: FleetUnderTest, tmp_p
 
 
 async def test_pending_above_the_threshold_exits_1(fleet: FleetUnderTest, tmp_path: Path) -> None:
-    fleet_file = write_fleet(fleet, tmp_path / "f.yaml", consumer_pending=2)
-    async with fleet.client(sender="cto") as client:
+    """A backend agent is stuck on its first task while more arrive."""
+    fleet_file = write_fleet(fleet, tmp_path / "f.yaml", consumer_pending=1)
+    backend = fleet.agent("backend")
+    started = asyncio.Event()
+
+    @backend.on_task
+    async def stuck(task: Task) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with backend, fleet.client(sender="cto") as client:
         for i in range(3):
             await client.assign("backend", {"n": i})
-    code, out = status(fleet_file, fleet.url, tmp_path, "--json")
+        await asyncio.wait_for(started.wait(), 15)
+        code, out = await asyncio.to_thread(status, fleet_file, fleet.url, tmp_path, "--json")
     assert code == 1
     alerts = json.loads(out)["alerts"]
     assert [a["code"] for a in alerts] == ["pending"]
@@ -109,3 +120,29 @@ def test_a_missing_consumer_is_an_alert(fleet: FleetUnderTest, tmp_path: Path) -
     code, out = status(fleet_file, fleet.url, tmp_path, "--json")
     assert code == 1
     assert "consumer-missing" in {a["code"] for a in json.loads(out)["alerts"]}
+
+
+async def test_roles_without_a_running_agent_are_idle_and_status_exits_0(
+    fleet: FleetUnderTest, tmp_path: Path
+) -> None:
+    """The README's flow: a backend agent runs, nothing else; tasks and events pile up for
+    roles nobody serves (CTO_UPDATES, CSO_EVENTS). Shown as idle roles, not as alerts."""
+    fleet_file = write_fleet(fleet, tmp_path / "f.yaml", consumer_pending=2)
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def done(task: Task) -> str:
+        return "ok"
+
+    async with backend, fleet.client(sender="cto") as client:
+        for i in range(5):
+            assert await (await client.assign("backend", {"n": i})).result(timeout=15) == "ok"
+            await client.emit("deployment", "started", {"n": i})
+        code, out = await asyncio.to_thread(status, fleet_file, fleet.url, tmp_path, "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["alerts"] == []
+    cto_updates = next(c for c in report["consumers"] if c["name"] == "CTO_UPDATES")
+    assert cto_updates["pending"] >= 5  # kept for cto
+    code, text = await asyncio.to_thread(status, fleet_file, fleet.url, tmp_path)
+    assert code == 0 and "idle roles" in text and "cto" in text

@@ -165,8 +165,9 @@ def test_the_streams_settings_are_the_fleet_files() -> None:
     streams = DOC["x-fleetbus-jetstream"]["streams"]
     assert set(streams) == set(SEED.streams)
     comms = streams["AGENT_COMMS"]
-    assert comms["retention"] == "limits"
-    assert (comms["max_age"], comms["max_msgs_per_subject"]) == ("7d", 1000)
+    assert comms["retention"] == "interest"
+    assert comms["max_msgs_per_subject"] == 1000
+    assert comms.get("max_age") in (None, "0s", 0)  # nothing unprocessed expires
     assert (comms["discard"], comms["discard_new_per_subject"]) == ("new", True)
     assert (comms["duplicate_window"], comms["max_consumers"]) == ("1h", 115)
     assert comms["compression"] == "none"
@@ -189,7 +190,7 @@ def test_every_consumer_is_a_receiving_operation_with_its_settings() -> None:
         "filter_subjects": None,
         "ack_policy": "explicit",
         "deliver_policy": "all",
-        "ack_wait": "30s",
+        "ack_wait": "4s",
         "max_deliver": 3,
         "max_ack_pending": 1,
         "backoff": None,

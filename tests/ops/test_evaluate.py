@@ -62,3 +62,38 @@ def test_each_threshold_is_its_own_alert() -> None:
 
 def test_first_check_has_nothing_to_compare_dead_letters_with() -> None:
     assert codes(snapshot(dead_letters=5, dead_letters_before=None)) == []
+
+
+def test_a_role_with_no_agent_is_idle_not_an_alert() -> None:
+    """Nobody polls CTO_UPDATES and nothing is in flight: the cto agent is not running. Its
+    backlog is kept for it and shown, and `fleetbus status` still exits 0."""
+    idle = ConsumerStatus(stream="TASKS", name="CTO_UPDATES", role="cto",
+                          pending=5000, ack_pending=0, redelivered=0, waiting=0)  # fmt: skip
+    assert idle.idle
+    assert codes(snapshot(consumers=(idle,))) == []
+    stuck = ConsumerStatus(stream="AGENT_COMMS", name="BACKEND_TASKS", role="backend",
+                           pending=500, ack_pending=1, redelivered=0, waiting=0)  # fmt: skip
+    assert not stuck.idle  # an agent holds a message: serving, and behind
+    assert codes(snapshot(consumers=(stuck,))) == ["pending"]
+
+
+def test_each_stream_is_measured_against_its_own_limits() -> None:
+    """Per-subject fill where a full subject refuses its sender, and consumers against
+    max_consumers: both alerts of the stream itself, not of the account."""
+    comms = StreamStatus(name="AGENT_COMMS", messages=950, bytes=1000, max_msgs=-1,
+                         max_bytes=-1, replicas=1, max_msgs_per_subject=1000,
+                         fullest_subject="p.agents.backend.tasks.cto",
+                         fullest_subject_msgs=950, consumers=10,
+                         max_consumers=115)  # fmt: skip
+    assert comms.storage_percent is None and comms.subject_percent == 95.0
+    assert codes(snapshot(streams=(comms,))) == ["subject-full"]
+    crowded = StreamStatus(name="TASKS", messages=1, bytes=1, max_msgs=-1, max_bytes=-1,
+                           replicas=1, consumers=105, max_consumers=115)  # fmt: skip
+    assert codes(snapshot(streams=(crowded,))) == ["consumers"]
+
+
+def test_storage_without_an_account_limit_is_measured_against_max_file() -> None:
+    full = snapshot(account_storage=45, account_storage_max=50,
+                    storage_limit_source="server.max_file")  # fmt: skip
+    (alert,) = evaluate(full, AlertSpec())
+    assert alert.code == "storage" and "server.max_file" in alert.message

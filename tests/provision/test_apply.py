@@ -90,10 +90,10 @@ async def test_first_provision_creates_the_seed(
     p = spec.prefix
     comms = (await js.stream_info(stream(spec, "AGENT_COMMS"))).config
     assert comms.subjects == [f"{p}.agents.>"]
-    assert comms.retention == RetentionPolicy.LIMITS
+    assert comms.retention == RetentionPolicy.INTEREST  # processed messages go at once
     assert comms.storage == StorageType.FILE
-    assert comms.max_msgs_per_subject == 1000
-    assert comms.max_age == 7 * DAY
+    assert comms.max_msgs_per_subject == 1000  # unprocessed ones, per sender -> role
+    assert comms.max_age == 0  # nothing unprocessed expires
     assert comms.discard == DiscardPolicy.NEW  # the documented fix of the seed's discard old
     assert comms.discard_new_per_subject is True
     assert comms.num_replicas == 1  # replicas 3, capped on a single node
@@ -125,7 +125,7 @@ async def test_first_provision_creates_the_seed(
     # gives up on a message by itself (a dead letter must be stored before it goes).
     assert backend_tasks.max_deliver == -1
     assert backend_tasks.max_ack_pending == 1
-    assert backend_tasks.ack_wait == 30.0
+    assert backend_tasks.ack_wait == 4.0  # a lease: a crashed agent's task moves on within it
 
     backend_inbox = (await js.consumer_info(comms_name, "BACKEND_INBOX")).config
     assert backend_inbox.filter_subjects == [
@@ -179,7 +179,7 @@ async def test_drift_is_reported_and_repaired(
     assert {c.field for c in stream_action.changes} == {"max_msgs_per_subject", "max_age"}
     changes = {c.field: (c.live, c.desired) for c in stream_action.changes}
     assert changes["max_msgs_per_subject"] == (50, 1000)
-    assert changes["max_age"] == (int(DAY * 1e9), int(7 * DAY * 1e9))
+    assert changes["max_age"] == (int(DAY * 1e9), 0)
     consumer_action = drifted[f"{comms} > BACKEND_TASKS"]
     assert consumer_action.op == "update"
     assert {c.field for c in consumer_action.changes} == {"max_deliver", "ack_wait"}
@@ -187,9 +187,9 @@ async def test_drift_is_reported_and_repaired(
     applied = await provision(admin, spec)
     assert {a.label for a in applied.applied} == {comms, f"{comms} > BACKEND_TASKS"}
     restored = (await js.stream_info(comms)).config
-    assert (restored.max_msgs_per_subject, restored.max_age) == (1000, 7 * DAY)
+    assert (restored.max_msgs_per_subject, restored.max_age) == (1000, 0)
     restored_consumer = (await js.consumer_info(comms, "BACKEND_TASKS")).config
-    assert (restored_consumer.max_deliver, restored_consumer.ack_wait) == (-1, 30.0)
+    assert (restored_consumer.max_deliver, restored_consumer.ack_wait) == (-1, 4.0)
 
     assert ops(await provision(admin, spec), spec) == {"unchanged"}
 
@@ -256,28 +256,71 @@ async def test_storage_change_needs_force_and_recreates_consumers(
 async def test_retention_change_needs_force(
     spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
 ) -> None:
+    """Storage cannot change in place: the stream is recreated (with --force), and its
+    consumers with it."""
     _, js = raw
     await provision(admin, spec)
     tasks = stream(spec, "TASKS")
     await js.publish(f"{spec.prefix}.tasks.t1.updates", b'{"status": "accepted"}')
-    interest = spec.model_copy(
+    memory = spec.model_copy(
         update={
             "streams": {
                 **spec.streams,
-                tasks: spec.streams[tasks].model_copy(update={"retention": "interest"}),
+                tasks: spec.streams[tasks].model_copy(update={"storage": "memory"}),
             }
         }
     )
-    refused = await provision(admin, interest)
-    assert [(a.label, a.messages) for a in refused.skipped] == [(tasks, 1)]
-    assert (await js.stream_info(tasks)).config.retention == RetentionPolicy.LIMITS
+    refused = await provision(admin, memory)
+    assert [(a.label, a.op, a.messages) for a in refused.skipped] == [(tasks, "recreate", 1)]
+    assert (await js.stream_info(tasks)).config.storage == StorageType.FILE
 
-    forced = await provision(admin, interest, force=True)
+    forced = await provision(admin, memory, force=True)
     assert forced.skipped == ()
-    assert (await js.stream_info(tasks)).config.retention == RetentionPolicy.INTEREST
+    assert (await js.stream_info(tasks)).config.storage == StorageType.MEMORY
     # CTO_UPDATES lives on TASKS: recreated with its stream.
     assert f"{tasks} > CTO_UPDATES" in {a.label for a in forced.applied}
     assert (await js.consumer_info(tasks, "CTO_UPDATES")).config.durable_name == "CTO_UPDATES"
+
+
+async def test_an_existing_fleet_moves_to_interest_retention_keeping_unprocessed_work(
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
+) -> None:
+    """A fleet provisioned with the old AGENT_COMMS (limits: processed messages kept for a
+    week) is migrated in place: the plan says how many processed messages go, nothing goes
+    without --force, and what no agent has processed yet stays for its consumer."""
+    _, js = raw
+    comms = stream(spec, "AGENT_COMMS")
+    old = spec.model_copy(
+        update={
+            "streams": {
+                **spec.streams,
+                comms: spec.streams[comms].model_copy(
+                    update={"retention": "limits", "max_age": 7 * DAY}
+                ),
+            }
+        }
+    )
+    await provision(admin, old)
+    for n in range(3):
+        await js.publish(f"{spec.prefix}.agents.backend.tasks", f'{{"n": {n}}}'.encode())
+    worker = await js.pull_subscribe_bind("BACKEND_TASKS", comms)
+    for _ in range(2):  # two processed (one at a time: max_ack_pending 1), one waiting
+        (msg,) = await worker.fetch(1, timeout=5)
+        await msg.ack_sync()
+
+    refused = await provision(admin, spec)
+    (migrate,) = [a for a in refused.skipped if a.label == comms]
+    assert (migrate.op, migrate.messages) == ("migrate", 2)
+    assert (await js.stream_info(comms)).state.messages == 3  # nothing dropped yet
+
+    forced = await provision(admin, spec, force=True)
+    assert forced.skipped == ()
+    info = await js.stream_info(comms)
+    assert info.config.retention == RetentionPolicy.INTEREST
+    assert info.state.messages == 1  # the processed two are gone
+    (left,) = await worker.fetch(1, timeout=5)
+    assert left.data == b'{"n": 2}'  # the unprocessed one was not
+    await left.ack_sync()
 
 
 async def test_dry_run_changes_nothing(

@@ -290,10 +290,19 @@ def test_retention_or_storage_change_needs_recreate(
         ),
     )
     action = find(plan, "stream", stream)
-    assert action.op == "recreate"
     assert key in {c.field for c in action.changes}
-    assert action.messages == messages  # what a recreate would drop
-    assert [a.label for a in plan.needs_force] == [stream]
+    in_place = key == "retention" and {desired[key], edited[key]} == {"limits", "interest"}
+    if not in_place:
+        assert action.op == "recreate"
+        assert action.messages == messages  # what a recreate would drop
+        assert [a.label for a in plan.needs_force] == [stream]
+    elif desired[key] == "limits":  # interest -> limits: nothing is removed
+        assert (action.op, action.messages) == ("update", 0)
+        assert plan.needs_force == ()
+    else:  # limits -> interest: the processed messages go, with --force
+        assert action.op == "migrate"
+        assert action.messages == messages  # no consumer has anything pending here
+        assert [a.label for a in plan.needs_force] == [stream]
 
 
 @pytest.mark.parametrize(
@@ -411,7 +420,7 @@ def test_seed_desired_configs_state_the_seed() -> None:
     comms = desired_stream(SEED, "AGENT_COMMS", 1)
     assert comms["subjects"] == ["genbrain.agents.>"]
     assert comms["max_msgs_per_subject"] == 1000
-    assert comms["max_age"] == 7 * 86400 * NS
+    assert (comms["retention"], comms["max_age"]) == ("interest", 0)
     assert (comms["discard"], comms["discard_new_per_subject"]) == ("new", True)
     tasks = desired_consumer(next(c for c in SEED.consumers() if c.name == "BACKEND_TASKS"))
     assert tasks["filter_subjects"] == [
@@ -419,7 +428,7 @@ def test_seed_desired_configs_state_the_seed() -> None:
         "genbrain.agents.backend.tasks.*",
     ]
     assert (tasks["deliver_policy"], tasks["ack_policy"]) == ("all", "explicit")
-    assert (tasks["max_deliver"], tasks["max_ack_pending"], tasks["ack_wait"]) == (-1, 1, 30 * NS)
+    assert (tasks["max_deliver"], tasks["max_ack_pending"], tasks["ack_wait"]) == (-1, 1, 4 * NS)
 
 
 def test_compression_is_an_update_and_the_servers_default_is_not_drift() -> None:

@@ -25,9 +25,14 @@ def api_of(nc: Client) -> JsApi:
     return JsApi(Connection.wrap(nc))
 
 
-def seed_spec(**consumers: dict[str, Any]) -> FleetSpec:
-    """The seed fleet with consumer settings changed: ``seed_spec(backend_tasks={...})``."""
+def seed_spec(
+    *, streams: dict[str, dict[str, Any]] | None = None, **consumers: dict[str, Any]
+) -> FleetSpec:
+    """The seed fleet with consumer settings changed: ``seed_spec(backend_tasks={...})``, and
+    stream settings: ``streams={"TASKS": {"max_msgs": 4}}``."""
     data = yaml.safe_load(SEED_FLEET_YAML)
+    for name, fields in (streams or {}).items():
+        data["streams"][name].update(fields)
     for key, fields in consumers.items():
         role, kind = key.split("_", 1)
         data["roles"][role].setdefault(kind, {}).update(fields)

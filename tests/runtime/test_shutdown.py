@@ -4,11 +4,13 @@ at once (a nak), not after the ack wait."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+from fleetbus.fleet import FleetSpec
 from fleetbus.runtime import Task
 from fleetbus.testing.fleets import FleetUnderTest
 
-from .support import raw_client, updates
+from .support import raw_client, seed_spec, updates
 
 
 async def test_stop_lets_a_running_handler_finish(fleet: FleetUnderTest) -> None:
@@ -41,11 +43,10 @@ async def test_stop_lets_a_running_handler_finish(fleet: FleetUnderTest) -> None
 
 
 async def test_past_the_grace_a_task_is_handed_to_another_worker_at_once(
-    fleet: FleetUnderTest,
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
 ) -> None:
-    """The seed's ack wait is 30 s: completing within 10 s proves the task was naked."""
-    assert fleet.spec.roles["backend"].tasks is not None
-    assert fleet.spec.roles["backend"].tasks.ack_wait == 30
+    """With an ack wait of 30 s, completing within 10 s proves the task was naked."""
+    fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "30s"}))
     started = asyncio.Event()
     runs: list[tuple[str, int]] = []
     first = fleet.agent("backend")

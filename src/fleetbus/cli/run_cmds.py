@@ -83,9 +83,18 @@ def run(
                 started.append(agent)
             names = ", ".join(f"{a.role} ({a.worker})" for a in started)
             console.print(f"serving {names}; Ctrl-C stops", soft_wrap=True)
-            await stopping.wait()
+            waits: list[asyncio.Task[object]] = [asyncio.create_task(stopping.wait())]
+            waits += [asyncio.create_task(a.stopped()) for a in started]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
         finally:
-            await asyncio.gather(*(a.stop(grace) for a in started))
+            failed = [a.failure for a in started if a.failure]
+            await asyncio.gather(*(a.stop(0.0 if failed else grace) for a in started))
             await conn.drain()
+        if failed:  # never linger: exit non-zero, so a supervisor starts a fresh process
+            raise FleetbusError("; ".join(failed))
 
     run_async(main)

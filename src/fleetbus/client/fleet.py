@@ -33,6 +33,7 @@ from fleetbus.environment import resolve_connect_settings, resolve_fleet
 from fleetbus.errors import (
     AskTimeout,
     FleetbusError,
+    NoConsumerError,
     NoResponders,
     PayloadError,
     PermissionDenied,
@@ -150,7 +151,7 @@ class Fleet:
     ) -> TaskHandle:
         """Send a task to ``role``. The same ``task_id`` within the dedupe window is stored
         once (the handle then says ``duplicate``)."""
-        self.spec.role(role)
+        self._to(role, "tasks")  # an unknown role or a role without tasks: before anything
         task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:16]}"
         validate_id(task_id)
         data = self._encode(body)
@@ -161,9 +162,7 @@ class Fleet:
         follower = Follower()
         await follower.start(self.records, ref)
         try:
-            ack = await self._publisher.publish(
-                self.spec.subjects.tasks(role, self.sender), data, hdrs, msg_id=task_id
-            )
+            ack = await self._publisher.publish(self._to(role, "tasks"), data, hdrs, msg_id=task_id)
         except BaseException:
             await follower.stop()
             raise
@@ -178,6 +177,16 @@ class Fleet:
         self.spec.role(role)
         return TaskHandle(self.records, TaskRef(validate_id(task_id), self.identity, role))
 
+    def _to(self, role: str, kind: Literal["tasks", "inbox", "meetings"]) -> str:
+        """The subject this client sends ``role``'s ``kind`` on; ``NoConsumerError`` where
+        the stream would drop it unread (a role without that consumer)."""
+        self.spec.role(role)
+        subject = self.spec.subjects.agent(role, kind, self.sender)
+        stream = self.spec.dropped_unread(subject)
+        if stream:
+            raise NoConsumerError(role, kind, stream)
+        return subject
+
     @property
     def identity(self) -> str:
         """Who this client is in subjects: its sender role, else ``admin``."""
@@ -187,18 +196,14 @@ class Fleet:
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> PubAck:
         """Send a direct message to ``role``'s inbox."""
-        self.spec.role(role)
-        return await self._publisher.publish(
-            self.spec.subjects.inbox(role, self.sender), self._encode(body), headers
-        )
+        return await self._publisher.publish(self._to(role, "inbox"), self._encode(body), headers)
 
     async def invite(
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> PubAck:
         """Send a meeting invitation to ``role`` (stored: an offline invitee sees it later)."""
-        self.spec.role(role)
         return await self._publisher.publish(
-            self.spec.subjects.invitations(role, self.sender), self._encode(body), headers
+            self._to(role, "meetings"), self._encode(body), headers
         )
 
     async def emit(
@@ -328,9 +333,7 @@ class Fleet:
                         h.DEADLINE: f"{time.time() + timeout:.3f}",
                     }
                 )
-                await self._publisher.publish(
-                    self.spec.subjects.inbox(role, self.sender), data, hdrs, msg_id=ask_id
-                )
+                await self._publisher.publish(self._to(role, "inbox"), data, hdrs, msg_id=ask_id)
             else:
                 subject = self.spec.subjects.rpc(role, self.sender)
                 await self.nc.publish(subject, data, reply=reply, headers=hdrs or None)

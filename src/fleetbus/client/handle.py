@@ -3,15 +3,18 @@
 ``Fleet.assign`` follows the task's records *before* it publishes the task (a ``Follower``: core
 subscriptions on the exact subjects its assignee writes, ``P.tasks.{id}.updates|outcome.{A}.
 {R}``), so ``result()`` sees the outcome the moment it is stored, with no consumer per task.
-Now and then it also reads the stored outcome by direct get, since a reconnect can drop a live
-message while the stored one stays. Only the role the task was assigned to can write those
-subjects (with auth on): a result someone else wrote never reaches the handle.
+Only the role the task was assigned to can write those subjects (with auth on): a result
+someone else wrote never reaches the handle.
+
+A live outcome is only news that one was published: subscribers get a publish even when the
+stream refused to store it (a full stream; a late attempt whose outcome lost to the first).
+So the handle takes the outcome that is *stored*, read by direct get when a live one arrives
+and now and then while it waits (a reconnect can drop a live message, never a stored one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -26,11 +29,15 @@ LIVE_CHECK = 5.0
 
 
 class Follower:
-    """A task's updates and outcome as they are published, kept in order."""
+    """A task's updates as they are published, kept in order, and its stored outcome."""
 
     def __init__(self) -> None:
         self.seen: list[TaskUpdate] = []
+        """Updates (not outcomes) as published, then the stored outcome last."""
         self.outcome: TaskUpdate | None = None
+        """The stored outcome, once read back."""
+        self.published = False
+        """An outcome was published live and not yet checked against the stored one."""
         self.changed = asyncio.Event()
         self._stop: Callable[[], Awaitable[None]] | None = None
 
@@ -40,18 +47,36 @@ class Follower:
     async def _on_update(self, update: TaskUpdate) -> None:
         if self.outcome is not None:
             return  # after the outcome nothing counts (a late attempt's lost write, say)
-        self.seen.append(update)
         if update.terminal:
-            self.outcome = update
-            await self.stop()
+            self.published = True
+        else:
+            self.seen.append(update)
         self.changed.set()
 
     def settle(self, outcome: TaskUpdate) -> None:
-        """The outcome, learnt from the stored record (a reconnect dropped the live one)."""
+        """The outcome, as stored."""
         if self.outcome is None:
             self.seen.append(outcome)
             self.outcome = outcome
             self.changed.set()
+
+    async def wait(self, records: TaskRecords, ref: TaskRef) -> None:
+        """Wait for news; read the stored outcome when one was published, and every
+        ``LIVE_CHECK`` seconds anyway."""
+        quiet = False
+        if not self.published:
+            try:
+                async with asyncio.timeout(LIVE_CHECK):
+                    await self.changed.wait()
+            except TimeoutError:
+                quiet = True
+        self.changed.clear()
+        if self.outcome is None and (self.published or quiet):
+            self.published = False
+            stored = await records.last(ref, "outcome")
+            if stored is not None:
+                self.settle(stored)
+                await self.stop()
 
     async def stop(self) -> None:
         stop, self._stop = self._stop, None
@@ -106,15 +131,7 @@ class TaskHandle:
     async def _outcome(self) -> TaskUpdate:
         follower = await self._following()
         while follower.outcome is None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LIVE_CHECK):
-                    await follower.changed.wait()
-            follower.changed.clear()
-            if follower.outcome is None:
-                stored = await self.outcome()
-                if stored is not None:
-                    follower.settle(stored)
-                    await follower.stop()
+            await follower.wait(self.records, self.ref)
         return follower.outcome
 
     async def _following(self) -> Follower:
@@ -147,12 +164,5 @@ class TaskHandle:
                 yield update
                 if update.terminal:
                     return
-            follower.changed.clear()
             if follower.outcome is None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(LIVE_CHECK):
-                        await follower.changed.wait()
-                if follower.outcome is None and index == len(follower.seen):
-                    stored = await self.outcome()
-                    if stored is not None:
-                        follower.settle(stored)
+                await follower.wait(self.records, self.ref)

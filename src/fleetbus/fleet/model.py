@@ -148,7 +148,10 @@ class ConsumerSpec(_Model):
 
     deliver: str = "all"
     """``all``, ``new``, ``last``, ``last_per_subject``, or an ISO time to start from."""
-    ack_wait: PositiveDuration = 30.0
+    ack_wait: PositiveDuration = 4.0
+    """The lease on a delivered message: the runtime renews it every ack_wait/3 while the
+    handler runs (up to the role's task_budget); when an agent dies, its message goes to a
+    peer within ack_wait."""
     max_deliver: Annotated[int, Field(ge=-1)] = 3
     max_ack_pending: Annotated[int, Field(ge=-1)] = 1
     backoff: list[PositiveDuration] | None = None

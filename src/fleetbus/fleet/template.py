@@ -34,18 +34,20 @@ streams:
   AGENT_COMMS:
     description: Direct messages, task assignments and meeting invitations per agent
     subjects: ["agents.>"]
-    retention: limits         # keeps processed messages for audit until max_age
-    # Processed messages count too, until max_age: each sender -> role subject
-    # (agents.backend.tasks.cto) holds at most 1000 in 7 days, then the sender is refused.
-    # Raise it for a pair that talks more than that.
+    # seed: limits, 7d, 1000 per subject, discard new. Processed messages counted against the
+    # cap for a week, so a busy sender -> role pair was refused although its role kept up.
+    # interest: a message is kept until the consumer it is for acknowledges it, then removed.
+    # Nothing unprocessed is dropped (no max_age); processed messages do not pile up.
+    # (Audit trail: every task's records stay in TASKS; dead letters in AGENT_DLQ.)
+    retention: interest
+    # At most 1000 *unprocessed* messages per sender -> role subject
+    # (agents.backend.tasks.cto): past that the sender is refused (error 10077) until the
+    # role catches up: backpressure instead of loss. Processed messages no longer count.
     max_msgs_per_subject: 1000
-    max_age: 7d
-    storage: file
-    replicas: 3               # one embedded node: provisioned as 1 replica, with a warning
-    # seed: discard old. With old, a full inbox silently deletes its oldest *unread* work;
-    # with new, the sender is refused (error 10077): backpressure instead of loss.
     discard: new
     discard_new_per_subject: true
+    storage: file
+    replicas: 3               # one embedded node: provisioned as 1 replica, with a warning
     duplicate_window: 1h      # the same task id assigned twice within 1h is stored once
     # max_consumers: left out, fleetbus sizes it from the fleet (its consumers + 100): the
     # server's own default would cap every stream at 1000 consumers, 500 roles here.
@@ -88,6 +90,9 @@ streams:
     max_age: 30d
     storage: file
     replicas: 3
+    # No message or byte cap and discard old: a new dead letter is never refused for room.
+    # Should the disk fill, the message it is for stays where it was and is tried again.
+    discard: old
 
 # Each role gets durable pull consumers named ROLE_KIND (BACKEND_TASKS, BACKEND_INBOX, ...):
 #   tasks     agents.{role}.tasks      one task at a time by default
@@ -105,16 +110,16 @@ roles:
     send_to: ["*"]
     publish: ["events.>"]
     task_budget: 30m
-    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 30s}
-    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 30s}
+    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 4s}
+    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 4s}
 
   cto:
     description: Splits features into tasks for the engineering agents
     send_to: [ceo, backend, devops, cso]
     publish: ["events.>"]
     task_budget: 30m
-    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 30s}
-    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 30s}
+    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 4s}
+    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 4s}
     updates: {deliver: new}   # seed: nats sub "genbrain.tasks.*.updates"
 
   backend:
@@ -122,19 +127,20 @@ roles:
     send_to: [cto, devops, cso]
     publish: ["events.>"]
     # seed: the Go worker used AckWait 30m "tasks can take a while": a crashed agent's task
-    # (and, at max_ack_pending 1, the queue behind it) then waits 30 minutes. fleetbus keeps
-    # ack_wait short and sends heartbeats while a handler runs, up to task_budget.
+    # (and, at max_ack_pending 1, the queue behind it) then waited 30 minutes. ack_wait is a
+    # lease: the runtime renews it every ack_wait/3 while a handler runs (up to task_budget),
+    # so a task of a crashed agent goes to a peer within ack_wait (4s).
     task_budget: 30m
-    tasks: {deliver: all, max_deliver: 3, max_ack_pending: 1, ack_wait: 30s}
-    inbox: {deliver: all, max_deliver: 5, max_ack_pending: 5, ack_wait: 30s}
+    tasks: {deliver: all, max_deliver: 3, max_ack_pending: 1, ack_wait: 4s}
+    inbox: {deliver: all, max_deliver: 5, max_ack_pending: 5, ack_wait: 4s}
 
   devops:
     description: Deploys services and watches deployments
     send_to: [cto, backend, cso]
     publish: ["events.>"]
     task_budget: 30m
-    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 30s}
-    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 30s}
+    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 4s}
+    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 4s}
     events:                   # DEVOPS_EVENTS
       filters: ["deployment.>"]
       deliver: all
@@ -144,8 +150,8 @@ roles:
     send_to: [cto, backend, devops]
     publish: ["events.>"]
     task_budget: 30m
-    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 30s}
-    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 30s}
+    tasks: {max_deliver: 3, max_ack_pending: 1, ack_wait: 4s}
+    inbox: {max_deliver: 5, max_ack_pending: 5, ack_wait: 4s}
     events:                   # CSO_EVENTS
       filters: [">"]
       deliver: all

@@ -29,6 +29,7 @@ from fleetbus.wire.subjects import (
     Subjects,
     consumer_name,
     filter_within,
+    subject_matches,
 )
 
 __all__ = ["FleetSpec", "ResolvedConsumer"]
@@ -118,6 +119,18 @@ class FleetSpec(FleetFile):
                 if filter_within(subject, pattern):
                     return name
         return ""
+
+    def dropped_unread(self, subject: str) -> str:
+        """The interest-retention stream that would acknowledge a publish on the literal
+        ``subject`` and store nothing, because no consumer of it reads that subject; ''
+        when it is stored (or no stream captures it)."""
+        name = self.stream_for(subject)
+        if not name or self.streams[name].retention != "interest":
+            return ""
+        for c in self._resolved()[0]:
+            if c.stream == name and any(subject_matches(f, subject) for f in c.filters):
+                return ""
+        return name
 
     @property
     def dead_letter_stream(self) -> str | None:

@@ -61,7 +61,7 @@ from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
 from fleetbus.js.publish import RETRYABLE, Publisher
 from fleetbus.wire import headers as h
-from fleetbus.wire.subjects import validate_subject
+from fleetbus.wire.subjects import check_length, validate_subject
 
 __all__ = [
     "BATCH_COMMIT",
@@ -161,7 +161,7 @@ class BatchPublisher:
                         f"publish_many: msg_ids[{i}] {msg_id!r} is not a header value"
                     )
         for subject in set(subjects):
-            validate_subject(subject, wildcards=False)
+            check_length(validate_subject(subject, wildcards=False))
         base = {k: v for k, v in (headers or {}).items() if k != h.MSG_ID}
         if self.sender and h.SENDER not in base:
             base[h.SENDER] = self.sender

@@ -99,6 +99,11 @@ class Connection:
         self.settings = settings
         self._refused: set[tuple[str, str]] = set()
         self._hooks: list[Hook] = []
+        self._lost_hooks: list[Callable[[str], None]] = []
+        self._closing = False
+        self.lost: str | None = None
+        """Why the connection closed for good without ``close()``/``drain()`` (nats-py closes
+        after some protocol errors, whatever its reconnect settings); None while it has not."""
 
     @classmethod
     def wrap(cls, nc: Client) -> Connection:
@@ -148,6 +153,30 @@ class Connection:
 
         return remove
 
+    def on_lost(self, hook: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``hook(reason)`` if the connection closes for good without ``close()`` or
+        ``drain()``: a process serving on it must then restart, not linger. Returns a
+        function that removes it."""
+        self._lost_hooks.append(hook)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._lost_hooks.remove(hook)
+
+        return remove
+
+    def _closed(self) -> None:
+        if self._closing or self.lost is not None:
+            return
+        error = self.nc.last_error
+        self.lost = str(error) if error else "the connection closed"
+        log.error("the NATS connection closed for good: %s", self.lost)
+        for hook in list(self._lost_hooks):
+            try:
+                hook(self.lost)
+            except Exception:
+                log.exception("a connection-lost hook failed")
+
     async def _reconnected(self) -> None:
         for hook in list(self._hooks):
             try:
@@ -161,12 +190,14 @@ class Connection:
 
     async def close(self) -> None:
         """Close now (pending publishes may be dropped); safe to call twice."""
+        self._closing = True
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.close()
 
     async def drain(self) -> None:
         """Flush what was published, unsubscribe, then close; safe to call twice."""
+        self._closing = True
         if self.nc.is_closed:
             return
         try:
@@ -214,6 +245,10 @@ async def connect(
     async def disconnected_cb() -> None:
         log.debug("disconnected from NATS")
 
+    async def closed_cb() -> None:
+        if conn is not None:
+            conn._closed()
+
     async def reconnected_cb() -> None:
         nonlocal outage
         outage = False
@@ -231,6 +266,7 @@ async def connect(
         "inbox_prefix": settings.inbox_prefix,
         "error_cb": error_cb,
         "disconnected_cb": disconnected_cb,
+        "closed_cb": closed_cb,
         "reconnected_cb": reconnected_cb,
         "pending_size": 8 * 1024 * 1024,
     }

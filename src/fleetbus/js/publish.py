@@ -20,6 +20,7 @@ from fleetbus.js.acks import PubAck
 from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
 from fleetbus.wire import headers as h
+from fleetbus.wire.subjects import check_length
 
 __all__ = ["EXPECTED_LAST_SUBJECT_SEQUENCE", "RETRYABLE", "PubAck", "Publisher"]
 
@@ -60,6 +61,7 @@ class Publisher:
     ) -> PubAck:
         """Publish and wait for the stream's ack. ``as_sender=False`` keeps the headers'
         sender as given (a dead letter or a replay speaks for the original sender)."""
+        check_length(subject)
         hdrs = dict(headers or {})
         hdrs[h.MSG_ID] = msg_id or hdrs.get(h.MSG_ID) or uuid.uuid4().hex
         if as_sender and self.sender and h.SENDER not in hdrs:

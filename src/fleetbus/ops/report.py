@@ -21,11 +21,14 @@ def render(s: FleetStatus) -> Group:
             streams.add_row(st.name, "-", "-", "[red]missing[/]", "-", "-")
             continue
         percent = st.storage_percent
+        limit = "no limit" if percent is None else f"{percent:g}%"
+        if st.subject_percent is not None:
+            limit += f"; fullest subject {st.subject_percent:g}%"
         streams.add_row(
             st.name,
             str(st.messages),
             format_size(st.bytes),
-            "no limit" if percent is None else f"{percent:g}%",
+            limit,
             str(st.replicas) + (f" [red]lagging: {', '.join(st.lagging)}[/]" if st.lagging else ""),
             st.leader or "-",
         )
@@ -54,7 +57,7 @@ def render(s: FleetStatus) -> Group:
             str(c.pending),
             str(c.ack_pending),
             str(c.redelivered),
-            "yes" if c.waiting else "[dim]no[/]",
+            "yes" if c.waiting else ("[dim]no (idle role)[/]" if c.idle else "[dim]no[/]"),
             c.last_active[:19].replace("T", " ") or "-",
         )
     grew = (
@@ -71,6 +74,15 @@ def render(s: FleetStatus) -> Group:
         consumers,
         Text(f"dead letters: {s.dead_letters}{grew}"),
     ]
+    idle = sorted({c.role for c in s.consumers if c.idle and c.role})
+    if idle:
+        waiting = sum(c.pending for c in s.consumers if c.idle)
+        lines.append(
+            Text(
+                f"idle roles (no agent serving; {waiting} message(s) kept for them):"
+                f" {', '.join(idle)}"
+            )
+        )
     if s.alerts:
         lines.append(Text.from_markup(f"[bold red]{len(s.alerts)} alert(s):[/]"))
         lines.extend(Text.from_markup(f"  [red]•[/] {a.message}") for a in s.alerts)

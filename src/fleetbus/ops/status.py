@@ -2,6 +2,17 @@
 replicas — and the alert thresholds of the fleet file checked against them.
 
 ``collect`` reads the server; ``evaluate`` is pure: a snapshot and thresholds in, alerts out.
+
+What is measured against what:
+
+- each stream against its *own* limits: messages, bytes, and (where a full subject refuses
+  senders: discard new per subject) its fullest subject against ``max_msgs_per_subject``;
+  its consumers against ``max_consumers``;
+- JetStream storage against the account's limit, or the fleet file's ``server.max_file``
+  when the account has none (the embedded server's);
+- consumers' backlog only where an agent serves the role: a consumer nobody polls and
+  nobody is working on is an *idle role* (shown, never an alert: a role whose agent is not
+  running is not a fault of the fleet, and its backlog is kept for it).
 """
 
 from __future__ import annotations
@@ -30,6 +41,13 @@ class StreamStatus:
     lagging: tuple[str, ...] = ()
     """Replicas that are not current (name and lag)."""
     missing: bool = False
+    max_msgs_per_subject: int = -1
+    fullest_subject: str = ""
+    fullest_subject_msgs: int = 0
+    """The subject holding the most messages, where a full subject refuses senders."""
+    consumers: int = 0
+    max_consumers: int = -1
+    discard: str = "old"
 
     @property
     def storage_percent(self) -> float | None:
@@ -40,6 +58,13 @@ class StreamStatus:
         if self.max_bytes > 0:
             ratios.append(self.bytes / self.max_bytes)
         return round(100 * max(ratios), 1) if ratios else None
+
+    @property
+    def subject_percent(self) -> float | None:
+        """The fullest subject against ``max_msgs_per_subject`` (where that is watched)."""
+        if self.max_msgs_per_subject <= 0 or not self.fullest_subject:
+            return None
+        return round(100 * self.fullest_subject_msgs / self.max_msgs_per_subject, 1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +79,11 @@ class ConsumerStatus:
     """Pull requests waiting: > 0 means some agent of the role is polling right now."""
     last_active: str = ""
     missing: bool = False
+
+    @property
+    def idle(self) -> bool:
+        """No agent polls it and none is working on its messages: the role is not running."""
+        return not self.missing and self.waiting == 0 and self.ack_pending == 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +105,8 @@ class FleetStatus:
     dead_letters_before: int | None = None
     account_storage: int = 0
     account_storage_max: int = -1
+    storage_limit_source: str = "account"
+    """Where ``account_storage_max`` comes from: the account's limit, or ``server.max_file``."""
     alerts: tuple[Alert, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +146,10 @@ async def collect(
             for r in cluster.get("replicas") or []
             if not r.get("current", False)
         )
+        per_subject = int(config.get("max_msgs_per_subject", -1) or -1)
+        fullest, fullest_msgs = "", 0
+        if per_subject > 0 and config.get("discard_new_per_subject"):
+            fullest, fullest_msgs = await _fullest_subject(api, name)
         streams.append(
             StreamStatus(
                 name=name,
@@ -124,6 +160,12 @@ async def collect(
                 replicas=int(config.get("num_replicas", 1)),
                 leader=str(cluster.get("leader", "")),
                 lagging=lagging,
+                max_msgs_per_subject=per_subject,
+                fullest_subject=fullest,
+                fullest_subject_msgs=fullest_msgs,
+                consumers=int(state.get("consumer_count", 0)),
+                max_consumers=int(config.get("max_consumers", -1)),
+                discard=str(config.get("discard", "old")),
             )
         )
     consumers: list[ConsumerStatus] = []
@@ -164,6 +206,9 @@ async def collect(
         dead = await DeadLetters(conn, spec).count()
     account = await api.request("INFO")
     limits = account.get("limits", {})
+    storage_max, source = int(limits.get("max_storage", -1)), "account"
+    if storage_max <= 0:
+        storage_max, source = spec.server.max_file, "server.max_file"
     return FleetStatus(
         server=nc.connected_url.geturl() if nc.connected_url is not None else "",
         version=str(info.get("version", "")),
@@ -173,8 +218,24 @@ async def collect(
         dead_letters=dead,
         dead_letters_before=dead_letters_before,
         account_storage=int(account.get("storage", 0)),
-        account_storage_max=int(limits.get("max_storage", -1)),
+        account_storage_max=storage_max,
+        storage_limit_source=source,
     )
+
+
+SUBJECTS_SCANNED = 10_000
+"""The most subjects one status reads per stream (a page of the server's answer)."""
+
+
+async def _fullest_subject(api: JsApi, stream: str) -> tuple[str, int]:
+    """The stream's subject with the most messages (one page of subjects is enough: on an
+    interest stream only unprocessed messages are stored)."""
+    info = await api.request(f"STREAM.INFO.{stream}", {"subjects_filter": ">"})
+    subjects: dict[str, int] = (info.get("state") or {}).get("subjects") or {}
+    if not subjects:
+        return "", 0
+    subject = max(subjects, key=lambda k: subjects[k])
+    return subject, int(subjects[subject])
 
 
 def evaluate(status: FleetStatus, alerts: AlertSpec) -> tuple[Alert, ...]:
@@ -200,6 +261,26 @@ def evaluate(status: FleetStatus, alerts: AlertSpec) -> tuple[Alert, ...]:
                     f" (alert at {alerts.storage_percent:g}%)",
                 )
             )
+        subject_percent = s.subject_percent
+        if subject_percent is not None and subject_percent >= alerts.storage_percent:
+            out.append(
+                Alert(
+                    code="subject-full",
+                    subject=s.name,
+                    message=f"{s.fullest_subject} holds {s.fullest_subject_msgs} of"
+                    f" {s.name}'s {s.max_msgs_per_subject} per subject: at the limit its"
+                    " sender is refused until the role catches up",
+                )
+            )
+        if s.max_consumers > 0 and s.consumers >= 0.9 * s.max_consumers:
+            out.append(
+                Alert(
+                    code="consumers",
+                    subject=s.name,
+                    message=f"{s.name} has {s.consumers} of its {s.max_consumers} consumers:"
+                    " at the limit readers (fleetbus task, dlq list, a dashboard) are refused",
+                )
+            )
         if alerts.replicas_out_of_sync and s.lagging:
             out.append(
                 Alert(
@@ -218,6 +299,8 @@ def evaluate(status: FleetStatus, alerts: AlertSpec) -> tuple[Alert, ...]:
                 )
             )
             continue
+        if c.idle:
+            continue  # an idle role: shown by the report, its backlog kept for it
         if c.pending > alerts.consumer_pending:
             out.append(
                 Alert(
@@ -253,11 +336,16 @@ def evaluate(status: FleetStatus, alerts: AlertSpec) -> tuple[Alert, ...]:
     if status.account_storage_max > 0:
         percent = 100 * status.account_storage / status.account_storage_max
         if percent >= alerts.storage_percent:
+            limit = (
+                "the account limit"
+                if status.storage_limit_source == "account"
+                else "the fleet file's server.max_file"
+            )
             out.append(
                 Alert(
                     code="storage",
                     subject="account",
-                    message=f"JetStream file storage at {percent:.1f}% of max_file",
+                    message=f"JetStream storage at {percent:.1f}% of {limit}",
                 )
             )
     return tuple(out)

@@ -52,7 +52,7 @@ class ApplyResult:
     plan: Plan
     applied: tuple[Action, ...]
     skipped: tuple[Action, ...]
-    """Recreates not done because ``force`` was not given."""
+    """Recreates and migrates not done because ``force`` was not given."""
 
 
 async def provision(
@@ -96,7 +96,7 @@ async def apply_plan(
     # Streams first: consumers need their stream.
     ordered = sorted(plan.actions, key=lambda a: a.kind != "stream")
     for action in ordered:
-        if action.op == "recreate" and not force:
+        if action.op in ("recreate", "migrate") and not force:
             skipped.append(action)
             continue
         if action.op == "unmanaged":
@@ -126,7 +126,7 @@ async def _apply_one(api: JsApi, action: Action) -> None:
     if action.kind == "stream":
         if action.op == "create":
             await api.create_stream(config)
-        elif action.op == "update":
+        elif action.op in ("update", "migrate"):
             await api.update_stream(config)
         elif action.op == "recreate":
             await api.delete_stream(action.name)

@@ -8,7 +8,7 @@ fleetbus never sets) are not drift.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,7 +26,10 @@ __all__ = [
 ]
 
 NS = 1_000_000_000
-Op = Literal["create", "update", "unchanged", "recreate", "unmanaged"]
+Op = Literal["create", "update", "migrate", "unchanged", "recreate", "unmanaged"]
+"""``migrate``: an update in place that removes stored messages (a stream moving from limits
+to interest retention drops what its consumers have processed): like ``recreate``, only with
+``--force``, but what is unprocessed stays."""
 
 # Changing these needs the stream/consumer deleted and made again (the server refuses them).
 _STREAM_IMMUTABLE = ("retention", "storage")
@@ -51,7 +54,8 @@ class Action:
     config: Mapping[str, Any] = field(default_factory=dict)
     changes: tuple[Change, ...] = ()
     messages: int = 0
-    """What a recreate drops: stored messages (streams), pending + unacked (consumers)."""
+    """What a recreate drops: stored messages (streams), pending + unacked (consumers); what
+    a migrate drops: the stream's processed messages (about: stored minus unprocessed)."""
 
     @property
     def label(self) -> str:
@@ -77,11 +81,11 @@ class Plan:
     @property
     def pending(self) -> tuple[Action, ...]:
         """Actions that change something on the server."""
-        return tuple(a for a in self.actions if a.op in ("create", "update", "recreate"))
+        return tuple(a for a in self.actions if a.op in ("create", "update", "migrate", "recreate"))
 
     @property
     def needs_force(self) -> tuple[Action, ...]:
-        return tuple(a for a in self.actions if a.op == "recreate")
+        return tuple(a for a in self.actions if a.op in ("recreate", "migrate"))
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -171,17 +175,16 @@ def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
                 f" provisioned with {replicas} (run a cluster for replication)"
             )
         desired = desired_stream(spec, name, replicas)
-        actions.append(
-            _compare(
-                "stream",
-                name,
-                name,
-                desired,
-                live.streams.get(name),
-                _STREAM_IMMUTABLE,
-                live.stream_messages.get(name, 0),
-            )
+        action = _compare(
+            "stream",
+            name,
+            name,
+            desired,
+            live.streams.get(name),
+            _STREAM_IMMUTABLE,
+            live.stream_messages.get(name, 0),
         )
+        actions.append(_retention_in_place(action, live))
     for consumer in spec.consumers():
         key = (consumer.stream, consumer.name)
         actions.append(
@@ -203,6 +206,31 @@ def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
         if stream_name in spec.streams and (stream_name, consumer_name) not in declared_consumers:
             actions.append(Action("consumer", stream_name, consumer_name, "unmanaged"))
     return Plan(tuple(actions), tuple(warnings))
+
+
+_IN_PLACE_RETENTION = {("limits", "interest"), ("interest", "limits")}
+"""Retention changes the server makes in place (a work queue's it refuses)."""
+
+
+def _retention_in_place(action: Action, live: LiveState) -> Action:
+    """A stream recreate whose only immutable change is limits <-> interest retention is an
+    update: to interest it removes the processed messages (a ``migrate``, with ``--force``),
+    and keeps every message some consumer has not acknowledged; back to limits it removes
+    nothing."""
+    if action.op != "recreate" or action.kind != "stream":
+        return action
+    immutable = [c for c in action.changes if c.field in _STREAM_IMMUTABLE]
+    if len(immutable) != 1 or immutable[0].field != "retention":
+        return action
+    change = immutable[0]
+    if (change.live, change.desired) not in _IN_PLACE_RETENTION:
+        return action
+    if change.desired == "limits":
+        return replace(action, op="update", messages=0)
+    unprocessed = sum(
+        n for (stream, _), n in live.consumer_pending.items() if stream == action.name
+    )
+    return replace(action, op="migrate", messages=max(0, action.messages - unprocessed))
 
 
 def _compare(

@@ -15,6 +15,7 @@ __all__ = ["plan_json", "print_plan"]
 _STYLE = {
     "create": "green",
     "update": "yellow",
+    "migrate": "red",
     "recreate": "red",
     "unchanged": "dim",
     "unmanaged": "blue",
@@ -55,6 +56,13 @@ def print_plan(out: Console, result: ApplyResult, *, dry_run: bool) -> None:
     for warning in result.plan.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
     for action in result.skipped:
+        if action.op == "migrate":
+            out.print(
+                f"[red]needs --force:[/] {action.label} changes retention in place; it then"
+                f" removes about {action.messages} messages its consumers have already"
+                " processed (every unprocessed one stays)"
+            )
+            continue
         what = "stored messages" if action.kind == "stream" else "unacknowledged messages"
         out.print(
             f"[red]needs --force:[/] {action.label} cannot change "

@@ -56,6 +56,7 @@ from fleetbus.runtime.routes import (
 )
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.runtime.settle import Settler
+from fleetbus.runtime.watchdog import LoopWatchdog
 from fleetbus.tasks import TaskRecords
 from fleetbus.wire.subjects import validate_token
 
@@ -103,6 +104,12 @@ class Agent:
         self._responder: Responder | None = None
         self._background: list[asyncio.Task[None]] = []
         self._forget_reconnect: Callable[[], None] | None = None
+        self._forget_lost: Callable[[], None] | None = None
+        self._unwatch: Callable[[], None] | None = None
+        self._settler: Settler | None = None
+        self.failure: str | None = None
+        """Why the agent stopped serving on its own (its connection closed for good, a
+        consume loop died); None while it serves, or when it was stopped."""
         self._runner: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._state = "new"
@@ -207,6 +214,11 @@ class Agent:
         return self._client
 
     @property
+    def state(self) -> str:
+        """``new``, ``starting``, ``running``, ``stopping`` or ``stopped``."""
+        return self._state
+
+    @property
     def conn(self) -> Connection:
         if self._conn is None:
             raise FleetbusError(f"agent {self.role} is not started")
@@ -249,6 +261,7 @@ class Agent:
             self._owns_conn = True
         self._conn = conn = connection
         self._forget_reconnect = conn.on_reconnect(self._on_reconnect)
+        self._forget_lost = conn.on_lost(self._on_lost)
         publisher = Publisher(conn, sender=self.role)
         settler = Settler(
             conn,
@@ -259,6 +272,7 @@ class Agent:
             self.settings,
             TaskRecords(conn, spec, publisher),
         )
+        self._settler = settler
         self._responder = responder = Responder(self.routes, settler)
         dispatcher = Dispatcher(spec, self.role, self.routes, settler, responder)
         api = JsApi(conn)
@@ -289,11 +303,16 @@ class Agent:
         await responder.listen()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._runner = asyncio.create_task(self._serve(ready), name=f"agent-{self.role}")
+        self._runner.add_done_callback(self._runner_done)
         await asyncio.wait({ready, self._runner}, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():  # serving failed before it was ready (an observer, say)
             await self._runner
             raise FleetbusError(f"agent {self.role} stopped while starting")
         self._state = "running"
+        self._unwatch = LoopWatchdog.watch(
+            self.settings.blocked_loop_warning,
+            lambda: [f"{self.role}: {d.handler}" for d in list(settler.running)],
+        )
         log.info("%s: serving %s", self.worker, ", ".join(c.name for c in consumers))
 
     async def _undo_start(self) -> None:
@@ -306,8 +325,7 @@ class Agent:
             with contextlib.suppress(BaseException):
                 await self._runner
             self._runner = None
-        if self._forget_reconnect is not None:
-            self._forget_reconnect()
+        self._forget_hooks()
         if self._owns_conn and self._conn is not None:
             await self._conn.close()
         self._conn = None
@@ -379,19 +397,50 @@ class Agent:
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        if self._forget_reconnect is not None:
-            self._forget_reconnect()
+        self._forget_hooks()
         if self._owns_conn and self._conn is not None:
             await self._conn.drain()
         self._state = "stopped"
         log.info("%s: stopped", self.worker)
 
+    def _forget_hooks(self) -> None:
+        for forget in (self._forget_reconnect, self._forget_lost, self._unwatch):
+            if forget is not None:
+                forget()
+        self._forget_reconnect = self._forget_lost = self._unwatch = None
+
+    def _on_lost(self, reason: str) -> None:
+        self._fail(f"its NATS connection closed for good ({reason})")
+
+    def _runner_done(self, runner: asyncio.Task[None]) -> None:
+        if self._state in ("stopping", "stopped") or runner.cancelled():
+            return
+        exc = runner.exception()
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+        self._fail(f"its serving loop ended ({what})")
+
+    def _fail(self, why: str) -> None:
+        """Stop serving on our own, and say why: ``serve_forever`` (and ``run``) then raise."""
+        if self.failure is None:
+            self.failure = f"agent {self.role} ({self.worker}) stopped serving: {why}"
+            log.error("%s", self.failure)
+        self._stopping.set()
+
+    async def stopped(self) -> None:
+        """Return when the agent stops serving: ``stop()`` was called, the process was
+        signalled, or it failed (``failure`` then says why)."""
+        await self._stopping.wait()
+
     async def serve_forever(self) -> None:
-        """Start, then serve until ``stop()`` (or the process is signalled)."""
+        """Start, then serve until ``stop()`` (or the process is signalled). Raises
+        ``FleetbusError`` when serving ended on its own: its connection closed for good, a
+        consume loop died. A supervisor (systemd, Kubernetes) then starts a fresh process."""
         if self._state == "new":
             await self.start()
         await self._stopping.wait()
-        await self.stop()
+        await self.stop(0.0 if self.failure else None)
+        if self.failure is not None:
+            raise FleetbusError(self.failure)
 
     def run(self) -> None:
         """Serve until SIGINT or SIGTERM; then shut down gracefully and return.

@@ -71,7 +71,7 @@ class Dispatcher:
         d = self._delivery(msg, "tasks")
         try:
             env = envelope_of(msg, self.spec)
-            d.task = TaskRef(self._task_id(env), _assigner(env), self.role)
+            d.task = TaskRef(self._task_id(env), self._assigner(env), self.role)
             self._validate(env)
         except BadMessage as bad:
             await settler.bad_message(d, bad)
@@ -110,6 +110,20 @@ class Dispatcher:
             return validate_id(task_id)
         except FleetbusError as exc:
             raise BadMessage(f"bad task id: {exc}", str(exc)) from None
+
+    def _assigner(self, env: Envelope) -> str:
+        """Who assigned a task: the verified sender token, else the admin (with auth on, only
+        the admin may publish a task without one). A token that names no role of the fleet
+        (only possible without auth) is refused: it goes into the task's record subjects."""
+        if not (env.sender_verified and env.sender):
+            return ADMIN
+        if env.sender not in self.spec.roles:
+            shown = env.sender if len(env.sender) <= 40 else env.sender[:40] + "..."
+            raise BadMessage(
+                f"bad sender: {shown!r} is not a role of the fleet",
+                f"the sender token of {env.subject[:120]} names no role",
+            )
+        return env.sender
 
     def _validate(self, env: Envelope) -> None:
         model = self.routes.task_model
@@ -203,12 +217,6 @@ class Dispatcher:
         ok, _ = await self.settler.run(d, self.routes.update, update)
         if ok:
             await self.settler.ack(d)
-
-
-def _assigner(env: Envelope) -> str:
-    """Who assigned a task: the verified sender token, else the admin (with auth on, only the
-    admin may publish a task without one)."""
-    return env.sender if env.sender_verified and env.sender else ADMIN
 
 
 class _Work:

@@ -20,6 +20,11 @@ class RuntimeSettings:
     retry_base: float = 2.0
     """Delay before the first retry; doubles per attempt (unless the consumer has backoff)."""
     retry_max: float = 300.0
+    dead_letter_retry: float = 30.0
+    """When a dead letter cannot be stored (a full disk, a full dead-letter stream), the
+    message stays where it is and is tried again after this long."""
+    blocked_loop_warning: float = 1.0
+    """Log (with the running handlers' names) when the event loop is blocked this long."""
     max_concurrency: int = 64
     """Upper bound on handlers run at once per consumer (max_ack_pending is the usual bound)."""
     dead_letter_copier: bool = True

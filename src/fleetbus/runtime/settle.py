@@ -274,7 +274,7 @@ class Settler:
         try:
             await write_dead_letter(self.publisher, self.spec, letter, d.msg.data, d.msg.headers)
         except FleetbusError as exc:
-            delay = self.settings.retry_max
+            delay = self.settings.dead_letter_retry
             log.error(
                 "%s: the dead letter of %s seq %d could not be stored (%s): the message stays"
                 " and is tried again in %gs; `fleetbus status` shows the dead-letter stream",

@@ -42,9 +42,11 @@ __all__ = [
     "ADVISORY_MAX_DELIVERIES",
     "ADVISORY_TERMINATED",
     "MAX_ID",
+    "MAX_SUBJECT",
     "MAX_TOKEN",
     "Subjects",
     "TaskSubject",
+    "check_length",
     "consumer_name",
     "filter_within",
     "inbox_prefix",
@@ -68,6 +70,9 @@ control line (subject, reply and sizes) passes 4096 bytes, and nats-py then clos
 every token is bounded so that no subject fleetbus builds comes near it."""
 MAX_ID = 128
 """The longest task, meeting or ask id."""
+MAX_SUBJECT = 2048
+"""The longest subject fleetbus publishes on: with a reply subject and the sizes it stays well
+inside the server's 4096-byte control line (past it the server drops the connection)."""
 
 # A token is what sits between two dots. Names that become one token must not contain
 # a dot, whitespace or a wildcard; ``$`` and other printable characters are NATS-legal.
@@ -96,6 +101,17 @@ def validate_token(value: str, what: str = "token") -> str:
             f"{what} {value!r} contains {name}: it must be a single subject token"
         )
     return value
+
+
+def check_length(subject: str) -> str:
+    """``subject`` if fleetbus may publish on it, else ``InvalidSubjectError``: a longer one
+    would make the server drop the connection (nats-py then closes for good)."""
+    if len(subject) > MAX_SUBJECT:
+        raise InvalidSubjectError(
+            f"subject {subject[:60]}... is {len(subject)} characters long: at most"
+            f" {MAX_SUBJECT} (the server drops a connection whose protocol line passes 4096)"
+        )
+    return subject
 
 
 def validate_id(value: object, what: str = "task id") -> str:
