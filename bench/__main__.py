@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip fleet scale: 1,000 idle agents for 60 s (skipped by --quick too)",
     )
+    parser.add_argument(
+        "--no-soak",
+        action="store_true",
+        help="skip the soak: 100,000 tasks, 1,000,000 events, 5 agent kills (skipped by --quick"
+        " too)",
+    )
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     info = machine()
@@ -165,10 +171,28 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in scale.items():
             table.add_row(key.replace("_", " "), str(value))
         console.print(table)
+    soak: dict[str, dict[str, Any]] = {}
+    if not (args.quick or args.no_soak or args.only):
+        from bench.soak import measure as soak_measure
+
+        soak = asyncio.run(soak_measure(tasks=100_000, events=1_000_000, kills=5))
+        for name, figures in soak.items():
+            table = Table(title=f"soak: {name}")
+            table.add_column("measure")
+            table.add_column("value", justify="right")
+            for key, value in figures.items():
+                table.add_row(key.replace("_", " "), str(value))
+            console.print(table)
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"machine": info, "results": rows, "failover": failover, "scale": scale},
+                {
+                    "machine": info,
+                    "results": rows,
+                    "failover": failover,
+                    "scale": scale,
+                    "soak": soak,
+                },
                 indent=2,
             )
         )

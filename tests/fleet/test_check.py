@@ -447,3 +447,15 @@ def test_an_interest_stream_warns_of_a_role_whose_messages_nobody_reads() -> Non
 
     finding = one(fleet(edit), "no-consumer-for-subject")
     assert finding.where == "roles.devops.meetings"
+
+
+def test_processed_work_counting_against_limits_is_explained() -> None:
+    """The seed's AGENT_COMMS: limits retention, 1000 per subject, discard new, 7 days."""
+    f = one(
+        fleet(lambda d: d["streams"]["AGENT_COMMS"].update(retention="limits", max_age="7d")),
+        "processed-work-refuses-senders",
+    )
+    assert f.where == "streams.AGENT_COMMS.retention"
+    assert "7d" in f.problem and "max_msgs_per_subject 1000" in f.problem
+    assert "retention: interest" in f.fix and "--force" in f.fix
+    assert only(lint(fleet(lambda d: None)), "processed-work-refuses-senders") == []

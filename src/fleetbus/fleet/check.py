@@ -43,6 +43,7 @@ CODES: Mapping[str, str] = {
     "backoff-replaces-ack-wait": "a backoff list whose first delay is not the ack wait",
     "task-budget-below-ack-wait": "the task budget is shorter than the tasks' ack wait",
     "discard-old-drops-work": "a full inbox or task queue silently deletes its oldest unread work",
+    "processed-work-refuses-senders": "processed inbox and task messages count against a limit",
     "unbounded-stream": "a stream with no age, message or byte limit grows forever",
     "max-consumers-too-low": "a stream's max_consumers is below the consumers the fleet declares",
     "tasks-no-retry": "a task consumer with max_deliver 1 never retries",
@@ -89,6 +90,7 @@ def lint(spec: FleetSpec, *, cluster_size: int | None = None) -> list[Finding]:
     findings += _core_subjects_stored(spec)
     findings += _replicas(spec, nodes)
     findings += _discard_old(spec)
+    findings += _processed_work_counts(spec)
     findings += _unbounded(spec)
     findings += _max_consumers(spec, consumers)
     findings += _ack_waits(spec)
@@ -306,6 +308,44 @@ def _discard_old(spec: FleetSpec) -> Iterator[Finding]:
                 "write discard: new"
                 + (" and discard_new_per_subject: true" if per_subject else "")
                 + ": the sender is refused (error 10077) — backpressure instead of loss"
+            ),
+        )
+
+
+def _processed_work_counts(spec: FleetSpec) -> Iterator[Finding]:
+    """Inboxes and task queues under limits retention with discard new: processed messages
+    count against the limits until they age out, so a sender whose role keeps up is refused
+    (the seed: 1000 per subject for 7 days)."""
+    work = f"{spec.prefix}.agents.>"
+    for name, stream in spec.streams.items():
+        if stream.retention != "limits" or stream.discard != "new":
+            continue
+        limits = [
+            f"{key} {value}"
+            for key, value in (
+                ("max_msgs_per_subject", stream.max_msgs_per_subject),
+                ("max_msgs", stream.max_msgs),
+                ("max_bytes", stream.max_bytes),
+            )
+            if value > 0
+        ]
+        held = next((s for s in spec.stream_subjects(name) if subjects_overlap(s, work)), None)
+        if not limits or held is None:
+            continue
+        age = format_duration(stream.max_age) if stream.max_age else "ever"
+        yield Finding(
+            code="processed-work-refuses-senders",
+            severity="warning",
+            where=f"streams.{name}.retention",
+            problem=(
+                f"{name} keeps processed messages ({held}) until max_age ({age}), and they"
+                f" count against {', '.join(limits)}: a busy sender is refused (error"
+                " 10077) although its role has processed everything"
+            ),
+            fix=(
+                "write retention: interest (a message stays until its consumer acknowledges"
+                " it) and drop max_age, so that the limits count unprocessed messages only;"
+                " `fleetbus provision --force` migrates the stream in place"
             ),
         )
 
