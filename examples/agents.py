@@ -61,12 +61,13 @@ cto = Agent("cto")
 @cto.on_task
 async def plan_feature(task: Task) -> dict[str, object]:
     feature = task.body["title"]
-    say("cto", f"got feature [bold]{feature}[/] from {task.sender}; splitting it")
-    await think(0.3)  # <- a real LLM call goes here: break the feature into tasks
-    parts = [
-        {"title": "Implement cursor pagination for /api/users", "priority": "high"},
-        {"title": "Add pagination tests and docs", "priority": "medium"},
-    ]
+    say("cto", f"got feature [bold]{feature}[/] from {task.sender}")
+    # Ask back before planning: the task waits (input-required) until the assigner answers;
+    # the answer is stored, so a restarted cto would not ask again.
+    choice = await task.request_input({"question": "cursor or offset pagination?"}, timeout=300)
+    say("cto", f"{task.assigner} chose {choice['pagination']} pagination; splitting it")
+    plan = await task.step("plan", make_plan, feature)  # paid for once, even across a crash
+    parts = plan["parts"]
     handles = [await cto.fleet.assign("backend", part) for part in parts]
     for handle, part in zip(handles, parts, strict=True):
         say("cto", f"assigned {handle.id} to backend: {part['title']}")
@@ -77,6 +78,16 @@ async def plan_feature(task: Task) -> dict[str, object]:
     say("cto", f"assigned {deploy.id} to devops: deploy api-gateway v2.3.1")
     deployed = await deploy.result(timeout=120)
     return {"feature": feature, "prs": [r["pr"] for r in results], "deployed": deployed}
+
+
+async def make_plan(feature: str) -> dict[str, object]:
+    await think(0.3)  # <- a real LLM call goes here: break the feature into tasks
+    return {
+        "parts": [
+            {"title": "Implement cursor pagination for /api/users", "priority": "high"},
+            {"title": "Add pagination tests and docs", "priority": "medium"},
+        ]
+    }
 
 
 async def release_meeting(meeting_id: str) -> None:
@@ -148,6 +159,14 @@ devops = Agent("devops")
 
 @devops.on_task
 async def deploy(task: Task) -> dict[str, object]:
+    if task.body.get("kind") == "chore":
+        say("devops", f"starts chore: {task.body['title']}")
+        try:
+            await think(30)  # <- a long job: cancelled by its assigner in the demo
+        except asyncio.CancelledError:
+            say("devops", f"chore {task.id} cancelled: cleaned up, nothing half-done")
+            raise
+        return {"done": task.body["title"]}
     say("devops", f"deploying: {task.body['title']}")
     await think(0.5)  # <- a real LLM call goes here: run the rollout, read the dashboards
     await devops.fleet.emit(

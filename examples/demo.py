@@ -3,9 +3,11 @@
 1. starts a nats-server (JetStream, file storage) in a temporary directory;
 2. provisions the seed's streams and consumers and prints the plan;
 3. runs the five agents of examples/agents.py in this process, on one connection;
-4. tells the seed's story: the CEO hands a feature to the CTO, the CTO splits it into
-   backend tasks, backend reports progress and completes, CSO audits, devops deploys and the
-   deployment event fans out to devops and cso; a poison task ends in the dead-letter stream;
+4. tells the seed's story: the CEO hands a feature to the CTO, the CTO asks back (an input
+   request the CEO answers), splits it into backend tasks, backend reports progress and
+   completes, CSO audits, devops deploys and the deployment event fans out to devops and cso;
+   the CEO cancels a chore it changed its mind about; a poison task ends in the dead-letter
+   stream;
 5. ends with `fleetbus status` and the dead letters.
 """
 
@@ -25,7 +27,7 @@ os.environ.setdefault("FLEETBUS_DEMO_PACE", "3")  # slow enough to read along
 import nats
 from agents import AGENTS, console, say
 
-from fleetbus import Fleet
+from fleetbus import Fleet, TaskCancelled
 from fleetbus.deadletters import DeadLetters
 from fleetbus.environment import resolve_fleet
 from fleetbus.js.connection import ConnectSettings, connect
@@ -64,6 +66,25 @@ async def story(url: str) -> int:
         )
         await raw.close()
         say("ceo", "a plain `nats pub` sends backend task-poison (kind drop-db)")
+
+        async for update in feature.updates():
+            if update.state == "input-required":
+                question = (update.data or {}).get("question")
+                say("ceo", f"cto asks: {question} — answering: cursor")
+                await feature.respond({"pagination": "cursor"})
+                break
+
+        chore = await fleet.assign(
+            "devops", {"title": "Rotate staging certificates", "kind": "chore"}
+        )
+        async for update in chore.updates():
+            if update.state == "accepted":
+                break
+        await fleet.cancel(chore.id, "devops", "not now: the release comes first")
+        try:
+            await chore.result(timeout=30)
+        except TaskCancelled as exc:
+            say("ceo", f"cancelled {chore.id}: {exc.reason}")
 
         outcome = await feature.result(timeout=60)
         say("ceo", f"feature done: PRs {outcome['prs']}, deployed {outcome['deployed']}")

@@ -31,7 +31,9 @@ from fleetbus.errors import (
     RemoteError,
     ServerError,
     ServerNotFoundError,
+    TaskCancelled,
     TaskError,
+    TaskExpired,
     TaskTimeout,
     UnknownRoleError,
 )
@@ -48,6 +50,7 @@ from fleetbus.runtime import (
     RuntimeSettings,
     Task,
 )
+from fleetbus.tasks import TaskSummary
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = [
@@ -88,8 +91,11 @@ __all__ = [
     "ServerError",
     "ServerNotFoundError",
     "Task",
+    "TaskCancelled",
     "TaskError",
+    "TaskExpired",
     "TaskHandle",
+    "TaskSummary",
     "TaskTimeout",
     "TaskUpdate",
     "UnknownRoleError",

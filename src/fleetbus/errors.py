@@ -259,3 +259,25 @@ class TaskTimeout(TaskError, TimeoutError):
         self.attempt = 0
         self.error = "timeout"
         self.reason = "timeout"
+
+
+class TaskCancelled(TaskError):
+    """The task was cancelled (``handle.cancel``): before it ran, or while it ran."""
+
+    def __init__(self, task_id: str, attempt: int, reason: str) -> None:
+        FleetbusError.__init__(self, f"task {task_id} was cancelled: {reason or 'no reason given'}")
+        self.task_id = task_id
+        self.attempt = attempt
+        self.error = "canceled"
+        self.reason = reason
+
+
+class TaskExpired(TaskError):
+    """The task's deadline passed before it ran, or while it ran."""
+
+    def __init__(self, task_id: str, attempt: int, reason: str) -> None:
+        FleetbusError.__init__(self, f"task {task_id} expired: {reason}")
+        self.task_id = task_id
+        self.attempt = attempt
+        self.error = "expired"
+        self.reason = reason

@@ -25,8 +25,11 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for line in (
-        "applied: 23 create",
+        "applied: 25 create",
         "got feature Cursor pagination",  # ceo → cto
+        "ceo chose cursor pagination",  # an input request, answered
+        "cancelled: cleaned up, nothing half-done",  # a running task cancelled
+        "not now: the release comes first",
         "assigned task-",  # cto → backend
         "code written, running tests",  # progress
         "cso reviewed PR #143 for backend: approved",  # request-reply

@@ -105,7 +105,14 @@ def test_seed_template_loads(tmp_path: Path) -> None:
     spec = load_fleet(write(tmp_path, SEED_FLEET_YAML))
     assert spec == seed_fleet()
     assert spec.prefix == "genbrain"
-    assert set(spec.streams) == {"AGENT_COMMS", "EVENTS", "TASKS", "AGENT_DLQ"}
+    assert set(spec.streams) == {
+        "AGENT_COMMS",
+        "EVENTS",
+        "TASKS",
+        "TASK_INDEX",
+        "TASK_MEMO",
+        "AGENT_DLQ",
+    }
     assert set(spec.roles) == {"ceo", "cto", "backend", "devops", "cso"}
     names = {c.name for c in spec.consumers()}
     assert {"BACKEND_TASKS", "BACKEND_INBOX", "DEVOPS_EVENTS", "CSO_EVENTS"} <= names

@@ -85,7 +85,7 @@ async def test_first_provision_creates_the_seed(
     assert ops(result, spec) == {"create"}
     assert len(result.applied) == len(spec.streams) + len(spec.consumers())
     assert result.skipped == ()
-    assert len(result.plan.warnings) == 4  # replicas 3 on one node, for each stream
+    assert len(result.plan.warnings) == 1  # replicas 3 on one node: one line for them all
 
     p = spec.prefix
     comms = (await js.stream_info(stream(spec, "AGENT_COMMS"))).config

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleetbus.errors import ConnectError
+from fleetbus.fleet import seed_fleet
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus_cli import fleetbus
 
@@ -50,6 +51,6 @@ async def test_tls_with_a_local_ca(tls_server: Path) -> None:
     conn = await connect(trusted)
     try:
         assert conn.nc.connected_url is not None
-        assert (await conn.nc.jetstream().account_info()).streams == 4
+        assert (await conn.nc.jetstream().account_info()).streams == len(seed_fleet().streams)
     finally:
         await conn.close()

@@ -17,6 +17,7 @@ from fleetbus.cli import (
     security_cmds,
     server_cmds,
     status_cmds,
+    task_cmds,
 )
 from fleetbus.cli._common import CliState
 
@@ -93,6 +94,7 @@ fleet_cmds.register(app)
 server_cmds.register(app)
 provision_cmds.register(app)
 message_cmds.register(app)
+task_cmds.register(app)
 dlq_cmds.register(app)
 run_cmds.register(app)
 status_cmds.register(app)

@@ -1,5 +1,5 @@
 """The seed's ``nats pub`` / ``nats sub`` / ``nats req`` as fleetbus verbs:
-``send``, ``msg``, ``emit``, ``ask``, ``tail`` and ``task``.
+``send``, ``msg``, ``emit``, ``ask`` and ``tail`` (``task`` and ``tasks``: ``task_cmds``).
 
 BODY is JSON text, ``@file.json``, or ``-`` for standard input.
 """
@@ -15,12 +15,11 @@ from typing import Annotated, Any
 
 import typer
 from nats.aio.msg import Msg
-from rich.table import Table
 
 from fleetbus.cli._common import CliState, console, fail, guard, print_json, run_async, state
+from fleetbus.cli.task_cmds import print_update
 from fleetbus.client.fleet import Fleet
 from fleetbus.wire import headers as h
-from fleetbus.wire.updates import TaskUpdate
 
 _AS = typer.Option("--as", help="Send as this role (its sender token in the subject).")
 _BODY = typer.Argument(help="JSON object, @file.json or - for stdin.")
@@ -33,7 +32,6 @@ def register(app: typer.Typer) -> None:
     app.command("emit")(emit)
     app.command("ask")(ask)
     app.command("tail")(tail)
-    app.command("task")(task)
 
 
 def parse_body(text: str) -> dict[str, Any]:
@@ -87,8 +85,8 @@ def send(
                 return 0
             try:
                 async with asyncio.timeout(timeout):
-                    async for update in fleet.watch(handle.id):
-                        _print_update(update, json_out)
+                    async for update in fleet.watch(handle.id, role=role):
+                        print_update(update, json_out)
                         if update.terminal:
                             return 0 if update.state == "completed" else 1
             except TimeoutError:
@@ -203,56 +201,3 @@ def tail(
                 )
 
     run_async(main)
-
-
-def task(
-    ctx: typer.Context,
-    task_id: Annotated[str, typer.Argument(metavar="ID")],
-    json_out: Annotated[bool, _JSON] = False,
-) -> None:
-    """A task's whole history from its updates (P.tasks.ID.updates)."""
-    st = state(ctx)
-
-    async def main() -> list[TaskUpdate]:
-        async with st.client() as conn:
-            return await Fleet.attach(conn, st.fleet()).history(task_id)
-
-    updates = run_async(main)
-    if json_out:
-        from dataclasses import asdict
-
-        print_json([asdict(u) for u in updates])
-    else:
-        if not updates:
-            fail(f"no updates for task {task_id} (unknown id, or older than TASKS' max_age)")
-        table = Table(title=f"task {task_id}", title_justify="left")
-        for column in ("time", "state", "agent", "attempt", "detail"):
-            table.add_column(column, overflow="fold")
-        for u in updates:
-            table.add_row(u.time[11:23], u.state, u.worker or u.agent, str(u.attempt), _detail(u))
-        console.print(table)
-    last = updates[-1] if updates else None
-    if last is not None and last.state == "dead_lettered":
-        raise typer.Exit(1)
-
-
-def _detail(u: TaskUpdate) -> str:
-    if u.state == "completed":
-        return json.dumps(u.result)
-    if u.state == "progress":
-        percent = f"{u.percent:g}% " if u.percent is not None else ""
-        return f"{percent}{u.message or ''}"
-    if u.state == "failed":
-        return f"{u.error} (retry in {u.retry_in:g}s)" if u.retry_in else str(u.error)
-    if u.state == "dead_lettered":
-        return f"{u.error} — {u.reason}" if u.reason and u.reason != u.error else str(u.error)
-    return ""
-
-
-def _print_update(u: TaskUpdate, json_out: bool) -> None:
-    if json_out:
-        from dataclasses import asdict
-
-        print_json(asdict(u))
-    else:
-        console.print(f"{u.time[11:23]} {u.state:<13} {u.agent} #{u.attempt} {_detail(u)}")

@@ -19,6 +19,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +46,7 @@ from fleetbus.js.batch import BatchPublisher
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.js.reader import StreamReader
-from fleetbus.tasks import TaskRecords, TaskRef
+from fleetbus.tasks import TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
@@ -83,6 +84,7 @@ class Fleet:
         self._owns = owns
         self._publisher = Publisher(conn, sender=sender)
         self.records = TaskRecords(conn, spec, self._publisher)
+        self.index = TaskIndex(conn, spec)
         self._batches: BatchPublisher | None = None
         self._closed = False
 
@@ -148,19 +150,39 @@ class Fleet:
         *,
         task_id: str | None = None,
         headers: Mapping[str, str] | None = None,
+        deadline: float | timedelta | datetime | None = None,
     ) -> TaskHandle:
         """Send a task to ``role``. The same ``task_id`` within the dedupe window is stored
-        once (the handle then says ``duplicate``)."""
+        once (the handle then says ``duplicate``).
+
+        ``deadline``: seconds from now, a ``timedelta``, or an aware ``datetime``. A task not
+        started by then is not run; one running then is cancelled; either ends ``expired``
+        (``result()`` raises ``TaskExpired``), and no retry starts after it."""
         self._to(role, "tasks")  # an unknown role or a role without tasks: before anything
         task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:16]}"
         validate_id(task_id)
         data = self._encode(body)
         hdrs = {**(headers or {}), h.TASK_ID: task_id}
+        until = _deadline(deadline)
+        if until is not None:
+            hdrs[h.DEADLINE] = f"{until:.3f}"
         ref = TaskRef(task_id, self.identity, role)
         # Following before the task exists, so its every update is seen as it happens
         # (the SUBs reach the server ahead of the publish on this connection).
         follower = Follower()
         await follower.start(self.records, ref)
+        now = TaskUpdate.now()
+        await self.index.write(  # the task list's entry, ahead of the task (same connection)
+            TaskSummary(
+                task_id=task_id,
+                role=role,
+                assigner=self.identity,
+                state="submitted",
+                created=now,
+                updated=now,
+                deadline=until,
+            )
+        )
         try:
             ack = await self._publisher.publish(self._to(role, "tasks"), data, hdrs, msg_id=task_id)
         except BaseException:
@@ -171,11 +193,13 @@ class Fleet:
             return TaskHandle(self.records, ref, stream_seq=ack.seq, duplicate=True)
         return TaskHandle(self.records, ref, stream_seq=ack.seq, follower=follower)
 
-    def task(self, task_id: str, role: str) -> TaskHandle:
+    def task(self, task_id: str, role: str, *, assigner: str | None = None) -> TaskHandle:
         """A handle on a task this client's identity assigned to ``role`` earlier (the
-        assigner and the role name the subjects its records are on)."""
+        assigner and the role name the subjects its records are on). ``assigner``: another
+        identity's task, for the admin (a role may act only on the tasks it assigned)."""
         self.spec.role(role)
-        return TaskHandle(self.records, TaskRef(validate_id(task_id), self.identity, role))
+        ref = TaskRef(validate_id(task_id), assigner or self.identity, role)
+        return TaskHandle(self.records, ref)
 
     def _to(self, role: str, kind: Literal["tasks", "inbox", "meetings"]) -> str:
         """The subject this client sends ``role``'s ``kind`` on; ``NoConsumerError`` where
@@ -186,6 +210,44 @@ class Fleet:
         if stream:
             raise NoConsumerError(role, kind, stream)
         return subject
+
+    async def tasks(
+        self,
+        *,
+        role: str | None = None,
+        state: str | None = None,
+        since: float | timedelta | None = None,
+        limit: int | None = 100,
+    ) -> list[TaskSummary]:
+        """The task list, the most recently changed first: tasks of ``role`` (every role by
+        default), in ``state`` (``submitted``, an update state like ``accepted`` or
+        ``dead_lettered``, or an A2A state like ``working`` or ``failed``), changed within
+        ``since`` seconds, at most ``limit``. Reading it takes a consumer: the admin's."""
+        return await self.index.tasks(role=role, state=state, since=since, limit=limit)
+
+    async def cancel(
+        self, task_id: str, role: str, reason: str = "", *, assigner: str | None = None
+    ) -> bool:
+        """Cancel a task this identity assigned to ``role`` (the admin: any task, naming its
+        ``assigner``): see ``TaskHandle.cancel``."""
+        return await self.task(task_id, role, assigner=assigner).cancel(reason)
+
+    async def respond(
+        self,
+        task_id: str,
+        role: str,
+        answer: Mapping[str, Any],
+        *,
+        assigner: str | None = None,
+    ) -> None:
+        """Answer the input request of a task this identity assigned to ``role`` (the admin:
+        any task, naming its ``assigner``): see ``TaskHandle.respond``."""
+        await self.task(task_id, role, assigner=assigner).respond(answer)
+
+    async def find_task(self, task_id: str) -> TaskSummary | None:
+        """The task list's entry of ``task_id`` (its role, assigner and state), or None.
+        The admin's: it reads the whole list."""
+        return await self.index.find(validate_id(task_id))
 
     @property
     def identity(self) -> str:
@@ -489,3 +551,18 @@ def _body_task_id(body: Mapping[str, Any]) -> str | None:
 async def _live(sub: Subscription) -> AsyncIterator[Msg]:
     async for msg in sub.messages:
         yield msg
+
+
+def _deadline(value: float | timedelta | datetime | None) -> float | None:
+    """A deadline as Unix time: from seconds from now, a ``timedelta`` or an aware
+    ``datetime``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise FleetbusError("deadline: give an aware datetime (with a tzinfo), or seconds")
+        return value.timestamp()
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds <= 0:
+        raise FleetbusError(f"deadline: {seconds:g}s from now has passed already")
+    return time.time() + seconds

@@ -15,10 +15,10 @@ and now and then while it waits (a reconnect can drop a live message, never a st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from fleetbus.errors import TaskError, TaskTimeout
+from fleetbus.errors import FleetbusError, TaskCancelled, TaskError, TaskExpired, TaskTimeout
 from fleetbus.tasks import TaskRecords, TaskRef
 from fleetbus.wire.updates import TaskUpdate
 
@@ -120,9 +120,35 @@ class TaskHandle:
             raise TaskTimeout(self.id, timeout or 0.0) from None
         if outcome.state == "completed":
             return outcome.result
+        if outcome.state == "canceled":
+            raise TaskCancelled(self.id, outcome.attempt, outcome.reason or "")
+        if outcome.state == "expired":
+            raise TaskExpired(self.id, outcome.attempt, outcome.reason or "past its deadline")
         raise TaskError(
             self.id, outcome.attempt, outcome.error or outcome.state, outcome.reason or ""
         )
+
+    async def cancel(self, reason: str = "") -> bool:
+        """Cancel the task: queued, it never runs; running, its handler is cancelled (a
+        coroutine gets ``asyncio.CancelledError``, a plain ``def`` handler sees
+        ``task.cancelled``). Either way it ends ``canceled``: acknowledged, not retried, not
+        dead-lettered, and ``result()`` raises ``TaskCancelled``. False when the task had
+        ended already (nothing changes). Only the assigner (and the admin) may: with auth on,
+        the server refuses anyone else's cancel request."""
+        return await self.records.cancel(self.ref, reason) is None
+
+    async def respond(self, answer: Mapping[str, Any]) -> None:
+        """Answer the task's pending input request (``task.request_input``). Raises
+        ``FleetbusError`` when the task is not waiting for input, or the request was
+        answered already (the first answer stands)."""
+        last = await self.records.last(self.ref, "updates")
+        if last is None or last.state != "input-required" or not last.request:
+            state = last.state if last is not None else "not started"
+            raise FleetbusError(f"task {self.id} is not waiting for input (it is {state})")
+        if not await self.records.respond(self.ref, last.request, answer):
+            raise FleetbusError(
+                f"input request {last.request} of task {self.id} was answered already"
+            )
 
     async def outcome(self) -> TaskUpdate | None:
         """The task's stored outcome, or None while it has none."""

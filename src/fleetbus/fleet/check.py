@@ -259,22 +259,31 @@ def _core_subjects_stored(spec: FleetSpec) -> Iterator[Finding]:
 
 
 def _replicas(spec: FleetSpec, nodes: int) -> Iterator[Finding]:
-    for name, stream in spec.streams.items():
-        if stream.replicas > nodes:
-            yield Finding(
-                code="replicas-over-cluster-size",
-                severity="warning",
-                where=f"streams.{name}.replicas",
-                problem=(
-                    f"{name} asks for {stream.replicas} replicas on a cluster of {nodes} "
-                    f"node{'s' if nodes != 1 else ''}: the server refuses that (error 10074), "
-                    f"so fleetbus provisions it as R{nodes}"
-                ),
-                fix=(
-                    f"fine for development; write replicas: {nodes} to silence this, or run "
-                    f"{stream.replicas} nodes (`fleetbus up --cluster {stream.replicas}`)"
-                ),
-            )
+    """One finding for every stream that asks for more replicas than there are nodes (the
+    template's R3 streams on one development node): one line, not one per stream."""
+    over = {name: s.replicas for name, s in spec.streams.items() if s.replicas > nodes}
+    if not over:
+        return
+    names = list(over)
+    most = max(over.values())
+    asked = sorted(set(over.values()))
+    shown = ", ".join(names)
+    yield Finding(
+        code="replicas-over-cluster-size",
+        severity="warning",
+        where=f"streams.{names[0]}.replicas"
+        + (f" (and {len(names) - 1} more)" if len(names) > 1 else ""),
+        problem=(
+            f"{shown} ask{'s' if len(names) == 1 else ''} for"
+            f" {' or '.join(str(r) for r in asked)} replicas on a cluster of {nodes}"
+            f" node{'s' if nodes != 1 else ''}: the server refuses that (error 10074), so"
+            f" fleetbus provisions {'it' if len(names) == 1 else 'them'} as R{nodes}"
+        ),
+        fix=(
+            f"fine for development; write replicas: {nodes} to silence this, or run "
+            f"{most} nodes (`fleetbus up --cluster {most}`)"
+        ),
+    )
 
 
 def _discard_old(spec: FleetSpec) -> Iterator[Finding]:

@@ -82,6 +82,27 @@ streams:
     # on it: the first outcome stored stands, however late another attempt comes.)
     duplicate_window: 1h
 
+  TASK_INDEX:
+    description: The task list (fleetbus tasks, the dashboard), each task's latest state
+    subjects: ["index.>"]     # index.{role}.{assigner}.{task id}: one entry per task
+    retention: limits
+    max_msgs_per_subject: 1
+    max_age: 7d
+    storage: file
+    replicas: 3
+    discard: old
+
+  TASK_MEMO:
+    description: Results of task steps (task.step), so a retried attempt does not pay twice
+    subjects: ["memo.>"]      # memo.{role}.{task id}.{step}: one value per key
+    retention: limits
+    max_msgs_per_subject: 1
+    max_age: 7d
+    max_msgs: 100000          # the oldest go first (a max_bytes would reserve that much disk)
+    storage: file
+    replicas: 3
+    discard: old
+
   AGENT_DLQ:
     description: Dead letters, with where each came from and why it died
     subjects: ["dlq.>"]

@@ -40,12 +40,18 @@ class StreamReader:
         stream: str,
         filter_subject: str,
         *,
-        deliver: Literal["all", "new"] = "all",
+        deliver: Literal["all", "new", "last_per_subject"] = "all",
+        since: str | None = None,
     ) -> None:
+        """``deliver``: from the first message, new ones only, or the last of each subject;
+        ``since`` (an RFC 3339 time) instead: every message stored from then on."""
         self.conn = conn
         self.stream = stream
         self.filter_subject = filter_subject
         self.deliver = deliver
+        self.since = since
+        self.pending = 0
+        """How many messages the reader had to deliver when it was made."""
         self._sub: Any = None
 
     async def __aenter__(self) -> StreamReader:
@@ -55,7 +61,7 @@ class StreamReader:
         config = {
             "name": name,
             "filter_subject": self.filter_subject,
-            "deliver_policy": self.deliver,
+            "deliver_policy": "by_start_time" if self.since else self.deliver,
             "ack_policy": "none",
             "replay_policy": "instant",
             "deliver_subject": inbox,
@@ -63,14 +69,17 @@ class StreamReader:
             "mem_storage": True,
             "num_replicas": 1,
         }
+        if self.since:
+            config["opt_start_time"] = self.since
         try:
-            await JsApi(self.conn).request(
+            info = await JsApi(self.conn).request(
                 f"CONSUMER.CREATE.{self.stream}.{name}.{self.filter_subject}",
                 {"stream_name": self.stream, "config": config, "action": "create"},
             )
         except BaseException:
             await self.close()
             raise
+        self.pending = int(info.get("num_pending", 0))
         return self
 
     async def __aexit__(

@@ -57,7 +57,7 @@ def render(s: FleetStatus) -> Group:
             str(c.pending),
             str(c.ack_pending),
             str(c.redelivered),
-            "yes" if c.waiting else ("[dim]no (idle role)[/]" if c.idle else "[dim]no[/]"),
+            "yes" if c.waiting else ("[dim]idle[/]" if c.idle else "[dim]no[/]"),
             c.last_active[:19].replace("T", " ") or "-",
         )
     grew = (

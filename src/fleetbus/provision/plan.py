@@ -167,13 +167,11 @@ def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
     """Compare the fleet with the live server. Replicas are capped at the cluster size."""
     actions: list[Action] = []
     warnings: list[str] = []
+    capped: list[str] = []
     for name, stream in spec.streams.items():
         replicas = min(stream.replicas, live.cluster_size)
         if replicas < stream.replicas:
-            warnings.append(
-                f"{name}: replicas {stream.replicas} on a {live.cluster_size}-node server;"
-                f" provisioned with {replicas} (run a cluster for replication)"
-            )
+            capped.append(f"{name} ({stream.replicas})")
         desired = desired_stream(spec, name, replicas)
         action = _compare(
             "stream",
@@ -197,6 +195,11 @@ def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
                 _CONSUMER_IMMUTABLE,
                 live.consumer_pending.get(key, 0),
             )
+        )
+    if capped:
+        warnings.append(
+            f"replicas above the server's {live.cluster_size} node(s) for {', '.join(capped)}:"
+            f" provisioned with {live.cluster_size} (run a cluster for replication)"
         )
     declared_consumers = {(c.stream, c.name) for c in spec.consumers()}
     for stream_name in sorted(live.streams):

@@ -32,12 +32,14 @@ from pathlib import Path
 from typing import overload
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from pydantic import BaseModel
 
 from fleetbus.client.fleet import Fleet
 from fleetbus.deadletters import AdvisoryCopier
 from fleetbus.environment import resolve_connect_settings, resolve_fleet
-from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode
+from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
@@ -57,8 +59,9 @@ from fleetbus.runtime.routes import (
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.runtime.settle import Settler
 from fleetbus.runtime.watchdog import LoopWatchdog
-from fleetbus.tasks import TaskRecords
+from fleetbus.tasks import StepMemo, TaskIndex, TaskRecords
 from fleetbus.wire.subjects import validate_token
+from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["Agent", "RuntimeSettings"]
 
@@ -106,6 +109,7 @@ class Agent:
         self._forget_reconnect: Callable[[], None] | None = None
         self._forget_lost: Callable[[], None] | None = None
         self._unwatch: Callable[[], None] | None = None
+        self._cancels: Subscription | None = None
         self._settler: Settler | None = None
         self.failure: str | None = None
         """Why the agent stopped serving on its own (its connection closed for good, a
@@ -271,10 +275,18 @@ class Agent:
             publisher,
             self.settings,
             TaskRecords(conn, spec, publisher),
+            TaskIndex(conn, spec),
         )
         self._settler = settler
         self._responder = responder = Responder(self.routes, settler)
-        dispatcher = Dispatcher(spec, self.role, self.routes, settler, responder)
+        memo = StepMemo(conn, spec, publisher) if self.routes.task is not None else None
+        dispatcher = Dispatcher(spec, self.role, self.routes, settler, responder, memo)
+        if self.routes.task is not None:
+            # Before any task is fetched: a cancel request published from now on reaches a
+            # running handler live; one published before is read when the task is fetched.
+            self._cancels = await conn.nc.subscribe(
+                spec.subjects.cancels(self.role), cb=self._on_cancel
+            )
         api = JsApi(conn)
         for consumer in consumers:
             try:
@@ -326,6 +338,7 @@ class Agent:
                 await self._runner
             self._runner = None
         self._forget_hooks()
+        await self._unsubscribe_cancels()
         if self._owns_conn and self._conn is not None:
             await self._conn.close()
         self._conn = None
@@ -398,10 +411,21 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         self._forget_hooks()
+        await self._unsubscribe_cancels()
         if self._owns_conn and self._conn is not None:
             await self._conn.drain()
         self._state = "stopped"
         log.info("%s: stopped", self.worker)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        parts = self.spec.subjects.parse_task(msg.subject)
+        if parts is None or self._settler is None:
+            return
+        try:
+            reason = TaskUpdate.decode(msg.data).reason or "cancelled"
+        except PayloadError:
+            reason = "cancelled"
+        self._settler.cancel_running(parts.task_id, parts.assigner, reason)
 
     def _forget_hooks(self) -> None:
         for forget in (self._forget_reconnect, self._forget_lost, self._unwatch):
@@ -425,6 +449,12 @@ class Agent:
             self.failure = f"agent {self.role} ({self.worker}) stopped serving: {why}"
             log.error("%s", self.failure)
         self._stopping.set()
+
+    async def _unsubscribe_cancels(self) -> None:
+        sub, self._cancels = self._cancels, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def stopped(self) -> None:
         """Return when the agent stops serving: ``stop()`` was called, the process was

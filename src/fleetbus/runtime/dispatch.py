@@ -8,13 +8,15 @@ settles the outcome; durable asks in the inbox go to the ``Responder``.
 
 A task, before its handler runs: a delivery past the last attempt is dead-lettered at once
 (the attempt before it never answered); a redelivered task whose outcome is already stored
-(another attempt finished it) is acknowledged without running again.
+(another attempt finished it) is acknowledged without running again; a task cancelled before
+it started, or past its deadline, ends (``canceled``, ``expired``) without running.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -27,7 +29,8 @@ from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
 from fleetbus.runtime.routes import Routes
 from fleetbus.runtime.settle import Delivery, Settler
-from fleetbus.tasks import TaskRef
+from fleetbus.runtime.work import RunningTask
+from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import encode
 from fleetbus.wire.subjects import ADMIN, validate_id
@@ -42,8 +45,15 @@ class Dispatcher:
     """The per-kind pipelines of one agent."""
 
     def __init__(
-        self, spec: FleetSpec, role: str, routes: Routes, settler: Settler, responder: Responder
+        self,
+        spec: FleetSpec,
+        role: str,
+        routes: Routes,
+        settler: Settler,
+        responder: Responder,
+        memo: StepMemo | None = None,
     ) -> None:
+        self.memo = memo
         self.spec = spec
         self.role = role
         self.routes = routes
@@ -76,6 +86,18 @@ class Dispatcher:
         except BadMessage as bad:
             await settler.bad_message(d, bad)
             return
+        d.deadline = _float(env.headers.get(h.DEADLINE))
+        d.summary = TaskSummary(
+            task_id=d.task.task_id,
+            role=self.role,
+            assigner=d.task.assigner,
+            state="accepted",
+            created=_stored_at(msg),
+            updated=_stored_at(msg),
+            attempt=d.attempt,
+            worker=settler.worker,
+            deadline=d.deadline,
+        )
         if d.past_last_attempt:
             previous = d.attempt - 1
             await settler.give_up(
@@ -85,13 +107,12 @@ class Dispatcher:
                 f"attempt {previous} did not finish",
             )
             return
-        if d.attempt > 1 and settler.records is not None:
-            standing = await settler.records.last(d.task, "outcome")
-            if standing is not None:  # another attempt finished it
-                await settler.ack(d)
-                return
-        work = _Work(settler, d)
-        task = env.make(Task, id=d.task.task_id, assigner=d.task.assigner, _work=work)
+        if await self._settled_before(d):
+            return
+        work = RunningTask(settler, d, self.memo)
+        task = env.make(
+            Task, id=d.task.task_id, assigner=d.task.assigner, deadline=d.deadline, _work=work
+        )
         await settler.update(d, "accepted")
         assert self.routes.task is not None
         ok, value = await settler.run(d, self.routes.task, task)
@@ -103,6 +124,27 @@ class Dispatcher:
             await settler.fail(d, f"handler result: {exc}", None)
             return
         await settler.complete(d, "completed", result=value)
+
+    async def _settled_before(self, d: Delivery) -> bool:
+        """A task that must not run: ended by another attempt (acknowledged), cancelled before
+        it started, or past its deadline (each ends it)."""
+        settler, records, task = self.settler, self.settler.records, d.task
+        assert task is not None
+        if records is not None:
+            cancel = records.last(task, "cancel")
+            outcome = records.last(task, "outcome") if d.attempt > 1 else _none()
+            cancelled, standing = await asyncio.gather(cancel, outcome)
+            if standing is not None:  # another attempt finished it
+                await settler.ack(d)
+                return True
+            if cancelled is not None:
+                reason = cancelled.reason or "cancelled"
+                await settler.complete(d, "canceled", reason=f"cancelled before it ran: {reason}")
+                return True
+        if d.deadline is not None and time.time() >= d.deadline:
+            await settler.complete(d, "expired", reason="not started before its deadline")
+            return True
+        return False
 
     def _task_id(self, env: Envelope) -> str:
         task_id = task_id_of(env.headers, env.body, self.role, env.stream_seq)
@@ -219,27 +261,18 @@ class Dispatcher:
             await self.settler.ack(d)
 
 
-class _Work:
-    """What a running ``Task`` can do: progress updates (which are heartbeats too)."""
+async def _none() -> None:
+    return None
 
-    def __init__(self, settler: Settler, d: Delivery) -> None:
-        self.settler = settler
-        self.d = d
-        self.loop = asyncio.get_running_loop()
 
-    async def progress(
-        self, message: str, percent: float | None, data: Mapping[str, Any] | None
-    ) -> None:
-        await self.d.msg.in_progress()
-        await self.settler.update(
-            self.d,
-            "progress",
-            message=message,
-            percent=percent,
-            data=dict(data) if data else None,
-        )
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
-    def progress_threadsafe(
-        self, message: str, percent: float | None, data: Mapping[str, Any] | None
-    ) -> None:
-        asyncio.run_coroutine_threadsafe(self.progress(message, percent, data), self.loop).result()
+
+def _stored_at(msg: Msg) -> str:
+    """When the stream stored the message (the task's creation, for the task list)."""
+    stamp = msg.metadata.timestamp
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")

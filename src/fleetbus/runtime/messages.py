@@ -9,7 +9,7 @@ consumer's ``max_deliver``, then dead-lettered with the error text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -72,6 +72,15 @@ class TaskWork(Protocol):
         self, message: str, percent: float | None, data: Mapping[str, Any] | None
     ) -> None: ...
 
+    @property
+    def cancelled(self) -> bool: ...
+
+    async def step(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any: ...
+
+    async def request_input(self, question: Mapping[str, Any], timeout: float | None) -> Any: ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Task(Message):
@@ -80,7 +89,34 @@ class Task(Message):
     id: str
     assigner: str = "admin"
     """Who assigned it: the sending role (when ``sender_verified``), else ``admin``."""
+    deadline: float | None = None
+    """Unix time past which the task is cancelled (``expired``); None without one."""
     _work: TaskWork = field(repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once a cancel request reached the task. A coroutine handler is cancelled
+        outright (``asyncio.CancelledError``, its ``finally`` blocks run); a plain ``def``
+        handler, which cannot be interrupted, should check this in long stretches."""
+        return self._work.cancelled
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` once per task and ``name``: its result (JSON) is stored,
+        and a later attempt of this task (after a crash, a retry) gets it back without
+        calling ``fn`` — a model call already paid for is not paid again. ``fn`` may be async
+        or a plain function (run in a thread)."""
+        return await self._work.step(name, fn, args, kwargs)
+
+    async def request_input(
+        self, question: Mapping[str, Any], *, timeout: float | None = None
+    ) -> Any:
+        """Ask the assigner (state ``input-required``, with ``question``) and wait for the
+        answer (``handle.respond``; ``fleetbus task respond``). The answer is stored: an
+        attempt that reaches this same request after a restart gets it without asking again.
+        ``TimeoutError`` after ``timeout`` seconds (the attempt then fails and is retried,
+        asking again). Heartbeats go on while it waits; the role's ``task_budget`` still
+        bounds the handler."""
+        return await self._work.request_input(question, timeout)
 
     async def progress(
         self, message: str, *, percent: float | None = None, data: Mapping[str, Any] | None = None

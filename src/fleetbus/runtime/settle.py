@@ -21,6 +21,13 @@ task's records say which.
   message, which now belongs to the other delivery.
 - A task handler running past its role's ``task_budget`` is cancelled (heartbeats would
   otherwise keep a hung handler's task forever) and the attempt counts as failed.
+- **Cancel and deadline.** A cancel request (``handle.cancel``) cancels the handler's
+  coroutine (a plain ``def`` handler sees ``task.cancelled``); a task past its deadline is
+  cancelled the same way. Either ends the task (``canceled``, ``expired``): acknowledged, never
+  retried or dead-lettered. A retry that would start after the deadline is not made.
+
+One piece: every way a delivery ends shares the lease, the records and the acknowledgement,
+and the rules above only hold when they are read together.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -46,7 +54,7 @@ from fleetbus.js.publish import Publisher
 from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
 from fleetbus.runtime.settings import RuntimeSettings
-from fleetbus.tasks import OutcomeWrite, TaskRecords, TaskRef
+from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.wire.updates import TaskState, TaskUpdate
 
 __all__ = ["Delivery", "Settler", "TaskBudgetExceeded"]
@@ -74,6 +82,26 @@ class Delivery:
     last_beat: float = field(default_factory=time.monotonic)
     lease_lost: bool = False
     """The heartbeats stopped for longer than the ack wait: another delivery owns it now."""
+    deadline: float | None = None
+    """Unix time past which the task must not run (``Fleet-Deadline``)."""
+    canceled: str | None = None
+    """The reason, once a cancel request reached this delivery."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set on cancel: what a plain ``def`` handler sees as ``task.cancelled``."""
+    handler_task: asyncio.Future[Any] | None = None
+    summary: TaskSummary | None = None
+    """The task list's entry for this task, as this delivery last wrote it."""
+    requests: int = 0
+    """Input requests made by this attempt so far (their numbers repeat across attempts)."""
+
+    def cancel(self, reason: str) -> None:
+        """Cancel the running handler (once)."""
+        if self.canceled is not None:
+            return
+        self.canceled = reason
+        self.stop.set()
+        if self.handler_task is not None:
+            self.handler_task.cancel()
 
     @property
     def ack_wait(self) -> float:
@@ -101,6 +129,7 @@ class Settler:
     publisher: Publisher
     settings: RuntimeSettings
     records: TaskRecords | None
+    index: TaskIndex | None = None
     running: set[Delivery] = field(default_factory=set, compare=False, hash=False)
 
     async def run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
@@ -109,23 +138,43 @@ class Settler:
         d.handler = getattr(handler, "__qualname__", repr(handler))
         beat = asyncio.create_task(self.heartbeat(d))
         budget = self.spec.roles[self.role].task_budget if d.task is not None else None
-        deadline = asyncio.timeout(budget)
+        limit, by_deadline = budget, False
+        if d.deadline is not None:
+            left = max(d.deadline - time.time(), 0.0)
+            if limit is None or left < limit:
+                limit, by_deadline = left, True
+        timer = asyncio.timeout(limit)
         self.running.add(d)
         try:
             try:
-                async with deadline:
+                async with timer:
                     if inspect.iscoroutinefunction(handler):
-                        value = await handler(arg)
+                        d.handler_task = asyncio.ensure_future(handler(arg))
+                        if d.canceled is not None:
+                            d.handler_task.cancel()
+                        value = await d.handler_task
                     else:
                         value = await asyncio.to_thread(handler, arg)
                         if inspect.isawaitable(value):
                             value = await value
             except TimeoutError:
-                if budget is None or not deadline.expired():
+                if limit is None or not timer.expired():
                     raise  # the handler's own timeout, not the budget
+                if by_deadline:
+                    await self.complete(
+                        d, "expired", reason="the deadline passed while the handler ran"
+                    )
+                    return False, None
                 raise TaskBudgetExceeded(
-                    f"the handler ran past the role's task_budget of {format_duration(budget)}"
+                    f"the handler ran past the role's task_budget of {format_duration(limit)}"
                 ) from None
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if d.canceled is None or (current is not None and current.cancelling()):
+                    raise  # the agent is stopping: not a cancel request
+            if d.canceled is not None:  # a cancelled coroutine, or a def handler that returned
+                await self.complete(d, "canceled", reason=d.canceled)
+                return False, None
         except Reject as exc:
             await self.give_up(d, f"rejected: {exc.reason}", exc.reason, state="rejected")
             return False, None
@@ -133,6 +182,9 @@ class Settler:
             await self.fail(d, exc.reason, exc.delay)
             return False, None
         except Exception as exc:
+            if d.canceled is not None:  # the handler raised on its way out of a cancel
+                await self.complete(d, "canceled", reason=d.canceled)
+                return False, None
             log.error(
                 "%s: %s attempt %d: %s raised",
                 self.worker,
@@ -146,7 +198,17 @@ class Settler:
         finally:
             beat.cancel()
             self.running.discard(d)
+            d.handler_task = None
         return True, value
+
+    def cancel_running(self, task_id: str, assigner: str, reason: str) -> bool:
+        """A cancel request arrived live: cancel the handler running that task, if any."""
+        for d in list(self.running):
+            if d.task is not None and (d.task.task_id, d.task.assigner) == (task_id, assigner):
+                log.info("%s: task %s cancelled: %s", self.worker, task_id, reason)
+                d.cancel(reason)
+                return True
+        return False
 
     async def heartbeat(self, d: Delivery) -> None:
         """``+WPI`` every ack_wait / 3; notices when the loop stalled past the lease."""
@@ -210,6 +272,11 @@ class Settler:
             return
         if delay is None:
             delay = self.retry_delay(d.consumer, d.attempt)
+        if d.deadline is not None and time.time() + delay >= d.deadline:
+            await self.complete(
+                d, "expired", error=error, reason="the deadline passes before another attempt"
+            )
+            return
         log.warning(
             "%s: %s attempt %d failed: %s; retry in %.1fs",
             self.worker,
@@ -322,13 +389,32 @@ class Settler:
         """Store a state change of the task (informational: a failure is logged)."""
         if d.task is None or self.records is None:
             return
-        await self.records.update(d.task, self._update(d, state, fields))
+        update = self._update(d, state, fields)
+        await self._index(d, update)
+        await self.records.update(d.task, update)
 
     async def outcome(
         self, d: Delivery, state: TaskState, **fields: Any
     ) -> tuple[OutcomeWrite, TaskUpdate]:
         assert d.task is not None and self.records is not None
-        return await self.records.outcome(d.task, self._update(d, state, fields))
+        written, standing = await self.records.outcome(d.task, self._update(d, state, fields))
+        await self._index(d, standing)
+        return written, standing
+
+    async def _index(self, d: Delivery, update: TaskUpdate) -> None:
+        """The task list's entry follows the task's state (a view: never waited for)."""
+        if self.index is None or d.summary is None:
+            return
+        d.summary = d.summary.moved(
+            update.state,
+            attempt=update.attempt,
+            worker=update.worker,
+            message=update.message if update.message is not None else d.summary.message,
+            percent=update.percent if update.percent is not None else d.summary.percent,
+            error=update.error,
+            request=update.request,
+        )
+        await self.index.write(d.summary)
 
 
 def _trace(exc: BaseException) -> str:

@@ -84,6 +84,10 @@ def role_permissions(spec: FleetSpec, role: str) -> Permissions:
     if rs.tasks is not None:
         # as the assignee: its tasks' state changes and outcome; read what the assigner wrote
         pub += [f"{p}.tasks.*.updates.*.{role}", f"{p}.tasks.*.outcome.*.{role}"]
+        pub.append(sub.task_index(role))  # its tasks' entries in the task list
+        memo = spec.stream_for(sub.memo(role))
+        if memo:  # its own step results, nobody else's
+            pub += [f"{sub.memo(role)}", f"$JS.API.DIRECT.GET.{memo}.{sub.memo(role)}"]
         subs += [f"{p}.tasks.*.cancel.*.{role}", f"{p}.tasks.*.answer.*.{role}.*"]
         if tasks:
             pub += [
@@ -92,8 +96,10 @@ def role_permissions(spec: FleetSpec, role: str) -> Permissions:
                 f"{get}.{p}.tasks.*.answer.*.{role}.*",
             ]
     if rs.send_to:
-        # as the assigner: follow the tasks it assigned (live), read their last records
+        # as the assigner: follow the tasks it assigned (live), read their last records,
+        # enter them in the task list (submitted)
         subs += [f"{p}.tasks.*.updates.{role}.*", f"{p}.tasks.*.outcome.{role}.*"]
+        pub.append(f"{p}.index.*.{role}.*")
         if tasks:
             pub += [f"{get}.{p}.tasks.*.updates.{role}.*", f"{get}.{p}.tasks.*.outcome.{role}.*"]
     # answer asks: into the namespace of each identity that may ask it, nothing else

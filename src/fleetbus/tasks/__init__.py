@@ -1,6 +1,9 @@
 """A task's records on the wire: written by the agent that works it (and the admin's tools),
-read by whoever follows it. Internal: import what you need from ``fleetbus``."""
+read by whoever follows it; the task list; step results. Internal: import what you need from
+``fleetbus``."""
 
+from fleetbus.tasks.index import TaskIndex, TaskSummary
+from fleetbus.tasks.memo import StepMemo
 from fleetbus.tasks.records import OutcomeWrite, TaskRecords, TaskRef
 
-__all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
+__all__ = ["OutcomeWrite", "StepMemo", "TaskIndex", "TaskRecords", "TaskRef", "TaskSummary"]

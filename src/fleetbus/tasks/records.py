@@ -26,8 +26,9 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.msg import Msg
 
@@ -38,6 +39,7 @@ from fleetbus.js.connection import Connection
 from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
+from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.subjects import TaskKind
 from fleetbus.wire.updates import TaskUpdate
 
@@ -125,6 +127,56 @@ class TaskRecords:
                 return OutcomeWrite.REPEATED, standing
             return OutcomeWrite.LOST, standing
         return (OutcomeWrite.REPEATED if ack.duplicate else OutcomeWrite.STORED), update
+
+    # -- writing (the assigner) ----------------------------------------------------------
+
+    async def cancel(self, ref: TaskRef, reason: str) -> TaskUpdate | None:
+        """Ask for the task to be cancelled; the stored outcome instead when it has ended
+        (nothing changes then). The request is stored: an agent that fetches the task later
+        skips it, one running it cancels its handler. Repeating it changes nothing."""
+        standing = await self.last(ref, "outcome")
+        if standing is not None:
+            return standing
+        record = TaskUpdate(
+            task_id=ref.task_id,
+            state="canceled",
+            agent=ref.assignee,
+            assigner=ref.assigner,
+            attempt=0,
+            time=TaskUpdate.now(),
+            reason=reason,
+        )
+        headers = {h.TASK_ID: ref.task_id, EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}
+        try:
+            await self.publisher.publish(self.subject(ref, "cancel"), record.encode(), headers)
+        except JetStreamError as exc:
+            if exc.err_code != JsErrorCode.WRONG_LAST_SEQUENCE:
+                raise  # else: cancelled before; the first request stands
+        return None
+
+    async def respond(self, ref: TaskRef, request: str, answer: Mapping[str, Any]) -> bool:
+        """Answer input request ``request``; False when it was answered before (the first
+        answer stands)."""
+        body = encode({"request": request, "answer": dict(answer), "time": TaskUpdate.now()})
+        headers = {h.TASK_ID: ref.task_id, EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}
+        try:
+            await self.publisher.publish(self.subject(ref, "answer", request), body, headers)
+        except JetStreamError as exc:
+            if exc.err_code != JsErrorCode.WRONG_LAST_SEQUENCE:
+                raise
+            return False
+        return True
+
+    async def answer(self, ref: TaskRef, request: str) -> dict[str, Any] | None:
+        """The stored answer to input request ``request``, or None."""
+        stored = await self.api.last_for(self.stream, self.subject(ref, "answer", request))
+        if stored is None:
+            return None
+        try:
+            answer = decode(stored.data).get("answer")
+        except PayloadError:
+            return None
+        return answer if isinstance(answer, dict) else None
 
     # -- reading (anyone the subject lets) -----------------------------------------------
 

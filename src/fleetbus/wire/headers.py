@@ -40,7 +40,8 @@ TRACEPARENT = "traceparent"
 ASK_ID = "Fleet-Ask-Id"
 STATUS = "Fleet-Status"  # on answers: "ok" or "error"
 ERROR = "Fleet-Error"  # on error answers: the handler's error text
-DEADLINE = "Fleet-Deadline"  # durable asks: Unix time after which nobody waits for the answer
+DEADLINE = "Fleet-Deadline"
+"""Unix time: a durable ask nobody waits for any more, a task not to run (or to stop) after."""
 MEMBER = "Fleet-Member"  # meeting traffic: which Meeting object sent it
 
 # Dead letters carry where the message came from and why it died.

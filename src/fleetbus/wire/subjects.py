@@ -308,6 +308,10 @@ class Subjects:
         r = validate_token(assignee, "assignee") if assignee is not None else "*"
         return f"{self.prefix}.tasks.{tid}.*.{a}.{r}"
 
+    def cancels(self, assignee: str) -> str:
+        """Every cancel request for ``assignee``'s tasks: what its agents listen to."""
+        return f"{self.prefix}.tasks.*.cancel.*.{validate_token(assignee, 'assignee')}"
+
     def task_updates(self, task_id: str) -> str:
         """The subject of the first format (``P.tasks.{id}.updates``), where updates carried
         no writer: still read (for history stored before), never written."""
@@ -318,6 +322,24 @@ class Subjects:
         first format's updates."""
         p = self.prefix
         return [f"{p}.tasks.*.updates.*.*", f"{p}.tasks.*.outcome.*.*", f"{p}.tasks.*.updates"]
+
+    def task_index(
+        self, assignee: str | None = None, assigner: str | None = None, task_id: str | None = None
+    ) -> str:
+        """``P.index.{assignee}.{assigner}.{id}``: the task list's entry of one task (its latest
+        state), written by the assigner (``submitted``) and then by the assignee's agents;
+        with an argument None, a filter (``*`` there)."""
+        r = validate_token(assignee, "assignee") if assignee is not None else "*"
+        a = validate_token(assigner, "assigner") if assigner is not None else "*"
+        tid = validate_id(task_id) if task_id is not None else "*"
+        return f"{self.prefix}.index.{r}.{a}.{tid}"
+
+    def memo(self, role: str, task_id: str | None = None, step: str | None = None) -> str:
+        """``P.memo.{role}.{id}.{step}``: a step's stored result (``task.step``); with
+        ``task_id`` or ``step`` None, a filter."""
+        tid = validate_id(task_id) if task_id is not None else "*"
+        name = validate_id(step, "step name") if step is not None else "*"
+        return f"{self.prefix}.memo.{validate_token(role, 'role')}.{tid}.{name}"
 
     def parse_task(self, subject: str) -> TaskSubject | None:
         """The parts of a task record's subject; None for anything else (the first format

@@ -1,0 +1,187 @@
+"""The task list: one entry per task with its latest state, for ``fleetbus tasks`` and the
+dashboard.
+
+Each task has one subject in the index stream (the seed's ``TASK_INDEX``, one message kept
+per subject), ``P.index.{assignee}.{assigner}.{id}``: the assigner writes ``submitted`` before
+it sends the task, then the assignee's agents write each state change over it. So listing
+every task is reading the last message of each subject, filtered by role on the server; a
+window in time (``since``) reads only what was written in it.
+
+The index is a view, written without waiting for the stream's acknowledgement (a lost entry
+costs a line in a list, never a task): the task's records in ``TASKS`` are the truth, and
+``fleetbus task ID`` reads those. Reading the whole list takes a consumer: the admin's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import Connection
+from fleetbus.js.reader import StreamReader
+from fleetbus.wire.codec import decode, encode
+from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES
+
+__all__ = ["TaskIndex", "TaskSummary"]
+
+log = logging.getLogger("fleetbus.tasks")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSummary:
+    """One task in the task list: who, where it stands, since when."""
+
+    task_id: str
+    role: str
+    """The role it was assigned to."""
+    assigner: str
+    """Who assigned it: a role, or ``admin``."""
+    state: str
+    """``submitted`` (sent, no agent has it yet), then the task's update states
+    (``accepted``, ``progress``, ``failed`` (an attempt), ``input-required``, and the
+    outcomes ``completed``, ``dead_lettered``, ``rejected``, ``canceled``, ``expired``)."""
+    created: str
+    updated: str
+    attempt: int = 0
+    worker: str = ""
+    """The agent process working it (its worker name), once one has it."""
+    message: str | None = None
+    percent: float | None = None
+    error: str | None = None
+    deadline: float | None = None
+    """Unix time past which the task is not run (``expired``)."""
+    request: str | None = None
+    """The pending input request's number while ``input-required``."""
+
+    @property
+    def a2a_state(self) -> str:
+        """The A2A task state: ``submitted``, ``working``, ``input-required``, ``completed``,
+        ``failed``, ``canceled``, ``rejected``, or fleetbus's own ``expired``."""
+        return A2A_STATE.get(self.state, self.state)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def matches(self, state: str) -> bool:
+        """Whether ``state`` names this task's state, in fleetbus's words or A2A's."""
+        return state in (self.state, self.a2a_state)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        data["a2a_state"] = self.a2a_state
+        return data
+
+    def encode(self) -> bytes:
+        return encode({k: v for k, v in asdict(self).items() if v is not None and v != ""})
+
+    @classmethod
+    def decode(cls, raw: bytes, *, role: str, assigner: str, task_id: str) -> TaskSummary:
+        """An entry as stored; who it is about comes from its subject, not its body."""
+        body = decode(raw)
+        known = set(cls.__dataclass_fields__) - {"task_id", "role", "assigner"}
+        try:
+            summary = cls(
+                task_id=task_id,
+                role=role,
+                assigner=assigner,
+                **{k: v for k, v in body.items() if k in known},
+            )
+        except TypeError as exc:
+            raise PayloadError(f"not a task summary: {exc}") from None
+        if not isinstance(summary.state, str):
+            raise PayloadError("not a task summary: no state")
+        return summary
+
+    def moved(self, state: str, **fields: Any) -> TaskSummary:
+        """This entry in ``state`` now, with ``fields`` changed."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return replace(self, state=state, updated=now, **fields)
+
+
+class TaskIndex:
+    """Writes entries (as whoever ``conn`` is) and lists them (the admin)."""
+
+    def __init__(self, conn: Connection, spec: FleetSpec) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.stream = spec.stream_for(spec.subjects.task_index("r", "a", "t"))
+
+    async def write(self, summary: TaskSummary) -> None:
+        """Publish the entry, without waiting for the stream (a view: see the module)."""
+        if not self.stream:
+            return
+        subject = self.spec.subjects.task_index(summary.role, summary.assigner, summary.task_id)
+        try:
+            await self.conn.nc.publish(subject, summary.encode())
+        except Exception as exc:  # a closed connection, say: the records are what counts
+            log.debug("task %s: index entry not sent: %s", summary.task_id, exc)
+
+    async def tasks(
+        self,
+        *,
+        role: str | None = None,
+        state: str | None = None,
+        since: float | timedelta | None = None,
+        limit: int | None = 100,
+    ) -> list[TaskSummary]:
+        """Tasks, the most recently changed first: of ``role`` (all roles by default), in
+        ``state`` (fleetbus's word or A2A's: ``working``), changed within ``since`` seconds,
+        at most ``limit``."""
+        if not self.stream:
+            raise FleetbusError(
+                f"no stream of the fleet stores {self.spec.prefix}.index.>: add the task"
+                " index to the fleet file (the template's TASK_INDEX) and run `fleetbus"
+                " provision`"
+            )
+        if role is not None:
+            self.spec.role(role)
+        window = since.total_seconds() if isinstance(since, timedelta) else since
+        start = None
+        if window is not None:
+            moment = datetime.now(UTC) - timedelta(seconds=window)
+            start = moment.isoformat().replace("+00:00", "Z")
+        where = self.spec.subjects.task_index(role) if role else f"{self.spec.prefix}.index.>"
+        latest = await self._entries(where, start)
+        found = [s for s in latest if state is None or s.matches(state)]
+        found.sort(key=lambda s: s.updated, reverse=True)
+        return found if limit is None else found[:limit]
+
+    async def find(self, task_id: str) -> TaskSummary | None:
+        """The entry of ``task_id`` (whoever assigned it, to whichever role), or None."""
+        if not self.stream:
+            return None
+        found = await self._entries(self.spec.subjects.task_index(None, None, task_id))
+        return max(found, key=lambda s: s.updated, default=None)
+
+    async def _entries(self, where: str, since: str | None = None) -> list[TaskSummary]:
+        """The last entry of each subject ``where`` matches (written ``since``, if given)."""
+        latest: dict[str, TaskSummary] = {}
+        reader = StreamReader(
+            self.conn, self.stream, where, deliver="last_per_subject", since=since
+        )
+        async with reader:
+            if reader.pending:
+                async for msg in reader:
+                    entry = self._entry(msg)
+                    if entry is not None:
+                        latest[msg.subject] = entry
+                    if msg.metadata.num_pending == 0:
+                        break
+        return list(latest.values())
+
+    def _entry(self, msg: Msg) -> TaskSummary | None:
+        parts = msg.subject.split(".")
+        if len(parts) < 3:
+            return None
+        role, assigner, task_id = parts[-3:]
+        with contextlib.suppress(PayloadError):
+            return TaskSummary.decode(msg.data, role=role, assigner=assigner, task_id=task_id)
+        return None
