@@ -171,6 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in scale.items():
             table.add_row(key.replace("_", " "), str(value))
         console.print(table)
+    tasklist: dict[str, Any] = {}
+    if not (args.quick or args.only):
+        from bench.tasklist import measure as tasklist_measure
+
+        tasklist = asyncio.run(tasklist_measure(10_000))
+        table = Table(title="the task list: 10,000 tasks stored, fleet.tasks(limit=100)")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for key, value in tasklist.items():
+            table.add_row(key.replace("_", " "), str(value))
+        console.print(table)
     soak: dict[str, dict[str, Any]] = {}
     if not (args.quick or args.no_soak or args.only):
         from bench.soak import measure as soak_measure
@@ -192,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     "failover": failover,
                     "scale": scale,
                     "soak": soak,
+                    "tasklist": tasklist,
                 },
                 indent=2,
             )

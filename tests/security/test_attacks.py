@@ -293,3 +293,53 @@ async def test_who_speaks_is_the_servers_word_not_the_speakers(auth_fleet: AuthF
     assert (said.sender, said.sender_verified) == ("backend", True)
     assert said.body["from"] == "ceo"  # the claim is kept as data, not believed
     assert senders == [("backend", True)]
+
+
+async def test_a_role_cannot_cancel_answer_or_relist_another_assigners_task(
+    auth_fleet: AuthFleet,
+) -> None:
+    """devops may send tasks to backend, so it may cancel and answer the tasks *it* gave
+    backend. It tries the same on a task cto gave backend: a cancel request and an answer on
+    cto's subjects, and a forged entry in the task list. Each is refused by the server; a
+    cancel under its own name reaches no task; the task runs to its real end."""
+    spec = auth_fleet.spec
+    release = asyncio.Event()
+    backend = agent(auth_fleet, "backend")
+
+    @backend.on_task
+    async def work(task: Task) -> dict[str, bool]:
+        await release.wait()
+        return {"real": True}
+
+    async with (
+        backend,
+        client(auth_fleet, "cto") as cto,
+        attacker(auth_fleet, "devops") as devops,
+        client(auth_fleet, "devops") as devops_fleet,
+    ):
+        handle = await cto.assign("backend", {"title": "pagination"})
+        publisher = Publisher(devops)
+        cancel = TaskUpdate(task_id=handle.id, state="canceled", agent="backend", attempt=0,
+                            time="", reason="forged")  # fmt: skip
+        for subject, body in (
+            (spec.subjects.task(handle.id, "cancel", "cto", "backend"), cancel.encode()),
+            (spec.subjects.task(handle.id, "answer", "cto", "backend", "1"), b'{"answer":{}}'),
+        ):
+            with pytest.raises(PermissionDenied):
+                await publisher.publish(subject, body, deadline=1.0)
+            assert await stored_on(auth_fleet, subject) == 0
+        forged_entry = spec.subjects.task_index("backend", "cto", handle.id)
+        await devops.nc.publish(forged_entry, b'{"state":"canceled"}')
+        await devops.settle()
+        assert devops.refused(forged_entry)
+        # Through the API it can only name itself as the assigner: no such task of its own.
+        assert await devops_fleet.cancel(handle.id, "backend", "forged") is True
+        await asyncio.sleep(0.5)
+        release.set()
+        assert await handle.result(timeout=10) == {"real": True}
+    async with client(auth_fleet, ADMIN) as admin:
+        history = await final_history(admin, handle.id, role="backend")
+        (entry,) = [t for t in await admin.tasks(role="backend") if t.task_id == handle.id]
+    assert [u.state for u in history] == ["accepted", "completed"]
+    assert (entry.state, entry.assigner) == ("completed", "cto")
+    await assert_intact(auth_fleet)
