@@ -23,6 +23,17 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.testing import eventually
 
 MCP = [sys.executable, "-m", "fleetbus", "mcp"]
+ROLE_TOOLS = {
+    "assign_task",
+    "get_task",
+    "wait_task",
+    "ask",
+    "send_message",
+    "emit_event",
+    "read_inbox",
+    "fleet_status",
+}
+"""What a role of the seed fleet with send_to, publish grants and an inbox is offered."""
 
 
 def write_fleet(spec: FleetSpec, path: Path) -> Path:
@@ -63,8 +74,8 @@ async def http_server(
         found: list[str] = []
 
         def announced() -> bool:
-            assert proc.returncode is None, log.read_text()
-            found.extend(re.findall(r"on (http://\S+/mcp)", log.read_text()))
+            assert proc.returncode is None, _read(log)
+            found.extend(re.findall(r"on (http://\S+/mcp)", _read(log)))
             return bool(found)
 
         await eventually(announced, timeout=20, what="the MCP server to serve")
@@ -73,7 +84,8 @@ async def http_server(
         if proc.returncode is None:
             proc.terminate()
         async with asyncio.timeout(15):
-            await proc.wait()
+            code = await proc.wait()
+        assert code == 0, _read(log)  # a clean stop: SIGTERM shuts it down, exit 0
 
 
 @asynccontextmanager
@@ -122,3 +134,7 @@ async def read(session: ClientSession, uri: str) -> Any:
 
 def _text(result: types.CallToolResult) -> str:
     return " ".join(c.text for c in result.content if isinstance(c, types.TextContent))
+
+
+def _read(log: Path) -> str:
+    return log.read_text()

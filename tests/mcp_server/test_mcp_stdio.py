@@ -14,7 +14,16 @@ from fleetbus.js.api import JsApi
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
-from .support import call, read, refused, role_enum, stdio_session, tools_of, write_fleet
+from .support import (
+    ROLE_TOOLS,
+    call,
+    read,
+    refused,
+    role_enum,
+    stdio_session,
+    tools_of,
+    write_fleet,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +52,7 @@ async def test_a_host_assigns_a_task_waits_for_it_and_asks_as_cto(
 
     async with backend, stdio_session("cto", env, tmp_path / "mcp.log") as session:
         tools = await tools_of(session)
-        assert set(tools) == {
-            "assign_task",
-            "get_task",
-            "wait_task",
-            "ask",
-            "send_message",
-            "emit_event",
-            "read_inbox",
-            "fleet_status",
-        }
+        assert set(tools) == ROLE_TOOLS
         assert role_enum(tools["assign_task"]) == ["ceo", "backend", "devops", "cso"]
         assert role_enum(tools["wait_task"]) == ["ceo", "backend", "devops", "cso"]
         assert "Implements API and service changes" in (tools["assign_task"].description or "")

@@ -4,7 +4,6 @@ ROLE. Standard output belongs to the MCP protocol on stdio: everything else goes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import signal
@@ -84,24 +83,20 @@ def mcp(
         err_console.print(f"bearer token for this server: {token}", soft_wrap=True, markup=False)
 
     async def main() -> None:
-        serving = asyncio.ensure_future(
-            serve(
-                spec,
-                settings,
-                role,
-                transport=transport.value,
-                host=host,
-                port=port,
-                token=token,
-                announce=lambda line: err_console.print(line, soft_wrap=True, markup=False),
-            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(
+            spec,
+            settings,
+            role,
+            transport=transport.value,
+            host=host,
+            port=port,
+            token=token,
+            announce=lambda line: err_console.print(line, soft_wrap=True, markup=False),
+            stop=stop,
         )
-        if transport is Transport.stdio:  # over HTTP, uvicorn handles the signals itself
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, serving.cancel)
-        # A signal cancels it: held inbox messages are given back on the way out.
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
 
     run_async(main)

@@ -14,12 +14,14 @@ bearer token: whoever reaches the port acts with the role's credentials.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
 import logging
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -187,9 +189,11 @@ async def serve(
     port: int = 8765,
     token: str | None = None,
     announce: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve ``identity``'s MCP server until the host goes away (stdio: its stdin closes;
-    HTTP: SIGINT / SIGTERM). ``announce`` gets one line once it serves."""
+    """Serve ``identity``'s MCP server until the host goes away (stdio: its stdin closes)
+    or ``stop`` is set. ``announce`` gets one line once it serves. On the way out, inbox
+    messages the host did not confirm are given back."""
     if transport == "http" and not token and not is_loopback(host):
         raise FleetbusError(
             f"serving MCP over HTTP on {host} needs a token: anyone who reaches the port"
@@ -202,7 +206,12 @@ async def serve(
         if transport == "stdio":
             announce(f"fleetbus mcp: {identity} on stdio, {settings.display_url}; tools: {names}")
             async with stdio_server() as (read, write):
-                await server.run(read, write, server.create_initialization_options())
+                run = asyncio.ensure_future(
+                    server.run(read, write, server.create_initialization_options())
+                )
+                async with _when_set(stop, run.cancel):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await run
             return
         app: Asgi = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
         if token:
@@ -215,7 +224,9 @@ async def serve(
                 f" {settings.display_url}; tools: {names}"
             )
             config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-            await uvicorn.Server(config).serve(sockets=[sock])
+            web = _Uvicorn(config)
+            async with _when_set(stop, web.exit):
+                await web.serve(sockets=[sock])
 
 
 def is_loopback(host: str) -> bool:
@@ -225,6 +236,38 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn, minus its signal handling: it re-raises a caught SIGTERM once it has shut
+    down, which would end the process before the inbox gives back what it holds."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def exit(self) -> None:
+        self.should_exit = True
+
+
+@contextlib.asynccontextmanager
+async def _when_set(event: asyncio.Event | None, then: Callable[[], object]) -> AsyncIterator[None]:
+    """Call ``then`` once ``event`` is set, while the block runs."""
+    if event is None:
+        yield
+        return
+
+    async def watch() -> None:
+        await event.wait()
+        then()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 class _listening:
