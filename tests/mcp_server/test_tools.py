@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from fleetbus import AskTimeout, PermissionDenied, UnknownRoleError
+from fleetbus import AskTimeout, ConnectSettings, FleetbusError, PermissionDenied, UnknownRoleError
 from fleetbus.fleet import seed_fleet
 from fleetbus.mcp.calls import FleetCalls, NotAllowed, explain
 from fleetbus.mcp.reach import ADMIN, Reach
+from fleetbus.mcp.server import is_loopback, serve
 from fleetbus.mcp.tools import TOOLS, NoArgs, ToolDef, offered_tools
 
 from .support import ROLE_TOOLS
@@ -102,3 +103,10 @@ def test_a_name_that_is_no_role_is_refused() -> None:
 )
 def test_every_failure_is_explained_in_one_line(error: Exception, says: str) -> None:
     assert explain(error).startswith(says) or says in explain(error)
+
+
+async def test_http_beyond_loopback_is_refused_without_a_token() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
+    with pytest.raises(FleetbusError, match="needs a token"):  # before it connects anywhere
+        await serve(seed_fleet(), ConnectSettings(), "cto", transport="http", host="192.0.2.1")

@@ -198,8 +198,8 @@ class FleetCalls:
             else:
                 view["state"] = "unknown"
                 view["note"] = (
-                    "no records: not a task this identity assigned to that role,"
-                    " or older than the TASKS stream keeps"
+                    "no records: no agent has taken it yet, or it is not a task this identity"
+                    " assigned to that role, or it is older than the TASKS stream keeps"
                 )
         else:
             view.update(_update(last))
