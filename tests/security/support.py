@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetbus.client import Fleet
 from fleetbus.fleet import FleetSpec
-from fleetbus.js.connection import ConnectSettings
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.runtime import Agent, RuntimeSettings
 from fleetbus.security import ADMIN, Credential
 
@@ -36,3 +38,32 @@ def client(fleet: AuthFleet, role: str) -> AbstractAsyncContextManager[Fleet]:
     """A ``Fleet`` sending as ``role``, logged in as ``role`` (or the admin)."""
     sender = None if role == ADMIN else role
     return Fleet.connect(spec=fleet.spec, connection=fleet.settings(role), sender=sender)
+
+
+@asynccontextmanager
+async def attacker(fleet: AuthFleet, role: str) -> AsyncIterator[Connection]:
+    """A raw connection with ``role``'s credentials: what an injected agent holds."""
+    conn = await connect(fleet.settings(role))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def stored_on(fleet: AuthFleet, subject: str) -> int:
+    """How many messages the fleet's streams hold on ``subject`` (read as the admin)."""
+    stream = fleet.spec.stream_for(subject)
+    assert stream, subject
+    async with attacker(fleet, ADMIN) as admin:
+        info = await JsApi(admin).stream_info(stream, {"subjects_filter": subject})
+    assert info is not None
+    return sum((info["state"].get("subjects") or {}).values())
+
+
+async def assert_intact(fleet: AuthFleet) -> None:
+    """Every stream and every consumer of the fleet is still there."""
+    async with attacker(fleet, ADMIN) as admin:
+        api = JsApi(admin)
+        assert set(fleet.spec.streams) <= set(await api.stream_names())
+        for consumer in fleet.spec.consumers():
+            assert await api.consumer_info(consumer.stream, consumer.name), consumer.name

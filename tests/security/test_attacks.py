@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 
 from fleetbus import PermissionDenied
 from fleetbus.deadletters import DeadLetters
 from fleetbus.js.api import JsApi
-from fleetbus.js.connection import Connection, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime import Request, Task
 from fleetbus.security import ADMIN
@@ -30,36 +27,7 @@ from fleetbus.testing.fleets import final_history
 from fleetbus.wire import headers as h
 from fleetbus.wire.updates import TaskUpdate
 
-from .support import AuthFleet, agent, client
-
-
-@asynccontextmanager
-async def attacker(fleet: AuthFleet, role: str) -> AsyncIterator[Connection]:
-    """A raw connection with ``role``'s credentials: what an injected agent holds."""
-    conn = await connect(fleet.settings(role))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def stored_on(fleet: AuthFleet, subject: str) -> int:
-    """How many messages the fleet's streams hold on ``subject`` (read as the admin)."""
-    stream = fleet.spec.stream_for(subject)
-    assert stream, subject
-    async with attacker(fleet, ADMIN) as admin:
-        info = await JsApi(admin).stream_info(stream, {"subjects_filter": subject})
-    assert info is not None
-    return sum((info["state"].get("subjects") or {}).values())
-
-
-async def assert_intact(fleet: AuthFleet) -> None:
-    """Every stream and every consumer of the fleet is still there."""
-    async with attacker(fleet, ADMIN) as admin:
-        api = JsApi(admin)
-        assert set(fleet.spec.streams) <= set(await api.stream_names())
-        for consumer in fleet.spec.consumers():
-            assert await api.consumer_info(consumer.stream, consumer.name), consumer.name
+from .support import AuthFleet, agent, assert_intact, attacker, client, stored_on
 
 
 async def test_a_reply_subject_does_not_lend_a_role_the_servers_hand(

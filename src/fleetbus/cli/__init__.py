@@ -11,6 +11,7 @@ from fleetbus.cli import (
     deploy_cmds,
     dlq_cmds,
     fleet_cmds,
+    mcp_cmds,
     message_cmds,
     provision_cmds,
     run_cmds,
@@ -101,6 +102,7 @@ status_cmds.register(app)
 security_cmds.register(app)
 deploy_cmds.register(app)
 asyncapi_cmds.register(app)
+mcp_cmds.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,425 @@
+"""Every call the MCP server makes into fleetbus, in one place: ``FleetCalls``.
+
+Each public method is the work of one tool or one resource: it checks what the fleet file
+lets this identity do (``Reach``), calls ``Fleet`` (or the inbox, the status collector, the
+dead-letter store) and returns plain JSON for the host. It raises ``FleetbusError``s;
+``explain`` turns any of them into the one line a model reads as the tool's error.
+
+Wiring a new fleetbus feature into the MCP server is one method here and one row in
+``fleetbus.mcp.tools.TOOLS`` (whose ``needs`` names the ``Fleet`` method it calls, so the tool
+is offered only by a fleetbus that has it).
+
+One piece on purpose: keeping every call into fleetbus here means the rest of the package
+never changes when fleetbus does, and each method is short.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from fleetbus.client import Fleet, TaskHandle
+from fleetbus.deadletters import DeadLetters
+from fleetbus.errors import (
+    FleetbusError,
+    InvalidSubjectError,
+    JetStreamError,
+    JsErrorCode,
+    PayloadError,
+    PermissionDenied,
+    TaskError,
+    TaskTimeout,
+)
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import ConnectSettings
+from fleetbus.mcp.inbox import HOLD, Inbox
+from fleetbus.mcp.reach import ADMIN, Reach
+from fleetbus.ops.status import collect, evaluate
+from fleetbus.wire import headers as h
+from fleetbus.wire.codec import decode
+from fleetbus.wire.updates import TaskUpdate
+
+__all__ = ["FleetCalls", "NotAllowed", "WaitTimeout", "explain"]
+
+log = logging.getLogger("fleetbus.mcp")
+
+REMEMBERED_TASKS = 1000
+"""How many tasks assigned through this server it remembers (their assignee and deadline)."""
+_TEXT_LIMIT = 4000
+
+
+class NotAllowed(FleetbusError):
+    """The fleet file does not let this identity do that (checked before anything is sent)."""
+
+
+class WaitTimeout(FleetbusError, TimeoutError):
+    """A task did not finish within the wait; it may still finish later."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Assigned:
+    handle: TaskHandle
+    deadline: float | None
+
+
+class FleetCalls:
+    """One identity's connection to the fleet, and what the MCP server does with it."""
+
+    def __init__(self, fleet: Fleet, identity: str) -> None:
+        self.fleet = fleet
+        self.spec = fleet.spec
+        self.identity = identity
+        self.reach = Reach.of(fleet.spec, identity)
+        self.inbox: Inbox | None = None
+        self._assigned: dict[str, _Assigned] = {}
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, spec: FleetSpec, settings: ConnectSettings, identity: str
+    ) -> AsyncIterator[FleetCalls]:
+        """Connect as ``identity`` (a role sends as itself; the admin as no role), bind the
+        role's inbox consumer; on exit give back held inbox messages and drain."""
+        Reach.of(spec, identity)  # an unknown role fails before connecting
+        sender = None if identity == ADMIN else identity
+        async with Fleet.connect(spec=spec, connection=settings, sender=sender) as fleet:
+            calls = cls(fleet, identity)
+            consumer = None if sender is None else spec.consumer(sender, "inbox")
+            if consumer is not None:
+                calls.inbox = Inbox(fleet.conn, consumer)
+                await calls.inbox.open()
+            try:
+                yield calls
+            finally:
+                if calls.inbox is not None:
+                    await calls.inbox.close()
+
+    @staticmethod
+    def provides(api: str) -> bool:
+        """Whether this fleetbus's ``Fleet`` has the method ``api`` (a tool's capability)."""
+        return callable(getattr(Fleet, api, None))
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    async def assign(
+        self, role: str, body: Mapping[str, Any], deadline: float | None
+    ) -> dict[str, Any]:
+        self._allowed(role, self.reach.tasks, "assign tasks to", "tasks")
+        headers = None
+        when = None
+        if deadline is not None:
+            when = time.time() + deadline
+            headers = {h.DEADLINE: f"{when:.3f}"}
+        handle = await self.fleet.assign(role, body, headers=headers)
+        self._assigned[handle.id] = _Assigned(handle, when)
+        while len(self._assigned) > REMEMBERED_TASKS:
+            del self._assigned[next(iter(self._assigned))]
+        out: dict[str, Any] = {"task_id": handle.id, "role": role, "state": "assigned"}
+        if handle.duplicate:
+            out["duplicate"] = True
+            out["note"] = "this task id was assigned before (within the dedupe window): kept once"
+        if when is not None:
+            out["deadline"] = _iso(when)
+        return out
+
+    async def task(self, task_id: str, role: str | None) -> dict[str, Any]:
+        assignee = self._assignee(task_id, role)
+        updates = await self.fleet.history(task_id, role=assignee, wait=0.5)
+        return self._task_view(task_id, assignee, updates)
+
+    async def wait(self, task_id: str, timeout: float, role: str | None) -> dict[str, Any]:
+        assignee = self._assignee(task_id, role)
+        if assignee is None:  # the admin, for a task it did not assign here: who works it?
+            known = await self.fleet.history(task_id, wait=0.5)
+            if not known:
+                raise NotAllowed(f"no records of task {task_id}: pass role (who it went to)")
+            assignee = known[0].agent
+        remembered = self._assigned.get(task_id)
+        handle = (
+            remembered.handle
+            if remembered is not None and remembered.handle.role == assignee
+            else self.fleet.task(task_id, assignee)
+        )
+        try:
+            value = await handle.result(timeout=timeout)
+        except TaskTimeout:
+            view = await self.task(task_id, assignee)
+            raise WaitTimeout(
+                f"task {task_id} did not finish within {timeout:g}s (state now:"
+                f" {_state_line(view)}); it may still finish: wait_task again, or get_task"
+            ) from None
+        except TaskError:
+            outcome = await handle.outcome()
+            return self._task_view(task_id, assignee, [outcome] if outcome else [])
+        return {
+            "task_id": task_id,
+            "role": assignee,
+            "state": "completed",
+            "finished": True,
+            "result": value,
+        }
+
+    def _assignee(self, task_id: str, role: str | None) -> str | None:
+        if role is not None:
+            self.spec.role(role)
+            return role
+        remembered = self._assigned.get(task_id)
+        if remembered is not None:
+            return remembered.handle.role
+        if self.reach.admin:
+            return None
+        raise NotAllowed(
+            f"task {task_id} was not assigned through this server: pass role, the role it"
+            f" was assigned to (a role reads the records of tasks it assigned, by assignee)"
+        )
+
+    def _task_view(
+        self, task_id: str, role: str | None, updates: list[TaskUpdate]
+    ) -> dict[str, Any]:
+        last = updates[-1] if updates else None
+        view: dict[str, Any] = {
+            "task_id": task_id,
+            "role": role or (last.agent if last is not None else None),
+        }
+        remembered = self._assigned.get(task_id)
+        if last is None:
+            if remembered is not None:
+                view["state"] = "assigned"
+                view["note"] = "no agent of the role has taken it yet"
+            else:
+                view["state"] = "unknown"
+                view["note"] = (
+                    "no records: no agent has taken it yet, or it is not a task this identity"
+                    " assigned to that role, or it is older than the TASKS stream keeps"
+                )
+        else:
+            view.update(_update(last))
+            view["finished"] = last.terminal
+            view["updates"] = [_update(u) for u in updates]
+        if remembered is not None and remembered.deadline is not None:
+            view["deadline"] = _iso(remembered.deadline)
+            view["overdue"] = not view.get("finished") and time.time() > remembered.deadline
+        return view
+
+    def assigned_here(self) -> list[tuple[str, str]]:
+        """``(task id, role)`` of the tasks assigned through this server, oldest first."""
+        return [(task_id, a.handle.role) for task_id, a in self._assigned.items()]
+
+    # -- messages, asks, events ----------------------------------------------------------
+
+    async def message(self, role: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        self._allowed(role, self.reach.messages, "message", "inbox")
+        ack = await self.fleet.message(role, body)
+        return {"role": role, "stored": True, "stream": ack.stream, "seq": ack.seq}
+
+    async def ask(self, role: str, body: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+        self._allowed(role, self.reach.asks, "ask", None)
+        answer = await self.fleet.ask(role, body, timeout=timeout)
+        return {"role": role, "answer": answer}
+
+    async def emit(self, domain: str, type_: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        subject = self.spec.subjects.event(domain, type_)
+        if not self.reach.may_emit(subject):
+            grants = ", ".join(self.reach.events) or "none"
+            raise NotAllowed(
+                f"{self.identity} may not publish {subject}: its publish grants in the fleet"
+                f" file that reach events are: {grants}"
+            )
+        ack = await self.fleet.emit(domain, type_, body)
+        return {"subject": subject, "stored": True, "stream": ack.stream, "seq": ack.seq}
+
+    def _allowed(self, role: str, allowed: tuple[str, ...], verb: str, kind: str | None) -> None:
+        target = self.spec.role(role)  # UnknownRoleError names the roles there are
+        if role in allowed:
+            return
+        if kind is not None and getattr(target, kind) is None:
+            reason = f"{role} has no {kind} consumer in the fleet file"
+        elif self.reach.admin:
+            reason = "not permitted"
+        else:
+            may = ", ".join(allowed) or "none"
+            reason = f"{role} is not in {self.identity}'s send_to in the fleet file (it may: {may})"
+        raise NotAllowed(f"{self.identity} may not {verb} {role}: {reason}")
+
+    # -- the inbox -----------------------------------------------------------------------
+
+    async def read_inbox(self, count: int, wait: float) -> dict[str, Any]:
+        if self.inbox is None:
+            raise NotAllowed(f"{self.identity} has no inbox consumer to read")
+        acked, msgs = await self.inbox.read(min(count, self.reach.inbox_batch), wait)
+        return {
+            "acknowledged_previous": acked,
+            "messages": [self._inbox_item(m) for m in msgs],
+            "note": (
+                "These stay unacknowledged until you call read_inbox again. If you do not"
+                f" within {HOLD:g}s, or this server stops first, they are delivered again"
+                " (attempt + 1)."
+            ),
+        }
+
+    async def inbox_view(self) -> dict[str, Any]:
+        if self.inbox is None:
+            raise NotAllowed(f"{self.identity} has no inbox consumer")
+        return {
+            "consumer": self.inbox.consumer.name,
+            **await self.inbox.pending(),
+            "held": [self._inbox_item(m) for m in self.inbox.held],
+        }
+
+    def _inbox_item(self, msg: Msg) -> dict[str, Any]:
+        headers = dict(msg.headers or {})
+        meta = msg.metadata
+        token = self.spec.subjects.sender_of(msg.subject)
+        item: dict[str, Any] = {
+            "id": meta.sequence.stream,
+            "from": token or headers.get(h.SENDER),
+            "from_verified": token is not None,
+            "attempt": meta.num_delivered,
+            "time": _timestamp(meta.timestamp),
+        }
+        try:
+            item["body"] = decode(msg.data)
+        except PayloadError as exc:
+            item["body"] = None
+            item["undecodable"] = f"{exc}: {msg.data[:_TEXT_LIMIT].decode('utf-8', 'replace')}"
+        if h.REPLY_TO in headers:
+            item["kind"] = "question"
+            item["note"] = (
+                "a durable ask: its asker waits for an answer from an agent's on_request"
+                " handler, which this server cannot give"
+            )
+        return item
+
+    # -- the fleet -----------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        if self.reach.admin:
+            snapshot = await collect(self.fleet.conn, self.spec, dead_letters_before=None)
+            snapshot = replace(snapshot, alerts=evaluate(snapshot, self.spec.alerts))
+            return snapshot.to_json()
+        api = JsApi(self.fleet.conn)
+        consumers: list[dict[str, Any]] = []
+        for c in (c for c in self.spec.consumers() if c.role == self.identity):
+            info = await api.consumer_info(c.stream, c.name) or {}
+            consumers.append(
+                {
+                    "name": c.name,
+                    "kind": c.kind,
+                    "waiting": int(info.get("num_pending", 0)),
+                    "unacknowledged": int(info.get("num_ack_pending", 0)),
+                    "agents_polling": int(info.get("num_waiting", 0)),
+                    "missing": not info,
+                }
+            )
+        return {
+            "identity": self.identity,
+            "server": self.fleet.conn.settings.display_url if self.fleet.conn.settings else "",
+            "consumers": consumers,
+            "tasks_assigned_here": [{"task_id": t, "role": r} for t, r in self.assigned_here()],
+            "note": (
+                f"{self.identity} sees its own consumers; streams, other roles' backlogs"
+                " and dead letters are the admin's to read"
+            ),
+        }
+
+    def overview(self) -> dict[str, Any]:
+        """The fleet file as a model needs it: the roles, what each does, and this
+        identity's reach."""
+        roles: dict[str, Any] = {}
+        for name, role in self.spec.roles.items():
+            roles[name] = {
+                "description": role.description,
+                "send_to": role.send_to,
+                "publish": role.publish,
+                "receives": [c.kind for c in self.spec.consumers() if c.role == name],
+            }
+        reach = asdict(self.reach)
+        for internal in ("inbox_batch", "descriptions"):
+            reach.pop(internal)
+        return {"prefix": self.spec.prefix, "you": reach, "roles": roles}
+
+    async def dead_letters(self, limit: int) -> dict[str, Any]:
+        if not self.reach.dead_letters:
+            raise NotAllowed("dead letters are the admin's to read")
+        entries = await DeadLetters(self.fleet.conn, self.spec).list(limit=limit)
+        return {
+            "dead_letters": [
+                {
+                    "id": e.id,
+                    "consumer": e.consumer,
+                    "subject": e.original_subject,
+                    "deliveries": e.deliveries,
+                    "reason": e.reason,
+                    "error": e.error,
+                    "time": e.time,
+                    "body": _body(e.body),
+                }
+                for e in entries
+            ]
+        }
+
+
+def explain(exc: BaseException) -> str:
+    """The one line a model reads when a tool fails: what went wrong, and why."""
+    if isinstance(exc, PermissionDenied):
+        return (
+            f"permission denied by the NATS server: {exc}. These credentials do not allow it,"
+            " whatever the tool's arguments say"
+        )
+    if isinstance(exc, PayloadError):
+        return f"bad body: {exc}"
+    if isinstance(exc, InvalidSubjectError):
+        return f"bad argument: {exc}"
+    if isinstance(exc, JetStreamError) and exc.err_code == JsErrorCode.MAX_MSGS_PER_SUBJECT:
+        return f"refused, the receiver's queue is full (it has not caught up): {exc}"
+    if isinstance(exc, TimeoutError):
+        return f"timeout: {exc}"
+    if isinstance(exc, FleetbusError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _update(u: TaskUpdate) -> dict[str, Any]:
+    keep = ("state", "agent", "attempt", "time", "result", "error", "reason", "message")
+    out = {k: getattr(u, k) for k in keep if getattr(u, k) not in (None, "")}
+    for k in ("percent", "data", "retry_in"):
+        if getattr(u, k) is not None:
+            out[k] = getattr(u, k)
+    return out
+
+
+def _state_line(view: Mapping[str, Any]) -> str:
+    parts = [str(view.get("state"))]
+    if view.get("message"):
+        parts.append(repr(view["message"]))
+    if view.get("percent") is not None:
+        parts.append(f"{view['percent']:g}%")
+    return " ".join(parts)
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
+
+
+def _timestamp(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value or "")
+
+
+def _body(raw: bytes) -> Any:
+    try:
+        return decode(raw)
+    except PayloadError:
+        text = raw[:_TEXT_LIMIT]
+        try:
+            return text.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(text).decode()}
