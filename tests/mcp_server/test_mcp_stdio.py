@@ -3,6 +3,7 @@ against a real fleet with real agents."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ async def test_a_host_assigns_a_task_waits_for_it_and_asks_as_cto(
 
     @backend.on_task
     async def implement(task: Task) -> dict[str, Any]:
+        if task.body.get("long"):
+            await asyncio.sleep(60)  # cancelled by the host
         await task.progress("writing it", percent=50)
         return {"pr": 143, "title": task.body["title"], "assigner": task.assigner}
 
@@ -68,6 +71,17 @@ async def test_a_host_assigns_a_task_waits_for_it_and_asks_as_cto(
         state = await call(session, "get_task", task_id=task_id)
         assert state["state"] == "completed" and state["finished"] is True
         assert state["overdue"] is False
+
+        long = await call(session, "assign_task", role="backend", body={"title": "x", "long": 1})
+        await eventually(
+            lambda: _state(session, long["task_id"], "accepted"), 15, "the long task running"
+        )
+        cancelled = await call(session, "cancel_task", task_id=long["task_id"], reason="enough")
+        assert cancelled["cancel_requested"] is True
+        ended = await call(session, "wait_task", task_id=long["task_id"], timeout=20)
+        assert (ended["state"], ended["reason"]) == ("canceled", "enough")
+        listed_tasks = await call(session, "list_tasks")
+        assert [t["task_id"] for t in listed_tasks["tasks"]] == [long["task_id"], task_id]
 
         answer = await call(session, "ask", role="backend", body={"pr": 143}, timeout=10)
         assert answer["answer"] == {"verdict": "approved", "asked_by": "cto"}
@@ -169,3 +183,7 @@ async def test_a_running_agent_and_the_host_share_the_roles_inbox(
             await eventually(lambda: len(seen) == 6 - len(host["messages"]), what="the rest")
         read_by_host = [m["body"]["n"] for m in host["messages"]]
         assert sorted(read_by_host + seen) == list(range(6))
+
+
+async def _state(session: Any, task_id: str, state: str) -> bool:
+    return bool((await call(session, "get_task", task_id=task_id)).get("state") == state)

@@ -114,12 +114,8 @@ class FleetCalls:
         self, role: str, body: Mapping[str, Any], deadline: float | None
     ) -> dict[str, Any]:
         self._allowed(role, self.reach.tasks, "assign tasks to", "tasks")
-        headers = None
-        when = None
-        if deadline is not None:
-            when = time.time() + deadline
-            headers = {h.DEADLINE: f"{when:.3f}"}
-        handle = await self.fleet.assign(role, body, headers=headers)
+        when = time.time() + deadline if deadline is not None else None
+        handle = await self.fleet.assign(role, body, deadline=deadline)
         self._assigned[handle.id] = _Assigned(handle, when)
         while len(self._assigned) > REMEMBERED_TASKS:
             del self._assigned[next(iter(self._assigned))]
@@ -209,6 +205,60 @@ class FleetCalls:
             view["deadline"] = _iso(remembered.deadline)
             view["overdue"] = not view.get("finished") and time.time() > remembered.deadline
         return view
+
+    async def cancel(self, task_id: str, role: str | None, reason: str) -> dict[str, Any]:
+        assignee = self._assignee(task_id, role)
+        if assignee is None:  # the admin, for a task it did not assign here: look it up
+            entry = await self.fleet.find_task(task_id)
+            if entry is None:
+                raise NotAllowed(f"task {task_id} is not in the task list: pass role")
+            requested = await self.fleet.cancel(
+                task_id, entry.role, reason, assigner=entry.assigner
+            )
+            assignee = entry.role
+        else:
+            self._allowed(assignee, self.reach.tasks, "cancel tasks of", "tasks")
+            requested = await self.fleet.cancel(task_id, assignee, reason)
+        return {
+            "task_id": task_id,
+            "role": assignee,
+            "cancel_requested": requested,
+            "note": "queued: it never runs; running: its handler is cancelled"
+            if requested
+            else "it had ended already: nothing changed",
+        }
+
+    async def respond(
+        self, task_id: str, role: str | None, answer: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        assignee = self._assignee(task_id, role)
+        assigner = None
+        if assignee is None:
+            entry = await self.fleet.find_task(task_id)
+            if entry is None:
+                raise NotAllowed(f"task {task_id} is not in the task list: pass role")
+            assignee, assigner = entry.role, entry.assigner
+        await self.fleet.respond(task_id, assignee, answer, assigner=assigner)
+        return {"task_id": task_id, "role": assignee, "answered": True}
+
+    async def tasks(self, role: str | None, state: str | None, limit: int) -> dict[str, Any]:
+        if self.reach.admin:
+            found = await self.fleet.tasks(role=role, state=state, limit=limit)
+            return {"tasks": [t.to_json() for t in found]}
+        # A role reads no task list (that takes a consumer): the tasks it assigned here.
+        views = []
+        for task_id, assignee in reversed(self.assigned_here()):
+            if role is not None and assignee != role:
+                continue
+            view = await self.task(task_id, assignee)
+            if state is None or state in (view.get("state"), view.get("a2a_state")):
+                views.append({k: v for k, v in view.items() if k != "updates"})
+            if len(views) >= limit:
+                break
+        return {
+            "tasks": views,
+            "note": "the tasks assigned through this server (a role sees no whole task list)",
+        }
 
     def assigned_here(self) -> list[tuple[str, str]]:
         """``(task id, role)`` of the tasks assigned through this server, oldest first."""

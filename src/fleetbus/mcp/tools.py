@@ -49,9 +49,9 @@ class AssignTask(_Args):
         default=None,
         gt=0,
         le=30 * 86400,
-        description="Seconds from now after which the result is no longer useful. It travels"
-        " with the task (header Fleet-Deadline, Unix time) for the agent to honour; get_task"
-        " reports the task overdue after it. fleetbus does not cancel the task itself.",
+        description="Seconds from now after which the result is no longer useful: a task not"
+        " started by then is not run, one still running then is stopped; either ends"
+        " 'expired'.",
     )
 
 
@@ -94,6 +94,24 @@ class ReadInbox(_Args):
     wait: float = Field(
         default=0.0, ge=0, le=60, description="Seconds to wait for a message if none is there."
     )
+
+
+class CancelTask(GetTask):
+    reason: str = Field(default="", max_length=500, description="Why: stored with the task.")
+
+
+class RespondTask(GetTask):
+    answer: Body
+
+
+class ListTasks(_Args):
+    role: str | None = Field(default=None, description="Only tasks assigned to this role.")
+    state: str | None = Field(
+        default=None,
+        description="Only tasks in this state: submitted, working, input-required, completed,"
+        " failed, canceled, rejected or expired.",
+    )
+    limit: int = Field(default=20, ge=1, le=200, description="At most this many, newest first.")
 
 
 class NoArgs(_Args):
@@ -211,6 +229,49 @@ TOOLS: tuple[ToolDef[Any], ...] = (
             " seconds; the task goes on, and you can wait again."
         ),
         run=lambda c, a: c.wait(a.task_id, a.timeout, a.role),
+    ),
+    ToolDef(
+        name="cancel_task",
+        args=CancelTask,
+        needs="cancel",
+        offered=lambda r: bool(r.tasks),
+        roles=lambda r: r.tasks,
+        description=lambda r: (
+            "Cancel a task you assigned: if no agent has started it, it never runs; if one is"
+            " working on it, its work is stopped. It ends 'canceled' (not retried). Cancelling"
+            " a finished task changes nothing (cancel_requested: false)."
+        ),
+        run=lambda c, a: c.cancel(a.task_id, a.role, a.reason),
+    ),
+    ToolDef(
+        name="respond_task",
+        args=RespondTask,
+        needs="respond",
+        offered=lambda r: bool(r.tasks),
+        roles=lambda r: r.tasks,
+        description=lambda r: (
+            "Answer the question of a task you assigned that is waiting for input (get_task"
+            " shows state input-required and the question in data). The agent goes on with"
+            " your answer."
+        ),
+        run=lambda c, a: c.respond(a.task_id, a.role, a.answer),
+    ),
+    ToolDef(
+        name="list_tasks",
+        args=ListTasks,
+        needs="tasks",
+        offered=lambda r: bool(r.tasks) or r.admin,
+        read_only=True,
+        description=lambda r: (
+            "Tasks, the most recently changed first, with their state, the agent working"
+            " each, its attempt and progress."
+            + (
+                " Every task of the fleet."
+                if r.admin
+                else " The tasks you assigned through this server."
+            )
+        ),
+        run=lambda c, a: c.tasks(a.role, a.state, a.limit),
     ),
     ToolDef(
         name="ask",
