@@ -21,7 +21,7 @@ LAYERS: list[list[str]] = [
     ["fleetbus.js"],
     ["fleetbus.server", "fleetbus.security"],
     ["fleetbus.provision"],
-    ["fleetbus.tasks"],
+    ["fleetbus.tasks", "fleetbus.presence"],
     ["fleetbus.deadletters"],
     ["fleetbus.environment"],
     ["fleetbus.client"],

@@ -24,6 +24,7 @@ from fleetbus.errors import (
     JetStreamError,
     JsErrorCode,
     NoConsumerError,
+    NoLiveAgent,
     NoResponders,
     PayloadError,
     PermissionDenied,
@@ -40,6 +41,7 @@ from fleetbus.errors import (
 from fleetbus.fleet import FleetSpec, load_fleet, seed_fleet
 from fleetbus.js.acks import BatchAck, PubAck, PublishManyResult
 from fleetbus.js.connection import Connection, ConnectSettings
+from fleetbus.presence import AgentChange, AgentInfo, HeldTask
 from fleetbus.runtime import (
     Agent,
     Event,
@@ -55,6 +57,8 @@ from fleetbus.wire.updates import TaskUpdate
 
 __all__ = [
     "Agent",
+    "AgentChange",
+    "AgentInfo",
     "AskError",
     "AskTimeout",
     "BatchAck",
@@ -69,6 +73,7 @@ __all__ = [
     "FleetFileError",
     "FleetSpec",
     "FleetbusError",
+    "HeldTask",
     "InvalidSubjectError",
     "JetStreamError",
     "JsErrorCode",
@@ -76,6 +81,7 @@ __all__ = [
     "MeetingMessage",
     "Message",
     "NoConsumerError",
+    "NoLiveAgent",
     "NoResponders",
     "Observed",
     "PayloadError",

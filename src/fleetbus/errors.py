@@ -199,6 +199,16 @@ class NoConsumerError(FleetbusError):
         )
 
 
+class NoLiveAgent(FleetbusError):
+    """``assign(..., require_live=True)``: no agent of the role is running."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        super().__init__(
+            f"no {role} agent is running (no live presence record): the task was not sent"
+        )
+
+
 class PermissionDenied(FleetbusError):
     """The server refused an operation for the connected identity."""
 

@@ -47,6 +47,7 @@ def test_init_writes_the_seed_fleet(invoke: Invoke, workdir: Path) -> None:
         "TASKS",
         "TASK_INDEX",
         "TASK_MEMO",
+        "AGENT_PRESENCE",
         "AGENT_DLQ",
     }
     assert set(spec.roles) == {"ceo", "cto", "backend", "devops", "cso"}
@@ -72,7 +73,7 @@ def test_check_seed_passes_with_warnings(invoke: Invoke, use_file: bool) -> None
     result = invoke("check")
     assert result.exit_code == 0, result.output
     source = "fleet.yaml" if use_file else "<built-in seed fleet>"
-    assert f"{source}: 6 streams, 5 roles, 19 consumers" in result.stdout
+    assert f"{source}: 7 streams, 5 roles, 19 consumers" in result.stdout
     assert "no errors 1 warning(s)" in result.stdout
     assert "warning" in result.stdout
     assert result.stderr == ""

@@ -69,7 +69,7 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
     assert f"nats-server {info.url}" in up.stdout
     assert f"running in the background (pid {info.pid}; dead-letter copier" in up.stdout
     assert "provisioned" in up.stdout  # the plan
-    assert "applied: 25 create" in up.stdout
+    assert "applied: 26 create" in up.stdout
     assert "replicas above the server's 1 node(s) for AGENT_COMMS (3)" in up.stdout
 
     seen = inspect(info.url, data_dir)
@@ -89,7 +89,15 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
         if p.stat().st_mode & 0o077 and not p.is_symlink()
     ]
     assert exposed == []
-    assert set(seen) == {"AGENT_COMMS", "EVENTS", "TASKS", "TASK_INDEX", "TASK_MEMO", "AGENT_DLQ"}
+    assert set(seen) == {
+        "AGENT_COMMS",
+        "EVENTS",
+        "TASKS",
+        "TASK_INDEX",
+        "TASK_MEMO",
+        "AGENT_PRESENCE",
+        "AGENT_DLQ",
+    }
     assert seen["AGENT_COMMS"]["config"].subjects == ["genbrain.agents.>"]
     for c in seed_fleet().consumers():
         assert c.name in seen[c.stream]["consumers"], (c.stream, c.name)
@@ -110,11 +118,11 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
     assert again.returncode == 0, again.stderr
     plan = json.loads(again.stdout)
     assert {a["op"] for a in plan["actions"]} == {"unchanged"}
-    assert len(plan["actions"]) == 25
+    assert len(plan["actions"]) == 26
     assert plan["needs_force"] == []
     text = run_cli("--data-dir", "D", "provision")
     assert text.returncode == 0
-    assert "25 unchanged" in text.stdout
+    assert "26 unchanged" in text.stdout
 
     twice = run_cli("--data-dir", "D", "up", "--detach", *FREE_PORTS)
     assert twice.returncode == 1
@@ -213,7 +221,7 @@ def test_up_in_the_foreground_stops_on_ctrl_c(workdir: Path, data_dir: Path) -> 
         assert any(line.startswith("serving") for line in lines), "".join(lines)
         info = running_embedded(data_dir)
         assert info is not None
-        assert "applied: 25 create" in "".join(lines)
+        assert "applied: 26 create" in "".join(lines)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

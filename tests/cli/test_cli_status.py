@@ -63,14 +63,20 @@ async def test_pending_above_the_threshold_exits_1(fleet: FleetUnderTest, tmp_pa
 async def test_ack_pending_above_the_threshold_exits_1(
     fleet: FleetUnderTest, tmp_path: Path
 ) -> None:
+    """A running backend agent holds a task it does not finish."""
     fleet_file = write_fleet(fleet, tmp_path / "f.yaml", ack_pending=0)
-    tasks = fleet.spec.consumer("backend", "tasks")
-    assert tasks is not None
-    async with fleet.client(sender="cto") as client:
+    backend = fleet.agent("backend")
+    started = asyncio.Event()
+
+    @backend.on_task
+    async def stuck(task: Task) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async with backend, fleet.client(sender="cto") as client:
         await client.assign("backend", {"n": 1})
-        sub = await client.nc.jetstream().pull_subscribe_bind(tasks.name, tasks.stream)
-        await sub.fetch(1, timeout=5)  # delivered, never acknowledged
-        code, out = status(fleet_file, fleet.url, tmp_path, "--json")
+        await asyncio.wait_for(started.wait(), 15)  # delivered, never acknowledged
+        code, out = await asyncio.to_thread(status, fleet_file, fleet.url, tmp_path, "--json")
     assert code == 1
     assert [a["code"] for a in json.loads(out)["alerts"]] == ["ack-pending"]
 

@@ -25,7 +25,7 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     for line in (
-        "applied: 25 create",
+        "applied: 26 create",
         "got feature Cursor pagination",  # ceo → cto
         "ceo chose cursor pagination",  # an input request, answered
         "cancelled: cleaned up, nothing half-done",  # a running task cancelled

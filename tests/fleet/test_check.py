@@ -63,8 +63,16 @@ def test_seed_on_one_node_warns_only_about_replicas() -> None:
     findings = lint(seed_fleet())
     assert [f.code for f in findings] == ["replicas-over-cluster-size"]  # one line, not six
     (finding,) = findings
-    assert finding.where == "streams.AGENT_COMMS.replicas (and 5 more)"
-    for name in ("AGENT_COMMS", "EVENTS", "TASKS", "TASK_INDEX", "TASK_MEMO", "AGENT_DLQ"):
+    assert finding.where == "streams.AGENT_COMMS.replicas (and 6 more)"
+    for name in (
+        "AGENT_COMMS",
+        "EVENTS",
+        "TASKS",
+        "TASK_INDEX",
+        "TASK_MEMO",
+        "AGENT_PRESENCE",
+        "AGENT_DLQ",
+    ):
         assert name in finding.problem
 
 

@@ -111,6 +111,7 @@ def test_seed_template_loads(tmp_path: Path) -> None:
         "TASKS",
         "TASK_INDEX",
         "TASK_MEMO",
+        "AGENT_PRESENCE",
         "AGENT_DLQ",
     }
     assert set(spec.roles) == {"ceo", "cto", "backend", "devops", "cso"}

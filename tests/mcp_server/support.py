@@ -30,6 +30,7 @@ ROLE_TOOLS = {
     "cancel_task",
     "respond_task",
     "list_tasks",
+    "list_agents",
     "ask",
     "send_message",
     "emit_event",

@@ -64,7 +64,7 @@ def test_a_tool_is_offered_only_by_a_fleetbus_that_has_its_capability() -> None:
         return {}
 
     planned: ToolDef[NoArgs] = ToolDef(
-        name="list_agents",
+        name="planned",
         args=NoArgs,
         needs="an_api_fleetbus_does_not_have",
         offered=lambda r: True,
@@ -73,8 +73,8 @@ def test_a_tool_is_offered_only_by_a_fleetbus_that_has_its_capability() -> None:
     )
     reach = Reach.of(seed_fleet(), "cto")
     table = [*TOOLS, planned]
-    assert "list_agents" not in {t.name for t in offered_tools(reach, FleetCalls.provides, table)}
-    assert "list_agents" in {t.name for t in offered_tools(reach, lambda api: True, table)}
+    assert "planned" not in {t.name for t in offered_tools(reach, FleetCalls.provides, table)}
+    assert "planned" in {t.name for t in offered_tools(reach, lambda api: True, table)}
     assert all(FleetCalls.provides(t.needs) for t in TOOLS if t.needs)
 
 

@@ -311,3 +311,40 @@ async def test_a_role_cannot_cancel_answer_or_relist_another_assigners_task(
     assert [u.state for u in history] == ["accepted", "completed"]
     assert (entry.state, entry.assigner) == ("completed", "cto")
     await assert_intact(auth_fleet)
+
+
+async def test_a_role_cannot_fake_or_control_another_roles_agents(auth_fleet: AuthFleet) -> None:
+    """devops tries to write a backend presence record (a fake live backend, or a running
+    backend marked stopped), to listen to backend's control subject, and to drain backend's
+    agent. Each is refused; backend's record stays its own; its agent keeps serving."""
+    spec = auth_fleet.spec
+    backend = agent(auth_fleet, "backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        return "served"
+
+    async with backend, attacker(auth_fleet, "devops") as devops:
+        fake = spec.subjects.presence("backend", "backend-00000000")
+        stopped = spec.subjects.presence("backend", backend.worker)
+        for subject in (fake, stopped):
+            await devops.nc.publish(subject, b'{"state":"stopped"}')
+        control = spec.subjects.control("backend", backend.worker)
+        await devops.nc.subscribe(spec.subjects.control("backend"))
+        await devops.nc.publish(control, b'{"op":"drain"}', reply="_INBOX_devops.control.x.1")
+        await devops.settle()
+        assert devops.refused(fake) and devops.refused(stopped) and devops.refused(control)
+        assert devops.refused(spec.subjects.control("backend"), "subscribe")
+        # its own record it may write
+        own = spec.subjects.presence("devops", "devops-12345678")
+        await devops.nc.publish(own, b"{}")
+        await devops.settle()
+        assert not devops.refused(own)
+        async with client(auth_fleet, ADMIN) as admin:
+            (listed,) = await admin.agents("backend")
+            assert (listed.instance, listed.state) == (backend.worker, "running")
+        async with client(auth_fleet, "cto") as cto:
+            handle = await cto.assign("backend", {"title": "still served"})
+            assert await handle.result(timeout=10) == "served"
+            assert handle.agent_running is True  # cto may read backend's latest record
+    await assert_intact(auth_fleet)

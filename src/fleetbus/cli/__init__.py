@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli import (
+    agent_cmds,
     asyncapi_cmds,
     deploy_cmds,
     dlq_cmds,
@@ -96,6 +97,7 @@ server_cmds.register(app)
 provision_cmds.register(app)
 message_cmds.register(app)
 task_cmds.register(app)
+agent_cmds.register(app)
 dlq_cmds.register(app)
 run_cmds.register(app)
 status_cmds.register(app)

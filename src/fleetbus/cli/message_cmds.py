@@ -68,6 +68,10 @@ def send(
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 600.0,
     sender: Annotated[str | None, _AS] = None,
     json_out: Annotated[bool, _JSON] = False,
+    require_live: Annotated[
+        bool,
+        typer.Option("--require-live", help="Fail (exit 1) when no agent of ROLE is running."),
+    ] = False,
 ) -> None:
     """Assign a task to ROLE (P.agents.ROLE.tasks); print its task id."""
     st = state(ctx)
@@ -75,12 +79,19 @@ def send(
 
     async def main() -> int:
         async with _fleet(st, sender) as fleet:
-            handle = await fleet.assign(role, data, task_id=task_id)
+            handle = await fleet.assign(role, data, task_id=task_id, require_live=require_live)
             if json_out and not wait:
-                print_json({"task_id": handle.id, "duplicate": handle.duplicate})
+                print_json(
+                    {
+                        "task_id": handle.id,
+                        "duplicate": handle.duplicate,
+                        "agent_running": handle.agent_running,
+                    }
+                )
             elif not json_out:
                 note = " (duplicate: already assigned)" if handle.duplicate else ""
                 console.print(f"{handle.id}{note}")
+            # (no agent of the role running: fleet.assign's warning says so on stderr)
             if not wait:
                 return 0
             try:

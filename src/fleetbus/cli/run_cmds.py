@@ -50,6 +50,24 @@ def load_agent(target: str) -> Agent:
     return agent
 
 
+async def _until_done(stopping: asyncio.Event, agents: list[Agent]) -> None:
+    """Until Ctrl-C / SIGTERM, an agent fails, or every agent has stopped (each drained)."""
+    signalled: asyncio.Task[object] = asyncio.create_task(stopping.wait())
+    pending: dict[asyncio.Task[object], Agent] = {
+        asyncio.create_task(a.stopped()): a for a in agents
+    }
+    try:
+        while pending:
+            done, _ = await asyncio.wait({signalled, *pending}, return_when=asyncio.FIRST_COMPLETED)
+            if signalled in done or any(a.failure for a in agents):
+                return
+            for task in done:
+                pending.pop(task, None)
+    finally:
+        for task in (signalled, *pending):
+            task.cancel()
+
+
 def run(
     ctx: typer.Context,
     targets: Annotated[list[str], typer.Argument(metavar="MODULE:AGENT...")],
@@ -83,13 +101,7 @@ def run(
                 started.append(agent)
             names = ", ".join(f"{a.role} ({a.worker})" for a in started)
             console.print(f"serving {names}; Ctrl-C stops", soft_wrap=True)
-            waits: list[asyncio.Task[object]] = [asyncio.create_task(stopping.wait())]
-            waits += [asyncio.create_task(a.stopped()) for a in started]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for wait in waits:
-                    wait.cancel()
+            await _until_done(stopping, started)
         finally:
             failed = [a.failure for a in started if a.failure]
             await asyncio.gather(*(a.stop(0.0 if failed else grace) for a in started))

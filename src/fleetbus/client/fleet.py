@@ -14,6 +14,7 @@ task lives in ``client.handle`` and ``tasks``, meetings in ``client.meeting``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 import warnings
@@ -35,6 +36,7 @@ from fleetbus.errors import (
     AskTimeout,
     FleetbusError,
     NoConsumerError,
+    NoLiveAgent,
     NoResponders,
     PayloadError,
     PermissionDenied,
@@ -46,6 +48,7 @@ from fleetbus.js.batch import BatchPublisher
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.js.reader import StreamReader
+from fleetbus.presence import AgentChange, AgentInfo, Presence
 from fleetbus.tasks import TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
@@ -54,6 +57,12 @@ from fleetbus.wire.subjects import ADMIN, subject_matches, validate_id
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["Fleet", "Observed", "TaskHandle"]
+
+log = logging.getLogger("fleetbus.client")
+
+LIVENESS_CACHE = 1.0
+"""Seconds a client trusts what it read of a role's liveness (a sender assigning a thousand
+tasks a second asks once a second)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +94,8 @@ class Fleet:
         self._publisher = Publisher(conn, sender=sender)
         self.records = TaskRecords(conn, spec, self._publisher)
         self.index = TaskIndex(conn, spec)
+        self.presence = Presence(conn, spec)
+        self._liveness: dict[str, tuple[float, bool | None]] = {}
         self._batches: BatchPublisher | None = None
         self._closed = False
 
@@ -151,13 +162,18 @@ class Fleet:
         task_id: str | None = None,
         headers: Mapping[str, str] | None = None,
         deadline: float | timedelta | datetime | None = None,
+        require_live: bool = False,
     ) -> TaskHandle:
         """Send a task to ``role``. The same ``task_id`` within the dedupe window is stored
         once (the handle then says ``duplicate``).
 
         ``deadline``: seconds from now, a ``timedelta``, or an aware ``datetime``. A task not
         started by then is not run; one running then is cancelled; either ends ``expired``
-        (``result()`` raises ``TaskExpired``), and no retry starts after it."""
+        (``result()`` raises ``TaskExpired``), and no retry starts after it.
+
+        When no agent of ``role`` is running (no live presence record) the task is kept for
+        the first one that starts, and a warning says so (``handle.agent_running`` is
+        False); with ``require_live=True`` it is not sent and ``NoLiveAgent`` is raised."""
         self._to(role, "tasks")  # an unknown role or a role without tasks: before anything
         task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:16]}"
         validate_id(task_id)
@@ -167,6 +183,9 @@ class Fleet:
         if until is not None:
             hdrs[h.DEADLINE] = f"{until:.3f}"
         ref = TaskRef(task_id, self.identity, role)
+        running = await self._agent_running(role) if require_live else None
+        if running is False:
+            raise NoLiveAgent(role)
         # Following before the task exists, so its every update is seen as it happens
         # (the SUBs reach the server ahead of the publish on this connection).
         follower = Follower()
@@ -188,10 +207,78 @@ class Fleet:
         except BaseException:
             await follower.stop()
             raise
+        if running is None:
+            running = await self._agent_running(role)
+        if running is False:
+            log.warning(
+                "no %s agent is running; the task is queued for the first one (%s)", role, task_id
+            )
         if ack.duplicate:  # assigned before: follow it afresh, from what is stored
             await follower.stop()
-            return TaskHandle(self.records, ref, stream_seq=ack.seq, duplicate=True)
-        return TaskHandle(self.records, ref, stream_seq=ack.seq, follower=follower)
+            handle = TaskHandle(self.records, ref, stream_seq=ack.seq, duplicate=True)
+        else:
+            handle = TaskHandle(self.records, ref, stream_seq=ack.seq, follower=follower)
+        handle.agent_running = running
+        return handle
+
+    async def _agent_running(self, role: str) -> bool | None:
+        """Whether an agent of ``role`` is alive (its latest presence record), remembered for
+        a second per role; None when this client cannot tell (no presence stream, or no
+        right to read it)."""
+        now = time.monotonic()
+        cached = self._liveness.get(role)
+        if cached is not None and now - cached[0] < LIVENESS_CACHE:
+            return cached[1]
+        try:
+            alive: bool | None = await self.presence.any_alive(role)
+        except FleetbusError:
+            alive = None
+        self._liveness[role] = (now, alive)
+        return alive
+
+    async def agents(self, role: str | None = None) -> list[AgentInfo]:
+        """The agent processes of the fleet (of ``role``), with what each holds:
+        ``running``, ``draining``, ``suspect`` (renewals missed) or ``offline``. Reading them
+        all takes a consumer: the admin's."""
+        return await self.presence.agents(role)
+
+    def watch_agents(
+        self, role: str | None = None, every: float = 1.0
+    ) -> AsyncIterator[AgentChange]:
+        """Agents as they join, turn suspect, come back, go offline or leave."""
+        return self.presence.watch(role, every)
+
+    async def control(
+        self, instance: str, op: Literal["ping", "drain", "cancel"], **fields: Any
+    ) -> dict[str, Any]:
+        """Send a control request to one agent process (``ping``, ``drain``, ``cancel``) and
+        return its answer. The admin's, and the roles with oversight."""
+        role = instance.rsplit("-", 1)[0]
+        self.spec.role(role)
+        reply = f"{self.spec.subjects.control_reply(self.identity, role)}.{uuid.uuid4().hex}"
+        sub = await self.nc.subscribe(reply, max_msgs=1)
+        try:
+            subject = self.spec.subjects.control(role, instance)
+            await self.nc.publish(subject, encode({"op": op, **fields}), reply=reply)
+            try:
+                answer = await sub.next_msg(timeout=5.0)
+            except (NatsTimeoutError, TimeoutError):
+                if self.conn.refused(subject):
+                    raise PermissionDenied(
+                        f"this identity may not control {role}'s agents"
+                    ) from None
+                raise FleetbusError(
+                    f"agent {instance} did not answer within 5s (not running, or offline)"
+                ) from None
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if (answer.headers or {}).get("Status") == "503":  # no one listens there
+            raise FleetbusError(f"agent {instance} did not answer: it is not running")
+        body = decode(answer.data)
+        if "error" in body:
+            raise FleetbusError(f"agent {instance}: {body['error']}")
+        return body
 
     def task(self, task_id: str, role: str, *, assigner: str | None = None) -> TaskHandle:
         """A handle on a task this client's identity assigned to ``role`` earlier (the

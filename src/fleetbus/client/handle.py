@@ -105,6 +105,8 @@ class TaskHandle:
         self.stream_seq = stream_seq
         self.duplicate = duplicate
         """True when this task id was already assigned within the dedupe window."""
+        self.agent_running: bool | None = None
+        """At assignment: whether an agent of the role was alive (None: unknown)."""
         self._follower = follower
 
     def __repr__(self) -> str:

@@ -103,6 +103,16 @@ streams:
     replicas: 3
     discard: old
 
+  AGENT_PRESENCE:
+    description: Which agent processes run, where, holding which task (fleetbus agents)
+    subjects: ["presence.>"]  # presence.{role}.{instance}: renewed every 3s by each agent
+    retention: limits
+    max_msgs_per_subject: 1
+    max_age: 1h               # a crashed agent's last record shows it offline for an hour
+    storage: memory           # leases, not history: a restarted server starts empty
+    replicas: 3
+    discard: old
+
   AGENT_DLQ:
     description: Dead letters, with where each came from and why it died
     subjects: ["dlq.>"]

@@ -241,6 +241,21 @@ class FleetCalls:
         await self.fleet.respond(task_id, assignee, answer, assigner=assigner)
         return {"task_id": task_id, "role": assignee, "answered": True}
 
+    async def agents(self, role: str | None) -> dict[str, Any]:
+        if self.reach.admin:
+            return {"agents": [a.to_json() for a in await self.fleet.agents(role)]}
+        # A role reads the latest record of each role it sends to (no whole list).
+        out = []
+        for target in sorted(set(self.reach.tasks) | set(self.reach.messages)):
+            if role is not None and target != role:
+                continue
+            latest = await self.fleet.presence.latest(target)
+            out.append(
+                {"role": target, "alive": bool(latest and latest.alive)}
+                | ({"latest": latest.to_json()} if latest else {})
+            )
+        return {"roles": out}
+
     async def tasks(self, role: str | None, state: str | None, limit: int) -> dict[str, Any]:
         if self.reach.admin:
             found = await self.fleet.tasks(role=role, state=state, limit=limit)

@@ -114,6 +114,10 @@ class ListTasks(_Args):
     limit: int = Field(default=20, ge=1, le=200, description="At most this many, newest first.")
 
 
+class ListAgents(_Args):
+    role: str | None = Field(default=None, description="Only this role's agents.")
+
+
 class NoArgs(_Args):
     pass
 
@@ -272,6 +276,21 @@ TOOLS: tuple[ToolDef[Any], ...] = (
             )
         ),
         run=lambda c, a: c.tasks(a.role, a.state, a.limit),
+    ),
+    ToolDef(
+        name="list_agents",
+        args=ListAgents,
+        needs="agents",
+        offered=lambda r: r.admin or bool(r.tasks) or bool(r.messages),
+        read_only=True,
+        description=lambda r: (
+            "The agent processes of the fleet: role, instance, host, state (running,"
+            " draining, suspect, offline) and the task each holds."
+            if r.admin
+            else "For each role you send to: whether an agent of it is alive now, and its"
+            " latest presence record (what it holds)."
+        ),
+        run=lambda c, a: c.agents(a.role),
     ),
     ToolDef(
         name="ask",

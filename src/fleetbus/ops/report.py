@@ -74,6 +74,12 @@ def render(s: FleetStatus) -> Group:
         consumers,
         Text(f"dead letters: {s.dead_letters}{grew}"),
     ]
+    if s.agents:
+        parts = []
+        for role, counts in s.agents.items():
+            shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
+            parts.append(f"{role} {shown or 'none'}")
+        lines.append(Text(f"agents: {'; '.join(parts)}"))
     idle = sorted({c.role for c in s.consumers if c.idle and c.role})
     if idle:
         waiting = sum(c.pending for c in s.consumers if c.idle)

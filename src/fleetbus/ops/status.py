@@ -17,7 +17,7 @@ What is measured against what:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from fleetbus.deadletters import DeadLetters
@@ -25,6 +25,9 @@ from fleetbus.fleet import AlertSpec, FleetSpec
 from fleetbus.js._natspy import server_info
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
+from fleetbus.presence import Presence
+
+_ALIVE = ("running", "draining", "suspect")
 
 __all__ = ["Alert", "ConsumerStatus", "FleetStatus", "StreamStatus", "collect", "evaluate"]
 
@@ -79,11 +82,18 @@ class ConsumerStatus:
     """Pull requests waiting: > 0 means some agent of the role is polling right now."""
     last_active: str = ""
     missing: bool = False
+    serving: bool | None = None
+    """Whether a live agent of the role runs, from presence (None: not known)."""
 
     @property
     def idle(self) -> bool:
-        """No agent polls it and none is working on its messages: the role is not running."""
-        return not self.missing and self.waiting == 0 and self.ack_pending == 0
+        """No agent of the role runs (presence says so; without presence: nobody polls the
+        consumer and nothing is in flight)."""
+        if self.missing:
+            return False
+        if self.serving is not None:
+            return not self.serving
+        return self.waiting == 0 and self.ack_pending == 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +117,9 @@ class FleetStatus:
     account_storage_max: int = -1
     storage_limit_source: str = "account"
     """Where ``account_storage_max`` comes from: the account's limit, or ``server.max_file``."""
+    agents: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per role, its agent processes by state (``running``, ``suspect``, ...), from presence;
+    empty when the fleet has no presence stream."""
     alerts: tuple[Alert, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
@@ -201,6 +214,18 @@ async def collect(
                 last_active=str((ci.get("delivered") or {}).get("last_active", "")),
             )
         )
+    agents: dict[str, dict[str, int]] = {}
+    presence = Presence(conn, spec)
+    if presence.stream and _exists(streams, presence.stream):
+        agents = {role: {} for role in spec.roles}
+        for agent in await presence.agents():
+            counts = agents.setdefault(agent.role, {})
+            counts[agent.state] = counts.get(agent.state, 0) + 1
+        serving = {r for r, c in agents.items() if any(c.get(k) for k in _ALIVE)}
+        consumers = [
+            c if not c.role or c.role in serving or c.missing else replace(c, serving=False)
+            for c in consumers
+        ]
     dead = 0
     if spec.dead_letter_stream and _exists(streams, spec.dead_letter_stream):
         dead = await DeadLetters(conn, spec).count()
@@ -220,6 +245,7 @@ async def collect(
         account_storage=int(account.get("storage", 0)),
         account_storage_max=storage_max,
         storage_limit_source=source,
+        agents=agents,
     )
 
 

@@ -46,6 +46,7 @@ from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.consume import ConsumerLoop
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.dispatch import Dispatcher
+from fleetbus.runtime.lease import Lease
 from fleetbus.runtime.requests import Responder
 from fleetbus.runtime.routes import (
     EventHandler,
@@ -110,6 +111,9 @@ class Agent:
         self._forget_lost: Callable[[], None] | None = None
         self._unwatch: Callable[[], None] | None = None
         self._cancels: Subscription | None = None
+        self._lease: Lease | None = None
+        self._drained = False
+        self._stop_task: asyncio.Task[None] | None = None
         self._settler: Settler | None = None
         self.failure: str | None = None
         """Why the agent stopped serving on its own (its connection closed for good, a
@@ -321,6 +325,10 @@ class Agent:
             await self._runner
             raise FleetbusError(f"agent {self.role} stopped while starting")
         self._state = "running"
+        self._lease = Lease(
+            conn, spec, self.role, self.worker, self.routes, settler, self.settings, self.drain
+        )
+        await self._lease.start()
         self._unwatch = LoopWatchdog.watch(
             self.settings.blocked_loop_warning,
             lambda: [f"{self.role}: {d.handler}" for d in list(settler.running)],
@@ -395,12 +403,20 @@ class Agent:
             raise
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop fetching, let running handlers finish within ``grace``, nak the rest, close."""
-        if self._state not in ("running", "starting"):
-            return
+        """Stop fetching, let running handlers finish within ``grace``, nak the rest, close.
+        A stop already under way (a drain) is waited for."""
+        if self._stop_task is None:
+            if self._state not in ("running", "starting"):
+                return
+            self._stop_task = asyncio.create_task(self._stop(grace), name=f"stop-{self.worker}")
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self, grace: float | None) -> None:
         self._state = "stopping"
         self._stopping.set()
         grace = self.settings.grace if grace is None else grace
+        if self._lease is not None:
+            self._lease.draining()
         drains = [loop.drain(grace) for loop in self._loops]
         if self._responder is not None:
             drains.append(self._responder.close(grace))
@@ -412,6 +428,9 @@ class Agent:
                 await self._runner
         self._forget_hooks()
         await self._unsubscribe_cancels()
+        if self._lease is not None:
+            await self._lease.stop()
+            self._lease = None
         if self._owns_conn and self._conn is not None:
             await self._conn.drain()
         self._state = "stopped"
@@ -455,6 +474,16 @@ class Agent:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    def drain(self) -> None:
+        """Stop fetching, let what it holds finish (up to the role's ``task_budget``), then
+        stop: ``serve_forever`` and ``run`` return normally (exit 0). What ``fleetbus agents
+        drain INSTANCE`` asks for."""
+        if self._state != "running" or self._drained:
+            return
+        self._drained = True
+        grace = max(self.settings.grace, self.spec.roles[self.role].task_budget)
+        self._stop_task = asyncio.create_task(self._stop(grace), name=f"drain-{self.worker}")
 
     async def stopped(self) -> None:
         """Return when the agent stops serving: ``stop()`` was called, the process was

@@ -105,3 +105,14 @@ class Routes:
         if self._event_routes is None:  # once, not per message
             self._event_routes = [(spec.subjects.events_filter(p), f) for p, f in self.events]
         return [func for full, func in self._event_routes if subject_matches(full, subject)]
+
+    def summary(self) -> dict[str, Any]:
+        """What these handlers serve, for the agent's presence record."""
+        return {
+            "tasks": self.task is not None,
+            "inbox": self.message is not None,
+            "requests": self.request is not None,
+            "invitations": self.invitation is not None,
+            "updates": self.update is not None,
+            "events": [pattern for pattern, _ in self.events],
+        }

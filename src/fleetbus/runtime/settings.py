@@ -23,6 +23,11 @@ class RuntimeSettings:
     dead_letter_retry: float = 30.0
     """When a dead letter cannot be stored (a full disk, a full dead-letter stream), the
     message stays where it is and is tried again after this long."""
+    presence_interval: float = 3.0
+    """How often the agent renews its presence record (``fleetbus agents``)."""
+    presence_grace: float = 15.0
+    """How long without a renewal before readers take the agent for offline (after two
+    missed renewals it is ``suspect``): a stall shorter than this never reaps it."""
     blocked_loop_warning: float = 1.0
     """Log (with the running handlers' names) when the event loop is blocked this long."""
     max_concurrency: int = 64

@@ -39,6 +39,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
+from fleetbus.wire.clock import now_iso
 from fleetbus.wire.updates import TaskState, TaskUpdate
 
 __all__ = ["Delivery", "Settler", "TaskBudgetExceeded"]
@@ -93,6 +95,7 @@ class Delivery:
     """The task list's entry for this task, as this delivery last wrote it."""
     requests: int = 0
     """Input requests made by this attempt so far (their numbers repeat across attempts)."""
+    since: str = field(default_factory=now_iso)
 
     def cancel(self, reason: str) -> None:
         """Cancel the running handler (once)."""
@@ -131,6 +134,8 @@ class Settler:
     records: TaskRecords | None
     index: TaskIndex | None = None
     running: set[Delivery] = field(default_factory=set, compare=False, hash=False)
+    handled: Counter[str] = field(default_factory=Counter, compare=False, hash=False)
+    """Deliveries ended since the agent started, by consumer kind (and ``failed``)."""
 
     async def run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         """Run ``handler(arg)`` (a plain ``def`` in a worker thread) with heartbeats.
@@ -256,6 +261,7 @@ class Settler:
 
     async def ack(self, d: Delivery) -> None:
         """Acknowledge (also when the lease was lost: the work is done, whoever holds it)."""
+        self.handled[d.consumer.kind] += 1
         try:
             await d.msg.ack_sync()
         except Exception as exc:  # it comes back after the ack wait; its outcome is stored
@@ -310,6 +316,7 @@ class Settler:
         terminate. A dead letter that cannot be stored leaves the message where it is."""
         if not await self.dead_letter(d, reason, error, trace):
             return False
+        self.handled["failed"] += 1
         if d.task is not None:
             with contextlib.suppress(FleetbusError):  # logged; the dead letter is what counts
                 await self.outcome(d, state, error=error, reason=reason, traceback=trace)

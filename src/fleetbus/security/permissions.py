@@ -105,9 +105,22 @@ def role_permissions(spec: FleetSpec, role: str) -> Permissions:
     # answer asks: into the namespace of each identity that may ask it, nothing else
     for asker in [*senders_to(spec, role), ADMIN]:
         pub.append(f"{inbox_prefix(asker)}.rpc.{role}.*")
+    # presence: its own records; control requests to its instances, answered to the admin
+    # and the roles with oversight (who may send them)
+    pub.append(sub.presence(role))
+    subs.append(sub.control(role))
+    overseers = [r for r, s in spec.roles.items() if s.oversight]
+    for asker in [ADMIN, *overseers]:
+        pub.append(f"{sub.control_reply(asker, role)}.*")
+    presence = spec.stream_for(sub.presence(role))
+    if presence:  # is any agent of a role it sends to alive? (the latest record)
+        for target in targets:
+            pub.append(f"$JS.API.DIRECT.GET.{presence}.{p}.presence.{target}.*")
     if rs.oversight:
-        # watch every inbox and every task's records live, without consuming anything
+        # watch every inbox and every task's records live, without consuming anything;
+        # ping, drain and cancel any agent process
         subs += [f"{p}.agents.>", f"{p}.tasks.>"]
+        pub.append(f"{p}.control.*.*")
         if tasks:
             pub.append(f"{get}.{p}.tasks.>")
     return Permissions(publish=tuple(dict.fromkeys(pub)), subscribe=tuple(dict.fromkeys(subs)))

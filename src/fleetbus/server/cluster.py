@@ -65,13 +65,10 @@ class LocalCluster:
         self.spec = spec
         self.data_dir = Path(data_dir).absolute()
         self.size = size
-        monitored = spec.monitor_port is not None
-        if ports is None and 0 in (spec.port, spec.monitor_port, spec.cluster.port):
+        self._picked = ports is None and 0 in (spec.port, spec.monitor_port, spec.cluster.port)
+        if self._picked:
             # Routes name each other's ports up front: pick free ones now.
-            ports = [
-                NodePorts(free_port(), free_port() if monitored else None, free_port())
-                for _ in range(size)
-            ]
+            ports = self._free_ports()
         self.ports = (
             list(ports)
             if ports is not None
@@ -91,6 +88,13 @@ class LocalCluster:
         self._route_auth = route_auth
         self._route_tls = route_tls
         self.nodes = [self._node(i) for i in range(size)]
+
+    def _free_ports(self) -> list[NodePorts]:
+        monitored = self.spec.monitor_port is not None
+        return [
+            NodePorts(free_port(), free_port() if monitored else None, free_port())
+            for _ in range(self.size)
+        ]
 
     def _node(self, index: int) -> NatsServer:
         login = ""
@@ -128,15 +132,28 @@ class LocalCluster:
         return ",".join(self.urls)
 
     def start(self, timeout: float = 30.0) -> LocalCluster:
-        """Start every node, then wait until all are healthy and a meta leader exists."""
-        try:
-            for node in self.nodes:
-                node.start(timeout)
-            self.wait_healthy(timeout)
-        except BaseException:
-            self.stop(grace=2.0)
-            raise
-        return self
+        """Start every node, then wait until all are healthy and a meta leader exists.
+
+        Ports this cluster picked itself were free when picked, not when a node binds them:
+        another process may take one in between. Then the cluster starts over on fresh
+        ports (twice at most); ports the caller chose are never changed."""
+        for attempt in range(3):
+            try:
+                for node in self.nodes:
+                    node.start(timeout)
+                self.wait_healthy(timeout)
+            except ServerError as exc:
+                self.stop(grace=2.0)
+                if not (self._picked and "already in use" in str(exc)) or attempt == 2:
+                    raise
+                self.ports = self._free_ports()
+                self.nodes = [self._node(i) for i in range(self.size)]
+                continue
+            except BaseException:
+                self.stop(grace=2.0)
+                raise
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def wait_healthy(self, timeout: float = 30.0, *, nodes: Sequence[int] | None = None) -> None:
         """Until every (running) node has logged, since it started, that it sees a JetStream

@@ -341,6 +341,25 @@ class Subjects:
         name = validate_id(step, "step name") if step is not None else "*"
         return f"{self.prefix}.memo.{validate_token(role, 'role')}.{tid}.{name}"
 
+    def presence(self, role: str | None = None, instance: str | None = None) -> str:
+        """``P.presence.{role}.{instance}``: an agent process's presence record; with an
+        argument None, a filter."""
+        r = validate_token(role, "role") if role is not None else "*"
+        i = validate_token(instance, "instance") if instance is not None else "*"
+        return f"{self.prefix}.presence.{r}.{i}"
+
+    def control(self, role: str, instance: str | None = None) -> str:
+        """``P.control.{role}.{instance}``: an agent process's control requests (ping,
+        drain, cancel), from the admin and the roles with oversight."""
+        i = validate_token(instance, "instance") if instance is not None else "*"
+        return f"{self.prefix}.control.{validate_token(role, 'role')}.{i}"
+
+    @staticmethod
+    def control_reply(asker: str, role: str) -> str:
+        """Where ``role``'s agents answer ``asker``'s control requests:
+        ``_INBOX_{asker}.control.{role}`` (one more token: the request)."""
+        return f"{inbox_prefix(asker)}.control.{validate_token(role, 'role')}"
+
     def parse_task(self, subject: str) -> TaskSubject | None:
         """The parts of a task record's subject; None for anything else (the first format
         included: it names no writer)."""

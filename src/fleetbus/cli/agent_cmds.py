@@ -1,0 +1,138 @@
+"""``fleetbus agents``: the agent processes of the fleet, like ``ps`` — and ``agents ping``,
+``agents drain`` and ``agents cancel`` for one of them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from fleetbus.cli._common import CliState, console, print_json, run_async, state
+from fleetbus.client.fleet import Fleet
+from fleetbus.fleet.units import format_duration
+from fleetbus.presence import AgentInfo
+
+__all__ = ["register"]
+
+agents_app = typer.Typer(
+    help="The agent processes: `agents` lists them; `agents ping|drain|cancel INSTANCE`.",
+    invoke_without_command=True,
+)
+
+_STYLE = {"running": "green", "draining": "yellow", "suspect": "yellow", "offline": "red"}
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(agents_app, name="agents")
+
+
+@agents_app.callback()
+def agents(
+    ctx: typer.Context,
+    role: Annotated[str | None, typer.Option(help="Only this role's agents.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Print agents as they join, turn suspect or leave.")
+    ] = False,
+) -> None:
+    """The agent processes of the fleet: role, instance, host, pid, state, task, age."""
+    if ctx.invoked_subcommand is not None:
+        return
+    st = state(ctx)
+    if watch:
+        run_async(lambda: _watch(st, role, json_out))
+        return
+
+    async def main() -> list[AgentInfo]:
+        async with st.client() as conn:
+            return await Fleet.attach(conn, st.fleet()).agents(role)
+
+    found = run_async(main)
+    if json_out:
+        print_json([a.to_json() for a in found])
+        return
+    table = Table(title=f"{len(found)} agent(s)", title_justify="left")
+    for column in ("role", "instance", "host", "pid", "state", "task", "age", "handled"):
+        table.add_column(column, overflow="fold")
+    now = datetime.now(UTC)
+    for a in found:
+        held = ", ".join(f"{t.task_id} #{t.attempt}" for t in a.tasks) or "-"
+        style = _STYLE.get(a.state, "white")
+        table.add_row(
+            a.role,
+            a.instance,
+            a.host,
+            str(a.pid),
+            f"[{style}]{a.state}[/]",
+            held,
+            _age(a.started, now),
+            str(sum(v for k, v in a.handled.items() if k != "failed")),
+        )
+    console.print(table)
+    if not found:
+        console.print("no agent is running (`fleetbus run module:agent` starts one)")
+
+
+async def _watch(st: CliState, role: str | None, json_out: bool) -> None:
+    async with st.client() as conn:
+        async for change in Fleet.attach(conn, st.fleet()).watch_agents(role):
+            if json_out:
+                print_json({"change": change.change, "agent": change.agent.to_json()})
+            else:
+                a = change.agent
+                console.print(f"{a.renewed[11:19]} {change.change:<8} {a.instance} on {a.host}")
+
+
+def _age(stamp: str, now: datetime) -> str:
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    return format_duration(max(round((now - then).total_seconds()), 0))
+
+
+def _control(ctx: typer.Context, instance: str, op: str, **fields: Any) -> dict[str, Any]:
+    st = state(ctx)
+
+    async def main() -> dict[str, Any]:
+        async with st.client() as conn:
+            fleet = Fleet.attach(conn, st.fleet())
+            return await fleet.control(instance, op, **fields)  # type: ignore[arg-type]
+
+    return run_async(main)
+
+
+@agents_app.command("ping")
+def ping(
+    ctx: typer.Context,
+    instance: Annotated[str, typer.Argument(metavar="INSTANCE", help="e.g. backend-1a2b3c4d")],
+) -> None:
+    """Ask one agent process how it is: its state, what it holds."""
+    answer = _control(ctx, instance, "ping")
+    agent = answer.get("agent", {})
+    held = ", ".join(t["task_id"] for t in agent.get("tasks", [])) or "nothing"
+    console.print(f"{instance}: {agent.get('state')}, holding {held}")
+
+
+@agents_app.command("drain")
+def drain(
+    ctx: typer.Context,
+    instance: Annotated[str, typer.Argument(metavar="INSTANCE")],
+) -> None:
+    """Stop one agent process fetching; it finishes what it holds, then exits 0."""
+    answer = _control(ctx, instance, "drain")
+    console.print(f"{instance}: draining, finishing {answer.get('held', 0)} task(s)")
+
+
+@agents_app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    instance: Annotated[str, typer.Argument(metavar="INSTANCE")],
+    reason: Annotated[str, typer.Option(help="Stored with each task's outcome.")] = "",
+) -> None:
+    """Cancel the task(s) one agent process holds."""
+    answer = _control(ctx, instance, "cancel", reason=reason or "cancelled by an operator")
+    cancelled = answer.get("cancelled", [])
+    console.print(f"{instance}: cancelled {', '.join(cancelled) or 'nothing (it held none)'}")
