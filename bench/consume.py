@@ -84,6 +84,27 @@ async def agent_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
     return {"rate": rate(p["count"], elapsed)}
 
 
+async def agent_consume_metrics(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    """``agent_consume`` with the process's Prometheus metrics on (served, counted)."""
+    from fleetbus.telemetry import METRICS
+
+    if not METRICS._served:
+        METRICS.serve(0)
+    METRICS.enabled = True
+    try:
+        return await agent_consume(env, p)
+    finally:
+        METRICS.enabled = False
+
+
+async def agent_consume_plain(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    """``agent_consume`` with metrics off (the default until a port is given)."""
+    from fleetbus.telemetry import METRICS
+
+    METRICS.enabled = False
+    return await agent_consume(env, p)
+
+
 async def raw_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
     """A durable pull consumer with the same config; fetch(batch) + ack, decode each body."""
     fleet = await env.fleet()
@@ -194,6 +215,18 @@ def scenarios(quick: bool, full: bool) -> list[Scenario]:
             "fetch(100)+ack",
         )
     ]
+    out.append(
+        Scenario(
+            "consume + ack",
+            "metrics on vs off, 256 B",
+            [Metric("rate", "handled", "msg/s", True)],
+            agent_consume_metrics,
+            agent_consume_plain,
+            {"count": 2000 if quick else 20_000},
+            "Agent, metrics on",
+            "Agent, metrics off",
+        )
+    )
     fan = [
         Metric("rate", "deliveries", "msg/s", True),
         Metric("time", "all delivered", "ms", False),

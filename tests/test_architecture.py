@@ -16,6 +16,7 @@ SRC = Path(fleetbus.__file__).parent
 LAYERS: list[list[str]] = [
     ["fleetbus.js.acks", "fleetbus.natsconf", "fleetbus._version", "fleetbus._files"],
     ["fleetbus.errors"],
+    ["fleetbus.telemetry"],
     ["fleetbus.wire"],
     ["fleetbus.fleet"],
     ["fleetbus.js"],

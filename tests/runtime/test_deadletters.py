@@ -54,6 +54,9 @@ async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
     assert "max_deliver 3" in failed.value.reason
     fails = [u for u in history if u.state == "failed"]
     assert [u.attempt for u in fails] == [1, 2]
+    assert fails[0].traceback is not None  # the handler's traceback, stored with the attempt
+    assert "RuntimeError: database unreachable (attempt 1)" in fails[0].traceback
+    assert "in broken" in fails[0].traceback
     delays = [u.retry_in or 0.0 for u in fails]
     assert all(d > 0 for d in delays)
     assert delays == sorted(set(delays))  # strictly increasing

@@ -82,6 +82,9 @@ def show_cmd(
         console.print(f"[bold]{key}:[/] {data[key]}")
     console.print(f"[bold]headers:[/] {data['headers']}")
     console.print(f"[bold]body:[/] {data['body']}")
+    if entry.traceback:
+        console.print("[bold]traceback:[/]")
+        console.print(entry.traceback, markup=False, highlight=False, soft_wrap=True)
 
 
 @dlq_app.command("replay")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from fleetbus.cli._common import console, fail, run_async, state
 from fleetbus.errors import FleetbusError
 from fleetbus.js.connection import connect
 from fleetbus.runtime import Agent
+from fleetbus.telemetry import METRICS, configure_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -72,10 +72,18 @@ def run(
     ctx: typer.Context,
     targets: Annotated[list[str], typer.Argument(metavar="MODULE:AGENT...")],
     grace: Annotated[float, typer.Option(help="Seconds running handlers get on Ctrl-C.")] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
+    ] = None,
 ) -> None:
-    """Serve agents until Ctrl-C/SIGTERM, then finish running work and exit 0."""
+    """Serve agents until Ctrl-C/SIGTERM, then finish running work and exit 0.
+
+    FLEETBUS_LOG_FORMAT=json logs one JSON object per line (role, task id, trace id)."""
     st = state(ctx)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
+    if metrics_port is not None:
+        METRICS.serve(metrics_port)
     try:
         agents = [load_agent(t) for t in targets]
     except FleetbusError as exc:

@@ -50,6 +50,7 @@ from fleetbus.js.publish import Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.presence import AgentChange, AgentInfo, Presence
 from fleetbus.tasks import TaskIndex, TaskRecords, TaskRef, TaskSummary
+from fleetbus.telemetry import tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
@@ -202,8 +203,10 @@ class Fleet:
                 deadline=until,
             )
         )
+        subject = self._to(role, "tasks")
         try:
-            ack = await self._publisher.publish(self._to(role, "tasks"), data, hdrs, msg_id=task_id)
+            with tracing.producer(subject, message_id=task_id, conversation_id=task_id):
+                ack = await self._publisher.publish(subject, data, hdrs, msg_id=task_id)
         except BaseException:
             await follower.stop()
             raise
@@ -345,15 +348,17 @@ class Fleet:
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> PubAck:
         """Send a direct message to ``role``'s inbox."""
-        return await self._publisher.publish(self._to(role, "inbox"), self._encode(body), headers)
+        subject = self._to(role, "inbox")
+        with tracing.producer(subject):
+            return await self._publisher.publish(subject, self._encode(body), headers)
 
     async def invite(
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> PubAck:
         """Send a meeting invitation to ``role`` (stored: an offline invitee sees it later)."""
-        return await self._publisher.publish(
-            self._to(role, "meetings"), self._encode(body), headers
-        )
+        subject = self._to(role, "meetings")
+        with tracing.producer(subject):
+            return await self._publisher.publish(subject, self._encode(body), headers)
 
     async def emit(
         self,
@@ -366,7 +371,10 @@ class Fleet:
     ) -> PubAck:
         """Publish an event on ``P.events.{domain}.{type}``; every subscribing role gets it."""
         subject = self.spec.subjects.event(domain, type_)
-        return await self._publisher.publish(subject, self._encode(body), headers, msg_id=msg_id)
+        with tracing.producer(subject, message_id=msg_id):
+            return await self._publisher.publish(
+                subject, self._encode(body), headers, msg_id=msg_id
+            )
 
     async def emit_many(
         self,
@@ -482,10 +490,14 @@ class Fleet:
                         h.DEADLINE: f"{time.time() + timeout:.3f}",
                     }
                 )
-                await self._publisher.publish(self._to(role, "inbox"), data, hdrs, msg_id=ask_id)
+                subject = self._to(role, "inbox")
+                with tracing.producer(subject, message_id=ask_id):
+                    await self._publisher.publish(subject, data, hdrs, msg_id=ask_id)
             else:
                 subject = self.spec.subjects.rpc(role, self.sender)
-                await self.nc.publish(subject, data, reply=reply, headers=hdrs or None)
+                with tracing.producer(subject, message_id=ask_id):
+                    tracing.inject(hdrs)
+                    await self.nc.publish(subject, data, reply=reply, headers=hdrs or None)
             try:
                 answer = await sub.next_msg(timeout=timeout)
             except (NatsTimeoutError, TimeoutError):

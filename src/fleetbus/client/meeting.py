@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.telemetry import tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
@@ -191,6 +192,7 @@ class Meeting:
             "time": now_iso(),
         }
         headers = {h.SENDER: self.role, h.MEMBER: self._member_id}
+        tracing.inject(headers)
         await self.fleet.nc.publish(
             self.subject, encode(body, max_payload=self.fleet.nc.max_payload), headers=headers
         )

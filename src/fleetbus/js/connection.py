@@ -24,6 +24,7 @@ from nats.aio.client import Client
 from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError, PermissionDenied
+from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect"]
 
@@ -252,6 +253,7 @@ async def connect(
     async def reconnected_cb() -> None:
         nonlocal outage
         outage = False
+        METRICS.reconnected()
         log.info("reconnected to NATS")
         if conn is not None:
             await conn._reconnected()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Mapping
 
@@ -19,6 +20,7 @@ from fleetbus.errors import FleetbusError, JetStreamError, PayloadError, Permiss
 from fleetbus.js.acks import PubAck
 from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
+from fleetbus.telemetry import METRICS, tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.subjects import check_length
 
@@ -71,7 +73,9 @@ class Publisher:
             raise PayloadError(
                 f"body is {len(data)} bytes, over the server's max_payload of {max_payload} bytes"
             )
+        tracing.inject(hdrs)  # the sender's span, to whoever handles it
         backoff = Backoff(0.05, 1.0, deadline=self.deadline if deadline is None else deadline)
+        began = time.perf_counter()
         while True:
             try:
                 reply = await self.conn.nc.request(
@@ -99,4 +103,5 @@ class Publisher:
                 raise FleetbusError(
                     f"{subject} is not captured by any stream: the reply was not a PubAck"
                 )
+            METRICS.published(time.perf_counter() - began)
             return PubAck(ack["stream"], int(ack["seq"]), bool(ack.get("duplicate", False)))

@@ -56,11 +56,13 @@ from fleetbus.runtime.routes import (
     Routes,
     TaskHandler,
     UpdateHandler,
+    invoke,
 )
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.runtime.settle import Settler
 from fleetbus.runtime.watchdog import LoopWatchdog
 from fleetbus.tasks import StepMemo, TaskIndex, TaskRecords
+from fleetbus.telemetry import METRICS, configure_logging
 from fleetbus.wire.subjects import validate_token
 from fleetbus.wire.updates import TaskUpdate
 
@@ -81,11 +83,14 @@ class Agent:
         spec: FleetSpec | str | Path | None = None,
         connection: ConnectSettings | None = None,
         settings: RuntimeSettings | None = None,
+        metrics_port: int | None = None,
         fleet: FleetSpec | str | Path | object | None = _UNSET,
     ) -> None:
         """``spec``: the fleet file (a ``FleetSpec`` or a path); default: from the environment
         (``FLEETBUS_FLEET``, ``./fleet.yaml``, the built-in seed) when the agent starts.
-        ``connection``: where and as whom to connect; default: from the environment."""
+        ``connection``: where and as whom to connect; default: from the environment.
+        ``metrics_port``: serve this process's Prometheus metrics on 127.0.0.1:PORT
+        (``/metrics``) once the agent starts (0: a free port, see ``metrics_port``)."""
         validate_token(role, "role")
         if fleet is not _UNSET:
             warnings.warn(
@@ -98,6 +103,7 @@ class Agent:
         self.settings = settings or RuntimeSettings()
         self.worker = f"{role}-{uuid.uuid4().hex[:8]}"
         self.routes = Routes()
+        self.metrics_port = metrics_port
         self._spec_arg = spec
         self._spec: FleetSpec | None = spec if isinstance(spec, FleetSpec) else None
         self._connection = connection
@@ -325,6 +331,8 @@ class Agent:
             await self._runner
             raise FleetbusError(f"agent {self.role} stopped while starting")
         self._state = "running"
+        if self.metrics_port is not None:
+            self.metrics_port = METRICS.serve(self.metrics_port)
         self._lease = Lease(
             conn, spec, self.role, self.worker, self.routes, settler, self.settings, self.drain
         )
@@ -389,7 +397,7 @@ class Agent:
                 placed.set_result(None)
                 async for item in observed:
                     try:
-                        await handler(item)
+                        await invoke(handler, item)
                     except Exception:
                         log.exception(
                             "%s: observer of %s failed on seq %d",
@@ -506,7 +514,7 @@ class Agent:
 
         The process's main: a fleetbus error that stops it before it serves (no server, an
         unprovisioned fleet, an unknown role) is one line on stderr and exit status 1."""
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        configure_logging()
         try:
             asyncio.run(self._run_with_signals())
         except FleetbusError as exc:

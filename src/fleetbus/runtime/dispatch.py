@@ -27,7 +27,7 @@ from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
 from fleetbus.runtime.envelope import BadMessage, Envelope, envelope_of
 from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
-from fleetbus.runtime.routes import Routes
+from fleetbus.runtime.routes import Routes, invoke
 from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
@@ -235,9 +235,7 @@ class Dispatcher:
 
         async def all_handlers(ev: Event) -> None:
             for func in handlers:
-                value = func(ev)
-                if asyncio.iscoroutine(value):
-                    await value
+                await invoke(func, ev)
 
         ok, _ = await self.settler.run(d, all_handlers, event)
         if ok:

@@ -27,8 +27,9 @@ from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.runtime.envelope import BadMessage, envelope_of
 from fleetbus.runtime.messages import Request
-from fleetbus.runtime.routes import Routes
+from fleetbus.runtime.routes import Routes, invoke
 from fleetbus.runtime.settle import Delivery, Settler
+from fleetbus.telemetry import log_context, tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
 from fleetbus.wire.codec import decode
@@ -172,7 +173,11 @@ class Responder:
         if handler is None:
             return encode_error(f"agent {self.role} does not answer requests (no on_request)")
         try:
-            value = await handler(request)
+            with (
+                log_context(role=self.role, worker=self.worker),
+                tracing.consumer(request.headers, self.spec.subjects.rpc(self.role)),
+            ):
+                value = await invoke(handler, request)
             return encode_answer(value)
         except asyncio.CancelledError:
             raise

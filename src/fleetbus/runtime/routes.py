@@ -7,6 +7,8 @@ not receive, observing without oversight) and says which consumers to bind.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +30,7 @@ __all__ = [
     "Routes",
     "TaskHandler",
     "UpdateHandler",
+    "invoke",
 ]
 
 TaskHandler = Callable[[Task], Awaitable[Any]]
@@ -116,3 +119,14 @@ class Routes:
             "updates": self.update is not None,
             "events": [pattern for pattern, _ in self.events],
         }
+
+
+async def invoke(handler: Callable[[Any], Any], arg: Any) -> Any:
+    """Call a handler: an ``async def`` on the event loop, a plain ``def`` in a worker thread
+    (so a blocking call does not stop heartbeats and every other handler)."""
+    if inspect.iscoroutinefunction(handler):
+        return await handler(arg)
+    value = await asyncio.to_thread(handler, arg)
+    if inspect.isawaitable(value):
+        value = await value
+    return value

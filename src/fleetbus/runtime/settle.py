@@ -56,6 +56,8 @@ from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
+from fleetbus.telemetry import METRICS, log_context, tracing
+from fleetbus.wire import headers as h
 from fleetbus.wire.clock import now_iso
 from fleetbus.wire.updates import TaskState, TaskUpdate
 
@@ -139,7 +141,37 @@ class Settler:
 
     async def run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         """Run ``handler(arg)`` (a plain ``def`` in a worker thread) with heartbeats.
-        ``(True, value)`` on success; failures are settled here and give ``(False, None)``."""
+        ``(True, value)`` on success; failures are settled here and give ``(False, None)``.
+
+        The handler runs in a trace span whose parent is the sender's (``traceparent``), and
+        with its role, task and attempt on every log record it makes."""
+        kind = d.consumer.kind
+        headers = d.msg.headers or {}
+        task_id = d.task.task_id if d.task is not None else None
+        METRICS.running(self.role, kind, 1)
+        began = time.perf_counter()
+        try:
+            with (
+                log_context(
+                    role=self.role,
+                    worker=self.worker,
+                    task_id=task_id,
+                    attempt=d.attempt,
+                    consumer=d.consumer.name,
+                ),
+                tracing.consumer(
+                    headers,
+                    d.consumer.name,
+                    message_id=headers.get(h.MSG_ID),
+                    conversation_id=task_id,
+                ),
+            ):
+                return await self._run(d, handler, arg)
+        finally:
+            METRICS.running(self.role, kind, -1)
+            METRICS.handler_ran(self.role, kind, time.perf_counter() - began)
+
+    async def _run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         d.handler = getattr(handler, "__qualname__", repr(handler))
         beat = asyncio.create_task(self.heartbeat(d))
         budget = self.spec.roles[self.role].task_budget if d.task is not None else None
@@ -235,6 +267,7 @@ class Settler:
             with contextlib.suppress(Exception):
                 await d.msg.in_progress()
                 d.last_beat = now
+                METRICS.heartbeat(self.role)
 
     # -- the ways a delivery ends --------------------------------------------------------
 
@@ -247,6 +280,7 @@ class Settler:
             except FleetbusError as exc:
                 await self.fail(d, f"the {state} outcome could not be stored: {exc}", None)
                 return False
+            METRICS.task_ended(self.role, state)
             if written is OutcomeWrite.LOST:
                 log.info(
                     "%s: task %s already ended (%s by attempt %d): this attempt's %s is not stored",
@@ -262,6 +296,7 @@ class Settler:
     async def ack(self, d: Delivery) -> None:
         """Acknowledge (also when the lease was lost: the work is done, whoever holds it)."""
         self.handled[d.consumer.kind] += 1
+        METRICS.acked(self.role, d.consumer.kind)
         try:
             await d.msg.ack_sync()
         except Exception as exc:  # it comes back after the ack wait; its outcome is stored
@@ -291,6 +326,7 @@ class Settler:
             error,
             delay,
         )
+        METRICS.retried(self.role, d.consumer.kind)
         if d.task is not None:
             await self.update(d, "failed", error=error, retry_in=delay, traceback=trace)
         await self.nak(d, delay)
@@ -317,6 +353,9 @@ class Settler:
         if not await self.dead_letter(d, reason, error, trace):
             return False
         self.handled["failed"] += 1
+        METRICS.dead_lettered(self.role, d.consumer.kind)
+        if d.task is not None:
+            METRICS.task_ended(self.role, state)
         if d.task is not None:
             with contextlib.suppress(FleetbusError):  # logged; the dead letter is what counts
                 await self.outcome(d, state, error=error, reason=reason, traceback=trace)

@@ -55,7 +55,8 @@ class FleetUnderTest:
         base = RuntimeSettings(poll=2.0, grace=5.0, retry_base=0.05, retry_max=0.5)
         return replace(base, **overrides)
 
-    def agent(self, role: str, **overrides: Any) -> Agent:
+    def agent(self, role: str, *, metrics_port: int | None = None, **overrides: Any) -> Agent:
+        """An agent of ``role`` on this fleet; ``overrides``: ``RuntimeSettings`` fields."""
         from fleetbus.runtime import Agent
 
         return Agent(
@@ -63,6 +64,7 @@ class FleetUnderTest:
             spec=self.spec,
             connection=self.connection,
             settings=self.runtime_settings(**overrides),
+            metrics_port=metrics_port,
         )
 
     @contextlib.asynccontextmanager

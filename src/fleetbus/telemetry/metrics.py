@@ -1,0 +1,129 @@
+"""An agent process's Prometheus metrics.
+
+One registry per process, served on ``Agent(metrics_port=...)`` or ``fleetbus run
+--metrics-port``; until then every call below returns at once (``enabled`` is False), so an
+agent without metrics pays one attribute check per event. Labels are bounded: role, consumer
+kind, outcome, stream — never a task id.
+
+| metric | type | labels |
+|---|---|---|
+| ``fleetbus_tasks_total`` | counter | role, outcome (``completed``, ``dead_lettered``, ...) |
+| ``fleetbus_handler_duration_seconds`` | histogram | role, kind |
+| ``fleetbus_retries_total`` | counter | role, kind |
+| ``fleetbus_dead_letters_total`` | counter | role, kind |
+| ``fleetbus_in_flight`` | gauge | role, kind |
+| ``fleetbus_heartbeats_total`` | counter | role |
+| ``fleetbus_messages_handled_total`` | counter | role, kind |
+| ``fleetbus_publish_duration_seconds`` | histogram | — |
+| ``fleetbus_reconnects_total`` | counter | — |
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+__all__ = ["METRICS", "Metrics"]
+
+_DURATIONS = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 900, 1800, 3600)
+_PUBLISH = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5)
+
+
+class Metrics:
+    """The metrics of this process (``METRICS``)."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tasks = Counter(
+            "fleetbus_tasks_total", "Tasks ended, by outcome", ["role", "outcome"], registry=r
+        )
+        self.duration = Histogram(
+            "fleetbus_handler_duration_seconds",
+            "How long handlers ran",
+            ["role", "kind"],
+            buckets=_DURATIONS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "fleetbus_retries_total", "Failed attempts that will be retried", ["role", "kind"],
+            registry=r,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            "fleetbus_dead_letters_total", "Deliveries given up on", ["role", "kind"], registry=r
+        )
+        self.in_flight = Gauge(
+            "fleetbus_in_flight", "Handlers running now", ["role", "kind"], registry=r
+        )
+        self.heartbeats = Counter(
+            "fleetbus_heartbeats_total", "In-progress heartbeats sent", ["role"], registry=r
+        )
+        self.handled = Counter(
+            "fleetbus_messages_handled_total",
+            "Deliveries acknowledged, by consumer kind",
+            ["role", "kind"],
+            registry=r,
+        )
+        self.publish = Histogram(
+            "fleetbus_publish_duration_seconds",
+            "Persisted publishes, until the stream's acknowledgement",
+            buckets=_PUBLISH,
+            registry=r,
+        )
+        self.reconnects = Counter("fleetbus_reconnects_total", "Reconnections to NATS", registry=r)
+        self._served: dict[tuple[str, int], object] = {}
+        self._lock = threading.Lock()
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve ``/metrics`` on ``host:port`` (0: a free port) and turn the metrics on;
+        the port it serves on. Once per process and address."""
+        with self._lock:
+            self.enabled = True
+            server, _thread = start_http_server(port, addr=host, registry=self.registry)
+            bound: int = server.server_port
+            self._served[(host, bound)] = server
+            return bound
+
+    # -- events (no-ops until enabled) ---------------------------------------------------
+
+    def task_ended(self, role: str, outcome: str) -> None:
+        if self.enabled:
+            self.tasks.labels(role, outcome).inc()
+
+    def handler_ran(self, role: str, kind: str, seconds: float) -> None:
+        if self.enabled:
+            self.duration.labels(role, kind).observe(seconds)
+
+    def retried(self, role: str, kind: str) -> None:
+        if self.enabled:
+            self.retries.labels(role, kind).inc()
+
+    def dead_lettered(self, role: str, kind: str) -> None:
+        if self.enabled:
+            self.dead_letters.labels(role, kind).inc()
+
+    def running(self, role: str, kind: str, delta: int) -> None:
+        if self.enabled:
+            self.in_flight.labels(role, kind).inc(delta)
+
+    def heartbeat(self, role: str) -> None:
+        if self.enabled:
+            self.heartbeats.labels(role).inc()
+
+    def acked(self, role: str, kind: str) -> None:
+        if self.enabled:
+            self.handled.labels(role, kind).inc()
+
+    def published(self, seconds: float) -> None:
+        if self.enabled:
+            self.publish.observe(seconds)
+
+    def reconnected(self) -> None:
+        if self.enabled:
+            self.reconnects.inc()
+
+
+METRICS = Metrics()
+"""This process's metrics."""

@@ -1,0 +1,97 @@
+"""OpenTelemetry traces across a fleet: one trace from the CEO's assign to the backend's
+result, however many hops.
+
+Every fleetbus send carries the W3C ``traceparent`` / ``tracestate`` of the span it is sent in
+(headers), and every handler runs in a span whose parent is that context, so whatever a
+handler sends is part of the same trace. Spans follow the OpenTelemetry messaging semantic
+conventions: ``send {destination}`` (producer) and ``process {consumer}`` (consumer), with
+``messaging.system=nats``, the destination, the message id and the task id as the
+conversation id.
+
+``opentelemetry-api`` is optional (``fleetbus[otel]``), and until a tracer provider is
+configured (the SDK, an exporter) nothing here does anything: no span, no header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, SpanKind
+except ImportError:  # pragma: no cover - the otel extra not installed
+    trace = None  # type: ignore[assignment]
+
+__all__ = ["active", "consumer", "inject", "producer"]
+
+SYSTEM = "nats"
+
+
+def active() -> bool:
+    """Whether a tracer provider is configured (otherwise tracing costs nothing)."""
+    if trace is None:
+        return False
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
+def _attributes(
+    destination: str, operation: str, message_id: str | None, conversation_id: str | None
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "messaging.system": SYSTEM,
+        "messaging.destination.name": destination,
+        "messaging.operation.type": operation,
+    }
+    if message_id:
+        attributes["messaging.message.id"] = message_id
+    if conversation_id:
+        attributes["messaging.message.conversation_id"] = conversation_id
+    return attributes
+
+
+@contextlib.contextmanager
+def producer(
+    destination: str, *, message_id: str | None = None, conversation_id: str | None = None
+) -> Iterator[None]:
+    """A ``send`` span around a send; ``inject`` within it carries it to the receiver."""
+    if not active():
+        yield
+        return
+    tracer = trace.get_tracer("fleetbus")
+    with tracer.start_as_current_span(
+        f"send {destination}",
+        kind=SpanKind.PRODUCER,
+        attributes=_attributes(destination, "send", message_id, conversation_id),
+    ):
+        yield
+
+
+def inject(headers: MutableMapping[str, str]) -> None:
+    """Add the current span's context to ``headers`` (nothing without a span)."""
+    if active():
+        propagate.inject(headers)
+
+
+@contextlib.contextmanager
+def consumer(
+    headers: Mapping[str, str] | None,
+    destination: str,
+    *,
+    message_id: str | None = None,
+    conversation_id: str | None = None,
+) -> Iterator[None]:
+    """A ``process`` span, child of the sender's (from ``headers``), around a handler."""
+    if not active():
+        yield
+        return
+    tracer = trace.get_tracer("fleetbus")
+    parent = propagate.extract(dict(headers or {}))
+    with tracer.start_as_current_span(
+        f"process {destination}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=_attributes(destination, "process", message_id, conversation_id),
+    ):
+        yield
