@@ -12,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /tmp/fleetbus-src
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY docs ./docs
 RUN pip install . && rm -rf /tmp/fleetbus-src
 
 # Agents run as a user of their own, never root.

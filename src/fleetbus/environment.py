@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fleetbus.fleet import DEFAULT_FLEET_FILE, FleetSpec, load_fleet, seed_fleet
 from fleetbus.js.connection import ConnectSettings
@@ -77,12 +78,13 @@ def resolve_connect_settings(
     ``Fleet`` with a sender); it picks that role's credentials for the embedded server."""
     url = url or _get(env, "FLEETBUS_URL")
     extra: dict[str, Any] = {}
+    data = Path(data_dir or _get(env, "FLEETBUS_DATA_DIR") or fleet.server.data_dir)
+    info = running_embedded(data)
     if not url:
-        data = Path(data_dir or _get(env, "FLEETBUS_DATA_DIR") or fleet.server.data_dir)
-        info = running_embedded(data)
         url = info.url if info is not None else f"nats://{fleet.server.host}:{fleet.server.port}"
-        if info is not None:
-            extra.update(embedded_login(data, url, role))
+    if info is not None and _same_server(url, info.url):
+        # The server `fleetbus up` runs here, named by its URL: its stored logins apply.
+        extra.update(embedded_login(data, url, role))
     settings = ConnectSettings.from_url(url, name=name)
     user = user or _get(env, "FLEETBUS_USER")
     if user:
@@ -108,6 +110,21 @@ def resolve_connect_settings(
         if chosen:
             extra[key] = chosen
     return replace(settings, **extra) if extra else settings
+
+
+def _same_server(url: str, embedded: str) -> bool:
+    """Whether ``url`` names (one of the nodes of) the embedded server at ``embedded``."""
+
+    def endpoints(text: str) -> set[tuple[str, int]]:
+        out = set()
+        for part in text.split(","):
+            parsed = urlsplit(part.strip() if "://" in part else f"nats://{part.strip()}")
+            host = parsed.hostname or ""
+            host = "127.0.0.1" if host in ("localhost", "::1", "0.0.0.0") else host
+            out.add((host, parsed.port or 4222))
+        return out
+
+    return bool(endpoints(url) & endpoints(embedded))
 
 
 def embedded_login(data_dir: Path, url: str, role: str | None = None) -> dict[str, Any]:

@@ -154,9 +154,9 @@ async def test_tail_prints_live_messages_without_consuming(fleet: FleetUnderTest
         "tail", "agents.*.inbox",
         cwd=cli.workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert proc.stdout is not None
-    try:
-        first = await asyncio.wait_for(proc.stdout.readline(), 20)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:  # "tailing ..." (on stderr) once the subscription is in place
+        first = await asyncio.wait_for(proc.stderr.readline(), 20)
         assert b"tailing" in first
         async with fleet.client(sender="cto") as client:
             await client.message("backend", {"text": "hello"})
@@ -181,9 +181,9 @@ async def test_tailing_everything_leaves_asks_failing_fast(fleet: FleetUnderTest
         "tail",
         cwd=cli.workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     try:
-        assert b"tailing" in await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert b"tailing" in await asyncio.wait_for(proc.stderr.readline(), 20)
         async with fleet.client(sender="backend") as client:
             with pytest.raises(NoResponders):
                 await client.ask("cso", {"q": "anyone?"}, timeout=20)

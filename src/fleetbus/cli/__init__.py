@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from fleetbus._version import __version__
 from fleetbus.cli import (
     agent_cmds,
     asyncapi_cmds,
     deploy_cmds,
     dlq_cmds,
+    docs_cmds,
     fleet_cmds,
     mcp_cmds,
     message_cmds,
@@ -21,23 +23,58 @@ from fleetbus.cli import (
     status_cmds,
     task_cmds,
 )
-from fleetbus.cli._common import CliState
+from fleetbus.cli._common import CliState, err_console
 
 __all__ = ["app", "main"]
+
+
+def _tidy_help() -> None:
+    """Help and usage errors that read like the rest of fleetbus: a flag shows no ``<bool>``
+    type, and a usage error is one ``error:`` line (not a box), exit status 2."""
+    from typer import rich_utils
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    def format_error(error: Any) -> None:
+        ctx = getattr(error, "ctx", None)
+        where = f" (`{ctx.command_path} --help` shows the usage)" if ctx is not None else ""
+        err_console.print(f"[bold red]error:[/] {error.format_message()}{where}", soft_wrap=True)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    rich_utils.rich_format_error = format_error  # type: ignore[assignment]
+
+
+_tidy_help()
 
 app = typer.Typer(
     name="fleetbus",
     help="The messaging backbone for fleets of AI agents, on NATS JetStream.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"fleetbus {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
     fleet: Annotated[
         str | None,
         typer.Option(
@@ -98,6 +135,7 @@ provision_cmds.register(app)
 message_cmds.register(app)
 task_cmds.register(app)
 agent_cmds.register(app)
+docs_cmds.register(app)
 dlq_cmds.register(app)
 run_cmds.register(app)
 status_cmds.register(app)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -23,10 +24,31 @@ from fleetbus.errors import FleetbusError, FleetFileError, ServerError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 
-__all__ = ["CliState", "console", "err_console", "fail", "run_async", "state"]
+__all__ = [
+    "CliState",
+    "console",
+    "err_console",
+    "fail",
+    "print_json",
+    "print_json_line",
+    "run_async",
+    "state",
+]
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets rich's layout; a pipe or a file gets lines that are never wrapped
+    (a JSON line, a table row, a credential are read by programs)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr, highlight=False)
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() else 10_000
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=True)
+
+
+console = _console()
+err_console = _console(stderr=True)
 T = TypeVar("T")
 
 
@@ -103,7 +125,15 @@ def one_line(exc: ServerError) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """One JSON document: indented in a terminal, one line in a pipe."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent, default=str, ensure_ascii=False) + "\n")
+
+
+def print_json_line(data: Any) -> None:
+    """One JSON object on one line (JSON Lines: what streaming verbs print with --json)."""
+    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fleetbus.cli._common import CliState, console, print_json, run_async, state
+from fleetbus.cli._common import CliState, console, print_json, print_json_line, run_async, state
 from fleetbus.client.fleet import Fleet
 from fleetbus.fleet.units import format_duration
 from fleetbus.presence import AgentInfo
@@ -79,7 +79,7 @@ async def _watch(st: CliState, role: str | None, json_out: bool) -> None:
     async with st.client() as conn:
         async for change in Fleet.attach(conn, st.fleet()).watch_agents(role):
             if json_out:
-                print_json({"change": change.change, "agent": change.agent.to_json()})
+                print_json_line({"change": change.change, "agent": change.agent.to_json()})
             else:
                 a = change.agent
                 console.print(f"{a.renewed[11:19]} {change.change:<8} {a.instance} on {a.host}")

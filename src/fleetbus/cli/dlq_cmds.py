@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 @dlq_app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every dead letter, oldest first."""

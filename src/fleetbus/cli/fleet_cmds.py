@@ -24,7 +24,9 @@ def register(app: typer.Typer) -> None:
 
 
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write it.")] = Path(DEFAULT_FLEET_FILE),
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Where to write it.")] = Path(
+        DEFAULT_FLEET_FILE
+    ),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a fleet file with the seed's topology (and its fixes, each explained), and the

@@ -16,13 +16,25 @@ from typing import Annotated, Any
 import typer
 from nats.aio.msg import Msg
 
-from fleetbus.cli._common import CliState, console, fail, guard, print_json, run_async, state
+from fleetbus.cli._common import (
+    CliState,
+    console,
+    err_console,
+    fail,
+    guard,
+    print_json,
+    print_json_line,
+    run_async,
+    state,
+)
 from fleetbus.cli.task_cmds import print_update
 from fleetbus.client.fleet import Fleet
+from fleetbus.js.acks import PubAck
 from fleetbus.wire import headers as h
+from fleetbus.wire.subjects import validate_subject
 
 _AS = typer.Option("--as", help="Send as this role (its sender token in the subject).")
-_BODY = typer.Argument(help="JSON object, @file.json or - for stdin.")
+_BODY = typer.Argument(metavar="BODY", help="JSON object, @file.json or - for stdin.")
 _JSON = typer.Option("--json", help="Machine-readable output.")
 
 
@@ -61,11 +73,11 @@ def _fleet(st: CliState, sender: str | None) -> AbstractAsyncContextManager[Flee
 
 def send(
     ctx: typer.Context,
-    role: Annotated[str, typer.Argument(help="The role that gets the task.")],
+    role: Annotated[str, typer.Argument(metavar="ROLE", help="The role that gets the task.")],
     body: Annotated[str, _BODY],
     task_id: Annotated[str | None, typer.Option("--task-id", help="Default: generated.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the task to its end.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 600.0,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds --wait waits.")] = 600.0,
     sender: Annotated[str | None, _AS] = None,
     json_out: Annotated[bool, _JSON] = False,
     require_live: Annotated[
@@ -94,6 +106,12 @@ def send(
             # (no agent of the role running: fleet.assign's warning says so on stderr)
             if not wait:
                 return 0
+            if handle.agent_running is False:
+                err_console.print(
+                    f"waiting for a {role} agent to start and finish it (Ctrl-C stops waiting;"
+                    " the task stays queued)",
+                    soft_wrap=True,
+                )
             try:
                 async with asyncio.timeout(timeout):
                     async for update in fleet.watch(handle.id, role=role):
@@ -109,44 +127,57 @@ def send(
 
 def msg(
     ctx: typer.Context,
-    role: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Argument(metavar="ROLE")],
     body: Annotated[str, _BODY],
     sender: Annotated[str | None, _AS] = None,
+    json_out: Annotated[bool, _JSON] = False,
 ) -> None:
     """Send a direct message to ROLE's inbox (P.agents.ROLE.inbox)."""
     st = state(ctx)
     data = parse_body(body)
 
-    async def main() -> int:
+    async def main() -> PubAck:
         async with _fleet(st, sender) as fleet:
-            return (await fleet.message(role, data)).seq
+            return await fleet.message(role, data)
 
-    console.print(f"stored as message {run_async(main)} of {role}'s inbox")
+    ack = run_async(main)
+    if json_out:
+        print_json({"role": role, "stream": ack.stream, "seq": ack.seq})
+    else:
+        console.print(f"stored as message {ack.seq} of {role}'s inbox")
 
 
 def emit(
     ctx: typer.Context,
-    domain: Annotated[str, typer.Argument(help="Event domain, e.g. deployment.")],
+    domain: Annotated[str, typer.Argument(metavar="DOMAIN", help="Event domain, e.g. deployment.")],
     event_type: Annotated[str, typer.Argument(metavar="TYPE", help="e.g. completed.")],
     body: Annotated[str, _BODY],
     sender: Annotated[str | None, _AS] = None,
+    json_out: Annotated[bool, _JSON] = False,
 ) -> None:
     """Publish an event on P.events.DOMAIN.TYPE: every subscribing role gets it."""
     st = state(ctx)
     data = parse_body(body)
 
-    async def main() -> int:
+    async def main() -> PubAck:
         async with _fleet(st, sender) as fleet:
-            return (await fleet.emit(domain, event_type, data)).seq
+            return await fleet.emit(domain, event_type, data)
 
-    console.print(f"stored as event {run_async(main)}")
+    ack = run_async(main)
+    if json_out:
+        subject = st.fleet().subjects.event(domain, event_type)
+        print_json({"subject": subject, "stream": ack.stream, "seq": ack.seq})
+    else:
+        console.print(f"stored as event {ack.seq}")
 
 
 def ask(
     ctx: typer.Context,
-    role: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Argument(metavar="ROLE")],
     body: Annotated[str, _BODY],
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 30.0,
+    timeout: Annotated[
+        float, typer.Option(min=0.001, help="Seconds to wait for the answer.")
+    ] = 30.0,
     durable: Annotated[
         bool,
         typer.Option(
@@ -168,10 +199,21 @@ def ask(
     print_json(run_async(main))
 
 
+def _body(raw: bytes) -> Any:
+    """A body as JSON when it is JSON, else as text."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw.decode("utf-8", "replace")
+
+
 def tail(
     ctx: typer.Context,
     pattern: Annotated[
-        str, typer.Argument(help="Subject pattern, absolute or relative to the prefix.")
+        str,
+        typer.Argument(
+            metavar="PATTERN", help="Subject pattern, absolute or relative to the prefix."
+        ),
     ] = ">",
     json_out: Annotated[bool, _JSON] = False,
 ) -> None:
@@ -179,6 +221,7 @@ def tail(
     st = state(ctx)
     spec = st.fleet()
     subject = spec.subjects.absolute_pattern(pattern)
+    guard(lambda: validate_subject(subject))
     filters = guard(lambda: spec.subjects.tail_filters(pattern))
 
     async def main() -> None:
@@ -192,20 +235,23 @@ def tail(
             for each in filters:
                 await nc.subscribe(each, cb=put)
             await nc.flush()  # the server has the subscription before we say so
-            console.print(f"[dim]tailing {subject} (Ctrl-C stops)[/]", highlight=False)
+            err_console.print(f"[dim]tailing {subject} (Ctrl-C stops)[/]", highlight=False)
             while True:
                 m = await queue.get()
                 headers = m.headers or {}
+                token = spec.subjects.sender_of(m.subject)
+                sender = token or headers.get(h.SENDER, "-")
                 if json_out:
-                    print_json(
+                    print_json_line(
                         {
                             "subject": m.subject,
+                            "sender": sender,
+                            "sender_verified": token is not None,
                             "headers": dict(headers),
-                            "body": m.data.decode("utf-8", "replace"),
+                            "body": _body(m.data),
                         }
                     )
                     continue
-                sender = spec.subjects.sender_of(m.subject) or headers.get(h.SENDER, "-")
                 text = m.data.decode("utf-8", "replace").replace("\n", " ")
                 console.print(
                     f"{m.subject} [dim]from[/] {sender}: {text[:300]}", markup=True, highlight=False

@@ -71,7 +71,9 @@ async def _until_done(stopping: asyncio.Event, agents: list[Agent]) -> None:
 def run(
     ctx: typer.Context,
     targets: Annotated[list[str], typer.Argument(metavar="MODULE:AGENT...")],
-    grace: Annotated[float, typer.Option(help="Seconds running handlers get on Ctrl-C.")] = 30.0,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds running handlers get on Ctrl-C.")
+    ] = 30.0,
     metrics_port: Annotated[
         int | None,
         typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),

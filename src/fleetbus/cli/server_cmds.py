@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from fleetbus._files import write_private
-from fleetbus.cli._common import console, err_console, fail, guard, run_async, state
+from fleetbus.cli._common import console as out_console
+from fleetbus.cli._common import err_console, fail, guard, print_json, run_async, state
 from fleetbus.deadletters import AdvisoryCopier
 from fleetbus.environment import embedded_login
 from fleetbus.errors import FleetbusError
@@ -22,7 +23,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.provision import provision_at
-from fleetbus.provision.report import print_plan
+from fleetbus.provision.report import plan_json, print_plan
 from fleetbus.server.cluster import LocalCluster
 from fleetbus.server.embedded import (
     EmbeddedServer,
@@ -50,7 +51,7 @@ def up(
         typer.Option(
             "--no-auth",
             help="No authentication: any client may do anything (the default gives each"
-            " role its own credentials: docs/security.md).",
+            " role its own credentials: `fleetbus docs security`).",
         ),
     ] = False,
     nkeys: Annotated[
@@ -96,10 +97,21 @@ def up(
             " up from server.port, monitor_port and cluster.port.",
         ),
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="With --detach: the server, its pids and the plan as JSON."),
+    ] = False,
 ) -> None:
     """Start the embedded nats-server (JetStream on) and provision the fleet."""
     st = state(ctx)
     spec = guard(st.fleet)
+    console = err_console if json_out else out_console  # stdout is the JSON's
+    if st.fleet_path is None:
+        console.print(
+            "[dim]no fleet.yaml here: serving the built-in seed fleet (`fleetbus init` writes"
+            " it to fleet.yaml, to edit)[/]",
+            soft_wrap=True,
+        )
     data_dir = st.data_path()
     ports = {"port": port, "monitor_port": monitor_port}
     server_spec = spec.server.model_copy(
@@ -154,6 +166,7 @@ def up(
     url = server.url.replace("nats://", "tls://") if tls else server.url
     if tls:
         console.print(f"TLS required: clients trust {data_dir}/tls/ca.pem ({url})")
+    result = None
     try:
         if not no_provision:
             result = run_async(lambda: provision_at(_admin(url, data_dir), spec))
@@ -165,10 +178,21 @@ def up(
     if detach:
         pids = [n.pid for n in server.nodes] if isinstance(server, LocalCluster) else [server.pid]
         shown = ", ".join(str(p) for p in pids)
+        copier_pid = None
         if spec.dead_letter_stream:
             copier_pid = _start_copier(st.fleet_path, data_dir)
             shown += f"; dead-letter copier {copier_pid}"
         console.print(f"running in the background (pid {shown}); `fleetbus down` stops it")
+        if json_out:
+            print_json(
+                {
+                    "url": url,
+                    "data_dir": str(data_dir),
+                    "pids": pids,
+                    "copier_pid": copier_pid,
+                    "plan": plan_json(result) if result is not None else None,
+                }
+            )
         return
     try:
         asyncio.run(_serve(_admin(url, data_dir), spec))
@@ -179,14 +203,18 @@ def up(
 
 def down(
     ctx: typer.Context,
-    grace: Annotated[float, typer.Option(help="Seconds to wait before SIGKILL.")] = 10.0,
+    grace: Annotated[float, typer.Option(min=0, help="Seconds to wait before SIGKILL.")] = 10.0,
+    json_out: Annotated[bool, typer.Option("--json", help="What was stopped, as JSON.")] = False,
 ) -> None:
     """Stop the embedded server that `fleetbus up --detach` started."""
     st = state(ctx)
     _stop_copier(st.data_path())
     info = guard(lambda: stop_embedded(st.data_path(), grace))
-    pids = ", ".join(str(p) for p in (info.pids or (info.pid,)))
-    console.print(f"stopped nats-server pid {pids} ({info.url})")
+    pids = list(info.pids or (info.pid,))
+    if json_out:
+        print_json({"stopped": pids, "url": info.url})
+    else:
+        out_console.print(f"stopped nats-server pid {', '.join(map(str, pids))} ({info.url})")
 
 
 def _authorization(spec: FleetSpec, data_dir: Path, *, nkeys: bool = False) -> str:
@@ -262,7 +290,7 @@ async def _serve(
     watchdog = asyncio.create_task(_watch_server(server_dir, stopping)) if server_dir else None
     # Only now does Ctrl-C mean "stop cleanly" rather than KeyboardInterrupt.
     if announce:
-        console.print("serving; Ctrl-C stops the server")
+        out_console.print("serving; Ctrl-C stops the server")
     conn = await connect(settings)
     try:
         if spec.dead_letter_stream:

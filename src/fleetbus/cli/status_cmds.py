@@ -24,14 +24,17 @@ def status(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="The snapshot as JSON.")] = False,
     watch: Annotated[
-        float | None, typer.Option("--watch", "-w", help="Refresh every N seconds.")
-    ] = None,
+        bool, typer.Option("--watch", "-w", help="Redraw until Ctrl-C (every --every seconds).")
+    ] = False,
+    every: Annotated[
+        float, typer.Option("--every", min=0.5, help="Seconds between redraws of --watch.")
+    ] = 2.0,
 ) -> None:
     """Streams, consumers, dead letters and replicas; exits 1 when an alert threshold is
     crossed (for cron and CI checks)."""
     st = state(ctx)
     if watch:
-        run_async(lambda: _watch(st, watch))
+        run_async(lambda: _watch(st, every))
         return
     snapshot = run_async(lambda: _snapshot(st))
     if json_out:

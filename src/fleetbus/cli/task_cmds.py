@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from fleetbus.cli._common import console, fail, print_json, run_async, state
+from fleetbus.cli._common import console, fail, print_json, print_json_line, run_async, state
 from fleetbus.client.fleet import Fleet
 from fleetbus.fleet.units import format_duration, parse_duration
 from fleetbus.tasks import TaskSummary
@@ -71,7 +71,7 @@ def tasks(
         ),
     ] = None,
     since: Annotated[str | None, typer.Option(help="Changed within, e.g. 1h, 30m.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, the newest first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, the newest first.")] = 100,
     json_out: Annotated[bool, _JSON] = False,
 ) -> None:
     """The task list: each task with its state, agent, attempt, progress and age."""
@@ -186,7 +186,9 @@ def cancel(
 def respond(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID")],
-    body: Annotated[str, typer.Argument(help="JSON object, @file.json or - for stdin.")],
+    body: Annotated[
+        str, typer.Argument(metavar="BODY", help="JSON object, @file.json or - for stdin.")
+    ],
     role: Annotated[str | None, _ROLE] = None,
     sender: Annotated[str | None, _AS] = None,
 ) -> None:
@@ -226,8 +228,9 @@ def detail(u: TaskUpdate) -> str:
 
 
 def print_update(u: TaskUpdate, json_out: bool) -> None:
+    """One update: a line, or (``--json``) one JSON object per line."""
     if json_out:
-        data: dict[str, Any] = asdict(u)
-        print_json(data)
+        data: dict[str, Any] = {k: v for k, v in asdict(u).items() if v is not None}
+        print_json_line(data)
     else:
         console.print(f"{u.time[11:23]} {u.state:<14} {u.agent} #{u.attempt} {detail(u)}")

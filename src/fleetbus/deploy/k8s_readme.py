@@ -49,8 +49,10 @@ kubectl wait -n {ns} --for=condition=complete job/fleetbus-provision --timeout=5
 kubectl logs -n {ns} job/fleetbus-provision
 ```
 
-Then build an image with fleetbus and your agents' code, set it (`--fleetbus-image`) and each
-role's `MODULE:AGENT` in the Deployments, and start them:
+Then build an image with fleetbus and your agents' code (fleetbus's `Dockerfile` is the base:
+`docker build -t fleetbus .` in its source tree, then `FROM fleetbus` and `COPY` your
+modules), set it (`--fleetbus-image`) and each role's `MODULE:AGENT` in the Deployments, and
+start them:
 
 ```sh
 kubectl apply -n {ns} {agents}
@@ -59,6 +61,9 @@ kubectl apply -n {ns} {agents}
 ## Check
 
 ```sh
+ADMIN_USER=admin
+ADMIN_PASSWORD=$(kubectl get secret -n {ns} fleetbus-admin \
+  -o jsonpath='{{.data.FLEETBUS_PASSWORD}}' | base64 -d)
 kubectl exec -n {ns} deploy/{options.release}-box -- \\
   nats --user "$ADMIN_USER" --password "$ADMIN_PASSWORD" stream ls
 kubectl port-forward -n {ns} svc/{options.release} 4222:4222 &
@@ -66,8 +71,7 @@ fleetbus --server nats://127.0.0.1:4222 --fleet fleet.yaml \\
   --user "$ADMIN_USER" --password "$ADMIN_PASSWORD" status
 ```
 
-`ADMIN_USER`/`ADMIN_PASSWORD` are in the `fleetbus-admin` Secret:
-`kubectl get secret -n {ns} fleetbus-admin -o jsonpath='{{.data.FLEETBUS_PASSWORD}}' | base64 -d`.
+(The admin's password is in the `fleetbus-admin` Secret, as the first lines read it.)
 
 After changing the fleet file: render again, `kubectl apply -f fleet-configmap.yaml`, delete and
 re-apply `provision-job.yaml`, then `kubectl rollout restart` the agents.

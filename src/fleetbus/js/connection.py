@@ -295,16 +295,27 @@ async def connect(
     except (NoServersError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, NoServersError | TimeoutError):
-            reason = (
-                f"no server answered within {settings.connect_timeout:g}s"
-                f" ({first_errors[-1] if first_errors else 'is --server right?'})"
-            )
-        raise ConnectError(settings.display_url, reason) from None
+            # The server refusing the login says more than the reset that follows it.
+            refused = [e for e in first_errors if "authorization" in e.lower()]
+            said = (refused or first_errors or ["is --server right?"])[-1]
+            reason = f"no server answered within {settings.connect_timeout:g}s ({said})"
+        raise ConnectError(settings.display_url, _hint(reason)) from None
     except nats.errors.Error as exc:
-        raise ConnectError(settings.display_url, str(exc)) from None
+        raise ConnectError(settings.display_url, _hint(str(exc))) from None
     conn = Connection(nc, settings)
     connected = True
     return conn
+
+
+def _hint(reason: str) -> str:
+    """``reason``, with what to do about a refused login."""
+    if "authorization violation" in reason.lower() or "authentication" in reason.lower():
+        return (
+            f"{reason}. The server wants credentials: --user/--password (FLEETBUS_USER,"
+            " FLEETBUS_PASSWORD) or --creds (FLEETBUS_CREDS); `fleetbus creds ROLE` prints a"
+            " role's login for the server `fleetbus up` runs (kept in .fleetbus/auth/)"
+        )
+    return reason
 
 
 async def _reachable(settings: ConnectSettings) -> None:

@@ -85,7 +85,7 @@ class Publisher:
                 if self.conn.refused(subject):
                     raise PermissionDenied(
                         f"this identity may not publish to {subject}"
-                        " (the server refused it: see docs/security.md)"
+                        " (the server refused it: `fleetbus docs security`)"
                     ) from None
                 if not await backoff.wait():
                     raise FleetbusError(

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from fleetbus.server.process import NatsServer
     from fleetbus.testing.fleets import FleetUnderTest
 
-__all__ = ["fleet", "make_fleet", "nats_server", "nats_url"]
+__all__ = ["fleet", "make_fleet", "nats_server", "nats_url", "project_fleet"]
 
 
 @pytest.fixture(scope="session")
@@ -35,19 +35,35 @@ def nats_url(nats_server: NatsServer) -> str:
     return nats_server.url
 
 
+@pytest.fixture(scope="session")
+def project_fleet(pytestconfig: pytest.Config) -> FleetSpec:
+    """Your fleet file: ``FLEETBUS_FLEET``, else ``fleet.yaml`` in the pytest root
+    directory, else the built-in seed fleet."""
+    import os
+
+    from fleetbus.fleet import load_fleet, seed_fleet
+
+    named = os.environ.get("FLEETBUS_FLEET")
+    if named:
+        return load_fleet(named)
+    local = pytestconfig.rootpath / "fleet.yaml"
+    return load_fleet(local) if local.is_file() else seed_fleet()
+
+
 @pytest.fixture
-def make_fleet(nats_server: NatsServer) -> Callable[..., FleetUnderTest]:
-    """Provision a fleet (a ``FleetSpec``, default the seed's) under a unique prefix."""
-    from fleetbus.fleet import seed_fleet
+def make_fleet(nats_server: NatsServer, project_fleet: FleetSpec) -> Callable[..., FleetUnderTest]:
+    """Provision a fleet (a ``FleetSpec``; default: your fleet file, see ``project_fleet``)
+    under a unique prefix and stream names, on the session's server."""
     from fleetbus.testing.fleets import make
 
     def factory(spec: FleetSpec | None = None) -> FleetUnderTest:
-        return make(nats_server.url, spec or seed_fleet())
+        return make(nats_server.url, spec or project_fleet)
 
     return factory
 
 
 @pytest.fixture
 def fleet(make_fleet: Callable[..., FleetUnderTest]) -> FleetUnderTest:
-    """The seed's fleet, provisioned under a unique prefix on the session's server."""
+    """Your fleet file's fleet (``project_fleet``), provisioned under a unique prefix on the
+    session's server: tests never see each other's messages."""
     return make_fleet()
