@@ -24,7 +24,9 @@ from nats.aio.msg import Msg
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 
-__all__ = ["INACTIVE_THRESHOLD", "StreamReader", "read_stream"]
+__all__ = ["INACTIVE_THRESHOLD", "Deliver", "StreamReader", "read_stream"]
+
+Deliver = Literal["all", "new", "last_per_subject"]
 
 INACTIVE_THRESHOLD = 5.0
 """Seconds after the reader unsubscribes before the server removes its consumer."""
@@ -40,12 +42,14 @@ class StreamReader:
         stream: str,
         filter_subject: str,
         *,
-        deliver: Literal["all", "new"] = "all",
+        deliver: Deliver = "all",
     ) -> None:
         self.conn = conn
         self.stream = stream
         self.filter_subject = filter_subject
         self.deliver = deliver
+        self.pending = 0
+        """How many stored messages the reader starts with (known once entered)."""
         self._sub: Any = None
 
     async def __aenter__(self) -> StreamReader:
@@ -64,13 +68,14 @@ class StreamReader:
             "num_replicas": 1,
         }
         try:
-            await JsApi(self.conn).request(
+            created = await JsApi(self.conn).request(
                 f"CONSUMER.CREATE.{self.stream}.{name}.{self.filter_subject}",
                 {"stream_name": self.stream, "config": config, "action": "create"},
             )
         except BaseException:
             await self.close()
             raise
+        self.pending = int(created.get("num_pending", 0))
         return self
 
     async def __aexit__(
@@ -100,7 +105,7 @@ async def read_stream(
     stream: str,
     filter_subject: str,
     *,
-    deliver: Literal["all", "new"] = "all",
+    deliver: Deliver = "all",
 ) -> AsyncIterator[Msg]:
     """Every message of ``stream`` on ``filter_subject`` (from the first, or new ones only)."""
     async with StreamReader(conn, stream, filter_subject, deliver=deliver) as reader:
