@@ -28,7 +28,8 @@ LAYERS: list[list[str]] = [
     ["fleetbus.runtime"],
     ["fleetbus.ops"],
     ["fleetbus.deploy"],
-    ["fleetbus.cli", "fleetbus.testing", "fleetbus.dashboard", "fleetbus.mcp"],
+    ["fleetbus.dashboard"],
+    ["fleetbus.cli", "fleetbus.testing", "fleetbus.mcp"],
     ["fleetbus.__main__", "fleetbus"],
 ]
 """Bottom up. A module may import from its own component or from a lower layer; components

@@ -8,6 +8,7 @@ import typer
 
 from fleetbus.cli import (
     asyncapi_cmds,
+    dashboard_cmds,
     deploy_cmds,
     dlq_cmds,
     fleet_cmds,
@@ -99,6 +100,7 @@ status_cmds.register(app)
 security_cmds.register(app)
 deploy_cmds.register(app)
 asyncapi_cmds.register(app)
+dashboard_cmds.register(app)
 
 
 def main() -> None:
