@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -34,7 +34,8 @@ INACTIVE_THRESHOLD = 5.0
 
 class StreamReader:
     """``async with StreamReader(...) as reader``: on entry the consumer exists (so nothing
-    published afterwards is missed); iterate for the messages; on exit it is released."""
+    published afterwards is missed); iterate for the messages (or have them passed to
+    ``on_message``); on exit it is released."""
 
     def __init__(
         self,
@@ -43,6 +44,7 @@ class StreamReader:
         filter_subject: str,
         *,
         deliver: Deliver = "all",
+        on_message: Callable[[Msg], Awaitable[None]] | None = None,
     ) -> None:
         self.conn = conn
         self.stream = stream
@@ -50,11 +52,13 @@ class StreamReader:
         self.deliver = deliver
         self.pending = 0
         """How many stored messages the reader starts with (known once entered)."""
+        self._on_message = on_message
         self._sub: Any = None
 
     async def __aenter__(self) -> StreamReader:
         inbox = self.conn.nc.new_inbox()
-        self._sub = await self.conn.nc.subscribe(inbox)
+        deliver = self._deliver if self._on_message is not None else None
+        self._sub = await self.conn.nc.subscribe(inbox, cb=deliver)
         name = f"R{uuid.uuid4().hex[:16]}"
         config = {
             "name": name,
@@ -93,11 +97,20 @@ class StreamReader:
                 await sub.unsubscribe()
 
     async def __aiter__(self) -> AsyncIterator[Msg]:
-        if self._sub is None:
-            raise RuntimeError("use `async with StreamReader(...)` before iterating")
+        if self._sub is None or self._on_message is not None:
+            raise RuntimeError("use `async with StreamReader(...)` (with no on_message) to iterate")
         async for msg in self._sub.messages:
-            if msg.reply and msg.reply.startswith("$JS.ACK."):
+            if _stored(msg):
                 yield msg
+
+    async def _deliver(self, msg: Msg) -> None:
+        if self._on_message is not None and _stored(msg):
+            await self._on_message(msg)
+
+
+def _stored(msg: Msg) -> bool:
+    """A stored message (not one of the server's status messages to the reader)."""
+    return bool(msg.reply and msg.reply.startswith("$JS.ACK."))
 
 
 async def read_stream(
