@@ -48,8 +48,9 @@ from fleetbus.js.reader import StreamReader
 from fleetbus.ops.status import ConsumerStatus, FleetStatus, collect, evaluate
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import now_iso
+from fleetbus.wire.codec import decode
 from fleetbus.wire.subjects import Subjects, subjects_overlap
-from fleetbus.wire.updates import TERMINAL_STATES, TaskUpdate
+from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES, TaskUpdate
 
 __all__ = [
     "TASK_ACTIONS",
@@ -77,8 +78,8 @@ BACKLOG = 10_000
 """The most live messages (meetings, traffic) held for a reader that has not taken them."""
 
 _T = TypeVar("_T")
-Records = AsyncIterator[tuple[str, bytes, int]]
-"""Stored messages as (subject, data, stream sequence)."""
+OnRecord = Callable[[str, bytes, int], None]
+"""Takes a stored message: its subject, data and stream sequence."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,43 +125,54 @@ class TaskIndex:
     def clear(self) -> None:
         self.rows.clear()
 
-    def apply(self, subject: str, data: bytes, seq: int) -> tuple[TaskRow, TaskUpdate] | None:
-        """Fold one stored record in; the task's row when it changed, with the update."""
+    def apply(self, subject: str, data: bytes, seq: int) -> TaskRow | None:
+        """Fold one stored record in; the task's row when it changed.
+
+        Read straight from the JSON (the index folds every task's record at start: tens of
+        thousands), with ``TaskUpdate.decode``'s checks: a known state, an int attempt."""
         parts = self.subjects.parse_task(subject)
         if parts is None or parts.kind not in ("updates", "outcome"):
             return None
         try:
-            update = TaskUpdate.decode(data).written_by(parts.assigner, parts.assignee)
+            body = decode(data)
         except PayloadError:
             return None  # not a record: whoever wrote it, it says nothing
+        state, attempt = body.get("state"), body.get("attempt")
+        if state not in A2A_STATE or type(attempt) is not int:
+            return None
         key = (parts.task_id, parts.assigner, parts.assignee)
         before = self.rows.get(key)
+        terminal = state in TERMINAL_STATES
         if before is not None and (
             seq <= before.seq
             # after the outcome only a new attempt (a replayed task) reopens it: a late
             # update of an attempt that lost its lease does not
-            or (before.terminal and parts.kind == "updates" and update.state != "accepted")
+            or (before.terminal and parts.kind == "updates" and state != "accepted")
         ):
             return None
-        progress = update.state == "progress"
-        keep = before is not None and not update.terminal and update.state != "accepted"
+        if state == "progress":
+            percent, message = _number(body.get("percent")), _text(body.get("message"))
+        elif before is not None and not terminal and state != "accepted":
+            percent, message = before.percent, before.message
+        else:
+            percent, message = None, None
         row = TaskRow(
             task_id=parts.task_id,
             role=parts.assignee,
             assigner=parts.assigner,
-            state=update.state,
-            attempt=update.attempt,
-            worker=update.worker or (before.worker if before else ""),
-            time=update.time,
+            state=str(state),
+            attempt=attempt,
+            worker=_text(body.get("worker")) or (before.worker if before else ""),
+            time=str(body.get("time", "")),
             seq=seq,
-            percent=update.percent if progress else (before.percent if keep and before else None),
-            message=update.message if progress else (before.message if keep and before else None),
-            error=update.error,
+            percent=percent,
+            message=message,
+            error=_text(body.get("error")),
         )
         self.rows[key] = row
         if len(self.rows) > self.limit * 1.1:
             self._trim()
-        return row, update
+        return row
 
     def _trim(self) -> None:
         newest = sorted(self.rows.values(), key=lambda r: r.time, reverse=True)[: self.limit]
@@ -189,6 +201,14 @@ class TaskIndex:
 
     def of_task(self, task_id: str) -> list[TaskRow]:
         return [r for r in self.rows.values() if r.task_id == task_id]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _matches(row: TaskRow, role: str | None, state: str | None) -> bool:
@@ -384,21 +404,22 @@ class FleetData:
     # -- tasks ----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def task_records(
-        self,
-    ) -> AsyncIterator[tuple[int, AsyncIterator[tuple[str, bytes, int]]]]:
-        """Every task subject's last stored record, then new records as they are stored:
-        ``(how many stored records come first, (subject, data, stream sequence)...)``."""
-        stream = self.fleet.records.stream
+    async def task_records(self, on_record: OnRecord) -> AsyncIterator[int]:
+        """Every task subject's last stored record, then new records as they are stored,
+        each passed to ``on_record(subject, data, stream sequence)``; gives how many stored
+        records come first (some may be passed before it is known)."""
+
+        async def deliver(msg: Msg) -> None:
+            on_record(msg.subject, msg.data, _stream_seq(msg))
+
         async with StreamReader(
-            self.conn, stream, f"{self.spec.prefix}.tasks.>", deliver="last_per_subject"
+            self.conn,
+            self.fleet.records.stream,
+            f"{self.spec.prefix}.tasks.>",
+            deliver="last_per_subject",
+            on_message=deliver,
         ) as reader:
-
-            async def records() -> Records:
-                async for msg in reader:
-                    yield msg.subject, msg.data, _stream_seq(msg)
-
-            yield reader.pending, records()
+            yield reader.pending
 
     async def task_history(self, task_id: str) -> list[TaskUpdate]:
         """Every stored update and outcome of ``task_id``, in order."""

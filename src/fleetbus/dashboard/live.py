@@ -39,8 +39,10 @@ from fleetbus.dashboard.data import (
     TaskRow,
     update_json,
 )
+from fleetbus.errors import PayloadError
 from fleetbus.ops.status import FleetStatus
 from fleetbus.wire.clock import now_iso
+from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["Hub", "Subscriber"]
 
@@ -215,26 +217,37 @@ class Hub:
                 await asyncio.sleep(1.0)
 
     async def _read_tasks(self) -> None:
-        async with self.data.task_records() as (stored, records):
-            self.index.clear()
-            seen = 0
-            if stored == 0:
+        """Build the index from every task's last record, then keep it current."""
+        self.index.clear()
+        seen, stored = 0, None
+
+        def on_record(subject: str, data: bytes, seq: int) -> None:
+            nonlocal seen
+            row = self.index.apply(subject, data, seq)
+            seen += 1
+            if not self.tasks_ready.is_set():
+                if stored is not None and seen >= stored:
+                    self._caught_up()
+                return
+            if row is not None:
+                self._dirty[row.key] = row
+                self._record(row, data)
+
+        async with self.data.task_records(on_record) as pending:
+            stored = pending
+            if seen >= stored:
                 self._caught_up()
-            async for subject, data, seq in records:
-                changed = self.index.apply(subject, data, seq)
-                seen += 1
-                if not self.tasks_ready.is_set():
-                    if seen >= stored:
-                        self._caught_up()
-                    continue
-                if changed is not None:
-                    row, update = changed
-                    self._dirty[row.key] = row
-                    self.publish(
-                        "record",
-                        {"row": row.to_json(), "update": update_json(update)},
-                        task_id=row.task_id,
-                    )
+            await asyncio.Future()  # until a reconnect (or the end) cancels it
+
+    def _record(self, row: TaskRow, data: bytes) -> None:
+        """A task page's live record: the update as the history reader reads it."""
+        try:
+            update = TaskUpdate.decode(data).written_by(row.assigner, row.role)
+        except PayloadError:  # pragma: no cover - the index took it
+            return
+        self.publish(
+            "record", {"row": row.to_json(), "update": update_json(update)}, task_id=row.task_id
+        )
 
     def _caught_up(self) -> None:
         if self.tasks_ready.is_set():
