@@ -164,23 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         from bench.scale import measure
 
         scale = asyncio.run(measure(agents=1000, processes=2, idle=60.0))
-        table = Table(title="fleet scale: idle agents, 3 durable consumers each")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        for key, value in scale.items():
-            table.add_row(key.replace("_", " "), str(value))
-        console.print(table)
+        render_measures(scale, console, "fleet scale: idle agents, 3 durable consumers each")
     dashboard: dict[str, Any] = {}
     if not (args.quick or args.no_dashboard or args.only):
         from bench.dashboard import measure as measure_dashboard
 
         dashboard = asyncio.run(measure_dashboard(agents=1000, tasks=10_000, rounds=3))
-        table = Table(title="dashboard: first render, 1,000 polling agents and 10,000 tasks stored")
-        table.add_column("measure (median [min-max] of 3 cold starts)")
-        table.add_column("value", justify="right")
-        for key, value in dashboard.items():
-            table.add_row(key.replace("_", " "), str(value))
-        console.print(table)
+        render_measures(
+            dashboard,
+            console,
+            "dashboard: first render, 1,000 polling agents, 10,000 tasks stored",
+            "measure (seconds: median [min-max] of 3 cold starts)",
+        )
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -195,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     return 0
+
+
+def render_measures(
+    values: dict[str, Any], console: Console, title: str, column: str = "measure"
+) -> None:
+    table = Table(title=title)
+    table.add_column(column)
+    table.add_column("value", justify="right")
+    for key, value in values.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
 
 
 def render_failover(results: list[dict[str, Any]], console: Console) -> None:

@@ -31,17 +31,15 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import nats
-import yaml
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bench.scale import _spawn, _stop, fleet_of
+from bench import print_measures
+from bench.scale import _spawn, _stop, served
 from fleetbus.client import Fleet
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import ConnectSettings, connect
@@ -210,15 +208,7 @@ async def _raw(url: str, spec: FleetSpec) -> float:
 
 
 async def measure(agents: int = 1000, tasks: int = 10_000, rounds: int = 3) -> dict[str, Any]:
-    from fleetbus.testing import run_nats_server
-
-    spec = fleet_of(agents)
-    with (
-        tempfile.TemporaryDirectory(prefix="fleetbus-dashboard-") as tmp,
-        run_nats_server(tmp) as server,
-    ):
-        fleet_file = Path(tmp) / "fleet.yaml"
-        fleet_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    with served(agents, "dashboard") as (spec, server, fleet_file):
         conn = await connect(ConnectSettings.from_url(server.url))
         await provision(conn, spec)
         stored = records(spec, tasks, sorted(spec.roles))
@@ -264,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     result = asyncio.run(measure(args.agents, args.tasks, args.rounds))
-    for key, value in result.items():
-        print(f"{key:>24}: {value}")
+    print_measures(result)
     return 0
 
 

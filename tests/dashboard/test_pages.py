@@ -18,6 +18,9 @@ from fleetbus.testing.fleets import FleetUnderTest, final_history
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
+expect = pytest.importorskip(
+    "playwright.async_api", reason="playwright is not installed (pip install -e '.[dev]')"
+).expect
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -25,8 +28,6 @@ HOSTILE_BODY = json.dumps({"title": HOSTILE}, separators=(",", ":"))
 
 
 async def expect_live(page: Page) -> None:
-    from playwright.async_api import expect
-
     await expect(page.locator("#live-status")).to_have_text("live")
 
 
@@ -39,8 +40,6 @@ async def nothing_ran(page: Page) -> None:
 async def test_a_task_appears_live_and_its_progress_moves(
     fleet: FleetUnderTest, dashboard: Dashboard, page: Page, shoot: Any
 ) -> None:
-    from playwright.async_api import expect
-
     steps = [asyncio.Event(), asyncio.Event()]
     agent = fleet.agent("backend")
 
@@ -95,8 +94,6 @@ async def test_a_task_appears_live_and_its_progress_moves(
 async def test_a_dead_letter_replayed_from_the_page_is_processed_by_a_running_agent(
     fleet: FleetUnderTest, dashboard: Dashboard, page: Page, shoot: Any
 ) -> None:
-    from playwright.async_api import expect
-
     down = [True]
     agent = fleet.agent("backend")
 
@@ -139,17 +136,15 @@ async def test_a_dead_letter_replayed_from_the_page_is_processed_by_a_running_ag
         assert history[-1].result == {"done": 7}
 
 
+async def refuse(task: Task) -> None:
+    raise Reject("not today")
+
+
 async def test_dead_letters_are_purged_after_confirmation(
     fleet: FleetUnderTest, dashboard: Dashboard, page: Page
 ) -> None:
-    from playwright.async_api import expect
-
     agent = fleet.agent("backend")
-
-    @agent.on_task
-    async def refuse(task: Task) -> None:
-        raise Reject("not today")
-
+    agent.on_task(refuse)
     async with agent, fleet.client() as client:
         for n in range(2):
             with pytest.raises(TaskError):
@@ -166,8 +161,6 @@ async def test_dead_letters_are_purged_after_confirmation(
 async def test_a_meeting_message_appears_in_the_transcript(
     fleet: FleetUnderTest, dashboard: Dashboard, page: Page, shoot: Any
 ) -> None:
-    from playwright.async_api import expect
-
     await page.goto(dashboard.url + "meetings")
     await expect_live(page)
     async with (
@@ -195,8 +188,6 @@ async def test_a_meeting_message_appears_in_the_transcript(
 async def test_an_event_appears_in_the_tail_under_its_subject_filter(
     fleet: FleetUnderTest, dashboard: Dashboard, page: Page, shoot: Any
 ) -> None:
-    from playwright.async_api import expect
-
     await page.goto(dashboard.url + "events")
     await page.get_by_label("Subject filter").fill("events.deployment.>")
     await page.get_by_role("button", name="Apply").click()
@@ -219,8 +210,6 @@ async def test_an_event_appears_in_the_tail_under_its_subject_filter(
 async def test_text_from_the_wire_is_shown_as_text(
     fleet: FleetUnderTest, dashboard: Dashboard, page: Page
 ) -> None:
-    from playwright.async_api import expect
-
     agent = fleet.agent("backend")
 
     @agent.on_task
@@ -252,8 +241,6 @@ async def test_text_from_the_wire_is_shown_as_text(
 async def test_streams_and_consumers_draw_their_recent_history(
     fleet: FleetUnderTest, dashboard: Dashboard, page: Page, shoot: Any
 ) -> None:
-    from playwright.async_api import expect
-
     async with fleet.client() as client:
         await page.goto(dashboard.url + "streams")
         await expect_live(page)
@@ -272,8 +259,6 @@ async def test_streams_and_consumers_draw_their_recent_history(
 async def test_every_page_reads_at_390_pixels_and_works_from_the_keyboard(
     dashboard: Dashboard, page: Page, shoot: Any
 ) -> None:
-    from playwright.async_api import expect
-
     await page.set_viewport_size({"width": 390, "height": 844})
     for path, name, title in PAGES:
         await page.goto(dashboard.url + path.lstrip("/"))

@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from fleetbus.dashboard.data import TaskRow, update_json
+from fleetbus.dashboard.data import TaskFilters, TaskRow, update_json
 from fleetbus.dashboard.guard import ACTION_HEADER, Guard
 from fleetbus.dashboard.live import Hub, Subscriber
 from fleetbus.errors import FleetbusError, InvalidSubjectError
@@ -331,14 +331,7 @@ def _task_id(request: Request) -> str:
         raise HTTPException(404, str(exc)) from None
 
 
-class _TaskFilters(TypedDict):
-    role: str | None
-    state: str | None
-    text: str | None
-    limit: int
-
-
-def _task_filters(request: Request) -> _TaskFilters:
+def _task_filters(request: Request) -> TaskFilters:
     q = request.query_params
     try:
         limit = max(1, min(int(q.get("limit", "200")), 5000))

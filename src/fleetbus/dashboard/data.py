@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from nats.aio.msg import Msg
 
@@ -58,6 +58,7 @@ __all__ = [
     "FleetData",
     "MeetingLine",
     "RoleRow",
+    "TaskFilters",
     "TaskIndex",
     "TaskRow",
     "TrafficLine",
@@ -109,6 +110,16 @@ class TaskRow:
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "terminal": self.terminal}
+
+
+class TaskFilters(TypedDict, total=False):
+    """Which tasks a list shows: the role they went to, their state (``active``: not
+    ended), part of their id; at most ``limit`` (200)."""
+
+    role: str | None
+    state: str | None
+    text: str | None
+    limit: int
 
 
 class TaskIndex:
@@ -181,26 +192,25 @@ class TaskIndex:
     def counts(self) -> dict[str, int]:
         return dict(Counter(r.state for r in self.rows.values()))
 
-    def select(
-        self,
-        *,
-        role: str | None = None,
-        state: str | None = None,
-        text: str | None = None,
-        limit: int = 200,
-    ) -> tuple[list[TaskRow], int]:
+    def select(self, **filters: Unpack[TaskFilters]) -> tuple[list[TaskRow], int]:
         """The most recently updated tasks matching ``role``, ``state`` (``active``: not
         ended) and ``text`` (part of the id), and how many match in all."""
+        role, state, text = filters.get("role"), filters.get("state"), filters.get("text")
         found = [
             r
             for r in self.rows.values()
             if _matches(r, role, state) and (not text or text in r.task_id)
         ]
         found.sort(key=lambda r: r.time, reverse=True)
-        return found[:limit], len(found)
+        return found[: filters.get("limit", 200)], len(found)
 
     def of_task(self, task_id: str) -> list[TaskRow]:
         return [r for r in self.rows.values() if r.task_id == task_id]
+
+
+def _shallow(row: Any) -> dict[str, Any]:
+    """A dataclass's fields, one level deep."""
+    return {f.name: getattr(row, f.name) for f in dataclasses.fields(row)}
 
 
 def _number(value: Any) -> float | None:
@@ -236,16 +246,7 @@ class AgentRow:
     started: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "worker": self.worker,
-            "state": self.state,
-            "last_seen": self.last_seen,
-            "tasks": [t.to_json() for t in self.tasks],
-            "host": self.host,
-            "pid": self.pid,
-            "started": self.started,
-        }
+        return _shallow(self) | {"tasks": [t.to_json() for t in self.tasks]}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,13 +268,8 @@ class RoleRow:
         return self.state in ("working", "polling")
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "role": self.role,
-            "state": self.state,
+        return _shallow(self) | {
             "serving": self.serving,
-            "pending": self.pending,
-            "ack_pending": self.ack_pending,
-            "last_active": self.last_active,
             "consumers": [
                 {"name": c.name, "pending": c.pending, "ack_pending": c.ack_pending}
                 for c in self.consumers

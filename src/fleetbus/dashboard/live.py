@@ -29,12 +29,13 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 from fleetbus.dashboard.data import (
     FleetData,
     MeetingLine,
     RoleRow,
+    TaskFilters,
     TaskIndex,
     TaskRow,
     update_json,
@@ -412,20 +413,13 @@ class Hub:
                 out.setdefault(name, []).append(round(max(last - previous, 0) / seconds, 2))
         return out
 
-    def tasks(
-        self,
-        *,
-        role: str | None = None,
-        state: str | None = None,
-        text: str | None = None,
-        limit: int = 200,
-    ) -> dict[str, Any]:
-        rows, matching = self.index.select(role=role, state=state, text=text, limit=limit)
+    def tasks(self, **filters: Unpack[TaskFilters]) -> dict[str, Any]:
+        rows, matching = self.index.select(**filters)
         return {
             "rows": [r.to_json() for r in rows],
             "matching": matching,
             "known": len(self.index),
-            "limit": limit,
+            "limit": filters.get("limit", 200),
         }
 
     def meeting_view(self) -> dict[str, Any]:
