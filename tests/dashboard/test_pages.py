@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fleetbus import Reject, Task, TaskError
+from fleetbus import Fleet, Reject, Task, TaskError
 from fleetbus.dashboard import Dashboard
 from fleetbus.dashboard.app import PAGES
+from fleetbus.dashboard.data import TASK_ACTIONS, TaskRow
 from fleetbus.testing.fleets import FleetUnderTest, final_history
 
 if TYPE_CHECKING:
@@ -21,8 +23,6 @@ if TYPE_CHECKING:
 expect = pytest.importorskip(
     "playwright.async_api", reason="playwright is not installed (pip install -e '.[dev]')"
 ).expect
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 HOSTILE_BODY = json.dumps({"title": HOSTILE}, separators=(",", ":"))
 
@@ -274,3 +274,35 @@ async def test_every_page_reads_at_390_pixels_and_works_from_the_keyboard(
     await expect(page.get_by_role("link", name="Skip to the content")).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator("main")).to_be_focused()
+
+
+async def test_a_task_action_is_a_button_on_the_task_page(
+    fleet: FleetUnderTest, dashboard: Dashboard, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What cancel and respond will be: an entry in TASK_ACTIONS, its fields in a template.
+    done: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def nudge(fleet: Fleet, row: TaskRow, body: Mapping[str, Any]) -> str:
+        done.append((row.task_id, row.role, dict(body)))
+        return "nudged"
+
+    monkeypatch.setitem(TASK_ACTIONS, "nudge", nudge)
+    release = asyncio.Event()
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def wait(task: Task) -> None:
+        await task.progress("waiting for a nudge", percent=10)
+        await release.wait()
+
+    async with agent, fleet.client(sender="cto") as client:
+        handle = await client.assign("backend", {})
+        await page.goto(f"{dashboard.url}tasks/{handle.id}")
+        await expect(page.locator("#task-progress")).to_have_attribute("value", "10")
+        await page.get_by_role("button", name="nudge").click()
+        await page.get_by_role("button", name="Confirm").click()
+        await expect(page.locator("#task-action-result")).to_have_text("nudge: done")
+        assert done == [(handle.id, "backend", {"role": "backend", "assigner": "cto"})]
+        release.set()
+        await handle.result(timeout=10)
+        await expect(page.locator("#task-actions")).to_be_hidden()  # none once it ended

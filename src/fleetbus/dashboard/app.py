@@ -173,7 +173,13 @@ def create_app(hub: Hub, *, token: str | None, host: str) -> Starlette:
     async def api_task_action(request: Request) -> Response:
         task_id = _task_id(request)
         body = await request.json() if await request.body() else {}
-        rows = [r for r in hub.index.of_task(task_id) if r.role == body.get("role", r.role)]
+        if not isinstance(body, dict):
+            raise HTTPException(400, "an action's body is a JSON object")
+        rows = [
+            r
+            for r in hub.index.of_task(task_id)
+            if r.role == body.get("role", r.role) and r.assigner == body.get("assigner", r.assigner)
+        ]
         if not rows:
             raise HTTPException(404, f"no task {task_id} known")
         result = await data.task_action(request.path_params["action"], rows[0], body)

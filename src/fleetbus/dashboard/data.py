@@ -328,7 +328,19 @@ class TrafficLine:
 TaskAction = Callable[[Fleet, TaskRow, Mapping[str, Any]], Awaitable[Any]]
 TASK_ACTIONS: dict[str, TaskAction] = {}
 """The task page's buttons: a name and what it does to the task (the ``Fleet`` is the
-admin's). Each one appears on the page of every unfinished task."""
+admin's; ``body`` has the fields of the action's ``<template id="action-NAME">`` in
+``task.html``, if it has one). Each one appears on the page of every unfinished task. Once
+``Fleet`` can cancel a task and answer its input requests::
+
+    TASK_ACTIONS["cancel"] = lambda fleet, row, body: fleet.cancel(row.task_id, row.role)
+    TASK_ACTIONS["respond"] = lambda fleet, row, body: fleet.respond(
+        row.task_id, row.role, {"text": body["text"]}
+    )
+
+and, for ``respond``'s text, in task.html::
+
+    <template id="action-respond"><label>Answer <textarea name="text"></textarea></label></template>
+"""
 
 
 class FleetData:
@@ -424,9 +436,7 @@ class FleetData:
     def task_actions(self, row: TaskRow) -> list[str]:
         return [] if row.terminal else sorted(TASK_ACTIONS)
 
-    async def task_action(
-        self, name: str, row: TaskRow, body: Mapping[str, Any]
-    ) -> Any:  # pragma: no cover - no action yet
+    async def task_action(self, name: str, row: TaskRow, body: Mapping[str, Any]) -> Any:
         action = TASK_ACTIONS.get(name)
         if action is None or row.terminal:
             raise FleetbusError(f"task {row.task_id}: no action {name!r} now")

@@ -343,7 +343,6 @@
         fact("Updated", when(row.time));
         if (view.rows.length > 1) fact("Also assigned", view.rows.slice(1).map((r) => `${r.assigner} → ${r.role}`).join(", "));
       }
-      const last = view.timeline[view.timeline.length - 1];
       const progress = [...view.timeline].reverse().find((u) => u.state === "progress" && (!row || u.attempt === row.attempt));
       const bar = $("#task-progress");
       const done = row && row.state === "completed";
@@ -367,17 +366,30 @@
         when(u.time), " ", badge(u.state), " ",
         el("span", { class: "muted" }, `attempt ${u.attempt}`, u.worker ? ` · ${u.worker}` : ""), " ",
         el("span", { class: "detail" }, detail(u)))));
-      const actions = $("#task-actions");
-      actions.hidden = !(view.actions && view.actions.length);
-      $("#task-action-buttons").replaceChildren(...(view.actions || []).map((name) =>
-        el("button", { type: "button", onclick: () => runAction(name, row) }, name)));
-      if (last && last.state === "completed") $("#task-actions").hidden = true;
+      const actions = (row && !row.terminal && view.actions) || [];
+      $("#task-actions").hidden = actions.length === 0;
+      if (actions.join() !== shownActions) {  // re-drawn only when they change: typed text stays
+        shownActions = actions.join();
+        $("#task-action-buttons").replaceChildren(...actions.map((name) => actionForm(name)));
+      }
     };
-    const runAction = async (name, row) => {
-      if (!(await confirmWith(`${name} task ${taskId}?`))) return;
+    // An action is a form: its fields, if any, from <template id="action-NAME"> in task.html.
+    let shownActions = "";
+    const actionForm = (name) => {
+      const form = el("form", { class: "task-action", "data-action": name });
+      const fields = document.getElementById(`action-${name}`);
+      if (fields) form.append(fields.content.cloneNode(true));
+      form.append(el("button", { type: "submit" }, name));
+      form.addEventListener("submit", (e) => { e.preventDefault(); runAction(name, form); });
+      return form;
+    };
+    const runAction = async (name, form) => {
+      const row = view.rows[0];
+      if (!row || !(await confirmWith(`${name} task ${taskId}?`))) return;
       const out = $("#task-action-result");
       try {
-        await act(`/api/tasks/${encodeURIComponent(taskId)}/actions/${encodeURIComponent(name)}`, { role: row.role });
+        const body = { ...Object.fromEntries(new FormData(form)), role: row.role, assigner: row.assigner };
+        await act(`/api/tasks/${encodeURIComponent(taskId)}/actions/${encodeURIComponent(name)}`, body);
         out.textContent = `${name}: done`;
       } catch (error) {
         out.textContent = `${name} failed: ${error.message}`;
