@@ -252,7 +252,6 @@ async def test_streams_and_consumers_draw_their_recent_history(
     await expect(tasks.locator("td").nth(1)).to_have_text("3")
     await expect(tasks.locator("svg polyline").first).to_be_attached()
     await expect(page.locator("#streams tbody svg polyline")).to_have_count(4)
-    await page.get_by_label("Name or role").fill("")
     await shoot(page, "streams")
 
 
