@@ -16,7 +16,12 @@ class Answer:
 
 
 async def http_get(
-    url: str, *, method: str = "GET", headers: dict[str, str] | None = None, read: bool = True
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    read: bool = True,
 ) -> Answer:
     """One request, no redirects followed; ``read=False`` for a stream (headers only)."""
 
@@ -25,10 +30,10 @@ async def http_get(
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
         try:
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-            conn.request(method, path or "/", headers=headers or {})
+            conn.request(method, path or "/", body=body, headers=headers or {})
             response = conn.getresponse()
-            body = response.read() if read or response.status != 200 else b""
-            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)
+            got = response.read() if read or response.status != 200 else b""
+            return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, got)
         finally:
             conn.close()
 

@@ -172,7 +172,10 @@ def create_app(hub: Hub, *, token: str | None, host: str) -> Starlette:
 
     async def api_task_action(request: Request) -> Response:
         task_id = _task_id(request)
-        body = await request.json() if await request.body() else {}
+        try:
+            body = await request.json() if await request.body() else {}
+        except ValueError:
+            body = None
         if not isinstance(body, dict):
             raise HTTPException(400, "an action's body is a JSON object")
         rows = [

@@ -41,6 +41,7 @@ from fleetbus.dashboard.data import (
     update_json,
 )
 from fleetbus.errors import PayloadError
+from fleetbus.js.backoff import Backoff
 from fleetbus.ops.status import FleetStatus
 from fleetbus.wire.clock import now_iso
 from fleetbus.wire.updates import TaskUpdate
@@ -202,6 +203,7 @@ class Hub:
         return (older[-1] if older else self.samples[0]).dead_letters
 
     async def _tasks_forever(self) -> None:
+        backoff = Backoff(1.0, 30.0)
         while True:
             self._reconnected.clear()
             reading = asyncio.create_task(self._read_tasks())
@@ -211,11 +213,15 @@ class Hub:
             finally:
                 reading.cancel()
                 reconnected.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reading
-            if reading.done() and not reading.cancelled() and reading.exception() is not None:
-                log.warning("dashboard: following task records failed: %s", reading.exception())
-                await asyncio.sleep(1.0)
+                await asyncio.wait({reading, reconnected})  # both ended (wait never raises)
+            failure = None if reading.cancelled() else reading.exception()
+            if failure is not None:
+                # (a TASKS stream not provisioned, say: status shows why; the pages go on)
+                log.warning("dashboard: following task records failed: %s", failure)
+                self.tasks_ready.set()
+                await backoff.wait()
+            else:
+                backoff.reset()
 
     async def _read_tasks(self) -> None:
         """Build the index from every task's last record, then keep it current."""
@@ -263,9 +269,16 @@ class Hub:
                 self.publish("tasks", [r.to_json() for r in rows])
 
     async def _meetings_forever(self) -> None:
-        async with self.data.meetings() as lines:
-            async for line in lines:
-                self._said(line)
+        backoff = Backoff(1.0, 30.0)
+        while True:
+            try:
+                async with self.data.meetings() as lines:
+                    backoff.reset()
+                    async for line in lines:
+                        self._said(line)
+            except Exception as exc:  # a subscription refused, the connection away
+                log.warning("dashboard: listening to meetings failed: %s", exc)
+                await backoff.wait()
 
     def _said(self, line: MeetingLine) -> None:
         meeting = self.meetings.pop(line.meeting_id, None) or Meeting()

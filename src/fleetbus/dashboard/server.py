@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
 
 __all__ = ["Dashboard", "open_dashboard", "serve"]
+
+log = logging.getLogger("fleetbus.dashboard")
 
 DEFAULT_PORT = 8765
 
@@ -81,6 +84,7 @@ async def open_dashboard(
     name = f"[{host}]" if ":" in host else host
     dashboard = Dashboard(url=f"http://{name}:{bound}/", token=token, hub=hub)
     running = asyncio.create_task(hub.run())
+    running.add_done_callback(_report)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield dashboard
@@ -110,6 +114,12 @@ async def serve(
         if on_ready is not None:
             on_ready(dashboard)
         await until.wait()
+
+
+def _report(task: asyncio.Task[None]) -> None:
+    """The hub's loops keep going through every error they expect; say so if one did not."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("dashboard: the live state stopped: %r", task.exception())
 
 
 def _bind(host: str, port: int) -> socket.socket:
