@@ -45,7 +45,7 @@ async def test_a_task_appears_live_and_its_progress_moves(
 
     @agent.on_task
     async def implement(task: Task) -> dict[str, int]:
-        await task.progress("reading the issue", percent=20)
+        await task.progress("reading the code", percent=20)
         await steps[0].wait()
         await task.progress("running the tests", percent=60)
         await steps[1].wait()
@@ -57,7 +57,7 @@ async def test_a_task_appears_live_and_its_progress_moves(
         handle = await client.assign("backend", {"title": "Implement pagination"})
         row = page.locator(f'tr[data-task="{handle.id}"]')
         await expect(row.locator("progress")).to_have_attribute("value", "20")
-        await expect(row).to_contain_text("reading the issue")
+        await expect(row).to_contain_text("reading the code")
         await expect(row).to_contain_text("backend-")  # the agent process working on it
         await shoot(page, "tasks")
 
