@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from fleetbus.fleet import FleetSpec
     from fleetbus.testing.fleets import FleetUnderTest
 
-__all__ = ["Env", "Metric", "Scenario", "percentile", "rate"]
+__all__ = ["Env", "Metric", "Scenario", "percentile", "print_measures", "rate"]
 
 Side = Callable[["Env", dict[str, Any]], Awaitable[dict[str, float]]]
 
@@ -64,6 +64,13 @@ class Env:
         isolated = isolate(spec or seed_fleet())
         await provision_fleet(self.url, isolated)
         return FleetUnderTest(isolated, self.url)
+
+
+def print_measures(values: dict[str, Any]) -> None:
+    """A scenario's figures, one a line, for ``python -m bench.<scenario>``."""
+    width = max(map(len, values), default=0) + 2
+    for key, value in values.items():
+        print(f"{key:>{width}}: {value}")
 
 
 def percentile(values: list[float], q: float) -> float:

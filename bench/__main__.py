@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the soak: 100,000 tasks, 1,000,000 events, 5 agent kills (skipped by --quick"
         " too)",
     )
+    parser.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="skip the dashboard's first render: 1,000 agents, 10,000 tasks (skipped by --quick)",
+    )
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     info = machine()
@@ -165,35 +170,33 @@ def main(argv: list[str] | None = None) -> int:
         from bench.scale import measure
 
         scale = asyncio.run(measure(agents=1000, processes=2, idle=60.0))
-        table = Table(title="fleet scale: idle agents, 3 durable consumers each")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        for key, value in scale.items():
-            table.add_row(key.replace("_", " "), str(value))
-        console.print(table)
+        render_measures(scale, console, "fleet scale: idle agents, 3 durable consumers each")
     tasklist: dict[str, Any] = {}
     if not (args.quick or args.only):
         from bench.tasklist import measure as tasklist_measure
 
         tasklist = asyncio.run(tasklist_measure(10_000))
-        table = Table(title="the task list: 10,000 tasks stored, fleet.tasks(limit=100)")
-        table.add_column("measure")
-        table.add_column("value", justify="right")
-        for key, value in tasklist.items():
-            table.add_row(key.replace("_", " "), str(value))
-        console.print(table)
+        render_measures(
+            tasklist, console, "the task list: 10,000 tasks stored, fleet.tasks(limit=100)"
+        )
+    dashboard: dict[str, Any] = {}
+    if not (args.quick or args.no_dashboard or args.only):
+        from bench.dashboard import measure as measure_dashboard
+
+        dashboard = asyncio.run(measure_dashboard(agents=1000, tasks=10_000, rounds=3))
+        render_measures(
+            dashboard,
+            console,
+            "dashboard: first render, 1,000 polling agents, 10,000 tasks stored",
+            "measure (seconds: median [min-max] of 3 cold starts)",
+        )
     soak: dict[str, dict[str, Any]] = {}
     if not (args.quick or args.no_soak or args.only):
         from bench.soak import measure as soak_measure
 
         soak = asyncio.run(soak_measure(tasks=100_000, events=1_000_000, kills=5))
         for name, figures in soak.items():
-            table = Table(title=f"soak: {name}")
-            table.add_column("measure")
-            table.add_column("value", justify="right")
-            for key, value in figures.items():
-                table.add_row(key.replace("_", " "), str(value))
-            console.print(table)
+            render_measures(figures, console, f"soak: {name}")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -204,11 +207,23 @@ def main(argv: list[str] | None = None) -> int:
                     "scale": scale,
                     "soak": soak,
                     "tasklist": tasklist,
+                    "dashboard": dashboard,
                 },
                 indent=2,
             )
         )
     return 0
+
+
+def render_measures(
+    values: dict[str, Any], console: Console, title: str, column: str = "measure"
+) -> None:
+    table = Table(title=title)
+    table.add_column(column)
+    table.add_column("value", justify="right")
+    for key, value in values.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
 
 
 def render_failover(results: list[dict[str, Any]], console: Console) -> None:

@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from bench import print_measures
 from fleetbus import Agent, Message, RuntimeSettings, Task
 from fleetbus.fleet import FleetSpec, seed_fleet
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.provision import provision
+
+if TYPE_CHECKING:
+    from fleetbus.server.process import NatsServer
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -89,16 +95,24 @@ def _stop(workers: list[subprocess.Popen[str]]) -> None:
         proc.wait(10)
 
 
-async def measure(agents: int, processes: int, idle: float) -> dict[str, Any]:
+@contextlib.contextmanager
+def served(agents: int, tag: str) -> Iterator[tuple[FleetSpec, NatsServer, Path]]:
+    """A nats-server in a temporary directory, and the fleet of ``agents`` roles in a fleet
+    file there (not provisioned yet)."""
     from fleetbus.testing import run_nats_server
 
     spec = fleet_of(agents)
     with (
-        tempfile.TemporaryDirectory(prefix="fleetbus-scale-") as tmp,
+        tempfile.TemporaryDirectory(prefix=f"fleetbus-{tag}-") as tmp,
         run_nats_server(tmp) as server,
     ):
         fleet_file = Path(tmp) / "fleet.yaml"
         fleet_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+        yield spec, server, fleet_file
+
+
+async def measure(agents: int, processes: int, idle: float) -> dict[str, Any]:
+    with served(agents, "scale") as (spec, server, fleet_file):
         nc = await connect(ConnectSettings.from_url(server.url))
         started = time.monotonic()
         result = await provision(nc, spec)
@@ -154,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_worker(url, spec, int(first), int(count)))
         return 0
     result = asyncio.run(measure(args.agents, args.processes, args.idle))
-    for key, value in result.items():
-        print(f"{key:>40}: {value}")
+    print_measures(result)
     return 0
 
 

@@ -29,8 +29,8 @@ LAYERS: list[list[str]] = [
     ["fleetbus.runtime"],
     ["fleetbus.ops"],
     ["fleetbus.deploy"],
-    ["fleetbus.mcp"],
-    ["fleetbus.cli", "fleetbus.testing", "fleetbus.dashboard"],
+    ["fleetbus.mcp", "fleetbus.dashboard"],
+    ["fleetbus.cli", "fleetbus.testing"],
     ["fleetbus.__main__", "fleetbus"],
 ]
 """Bottom up. A module may import from its own component or from a lower layer; components

@@ -10,6 +10,7 @@ from fleetbus._version import __version__
 from fleetbus.cli import (
     agent_cmds,
     asyncapi_cmds,
+    dashboard_cmds,
     deploy_cmds,
     dlq_cmds,
     docs_cmds,
@@ -143,6 +144,7 @@ security_cmds.register(app)
 deploy_cmds.register(app)
 asyncapi_cmds.register(app)
 mcp_cmds.register(app)
+dashboard_cmds.register(app)
 
 
 def main() -> None:

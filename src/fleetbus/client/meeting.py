@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from fleetbus.client.fleet import Fleet
     from fleetbus.js.acks import PubAck
+    from fleetbus.wire.subjects import Subjects
 
 __all__ = ["Meeting", "MeetingMessage"]
 
@@ -62,6 +63,26 @@ class MeetingMessage:
     @property
     def notice(self) -> bool:
         return self.type in NOTICES
+
+    @classmethod
+    def parse(
+        cls, subjects: Subjects, subject: str, data: bytes, headers: Mapping[str, str]
+    ) -> MeetingMessage | None:
+        """What was said on ``subject`` (``P.meetings.{id}[.{sender}]``); None for a body
+        that is not a JSON object (not meeting traffic)."""
+        try:
+            body = decode(data)
+        except PayloadError:
+            return None
+        token = subjects.meeting_sender(subject)
+        return cls(
+            sender=token or str(body.get("from") or headers.get(h.SENDER) or "?"),
+            sender_verified=token is not None,
+            type=str(body.get("type", "message")),
+            content=body.get("content"),
+            body=body,
+            time=str(body.get("time", "")),
+        )
 
 
 class Meeting:
@@ -137,19 +158,9 @@ class Meeting:
         headers = msg.headers or {}
         if headers.get(h.MEMBER) == self._member_id:
             return  # our own words
-        try:
-            body = decode(msg.data)
-        except PayloadError:
+        message = MeetingMessage.parse(self.fleet.spec.subjects, msg.subject, msg.data, headers)
+        if message is None:
             return  # not meeting traffic
-        token = self.fleet.spec.subjects.meeting_sender(msg.subject)
-        message = MeetingMessage(
-            sender=token or str(body.get("from") or headers.get(h.SENDER) or "?"),
-            sender_verified=token is not None,
-            type=str(body.get("type", "message")),
-            content=body.get("content"),
-            body=body,
-            time=str(body.get("time", "")),
-        )
         if message.type == "join":
             self._present(message.sender, True)
             with contextlib.suppress(Exception):

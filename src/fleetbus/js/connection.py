@@ -132,6 +132,15 @@ class Connection:
         self._refused.add(key)
         return True
 
+    async def flush(self, timeout: int = 10) -> None:
+        """Return once the server has processed everything sent so far (a PING's PONG).
+
+        Shielded: a cancelled nats-py 2.x flush leaves its future in the client's queue of
+        PONG waiters, and that PONG then raises in the client's read loop, which stops for
+        good (the connection still says connected, and never receives anything again). A
+        caller cancelled here stops waiting; the flush itself runs to its end."""
+        await asyncio.shield(self.nc.flush(timeout))
+
     async def settle(self) -> None:
         """Return once the server has answered everything sent so far: which operations it
         refused, and the messages it delivered to this connection because of them.
@@ -141,8 +150,8 @@ class Connection:
         has read the whole batch, so those can come after the PONG of a PING sent in the same
         write, but before the PONG of the next one; nats-py runs error_cb while it reads. So
         after two round trips everything is here."""
-        await self.nc.flush()
-        await self.nc.flush()
+        await self.flush()
+        await self.flush()
 
     def on_reconnect(self, hook: Hook) -> Callable[[], None]:
         """Call ``hook`` after each reconnect; returns a function that removes it."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, Literal
 
@@ -24,7 +24,9 @@ from nats.aio.msg import Msg
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 
-__all__ = ["INACTIVE_THRESHOLD", "StreamReader", "read_stream"]
+__all__ = ["INACTIVE_THRESHOLD", "Deliver", "StreamReader", "read_stream"]
+
+Deliver = Literal["all", "new", "last_per_subject"]
 
 INACTIVE_THRESHOLD = 5.0
 """Seconds after the reader unsubscribes before the server removes its consumer."""
@@ -32,7 +34,8 @@ INACTIVE_THRESHOLD = 5.0
 
 class StreamReader:
     """``async with StreamReader(...) as reader``: on entry the consumer exists (so nothing
-    published afterwards is missed); iterate for the messages; on exit it is released."""
+    published afterwards is missed); iterate for the messages (or have them passed to
+    ``on_message``); on exit it is released."""
 
     def __init__(
         self,
@@ -40,8 +43,9 @@ class StreamReader:
         stream: str,
         filter_subject: str,
         *,
-        deliver: Literal["all", "new", "last_per_subject"] = "all",
+        deliver: Deliver = "all",
         since: str | None = None,
+        on_message: Callable[[Msg], Awaitable[None]] | None = None,
     ) -> None:
         """``deliver``: from the first message, new ones only, or the last of each subject;
         ``since`` (an RFC 3339 time) instead: every message stored from then on."""
@@ -51,12 +55,14 @@ class StreamReader:
         self.deliver = deliver
         self.since = since
         self.pending = 0
-        """How many messages the reader had to deliver when it was made."""
+        """How many stored messages the reader starts with (known once entered)."""
+        self._on_message = on_message
         self._sub: Any = None
 
     async def __aenter__(self) -> StreamReader:
         inbox = self.conn.nc.new_inbox()
-        self._sub = await self.conn.nc.subscribe(inbox)
+        deliver = self._deliver if self._on_message is not None else None
+        self._sub = await self.conn.nc.subscribe(inbox, cb=deliver)
         name = f"R{uuid.uuid4().hex[:16]}"
         config = {
             "name": name,
@@ -72,14 +78,14 @@ class StreamReader:
         if self.since:
             config["opt_start_time"] = self.since
         try:
-            info = await JsApi(self.conn).request(
+            created = await JsApi(self.conn).request(
                 f"CONSUMER.CREATE.{self.stream}.{name}.{self.filter_subject}",
                 {"stream_name": self.stream, "config": config, "action": "create"},
             )
         except BaseException:
             await self.close()
             raise
-        self.pending = int(info.get("num_pending", 0))
+        self.pending = int(created.get("num_pending", 0))
         return self
 
     async def __aexit__(
@@ -97,11 +103,20 @@ class StreamReader:
                 await sub.unsubscribe()
 
     async def __aiter__(self) -> AsyncIterator[Msg]:
-        if self._sub is None:
-            raise RuntimeError("use `async with StreamReader(...)` before iterating")
+        if self._sub is None or self._on_message is not None:
+            raise RuntimeError("use `async with StreamReader(...)` (with no on_message) to iterate")
         async for msg in self._sub.messages:
-            if msg.reply and msg.reply.startswith("$JS.ACK."):
+            if _stored(msg):
                 yield msg
+
+    async def _deliver(self, msg: Msg) -> None:
+        if self._on_message is not None and _stored(msg):
+            await self._on_message(msg)
+
+
+def _stored(msg: Msg) -> bool:
+    """A stored message (not one of the server's status messages to the reader)."""
+    return bool(msg.reply and msg.reply.startswith("$JS.ACK."))
 
 
 async def read_stream(
@@ -109,7 +124,7 @@ async def read_stream(
     stream: str,
     filter_subject: str,
     *,
-    deliver: Literal["all", "new"] = "all",
+    deliver: Deliver = "all",
 ) -> AsyncIterator[Msg]:
     """Every message of ``stream`` on ``filter_subject`` (from the first, or new ones only)."""
     async with StreamReader(conn, stream, filter_subject, deliver=deliver) as reader:

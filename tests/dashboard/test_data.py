@@ -1,0 +1,35 @@
+"""The dashboard over a fleet that is not all there, and actions it cannot take: it shows
+what is, and says what is not."""
+
+from __future__ import annotations
+
+import json
+
+from fleetbus.dashboard import Dashboard, open_dashboard
+from fleetbus.js.api import JsApi
+from fleetbus.js.connection import ConnectSettings, connect
+from fleetbus.testing.fleets import FleetUnderTest
+
+from .support import http_get
+
+
+async def test_a_missing_tasks_stream_is_an_alert_not_a_blank_page(fleet: FleetUnderTest) -> None:
+    tasks = fleet.spec.stream_for(fleet.spec.subjects.task_records())
+    conn = await connect(ConnectSettings.from_url(fleet.url))
+    try:
+        await JsApi(conn).delete_stream(tasks)
+        async with open_dashboard(conn, fleet.spec, port=0) as dashboard:
+            overview = await http_get(dashboard.url + "api/overview")
+    finally:
+        await conn.close()
+    assert overview.status == 200
+    alerts = json.loads(overview.body)["alerts"]
+    assert any(a["code"] == "stream-missing" and a["subject"] == tasks for a in alerts), alerts
+
+
+async def test_an_action_needs_a_known_task_and_a_json_object(dashboard: Dashboard) -> None:
+    action = dashboard.url + "api/tasks/task-1/actions/cancel"
+    headers = {"x-fleetbus-dashboard": "1", "content-type": "application/json"}
+    for body, status in ((b"{", 400), (b"[1]", 400), (b"{}", 404)):
+        answer = await http_get(action, method="POST", headers=headers, body=body)
+        assert answer.status == status, (body, answer)
