@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fleetbus import Fleet, Reject, Task, TaskError
+from fleetbus import Reject, Task, TaskCancelled, TaskError
 from fleetbus.dashboard import Dashboard
 from fleetbus.dashboard.app import PAGES
-from fleetbus.dashboard.data import TASK_ACTIONS, TaskRow
 from fleetbus.testing.fleets import FleetUnderTest, final_history
 
 if TYPE_CHECKING:
@@ -276,33 +274,42 @@ async def test_every_page_reads_at_390_pixels_and_works_from_the_keyboard(
     await expect(page.locator("main")).to_be_focused()
 
 
-async def test_a_task_action_is_a_button_on_the_task_page(
-    fleet: FleetUnderTest, dashboard: Dashboard, page: Page, monkeypatch: pytest.MonkeyPatch
+async def test_cancel_and_respond_are_buttons_on_a_running_tasks_page(
+    fleet: FleetUnderTest, dashboard: Dashboard, page: Page, shoot: Any
 ) -> None:
-    # What cancel and respond will be: an entry in TASK_ACTIONS, its fields in a template.
-    done: list[tuple[str, str, dict[str, Any]]] = []
-
-    async def nudge(fleet: Fleet, row: TaskRow, body: Mapping[str, Any]) -> str:
-        done.append((row.task_id, row.role, dict(body)))
-        return "nudged"
-
-    monkeypatch.setitem(TASK_ACTIONS, "nudge", nudge)
-    release = asyncio.Event()
+    """A click answers a task's input request; another cancels a task that runs."""
     agent = fleet.agent("backend")
+    cancelled = asyncio.Event()
 
     @agent.on_task
-    async def wait(task: Task) -> None:
-        await task.progress("waiting for a nudge", percent=10)
-        await release.wait()
+    async def work(task: Task) -> Any:
+        if task.body.get("ask"):
+            return await task.request_input({"question": "cursor or offset?"}, timeout=30)
+        await task.progress("a long job", percent=10)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "finished"
 
     async with agent, fleet.client(sender="cto") as client:
-        handle = await client.assign("backend", {})
-        await page.goto(f"{dashboard.url}tasks/{handle.id}")
-        await expect(page.locator("#task-progress")).to_have_attribute("value", "10")
-        await page.get_by_role("button", name="nudge").click()
+        asking = await client.assign("backend", {"ask": True})
+        await page.goto(f"{dashboard.url}tasks/{asking.id}")
+        await expect(page.get_by_role("button", name="respond")).to_be_visible()
+        await page.get_by_label("Answer (JSON, or text)").fill('{"pagination": "cursor"}')
+        await page.get_by_role("button", name="respond").click()
         await page.get_by_role("button", name="Confirm").click()
-        await expect(page.locator("#task-action-result")).to_have_text("nudge: done")
-        assert done == [(handle.id, "backend", {"role": "backend", "assigner": "cto"})]
-        release.set()
-        await handle.result(timeout=10)
+        assert await asking.result(timeout=10) == {"pagination": "cursor"}
+
+        long = await client.assign("backend", {"title": "long"})
+        await page.goto(f"{dashboard.url}tasks/{long.id}")
+        await expect(page.locator("#task-progress")).to_have_attribute("value", "10")
+        await page.get_by_label("Reason").fill("wrong approach")
+        await shoot(page, "task-actions")
+        await page.get_by_role("button", name="cancel").click()
+        await page.get_by_role("button", name="Confirm").click()
+        with pytest.raises(TaskCancelled, match="wrong approach"):
+            await long.result(timeout=10)
+        assert cancelled.is_set()
         await expect(page.locator("#task-actions")).to_be_hidden()  # none once it ended

@@ -5,10 +5,10 @@ and nowhere else. The rest of the dashboard handles the plain values defined bel
 What it reads, as the admin:
 
 - **status**: ``ops.status.collect`` and ``evaluate``, what ``fleetbus status`` shows;
-- **agents**: derived, for now, from the role's consumers (an agent polling, messages being
-  worked on, the last delivery) and from the task records (each record names the worker
-  process, ``{role}-{8 hex}``, that wrote it). ``roles()`` is the one function to change
-  when the fleet has a live registry of its agents;
+- **agents**: the fleet's presence records (``Fleet.agents``: every agent process with its
+  host, pid, state and the tasks it holds), read with each status sample; a fleet without a
+  presence stream falls back to what the task records say (each names the worker process,
+  ``{role}-{8 hex}``, that wrote it);
 - **tasks**: the last record of every task subject in the ``TASKS`` stream (a reader that
   starts from each subject's last message, then follows new ones), folded into a
   ``TaskIndex``: one row per task, its latest state. A task shows up once an agent has
@@ -18,7 +18,8 @@ What it reads, as the admin:
 - **meetings and traffic**: core subscriptions, nothing stored, nothing consumed.
 
 Task actions (``TASK_ACTIONS``) are what the task page offers as buttons: each is a name
-and a coroutine over a ``Fleet`` and the task's row. None is there yet.
+and a coroutine over a ``Fleet`` and the task's row: ``cancel`` (``Fleet.cancel``) and
+``respond`` (``Fleet.respond``, the answer to an input request).
 
 One piece on purpose: every read of the fleet and every action on it live here, so that a
 new source (a registry of agents, a task list from the library) replaces a function of this
@@ -46,6 +47,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
 from fleetbus.ops.status import ConsumerStatus, FleetStatus, collect, evaluate
+from fleetbus.presence import AgentInfo
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode
@@ -326,21 +328,27 @@ class TrafficLine:
 
 
 TaskAction = Callable[[Fleet, TaskRow, Mapping[str, Any]], Awaitable[Any]]
-TASK_ACTIONS: dict[str, TaskAction] = {}
+
+
+async def _cancel(fleet: Fleet, row: TaskRow, body: Mapping[str, Any]) -> Any:
+    reason = str(body.get("reason") or "cancelled from the dashboard")
+    return await fleet.cancel(row.task_id, row.role, reason, assigner=row.assigner)
+
+
+async def _respond(fleet: Fleet, row: TaskRow, body: Mapping[str, Any]) -> Any:
+    text = str(body.get("text") or "")
+    try:
+        answer = decode(text.encode())  # a JSON object as written, else the text itself
+    except PayloadError:
+        answer = {"text": text}
+    await fleet.respond(row.task_id, row.role, answer, assigner=row.assigner)
+    return True
+
+
+TASK_ACTIONS: dict[str, TaskAction] = {"cancel": _cancel, "respond": _respond}
 """The task page's buttons: a name and what it does to the task (the ``Fleet`` is the
 admin's; ``body`` has the fields of the action's ``<template id="action-NAME">`` in
-``task.html``, if it has one). Each one appears on the page of every unfinished task. Once
-``Fleet`` can cancel a task and answer its input requests::
-
-    TASK_ACTIONS["cancel"] = lambda fleet, row, body: fleet.cancel(row.task_id, row.role)
-    TASK_ACTIONS["respond"] = lambda fleet, row, body: fleet.respond(
-        row.task_id, row.role, {"text": body["text"]}
-    )
-
-and, for ``respond``'s text, in task.html::
-
-    <template id="action-respond"><label>Answer <textarea name="text"></textarea></label></template>
-"""
+``task.html``, if it has one). Each one appears on the page of every unfinished task."""
 
 
 class FleetData:
@@ -352,12 +360,20 @@ class FleetData:
         self.subjects = spec.subjects
         self.fleet = Fleet.attach(conn, spec)
         self._dead_letters = DeadLetters(conn, spec) if spec.dead_letter_stream else None
+        self.live_agents: list[AgentInfo] | None = None
+        """The presence records as of the last status sample (None: no presence)."""
 
     # -- status and agents ----------------------------------------------------------------
 
     async def status(self, *, dead_letters_before: int | None) -> FleetStatus:
-        """``fleetbus status``'s snapshot, its alerts evaluated."""
+        """``fleetbus status``'s snapshot, its alerts evaluated; the agents' presence
+        records are read with it (``roles`` shows them)."""
         snapshot = await collect(self.conn, self.spec, dead_letters_before=dead_letters_before)
+        if self.fleet.presence.stream:
+            try:
+                self.live_agents = await self.fleet.agents()
+            except FleetbusError:
+                self.live_agents = None
         return dataclasses.replace(snapshot, alerts=evaluate(snapshot, self.spec.alerts))
 
     def roles(
@@ -380,6 +396,35 @@ class FleetData:
             if not row.terminal:
                 workers.setdefault(key, []).append(row)
         agents: dict[str, list[AgentRow]] = {}
+        if self.live_agents is not None:  # presence: every process, whether or not it worked
+            seen = {}
+            for info in self.live_agents:
+                held = tuple(
+                    index.rows.get((t.task_id, t.assigner, info.role))
+                    or TaskRow(
+                        task_id=t.task_id,
+                        role=info.role,
+                        assigner=t.assigner,
+                        state="accepted",
+                        attempt=t.attempt,
+                        worker=info.instance,
+                        time=t.since,
+                        seq=0,
+                    )
+                    for t in info.tasks
+                )
+                agents.setdefault(info.role, []).append(
+                    AgentRow(
+                        role=info.role,
+                        worker=info.instance,
+                        state="working" if held and info.state == "running" else info.state,
+                        last_seen=info.renewed,
+                        tasks=held,
+                        host=info.host,
+                        pid=info.pid,
+                        started=info.started,
+                    )
+                )
         for (role, worker), last in sorted(seen.items()):
             tasks = tuple(sorted(workers.get((role, worker), []), key=lambda r: r.time))
             agents.setdefault(role, []).append(
