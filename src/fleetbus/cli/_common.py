@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,7 +23,16 @@ from fleetbus.errors import FleetbusError, FleetFileError, ServerError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 
-__all__ = ["CliState", "console", "err_console", "fail", "run_async", "state"]
+__all__ = [
+    "CliState",
+    "OutFile",
+    "console",
+    "err_console",
+    "fail",
+    "print_or_write",
+    "run_async",
+    "state",
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -104,6 +113,24 @@ def one_line(exc: ServerError) -> str:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+OutFile = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write it to FILE instead of stdout.")
+]
+"""The ``--out FILE`` of a verb that prints a document (see :func:`print_or_write`)."""
+
+
+def print_or_write(text: str, out: Path | None, wrote: str = "") -> None:
+    """``text`` on stdout, or into ``out`` with a line saying so (``wrote``: what it holds)."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    console.print(f"wrote {out}" + (f": {wrote}" if wrote else ""), soft_wrap=True)
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
