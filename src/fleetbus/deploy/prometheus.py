@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetbus.deploy.k8s_manifests import dump
+from fleetbus.deploy.k8s_manifests import dump, labels, meta
+from fleetbus.deploy.k8s_values import K8sOptions
 from fleetbus.fleet import FleetSpec
 
-__all__ = ["DEFAULT_STALE_AFTER", "prometheus_rules", "render_rules"]
+__all__ = ["DEFAULT_STALE_AFTER", "prometheus_rule", "prometheus_rules", "render_rules"]
 
 DEFAULT_STALE_AFTER = 60.0
 """Seconds without a fresh snapshot before the exporter counts as stale (12 readings at the
@@ -163,6 +164,16 @@ def prometheus_rules(
         )
     )
     return [{"name": f"fleetbus-{spec.prefix}", "rules": rules}]
+
+
+def prometheus_rule(spec: FleetSpec, options: K8sOptions) -> dict[str, Any]:
+    """The rules as a Prometheus Operator ``PrometheusRule`` (for ``fleetbus deploy k8s``)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": meta("fleetbus-alerts", options, labels("alerts")),
+        "spec": {"groups": prometheus_rules(spec)},
+    }
 
 
 def render_rules(spec: FleetSpec, *, stale_after: float = DEFAULT_STALE_AFTER) -> str:

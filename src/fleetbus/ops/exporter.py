@@ -24,13 +24,12 @@ from prometheus_client.core import Metric
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
-from fleetbus.ops.metrics import ExporterState, families
+from fleetbus.ops.metrics import DEFAULT_PORT, ExporterState, families
 from fleetbus.ops.status import collect
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_INTERVAL", "DEFAULT_PORT", "FleetExporter"]
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9465
 DEFAULT_INTERVAL = 5.0
 
 log = logging.getLogger("fleetbus.ops")

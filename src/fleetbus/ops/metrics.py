@@ -23,7 +23,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from fleetbus.ops.status import FleetStatus
 from fleetbus.presence import Liveness
 
-__all__ = ["METRICS", "NAMES", "ExporterState", "MetricDef", "families"]
+__all__ = ["DEFAULT_PORT", "METRICS", "NAMES", "ExporterState", "MetricDef", "families"]
+
+DEFAULT_PORT = 9465
+"""Where ``fleetbus metrics`` serves unless told otherwise (free in Prometheus's list of
+exporters' default ports)."""
 
 
 @dataclass(frozen=True, slots=True)
