@@ -119,3 +119,9 @@ def test_the_command_prints_or_writes_the_rules(tmp_path: Path, to_file: bool) -
     text = out.read_text() if to_file else result.stdout
     assert text == render_rules(spec)
     assert "fleetbus_consumer_pending > 12" in text
+
+
+def test_the_docs_list_every_rule() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    documented = set(re.findall(r"^\| `(Fleetbus[A-Za-z]+)` \|", doc, re.M))
+    assert documented == set(rules_of(render_rules(seed_fleet())))

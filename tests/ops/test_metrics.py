@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -122,3 +123,12 @@ def test_every_name_scraped_is_a_declared_metric() -> None:
     snapshot = replace(SNAPSHOT, streams=(*SNAPSHOT.streams, tasks))
     found = samples(families(ExporterState(snapshot=snapshot, refreshed_at=1, refresh_seconds=1)))
     assert {name for name, _ in found} == NAMES
+
+
+def test_the_docs_describe_every_metric_with_its_type_and_labels() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    rows = re.findall(r"^\| `(fleetbus_[a-z_]+)` \| (gauge|counter) \|([^|]*)\|", doc, re.M)
+    documented = {
+        name: (kind, tuple(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows
+    }
+    assert documented == {m.name: (m.kind, m.labels) for m in METRICS}
