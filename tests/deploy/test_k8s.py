@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -28,6 +29,7 @@ from fleetbus.deploy.k8s_values import (
     helm_values,
     placeholder_credentials,
 )
+from fleetbus.deploy.prometheus import prometheus_rules
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec, parse_fleet, seed_fleet
 from fleetbus.security import Credential, ensure_credentials
@@ -101,6 +103,84 @@ def strict_validate(manifest: dict[str, Any]) -> None:
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
 
 
+OPERATOR = "monitoring.coreos.com/v1"
+_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+OPERATOR_SPECS: dict[str, dict[str, Any]] = {
+    # The part of the Prometheus Operator's CRDs (monitoring.coreos.com/v1) fleetbus writes;
+    # kubernetes-validate bundles no CRD, and the API server prunes fields a CRD lacks.
+    "PrometheusRule": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["groups"],
+        "properties": {
+            "groups": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "rules"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "rules": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["alert", "expr"],
+                                "properties": {
+                                    "alert": {"type": "string"},
+                                    "expr": {"type": "string"},
+                                    "for": {"type": "string", "pattern": "^(0|[0-9]+[smhdwy])$"},
+                                    "labels": _STR_MAP,
+                                    "annotations": _STR_MAP,
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "ServiceMonitor": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["selector", "endpoints"],
+        "properties": {
+            "selector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"matchLabels": _STR_MAP},
+            },
+            "endpoints": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"},
+                        "path": {"type": "string"},
+                        "interval": {"type": "string", "pattern": "^[0-9]+[smh]$"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def validate(manifest: dict[str, Any]) -> None:
+    """Strictly, against Kubernetes' schemas; the Prometheus Operator's kinds against theirs
+    (their metadata as a Kubernetes object's)."""
+    if manifest["apiVersion"] != OPERATOR:
+        strict_validate(manifest)
+        return
+    assert set(manifest) == {"apiVersion", "kind", "metadata", "spec"}
+    carrier = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": manifest["metadata"]}
+    strict_validate(carrier)
+    jsonschema.validate(manifest["spec"], OPERATOR_SPECS[manifest["kind"]])
+
+
 # -- Kubernetes schemas ------------------------------------------------------------------------
 
 
@@ -128,10 +208,18 @@ def test_every_manifest_validates_strictly(files: dict[str, RenderedFile]) -> No
         assert written == list(f.manifests), f.name  # what is validated is what is written
         assert written, f.name
         for manifest in written:
-            strict_validate(manifest)
+            validate(manifest)
             assert manifest["metadata"]["namespace"] == "genbrain"
             kinds.append(manifest["kind"])
-    assert sorted(set(kinds)) == ["ConfigMap", "Deployment", "Job", "Secret"]
+    assert sorted(set(kinds)) == [
+        "ConfigMap",
+        "Deployment",
+        "Job",
+        "PrometheusRule",
+        "Secret",
+        "Service",
+        "ServiceMonitor",
+    ]
 
 
 def test_manifests_validate_for_another_fleet_and_namespace() -> None:
@@ -143,7 +231,7 @@ def test_manifests_validate_for_another_fleet_and_namespace() -> None:
     files = {f.name: f for f in render_k8s(spec, options)}
     assert "agent-data-eng-deployment.yaml" in files
     for manifest in manifests(files):
-        strict_validate(manifest)
+        validate(manifest)
     values = yaml.safe_load(files["nats-values.yaml"].text)
     assert values["config"]["cluster"]["replicas"] == 5
     deployment = by_kind(files, "Deployment")["fleetbus-agent-data-eng"]
@@ -337,7 +425,9 @@ def test_the_job_provisions_as_admin(files: dict[str, RenderedFile]) -> None:
 def test_every_role_has_a_deployment(seed: FleetSpec, files: dict[str, RenderedFile]) -> None:
     deployments = by_kind(files, "Deployment")
     secrets = by_kind(files, "Secret")
-    assert set(deployments) == {f"fleetbus-agent-{role}" for role in seed.roles}
+    assert set(deployments) == {f"fleetbus-agent-{role}" for role in seed.roles} | {
+        "fleetbus-metrics"
+    }
     for role in seed.roles:
         assert f"agent-{role}-deployment.yaml" in files
         spec = deployments[f"fleetbus-agent-{role}"]["spec"]
@@ -360,6 +450,46 @@ def test_every_role_has_a_deployment(seed: FleetSpec, files: dict[str, RenderedF
             ref = env[var]["valueFrom"]["secretKeyRef"]
             assert ref == {"name": f"fleetbus-{role}", "key": var}
             assert var in secrets[ref["name"]]["stringData"]
+
+
+def test_the_exporter_runs_as_the_admin_and_prometheus_finds_it(
+    files: dict[str, RenderedFile],
+) -> None:
+    deployment = by_kind(files, "Deployment")["fleetbus-metrics"]
+    assert files["metrics.yaml"].manifests[0] == deployment
+    pod = deployment["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    command = container["command"]
+    assert command[command.index("metrics") :] == ["metrics", "--host", "0.0.0.0", "--port", "9465"]
+    # the command line is one fleetbus accepts
+    help_run = CliRunner().invoke(app, [*command[1:], "--help"])
+    assert help_run.exit_code == 0, help_run.output
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"]}
+    assert refs == {"FLEETBUS_USER": "fleetbus-admin", "FLEETBUS_PASSWORD": "fleetbus-admin"}
+    [port] = container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": port["name"]}
+    service = by_kind(files, "Service")["fleetbus-metrics"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    [service_port] = service["spec"]["ports"]
+    assert service_port["targetPort"] == port["name"]
+    monitor = by_kind(files, "ServiceMonitor")["fleetbus-metrics"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= (
+        service["metadata"]["labels"].items()
+    )
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [service_port["name"]]
+
+
+def test_the_prometheus_rule_holds_the_alert_rules(
+    seed: FleetSpec, files: dict[str, RenderedFile]
+) -> None:
+    rule = by_kind(files, "PrometheusRule")["fleetbus-alerts"]
+    assert rule["spec"]["groups"] == prometheus_rules(seed)
+    spec = seed.model_copy(update={"alerts": seed.alerts.model_copy(update={"ack_pending": 9})})
+    [changed] = [
+        m for m in manifests({f.name: f for f in render_k8s(spec)}) if m["kind"] == "PrometheusRule"
+    ]
+    exprs = [r["expr"] for g in changed["spec"]["groups"] for r in g["rules"]]
+    assert any(e.startswith("fleetbus_consumer_ack_pending > 9") for e in exprs)
 
 
 def test_the_configmap_holds_the_fleet_file(
@@ -470,7 +600,7 @@ def test_cli_refuses_to_overwrite_without_force(workdir: Path) -> None:
     result = fleetbus("deploy", "k8s", "--out", str(out), "--force")
     assert result.exit_code == 0, result.output
     assert (out / "nats-values.yaml").read_text() != "mine\n"
-    assert len(written(out)) == 11
+    assert len(written(out)) == 13
 
 
 def test_no_real_secret_without_with_secrets(workdir: Path, real: dict[str, str]) -> None:

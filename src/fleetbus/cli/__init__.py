@@ -17,6 +17,7 @@ from fleetbus.cli import (
     fleet_cmds,
     mcp_cmds,
     message_cmds,
+    metrics_cmds,
     provision_cmds,
     run_cmds,
     security_cmds,
@@ -140,6 +141,7 @@ docs_cmds.register(app)
 dlq_cmds.register(app)
 run_cmds.register(app)
 status_cmds.register(app)
+metrics_cmds.register(app)
 security_cmds.register(app)
 deploy_cmds.register(app)
 asyncapi_cmds.register(app)

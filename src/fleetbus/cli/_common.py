@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,11 +26,13 @@ from fleetbus.js.connection import Connection, ConnectSettings, connect
 
 __all__ = [
     "CliState",
+    "OutFile",
     "console",
     "err_console",
     "fail",
     "print_json",
     "print_json_line",
+    "print_or_write",
     "run_async",
     "state",
 ]
@@ -134,6 +136,24 @@ def print_json_line(data: Any) -> None:
     """One JSON object on one line (JSON Lines: what streaming verbs print with --json)."""
     sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+OutFile = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write it to FILE instead of stdout.")
+]
+"""The ``--out FILE`` of a verb that prints a document (see :func:`print_or_write`)."""
+
+
+def print_or_write(text: str, out: Path | None, wrote: str = "") -> None:
+    """``text`` on stdout, or into ``out`` with a line saying so (``wrote``: what it holds)."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    console.print(f"wrote {out}" + (f": {wrote}" if wrote else ""), soft_wrap=True)
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:

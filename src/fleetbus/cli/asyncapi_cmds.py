@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 
-from fleetbus.cli._common import console, fail, guard, state
+from fleetbus.cli._common import OutFile, guard, print_or_write, state
 
 
 def register(app: typer.Typer) -> None:
@@ -17,9 +15,7 @@ def register(app: typer.Typer) -> None:
 
 def asyncapi(
     ctx: typer.Context,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write it to FILE instead of stdout.")
-    ] = None,
+    out: OutFile = None,
     fmt: Annotated[
         Literal["yaml", "json"], typer.Option("--format", help="yaml or json.")
     ] = "yaml",
@@ -30,12 +26,4 @@ def asyncapi(
     from fleetbus.deploy.asyncapi import render
 
     spec = guard(state(ctx).fleet)
-    text = render(spec, fmt)
-    if out is None:
-        sys.stdout.write(text)
-        return
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {out}: {exc.strerror}")
-    console.print(f"wrote {out}: AsyncAPI {fmt} of fleet {spec.prefix}")
+    print_or_write(render(spec, fmt), out, f"AsyncAPI {fmt} of fleet {spec.prefix}")

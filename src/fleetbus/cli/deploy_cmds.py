@@ -1,5 +1,6 @@
 """``fleetbus deploy k8s`` and ``fleetbus deploy compose``: write the files that run the fleet
-on Kubernetes, or under docker compose on one machine."""
+on Kubernetes, or under docker compose on one machine; ``deploy prometheus-rules`` and
+``deploy grafana``: the alert rules and the dashboard that watch it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from fleetbus.cli._common import console, err_console, fail, guard, state
+from fleetbus.cli._common import OutFile, console, err_console, fail, guard, print_or_write, state
+from fleetbus.deploy.grafana import render_dashboard
 from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
 from fleetbus.deploy.k8s import render_k8s
 from fleetbus.deploy.k8s_values import (
@@ -18,13 +20,15 @@ from fleetbus.deploy.k8s_values import (
     make_credential,
     placeholder_credentials,
 )
+from fleetbus.deploy.prometheus import DEFAULT_STALE_AFTER, render_rules
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.security import Credential
 
 deploy_app = typer.Typer(
     name="deploy",
-    help="Write what runs the fleet on a platform (Kubernetes, docker compose).",
+    help="Write what runs the fleet on a platform (Kubernetes, docker compose) and what"
+    " watches it (Prometheus rules, a Grafana dashboard).",
     no_args_is_help=True,
 )
 
@@ -219,3 +223,31 @@ def compose(
     else:
         err_console.print(f"[yellow]{out}/credentials holds real passwords[/]: keep it out of git")
     console.print(f"next: cd {out} && docker compose up -d  (see README.md)")
+
+
+@deploy_app.command("prometheus-rules")
+def prometheus_rules(
+    ctx: typer.Context,
+    out: OutFile = None,
+    stale_after: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds without a fresh reading before the exporter is stale."),
+    ] = DEFAULT_STALE_AFTER,
+) -> None:
+    """Print Prometheus alert rules for `fleetbus metrics`: the alerts of `fleetbus status`,
+    with the fleet file's thresholds."""
+    spec = guard(state(ctx).fleet)
+    print_or_write(
+        render_rules(spec, stale_after=stale_after), out, f"alert rules of fleet {spec.prefix}"
+    )
+
+
+@deploy_app.command("grafana")
+def grafana(
+    ctx: typer.Context,
+    out: OutFile = None,
+) -> None:
+    """Print a Grafana dashboard (JSON) of the fleet: message rates, consumers' backlog, dead
+    letters, live agents, storage against limits, and the agents' own metrics."""
+    spec = guard(state(ctx).fleet)
+    print_or_write(render_dashboard(spec), out, f"Grafana dashboard of fleet {spec.prefix}")

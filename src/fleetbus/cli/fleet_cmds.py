@@ -3,14 +3,13 @@ fleet file."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from fleetbus.cli._common import console, fail, guard, print_json, state
+from fleetbus.cli._common import OutFile, console, fail, guard, print_json, print_or_write, state
 from fleetbus.fleet import DEFAULT_FLEET_FILE
 from fleetbus.fleet.check import lint
 from fleetbus.fleet.jsonschema import SCHEMA_FILE, fleet_schema_text
@@ -94,20 +93,10 @@ def check(
 
 
 def schema(
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write it to FILE instead of stdout.")
-    ] = None,
+    out: OutFile = None,
 ) -> None:
     """Print the fleet file's JSON Schema (for editors: completion and checks as you type).
 
     `fleetbus init` writes it as fleet.schema.json beside fleet.yaml, whose first line points
     the YAML language server at it."""
-    text = fleet_schema_text()
-    if out is None:
-        sys.stdout.write(text)
-        return
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {out}: {exc.strerror}")
-    console.print(f"wrote {out}")
+    print_or_write(fleet_schema_text(), out)

@@ -12,6 +12,9 @@ directory, each with its text and (for Kubernetes objects) the manifests as dict
 - ``fleet-configmap.yaml``: the fleet file;
 - ``provision-job.yaml``: a Job running ``fleetbus provision`` as the admin;
 - ``agent-<role>-deployment.yaml``: a Deployment per role running ``fleetbus run``;
+- ``metrics.yaml``: ``fleetbus metrics`` (a Deployment and its Service);
+- ``prometheus.yaml``: for the Prometheus Operator, a ServiceMonitor scraping it and the alert
+  rules of ``fleetbus deploy prometheus-rules`` as a PrometheusRule;
 - ``README.md``: the apply steps.
 
 The passwords come in as ``Credential`` objects: :func:`placeholder_credentials` (the default,
@@ -32,8 +35,11 @@ from fleetbus.deploy.k8s_manifests import (
     dump,
     labels,
     meta,
+    metrics_deployment,
+    metrics_service,
     provision_job,
     secret,
+    service_monitor,
 )
 from fleetbus.deploy.k8s_readme import readme
 from fleetbus.deploy.k8s_values import (
@@ -50,6 +56,7 @@ from fleetbus.deploy.k8s_values import (
     per_role_authorization,
     placeholder_credentials,
 )
+from fleetbus.deploy.prometheus import prometheus_rule
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.security import Credential
@@ -133,5 +140,9 @@ def render_k8s(
     for role, name in names.items():
         deployment = agent_deployment(role, name, options)
         files.append(RenderedFile(f"agent-{name}-deployment.yaml", dump(deployment), (deployment,)))
+    exporter = (metrics_deployment(options), metrics_service(options))
+    files.append(RenderedFile("metrics.yaml", dump(*exporter), exporter))
+    operator = (service_monitor(options), prometheus_rule(spec, options))
+    files.append(RenderedFile("prometheus.yaml", dump(*operator), operator))
     files.append(RenderedFile("README.md", readme(spec, options, names, files)))
     return files

@@ -1,5 +1,6 @@
-"""The Kubernetes objects of ``fleetbus deploy k8s``: Secrets, the provisioning Job and the
-agents' Deployments, and the YAML they are written as. Pure."""
+"""The Kubernetes objects of ``fleetbus deploy k8s``: Secrets, the provisioning Job, the
+agents' Deployments, the metrics exporter (its Deployment, Service and ServiceMonitor) and
+the YAML they are written as. Pure. (The PrometheusRule is ``deploy.prometheus``'s.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,21 @@ from fleetbus.deploy.k8s_values import (
     FLEET_MOUNT,
     K8sOptions,
 )
+from fleetbus.ops.metrics import DEFAULT_PORT
 
-__all__ = ["agent_deployment", "dump", "labels", "meta", "provision_job", "secret"]
+__all__ = [
+    "agent_deployment",
+    "dump",
+    "labels",
+    "meta",
+    "metrics_deployment",
+    "metrics_service",
+    "provision_job",
+    "secret",
+    "service_monitor",
+]
+
+_METRICS_SELECTOR = {"app.kubernetes.io/name": "fleetbus", "app.kubernetes.io/component": "metrics"}
 
 
 def labels(component: str, role: str | None = None) -> dict[str, str]:
@@ -66,9 +80,81 @@ def _container_security() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
+def _container(
+    name: str,
+    options: K8sOptions,
+    command: list[str],
+    env: list[dict[str, Any]],
+    resources: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A container of the fleetbus image, with the fleet file mounted."""
+    _, mount = _fleet_volume()
+    return {
+        "name": name,
+        "image": options.fleetbus_image,
+        "command": command,
+        "env": env,
+        **extra,
+        "volumeMounts": [mount],
+        "resources": resources,
+        "securityContext": _container_security(),
+    }
+
+
+def _resources(requests: tuple[str, str], limits: tuple[str, str]) -> dict[str, Any]:
+    """CPU and memory, requested and at most."""
+    return {
+        "requests": {"cpu": requests[0], "memory": requests[1]},
+        "limits": {"cpu": limits[0], "memory": limits[1]},
+    }
+
+
+def _admin_command(options: K8sOptions, *args: str) -> list[str]:
+    """``fleetbus`` against the cluster's NATS with the mounted fleet file (credentials come
+    from the environment)."""
+    return [
+        "fleetbus",
+        "--server",
+        options.server_url,
+        "--fleet",
+        f"{FLEET_MOUNT}/{FLEET_KEY}",
+        *args,
+    ]
+
+
+def _pod(these: dict[str, str], container: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    volume, _ = _fleet_volume()
+    return {
+        "metadata": {"labels": these},
+        "spec": {**spec, "containers": [container], "volumes": [volume]},
+    }
+
+
+def _deployment(
+    name: str,
+    options: K8sOptions,
+    these: dict[str, str],
+    selector: dict[str, str],
+    pod: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(name, options, these),
+        "spec": {"replicas": 1, "selector": {"matchLabels": selector}, "template": pod},
+    }
+
+
 def provision_job(options: K8sOptions) -> dict[str, Any]:
-    volume, mount = _fleet_volume()
     these = labels("provision")
+    container = _container(
+        "provision",
+        options,
+        _admin_command(options, "provision"),
+        _creds_env("fleetbus-admin"),
+        _resources(("100m", "128Mi"), ("500m", "256Mi")),
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -76,80 +162,76 @@ def provision_job(options: K8sOptions) -> dict[str, Any]:
         "spec": {
             "backoffLimit": 6,
             "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": these},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "containers": [
-                        {
-                            "name": "provision",
-                            "image": options.fleetbus_image,
-                            "command": [
-                                "fleetbus",
-                                "--server",
-                                options.server_url,
-                                "--fleet",
-                                f"{FLEET_MOUNT}/{FLEET_KEY}",
-                                "provision",
-                            ],
-                            "env": _creds_env("fleetbus-admin"),
-                            "volumeMounts": [mount],
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "128Mi"},
-                                "limits": {"cpu": "500m", "memory": "256Mi"},
-                            },
-                            "securityContext": _container_security(),
-                        }
-                    ],
-                    "volumes": [volume],
-                },
-            },
+            "template": _pod(these, container, restartPolicy="OnFailure"),
         },
     }
 
 
 def agent_deployment(role: str, name: str, options: K8sOptions) -> dict[str, Any]:
-    volume, mount = _fleet_volume()
     these = labels("agent", name)
     selector = {"app.kubernetes.io/name": "fleetbus", "fleetbus.dev/role": name}
+    container = _container(
+        "agent",
+        options,
+        [
+            "fleetbus",
+            "run",
+            "--grace",
+            str(AGENT_GRACE_SECONDS),
+            options.agent_module.replace("{role}", role),
+        ],
+        [
+            {"name": "FLEETBUS_URL", "value": options.server_url},
+            {"name": "FLEETBUS_FLEET", "value": f"{FLEET_MOUNT}/{FLEET_KEY}"},
+            *_creds_env(f"fleetbus-{name}"),
+        ],
+        _resources(("100m", "256Mi"), ("1", "1Gi")),
+    )
+    pod = _pod(these, container, terminationGracePeriodSeconds=2 * AGENT_GRACE_SECONDS)
+    return _deployment(f"fleetbus-agent-{name}", options, these, selector, pod)
+
+
+def metrics_deployment(options: K8sOptions) -> dict[str, Any]:
+    """``fleetbus metrics`` as the admin (it reads every consumer and the presence records),
+    bound on the pod's address so Prometheus can scrape it; one replica is enough: a second
+    would read the same numbers."""
+    these = labels("metrics")
+    probe = {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10}
+    container = _container(
+        "metrics",
+        options,
+        _admin_command(options, "metrics", "--host", "0.0.0.0", "--port", str(DEFAULT_PORT)),
+        _creds_env("fleetbus-admin"),
+        _resources(("50m", "96Mi"), ("500m", "256Mi")),
+        ports=[{"name": "metrics", "containerPort": DEFAULT_PORT}],
+        readinessProbe=probe,
+        livenessProbe={**probe, "failureThreshold": 6},
+    )
+    pod = _pod(these, container)
+    return _deployment("fleetbus-metrics", options, these, _METRICS_SELECTOR, pod)
+
+
+def metrics_service(options: K8sOptions) -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta(f"fleetbus-agent-{name}", options, these),
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta("fleetbus-metrics", options, labels("metrics")),
         "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": these},
-                "spec": {
-                    "terminationGracePeriodSeconds": 2 * AGENT_GRACE_SECONDS,
-                    "containers": [
-                        {
-                            "name": "agent",
-                            "image": options.fleetbus_image,
-                            "command": [
-                                "fleetbus",
-                                "run",
-                                "--grace",
-                                str(AGENT_GRACE_SECONDS),
-                                options.agent_module.replace("{role}", role),
-                            ],
-                            "env": [
-                                {"name": "FLEETBUS_URL", "value": options.server_url},
-                                {"name": "FLEETBUS_FLEET", "value": f"{FLEET_MOUNT}/{FLEET_KEY}"},
-                                *_creds_env(f"fleetbus-{name}"),
-                            ],
-                            "volumeMounts": [mount],
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "256Mi"},
-                                "limits": {"cpu": "1", "memory": "1Gi"},
-                            },
-                            "securityContext": _container_security(),
-                        }
-                    ],
-                    "volumes": [volume],
-                },
-            },
+            "selector": _METRICS_SELECTOR,
+            "ports": [{"name": "metrics", "port": DEFAULT_PORT, "targetPort": "metrics"}],
+        },
+    }
+
+
+def service_monitor(options: K8sOptions) -> dict[str, Any]:
+    """For the Prometheus Operator: scrape the exporter's Service every 30 seconds."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta("fleetbus-metrics", options, labels("metrics")),
+        "spec": {
+            "selector": {"matchLabels": labels("metrics")},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
         },
     }
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from fleetbus.deploy.k8s_values import PLACEHOLDER_MARK, K8sOptions, RenderedFile
 from fleetbus.fleet import FleetSpec
+from fleetbus.ops.metrics import DEFAULT_PORT
 
 __all__ = ["readme"]
 
@@ -29,8 +30,8 @@ def readme(
 # fleetbus on Kubernetes: fleet `{spec.prefix}`, namespace `{ns}`
 
 Written by `fleetbus deploy k8s`: a {options.replicas}-node NATS JetStream cluster (the official
-NATS Helm chart), the fleet file, a provisioning Job, and one Deployment per role
-({", ".join(names)}).
+NATS Helm chart), the fleet file, a provisioning Job, one Deployment per role
+({", ".join(names)}), and `fleetbus metrics` with its alert rules.
 
 {listing}
 
@@ -57,6 +58,24 @@ start them:
 ```sh
 kubectl apply -n {ns} {agents}
 ```
+
+## Monitor
+
+`fleetbus metrics` (as the admin) serves the fleet's streams, consumers, dead letters and
+agents to Prometheus on port {DEFAULT_PORT} of Service `fleetbus-metrics`; with the Prometheus
+Operator, `prometheus.yaml` adds a ServiceMonitor for it and the alert rules of
+`fleetbus status` (a PrometheusRule; see docs/observability.md):
+
+```sh
+kubectl apply -n {ns} -f metrics.yaml
+kubectl apply -n {ns} -f prometheus.yaml
+# a Prometheus that selects by label (kube-prometheus-stack: release=<its release>):
+kubectl label -n {ns} servicemonitor/fleetbus-metrics prometheusrule/fleetbus-alerts \\
+  release=kube-prometheus-stack
+```
+
+Without the Operator, scrape `fleetbus-metrics.{ns}.svc:{DEFAULT_PORT}` and load the rules from
+`fleetbus deploy prometheus-rules`.
 
 ## Check
 

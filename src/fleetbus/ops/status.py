@@ -125,6 +125,11 @@ class FleetStatus:
     empty when the fleet has no presence stream."""
     alerts: tuple[Alert, ...] = field(default_factory=tuple)
 
+    @property
+    def serving(self) -> frozenset[str]:
+        """The roles with a live agent (running, draining or suspect), from presence."""
+        return _serving(self.agents)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for stream, raw in zip(self.streams, data["streams"], strict=True):
@@ -231,7 +236,7 @@ async def collect(
         for agent in await presence.agents():
             counts = agents.setdefault(agent.role, {})
             counts[agent.state] = counts.get(agent.state, 0) + 1
-        serving = {r for r, c in agents.items() if any(c.get(k) for k in _ALIVE)}
+        serving = _serving(agents)
         consumers = [
             c if not c.role or c.role in serving or c.missing else replace(c, serving=False)
             for c in consumers
@@ -385,6 +390,10 @@ def evaluate(status: FleetStatus, alerts: AlertSpec) -> tuple[Alert, ...]:
                 )
             )
     return tuple(out)
+
+
+def _serving(agents: dict[str, dict[str, int]]) -> frozenset[str]:
+    return frozenset(r for r, counts in agents.items() if any(counts.get(k) for k in _ALIVE))
 
 
 def _exists(streams: list[StreamStatus], name: str) -> bool:

@@ -24,7 +24,7 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["METRICS", "Metrics"]
+__all__ = ["METRICS", "Metrics", "agent_metrics"]
 
 _DURATIONS = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 900, 1800, 3600)
 _PUBLISH = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5)
@@ -127,3 +127,13 @@ class Metrics:
 
 METRICS = Metrics()
 """This process's metrics."""
+
+
+def agent_metrics() -> dict[str, str]:
+    """Every metric an agent process exports, by name and type (``counter``, ``gauge``,
+    ``histogram``): for dashboards and alert rules that reference them."""
+    out: dict[str, str] = {}
+    for family in METRICS.registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        out[name] = family.type
+    return out
