@@ -234,7 +234,7 @@ def tail(
 
             for each in filters:
                 await nc.subscribe(each, cb=put)
-            await nc.flush()  # the server has the subscription before we say so
+            await conn.flush()  # the server has the subscription before we say so
             err_console.print(f"[dim]tailing {subject} (Ctrl-C stops)[/]", highlight=False)
             while True:
                 m = await queue.get()

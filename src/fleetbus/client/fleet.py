@@ -588,7 +588,7 @@ class Fleet:
             raise FleetbusError("a role observes live traffic only: deliver='new'")
         sub = await self.nc.subscribe(wide)
         try:
-            await self.nc.flush()
+            await self.conn.flush()
             yield self._observed(_live(sub), subject if agents else None)
         finally:
             with contextlib.suppress(Exception):

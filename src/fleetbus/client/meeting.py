@@ -110,7 +110,7 @@ class Meeting:
             await nc.subscribe(f"{self._room}.*", cb=self._on_message),
             await nc.subscribe(self._room, cb=self._on_message),
         ]
-        await nc.flush()
+        await self.fleet.conn.flush()
         self.members.add(self.role)
         await self._notice("join")
         return self

@@ -63,7 +63,7 @@ class Responder:
             await nc.subscribe(subjects.rpc(self.role), queue=self.role, cb=self._on_rpc),
             await nc.subscribe(f"{subjects.rpc(self.role)}.*", queue=self.role, cb=self._on_rpc),
         ]
-        await nc.flush()
+        await self.conn.flush()
 
     async def close(self, grace: float) -> None:
         """Stop taking fast asks; let the ones being answered finish within ``grace``."""
