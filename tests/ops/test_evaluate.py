@@ -97,3 +97,17 @@ def test_storage_without_an_account_limit_is_measured_against_max_file() -> None
                     storage_limit_source="server.max_file")  # fmt: skip
     (alert,) = evaluate(full, AlertSpec())
     assert alert.code == "storage" and "server.max_file" in alert.message
+
+
+def test_message_rates_come_from_the_growth_of_each_streams_last_sequence() -> None:
+    """`status --watch` shows msg/s per stream: what was stored between two snapshots, also
+    when retention removed it (interest streams shrink as their messages are processed)."""
+    from fleetbus.ops.report import rates
+
+    def comms(messages: int, last_seq: int) -> FleetStatus:
+        stream = StreamStatus(name="AGENT_COMMS", messages=messages, bytes=0, max_msgs=-1,
+                              max_bytes=-1, replicas=1, last_seq=last_seq)  # fmt: skip
+        return snapshot(streams=(stream,))
+
+    assert rates(comms(5, 100), comms(0, 130), 2.0) == {"AGENT_COMMS": 15.0}
+    assert rates(comms(5, 100), comms(0, 130), 0.0) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from rich.live import Live
 
 from fleetbus._files import write_private
 from fleetbus.cli._common import CliState, console, print_json, run_async, state
-from fleetbus.ops.report import render
+from fleetbus.ops.report import rates, render
 from fleetbus.ops.status import FleetStatus, collect, evaluate
 
 
@@ -59,9 +60,15 @@ async def _snapshot(st: CliState) -> FleetStatus:
 
 
 async def _watch(st: CliState, every: float) -> None:
+    """Redraw every ``every`` seconds, with each stream's message rate since the last one."""
+    previous: tuple[float, FleetStatus] | None = None
     with Live(console=console, auto_refresh=False) as live:
         while True:
-            live.update(render(await _snapshot(st)), refresh=True)
+            snapshot = await _snapshot(st)
+            now = time.monotonic()
+            per_second = rates(previous[1], snapshot, now - previous[0]) if previous else {}
+            live.update(render(snapshot, per_second), refresh=True)
+            previous = (now, snapshot)
             await asyncio.sleep(every)
 
 

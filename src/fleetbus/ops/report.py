@@ -9,24 +9,45 @@ from rich.text import Text
 from fleetbus.fleet.units import format_size
 from fleetbus.ops.status import FleetStatus
 
-__all__ = ["render"]
+__all__ = ["rates", "render"]
 
 
-def render(s: FleetStatus) -> Group:
+def rates(before: FleetStatus, after: FleetStatus, seconds: float) -> dict[str, float]:
+    """Messages stored per second in each stream between two snapshots (its last sequence
+    grows by one per message stored, whatever retention removes)."""
+    if seconds <= 0:
+        return {}
+    earlier = {st.name: st.last_seq for st in before.streams if not st.missing}
+    return {
+        st.name: max(st.last_seq - earlier[st.name], 0) / seconds
+        for st in after.streams
+        if not st.missing and st.name in earlier
+    }
+
+
+def render(s: FleetStatus, per_second: dict[str, float] | None = None) -> Group:
+    """The snapshot as tables; with ``per_second`` (``status --watch``: from the previous
+    snapshot) a column of message rates."""
     streams = Table(title="streams", title_justify="left")
-    for column in ("stream", "messages", "bytes", "of limit", "replicas", "leader"):
-        streams.add_column(column, justify="right" if column in ("messages", "bytes") else "left")
+    columns = ["stream", "messages", "bytes", "of limit", "replicas", "leader"]
+    if per_second is not None:
+        columns.insert(2, "msg/s")
+    for column in columns:
+        streams.add_column(column, justify="left" if column in ("stream", "of limit") else "right")
     for st in s.streams:
         if st.missing:
-            streams.add_row(st.name, "-", "-", "[red]missing[/]", "-", "-")
+            blank = ["-"] * (len(columns) - 2)
+            streams.add_row(st.name, *blank[:2], "[red]missing[/]", *blank[2:])
             continue
         percent = st.storage_percent
         limit = "no limit" if percent is None else f"{percent:g}%"
         if st.subject_percent is not None:
             limit += f"; fullest subject {st.subject_percent:g}%"
+        rate = [] if per_second is None else [f"{per_second.get(st.name, 0.0):,.1f}"]
         streams.add_row(
             st.name,
             str(st.messages),
+            *rate,
             format_size(st.bytes),
             limit,
             str(st.replicas) + (f" [red]lagging: {', '.join(st.lagging)}[/]" if st.lagging else ""),
