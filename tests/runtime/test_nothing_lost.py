@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetbus import FleetbusError, Reject, Task, TaskError
 from fleetbus.errors import InvalidSubjectError, JetStreamError, JsErrorCode
@@ -368,3 +371,72 @@ async def test_a_handler_that_blocks_its_loop_loses_the_task_and_cannot_overwrit
         r.getMessage() for r in caplog.records if "event loop has been blocked" in r.getMessage()
     ]
     assert blocked and "blocking_handler" in blocked[0]
+
+
+# -- 7. a crashed agent does not stall its role for long -------------------------------------
+
+HANGING_WORKER = """
+import asyncio
+import sys
+from pathlib import Path
+
+import yaml
+
+from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import ConnectSettings
+from fleetbus.runtime import Agent, RuntimeSettings, Task
+
+spec = FleetSpec.model_validate(yaml.safe_load(Path(sys.argv[1]).read_text()))
+agent = Agent("backend", spec=spec, connection=ConnectSettings.from_url(sys.argv[2]),
+              settings=RuntimeSettings(poll=1.0))
+
+
+@agent.on_task
+async def hang(task: Task) -> None:
+    print(task.id, flush=True)
+    await asyncio.Event().wait()  # until killed
+
+
+agent.run()
+"""
+
+
+@pytest.mark.slow
+async def test_a_killed_agent_holds_up_its_role_for_one_lease_not_thirty_seconds(
+    fleet: FleetUnderTest, tmp_path: Path
+) -> None:
+    """The seed's tasks consumer (max_ack_pending 1, the default 4 s lease): an agent
+    SIGKILLed mid-task holds the whole role's queue. Its peer finishes that task and the six
+    queued behind it well within 30 s, the seed's ack wait alone."""
+    spec_file = tmp_path / "fleet.yaml"
+    spec_file.write_text(yaml.safe_dump(fleet.spec.model_dump(mode="json")))
+    script = tmp_path / "worker.py"
+    script.write_text(HANGING_WORKER)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(spec_file), fleet.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    peer = fleet.agent("backend")
+
+    @peer.on_task
+    async def finish(task: Task) -> int:
+        return int(task.body["n"])
+
+    try:
+        async with fleet.client(sender="cto") as cto:
+            first = await cto.assign("backend", {"n": 0})
+            assert proc.stdout is not None
+            held = await asyncio.wait_for(proc.stdout.readline(), 20)
+            assert held.decode().strip() == first.id
+            queued = [await cto.assign("backend", {"n": n}) for n in range(1, 7)]
+            async with peer:  # waits: max_ack_pending 1, and the killed agent holds it
+                proc.kill()
+                await proc.wait()
+                results = await asyncio.wait_for(
+                    asyncio.gather(*(h.result(timeout=30) for h in [first, *queued])), 25
+                )
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert results == list(range(7))
