@@ -135,8 +135,8 @@ def test_addresses_are_the_subjects_fleetbus_builds() -> None:
     assert address("meeting", meeting_id="release-42") == s.meeting("release-42")
     assert address("meetingFrom", meeting_id="r-1", sender="cto") == s.meeting("r-1", "cto")
     assert address("ask", role="cso", asker="backend") == s.rpc("cso", "backend")
-    assert address("deadLetters", stream="AGENT_COMMS", consumer="BACKEND_TASKS") == (
-        s.dead_letter("AGENT_COMMS", "BACKEND_TASKS")
+    assert address("deadLetters", stream="AGENT_COMMS", consumer="BACKEND_TASKS", seq="7") == (
+        s.dead_letter("AGENT_COMMS", "BACKEND_TASKS", 7)
     )
     assert address("answers", asker="backend", role="cso", ask_id="ask-1") == (
         f"{s.answer_to('backend', 'cso')}.ask-1"

@@ -179,7 +179,9 @@ def test_work_queue_consumer_must_deliver_all(deliver: str) -> None:
     assert "10101" in f.problem
 
 
-@pytest.mark.parametrize("subjects", [[">"], ["rpc.>"], ["rpc.*"], ["rpc.backend"]])
+@pytest.mark.parametrize(
+    "subjects", [[">"], ["rpc.>"], ["rpc.*"], ["rpc.backend"], ["rpc.*.*"], ["rpc.backend.cto"]]
+)
 def test_stream_capturing_requests(subjects: list[str]) -> None:
     def edit(d: Data) -> None:
         d["streams"] = {"ALL": {"subjects": subjects, "max_age": "1d"}}
@@ -193,7 +195,7 @@ def test_stream_capturing_requests(subjects: list[str]) -> None:
     f = one(fleet(edit), "stream-captures-requests")
     assert f.severity == "error"
     assert f.where == "streams.ALL.subjects"
-    assert "genbrain.rpc.*" in f.problem
+    assert "genbrain.rpc.>" in f.problem
     assert '"stream":"ALL"' in f.problem
 
 

@@ -348,3 +348,14 @@ async def test_a_role_cannot_fake_or_control_another_roles_agents(auth_fleet: Au
             assert await handle.result(timeout=10) == "served"
             assert handle.agent_running is True  # cto may read backend's latest record
     await assert_intact(auth_fleet)
+
+
+async def test_a_role_without_oversight_is_told_it_may_not_observe(auth_fleet: AuthFleet) -> None:
+    """Observing every inbox is the oversight roles' (the seed's ceo): backend asking for it
+    gets PermissionDenied at once, not a silent stream of nothing."""
+    async with client(auth_fleet, "backend") as backend:
+        with pytest.raises(PermissionDenied, match="only roles with oversight"):
+            async with backend.observer("agents.*.inbox"):
+                pass
+    async with client(auth_fleet, "ceo") as ceo, ceo.observer("agents.*.inbox"):
+        pass  # the ceo may

@@ -588,7 +588,11 @@ class Fleet:
             raise FleetbusError("a role observes live traffic only: deliver='new'")
         sub = await self.nc.subscribe(wide)
         try:
-            await self.conn.flush()
+            await self.conn.settle()  # a refused subscription is known after this
+            if self.conn.refused(wide, "subscribe"):
+                raise PermissionDenied(
+                    f"this identity may not observe {wide}: only roles with oversight may"
+                )
             yield self._observed(_live(sub), subject if agents else None)
         finally:
             with contextlib.suppress(Exception):

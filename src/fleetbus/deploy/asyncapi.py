@@ -60,6 +60,7 @@ _PARAMETERS: dict[str, str] = {
     "meeting_id": "the meeting (room) id",
     "stream": "the stream the dead message came from",
     "consumer": "the consumer that gave up on it",
+    "seq": "the dead message's sequence in its stream (one dead letter per message)",
 }
 _KINDS = ["inbox", "tasks", "meetings"]
 
@@ -161,7 +162,7 @@ CHANNELS: tuple[ChannelFamily, ...] = (
     ),
     ChannelFamily(
         "deadLetters",
-        lambda s: s.dead_letter(_p("stream"), _p("consumer")),
+        lambda s: s.dead_letter(_p("stream"), _p("consumer")) + "." + _p("seq"),
         ("deadLetter",),
         "What exhausted its deliveries or was rejected, with where it came from and why.",
     ),

@@ -220,7 +220,7 @@ def _takes_all(consumer: ResolvedConsumer, stream_subjects: list[str]) -> bool:
 
 
 def _core_subjects_stored(spec: FleetSpec) -> Iterator[Finding]:
-    rpc = f"{spec.prefix}.rpc.*"
+    rpc = f"{spec.prefix}.rpc.>"  # P.rpc.{role} and the roles' P.rpc.{role}.{asker}
     meetings = f"{spec.prefix}.meetings.>"
     for name in spec.streams:
         for subject in spec.stream_subjects(name):

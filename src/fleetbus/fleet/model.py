@@ -188,7 +188,7 @@ class ConsumerSpec(_Model):
         if self.backoff and self.max_deliver != -1 and len(self.backoff) > self.max_deliver:
             raise ValueError(
                 f"backoff has {len(self.backoff)} delays but max_deliver is {self.max_deliver}:"
-                " the server refuses more delays than deliveries"
+                " a delay for an attempt that is never made"
             )
         return self
 

@@ -1,8 +1,9 @@
 """The only module that touches nats-py's internals. Each use says what it buys.
 
 nats-py 2.x has no public API for these; if a release changes them, the functions here fall
-back to the public, slower way where there is one, and ``tests/js/test_natspy.py`` fails so
-the change is noticed.
+back to the public, slower way where there is one; the tests that lean on them (the batch
+publisher's, the consume loop's shutdown, ``fleetbus status``'s server version) fail so the
+change is noticed.
 """
 
 from __future__ import annotations

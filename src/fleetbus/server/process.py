@@ -3,8 +3,9 @@
 Synchronous on purpose, so that a CLI command and a pytest session fixture can both use it.
 The server writes to a log file in its data directory (its stdout and stderr too, so that
 config errors printed before its logger starts are kept): nothing reads a pipe, so a chatty
-server can never block on one. ``start()`` returns only once ``GET /healthz`` answers
-``{"status": "ok"}``, and stops the process again if it does not.
+server can never block on one. ``start()`` returns only once the server's log says it listens
+and is ready (nothing needs the HTTP monitoring port, which is off unless asked for), and
+stops the process again if it does not.
 
 Data directory layout::
 
@@ -42,7 +43,7 @@ __all__ = ["CONFIG_FILE", "LOG_FILE", "NatsServer", "ServerState", "keep_detache
 
 CONFIG_FILE = "nats-server.conf"
 LOG_FILE = "nats-server.log"
-_TICK = 0.02  # how long to wait on the process between looks at its log and /healthz
+_TICK = 0.02  # how long to wait on the process between looks at its log
 
 # Detached servers' process handles, kept so that they are reaped when stopped from this
 # process and never garbage-collected while running (which would warn).
@@ -80,9 +81,9 @@ class NatsServer:
     """A nats-server process with JetStream, configured from a ``ServerSpec``.
 
     ``port``/``monitor_port`` override the spec's; ``0`` asks for free ports, learnt from
-    the server's log once it listens. ``health_query`` is appended to ``/healthz``: the
-    default full check waits until JetStream has recovered its streams (and, in a cluster,
-    found a meta leader); ``"js-server-only=true"`` only waits for JetStream to be on.
+    the server's log once it listens. Ready means the log said "Server is ready" (JetStream
+    has recovered its streams by then); a cluster also waits for a meta leader
+    (``LocalCluster.wait_healthy``).
     """
 
     def __init__(
@@ -203,7 +204,7 @@ class NatsServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> NatsServer:
-        """Start the server; return once ``/healthz`` says ok, within ``timeout`` seconds.
+        """Start the server; return once its log says it is ready, within ``timeout`` seconds.
 
         Raises :class:`~fleetbus.errors.ServerError` (the server's own words in ``.log``) if
         it exits early or is not healthy in time; the process is stopped in that case.
