@@ -15,6 +15,7 @@ it started, or past its deadline, ends (``canceled``, ``expired``) without runni
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +33,7 @@ from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
+from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import encode
 from fleetbus.wire.subjects import ADMIN, validate_id
 from fleetbus.wire.updates import TaskUpdate, task_id_of
@@ -60,6 +62,7 @@ class Dispatcher:
         self.settler = settler
         self.responder = responder
         self._consumers: dict[ConsumerKind, ResolvedConsumer] = {}
+        self._event_depth = len(spec.prefix.split(".")) + 1
 
     def handle(self, consumer: ResolvedConsumer) -> Handle:
         """The message callback for ``consumer`` (one of this role's)."""
@@ -79,6 +82,8 @@ class Dispatcher:
     async def _task(self, msg: Msg) -> None:
         settler = self.settler
         d = self._delivery(msg, "tasks")
+        d.stop = threading.Event()
+        d.since = now_iso()
         try:
             env = envelope_of(msg, self.spec)
             d.task = TaskRef(self._task_id(env), self._assigner(env), self.role)
@@ -228,16 +233,12 @@ class Dispatcher:
         if await self._exhausted(d):
             return
         tokens = msg.subject.split(".")
-        depth = len(self.spec.prefix.split(".")) + 1
+        depth = self._event_depth
         domain = tokens[depth] if len(tokens) > depth else ""
         event = env.make(Event, domain=domain, type=".".join(tokens[depth + 1 :]))
         handlers = self.routes.event_handlers(self.spec, msg.subject)
-
-        async def all_handlers(ev: Event) -> None:
-            for func in handlers:
-                await invoke(func, ev)
-
-        ok, _ = await self.settler.run(d, all_handlers, event)
+        handler = handlers[0] if len(handlers) == 1 else EventHandlers(handlers)
+        ok, _ = await self.settler.run(d, handler, event)
         if ok:
             await self.settler.ack(d)
 
@@ -257,6 +258,20 @@ class Dispatcher:
         ok, _ = await self.settler.run(d, self.routes.update, update)
         if ok:
             await self.settler.ack(d)
+
+
+class EventHandlers:
+    """Every handler an event matches, one after the other (one call for the settler)."""
+
+    __slots__ = ("__qualname__", "handlers")
+
+    def __init__(self, handlers: list[Callable[[Event], Any]]) -> None:
+        self.handlers = handlers
+        self.__qualname__ = ", ".join(getattr(f, "__qualname__", repr(f)) for f in handlers)
+
+    async def __call__(self, event: Event) -> None:
+        for func in self.handlers:
+            await invoke(func, event)
 
 
 async def _none() -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "TaskHandler",
     "UpdateHandler",
     "invoke",
+    "is_async",
 ]
 
 TaskHandler = Callable[[Task], Awaitable[Any]]
@@ -56,6 +57,7 @@ class Routes:
     """(pattern relative to ``P.events``, handler), in registration order."""
     observers: list[tuple[str, ObserveHandler]] = field(default_factory=list)
     _event_routes: list[tuple[str, EventHandler]] | None = None
+    _by_subject: dict[str, list[EventHandler]] = field(default_factory=dict)
 
     def kinds(self) -> list[ConsumerKind]:
         """The consumer kinds these handlers need, in a fixed order."""
@@ -107,7 +109,13 @@ class Routes:
         """The event handlers whose pattern matches ``subject``, in registration order."""
         if self._event_routes is None:  # once, not per message
             self._event_routes = [(spec.subjects.events_filter(p), f) for p, f in self.events]
-        return [func for full, func in self._event_routes if subject_matches(full, subject)]
+        found = self._by_subject.get(subject)
+        if found is None:
+            if len(self._by_subject) >= 4096:  # many distinct subjects: start over
+                self._by_subject.clear()
+            found = [func for full, func in self._event_routes if subject_matches(full, subject)]
+            self._by_subject[subject] = found
+        return found
 
     def summary(self) -> dict[str, Any]:
         """What these handlers serve, for the agent's presence record."""
@@ -121,10 +129,27 @@ class Routes:
         }
 
 
+_ASYNC: dict[Callable[..., Any], bool] = {}
+
+
+def is_async(handler: Callable[..., Any]) -> bool:
+    """Whether calling ``handler`` gives a coroutine: an ``async def``, or an object whose
+    ``__call__`` is one (asked once per function, not per message)."""
+    if not inspect.isfunction(handler) and not inspect.ismethod(handler):
+        call = type(handler).__call__
+        return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+    found = _ASYNC.get(handler)
+    if found is None:
+        if len(_ASYNC) >= 1024:
+            _ASYNC.clear()
+        found = _ASYNC[handler] = inspect.iscoroutinefunction(handler)
+    return found
+
+
 async def invoke(handler: Callable[[Any], Any], arg: Any) -> Any:
     """Call a handler: an ``async def`` on the event loop, a plain ``def`` in a worker thread
     (so a blocking call does not stop heartbeats and every other handler)."""
-    if inspect.iscoroutinefunction(handler):
+    if is_async(handler):
         return await handler(arg)
     value = await asyncio.to_thread(handler, arg)
     if inspect.isawaitable(value):
