@@ -118,7 +118,9 @@ class Dispatcher:
         task = env.make(
             Task, id=d.task.task_id, assigner=d.task.assigner, deadline=d.deadline, _work=work
         )
-        await settler.update(d, "accepted")
+        # Informational, and not waited for: its PubAck would only delay the handler. It is
+        # written ahead of the outcome on the same connection, so it is stored first.
+        settler.update_soon(d, "accepted")
         assert self.routes.task is not None
         ok, value = await settler.run(d, self.routes.task, task)
         if not ok:
@@ -136,9 +138,12 @@ class Dispatcher:
         settler, records, task = self.settler, self.settler.records, d.task
         assert task is not None
         if records is not None:
-            cancel = records.last(task, "cancel")
-            outcome = records.last(task, "outcome") if d.attempt > 1 else _none()
-            cancelled, standing = await asyncio.gather(cancel, outcome)
+            if d.attempt > 1:  # both questions at once
+                cancelled, standing = await asyncio.gather(
+                    records.last(task, "cancel"), records.last(task, "outcome")
+                )
+            else:  # a first attempt has no outcome to find
+                cancelled, standing = await records.last(task, "cancel"), None
             if standing is not None:  # another attempt finished it
                 await settler.ack(d)
                 return True
@@ -272,10 +277,6 @@ class EventHandlers:
     async def __call__(self, event: Event) -> None:
         for func in self.handlers:
             await invoke(func, event)
-
-
-async def _none() -> None:
-    return None
 
 
 def _float(value: str | None) -> float | None:

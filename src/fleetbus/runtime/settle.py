@@ -464,6 +464,14 @@ class Settler:
         await self._index(d, update)
         await self.records.update(d.task, update)
 
+    def update_soon(self, d: Delivery, state: TaskState, **fields: Any) -> None:
+        """``update`` without waiting for it: the entry and the record are written now (on
+        this connection, ahead of anything published after), their PubAck checked in the
+        background (a failure is logged, as ``update``'s)."""
+        if d.task is None or self.records is None:
+            return
+        background(self.update(d, state, **fields))
+
     async def outcome(
         self, d: Delivery, state: TaskState, **fields: Any
     ) -> tuple[OutcomeWrite, TaskUpdate]:
