@@ -84,6 +84,28 @@ async def agent_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
     return {"rate": rate(p["count"], elapsed)}
 
 
+async def agent_consume_batch(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    """The seed's CSO with an ``on_events(">", batch=100)`` handler: lists of events."""
+    fleet = await env.fleet()
+    await preload(env.url, fleet.spec.subjects.event("bench", "consume"), p["count"])
+    agent = fleet.agent("cso", dead_letter_copier=False)
+    seen = 0
+
+    @agent.on_events(">", batch=100)
+    async def handle(events: list[Event]) -> None:
+        nonlocal seen
+        seen += len(events)
+
+    t0 = time.perf_counter()
+    await agent.start()
+    try:
+        await wait_until(lambda: seen >= p["count"], 120, f"agent consumed {seen}")
+        elapsed = time.perf_counter() - t0
+    finally:
+        await agent.stop(grace=1)
+    return {"rate": rate(p["count"], elapsed)}
+
+
 async def agent_consume_metrics(env: Env, p: dict[str, Any]) -> dict[str, float]:
     """``agent_consume`` with the process's Prometheus metrics on (served, counted)."""
     from fleetbus.telemetry import METRICS
@@ -215,6 +237,18 @@ def scenarios(quick: bool, full: bool) -> list[Scenario]:
             "fetch(100)+ack",
         )
     ]
+    out.append(
+        Scenario(
+            "consume + ack",
+            "one durable consumer, 256 B, lists of up to 100",
+            [Metric("rate", "handled", "msg/s", True)],
+            agent_consume_batch,
+            raw_consume,
+            {"count": 2000 if quick else 20_000},
+            "Agent.on_events(batch=100)",
+            "fetch(100)+ack",
+        )
+    )
     out.append(
         Scenario(
             "consume + ack",

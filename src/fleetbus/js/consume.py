@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -39,6 +41,7 @@ __all__ = ["ConsumerLoop"]
 log = logging.getLogger("fleetbus.consume")
 
 MessageCallback = Callable[[Msg], Awaitable[None]]
+BatchCallback = Callable[[list[Msg]], Awaitable[None]]
 _MAX_REQUESTS = 4
 """Pull requests one loop keeps open at most (the server allows 512 waiting per consumer)."""
 _LATE = 1.0
@@ -49,7 +52,11 @@ _PENDING = "Nats-Pending-Messages"
 
 class ConsumerLoop:
     """Runs ``handle`` for each message of the durable pull consumer ``stream > name``, at
-    most ``limit`` at once (the consumer's max_ack_pending, capped)."""
+    most ``limit`` at once (the consumer's max_ack_pending, capped).
+
+    With ``handle_batch`` (and ``batch`` > 1) messages go by lists instead: up to ``batch``
+    that arrived together (what one read of the connection brought), each list counted as
+    that many of the ``limit``."""
 
     def __init__(
         self,
@@ -61,6 +68,8 @@ class ConsumerLoop:
         poll: float,
         limit: int,
         api_prefix: str = "$JS.API",
+        handle_batch: BatchCallback | None = None,
+        batch: int = 1,
     ) -> None:
         self.conn = conn
         self.stream = stream
@@ -68,6 +77,11 @@ class ConsumerLoop:
         self.handle = handle
         self.poll = poll
         self.limit = max(1, limit)
+        self.handle_batch = handle_batch
+        self.batch = max(1, batch) if handle_batch is not None else 1
+        self._gathered: list[Msg] = []
+        self._held = 0
+        """Messages started and not finished (a batch holds as many as it has)."""
         self._changed = asyncio.Event()
         self.wake: asyncio.Event = _Wake(self._changed)
         """Set to ask again at once (after a reconnect, the server forgot every request)."""
@@ -86,7 +100,7 @@ class ConsumerLoop:
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        return self._held
 
     async def bind(self) -> None:
         """Subscribe the loop's reply inbox (the consumer must exist: ``fleetbus provision``
@@ -122,7 +136,7 @@ class ConsumerLoop:
                 self._failure = None
                 await failures.wait(self.wake)
                 continue
-            free = self.limit - len(self._running) - self._requested
+            free = self.limit - self._held - len(self._gathered) - self._requested
             if free >= self._threshold and len(self._requests) < _MAX_REQUESTS:
                 try:
                     await self._ask(free)
@@ -188,14 +202,43 @@ class ConsumerLoop:
                 self._requests[token] = (expected - 1, lost_at)
             self._requested = max(self._requested - 1, 0)
             break
-        # Arriving while stopping: never started, given back at once (``_guarded`` naks).
-        task = asyncio.ensure_future(_nak(msg) if self._stopping else self._guarded(msg))
-        self._running.add(task)
-        task.add_done_callback(self._finished)
+        if self._stopping:  # never started: given back at once
+            self._start(_nak(msg), 0)
+        elif self.handle_batch is None:
+            self._start(self._guarded(msg), 1)
+        else:
+            self._gathered.append(msg)
+            if len(self._gathered) >= self.batch:
+                self._start_batch()
+            elif len(self._gathered) == 1:  # the rest of this read joins it, then it starts
+                asyncio.get_running_loop().call_soon(self._start_batch)
 
-    def _finished(self, task: asyncio.Future[None]) -> None:
+    def _start_batch(self) -> None:
+        msgs, self._gathered = self._gathered, []
+        if msgs:
+            self._start(self._guarded_batch(msgs), len(msgs))
+
+    def _start(self, work: Coroutine[Any, Any, None], holds: int) -> None:
+        task = asyncio.ensure_future(work)
+        self._held += holds
+        self._running.add(task)
+        task.add_done_callback(functools.partial(self._finished, holds))
+
+    def _finished(self, holds: int, task: asyncio.Future[None]) -> None:
         self._running.discard(task)
+        self._held -= holds
         self._changed.set()
+
+    async def _guarded_batch(self, msgs: list[Msg]) -> None:
+        assert self.handle_batch is not None
+        try:
+            await self.handle_batch(msgs)
+        except asyncio.CancelledError:
+            for msg in msgs:
+                await _nak(msg)
+            raise
+        except Exception:
+            log.exception("%s: unexpected error while handling a batch", self.name)
 
     async def _guarded(self, msg: Msg) -> None:
         try:
@@ -218,6 +261,9 @@ class ConsumerLoop:
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` for running handlers, cancel (nak) the rest, release the queue."""
         self.stop_fetching()
+        gathered, self._gathered = self._gathered, []
+        for msg in gathered:  # arrived, never started
+            await _nak(msg)
         # Withdraw the subscription first: a pull request still open on the server must not
         # catch the messages naked below (they would sit in a dead queue until ack_wait).
         await self._release_queue()

@@ -25,10 +25,11 @@ from pydantic import ValidationError
 
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
+from fleetbus.runtime.batches import run_batch
 from fleetbus.runtime.envelope import BadMessage, Envelope, envelope_of
 from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
-from fleetbus.runtime.routes import Routes, invoke
+from fleetbus.runtime.routes import BatchHandler, Routes, invoke
 from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
@@ -41,6 +42,7 @@ from fleetbus.wire.updates import TaskUpdate, task_id_of
 __all__ = ["Dispatcher"]
 
 Handle = Callable[[Msg], Awaitable[None]]
+HandleBatch = Callable[[list[Msg]], Awaitable[None]]
 
 
 class Dispatcher:
@@ -63,6 +65,7 @@ class Dispatcher:
         self.responder = responder
         self._consumers: dict[ConsumerKind, ResolvedConsumer] = {}
         self._event_depth = len(spec.prefix.split(".")) + 1
+        self._batch_routes: list[tuple[str, BatchHandler, int]] | None = None
 
     def handle(self, consumer: ResolvedConsumer) -> Handle:
         """The message callback for ``consumer`` (one of this role's)."""
@@ -75,6 +78,34 @@ class Dispatcher:
             "updates": self._update,
         }
         return pipelines[consumer.kind]
+
+    def handle_batch(self, consumer: ResolvedConsumer) -> HandleBatch:
+        """The callback for lists of ``consumer``'s messages (the events consumer of an agent
+        with ``on_events`` handlers)."""
+        self._consumers[consumer.kind] = consumer
+        return self._event_batch
+
+    async def _event_batch(self, msgs: list[Msg]) -> None:
+        ready: list[tuple[Delivery, Event]] = []
+        for msg in msgs:
+            d = self._delivery(msg, "events")
+            try:
+                env = envelope_of(msg, self.spec)
+            except BadMessage as bad:
+                await self.settler.bad_message(d, bad)
+                continue
+            if await self._exhausted(d):
+                continue
+            ready.append((d, self._event_of(env, msg.subject)))
+        if self._batch_routes is None:
+            self._batch_routes = self.routes.batch_routes(self.spec)
+        await run_batch(self.settler, self._batch_routes, ready)
+
+    def _event_of(self, env: Envelope, subject: str) -> Event:
+        tokens = subject.split(".")
+        depth = self._event_depth
+        domain = tokens[depth] if len(tokens) > depth else ""
+        return env.make(Event, domain=domain, type=".".join(tokens[depth + 1 :]))
 
     def _delivery(self, msg: Msg, kind: ConsumerKind) -> Delivery:
         return Delivery(msg, self._consumers[kind], msg.metadata.num_delivered)
@@ -237,10 +268,7 @@ class Dispatcher:
             return
         if await self._exhausted(d):
             return
-        tokens = msg.subject.split(".")
-        depth = self._event_depth
-        domain = tokens[depth] if len(tokens) > depth else ""
-        event = env.make(Event, domain=domain, type=".".join(tokens[depth + 1 :]))
+        event = self._event_of(env, msg.subject)
         handlers = self.routes.event_handlers(self.spec, msg.subject)
         handler = handlers[0] if len(handlers) == 1 else EventHandlers(handlers)
         ok, _ = await self.settler.run(d, handler, event)

@@ -234,7 +234,7 @@ class Settler:
                 d.handler,
                 exc_info=exc,
             )
-            await self.fail(d, f"{type(exc).__name__}: {exc}", None, _trace(exc))
+            await self.fail(d, f"{type(exc).__name__}: {exc}", None, trace_text(exc))
             return False, None
         finally:
             beats.cancel()
@@ -527,7 +527,7 @@ def background(coro: Coroutine[Any, Any, Any]) -> None:
     task.add_done_callback(_BACKGROUND.discard)
 
 
-def _trace(exc: BaseException) -> str:
+def trace_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc))
     return text if len(text) <= TRACEBACK_LIMIT else "...\n" + text[-TRACEBACK_LIMIT:]
 
