@@ -63,38 +63,25 @@ def fanout_spec(roles: int) -> FleetSpec:
 
 
 async def agent_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
-    """The seed's CSO (events: ">", max_ack_pending 100) handling every event."""
+    """The seed's CSO (events: ">", max_ack_pending 100) handling every event: one at a time
+    (``on_event``), or in lists of up to ``p["batch"]`` (``on_events``)."""
     fleet = await env.fleet()
     await preload(env.url, fleet.spec.subjects.event("bench", "consume"), p["count"])
     agent = fleet.agent("cso", dead_letter_copier=False)
     seen = 0
+    if p.get("batch"):
 
-    @agent.on_event(">")
-    async def handle(event: Event) -> None:
-        nonlocal seen
-        seen += 1
+        @agent.on_events(">", batch=p["batch"])
+        async def handle_list(events: list[Event]) -> None:
+            nonlocal seen
+            seen += len(events)
 
-    t0 = time.perf_counter()
-    await agent.start()
-    try:
-        await wait_until(lambda: seen >= p["count"], 120, f"agent consumed {seen}")
-        elapsed = time.perf_counter() - t0
-    finally:
-        await agent.stop(grace=1)
-    return {"rate": rate(p["count"], elapsed)}
+    else:
 
-
-async def agent_consume_batch(env: Env, p: dict[str, Any]) -> dict[str, float]:
-    """The seed's CSO with an ``on_events(">", batch=100)`` handler: lists of events."""
-    fleet = await env.fleet()
-    await preload(env.url, fleet.spec.subjects.event("bench", "consume"), p["count"])
-    agent = fleet.agent("cso", dead_letter_copier=False)
-    seen = 0
-
-    @agent.on_events(">", batch=100)
-    async def handle(events: list[Event]) -> None:
-        nonlocal seen
-        seen += len(events)
+        @agent.on_event(">")
+        async def handle(event: Event) -> None:
+            nonlocal seen
+            seen += 1
 
     t0 = time.perf_counter()
     await agent.start()
@@ -242,9 +229,9 @@ def scenarios(quick: bool, full: bool) -> list[Scenario]:
             "consume + ack",
             "one durable consumer, 256 B, lists of up to 100",
             [Metric("rate", "handled", "msg/s", True)],
-            agent_consume_batch,
+            agent_consume,
             raw_consume,
-            {"count": 2000 if quick else 20_000},
+            {"count": 2000 if quick else 20_000, "batch": 100},
             "Agent.on_events(batch=100)",
             "fetch(100)+ack",
         )
