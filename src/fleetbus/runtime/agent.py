@@ -46,6 +46,7 @@ from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.consume import ConsumerLoop
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.dispatch import Dispatcher
+from fleetbus.runtime.eventloop import serve
 from fleetbus.runtime.lease import Lease
 from fleetbus.runtime.requests import Responder
 from fleetbus.runtime.routes import (
@@ -532,13 +533,14 @@ class Agent:
             raise FleetbusError(self.failure)
 
     def run(self) -> None:
-        """Serve until SIGINT or SIGTERM; then shut down gracefully and return.
+        """Serve until SIGINT or SIGTERM; then shut down gracefully and return. On uvloop's
+        event loop when it is installed (``fleetbus[speed]``; ``FLEETBUS_LOOP=asyncio`` not).
 
         The process's main: a fleetbus error that stops it before it serves (no server, an
         unprovisioned fleet, an unknown role) is one line on stderr and exit status 1."""
         configure_logging()
         try:
-            asyncio.run(self._run_with_signals())
+            serve(self._run_with_signals())
         except FleetbusError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
