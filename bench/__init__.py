@@ -48,6 +48,9 @@ class Scenario:
     fleetbus_label: str = "fleetbus"
     raw_label: str = "raw nats-py"
     note: str = ""
+    framework: Side | None = None
+    """A third column: the same work in another framework (FastStream), when it applies."""
+    framework_label: str = ""
 
 
 @dataclass
@@ -107,6 +110,7 @@ class Result:
     scenario: Scenario
     fleetbus: list[dict[str, float]] = field(default_factory=list)
     raw: list[dict[str, float]] = field(default_factory=list)
+    framework: list[dict[str, float]] = field(default_factory=list)
 
     def summary(self) -> list[dict[str, Any]]:
         rows = []
@@ -125,9 +129,18 @@ class Result:
                 "raw": _stats(rw),
             }
             f, r = row["fleetbus"]["median"], row["raw"]["median"]
-            row["ratio"] = f / r if f == f and r == r and r else float("nan")
+            row["ratio"] = _ratio(f, r)
+            if self.scenario.framework is not None:
+                other = [r[metric.key] for r in self.framework if metric.key in r]
+                row["framework_label"] = self.scenario.framework_label
+                row["framework"] = _stats(other)
+                row["framework_ratio"] = _ratio(f, row["framework"]["median"])
             rows.append(row)
         return rows
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if a == a and b == b and b else float("nan")
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -148,8 +161,10 @@ async def run_scenario(
     result = Result(scenario)
     for round_ in range(rounds):
         sides: list[tuple[str, Side]] = [("fleetbus", scenario.fleetbus), ("raw", scenario.raw)]
-        if round_ % 2:
-            sides.reverse()  # alternate who goes first
+        if scenario.framework is not None:
+            sides.append(("framework", scenario.framework))
+        shift = round_ % len(sides)  # rotate who goes first
+        sides = sides[shift:] + sides[:shift]
         for name, side in sides:
             gc.collect()
             started = time.perf_counter()

@@ -10,14 +10,17 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from bench import Env, Scenario, consume, meetings, publish, run_scenario, tasks
+
+T = TypeVar("T")
 
 
 def all_scenarios(quick: bool, full: bool) -> list[Scenario]:
@@ -66,9 +69,18 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
+def _spread(stats: dict[str, float], unit: str) -> str:
+    median, low, high = (_fmt(stats[k], unit) for k in ("median", "min", "max"))
+    return escape(f"{median}  [{low}–{high}]")
+
+
 def render(rows: list[dict[str, Any]], console: Console, title: str) -> None:
     table = Table(title=escape(title), show_lines=False)
-    for col in ("scenario", "metric", "fleetbus", "raw nats-py", "fleetbus / raw"):
+    framework = next((r["framework_label"] for r in rows if r.get("framework_label")), "")
+    columns = ["scenario", "metric", "fleetbus", "raw nats-py", "fleetbus / raw"]
+    if framework:
+        columns += [framework.split()[0], f"fleetbus / {framework.split()[0]}"]
+    for col in columns:
         table.add_column(col, justify="left" if col in ("scenario", "metric") else "right")
     last = ""
     for row in rows:
@@ -79,18 +91,21 @@ def render(rows: list[dict[str, Any]], console: Console, title: str) -> None:
         if first and last:
             table.add_section()
         last = name
-        table.add_row(
+        cells = [
             name if first else "",
             f"{row['metric']} ({unit})",
-            escape(
-                f"{_fmt(fb['median'], unit)}  [{_fmt(fb['min'], unit)}–{_fmt(fb['max'], unit)}]"
-            ),
-            escape(
-                f"{_fmt(rw['median'], unit)}  [{_fmt(rw['min'], unit)}–{_fmt(rw['max'], unit)}]"
-            ),
+            _spread(fb, unit),
+            _spread(rw, unit),
             f"{row['ratio']:.2f}" if row["ratio"] == row["ratio"] else "-",
-            end_section=False,
-        )
+        ]
+        if framework:
+            other = row.get("framework")
+            ratio = row.get("framework_ratio", float("nan"))
+            cells += [
+                _spread(other, unit) if other else "",
+                f"{ratio:.2f}" if ratio == ratio else "",
+            ]
+        table.add_row(*cells, end_section=False)
     console.print(table)
 
 
@@ -123,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--only", nargs="*", help="run scenarios whose name contains one of these")
     parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop every side runs on (uvloop: what Agent.run() picks when installed)",
+    )
+    parser.add_argument(
         "--no-failover",
         action="store_true",
         help="skip the 3-node failover measurement (skipped by --quick too)",
@@ -147,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)
     info = machine()
     started = time.time()
-    rows = asyncio.run(main_async(args, console))
+    info["loop"] = args.loop
+    rows = _run(main_async(args, console), args.loop)
     info["load_after"] = os.getloadavg()
     info["seconds"] = round(time.time() - started, 1)
     title = (
         f"fleetbus vs raw nats-py — median [min–max] of {1 if args.quick else args.rounds}"
-        f" round(s); {info['nproc']} cores, {info['cpu']}, {info['nats_server']}"
+        f" round(s); {info['nproc']} cores, {info['cpu']}, {info['nats_server']}, {args.loop}"
     )
     render(rows, console, title)
     console.print(
@@ -224,6 +246,16 @@ def render_measures(
     for key, value in values.items():
         table.add_row(key.replace("_", " "), str(value))
     console.print(table)
+
+
+def _run(main: Coroutine[Any, Any, T], loop: str) -> T:
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 def render_failover(results: list[dict[str, Any]], console: Console) -> None:

@@ -63,16 +63,25 @@ def fanout_spec(roles: int) -> FleetSpec:
 
 
 async def agent_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
-    """The seed's CSO (events: ">", max_ack_pending 100) handling every event."""
+    """The seed's CSO (events: ">", max_ack_pending 100) handling every event: one at a time
+    (``on_event``), or in lists of up to ``p["batch"]`` (``on_events``)."""
     fleet = await env.fleet()
     await preload(env.url, fleet.spec.subjects.event("bench", "consume"), p["count"])
     agent = fleet.agent("cso", dead_letter_copier=False)
     seen = 0
+    if p.get("batch"):
 
-    @agent.on_event(">")
-    async def handle(event: Event) -> None:
-        nonlocal seen
-        seen += 1
+        @agent.on_events(">", batch=p["batch"])
+        async def handle_list(events: list[Event]) -> None:
+            nonlocal seen
+            seen += len(events)
+
+    else:
+
+        @agent.on_event(">")
+        async def handle(event: Event) -> None:
+            nonlocal seen
+            seen += 1
 
     t0 = time.perf_counter()
     await agent.start()
@@ -140,6 +149,102 @@ async def raw_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
     finally:
         await nc.close()
     return {"rate": rate(p["count"], elapsed)}
+
+
+# -- FastStream ----------------------------------------------------------------------------------
+
+
+def _faststream_broker(url: str) -> Any:
+    """A FastStream NATS broker with its logging off (what a benchmark of it should time)."""
+    from faststream.nats import NatsBroker
+
+    return NatsBroker(url, logger=None)
+
+
+async def faststream_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    """FastStream's NATS pull subscriber (batch 100, one message per handler call) on a
+    durable consumer with the raw loop's settings; the body decoded to a dict by FastStream."""
+    from faststream.nats import JStream, PullSub
+
+    fleet = await env.fleet()
+    subject = fleet.spec.subjects.event("bench", "consume")
+    stream = fleet.spec.stream_for(subject)
+    await preload(env.url, subject, p["count"])
+    broker = _faststream_broker(env.url)
+    seen = 0
+
+    @broker.subscriber(  # type: ignore[misc]
+        f"{subject}.>",
+        stream=JStream(stream, declare=False),
+        durable="FS_EVENTS",
+        pull_sub=PullSub(batch_size=100, timeout=5.0),
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            max_ack_pending=100,
+            ack_wait=30,
+            max_deliver=3,
+        ),
+    )
+    async def handle(body: dict[str, Any]) -> None:
+        nonlocal seen
+        seen += 1
+
+    t0 = time.perf_counter()
+    await broker.start()
+    try:
+        await wait_until(lambda: seen >= p["count"], 120, f"FastStream consumed {seen}")
+        elapsed = time.perf_counter() - t0
+    finally:
+        await broker.stop()
+    return {"rate": rate(p["count"], elapsed)}
+
+
+async def faststream_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:
+    """One FastStream broker per role, its pull subscriber (batch 100) on the role's
+    provisioned consumer."""
+    from faststream.nats import JStream, PullSub
+
+    roles, events = p["roles"], p["events"]
+    fleet = await env.fleet(fanout_spec(roles))
+    subject = fleet.spec.subjects.event("bench", "fanout")
+    stream = fleet.spec.stream_for(subject)
+    await preload(env.url, subject, events)
+    seen = 0
+    brokers = []
+    for i in range(roles):
+        broker = _faststream_broker(env.url)
+        consumer = fleet.spec.consumer(f"r{i}", "events")
+        assert consumer is not None
+
+        @broker.subscriber(  # type: ignore[misc]
+            consumer.filters[0],
+            stream=JStream(stream, declare=False),
+            durable=consumer.name,
+            pull_sub=PullSub(batch_size=100, timeout=5.0),
+        )
+        async def handle(body: dict[str, Any]) -> None:
+            nonlocal seen
+            seen += 1
+
+        brokers.append(broker)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(b.start() for b in brokers))
+    try:
+        total = roles * events
+        await wait_until(lambda: seen >= total, 600, f"FastStream fan-out {seen}/{total}")
+        elapsed = time.perf_counter() - t0
+    finally:
+        await asyncio.gather(*(b.stop() for b in brokers))
+    return {"rate": rate(roles * events, elapsed), "time": elapsed * 1000}
+
+
+def _faststream() -> bool:
+    try:
+        import faststream.nats  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # -- fan-out ---------------------------------------------------------------------------------------
@@ -213,8 +318,24 @@ def scenarios(quick: bool, full: bool) -> list[Scenario]:
             {"count": 2000 if quick else 20_000},
             "Agent.on_event",
             "fetch(100)+ack",
+            framework=faststream_consume if _faststream() else None,
+            framework_label="FastStream PullSub(batch_size=100)",
         )
     ]
+    out.append(
+        Scenario(
+            "consume + ack",
+            "one durable consumer, 256 B, lists of up to 100",
+            [Metric("rate", "handled", "msg/s", True)],
+            agent_consume,
+            raw_consume,
+            {"count": 2000 if quick else 20_000, "batch": 100},
+            "Agent.on_events(batch=100)",
+            "fetch(100)+ack",
+            framework=faststream_consume if _faststream() else None,
+            framework_label="FastStream PullSub(batch_size=100)",
+        )
+    )
     out.append(
         Scenario(
             "consume + ack",
@@ -242,6 +363,8 @@ def scenarios(quick: bool, full: bool) -> list[Scenario]:
             {"roles": roles, "events": events},
             "Agent per role",
             "fetch loop per role",
+            framework=faststream_fanout if _faststream() else None,
+            framework_label="FastStream broker per role",
         )
     )
     if full:
@@ -255,6 +378,8 @@ def scenarios(quick: bool, full: bool) -> list[Scenario]:
                 {"roles": 100, "events": 10_000},
                 "Agent per role",
                 "fetch loop per role",
+                framework=faststream_fanout if _faststream() else None,
+                framework_label="FastStream broker per role",
             )
         )
     return out

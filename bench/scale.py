@@ -38,10 +38,13 @@ if TYPE_CHECKING:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def fleet_of(agents: int) -> FleetSpec:
-    """The seed's streams with ``agents`` plain roles (tasks, inbox and meetings each)."""
+def fleet_of(agents: int, *, presence: bool = True) -> FleetSpec:
+    """The seed's streams with ``agents`` plain roles (tasks, inbox and meetings each);
+    without ``presence``, no presence stream (agents then renew nothing)."""
     data = seed_fleet().model_dump(mode="json")
     data["roles"] = {f"agent{i:04d}": {} for i in range(agents)}
+    if not presence:
+        data["streams"].pop("AGENT_PRESENCE")
     data["streams"]["AGENT_COMMS"]["max_consumers"] = max(10_000, 4 * agents)
     return FleetSpec.model_validate(data)
 
@@ -96,12 +99,14 @@ def _stop(workers: list[subprocess.Popen[str]]) -> None:
 
 
 @contextlib.contextmanager
-def served(agents: int, tag: str) -> Iterator[tuple[FleetSpec, NatsServer, Path]]:
+def served(
+    agents: int, tag: str, *, presence: bool = True
+) -> Iterator[tuple[FleetSpec, NatsServer, Path]]:
     """A nats-server in a temporary directory, and the fleet of ``agents`` roles in a fleet
     file there (not provisioned yet)."""
     from fleetbus.testing import run_nats_server
 
-    spec = fleet_of(agents)
+    spec = fleet_of(agents, presence=presence)
     with (
         tempfile.TemporaryDirectory(prefix=f"fleetbus-{tag}-") as tmp,
         run_nats_server(tmp) as server,
@@ -111,8 +116,10 @@ def served(agents: int, tag: str) -> Iterator[tuple[FleetSpec, NatsServer, Path]
         yield spec, server, fleet_file
 
 
-async def measure(agents: int, processes: int, idle: float) -> dict[str, Any]:
-    with served(agents, "scale") as (spec, server, fleet_file):
+async def measure(
+    agents: int, processes: int, idle: float, *, presence: bool = True
+) -> dict[str, Any]:
+    with served(agents, "scale", presence=presence) as (spec, server, fleet_file):
         nc = await connect(ConnectSettings.from_url(server.url))
         started = time.monotonic()
         result = await provision(nc, spec)
@@ -144,6 +151,7 @@ async def measure(agents: int, processes: int, idle: float) -> dict[str, Any]:
     grown = sum(after - before for before, after in rss)
     return {
         "agents": agents,
+        "presence": presence,
         "processes": len(workers),
         "durable_consumers": consumers,
         "provision_s": round(provision_s, 2),
@@ -160,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument(
+        "--no-presence",
+        action="store_true",
+        help="without the presence stream: what the presence renewals cost, by difference",
+    )
     parser.add_argument("--worker", nargs=4, metavar=("URL", "FLEET", "FIRST", "COUNT"))
     args = parser.parse_args(argv)
     if args.worker:
@@ -167,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = FleetSpec.model_validate(yaml.safe_load(Path(fleet_file).read_text()))
         asyncio.run(_worker(url, spec, int(first), int(count)))
         return 0
-    result = asyncio.run(measure(args.agents, args.processes, args.idle))
+    result = asyncio.run(
+        measure(args.agents, args.processes, args.idle, presence=not args.no_presence)
+    )
     print_measures(result)
     return 0
 

@@ -156,10 +156,16 @@ def print_or_write(text: str, out: Path | None, wrote: str = "") -> None:
     console.print(f"wrote {out}" + (f": {wrote}" if wrote else ""), soft_wrap=True)
 
 
-def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine; turn fleetbus errors into one clear line and exit code 1."""
+def run_async(
+    main: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a coroutine (on ``loop_factory``'s loop); turn fleetbus errors into one clear line
+    and exit code 1."""
     try:
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(main())
     except FleetFileError as exc:
         fail(str(exc))
     except ServerError as exc:

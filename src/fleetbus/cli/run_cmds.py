@@ -16,6 +16,7 @@ from fleetbus.cli._common import console, fail, run_async, state
 from fleetbus.errors import FleetbusError
 from fleetbus.js.connection import connect
 from fleetbus.runtime import Agent
+from fleetbus.runtime.eventloop import loop_factory
 from fleetbus.telemetry import METRICS, configure_logging
 
 
@@ -81,7 +82,8 @@ def run(
 ) -> None:
     """Serve agents until Ctrl-C/SIGTERM, then finish running work and exit 0.
 
-    FLEETBUS_LOG_FORMAT=json logs one JSON object per line (role, task id, trace id)."""
+    FLEETBUS_LOG_FORMAT=json logs one JSON object per line (role, task id, trace id). On uvloop
+    when it is installed (pip install 'fleetbus[speed]'); FLEETBUS_LOOP=asyncio keeps asyncio."""
     st = state(ctx)
     configure_logging()
     if metrics_port is not None:
@@ -119,4 +121,4 @@ def run(
         if failed:  # never linger: exit non-zero, so a supervisor starts a fresh process
             raise FleetbusError("; ".join(failed))
 
-    run_async(main)
+    run_async(main, loop_factory=loop_factory())  # uvloop's when installed

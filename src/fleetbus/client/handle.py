@@ -26,6 +26,9 @@ __all__ = ["Follower", "TaskHandle"]
 
 LIVE_CHECK = 5.0
 """How often a waiting ``result()`` also reads the stored outcome."""
+STORE_PAUSE = 0.002
+STORE_PAUSE_MOST = 0.256
+"""A live outcome not stored yet is read again after 2, 4, ... 256 ms (about half a second)."""
 
 
 class Follower:
@@ -72,8 +75,16 @@ class Follower:
                 quiet = True
         self.changed.clear()
         if self.outcome is None and (self.published or quiet):
-            self.published = False
+            published, self.published = self.published, False
             stored = await records.last(ref, "outcome")
+            # Subscribers hear a publish as the server routes it, the stream stores it a
+            # moment later: a live outcome not stored yet is read again shortly (and if the
+            # stream refused it, the outcome that stands is read within LIVE_CHECK anyway).
+            pause = STORE_PAUSE
+            while stored is None and published and pause <= STORE_PAUSE_MOST:
+                await asyncio.sleep(pause)
+                pause *= 2
+                stored = await records.last(ref, "outcome")
             if stored is not None:
                 self.settle(stored)
                 await self.stop()

@@ -9,7 +9,7 @@ captures), which the loader reports with their own key paths.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Self
 
 from pydantic import PrivateAttr, ValidationInfo, model_validator
@@ -94,6 +94,8 @@ class FleetSpec(FleetFile):
     _resolved_cache: (
         tuple[tuple[ResolvedConsumer, ...], dict[tuple[str, str], ResolvedConsumer]] | None
     ) = PrivateAttr(default=None)
+    _by_subject: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+    """``stream_for`` and ``dropped_unread`` per subject: a sender asks for every message."""
 
     @property
     def subjects(self) -> Subjects:
@@ -112,6 +114,17 @@ class FleetSpec(FleetFile):
 
     def stream_for(self, subject: str) -> str:
         """The name of the stream that captures the literal or filter ``subject``, or ''."""
+        return self._remembered("stream", subject, self._stream_for)
+
+    def _remembered(self, what: str, subject: str, find: Callable[[str], str]) -> str:
+        found = self._by_subject.get((what, subject))
+        if found is None:
+            if len(self._by_subject) >= 4096:  # many distinct subjects: start over
+                self._by_subject.clear()
+            found = self._by_subject[(what, subject)] = find(subject)
+        return found
+
+    def _stream_for(self, subject: str) -> str:
         for name in self.streams:
             for pattern in self.stream_subjects(name):
                 # A literal, or a filter like P.events.> inside a stream capturing P.events.>
@@ -124,6 +137,9 @@ class FleetSpec(FleetFile):
         """The interest-retention stream that would acknowledge a publish on the literal
         ``subject`` and store nothing, because no consumer of it reads that subject; ''
         when it is stored (or no stream captures it)."""
+        return self._remembered("unread", subject, self._dropped_unread)
+
+    def _dropped_unread(self, subject: str) -> str:
         name = self.stream_for(subject)
         if not name or self.streams[name].retention != "interest":
             return ""
@@ -175,6 +191,7 @@ class FleetSpec(FleetFile):
         """A copy with ``update`` applied; its derived topology is worked out afresh."""
         copy = super().model_copy(update=update, deep=deep)
         copy._resolved_cache = None
+        copy._by_subject = {}
         return copy
 
     def _consumers_unchecked(self) -> list[ResolvedConsumer]:

@@ -55,8 +55,10 @@ def raw_writer(nc: Client) -> RawWriter | None:
 
 
 def pending_queue(sub: Any) -> asyncio.Queue[Msg] | None:
-    """The queue of messages delivered to a (pull) subscription but not yet fetched by the
-    caller. Taken before unsubscribing and emptied after, so that on shutdown they are naked
-    at once instead of waiting out ack_wait."""
-    queue = getattr(getattr(sub, "_sub", None), "_pending_queue", None)
+    """The queue of messages delivered to a subscription but not yet passed to its callback
+    (or fetched by the caller). Taken before unsubscribing and emptied after, so that on
+    shutdown they are naked at once instead of waiting out ack_wait."""
+    queue = getattr(sub, "_pending_queue", None) or getattr(
+        getattr(sub, "_sub", None), "_pending_queue", None
+    )
     return queue if isinstance(queue, asyncio.Queue) else None

@@ -1,26 +1,36 @@
 """One durable pull consumer, consumed correctly.
 
-- Fetches only as many messages as there are free handler slots, so the consumer's
-  ``max_ack_pending`` (one task at a time by default) holds across every process of a role.
-- While a handler runs, sends ``+WPI`` (in progress) every ``ack_wait / 3``: a task may run
-  for 30 minutes under a 30 s ack wait, and a crashed worker's task comes back within one.
-- Long polls, woken early by shutdown or a reconnect (the server forgets pull requests
-  across a reconnect, so a poll would otherwise sit out its full length).
+- Messages stream in: the loop keeps pull requests open on the server for as many messages
+  as it has free handler slots, and each message is handed to its handler the moment it
+  arrives (no per-message wait, no fetch that sits on what it already received). So the
+  consumer's ``max_ack_pending`` (one task at a time by default) holds across every process
+  of a role, and a backlog flows without a round trip per message.
+- Pull requests are written by the loop itself (``$JS.API.CONSUMER.MSG.NEXT``, a reply
+  subject in the connection's inbox): a request names a batch and how long it may wait
+  (``poll``); the server answers with messages as they become available and ends the
+  request with a status (408 when it expired). An idle consumer costs one request per poll.
+- A request that is never answered (a consumer leader that crashed with it, a reconnect) is
+  given up ``poll`` plus a second after it was sent, and asked again; a reconnect re-asks at
+  once (``wake``): the server forgets pull requests across one.
 - Never dies on a bad message or a server hiccup: it logs one line and carries on.
-- On shutdown: stop fetching, give running handlers ``grace`` seconds, nak what is left so
-  another worker gets it at once, and nak what was fetched but never started.
+- On shutdown: stop asking, give running handlers ``grace`` seconds, nak what is left so
+  another worker gets it at once, and nak what arrived but never started.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
+import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.aio.subscription import Subscription
 
 from fleetbus.js._natspy import pending_queue
 from fleetbus.js.backoff import Backoff
@@ -31,13 +41,22 @@ __all__ = ["ConsumerLoop"]
 log = logging.getLogger("fleetbus.consume")
 
 MessageCallback = Callable[[Msg], Awaitable[None]]
-_FETCH_QUIET = (NatsTimeoutError, asyncio.TimeoutError)
-_BACKLOG_POLL = 0.025
+BatchCallback = Callable[[list[Msg]], Awaitable[None]]
+_MAX_REQUESTS = 4
+"""Pull requests one loop keeps open at most (the server allows 512 waiting per consumer)."""
+_LATE = 1.0
+"""Seconds past a request's expiry after which it is taken for lost and asked again."""
+_STATUS = "Status"
+_PENDING = "Nats-Pending-Messages"
 
 
 class ConsumerLoop:
     """Runs ``handle`` for each message of the durable pull consumer ``stream > name``, at
-    most ``limit`` at once (the consumer's max_ack_pending, capped)."""
+    most ``limit`` at once (the consumer's max_ack_pending, capped).
+
+    With ``handle_batch`` (and ``batch`` > 1) messages go by lists instead: up to ``batch``
+    that arrived together (what one read of the connection brought), each list counted as
+    that many of the ``limit``."""
 
     def __init__(
         self,
@@ -48,6 +67,9 @@ class ConsumerLoop:
         *,
         poll: float,
         limit: int,
+        api_prefix: str = "$JS.API",
+        handle_batch: BatchCallback | None = None,
+        batch: int = 1,
     ) -> None:
         self.conn = conn
         self.stream = stream
@@ -55,95 +77,168 @@ class ConsumerLoop:
         self.handle = handle
         self.poll = poll
         self.limit = max(1, limit)
-        self.wake = asyncio.Event()
+        self.handle_batch = handle_batch
+        self.batch = max(1, batch) if handle_batch is not None else 1
+        self._gathered: list[Msg] = []
+        self._held = 0
+        """Messages started and not finished (a batch holds as many as it has)."""
+        self._changed = asyncio.Event()
+        self.wake: asyncio.Event = _Wake(self._changed)
+        """Set to ask again at once (after a reconnect, the server forgot every request)."""
+        self._next = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{name}"
         self._stopping = False
-        self._running: set[asyncio.Task[None]] = set()
-        self._slot_free = asyncio.Event()
-        self._slot_free.set()
-        self._sub: Any = None
+        self._running: set[asyncio.Future[None]] = set()
+        self._sub: Subscription | None = None
+        self._inbox = ""
+        self._ids = itertools.count(1)
+        self._requests: dict[str, tuple[int, float]] = {}
+        """Open pull requests: reply token -> (messages still expected, when it is lost)."""
+        self._requested = 0
+        self._failure: str | None = None
+        # Top up once this many slots are free (fewer, larger requests under a backlog).
+        self._threshold = max(1, self.limit // 4)
 
     @property
     def in_flight(self) -> int:
-        return len(self._running)
+        return self._held
 
     async def bind(self) -> None:
-        """Bind to the durable consumer; it must exist (``fleetbus provision`` makes it)."""
-        js = self.conn.nc.jetstream()
-        self._sub = await js.pull_subscribe_bind(
-            self.name, self.stream, pending_msgs_limit=self.limit * 4 + 16
+        """Subscribe the loop's reply inbox (the consumer must exist: ``fleetbus provision``
+        makes it, and the agent checks it before binding)."""
+        nc = self.conn.nc
+        self._inbox = nc.new_inbox()
+        self._sub = await nc.subscribe(
+            f"{self._inbox}.*",
+            cb=self._on_msg,
+            pending_msgs_limit=self.limit * 4 + 64,
+            pending_bytes_limit=0,
         )
 
     async def run(self) -> None:
         assert self._sub is not None, "bind() first"
         failures = Backoff(0.4, 5.0)
-        backlog = 0
         while not self._stopping:
-            await self._slot_free.wait()
-            if self._stopping:
-                break
-            want = self.limit - len(self._running)
-            if want <= 0:
-                self._slot_free.clear()
-                continue
-            self.wake.clear()
-            # nats-py's fetch(n > 1) can sit on a message it already received until the
-            # poll ends (measured: 2 s with a 2 s poll, with 4 workers on one consumer).
-            # So long polls ask for one message, which returns the moment it arrives; only
-            # while the server reports a backlog (num_pending) ask for as many as it holds,
-            # which it can send at once, with a short poll in case another worker took them.
-            batch = min(want, backlog) if backlog > 0 else 1
-            poll = self.poll if batch == 1 else min(self.poll, _BACKLOG_POLL)
-            fetch = asyncio.ensure_future(self._sub.fetch(batch, timeout=poll))
-            woken = asyncio.ensure_future(self.wake.wait())
-            try:
-                done, _ = await asyncio.wait({fetch, woken}, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                # Cancelled from outside (an agent that failed to start): the fetch is ours
-                # to end, or its error would surface as "never retrieved".
-                for pending in (fetch, woken):
-                    pending.cancel()
-                await asyncio.gather(fetch, woken, return_exceptions=True)
-                raise
-            woken.cancel()
-            if fetch not in done:
-                # Shutdown or reconnect: messages already on their way stay in the
-                # subscription's queue, and the next fetch (or the shutdown nak) takes them.
-                # Whatever the abandoned fetch ended with (a 503 during an election, a
-                # closed connection) is the loop's to swallow, never the caller's.
-                fetch.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await fetch
-                continue
-            try:
-                msgs = fetch.result()
-            except _FETCH_QUIET:
-                failures.reset()
-                backlog = 0
-                continue
-            except Exception as exc:  # 503s in elections, reconnects, a closed connection
+            self._changed.clear()
+            if self.wake.is_set():
+                self.wake.clear()
+                self._forget_requests()
+            now = time.monotonic()
+            for token, (_, lost_at) in list(self._requests.items()):
+                if now >= lost_at:  # never answered: a crashed leader, a lost connection
+                    self._end_request(token, None)
+            if self._failure is not None:
                 log.warning(
-                    "%s: fetch failed (%s); retrying in %.1fs",
+                    "%s: pull request failed (%s); asking again in %.1fs",
                     self.name,
-                    exc or type(exc).__name__,
+                    self._failure,
                     failures.next_delay,
                 )
+                self._failure = None
                 await failures.wait(self.wake)
                 continue
-            failures.reset()
-            backlog = _pending(msgs)
-            for msg in msgs:
-                self._start(msg)
+            free = self.limit - self._held - len(self._gathered) - self._requested
+            if free >= self._threshold and len(self._requests) < _MAX_REQUESTS:
+                try:
+                    await self._ask(free)
+                except Exception as exc:  # a closed or reconnecting connection
+                    self._failure = str(exc) or type(exc).__name__
+                    continue
+                failures.reset()
+            await self._wait_for_change()
 
-    def _start(self, msg: Msg) -> None:
-        task = asyncio.ensure_future(self._guarded(msg))
+    async def _ask(self, batch: int) -> None:
+        token = str(next(self._ids))
+        body = json.dumps({"batch": batch, "expires": int(self.poll * 1e9)}).encode()
+        self._requests[token] = (batch, time.monotonic() + self.poll + _LATE)
+        self._requested += batch
+        await self.conn.nc.publish(self._next, body, reply=f"{self._inbox}.{token}")
+
+    async def _wait_for_change(self) -> None:
+        """Until a slot frees, a request ends, a wake-up, or the oldest request is late."""
+        if self._changed.is_set():
+            return
+        deadline = min((lost for _, lost in self._requests.values()), default=None)
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+
+    def _forget_requests(self) -> None:
+        self._requests.clear()
+        self._requested = 0
+
+    def _end_request(self, token: str, remaining: int | None) -> None:
+        """The server ended request ``token`` with ``remaining`` messages undelivered."""
+        entry = self._requests.pop(token, None)
+        if entry is None:
+            return
+        expected = entry[0] if remaining is None else min(remaining, entry[0])
+        self._requested = max(self._requested - expected, 0)
+        self._changed.set()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        if msg.reply:
+            self._delivered(msg)
+            return
+        headers = msg.headers or {}
+        status = headers.get(_STATUS, "")
+        token = msg.subject.rsplit(".", 1)[-1]
+        if status == "100":  # an idle heartbeat
+            return
+        known = token in self._requests
+        self._end_request(token, _int(headers.get(_PENDING)))
+        description = headers.get("Description", "")
+        if known and status not in ("408", "404") and "Leadership" not in description:
+            # 409 (consumer deleted, a limit), 503 (no stream): ask again after a pause
+            self._failure = f"{status} {description}".strip()
+            self._changed.set()
+
+    def _delivered(self, msg: Msg) -> None:
+        # Messages arrive for the oldest open request first: count them off there.
+        for token, (expected, lost_at) in self._requests.items():
+            if expected <= 1:
+                del self._requests[token]
+            else:
+                self._requests[token] = (expected - 1, lost_at)
+            self._requested = max(self._requested - 1, 0)
+            break
+        if self._stopping:  # never started: given back at once
+            self._start(_nak(msg), 0)
+        elif self.handle_batch is None:
+            self._start(self._guarded(msg), 1)
+        else:
+            self._gathered.append(msg)
+            if len(self._gathered) >= self.batch:
+                self._start_batch()
+            elif len(self._gathered) == 1:  # the rest of this read joins it, then it starts
+                asyncio.get_running_loop().call_soon(self._start_batch)
+
+    def _start_batch(self) -> None:
+        msgs, self._gathered = self._gathered, []
+        if msgs:
+            self._start(self._guarded_batch(msgs), len(msgs))
+
+    def _start(self, work: Coroutine[Any, Any, None], holds: int) -> None:
+        task = asyncio.ensure_future(work)
+        self._held += holds
         self._running.add(task)
-        if len(self._running) >= self.limit:
-            self._slot_free.clear()
-        task.add_done_callback(self._finished)
+        task.add_done_callback(functools.partial(self._finished, holds))
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
+    def _finished(self, holds: int, task: asyncio.Future[None]) -> None:
         self._running.discard(task)
-        self._slot_free.set()
+        self._held -= holds
+        self._changed.set()
+
+    async def _guarded_batch(self, msgs: list[Msg]) -> None:
+        assert self.handle_batch is not None
+        try:
+            await self.handle_batch(msgs)
+        except asyncio.CancelledError:
+            for msg in msgs:
+                await _nak(msg)
+            raise
+        except Exception:
+            log.exception("%s: unexpected error while handling a batch", self.name)
 
     async def _guarded(self, msg: Msg) -> None:
         try:
@@ -161,11 +256,14 @@ class ConsumerLoop:
     def stop_fetching(self) -> None:
         self._stopping = True
         self.wake.set()
-        self._slot_free.set()
+        self._changed.set()
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` for running handlers, cancel (nak) the rest, release the queue."""
         self.stop_fetching()
+        gathered, self._gathered = self._gathered, []
+        for msg in gathered:  # arrived, never started
+            await _nak(msg)
         # Withdraw the subscription first: a pull request still open on the server must not
         # catch the messages naked below (they would sit in a dead queue until ack_wait).
         await self._release_queue()
@@ -183,7 +281,7 @@ class ConsumerLoop:
                 await asyncio.wait(late)
 
     async def _release_queue(self) -> None:
-        """Nak messages fetched but never started, then unsubscribe."""
+        """Unsubscribe, then nak messages that arrived but never started."""
         sub, self._sub = self._sub, None
         if sub is None:
             return
@@ -193,13 +291,28 @@ class ConsumerLoop:
         while queue is not None and not queue.empty():
             msg = queue.get_nowait()
             if msg.reply and msg.reply.startswith("$JS.ACK"):
-                with contextlib.suppress(Exception):
-                    await msg.nak()
+                await _nak(msg)
 
 
-def _pending(msgs: list[Msg]) -> int:
-    """How many messages the consumer still held when the last of ``msgs`` was sent."""
+class _Wake(asyncio.Event):
+    """An event that also wakes the loop that waits for ``changed``."""
+
+    def __init__(self, changed: asyncio.Event) -> None:
+        super().__init__()
+        self._changed = changed
+
+    def set(self) -> None:
+        super().set()
+        self._changed.set()
+
+
+async def _nak(msg: Msg) -> None:
+    with contextlib.suppress(Exception):
+        await msg.nak()
+
+
+def _int(value: str | None) -> int | None:
     try:
-        return int(msgs[-1].metadata.num_pending) if msgs else 0
-    except Exception:  # not a JetStream message: assume none
-        return 0
+        return int(value) if value else None
+    except ValueError:
+        return None

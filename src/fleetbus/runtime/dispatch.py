@@ -15,6 +15,7 @@ it started, or past its deadline, ends (``canceled``, ``expired``) without runni
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,14 +25,16 @@ from pydantic import ValidationError
 
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
+from fleetbus.runtime.batches import run_batch
 from fleetbus.runtime.envelope import BadMessage, Envelope, envelope_of
 from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
-from fleetbus.runtime.routes import Routes, invoke
+from fleetbus.runtime.routes import BatchHandler, Routes, invoke
 from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
+from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import encode
 from fleetbus.wire.subjects import ADMIN, validate_id
 from fleetbus.wire.updates import TaskUpdate, task_id_of
@@ -39,6 +42,7 @@ from fleetbus.wire.updates import TaskUpdate, task_id_of
 __all__ = ["Dispatcher"]
 
 Handle = Callable[[Msg], Awaitable[None]]
+HandleBatch = Callable[[list[Msg]], Awaitable[None]]
 
 
 class Dispatcher:
@@ -60,6 +64,8 @@ class Dispatcher:
         self.settler = settler
         self.responder = responder
         self._consumers: dict[ConsumerKind, ResolvedConsumer] = {}
+        self._event_depth = len(spec.prefix.split(".")) + 1
+        self._batch_routes: list[tuple[str, BatchHandler, int]] | None = None
 
     def handle(self, consumer: ResolvedConsumer) -> Handle:
         """The message callback for ``consumer`` (one of this role's)."""
@@ -73,12 +79,42 @@ class Dispatcher:
         }
         return pipelines[consumer.kind]
 
+    def handle_batch(self, consumer: ResolvedConsumer) -> HandleBatch:
+        """The callback for lists of ``consumer``'s messages (the events consumer of an agent
+        with ``on_events`` handlers)."""
+        self._consumers[consumer.kind] = consumer
+        return self._event_batch
+
+    async def _event_batch(self, msgs: list[Msg]) -> None:
+        ready: list[tuple[Delivery, Event]] = []
+        for msg in msgs:
+            d = self._delivery(msg, "events")
+            try:
+                env = envelope_of(msg, self.spec)
+            except BadMessage as bad:
+                await self.settler.bad_message(d, bad)
+                continue
+            if await self._exhausted(d):
+                continue
+            ready.append((d, self._event_of(env, msg.subject)))
+        if self._batch_routes is None:
+            self._batch_routes = self.routes.batch_routes(self.spec)
+        await run_batch(self.settler, self._batch_routes, ready)
+
+    def _event_of(self, env: Envelope, subject: str) -> Event:
+        tokens = subject.split(".")
+        depth = self._event_depth
+        domain = tokens[depth] if len(tokens) > depth else ""
+        return env.make(Event, domain=domain, type=".".join(tokens[depth + 1 :]))
+
     def _delivery(self, msg: Msg, kind: ConsumerKind) -> Delivery:
         return Delivery(msg, self._consumers[kind], msg.metadata.num_delivered)
 
     async def _task(self, msg: Msg) -> None:
         settler = self.settler
         d = self._delivery(msg, "tasks")
+        d.stop = threading.Event()
+        d.since = now_iso()
         try:
             env = envelope_of(msg, self.spec)
             d.task = TaskRef(self._task_id(env), self._assigner(env), self.role)
@@ -113,7 +149,9 @@ class Dispatcher:
         task = env.make(
             Task, id=d.task.task_id, assigner=d.task.assigner, deadline=d.deadline, _work=work
         )
-        await settler.update(d, "accepted")
+        # Informational, and not waited for: its PubAck would only delay the handler. It is
+        # written ahead of the outcome on the same connection, so it is stored first.
+        settler.update_soon(d, "accepted")
         assert self.routes.task is not None
         ok, value = await settler.run(d, self.routes.task, task)
         if not ok:
@@ -131,9 +169,12 @@ class Dispatcher:
         settler, records, task = self.settler, self.settler.records, d.task
         assert task is not None
         if records is not None:
-            cancel = records.last(task, "cancel")
-            outcome = records.last(task, "outcome") if d.attempt > 1 else _none()
-            cancelled, standing = await asyncio.gather(cancel, outcome)
+            if d.attempt > 1:  # both questions at once
+                cancelled, standing = await asyncio.gather(
+                    records.last(task, "cancel"), records.last(task, "outcome")
+                )
+            else:  # a first attempt has no outcome to find
+                cancelled, standing = await records.last(task, "cancel"), None
             if standing is not None:  # another attempt finished it
                 await settler.ack(d)
                 return True
@@ -227,17 +268,10 @@ class Dispatcher:
             return
         if await self._exhausted(d):
             return
-        tokens = msg.subject.split(".")
-        depth = len(self.spec.prefix.split(".")) + 1
-        domain = tokens[depth] if len(tokens) > depth else ""
-        event = env.make(Event, domain=domain, type=".".join(tokens[depth + 1 :]))
+        event = self._event_of(env, msg.subject)
         handlers = self.routes.event_handlers(self.spec, msg.subject)
-
-        async def all_handlers(ev: Event) -> None:
-            for func in handlers:
-                await invoke(func, ev)
-
-        ok, _ = await self.settler.run(d, all_handlers, event)
+        handler = handlers[0] if len(handlers) == 1 else EventHandlers(handlers)
+        ok, _ = await self.settler.run(d, handler, event)
         if ok:
             await self.settler.ack(d)
 
@@ -259,8 +293,18 @@ class Dispatcher:
             await self.settler.ack(d)
 
 
-async def _none() -> None:
-    return None
+class EventHandlers:
+    """Every handler an event matches, one after the other (one call for the settler)."""
+
+    __slots__ = ("__qualname__", "handlers")
+
+    def __init__(self, handlers: list[Callable[[Event], Any]]) -> None:
+        self.handlers = handlers
+        self.__qualname__ = ", ".join(getattr(f, "__qualname__", repr(f)) for f in handlers)
+
+    async def __call__(self, event: Event) -> None:
+        for func in self.handlers:
+            await invoke(func, event)
 
 
 def _float(value: str | None) -> float | None:

@@ -7,6 +7,13 @@ fetching, finish what it holds, stop: ``run()`` then exits 0) and ``cancel`` (th
 holds, or one of them). Requests come from the admin and the roles with oversight (the server
 lets no one else publish there); answers go only to a reply subject in a control namespace,
 ``_INBOX_{asker}.control.{role}.*``, never to a subject a request names at will.
+
+Renewals are per connection, not per agent: every lease on one connection (a ``fleetbus run``
+serving many roles, a process of a thousand agents) with the same interval is renewed by one
+timer, all records in one write to the server, and a record whose content has not changed
+since the last renewal (an idle agent's) is sent as the same bytes, not encoded again. The
+records, their subjects and when they are renewed relative to the interval are as before:
+only the work per renewal is less (measured in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -61,8 +69,11 @@ class Lease:
         self.presence = Presence(conn, spec)
         self.state = Liveness.RUNNING
         self.started = now_iso()
-        self._loop: asyncio.Task[None] | None = None
+        self._renewals: Renewals | None = None
         self._control: Subscription | None = None
+        self.subject = spec.subjects.presence(role, worker) if self.presence.stream else ""
+        self._written: tuple[Any, ...] = ()
+        self._record = b""
 
     def info(self) -> AgentInfo:
         host, pid = local_identity()
@@ -94,23 +105,29 @@ class Lease:
             self.spec.subjects.control(self.role, self.worker), cb=self._on_control
         )
         await self.presence.renew(self.info())
-        self._loop = asyncio.create_task(self._renew(), name=f"lease-{self.worker}")
+        if self.subject:
+            self._renewals = Renewals.of(self.conn, self.settings.presence_interval)
+            self._renewals.add(self)
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.presence_interval)
-            await self.presence.renew(self.info())
+    def record(self) -> bytes:
+        """This instance's presence record now: encoded again only when what it says
+        changed (its state, the tasks it holds, its counts)."""
+        running = self.settler.running
+        held = tuple((d.task.task_id, d.attempt) for d in running if d.task is not None)
+        written = (self.state, held, tuple(self.settler.handled.items()))
+        if written != self._written:
+            self._written = written
+            self._record = self.info().record()
+        return self._record
 
     def draining(self) -> None:
         self.state = Liveness.DRAINING
 
     async def stop(self) -> None:
         """Stop renewing; say ``stopped`` (the record is not listed any more)."""
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        renewals, self._renewals = self._renewals, None
+        if renewals is not None:
+            renewals.remove(self)
         control, self._control = self._control, None
         if control is not None:
             with contextlib.suppress(Exception):
@@ -159,3 +176,52 @@ class Lease:
             return
         with contextlib.suppress(Exception):
             await self.conn.nc.publish(reply, encode(body))
+
+
+_RENEWALS: weakref.WeakKeyDictionary[Connection, dict[float, Renewals]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class Renewals:
+    """The presence leases of one connection with one interval, renewed together: one timer,
+    every record in one write (nats-py's flusher sends what one loop step published)."""
+
+    def __init__(self, conn: Connection, interval: float) -> None:
+        self.conn = conn
+        self.interval = interval
+        self.leases: dict[Lease, None] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, conn: Connection, interval: float) -> Renewals:
+        by_interval = _RENEWALS.setdefault(conn, {})
+        found = by_interval.get(interval)
+        if found is None:
+            found = by_interval[interval] = cls(conn, interval)
+        return found
+
+    def add(self, lease: Lease) -> None:
+        self.leases[lease] = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"presence-{self.interval:g}s")
+
+    def remove(self, lease: Lease) -> None:
+        self.leases.pop(lease, None)
+        if not self.leases:
+            if self._task is not None:
+                self._task.cancel()
+                self._task = None
+            by_interval = _RENEWALS.get(self.conn, {})
+            if by_interval.get(self.interval) is self:
+                del by_interval[self.interval]
+
+    async def _run(self) -> None:
+        nc = self.conn.nc
+        while self.leases:
+            await asyncio.sleep(self.interval)
+            for lease in list(self.leases):
+                try:
+                    await nc.publish(lease.subject, lease.record())
+                except Exception:  # a closed connection: nothing to renew
+                    log.debug("presence of %s not renewed", lease.worker, exc_info=True)

@@ -159,11 +159,11 @@ class Responder:
             await settler.ack(d)
             return
         request = env.make(Request, durable=True, deadline=deadline)
-        beat = asyncio.create_task(settler.heartbeat(d))
+        beats = settler.heartbeats(d)
         try:
             data, hdrs = await self.answer(request)
         finally:
-            beat.cancel()
+            beats.cancel()
         await self._publish(reply_to, data, hdrs)
         await settler.ack(d)
 

@@ -23,6 +23,7 @@ from fleetbus.wire.subjects import filter_within, subject_matches
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = [
+    "BatchHandler",
     "EventHandler",
     "MessageHandler",
     "ObserveHandler",
@@ -31,11 +32,13 @@ __all__ = [
     "TaskHandler",
     "UpdateHandler",
     "invoke",
+    "is_async",
 ]
 
 TaskHandler = Callable[[Task], Awaitable[Any]]
 MessageHandler = Callable[[Message], Awaitable[Any]]
 EventHandler = Callable[[Event], Awaitable[Any]]
+BatchHandler = Callable[[list[Event]], Awaitable[Any]]
 ObserveHandler = Callable[[Observed], Awaitable[Any]]
 UpdateHandler = Callable[[TaskUpdate], Awaitable[Any]]
 RequestHandler = Callable[[Request], Awaitable[Any]]
@@ -54,8 +57,11 @@ class Routes:
     request: RequestHandler | None = None
     events: list[tuple[str, EventHandler]] = field(default_factory=list)
     """(pattern relative to ``P.events``, handler), in registration order."""
+    batches: list[tuple[str, BatchHandler, int]] = field(default_factory=list)
+    """(pattern, handler, most events per call) of ``on_events``: lists of events."""
     observers: list[tuple[str, ObserveHandler]] = field(default_factory=list)
     _event_routes: list[tuple[str, EventHandler]] | None = None
+    _by_subject: dict[str, list[EventHandler]] = field(default_factory=dict)
 
     def kinds(self) -> list[ConsumerKind]:
         """The consumer kinds these handlers need, in a fixed order."""
@@ -66,7 +72,7 @@ class Routes:
             wanted.append("inbox")
         if self.invitation is not None:
             wanted.append("meetings")
-        if self.events:
+        if self.events or self.batches:
             wanted.append("events")
         if self.update is not None:
             wanted.append("updates")
@@ -83,6 +89,11 @@ class Routes:
             )
         if not wanted and not self.observers:
             raise FleetbusError(f"agent {role} has no handlers: nothing to serve")
+        if self.events and self.batches:
+            raise FleetbusError(
+                f"agent {role} has both on_event and on_events handlers: its events consumer"
+                " delivers one way, so register one kind (on_events for lists)"
+            )
         out: list[ResolvedConsumer] = []
         for kind in wanted:
             consumer = spec.consumer(role, kind)
@@ -92,7 +103,8 @@ class Routes:
                 )
             out.append(consumer)
         events = spec.consumer(role, "events")
-        for pattern, _ in self.events:
+        patterns = [p for p, _ in self.events] + [p for p, _, _ in self.batches]
+        for pattern in patterns:
             full = spec.subjects.events_filter(pattern)
             assert events is not None
             if not any(filter_within(full, f) or f == full for f in events.filters):
@@ -107,7 +119,22 @@ class Routes:
         """The event handlers whose pattern matches ``subject``, in registration order."""
         if self._event_routes is None:  # once, not per message
             self._event_routes = [(spec.subjects.events_filter(p), f) for p, f in self.events]
-        return [func for full, func in self._event_routes if subject_matches(full, subject)]
+        found = self._by_subject.get(subject)
+        if found is None:
+            if len(self._by_subject) >= 4096:  # many distinct subjects: start over
+                self._by_subject.clear()
+            found = [func for full, func in self._event_routes if subject_matches(full, subject)]
+            self._by_subject[subject] = found
+        return found
+
+    @property
+    def batch_size(self) -> int:
+        """The most events one ``on_events`` handler takes at once (0: none has)."""
+        return max((size for _, _, size in self.batches), default=0)
+
+    def batch_routes(self, spec: FleetSpec) -> list[tuple[str, BatchHandler, int]]:
+        """The ``on_events`` handlers with their absolute filters."""
+        return [(spec.subjects.events_filter(p), f, n) for p, f, n in self.batches]
 
     def summary(self) -> dict[str, Any]:
         """What these handlers serve, for the agent's presence record."""
@@ -117,14 +144,32 @@ class Routes:
             "requests": self.request is not None,
             "invitations": self.invitation is not None,
             "updates": self.update is not None,
-            "events": [pattern for pattern, _ in self.events],
+            "events": [pattern for pattern, _ in self.events]
+            + [pattern for pattern, _, _ in self.batches],
         }
+
+
+_ASYNC: dict[Callable[..., Any], bool] = {}
+
+
+def is_async(handler: Callable[..., Any]) -> bool:
+    """Whether calling ``handler`` gives a coroutine: an ``async def``, or an object whose
+    ``__call__`` is one (asked once per function, not per message)."""
+    if not inspect.isfunction(handler) and not inspect.ismethod(handler):
+        call = type(handler).__call__
+        return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+    found = _ASYNC.get(handler)
+    if found is None:
+        if len(_ASYNC) >= 1024:
+            _ASYNC.clear()
+        found = _ASYNC[handler] = inspect.iscoroutinefunction(handler)
+    return found
 
 
 async def invoke(handler: Callable[[Any], Any], arg: Any) -> Any:
     """Call a handler: an ``async def`` on the event loop, a plain ``def`` in a worker thread
     (so a blocking call does not stop heartbeats and every other handler)."""
-    if inspect.iscoroutinefunction(handler):
+    if is_async(handler):
         return await handler(arg)
     value = await asyncio.to_thread(handler, arg)
     if inspect.isawaitable(value):

@@ -40,7 +40,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,14 +54,14 @@ from fleetbus.js.connection import Connection
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
+from fleetbus.runtime.routes import is_async
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
-from fleetbus.telemetry import METRICS, log_context, tracing
+from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, tracing
 from fleetbus.wire import headers as h
-from fleetbus.wire.clock import now_iso
 from fleetbus.wire.updates import TaskState, TaskUpdate
 
-__all__ = ["Delivery", "Settler", "TaskBudgetExceeded"]
+__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "background"]
 
 log = logging.getLogger("fleetbus.runtime")
 
@@ -90,21 +90,23 @@ class Delivery:
     """Unix time past which the task must not run (``Fleet-Deadline``)."""
     canceled: str | None = None
     """The reason, once a cancel request reached this delivery."""
-    stop: threading.Event = field(default_factory=threading.Event)
-    """Set on cancel: what a plain ``def`` handler sees as ``task.cancelled``."""
+    stop: threading.Event | None = None
+    """Set on cancel: what a plain ``def`` handler sees as ``task.cancelled`` (tasks only)."""
     handler_task: asyncio.Future[Any] | None = None
     summary: TaskSummary | None = None
     """The task list's entry for this task, as this delivery last wrote it."""
     requests: int = 0
     """Input requests made by this attempt so far (their numbers repeat across attempts)."""
-    since: str = field(default_factory=now_iso)
+    since: str = ""
+    """When this process received it (tasks only: what the presence record shows)."""
 
     def cancel(self, reason: str) -> None:
         """Cancel the running handler (once)."""
         if self.canceled is not None:
             return
         self.canceled = reason
-        self.stop.set()
+        if self.stop is not None:
+            self.stop.set()
         if self.handler_task is not None:
             self.handler_task.cancel()
 
@@ -146,56 +148,58 @@ class Settler:
         The handler runs in a trace span whose parent is the sender's (``traceparent``), and
         with its role, task and attempt on every log record it makes."""
         kind = d.consumer.kind
-        headers = d.msg.headers or {}
         task_id = d.task.task_id if d.task is not None else None
-        METRICS.running(self.role, kind, 1)
+        metrics = METRICS.enabled
+        if metrics:
+            METRICS.running(self.role, kind, 1)
         began = time.perf_counter()
+        context = push_log_context(
+            role=self.role,
+            worker=self.worker,
+            task_id=task_id,
+            attempt=d.attempt,
+            consumer=d.consumer.name,
+        )
         try:
-            with (
-                log_context(
-                    role=self.role,
-                    worker=self.worker,
-                    task_id=task_id,
-                    attempt=d.attempt,
-                    consumer=d.consumer.name,
-                ),
-                tracing.consumer(
-                    headers,
-                    d.consumer.name,
-                    message_id=headers.get(h.MSG_ID),
-                    conversation_id=task_id,
-                ),
+            if not tracing.active():  # the usual case: no span to open
+                return await self._run(d, handler, arg)
+            headers = d.msg.headers or {}
+            with tracing.consumer(
+                headers,
+                d.consumer.name,
+                message_id=headers.get(h.MSG_ID),
+                conversation_id=task_id,
             ):
                 return await self._run(d, handler, arg)
         finally:
-            METRICS.running(self.role, kind, -1)
-            METRICS.handler_ran(self.role, kind, time.perf_counter() - began)
+            pop_log_context(context)
+            if metrics:
+                METRICS.running(self.role, kind, -1)
+                METRICS.handler_ran(self.role, kind, time.perf_counter() - began)
 
     async def _run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
-        d.handler = getattr(handler, "__qualname__", repr(handler))
-        beat = asyncio.create_task(self.heartbeat(d))
-        budget = self.spec.roles[self.role].task_budget if d.task is not None else None
-        limit, by_deadline = budget, False
-        if d.deadline is not None:
-            left = max(d.deadline - time.time(), 0.0)
-            if limit is None or left < limit:
-                limit, by_deadline = left, True
-        timer = asyncio.timeout(limit)
+        d.handler = getattr(handler, "__qualname__", None) or repr(handler)
+        beats = self.heartbeats(d)
+        limit: float | None = None
+        by_deadline = False
+        if d.task is not None:
+            limit = self.spec.roles[self.role].task_budget
+            if d.deadline is not None:
+                left = max(d.deadline - time.time(), 0.0)
+                if limit is None or left < limit:
+                    limit, by_deadline = left, True
+        timer_for = limit or 0.0
+        timer = asyncio.timeout(limit) if limit is not None else None
         self.running.add(d)
         try:
             try:
-                async with timer:
-                    if inspect.iscoroutinefunction(handler):
-                        d.handler_task = asyncio.ensure_future(handler(arg))
-                        if d.canceled is not None:
-                            d.handler_task.cancel()
-                        value = await d.handler_task
-                    else:
-                        value = await asyncio.to_thread(handler, arg)
-                        if inspect.isawaitable(value):
-                            value = await value
+                if timer is None:
+                    value = await self._call(d, handler, arg)
+                else:
+                    async with timer:
+                        value = await self._call(d, handler, arg)
             except TimeoutError:
-                if limit is None or not timer.expired():
+                if timer is None or not timer.expired():
                     raise  # the handler's own timeout, not the budget
                 if by_deadline:
                     await self.complete(
@@ -203,7 +207,7 @@ class Settler:
                     )
                     return False, None
                 raise TaskBudgetExceeded(
-                    f"the handler ran past the role's task_budget of {format_duration(limit)}"
+                    f"the handler ran past the role's task_budget of {format_duration(timer_for)}"
                 ) from None
             except asyncio.CancelledError:
                 current = asyncio.current_task()
@@ -230,13 +234,28 @@ class Settler:
                 d.handler,
                 exc_info=exc,
             )
-            await self.fail(d, f"{type(exc).__name__}: {exc}", None, _trace(exc))
+            await self.fail(d, f"{type(exc).__name__}: {exc}", None, trace_text(exc))
             return False, None
         finally:
-            beat.cancel()
+            beats.cancel()
             self.running.discard(d)
             d.handler_task = None
         return True, value
+
+    async def _call(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
+        """The handler's value. A task's coroutine runs as its own task, which a cancel
+        request cancels; anything else is awaited in place (nothing cancels it but a stop)."""
+        if is_async(handler):
+            if d.task is None:
+                return await handler(arg)
+            d.handler_task = asyncio.ensure_future(handler(arg))
+            if d.canceled is not None:
+                d.handler_task.cancel()
+            return await d.handler_task
+        value = await asyncio.to_thread(handler, arg)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
 
     def cancel_running(self, task_id: str, assigner: str, reason: str) -> bool:
         """A cancel request arrived live: cancel the handler running that task, if any."""
@@ -247,27 +266,31 @@ class Settler:
                 return True
         return False
 
-    async def heartbeat(self, d: Delivery) -> None:
-        """``+WPI`` every ack_wait / 3; notices when the loop stalled past the lease."""
-        interval = max(d.ack_wait / 3, 0.05)
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            if now - d.last_beat > d.ack_wait and not d.lease_lost:
-                d.lease_lost = True
-                log.warning(
-                    "%s: %s held %s without a heartbeat for %.1fs (ack wait %gs): the server"
-                    " has given it to another delivery",
-                    self.worker,
-                    d.handler,
-                    d.task.task_id if d.task else f"seq {d.msg.metadata.sequence.stream}",
-                    now - d.last_beat,
-                    d.ack_wait,
-                )
-            with contextlib.suppress(Exception):
-                await d.msg.in_progress()
-                d.last_beat = now
-                METRICS.heartbeat(self.role)
+    def heartbeats(self, d: Delivery) -> Heartbeats:
+        """Start ``+WPI`` every ack_wait / 3 for ``d``; ``cancel()`` the result to stop."""
+        return Heartbeats(self, d)
+
+    def beat_due(self, d: Delivery) -> None:
+        """A heartbeat is due: note a stall past the lease, then send ``+WPI``."""
+        now = time.monotonic()
+        if now - d.last_beat > d.ack_wait and not d.lease_lost:
+            d.lease_lost = True
+            log.warning(
+                "%s: %s held %s without a heartbeat for %.1fs (ack wait %gs): the server"
+                " has given it to another delivery",
+                self.worker,
+                d.handler,
+                d.task.task_id if d.task else f"seq {_seq(d.msg)}",
+                now - d.last_beat,
+                d.ack_wait,
+            )
+        background(self._beat(d, now))
+
+    async def _beat(self, d: Delivery, now: float) -> None:
+        with contextlib.suppress(Exception):
+            await d.msg.in_progress()
+            d.last_beat = now
+            METRICS.heartbeat(self.role)
 
     # -- the ways a delivery ends --------------------------------------------------------
 
@@ -297,8 +320,10 @@ class Settler:
         """Acknowledge (also when the lease was lost: the work is done, whoever holds it)."""
         self.handled[d.consumer.kind] += 1
         METRICS.acked(self.role, d.consumer.kind)
+        # Not waited for: what it protects is stored already (a task's outcome), so a lost
+        # ack costs a redelivery that finds the outcome, never a second run of a task.
         try:
-            await d.msg.ack_sync()
+            await d.msg.ack()
         except Exception as exc:  # it comes back after the ack wait; its outcome is stored
             log.warning("%s: ack of seq %d failed: %s", self.worker, _seq(d.msg), exc)
 
@@ -439,6 +464,14 @@ class Settler:
         await self._index(d, update)
         await self.records.update(d.task, update)
 
+    def update_soon(self, d: Delivery, state: TaskState, **fields: Any) -> None:
+        """``update`` without waiting for it: the entry and the record are written now (on
+        this connection, ahead of anything published after), their PubAck checked in the
+        background (a failure is logged, as ``update``'s)."""
+        if d.task is None or self.records is None:
+            return
+        background(self.update(d, state, **fields))
+
     async def outcome(
         self, d: Delivery, state: TaskState, **fields: Any
     ) -> tuple[OutcomeWrite, TaskUpdate]:
@@ -463,7 +496,38 @@ class Settler:
         await self.index.write(d.summary)
 
 
-def _trace(exc: BaseException) -> str:
+class Heartbeats:
+    """``+WPI`` for one delivery every ack_wait / 3 while its handler runs: a timer, not a
+    task, so a handler that ends within the interval (most do) costs no heartbeat at all."""
+
+    __slots__ = ("_d", "_handle", "_interval", "_loop", "_settler")
+
+    def __init__(self, settler: Settler, d: Delivery) -> None:
+        self._settler = settler
+        self._d = d
+        self._interval = max(d.ack_wait / 3, 0.05)
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(self._interval, self._due)
+
+    def _due(self) -> None:
+        self._handle = self._loop.call_later(self._interval, self._due)
+        self._settler.beat_due(self._d)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def background(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run ``coro`` without waiting for it (kept referenced until it ends)."""
+    task = asyncio.ensure_future(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+
+
+def trace_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc))
     return text if len(text) <= TRACEBACK_LIMIT else "...\n" + text[-TRACEBACK_LIMIT:]
 

@@ -40,7 +40,7 @@ class RunningTask:
 
     @property
     def cancelled(self) -> bool:
-        return self.d.stop.is_set()
+        return self.d.stop is not None and self.d.stop.is_set()
 
     async def progress(
         self, message: str, percent: float | None, data: Mapping[str, Any] | None

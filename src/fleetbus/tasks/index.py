@@ -80,7 +80,9 @@ class TaskSummary:
         return data
 
     def encode(self) -> bytes:
-        return encode({k: v for k, v in asdict(self).items() if v is not None and v != ""})
+        # Field by field, not asdict (a deep copy of every field, for one encode).
+        body = {k: getattr(self, k) for k in _SUMMARY_FIELDS}
+        return encode({k: v for k, v in body.items() if v is not None and v != ""})
 
     @classmethod
     def decode(cls, raw: bytes, *, role: str, assigner: str, task_id: str) -> TaskSummary:
@@ -104,6 +106,9 @@ class TaskSummary:
         """This entry in ``state`` now, with ``fields`` changed."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return replace(self, state=state, updated=now, **fields)
+
+
+_SUMMARY_FIELDS = tuple(TaskSummary.__dataclass_fields__)
 
 
 class TaskIndex:

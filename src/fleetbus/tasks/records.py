@@ -47,6 +47,8 @@ __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
 
 log = logging.getLogger("fleetbus.tasks")
 
+_OnUpdate = Callable[[TaskUpdate], Awaitable[None]]
+
 
 @dataclass(frozen=True, slots=True)
 class TaskRef:
@@ -75,6 +77,8 @@ class TaskRecords:
         self.publisher = publisher
         self.api = JsApi(conn)
         self._stream = spec.stream_for(spec.subjects.task_records())
+        self._followed: dict[str, asyncio.Future[dict[tuple[str, str], list[_OnUpdate]]]] = {}
+        self._subs: list[Any] = []
 
     @property
     def stream(self) -> str:
@@ -195,32 +199,59 @@ class TaskRecords:
     ) -> Callable[[], Awaitable[None]]:
         """Call ``on_update`` with each update and outcome of the task as it is published
         (a core subscription: subscribe before anything happens to miss nothing). Returns the
-        function that stops following."""
+        function that stops following.
+
+        One pair of subscriptions serves every task this identity follows as ``assigner``:
+        ``P.tasks.*.updates.{A}.*`` and ``P.tasks.*.outcome.{A}.*``, exactly what a role may
+        subscribe to. Following a task is then an entry in a table, not a SUB and an UNSUB
+        per task. (A role whose tasks are assigned from several processes hears the others'
+        records too, and drops them.)"""
+        routes = await self._routes_for(ref.assigner)
+        key = (ref.task_id, ref.assignee)
+        routes.setdefault(key, []).append(on_update)
+
+        async def stop() -> None:
+            callbacks = routes.get(key)
+            if callbacks is not None and on_update in callbacks:
+                callbacks.remove(on_update)
+                if not callbacks:
+                    del routes[key]
+
+        return stop
+
+    async def _routes_for(self, assigner: str) -> dict[tuple[str, str], list[_OnUpdate]]:
+        placing = self._followed.get(assigner)
+        if placing is None:  # the first task of this assigner: subscribe (others wait)
+            placing = self._followed[assigner] = asyncio.ensure_future(self._subscribe(assigner))
+        try:
+            return await asyncio.shield(placing)
+        except BaseException:
+            if placing.done() and self._followed.get(assigner) is placing:
+                del self._followed[assigner]
+            raise
+
+    async def _subscribe(self, assigner: str) -> dict[tuple[str, str], list[_OnUpdate]]:
+        routes: dict[tuple[str, str], list[_OnUpdate]] = {}
         subjects = self.spec.subjects
 
         async def deliver(msg: Msg) -> None:
             parts = subjects.parse_task(msg.subject)
             if parts is None:
                 return
+            callbacks = routes.get((parts.task_id, parts.assignee))
+            if not callbacks:
+                return  # a task someone else of this identity follows
             try:
-                update = TaskUpdate.decode(msg.data)
+                update = TaskUpdate.decode(msg.data).written_by(parts.assigner, parts.assignee)
             except PayloadError:
                 return
-            await on_update(update.written_by(parts.assigner, parts.assignee))
+            for callback in list(callbacks):
+                await callback(update)
 
-        # Two exact subjects, not one with a wildcard kind: a role may subscribe to exactly
-        # these (a wider subscription is refused even where its matches would be allowed).
-        subs = [
-            await self.conn.nc.subscribe(self.subject(ref, kind), cb=deliver)
-            for kind in ("updates", "outcome")
-        ]
-
-        async def stop() -> None:
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-
-        return stop
+        for kind in ("updates", "outcome"):
+            wildcard = f"{subjects.prefix}.tasks.*.{kind}.{assigner}.*"
+            self._subs.append(await self.conn.nc.subscribe(wildcard, cb=deliver))
+        return routes
 
     async def history(
         self, task_id: str, *, assignee: str | None = None, live: bool = False

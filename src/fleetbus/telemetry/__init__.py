@@ -3,7 +3,20 @@
 (``logs``). Each costs nothing until it is turned on."""
 
 from fleetbus.telemetry import tracing
-from fleetbus.telemetry.logs import configure_logging, log_context
+from fleetbus.telemetry.logs import (
+    configure_logging,
+    log_context,
+    pop_log_context,
+    push_log_context,
+)
 from fleetbus.telemetry.metrics import METRICS, Metrics
 
-__all__ = ["METRICS", "Metrics", "configure_logging", "log_context", "tracing"]
+__all__ = [
+    "METRICS",
+    "Metrics",
+    "configure_logging",
+    "log_context",
+    "pop_log_context",
+    "push_log_context",
+    "tracing",
+]

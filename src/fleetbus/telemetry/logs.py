@@ -19,7 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["ContextFilter", "JsonFormatter", "configure_logging", "log_context"]
+__all__ = [
+    "ContextFilter",
+    "JsonFormatter",
+    "configure_logging",
+    "log_context",
+    "pop_log_context",
+    "push_log_context",
+]
 
 _CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "fleetbus_log_context", default=None
@@ -35,6 +42,17 @@ def log_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _CONTEXT.reset(token)
+
+
+def push_log_context(**fields: Any) -> contextvars.Token[dict[str, Any] | None]:
+    """``log_context`` without the context manager (the runtime's per-delivery path): every
+    record made until ``pop_log_context(token)`` carries ``fields``."""
+    current = _CONTEXT.get()
+    return _CONTEXT.set({**current, **fields} if current else fields)
+
+
+def pop_log_context(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    _CONTEXT.reset(token)
 
 
 class ContextFilter(logging.Filter):

@@ -27,13 +27,14 @@ except ImportError:  # pragma: no cover - the otel extra not installed
 __all__ = ["active", "consumer", "inject", "producer"]
 
 SYSTEM = "nats"
+_INACTIVE = (ProxyTracerProvider, NoOpTracerProvider) if trace is not None else ()
 
 
 def active() -> bool:
     """Whether a tracer provider is configured (otherwise tracing costs nothing)."""
     if trace is None:
         return False
-    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+    return not isinstance(trace.get_tracer_provider(), _INACTIVE)
 
 
 def _attributes(

@@ -22,7 +22,7 @@ States (and the A2A task state each one is, for ``TaskSummary`` and docs/wire-co
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from fleetbus.errors import PayloadError
@@ -103,7 +103,9 @@ class TaskUpdate:
         return A2A_STATE[self.state]
 
     def encode(self) -> bytes:
-        return encode({k: v for k, v in asdict(self).items() if v is not None and v != ""})
+        # Field by field, not asdict (a deep copy): encoding reads the values once anyway.
+        body = {k: getattr(self, k) for k in _UPDATE_FIELDS}
+        return encode({k: v for k, v in body.items() if v is not None and v != ""})
 
     def written_by(self, assigner: str, agent: str) -> TaskUpdate:
         """This update with the identities its subject vouches for (the body's are claims)."""
@@ -123,6 +125,9 @@ class TaskUpdate:
         if not isinstance(update.task_id, str) or not isinstance(update.attempt, int):
             raise PayloadError("not a task update: task_id or attempt of the wrong type")
         return update
+
+
+_UPDATE_FIELDS = tuple(TaskUpdate.__dataclass_fields__)
 
 
 def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, seq: int) -> str:

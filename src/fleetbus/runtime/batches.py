@@ -1,0 +1,135 @@
+"""Lists of events for ``on_events`` handlers: decoded, run and settled event by event.
+
+- Each delivery is decoded as for ``on_event``. One that cannot be (not a JSON object), or
+  one past its last attempt, is dead-lettered on its own; the others go to the handlers.
+- A handler gets the events its pattern matches, in the order they arrived, at most its
+  ``batch`` per call. While it runs, every event of the call gets its ``+WPI`` heartbeat.
+- **Acknowledged only after the handlers return**, each event once every handler that had
+  it returned. The acks are not waited for and go out in one write.
+- A handler that raises fails the events of that call, each on its own attempt count: a
+  retry with its own delay, or on its last attempt a dead letter with the error (the
+  others of the list are not held back). ``Retry(delay)`` retries them all after
+  ``delay``; ``Reject(reason)`` dead-letters them all.
+
+The consumer's ack policy stays explicit, one ack per event: a cumulative ("all") ack of the
+last event would also acknowledge an earlier one whose handler failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from fleetbus.runtime.messages import Event, Reject, Retry
+from fleetbus.runtime.routes import BatchHandler, is_async
+from fleetbus.runtime.settle import Delivery, Settler, trace_text
+from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
+from fleetbus.wire.subjects import subject_matches
+
+__all__ = ["run_batch"]
+
+log = logging.getLogger("fleetbus.runtime")
+
+
+@dataclass(slots=True)
+class _Failure:
+    error: str
+    delay: float | None = None
+    trace: str | None = None
+    rejected: bool = False
+
+
+class _Beats:
+    """One timer for a whole call: ``+WPI`` for each of its deliveries every ack_wait / 3."""
+
+    def __init__(self, settler: Settler, ds: list[Delivery]) -> None:
+        self._settler = settler
+        self._ds = ds
+        self._interval = max(min(d.ack_wait for d in ds) / 3, 0.05)
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(self._interval, self._due)
+
+    def _due(self) -> None:
+        self._handle = self._loop.call_later(self._interval, self._due)
+        for d in self._ds:
+            self._settler.beat_due(d)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+async def run_batch(
+    settler: Settler,
+    routes: list[tuple[str, BatchHandler, int]],
+    ready: list[tuple[Delivery, Event]],
+) -> None:
+    """Run every ``on_events`` handler over the events it matches, then settle each one."""
+    if not ready:
+        return
+    failed: dict[Delivery, _Failure] = {}
+    for pattern, handler, size in routes:
+        mine = [(d, e) for d, e in ready if subject_matches(pattern, d.msg.subject)]
+        for start in range(0, len(mine), size):
+            chunk = mine[start : start + size]
+            failure = await _call(settler, handler, chunk)
+            if failure is not None:
+                for d, _ in chunk:
+                    if failure.rejected or d not in failed:
+                        failed[d] = failure
+    for d, _ in ready:
+        failure = failed.get(d)
+        if failure is None:
+            await settler.ack(d)
+        elif failure.rejected:
+            await settler.give_up(d, f"rejected: {failure.error}", failure.error, state="rejected")
+        else:
+            await settler.fail(d, failure.error, failure.delay, failure.trace)
+
+
+async def _call(
+    settler: Settler, handler: BatchHandler, chunk: list[tuple[Delivery, Event]]
+) -> _Failure | None:
+    """One call of ``handler``: None when it returned, else how its events failed."""
+    ds = [d for d, _ in chunk]
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    for d in ds:
+        d.handler = name
+    first = ds[0]
+    beats = _Beats(settler, ds)
+    settler.running.add(first)  # what the watchdog names while the loop is blocked
+    context = push_log_context(
+        role=settler.role, worker=settler.worker, consumer=first.consumer.name, batch=len(ds)
+    )
+    began = time.perf_counter()
+    try:
+        events = [e for _, e in chunk]
+        if is_async(handler):
+            await handler(events)
+        else:
+            value = await asyncio.to_thread(handler, events)
+            if asyncio.iscoroutine(value):
+                await value
+    except Reject as exc:
+        return _Failure(exc.reason, rejected=True)
+    except Retry as exc:
+        return _Failure(exc.reason, exc.delay)
+    except Exception as exc:
+        log.error(
+            "%s: %s raised on a list of %d events (seq %d..%d)",
+            settler.worker,
+            name,
+            len(ds),
+            ds[0].msg.metadata.sequence.stream,
+            ds[-1].msg.metadata.sequence.stream,
+            exc_info=exc,
+        )
+        return _Failure(f"{type(exc).__name__}: {exc}", None, trace_text(exc))
+    finally:
+        beats.cancel()
+        settler.running.discard(first)
+        pop_log_context(context)
+        if METRICS.enabled:
+            METRICS.handler_ran(settler.role, first.consumer.kind, time.perf_counter() - began)
+    return None
