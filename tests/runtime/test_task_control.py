@@ -44,6 +44,38 @@ async def test_a_cancelled_queued_task_never_runs(fleet: FleetUnderTest) -> None
     assert [u.state for u in history] == ["canceled"]
 
 
+async def test_a_task_cancelled_while_queued_behind_a_running_one_never_runs(
+    fleet: FleetUnderTest,
+) -> None:
+    """The request comes live, while no handler runs the task: the agent keeps it, and the
+    task ends cancelled when it is fetched (it is stored after the agent was listening, so
+    the agent does not read the stream for it)."""
+    ran: list[str] = []
+    release = asyncio.Event()
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def work(task: Task) -> str:
+        ran.append(task.body["title"])
+        if task.body["title"] == "first":
+            await release.wait()
+        return "ran"
+
+    async with agent, fleet.client(sender="cto") as cto, raw_client(fleet) as nc:
+        await asyncio.sleep(1.5)  # past the clocks' margin: the queued task is stored after it
+        first = await cto.assign("backend", {"title": "first"})
+        await eventually(lambda: ran == ["first"], timeout=15)
+        queued = await cto.assign("backend", {"title": "queued"})
+        assert await queued.cancel("changed plans") is True
+        release.set()
+        assert await first.result(timeout=15) == "ran"
+        with pytest.raises(TaskCancelled, match="changed plans"):
+            await queued.result(timeout=15)
+        history = await updates(nc, fleet, queued.id)
+    assert ran == ["first"]
+    assert [u.state for u in history] == ["canceled"]
+
+
 async def test_a_cancelled_running_task_stops_cleans_up_and_is_not_retried(
     make_fleet: Callable[[FleetSpec], FleetUnderTest],
 ) -> None:

@@ -105,10 +105,17 @@ class Connection:
         self.lost: str | None = None
         """Why the connection closed for good without ``close()``/``drain()`` (nats-py closes
         after some protocol errors, whatever its reconnect settings); None while it has not."""
+        self.breaks = 0
+        """How many times the connection dropped (each one may have lost core messages to
+        its subscriptions). Counted only for connections ``connect`` made (``tracks_breaks``)."""
 
     @classmethod
     def wrap(cls, nc: Client) -> Connection:
         return cls(nc)
+
+    @property
+    def tracks_breaks(self) -> bool:
+        return self.settings is not None
 
     @property
     def identity(self) -> str | None:
@@ -254,6 +261,8 @@ async def connect(
 
     async def disconnected_cb() -> None:
         log.debug("disconnected from NATS")
+        if conn is not None:
+            conn.breaks += 1
 
     async def closed_cb() -> None:
         if conn is not None:

@@ -40,7 +40,7 @@ from fleetbus.client.fleet import Fleet
 from fleetbus.deadletters import AdvisoryCopier
 from fleetbus.environment import resolve_connect_settings, resolve_fleet
 from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadError
-from fleetbus.fleet import FleetSpec
+from fleetbus.fleet import FleetSpec, ResolvedConsumer
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.consume import ConsumerLoop
@@ -115,6 +115,8 @@ class Agent:
         self._loops: list[ConsumerLoop] = []
         self._responder: Responder | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._cancel_watch: tuple[Dispatcher, ResolvedConsumer] | None = None
+        self._relive: asyncio.Task[None] | None = None
         self._forget_reconnect: Callable[[], None] | None = None
         self._forget_lost: Callable[[], None] | None = None
         self._unwatch: Callable[[], None] | None = None
@@ -330,6 +332,9 @@ class Agent:
                     f"consumer {consumer.name} does not exist on stream {consumer.stream}:"
                     " run `fleetbus provision` (or `fleetbus up`) first"
                 )
+            if consumer.kind == "tasks" and self._cancels is not None:
+                dispatcher.cancels.listening(conn, info.get("ts"))
+                self._cancel_watch = (dispatcher, consumer)
             pending = consumer.spec.max_ack_pending
             limit = self.settings.max_concurrency
             batch = self.routes.batch_size if consumer.kind == "events" else 0
@@ -475,7 +480,9 @@ class Agent:
             reason = TaskUpdate.decode(msg.data).reason or "cancelled"
         except PayloadError:
             reason = "cancelled"
-        self._settler.cancel_running(parts.task_id, parts.assigner, reason)
+        running = self._settler.cancel_running(parts.task_id, parts.assigner, reason)
+        if not running and self._cancel_watch is not None:  # kept for when it is fetched
+            self._cancel_watch[0].cancels.arrived(parts.task_id, parts.assigner, reason)
 
     def _forget_hooks(self) -> None:
         for forget in (self._forget_reconnect, self._forget_lost, self._unwatch):
@@ -566,3 +573,18 @@ class Agent:
 
     async def _on_reconnect(self) -> None:
         self.wake()
+        if self._cancel_watch is not None:  # not awaited: other hooks need not wait for it
+            self._relive = asyncio.create_task(self._cancels_live_again())
+
+    async def _cancels_live_again(self) -> None:
+        """After a reconnect: from when on cancel requests reach the agent live again (the
+        client re-subscribed before this; a reply sent after it carries the server's time)."""
+        if self._cancel_watch is None or self._conn is None:
+            return
+        dispatcher, consumer = self._cancel_watch
+        try:
+            info = await JsApi(self._conn).consumer_info(consumer.stream, consumer.name)
+        except Exception:  # until the next reconnect, each first attempt reads the stream
+            log.debug("%s: cancel requests not known live again", self.worker, exc_info=True)
+            return
+        dispatcher.cancels.listening(self._conn, info.get("ts") if info else None)

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
 from fleetbus.runtime.batches import run_batch
+from fleetbus.runtime.cancels import LiveCancels
 from fleetbus.runtime.envelope import BadMessage, Envelope, envelope_of
 from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
@@ -66,6 +67,7 @@ class Dispatcher:
         self._consumers: dict[ConsumerKind, ResolvedConsumer] = {}
         self._event_depth = len(spec.prefix.split(".")) + 1
         self._batch_routes: list[tuple[str, BatchHandler, int]] | None = None
+        self.cancels = LiveCancels()
 
     def handle(self, consumer: ResolvedConsumer) -> Handle:
         """The message callback for ``consumer`` (one of this role's)."""
@@ -149,6 +151,12 @@ class Dispatcher:
         task = env.make(
             Task, id=d.task.task_id, assigner=d.task.assigner, deadline=d.deadline, _work=work
         )
+        # A request that came live, before or while the stream was read; from here on to the
+        # handler's start nothing waits, so a later one finds it running.
+        early = self.cancels.take(d.task.task_id, d.task.assigner)
+        if early is not None:
+            await settler.complete(d, "canceled", reason=f"cancelled before it ran: {early}")
+            return
         # Informational, and not waited for: its PubAck would only delay the handler. It is
         # written ahead of the outcome on the same connection, so it is stored first.
         settler.update_soon(d, "accepted")
@@ -173,6 +181,8 @@ class Dispatcher:
                 cancelled, standing = await asyncio.gather(
                     records.last(task, "cancel"), records.last(task, "outcome")
                 )
+            elif self.cancels.complete_for(d.msg.metadata.timestamp):
+                cancelled, standing = None, None  # any request was seen live (taken below)
             else:  # a first attempt has no outcome to find
                 cancelled, standing = await records.last(task, "cancel"), None
             if standing is not None:  # another attempt finished it

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["now_iso"]
+__all__ = ["now_iso", "parse_iso"]
 
 
 def now_iso() -> str:
     """Now, as fleetbus writes times into updates, dead letters and meeting messages."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(stamp: str) -> datetime:
+    """A time fleetbus or the server wrote (``Z`` or an offset; the server's nanoseconds are
+    cut to microseconds)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
