@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from fleetbus.server.process import NatsServer
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+STARTING = 50
+"""Agents one worker process starts at once."""
+POLL = RuntimeSettings().poll
 
 
 def fleet_of(agents: int, *, presence: bool = True) -> FleetSpec:
@@ -61,35 +64,41 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-async def _worker(url: str, spec: FleetSpec, first: int, count: int) -> None:
+async def _worker(url: str, spec: FleetSpec, first: int, count: int, poll: float) -> None:
     before = _rss_kib(os.getpid())
     nc = await connect(ConnectSettings.from_url(url, name=f"scale-{first}"))
+
+    async def task(t: Task) -> None:
+        pass
+
+    async def message(m: Message) -> None:
+        pass
+
     agents = []
     for i in range(first, first + count):
         agent = Agent(
             f"agent{i:04d}",
             spec=spec,
-            settings=RuntimeSettings(dead_letter_copier=False),
+            settings=RuntimeSettings(dead_letter_copier=False, poll=poll),
         )
-
-        async def task(t: Task) -> None:
-            pass
-
-        async def message(m: Message) -> None:
-            pass
-
         agent.on_task(task)
         agent.on_message(message)
         agent.on_invitation(message)
-        await agent.start(nc)
         agents.append(agent)
+    # Started STARTING at a time, as a fleet of processes would start: each start is a few
+    # round trips (its consumers' info, its subscriptions, its first presence record).
+    for at in range(0, len(agents), STARTING):
+        await asyncio.gather(*(a.start(nc) for a in agents[at : at + STARTING]))
     print(f"ready {before} {_rss_kib(os.getpid())}", flush=True)
     await asyncio.Event().wait()  # idle until the parent stops this process
 
 
-def _spawn(url: str, fleet_file: Path, first: int, count: int) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "bench.scale", "--worker", url, str(fleet_file)]
-    return subprocess.Popen([*argv, str(first), str(count)], stdout=subprocess.PIPE, text=True)
+def _spawn(
+    url: str, fleet_file: Path, first: int, count: int, poll: float
+) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "bench.scale", "--poll", str(poll), "--worker", url]
+    argv += [str(fleet_file), str(first), str(count)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
 
 
 def _stop(workers: list[subprocess.Popen[str]]) -> None:
@@ -117,7 +126,7 @@ def served(
 
 
 async def measure(
-    agents: int, processes: int, idle: float, *, presence: bool = True
+    agents: int, processes: int, idle: float, *, presence: bool = True, poll: float = POLL
 ) -> dict[str, Any]:
     with served(agents, "scale", presence=presence) as (spec, server, fleet_file):
         nc = await connect(ConnectSettings.from_url(server.url))
@@ -129,7 +138,7 @@ async def measure(
         share = -(-agents // processes)
         started = time.monotonic()
         workers = [
-            _spawn(server.url, fleet_file, first, min(share, agents - first))
+            _spawn(server.url, fleet_file, first, min(share, agents - first), poll)
             for first in range(0, agents, share)
         ]
         try:
@@ -152,6 +161,7 @@ async def measure(
     return {
         "agents": agents,
         "presence": presence,
+        "poll_s": poll,
         "processes": len(workers),
         "durable_consumers": consumers,
         "provision_s": round(provision_s, 2),
@@ -173,15 +183,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="without the presence stream: what the presence renewals cost, by difference",
     )
+    parser.add_argument(
+        "--poll", type=float, default=POLL, help="the agents' RuntimeSettings.poll (seconds)"
+    )
     parser.add_argument("--worker", nargs=4, metavar=("URL", "FLEET", "FIRST", "COUNT"))
     args = parser.parse_args(argv)
     if args.worker:
         url, fleet_file, first, count = args.worker
         spec = FleetSpec.model_validate(yaml.safe_load(Path(fleet_file).read_text()))
-        asyncio.run(_worker(url, spec, int(first), int(count)))
+        asyncio.run(_worker(url, spec, int(first), int(count), args.poll))
         return 0
     result = asyncio.run(
-        measure(args.agents, args.processes, args.idle, presence=not args.no_presence)
+        measure(
+            args.agents, args.processes, args.idle, presence=not args.no_presence, poll=args.poll
+        )
     )
     print_measures(result)
     return 0
