@@ -21,10 +21,14 @@ kind, outcome, stream — never a task id.
 from __future__ import annotations
 
 import threading
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = ["METRICS", "Metrics", "agent_metrics"]
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 _DURATIONS = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 900, 1800, 3600)
 _PUBLISH = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5)
@@ -74,6 +78,7 @@ class Metrics:
         )
         self.reconnects = Counter("fleetbus_reconnects_total", "Reconnections to NATS", registry=r)
         self._served: dict[tuple[str, int], object] = {}
+        self._children: dict[tuple[object, ...], MetricWrapperBase] = {}
         self._lock = threading.Lock()
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
@@ -88,33 +93,42 @@ class Metrics:
 
     # -- events (no-ops until enabled) ---------------------------------------------------
 
+    def _of(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, looked up once per label set (a delivery counts in
+        several metrics, and ``labels()`` costs a few microseconds each time)."""
+        key: tuple[object, ...] = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child  # type: ignore[return-value]  # labels() gives the metric's own type
+
     def task_ended(self, role: str, outcome: str) -> None:
         if self.enabled:
-            self.tasks.labels(role, outcome).inc()
+            self._of(self.tasks, role, outcome).inc()
 
     def handler_ran(self, role: str, kind: str, seconds: float) -> None:
         if self.enabled:
-            self.duration.labels(role, kind).observe(seconds)
+            self._of(self.duration, role, kind).observe(seconds)
 
     def retried(self, role: str, kind: str) -> None:
         if self.enabled:
-            self.retries.labels(role, kind).inc()
+            self._of(self.retries, role, kind).inc()
 
     def dead_lettered(self, role: str, kind: str) -> None:
         if self.enabled:
-            self.dead_letters.labels(role, kind).inc()
+            self._of(self.dead_letters, role, kind).inc()
 
     def running(self, role: str, kind: str, delta: int) -> None:
         if self.enabled:
-            self.in_flight.labels(role, kind).inc(delta)
+            self._of(self.in_flight, role, kind).inc(delta)
 
     def heartbeat(self, role: str) -> None:
         if self.enabled:
-            self.heartbeats.labels(role).inc()
+            self._of(self.heartbeats, role).inc()
 
     def acked(self, role: str, kind: str) -> None:
         if self.enabled:
-            self.handled.labels(role, kind).inc()
+            self._of(self.handled, role, kind).inc()
 
     def published(self, seconds: float) -> None:
         if self.enabled:
