@@ -21,10 +21,14 @@ kind, outcome, stream — never a task id.
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
+from collections.abc import Iterator
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 __all__ = ["METRICS", "Metrics", "agent_metrics"]
 
@@ -58,18 +62,12 @@ class Metrics:
         self.dead_letters = Counter(
             "fleetbus_dead_letters_total", "Deliveries given up on", ["role", "kind"], registry=r
         )
-        self.in_flight = Gauge(
-            "fleetbus_in_flight", "Handlers running now", ["role", "kind"], registry=r
-        )
         self.heartbeats = Counter(
             "fleetbus_heartbeats_total", "In-progress heartbeats sent", ["role"], registry=r
         )
-        self.handled = Counter(
-            "fleetbus_messages_handled_total",
-            "Deliveries acknowledged, by consumer kind",
-            ["role", "kind"],
-            registry=r,
-        )
+        # Changed twice per delivery: plain counts, read when scraped.
+        self.tallies = _Tallies()
+        r.register(self.tallies)
         self.publish = Histogram(
             "fleetbus_publish_duration_seconds",
             "Persisted publishes, until the stream's acknowledgement",
@@ -120,7 +118,7 @@ class Metrics:
 
     def running(self, role: str, kind: str, delta: int) -> None:
         if self.enabled:
-            self._of(self.in_flight, role, kind).inc(delta)
+            self.tallies.in_flight[role, kind] += delta
 
     def heartbeat(self, role: str) -> None:
         if self.enabled:
@@ -128,7 +126,7 @@ class Metrics:
 
     def acked(self, role: str, kind: str) -> None:
         if self.enabled:
-            self._of(self.handled, role, kind).inc()
+            self.tallies.handled[role, kind] += 1
 
     def published(self, seconds: float) -> None:
         if self.enabled:
@@ -137,6 +135,31 @@ class Metrics:
     def reconnected(self) -> None:
         if self.enabled:
             self.reconnects.inc()
+
+
+class _Tallies(Collector):
+    """``fleetbus_in_flight`` and ``fleetbus_messages_handled_total``: counts the event loop
+    changes (a dict entry each, where a prometheus child takes a lock) and a scrape reads."""
+
+    def __init__(self) -> None:
+        self.in_flight: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.handled: defaultdict[tuple[str, str], int] = defaultdict(int)
+
+    def collect(self) -> Iterator[Metric]:
+        running = GaugeMetricFamily(
+            "fleetbus_in_flight", "Handlers running now", labels=["role", "kind"]
+        )
+        for labels, value in list(self.in_flight.items()):
+            running.add_metric(list(labels), value)
+        yield running
+        handled = CounterMetricFamily(
+            "fleetbus_messages_handled",
+            "Deliveries acknowledged, by consumer kind",
+            labels=["role", "kind"],
+        )
+        for labels, value in list(self.handled.items()):
+            handled.add_metric(list(labels), value)
+        yield handled
 
 
 METRICS = Metrics()
