@@ -15,6 +15,7 @@ import pytest
 from fleetbus.fleet import seed_fleet
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import ConnectSettings, connect
+from fleetbus.js.publish import Publisher
 from fleetbus.security.credentials import ensure_route_credential
 from fleetbus.security.tls import ensure_local_ca, render_tls
 from fleetbus.server.cluster import LocalCluster
@@ -61,9 +62,11 @@ async def test_a_server_routed_in_without_the_clusters_credentials_sees_nothing(
             {"name": "AGENTS", "subjects": ["genbrain.agents.>"], "num_replicas": 3}
         )
         try:
-            for _ in range(20):  # given time to route in, the rogue would hear these
-                await inside.nc.publish("genbrain.agents.backend.tasks.ceo", b"{}")
-                await inside.nc.flush()
+            # Each is stored (retried while the new R3 stream elects its leader); given time
+            # to route in, the rogue would hear them.
+            publisher = Publisher(inside)
+            for _ in range(20):
+                await publisher.publish("genbrain.agents.backend.tasks.ceo", b"{}")
                 await spy.publish("genbrain.agents.cso.tasks.ceo", b'{"title": "forged"}')
                 await spy.flush()
                 await asyncio.sleep(0.1)
