@@ -4,7 +4,7 @@
 goes wrong (with the server's error code when the server refuses it) and what to write instead.
 An ``error`` is something the server refuses or a message that is lost or misrouted; a
 ``warning`` is a legal setting that probably does not do what the file's author wants. Every
-finding comes from a point in DESIGN.md's "where the seed is naive"; ``CODES`` lists them.
+finding comes from a place where the seed is naive (docs/seed-deviations.md); ``CODES`` lists them.
 
 Pure: it reads the spec and nothing else. A live server's node count can be passed in as
 ``cluster_size``; the CLI renders the findings.
