@@ -173,7 +173,7 @@ async def faststream_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
     broker = _faststream_broker(env.url)
     seen = 0
 
-    @broker.subscriber(  # type: ignore[misc]
+    @broker.subscriber(  # type: ignore[untyped-decorator]
         f"{subject}.>",
         stream=JStream(stream, declare=False),
         durable="FS_EVENTS",
@@ -217,7 +217,7 @@ async def faststream_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:
         consumer = fleet.spec.consumer(f"r{i}", "events")
         assert consumer is not None
 
-        @broker.subscriber(  # type: ignore[misc]
+        @broker.subscriber(  # type: ignore[untyped-decorator]
             consumer.filters[0],
             stream=JStream(stream, declare=False),
             durable=consumer.name,

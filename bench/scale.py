@@ -94,7 +94,7 @@ async def _worker(url: str, spec: FleetSpec, first: int, count: int, poll: float
 
 
 def _spawn(
-    url: str, fleet_file: Path, first: int, count: int, poll: float
+    url: str, fleet_file: Path, first: int, count: int, poll: float = POLL
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.scale", "--poll", str(poll), "--worker", url]
     argv += [str(fleet_file), str(first), str(count)]

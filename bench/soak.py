@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -299,11 +300,13 @@ async def measure(tasks: int, events: int, kills: int) -> dict[str, dict[str, An
         data = Path(tmp) / "server"
         data.mkdir()
         with run_nats_server(data) as server:
-            for name, run in (
+            runs: tuple[tuple[str, Callable[[FleetSpec, Path], Awaitable[dict[str, Any]]]], ...]
+            runs = (
                 ("recovery", lambda s, f: recovery(server.url, s, f, kills)),
                 ("tasks", lambda s, f: soak_tasks(server.url, s, f, data, tasks)),
                 ("events", lambda s, f: soak_events(server.url, s, f, data, events)),
-            ):
+            )
+            for name, run in runs:
                 spec = isolate(seed_fleet())
                 await provision_fleet(server.url, spec)
                 spec_file = Path(tmp) / f"{name}.yaml"

@@ -62,7 +62,7 @@ async def measure(tasks: int, rounds: int = 5) -> dict[str, Any]:
                 samples = []
                 for _ in range(rounds):
                     t0 = time.perf_counter()
-                    page = await fleet.tasks(limit=100, **kwargs)  # type: ignore[arg-type]
+                    page = await fleet.tasks(limit=100, **kwargs)
                     samples.append((time.perf_counter() - t0) * 1000)
                     assert page
                 figures[name] = round(statistics.median(samples), 1)
