@@ -7,6 +7,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
@@ -228,15 +229,13 @@ async def faststream_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:
             seen += 1
 
         brokers.append(broker)
-    t0 = time.perf_counter()
-    await asyncio.gather(*(b.start() for b in brokers))
-    try:
-        total = roles * events
-        await wait_until(lambda: seen >= total, 600, f"FastStream fan-out {seen}/{total}")
-        elapsed = time.perf_counter() - t0
-    finally:
-        await asyncio.gather(*(b.stop() for b in brokers))
-    return {"rate": rate(roles * events, elapsed), "time": elapsed * 1000}
+    return await _time_fanout(
+        lambda: asyncio.gather(*(b.start() for b in brokers)),
+        lambda: asyncio.gather(*(b.stop() for b in brokers)),
+        lambda: seen,
+        roles * events,
+        "FastStream",
+    )
 
 
 def _faststream() -> bool:
@@ -265,15 +264,31 @@ async def agents_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:
             seen += 1
 
         agents.append(agent)
+    return await _time_fanout(
+        lambda: asyncio.gather(*(a.start() for a in agents)),
+        lambda: asyncio.gather(*(a.stop(grace=1) for a in agents)),
+        lambda: seen,
+        roles * events,
+        "fleetbus",
+    )
+
+
+async def _time_fanout(
+    start: Callable[[], Awaitable[Any]],
+    stop: Callable[[], Awaitable[Any]],
+    seen: Callable[[], int],
+    total: int,
+    who: str,
+) -> dict[str, float]:
+    """From ``start()`` until ``seen()`` reaches ``total``; ``stop()`` after."""
     t0 = time.perf_counter()
-    await asyncio.gather(*(a.start() for a in agents))
+    await start()
     try:
-        total = roles * events
-        await wait_until(lambda: seen >= total, 600, f"fan-out delivered {seen}/{total}")
+        await wait_until(lambda: seen() >= total, 600, f"{who} fan-out delivered {seen()}/{total}")
         elapsed = time.perf_counter() - t0
     finally:
-        await asyncio.gather(*(a.stop(grace=1) for a in agents))
-    return {"rate": rate(roles * events, elapsed), "time": elapsed * 1000}
+        await stop()
+    return {"rate": rate(total, elapsed), "time": elapsed * 1000}
 
 
 async def raw_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:

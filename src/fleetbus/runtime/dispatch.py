@@ -90,15 +90,9 @@ class Dispatcher:
     async def _event_batch(self, msgs: list[Msg]) -> None:
         ready: list[tuple[Delivery, Event]] = []
         for msg in msgs:
-            d = self._delivery(msg, "events")
-            try:
-                env = envelope_of(msg, self.spec)
-            except BadMessage as bad:
-                await self.settler.bad_message(d, bad)
-                continue
-            if await self._exhausted(d):
-                continue
-            ready.append((d, self._event_of(env, msg.subject)))
+            found = await self._ready_event(msg)
+            if found is not None:
+                ready.append(found)
         if self._batch_routes is None:
             self._batch_routes = self.routes.batch_routes(self.spec)
         await run_batch(self.settler, self._batch_routes, ready)
@@ -269,16 +263,24 @@ class Dispatcher:
         )
         return True
 
-    async def _event(self, msg: Msg) -> None:
+    async def _ready_event(self, msg: Msg) -> tuple[Delivery, Event] | None:
+        """The delivery and its event, or None when it was settled here already (a bad
+        message, or no attempt left)."""
         d = self._delivery(msg, "events")
         try:
             env = envelope_of(msg, self.spec)
         except BadMessage as bad:
             await self.settler.bad_message(d, bad)
-            return
+            return None
         if await self._exhausted(d):
+            return None
+        return d, self._event_of(env, msg.subject)
+
+    async def _event(self, msg: Msg) -> None:
+        found = await self._ready_event(msg)
+        if found is None:
             return
-        event = self._event_of(env, msg.subject)
+        d, event = found
         handlers = self.routes.event_handlers(self.spec, msg.subject)
         handler = handlers[0] if len(handlers) == 1 else EventHandlers(handlers)
         ok, _ = await self.settler.run(d, handler, event)
