@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import enum
 import os
-import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
@@ -37,6 +36,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
+from fleetbus.wire.clock import parse_iso
 from fleetbus.wire.codec import decode, encode
 
 __all__ = ["AgentChange", "AgentInfo", "HeldTask", "Presence"]
@@ -264,17 +264,10 @@ def _change(before: AgentInfo | None, now: AgentInfo) -> str:
     return now.state  # running -> draining
 
 
-_STAMP = re.compile(r"^(?P<head>[^.Z+]+)(?:\.(?P<frac>\d+))?(?P<zone>Z|[+-]\d\d:\d\d)?$")
-
-
 def _parse_time(text: str) -> datetime:
-    """A ``Nats-Time-Stamp`` (RFC 3339, nanoseconds) as an aware datetime."""
-    match = _STAMP.match(text or "")
-    if match is None:
-        return datetime.now(UTC)
-    zone = match["zone"] or "Z"
-    stamp = f"{match['head']}.{(match['frac'] or '0')[:6]}{'+00:00' if zone == 'Z' else zone}"
+    """A ``Nats-Time-Stamp`` (RFC 3339, nanoseconds) as an aware datetime; now when there is
+    none."""
     try:
-        return datetime.fromisoformat(stamp)
+        return parse_iso(text or "")
     except ValueError:
         return datetime.now(UTC)

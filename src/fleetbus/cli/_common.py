@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -22,7 +23,9 @@ from rich.console import Console
 from fleetbus.environment import resolve_connect_settings, resolve_fleet, resolve_fleet_path
 from fleetbus.errors import FleetbusError, FleetFileError, ServerError
 from fleetbus.fleet import FleetSpec
+from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import Connection, ConnectSettings, connect
+from fleetbus.wire.clock import parse_iso
 
 __all__ = [
     "CliState",
@@ -184,3 +187,12 @@ def guard(func: Callable[[], T]) -> T:
         fail(one_line(exc))
     except FleetbusError as exc:
         fail(str(exc))
+
+
+def age(stamp: str, now: datetime) -> str:
+    """How long before ``now`` the time ``stamp`` was (``3m 20s``); ``-`` for no time."""
+    try:
+        then = parse_iso(stamp)
+    except ValueError:
+        return "-"
+    return format_duration(max(round((now - then).total_seconds()), 0))

@@ -9,9 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from fleetbus.cli._common import CliState, console, print_json, print_json_line, run_async, state
+from fleetbus.cli._common import (
+    CliState,
+    age,
+    console,
+    print_json,
+    print_json_line,
+    run_async,
+    state,
+)
 from fleetbus.client.fleet import Fleet
-from fleetbus.fleet.units import format_duration
 from fleetbus.presence import AgentInfo
 
 __all__ = ["register"]
@@ -67,7 +74,7 @@ def agents(
             str(a.pid),
             f"[{style}]{a.state}[/]",
             held,
-            _age(a.started, now),
+            age(a.started, now),
             str(sum(v for k, v in a.handled.items() if k != "failed")),
         )
     console.print(table)
@@ -83,14 +90,6 @@ async def _watch(st: CliState, role: str | None, json_out: bool) -> None:
             else:
                 a = change.agent
                 console.print(f"{a.renewed[11:19]} {change.change:<8} {a.instance} on {a.host}")
-
-
-def _age(stamp: str, now: datetime) -> str:
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return "-"
-    return format_duration(max(round((now - then).total_seconds()), 0))
 
 
 def _control(ctx: typer.Context, instance: str, op: str, **fields: Any) -> dict[str, Any]:

@@ -16,9 +16,9 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from fleetbus.cli._common import console, fail, print_json, print_json_line, run_async, state
+from fleetbus.cli._common import age, console, fail, print_json, print_json_line, run_async, state
 from fleetbus.client.fleet import Fleet
-from fleetbus.fleet.units import format_duration, parse_duration
+from fleetbus.fleet.units import parse_duration
 from fleetbus.tasks import TaskSummary
 from fleetbus.wire.updates import TaskUpdate
 
@@ -101,18 +101,10 @@ def tasks(
             t.worker or "-",
             str(t.attempt or "-"),
             f"{progress}{t.message or t.error or ''}",
-            _age(t.created, now),
+            age(t.created, now),
             t.updated[11:19],
         )
     console.print(table)
-
-
-def _age(stamp: str, now: datetime) -> str:
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return "-"
-    return format_duration(max(round((now - then).total_seconds()), 0))
 
 
 async def _locate(fleet: Fleet, task_id: str, role: str | None) -> tuple[str, str]:

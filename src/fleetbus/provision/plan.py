@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any, Literal
 
 from fleetbus.fleet import ConsumerSpec, FleetSpec, ResolvedConsumer
+from fleetbus.wire.clock import parse_iso
 
 __all__ = [
     "Action",
@@ -285,7 +285,7 @@ def _same(key: str, live: Any, desired: Any) -> bool:
         # The server reports "no limit" as 0 or -1 depending on how it was set.
         return bool(_unlimited(live) == _unlimited(desired))
     if key == "opt_start_time" and live and desired:
-        return _parse_time(live) == _parse_time(desired)
+        return parse_iso(live) == parse_iso(desired)
     same: bool = live == desired
     return same
 
@@ -294,14 +294,5 @@ def _unlimited(value: Any) -> Any:
     return -1 if value in (0, -1, None) else value
 
 
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def _rfc3339(value: str) -> str:
-    moment = _parse_time(value)
-    if moment.tzinfo is None:
-        from datetime import UTC
-
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat().replace("+00:00", "Z")
+    return parse_iso(value).isoformat().replace("+00:00", "Z")

@@ -13,6 +13,7 @@ def now_iso() -> str:
 
 
 def parse_iso(stamp: str) -> datetime:
-    """A time fleetbus or the server wrote (``Z`` or an offset; the server's nanoseconds are
-    cut to microseconds)."""
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    """A time fleetbus or the server wrote, as an aware datetime (``Z``, an offset, or none:
+    UTC; the server's nanoseconds are cut to microseconds). ``ValueError`` for anything else."""
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
