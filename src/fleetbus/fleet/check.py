@@ -286,23 +286,34 @@ def _replicas(spec: FleetSpec, nodes: int) -> Iterator[Finding]:
     )
 
 
-def _discard_old(spec: FleetSpec) -> Iterator[Finding]:
+def _limited_work(spec: FleetSpec, name: str) -> tuple[list[str], str] | None:
+    """The message limits stream ``name`` sets (``max_msgs 1000``, ...) and one subject of
+    it that holds inboxes or task queues; None when it has no limit or holds no work."""
+    stream = spec.streams[name]
+    limits = [
+        f"{key} {value}"
+        for key, value in (
+            ("max_msgs_per_subject", stream.max_msgs_per_subject),
+            ("max_msgs", stream.max_msgs),
+            ("max_bytes", stream.max_bytes),
+        )
+        if value > 0
+    ]
     work = f"{spec.prefix}.agents.>"
+    held = next((s for s in spec.stream_subjects(name) if subjects_overlap(s, work)), None)
+    if not limits or held is None:
+        return None
+    return limits, held
+
+
+def _discard_old(spec: FleetSpec) -> Iterator[Finding]:
     for name, stream in spec.streams.items():
         if stream.discard != "old":
             continue
-        limits = [
-            f"{key} {value}"
-            for key, value in (
-                ("max_msgs_per_subject", stream.max_msgs_per_subject),
-                ("max_msgs", stream.max_msgs),
-                ("max_bytes", stream.max_bytes),
-            )
-            if value > 0
-        ]
-        held = next((s for s in spec.stream_subjects(name) if subjects_overlap(s, work)), None)
-        if not limits or held is None:
+        found = _limited_work(spec, name)
+        if found is None:
             continue
+        limits, held = found
         per_subject = stream.max_msgs_per_subject > 0
         yield Finding(
             code="discard-old-drops-work",
@@ -325,22 +336,13 @@ def _processed_work_counts(spec: FleetSpec) -> Iterator[Finding]:
     """Inboxes and task queues under limits retention with discard new: processed messages
     count against the limits until they age out, so a sender whose role keeps up is refused
     (the seed: 1000 per subject for 7 days)."""
-    work = f"{spec.prefix}.agents.>"
     for name, stream in spec.streams.items():
         if stream.retention != "limits" or stream.discard != "new":
             continue
-        limits = [
-            f"{key} {value}"
-            for key, value in (
-                ("max_msgs_per_subject", stream.max_msgs_per_subject),
-                ("max_msgs", stream.max_msgs),
-                ("max_bytes", stream.max_bytes),
-            )
-            if value > 0
-        ]
-        held = next((s for s in spec.stream_subjects(name) if subjects_overlap(s, work)), None)
-        if not limits or held is None:
+        found = _limited_work(spec, name)
+        if found is None:
             continue
+        limits, held = found
         age = format_duration(stream.max_age) if stream.max_age else "ever"
         yield Finding(
             code="processed-work-refuses-senders",
