@@ -84,13 +84,9 @@ async def agent_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
             nonlocal seen
             seen += 1
 
-    t0 = time.perf_counter()
-    await agent.start()
-    try:
-        await wait_until(lambda: seen >= p["count"], 120, f"agent consumed {seen}")
-        elapsed = time.perf_counter() - t0
-    finally:
-        await agent.stop(grace=1)
+    elapsed = await _timed(
+        agent.start, lambda: agent.stop(grace=1), lambda: seen, p["count"], "agent consumed", 120
+    )
     return {"rate": rate(p["count"], elapsed)}
 
 
@@ -191,13 +187,9 @@ async def faststream_consume(env: Env, p: dict[str, Any]) -> dict[str, float]:
         nonlocal seen
         seen += 1
 
-    t0 = time.perf_counter()
-    await broker.start()
-    try:
-        await wait_until(lambda: seen >= p["count"], 120, f"FastStream consumed {seen}")
-        elapsed = time.perf_counter() - t0
-    finally:
-        await broker.stop()
+    elapsed = await _timed(
+        broker.start, broker.stop, lambda: seen, p["count"], "FastStream consumed", 120
+    )
     return {"rate": rate(p["count"], elapsed)}
 
 
@@ -229,13 +221,14 @@ async def faststream_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:
             seen += 1
 
         brokers.append(broker)
-    return await _time_fanout(
+    elapsed = await _timed(
         lambda: asyncio.gather(*(b.start() for b in brokers)),
         lambda: asyncio.gather(*(b.stop() for b in brokers)),
         lambda: seen,
         roles * events,
-        "FastStream",
+        "FastStream fan-out delivered",
     )
+    return {"rate": rate(roles * events, elapsed), "time": elapsed * 1000}
 
 
 def _faststream() -> bool:
@@ -264,31 +257,32 @@ async def agents_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:
             seen += 1
 
         agents.append(agent)
-    return await _time_fanout(
+    elapsed = await _timed(
         lambda: asyncio.gather(*(a.start() for a in agents)),
         lambda: asyncio.gather(*(a.stop(grace=1) for a in agents)),
         lambda: seen,
         roles * events,
-        "fleetbus",
+        "fan-out delivered",
     )
+    return {"rate": rate(roles * events, elapsed), "time": elapsed * 1000}
 
 
-async def _time_fanout(
+async def _timed(
     start: Callable[[], Awaitable[Any]],
     stop: Callable[[], Awaitable[Any]],
     seen: Callable[[], int],
     total: int,
-    who: str,
-) -> dict[str, float]:
-    """From ``start()`` until ``seen()`` reaches ``total``; ``stop()`` after."""
+    what: str,
+    timeout: float = 600,
+) -> float:
+    """Seconds from ``start()`` until ``seen()`` reaches ``total``; ``stop()`` after."""
     t0 = time.perf_counter()
     await start()
     try:
-        await wait_until(lambda: seen() >= total, 600, f"{who} fan-out delivered {seen()}/{total}")
-        elapsed = time.perf_counter() - t0
+        await wait_until(lambda: seen() >= total, timeout, f"{what} {seen()}/{total}")
+        return time.perf_counter() - t0
     finally:
         await stop()
-    return {"rate": rate(total, elapsed), "time": elapsed * 1000}
 
 
 async def raw_fanout(env: Env, p: dict[str, Any]) -> dict[str, float]:
