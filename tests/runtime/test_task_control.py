@@ -76,6 +76,42 @@ async def test_a_task_cancelled_while_queued_behind_a_running_one_never_runs(
     assert [u.state for u in history] == ["canceled"]
 
 
+async def test_a_flood_of_cancel_requests_for_made_up_ids_loses_no_real_one(
+    fleet: FleetUnderTest,
+) -> None:
+    """An attacker (another role, cancelling under its own name as the server allows) sends
+    more requests for ids that do not exist than an agent keeps from its live subscription.
+    The real request for a queued task is pushed out of what the agent kept; the agent then
+    reads the stream for the task and still cancels it."""
+    ran: list[str] = []
+    release = asyncio.Event()
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def work(task: Task) -> str:
+        ran.append(task.body["title"])
+        if task.body["title"] == "first":
+            await release.wait()
+        return "ran"
+
+    subjects = fleet.spec.subjects
+    async with agent, fleet.client(sender="cto") as cto, raw_client(fleet) as attacker:
+        await asyncio.sleep(1.5)  # past the clocks' margin, as in the test above
+        first = await cto.assign("backend", {"title": "first"})
+        await eventually(lambda: ran == ["first"], timeout=15)
+        queued = await cto.assign("backend", {"title": "queued"})
+        assert await queued.cancel("changed plans") is True
+        for n in range(1_500):  # more than the agent keeps (1,024)
+            await attacker.publish(subjects.task(f"made-up-{n}", "cancel", "ceo", "backend"), b"{}")
+        await attacker.flush()
+        await asyncio.sleep(1)  # the agent takes them in before the queued task is fetched
+        release.set()
+        assert await first.result(timeout=15) == "ran"
+        with pytest.raises(TaskCancelled, match="changed plans"):
+            await queued.result(timeout=15)
+    assert ran == ["first"]
+
+
 async def test_a_cancelled_running_task_stops_cleans_up_and_is_not_retried(
     make_fleet: Callable[[FleetSpec], FleetUnderTest],
 ) -> None:
