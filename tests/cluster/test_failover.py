@@ -14,7 +14,7 @@ from fleetbus.fleet import FleetSpec, seed_fleet
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.provision import provision
-from fleetbus.server.cluster import LocalCluster, NodePorts, free_port
+from fleetbus.server.cluster import LocalCluster
 from fleetbus.testing.fleets import final_history, isolate
 
 pytestmark = pytest.mark.timeout(120)
@@ -22,9 +22,10 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    spec = seed_fleet().server
-    ports = [NodePorts(free_port(), free_port(), free_port()) for _ in range(3)]
-    with LocalCluster(spec, tmp_path / "cluster", 3, ports=ports) as c:
+    # Port 0: the cluster picks free ports itself, and picks again if another process takes
+    # one before a node binds it (ports given to it are never changed).
+    spec = seed_fleet().server.model_copy(update={"port": 0})
+    with LocalCluster(spec, tmp_path / "cluster", 3) as c:
         yield c
 
 
