@@ -4,7 +4,6 @@ nothing that was acknowledged is lost."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,12 @@ from fleetbus.testing.fleets import FleetUnderTest, isolate, provision_fleet
 from .support import raw_client, updates
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 async def test_an_agent_rides_out_a_server_restart(tmp_path: Path) -> None:
-    port = free_port()
     data = tmp_path / "server"
     runs: list[str] = []
-    with run_nats_server(data, port=port) as first_server:
+    with run_nats_server(data) as first_server:  # a port it binds itself: nobody's in between
+        port = first_server.port
         fleet = FleetUnderTest(isolate(seed_fleet()), first_server.url)
         await provision_fleet(fleet.url, fleet.spec)
         # The default 30 s long poll: the server forgets a pull request across a restart,
