@@ -64,3 +64,48 @@ async def test_a_duplicate_assignment_reads_the_stored_result(fleet: FleetUnderT
         again = await client.assign("backend", {}, task_id="task-twice")
         assert again.duplicate
         assert await again.result(timeout=20) == "task-twice"
+
+
+async def test_result_takes_the_servers_word_that_the_outcome_is_stored(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream republishes each outcome once stored: ``result()`` returns on that notice
+    and reads nothing back from the stream."""
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def work(task: Task) -> int:
+        return int(task.body["n"])
+
+    async with backend, fleet.client(sender="cto") as client:
+        handles = [await client.assign("backend", {"n": i}) for i in range(20)]
+        reads: list[str] = []
+        read_back = handles[0].records.last
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            reads.append(str(args))
+            return await read_back(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(handles[0].records, "last", counted)
+        assert [await h.result(timeout=20) for h in handles] == list(range(20))
+    assert reads == []
+
+
+async def test_without_the_stored_notice_the_result_is_read_back(fleet: FleetUnderTest) -> None:
+    """A stream provisioned without the republish (an older fleetbus, a hand edit): the live
+    outcome is checked against the stored one by direct get, as before."""
+    tasks = fleet.spec.stream_for(fleet.spec.subjects.task_records())
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        return "done"
+
+    async with backend, fleet.client(sender="cto") as client:
+        js = client.nc.jetstream()
+        config = (await js.stream_info(tasks)).config
+        assert config.republish is not None
+        config.republish = None
+        await js.update_stream(config)
+        handle = await client.assign("backend", {})
+        assert await handle.result(timeout=20) == "done"

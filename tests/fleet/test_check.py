@@ -212,6 +212,16 @@ def test_stream_capturing_meetings() -> None:
     assert {f.code for f in findings} >= {"stream-captures-requests", "stream-captures-meetings"}
 
 
+def test_stream_capturing_the_stored_outcome_notices() -> None:
+    def edit(d: Data) -> None:
+        stream(d, "TASKS")["subjects"] = ["tasks.>", "outcomes.>"]
+
+    f = one(fleet(edit), "stream-captures-outcome-notices")
+    assert f.severity == "error"
+    assert f.where == "streams.TASKS.subjects"
+    assert "genbrain.outcomes.>" in f.problem and "outcomes.>" in f.fix
+
+
 def test_replicas_over_cluster_size() -> None:
     f = one(
         fleet(lambda d: stream(d, "EVENTS").update(replicas=5)),
@@ -413,6 +423,11 @@ def test_a_copied_fleet_resolves_its_own_consumers() -> None:
         ("subscribe", "_INBOX_cto.>", "inbox"),
         ("subscribe", "_INBOX.>", "inbox"),
         ("publish", "*.>", "reaches"),
+        ("publish", "outcomes.>", "reaches"),  # the server's stored-outcome notices
+        ("publish", "presence.cto.*", "reaches"),
+        ("publish", "control.>", "reaches"),
+        ("publish", "index.cto.>", "reaches"),
+        ("publish", "memo.cto.>", "reaches"),
     ],
 )
 def test_a_grant_that_escapes_the_model_is_refused(what: str, grant: str, why: str) -> None:

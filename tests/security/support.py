@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from fleetbus.client import Fleet
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
-from fleetbus.runtime import Agent, RuntimeSettings
+from fleetbus.runtime import Agent, RuntimeSettings, Task
 from fleetbus.security import ADMIN, Credential
 
 
@@ -32,6 +33,20 @@ FAST = RuntimeSettings(poll=2.0, grace=2.0, retry_base=0.05, retry_max=0.5)
 def agent(fleet: AuthFleet, role: str) -> Agent:
     """An agent of ``role``, logged in as ``role``."""
     return Agent(role, spec=fleet.spec, connection=fleet.settings(role), settings=FAST)
+
+
+def held_agent(fleet: AuthFleet, role: str) -> tuple[Agent, asyncio.Event]:
+    """An agent of ``role`` whose tasks wait for the event, then return ``{"real": True}``:
+    a task the attacker can go after while it runs."""
+    release = asyncio.Event()
+    worker = agent(fleet, role)
+
+    @worker.on_task
+    async def work(task: Task) -> dict[str, bool]:
+        await release.wait()
+        return {"real": True}
+
+    return worker, release
 
 
 def client(fleet: AuthFleet, role: str) -> AbstractAsyncContextManager[Fleet]:

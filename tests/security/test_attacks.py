@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from fleetbus import PermissionDenied
+from fleetbus import PermissionDenied, TaskTimeout
 from fleetbus.deadletters import DeadLetters
 from fleetbus.js.api import JsApi
 from fleetbus.js.publish import Publisher
@@ -27,7 +27,15 @@ from fleetbus.testing.fleets import final_history
 from fleetbus.wire import headers as h
 from fleetbus.wire.updates import TaskUpdate
 
-from .support import AuthFleet, agent, assert_intact, attacker, client, stored_on
+from .support import (
+    AuthFleet,
+    agent,
+    assert_intact,
+    attacker,
+    client,
+    held_agent,
+    stored_on,
+)
 
 
 async def test_a_reply_subject_does_not_lend_a_role_the_servers_hand(
@@ -104,13 +112,7 @@ async def test_a_role_cannot_forge_another_roles_task_result(auth_fleet: AuthFle
     """cso (which works tasks of its own) tries to end a task cto gave backend: completed
     with the dedupe id the real completion would use, and dead_lettered."""
     spec = auth_fleet.spec
-    release = asyncio.Event()
-    backend = agent(auth_fleet, "backend")
-
-    @backend.on_task
-    async def work(task: Task) -> dict[str, bool]:
-        await release.wait()
-        return {"real": True}
+    backend, release = held_agent(auth_fleet, "backend")
 
     async with backend, client(auth_fleet, "cto") as cto, attacker(auth_fleet, "cso") as cso:
         handle = await cto.assign("backend", {"title": "pagination"})
@@ -148,6 +150,39 @@ async def test_a_role_cannot_forge_another_roles_task_result(auth_fleet: AuthFle
     async with client(auth_fleet, ADMIN) as admin:
         history = await final_history(admin, handle.id, role="backend")
     assert history[-1].state == "completed" and history[-1].result == {"real": True}
+    await assert_intact(auth_fleet)
+
+
+async def test_no_role_can_speak_for_the_server_that_an_outcome_is_stored(
+    auth_fleet: AuthFleet,
+) -> None:
+    """``result()`` returns on the server's notice that the outcome is stored
+    (``P.outcomes.{id}.{A}.{R}``, the stream's republish). backend, the very role working the
+    task, sends that notice itself with a result the stream never stored; cso tries to read
+    cto's notices. Both are refused, and the handle returns what backend's agent stored."""
+    spec = auth_fleet.spec
+    backend, release = held_agent(auth_fleet, "backend")
+
+    async with (
+        backend,
+        client(auth_fleet, "cto") as cto,
+        attacker(auth_fleet, "backend") as forger,
+        attacker(auth_fleet, "cso") as cso,
+    ):
+        handle = await cto.assign("backend", {"title": "pagination"})
+        notice = f"{spec.prefix}.outcomes.{handle.id}.cto.backend"
+        forged = TaskUpdate(task_id=handle.id, state="completed", agent="backend", attempt=1,
+                            time="", result={"real": False})  # fmt: skip
+        await forger.nc.publish(notice, forged.encode())
+        await cso.nc.subscribe(spec.subjects.stored_outcomes("cto"))
+        await forger.settle()
+        await cso.settle()
+        assert forger.refused(notice)
+        assert cso.refused(spec.subjects.stored_outcomes("cto"), "subscribe")
+        with pytest.raises(TaskTimeout):
+            await handle.result(timeout=0.5)  # nothing stored yet: no result
+        release.set()
+        assert await handle.result(timeout=10) == {"real": True}
     await assert_intact(auth_fleet)
 
 
@@ -271,13 +306,7 @@ async def test_a_role_cannot_cancel_answer_or_relist_another_assigners_task(
     cto's subjects, and a forged entry in the task list. Each is refused by the server; a
     cancel under its own name reaches no task; the task runs to its real end."""
     spec = auth_fleet.spec
-    release = asyncio.Event()
-    backend = agent(auth_fleet, "backend")
-
-    @backend.on_task
-    async def work(task: Task) -> dict[str, bool]:
-        await release.wait()
-        return {"real": True}
+    backend, release = held_agent(auth_fleet, "backend")
 
     async with (
         backend,

@@ -8,13 +8,17 @@ someone else wrote never reaches the handle.
 
 A live outcome is only news that one was published: subscribers get a publish even when the
 stream refused to store it (a full stream; a late attempt whose outcome lost to the first).
-So the handle takes the outcome that is *stored*, read by direct get when a live one arrives
-and now and then while it waits (a reconnect can drop a live message, never a stored one).
+So the handle takes the outcome that is *stored*: the stream holding outcomes sends each one
+again once it has stored it (its republish, ``P.outcomes.{id}.{A}.{R}``, which no client may
+write), and that is the answer. A live outcome with no such notice soon after (a stream
+provisioned without the republish) is read back by direct get; so is the stored outcome now
+and then while the handle waits (a reconnect can drop a live message, never a stored one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -26,6 +30,10 @@ __all__ = ["Follower", "TaskHandle"]
 
 LIVE_CHECK = 5.0
 """How often a waiting ``result()`` also reads the stored outcome."""
+NOTICE_WAIT = 0.05
+"""How long a live outcome waits for the server's stored-outcome notice before reading the
+stream (the notice follows the store within microseconds on one node, a replication round
+trip in a cluster)."""
 STORE_PAUSE = 0.002
 STORE_PAUSE_MOST = 0.256
 """A live outcome not stored yet is read again after 2, 4, ... 256 ms (about half a second)."""
@@ -42,14 +50,19 @@ class Follower:
         self.published = False
         """An outcome was published live and not yet checked against the stored one."""
         self.changed = asyncio.Event()
+        self.settled = asyncio.Event()
         self._stop: Callable[[], Awaitable[None]] | None = None
 
     async def start(self, records: TaskRecords, ref: TaskRef) -> None:
         self._stop = await records.follow(ref, self._on_update)
 
-    async def _on_update(self, update: TaskUpdate) -> None:
+    async def _on_update(self, update: TaskUpdate, stored: bool) -> None:
         if self.outcome is not None:
             return  # after the outcome nothing counts (a late attempt's lost write, say)
+        if stored:
+            self.settle(update)
+            await self.stop()
+            return
         if update.terminal:
             self.published = True
         else:
@@ -62,6 +75,7 @@ class Follower:
             self.seen.append(outcome)
             self.outcome = outcome
             self.changed.set()
+            self.settled.set()
 
     async def wait(self, records: TaskRecords, ref: TaskRef) -> None:
         """Wait for news; read the stored outcome when one was published, and every
@@ -74,6 +88,11 @@ class Follower:
             except TimeoutError:
                 quiet = True
         self.changed.clear()
+        if self.outcome is None and self.published and not quiet:
+            # The server's notice that it stored the outcome is on its way.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(NOTICE_WAIT):
+                    await self.settled.wait()
         if self.outcome is None and (self.published or quiet):
             published, self.published = self.published, False
             stored = await records.last(ref, "outcome")

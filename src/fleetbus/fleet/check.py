@@ -23,7 +23,7 @@ from typing import Literal
 from fleetbus.fleet.model import ConsumerSpec
 from fleetbus.fleet.topology import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
-from fleetbus.wire.subjects import filter_within, subjects_overlap
+from fleetbus.wire.subjects import FLEETBUS_FAMILIES, filter_within, subjects_overlap
 
 __all__ = ["CODES", "Finding", "Severity", "lint"]
 
@@ -37,6 +37,7 @@ CODES: Mapping[str, str] = {
     "workqueue-task-updates": "a work-queue stream holds task updates, which are fan-out",
     "stream-captures-requests": "a stream captures the request subjects P.rpc.{role}",
     "stream-captures-meetings": "a stream captures live meeting traffic P.meetings.>",
+    "stream-captures-outcome-notices": "a stream captures the server's notices P.outcomes.>",
     "replicas-over-cluster-size": "a stream asks for more replicas than the cluster has nodes",
     "ack-wait-long": "ack wait above 5 minutes: a crashed agent's message waits that long",
     "ack-wait-short": "ack wait below 3 seconds: heartbeats every ack_wait/3 get chatty",
@@ -220,42 +221,46 @@ def _takes_all(consumer: ResolvedConsumer, stream_subjects: list[str]) -> bool:
 
 
 def _core_subjects_stored(spec: FleetSpec) -> Iterator[Finding]:
+    """Subjects that are core NATS by design, captured by a stream: one finding each."""
     rpc = f"{spec.prefix}.rpc.>"  # P.rpc.{role} and the roles' P.rpc.{role}.{asker}
     meetings = f"{spec.prefix}.meetings.>"
+    notices = f"{spec.prefix}.outcomes.>"
     for name in spec.streams:
+        kept = {
+            rpc: (
+                "stream-captures-requests",
+                f"the request subjects {rpc}: a request to a stored subject is answered at "
+                f'once by the stream\'s PubAck {{"stream":"{name}","seq":...}}, never by the '
+                'agent, and never with "no responders" when no agent listens',
+                f"list only what {name} should store (agents.>, events.>, tasks.>, dlq.>) "
+                "instead of a wildcard over the whole prefix; requests stay on core NATS",
+            ),
+            meetings: (
+                "stream-captures-meetings",
+                f"live meeting traffic {meetings}, which is core NATS: storing it turns every "
+                "meeting message into a stored, acknowledged publish and keeps chatter nobody "
+                "replays",
+                f"leave meetings.> out of {name}'s subjects; meeting invitations are stored "
+                "already under agents.{role}.meetings",
+            ),
+            notices: (
+                "stream-captures-outcome-notices",
+                f"{notices}, where the server sends each task outcome again once it is stored "
+                "(the task stream's republish): stored a second time here, or refused as a "
+                "cycle by the stream that republishes them",
+                f"leave outcomes.> out of {name}'s subjects",
+            ),
+        }
         for subject in spec.stream_subjects(name):
-            if subjects_overlap(subject, rpc):
-                yield Finding(
-                    code="stream-captures-requests",
-                    severity="error",
-                    where=f"streams.{name}.subjects",
-                    problem=(
-                        f"{subject} captures the request subjects {rpc}: a request to a stored "
-                        f'subject is answered at once by the stream\'s PubAck {{"stream":'
-                        f'"{name}","seq":...}}, never by the agent, and never with "no '
-                        'responders" when no agent listens'
-                    ),
-                    fix=(
-                        f"list only what {name} should store (agents.>, events.>, tasks.>, "
-                        "dlq.>) instead of a wildcard over the whole prefix; requests "
-                        "stay on core NATS"
-                    ),
-                )
-            if subjects_overlap(subject, meetings):
-                yield Finding(
-                    code="stream-captures-meetings",
-                    severity="error",
-                    where=f"streams.{name}.subjects",
-                    problem=(
-                        f"{subject} captures live meeting traffic {meetings}, which is core "
-                        "NATS: storing it turns every meeting message into a stored, "
-                        "acknowledged publish and keeps chatter nobody replays"
-                    ),
-                    fix=(
-                        f"leave meetings.> out of {name}'s subjects; meeting invitations are "
-                        "stored already under agents.{role}.meetings"
-                    ),
-                )
+            for family, (code, what, fix) in kept.items():
+                if subjects_overlap(subject, family):
+                    yield Finding(
+                        code=code,
+                        severity="error",
+                        where=f"streams.{name}.subjects",
+                        problem=f"{subject} captures {what}",
+                        fix=fix,
+                    )
 
 
 def _replicas(spec: FleetSpec, nodes: int) -> Iterator[Finding]:
@@ -523,9 +528,6 @@ def _dead_letters(spec: FleetSpec) -> Iterator[Finding]:
 
 # -- what a role may do -----------------------------------------------------------------
 
-FLEETBUS_FAMILIES = ("agents", "tasks", "rpc", "meetings", "dlq")
-"""The subject families under the prefix whose grants fleetbus derives itself (each role its
-own part of them): an extra grant there would let a role act as another, or read another's."""
 RESERVED_ROLES = ("admin", "route")
 
 

@@ -130,8 +130,17 @@ def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
         "allow_atomic": s.allow_atomic_publish,
         # Always stated, so that a description removed from the fleet file is cleared too.
         "description": s.description,
+        "republish": _republish(spec, name),
     }
     return config
+
+
+def _republish(spec: FleetSpec, name: str) -> dict[str, str] | None:
+    """The stream that holds task outcomes sends each one, once stored, to
+    ``P.outcomes.{id}.{A}.{R}``: a waiting ``result()`` takes it from there, without reading
+    the stream back. None for every other stream (so a stray republish is cleared)."""
+    outcomes = spec.subjects.outcomes()
+    return spec.subjects.stored_outcome_republish() if spec.stream_for(outcomes) == name else None
 
 
 def desired_consumer(consumer: ResolvedConsumer) -> dict[str, Any]:
@@ -267,6 +276,7 @@ _SERVER_DEFAULTS: dict[str, Any] = {
     "compression": "none",
     "description": "",
     "backoff": None,
+    "republish": None,
     "filter_subject": None,
     "filter_subjects": None,
     "opt_start_time": None,

@@ -98,7 +98,11 @@ def role_permissions(spec: FleetSpec, role: str) -> Permissions:
     if rs.send_to:
         # as the assigner: follow the tasks it assigned (live), read their last records,
         # enter them in the task list (submitted)
-        subs += [f"{p}.tasks.*.updates.{role}.*", f"{p}.tasks.*.outcome.{role}.*"]
+        subs += [
+            f"{p}.tasks.*.updates.{role}.*",
+            f"{p}.tasks.*.outcome.{role}.*",
+            sub.stored_outcomes(role),  # the server's word that an outcome is stored
+        ]
         pub.append(f"{p}.index.*.{role}.*")
         if tasks:
             pub += [f"{get}.{p}.tasks.*.updates.{role}.*", f"{get}.{p}.tasks.*.outcome.{role}.*"]
@@ -119,7 +123,7 @@ def role_permissions(spec: FleetSpec, role: str) -> Permissions:
     if rs.oversight:
         # watch every inbox and every task's records live, without consuming anything;
         # ping, drain and cancel any agent process
-        subs += [f"{p}.agents.>", f"{p}.tasks.>"]
+        subs += [f"{p}.agents.>", f"{p}.tasks.>", sub.stored_outcomes()]
         pub.append(f"{p}.control.*.*")
         if tasks:
             pub.append(f"{get}.{p}.tasks.>")

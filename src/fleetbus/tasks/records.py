@@ -40,14 +40,14 @@ from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import TaskKind
+from fleetbus.wire.subjects import TaskKind, TaskSubject
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
 
 log = logging.getLogger("fleetbus.tasks")
 
-_OnUpdate = Callable[[TaskUpdate], Awaitable[None]]
+_OnUpdate = Callable[[TaskUpdate, bool], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,18 +194,18 @@ class TaskRecords:
         except PayloadError:
             return None
 
-    async def follow(
-        self, ref: TaskRef, on_update: Callable[[TaskUpdate], Awaitable[None]]
-    ) -> Callable[[], Awaitable[None]]:
-        """Call ``on_update`` with each update and outcome of the task as it is published
-        (a core subscription: subscribe before anything happens to miss nothing). Returns the
+    async def follow(self, ref: TaskRef, on_update: _OnUpdate) -> Callable[[], Awaitable[None]]:
+        """Call ``on_update(update, stored)`` with each update and outcome of the task as it
+        is published (``stored`` False: a core subscription, so subscribe before anything
+        happens to miss nothing), and with its outcome again once the stream has stored it
+        (``stored`` True: the server's republish to ``P.outcomes.{id}.{A}.{R}``). Returns the
         function that stops following.
 
-        One pair of subscriptions serves every task this identity follows as ``assigner``:
-        ``P.tasks.*.updates.{A}.*`` and ``P.tasks.*.outcome.{A}.*``, exactly what a role may
-        subscribe to. Following a task is then an entry in a table, not a SUB and an UNSUB
-        per task. (A role whose tasks are assigned from several processes hears the others'
-        records too, and drops them.)"""
+        Three subscriptions serve every task this identity follows as ``assigner``:
+        ``P.tasks.*.updates.{A}.*``, ``P.tasks.*.outcome.{A}.*`` and ``P.outcomes.*.{A}.*``,
+        exactly what a role may subscribe to. Following a task is then an entry in a table,
+        not a SUB and an UNSUB per task. (A role whose tasks are assigned from several
+        processes hears the others' records too, and drops them.)"""
         routes = await self._routes_for(ref.assigner)
         key = (ref.task_id, ref.assignee)
         routes.setdefault(key, []).append(on_update)
@@ -234,23 +234,34 @@ class TaskRecords:
         routes: dict[tuple[str, str], list[_OnUpdate]] = {}
         subjects = self.spec.subjects
 
-        async def deliver(msg: Msg) -> None:
-            parts = subjects.parse_task(msg.subject)
-            if parts is None:
-                return
-            callbacks = routes.get((parts.task_id, parts.assignee))
-            if not callbacks:
-                return  # a task someone else of this identity follows
-            try:
-                update = TaskUpdate.decode(msg.data).written_by(parts.assigner, parts.assignee)
-            except PayloadError:
-                return
-            for callback in list(callbacks):
-                await callback(update)
+        def delivering(
+            parse: Callable[[str], TaskSubject | None], stored: bool
+        ) -> Callable[[Msg], Awaitable[None]]:
+            async def deliver(msg: Msg) -> None:
+                parts = parse(msg.subject)
+                if parts is None or parts.assigner != assigner:
+                    return
+                callbacks = routes.get((parts.task_id, parts.assignee))
+                if not callbacks:
+                    return  # a task someone else of this identity follows
+                try:
+                    update = TaskUpdate.decode(msg.data).written_by(parts.assigner, parts.assignee)
+                except PayloadError:
+                    return
+                if stored and not update.terminal:
+                    return
+                for callback in list(callbacks):
+                    await callback(update, stored)
 
+            return deliver
+
+        live = delivering(subjects.parse_task, stored=False)
         for kind in ("updates", "outcome"):
             wildcard = f"{subjects.prefix}.tasks.*.{kind}.{assigner}.*"
-            self._subs.append(await self.conn.nc.subscribe(wildcard, cb=deliver))
+            self._subs.append(await self.conn.nc.subscribe(wildcard, cb=live))
+        notices = delivering(subjects.parse_stored_outcome, stored=True)
+        stored = subjects.stored_outcomes(assigner)
+        self._subs.append(await self.conn.nc.subscribe(stored, cb=notices))
         return routes
 
     async def history(

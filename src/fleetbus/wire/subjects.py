@@ -9,6 +9,8 @@ With prefix ``P`` (the seed uses ``genbrain``)::
     P.tasks.{id}.updates.{A}.{R}    task ``id``'s state changes, written by its assignee ``R``
                                     (assigned by ``A``) (TASKS)
     P.tasks.{id}.outcome.{A}.{R}    its one terminal record: the first one stored wins (TASKS)
+    P.outcomes.{id}.{A}.{R}         that outcome again, sent by the server once it is stored
+                                    (the stream's republish): no client writes it
     P.tasks.{id}.cancel.{A}.{R}     ``A`` (or the admin) cancels it (TASKS)
     P.tasks.{id}.answer.{A}.{R}.{n} ``A``'s answer to the task's input request ``n`` (TASKS)
     P.meetings.{meeting_id}.{from}  live meeting traffic (core NATS, not stored)
@@ -41,6 +43,7 @@ __all__ = [
     "ADMIN",
     "ADVISORY_MAX_DELIVERIES",
     "ADVISORY_TERMINATED",
+    "FLEETBUS_FAMILIES",
     "MAX_ID",
     "MAX_SUBJECT",
     "MAX_TOKEN",
@@ -230,6 +233,13 @@ def consumer_name(role: str, kind: str) -> str:
     return f"{role}_{kind}".upper().replace("-", "_")
 
 
+FLEETBUS_FAMILIES = (
+    "agents", "tasks", "outcomes", "rpc", "meetings", "dlq", "index", "memo", "presence",
+    "control",
+)  # fmt: skip
+"""The subject families under the prefix that fleetbus grants per role (each role its own
+part of them), or to no role at all (``outcomes``: only the server writes it)."""
+
 TaskKind = Literal["updates", "outcome", "cancel", "answer"]
 _TASK_KINDS = ("updates", "outcome", "cancel", "answer")
 
@@ -312,6 +322,32 @@ class Subjects:
         """Every cancel request for ``assignee``'s tasks: what its agents listen to."""
         return f"{self.prefix}.tasks.*.cancel.*.{validate_token(assignee, 'assignee')}"
 
+    def outcomes(self) -> str:
+        """Every task's outcome record: what the stream holding them republishes."""
+        return f"{self.prefix}.tasks.*.outcome.*.*"
+
+    def stored_outcomes(self, assigner: str | None = None) -> str:
+        """``P.outcomes.*.{A}.*``: the outcomes of the tasks ``assigner`` gave (every
+        assigner's with None), each sent by the server once the stream has stored it."""
+        a = validate_token(assigner, "assigner") if assigner is not None else "*"
+        return f"{self.prefix}.outcomes.*.{a}.*"
+
+    def stored_outcome_republish(self) -> dict[str, str]:
+        """The stream's ``republish`` that sends ``P.tasks.{id}.outcome.{A}.{R}``, once
+        stored, to ``P.outcomes.{id}.{A}.{R}`` (the server's tokens, in order)."""
+        tokens = ".".join(f"{{{{wildcard({n})}}}}" for n in (1, 2, 3))
+        return {"src": self.outcomes(), "dest": f"{self.prefix}.outcomes.{tokens}"}
+
+    def parse_stored_outcome(self, subject: str) -> TaskSubject | None:
+        """The parts of ``P.outcomes.{id}.{A}.{R}``; None for anything else."""
+        head = f"{self.prefix}.outcomes."
+        if not subject.startswith(head):
+            return None
+        rest = subject[len(head) :].split(".")
+        if len(rest) != 3:
+            return None
+        return TaskSubject(rest[0], "outcome", rest[1], rest[2])
+
     def task_updates(self, task_id: str) -> str:
         """The subject of the first format (``P.tasks.{id}.updates``), where updates carried
         no writer: still read (for history stored before), never written."""
@@ -321,7 +357,7 @@ class Subjects:
         """Every task's updates and outcomes (the ``updates`` consumer's filters), and the
         first format's updates."""
         p = self.prefix
-        return [f"{p}.tasks.*.updates.*.*", f"{p}.tasks.*.outcome.*.*", f"{p}.tasks.*.updates"]
+        return [f"{p}.tasks.*.updates.*.*", self.outcomes(), f"{p}.tasks.*.updates"]
 
     def task_index(
         self, assignee: str | None = None, assigner: str | None = None, task_id: str | None = None
