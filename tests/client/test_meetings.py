@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from fleetbus import Message
+import pytest
+from nats.aio.msg import Msg
+
+from fleetbus import FleetbusError, Message
 from fleetbus.client.meeting import Meeting, MeetingMessage
 from fleetbus.testing.fleets import FleetUnderTest
 
@@ -125,3 +129,41 @@ async def test_a_member_leaves_even_when_its_leave_notice_fails(fleet: FleetUnde
         await a.conn.settle()
         await b.conn.settle()  # what the server sent b before these round trips has arrived
         assert b.nc.stats["in_msgs"] == received_before
+
+
+async def test_meeting_words_carry_no_headers_and_a_member_skips_its_own(
+    fleet: FleetUnderTest,
+) -> None:
+    """Who spoke is the subject's token: no header block for every listener to parse. Two
+    room objects of one role in one room hear each other, never themselves."""
+    raw: list[Msg] = []
+    async with (
+        fleet.client(sender="cto") as a,
+        fleet.client(sender="cto") as b,
+        a.meeting("sync") as first,
+        b.meeting("sync") as second,
+    ):
+        await a.nc.subscribe(fleet.spec.subjects.meeting("sync", "cto"), cb=_collect(raw))
+        await a.conn.flush()
+        await first.say("from the first")
+        async with asyncio.timeout(10):
+            async for message in second:
+                if message.type == "message":
+                    break
+        assert message.content == "from the first" and "member" not in message.body
+        with pytest.raises(FleetbusError, match="member"):
+            await first.say("x", member="forged")
+        await second.say("from the second")
+        async with asyncio.timeout(10):
+            async for message in first:
+                if message.type == "message":
+                    break
+        assert message.content == "from the second"  # not its own "from the first"
+    assert raw and all(m.headers is None for m in raw)
+
+
+def _collect(into: list[Msg]) -> Callable[[Msg], Awaitable[None]]:
+    async def collect(msg: Msg) -> None:
+        into.append(msg)
+
+    return collect

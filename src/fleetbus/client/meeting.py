@@ -74,6 +74,7 @@ class MeetingMessage:
             body = decode(data)
         except PayloadError:
             return None
+        body.pop("member", None)  # which room object said it: the room's business
         token = subjects.meeting_sender(subject)
         return cls(
             sender=token or str(body.get("from") or headers.get(h.SENDER) or "?"),
@@ -98,6 +99,8 @@ class Meeting:
         self.members: set[str] = set()
         self._members_changed = asyncio.Event()
         self._member_id = uuid.uuid4().hex
+        self._own = f'"member":"{self._member_id}"'.encode()
+        """Our own words carry this, as ``_send`` encodes it: skipped without decoding."""
         self._subs: list[Subscription] = []
         self._inbox: asyncio.Queue[MeetingMessage | None] = asyncio.Queue(maxsize=_BACKLOG)
 
@@ -133,6 +136,8 @@ class Meeting:
         """Say ``content`` to everyone in the room (the seed's ``{"from", "type", ...}``)."""
         if type in NOTICES:
             raise FleetbusError(f"{type!r} is reserved for meeting notices")
+        if "member" in fields:
+            raise FleetbusError("'member' is a field of fleetbus's own in meeting messages")
         await self._send(type, content, fields)
 
     async def invite(self, role: str, **details: Any) -> PubAck:
@@ -155,9 +160,9 @@ class Meeting:
 
     async def _on_message(self, msg: Msg) -> None:
         """Keep presence current and queue messages, whether or not anyone iterates."""
-        headers = msg.headers or {}
-        if headers.get(h.MEMBER) == self._member_id:
+        if self._own in msg.data:
             return  # our own words
+        headers = msg.headers or {}
         message = MeetingMessage.parse(self.fleet.spec.subjects, msg.subject, msg.data, headers)
         if message is None:
             return  # not meeting traffic
@@ -201,9 +206,14 @@ class Meeting:
             **({"content": content} if content is not None else {}),
             **fields,
             "time": now_iso(),
+            "member": self._member_id,
         }
-        headers = {h.SENDER: self.role, h.MEMBER: self._member_id}
+        # No headers but a trace's: who spoke is the subject's token, and each header block
+        # costs every listener's client a parse.
+        headers: dict[str, str] = {}
         tracing.inject(headers)
         await self.fleet.nc.publish(
-            self.subject, encode(body, max_payload=self.fleet.nc.max_payload), headers=headers
+            self.subject,
+            encode(body, max_payload=self.fleet.nc.max_payload),
+            headers=headers or None,
         )

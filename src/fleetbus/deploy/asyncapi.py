@@ -244,10 +244,14 @@ def _messages() -> dict[str, Any]:
                     "type": {"type": "string", "description": "message, or join/leave/present"},
                     "content": {},
                     "time": {"type": "string"},
+                    "member": {
+                        "type": "string",
+                        "description": "a random id of the room object: it skips its own words",
+                    },
                 },
                 "required": ["from", "type", "time"],
             },
-            _headers(h.SENDER, h.MEMBER),
+            _headers(h.TRACEPARENT),
         ),
         "ask": message("Fast ask", _ANY_OBJECT, _headers(h.SENDER, h.TRACEPARENT)),
         "answer": message(

@@ -21,7 +21,6 @@ __all__ = [
     "DLQ_TIME",
     "DLQ_TRACEBACK",
     "ERROR",
-    "MEMBER",
     "MSG_ID",
     "REPLY_TO",
     "SENDER",
@@ -42,7 +41,6 @@ STATUS = "Fleet-Status"  # on answers: "ok" or "error"
 ERROR = "Fleet-Error"  # on error answers: the handler's error text
 DEADLINE = "Fleet-Deadline"
 """Unix time: a durable ask nobody waits for any more, a task not to run (or to stop) after."""
-MEMBER = "Fleet-Member"  # meeting traffic: which Meeting object sent it
 
 # Dead letters carry where the message came from and why it died.
 DLQ_SUBJECT = "Fleet-Dlq-Subject"
