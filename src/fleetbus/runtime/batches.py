@@ -41,25 +41,6 @@ class _Failure:
     rejected: bool = False
 
 
-class _Beats:
-    """One timer for a whole call: ``+WPI`` for each of its deliveries every ack_wait / 3."""
-
-    def __init__(self, settler: Settler, ds: list[Delivery]) -> None:
-        self._settler = settler
-        self._ds = ds
-        self._interval = max(min(d.ack_wait for d in ds) / 3, 0.05)
-        self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(self._interval, self._due)
-
-    def _due(self) -> None:
-        self._handle = self._loop.call_later(self._interval, self._due)
-        for d in self._ds:
-            self._settler.beat_due(d)
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
 async def run_batch(
     settler: Settler,
     routes: list[tuple[str, BatchHandler, int]],
@@ -97,7 +78,8 @@ async def _call(
     for d in ds:
         d.handler = name
     first = ds[0]
-    beats = _Beats(settler, ds)
+    for d in ds:
+        settler.beats.start(d)
     settler.running.add(first)  # what the watchdog names while the loop is blocked
     context = push_log_context(
         role=settler.role, worker=settler.worker, consumer=first.consumer.name, batch=len(ds)
@@ -127,7 +109,8 @@ async def _call(
         )
         return _Failure(f"{type(exc).__name__}: {exc}", None, trace_text(exc))
     finally:
-        beats.cancel()
+        for d in ds:
+            settler.beats.stop(d)
         settler.running.discard(first)
         pop_log_context(context)
         if METRICS.enabled:

@@ -159,11 +159,11 @@ class Responder:
             await settler.ack(d)
             return
         request = env.make(Request, durable=True, deadline=deadline)
-        beats = settler.heartbeats(d)
+        settler.beats.start(d)
         try:
             data, hdrs = await self.answer(request)
         finally:
-            beats.cancel()
+            settler.beats.stop(d)
         await self._publish(reply_to, data, hdrs)
         await settler.ack(d)
 

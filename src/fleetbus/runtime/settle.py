@@ -140,6 +140,11 @@ class Settler:
     running: set[Delivery] = field(default_factory=set, compare=False, hash=False)
     handled: Counter[str] = field(default_factory=Counter, compare=False, hash=False)
     """Deliveries ended since the agent started, by consumer kind (and ``failed``)."""
+    beats: Heartbeats = field(init=False, compare=False, hash=False)
+    """``+WPI`` for every delivery whose handler runs (``beats.start(d)`` / ``stop(d)``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beats", Heartbeats(self.beat_due))
 
     async def run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         """Run ``handler(arg)`` (a plain ``def`` in a worker thread) with heartbeats.
@@ -179,7 +184,7 @@ class Settler:
 
     async def _run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         d.handler = getattr(handler, "__qualname__", None) or repr(handler)
-        beats = self.heartbeats(d)
+        self.beats.start(d)
         limit: float | None = None
         by_deadline = False
         if d.task is not None:
@@ -237,7 +242,7 @@ class Settler:
             await self.fail(d, f"{type(exc).__name__}: {exc}", None, trace_text(exc))
             return False, None
         finally:
-            beats.cancel()
+            self.beats.stop(d)
             self.running.discard(d)
             d.handler_task = None
         return True, value
@@ -265,10 +270,6 @@ class Settler:
                 d.cancel(reason)
                 return True
         return False
-
-    def heartbeats(self, d: Delivery) -> Heartbeats:
-        """Start ``+WPI`` every ack_wait / 3 for ``d``; ``cancel()`` the result to stop."""
-        return Heartbeats(self, d)
 
     def beat_due(self, d: Delivery) -> None:
         """A heartbeat is due: note a stall past the lease, then send ``+WPI``."""
@@ -497,24 +498,63 @@ class Settler:
 
 
 class Heartbeats:
-    """``+WPI`` for one delivery every ack_wait / 3 while its handler runs: a timer, not a
-    task, so a handler that ends within the interval (most do) costs no heartbeat at all."""
+    """``+WPI`` every ack_wait / 3 for each delivery whose handler runs.
 
-    __slots__ = ("_d", "_handle", "_interval", "_loop", "_settler")
+    One timer per agent sweeps the deliveries that are due, rather than a timer per
+    delivery: most handlers end within the interval, and then a delivery's heartbeats cost
+    a dict entry added and removed. The sweep runs every half interval while anything is
+    beating and stops when nothing is, so a delivery's first ``+WPI`` goes out between
+    one and one and a half intervals after it started (at most half the ack wait)."""
 
-    def __init__(self, settler: Settler, d: Delivery) -> None:
-        self._settler = settler
-        self._d = d
-        self._interval = max(d.ack_wait / 3, 0.05)
-        self._loop = asyncio.get_running_loop()
-        self._handle = self._loop.call_later(self._interval, self._due)
+    __slots__ = ("_at", "_beat", "_beating", "_handle")
 
-    def _due(self) -> None:
-        self._handle = self._loop.call_later(self._interval, self._due)
-        self._settler.beat_due(self._d)
+    def __init__(self, beat: Callable[[Delivery], None]) -> None:
+        self._beat = beat
+        self._beating: dict[Delivery, float] = {}
+        """Each running delivery, and when its next heartbeat is due (the loop's clock)."""
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
 
-    def cancel(self) -> None:
-        self._handle.cancel()
+    @staticmethod
+    def interval(d: Delivery) -> float:
+        return max(d.ack_wait / 3, 0.05)
+
+    def start(self, d: Delivery) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.interval(d)
+        now = loop.time()
+        self._beating[d] = now + interval
+        tick = now + interval / 2
+        if self._handle is None or tick < self._at:  # none running, or a shorter interval
+            if self._handle is not None:
+                self._handle.cancel()
+            self._at = tick
+            self._handle = loop.call_at(tick, self._sweep)
+
+    def stop(self, d: Delivery) -> None:
+        self._beating.pop(d, None)
+
+    @property
+    def next_sweep(self) -> float | None:
+        """When the sweep runs next (the loop's clock); None while nothing beats."""
+        return self._at if self._handle is not None else None
+
+    def _sweep(self) -> None:
+        self._handle = None
+        if not self._beating:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        tick = None
+        for d, due in list(self._beating.items()):
+            interval = self.interval(d)
+            if now >= due:
+                self._beating[d] = now + interval
+                self._beat(d)
+            tick = interval / 2 if tick is None else min(tick, interval / 2)
+        assert tick is not None
+        self._at = now + tick
+        self._handle = loop.call_at(self._at, self._sweep)
 
 
 _BACKGROUND: set[asyncio.Future[Any]] = set()

@@ -1,0 +1,74 @@
+"""Heartbeats: one sweep per agent sends ``+WPI`` for every delivery whose handler runs.
+
+Timing is read on the loop's own clock and bounded only from below (a beat is never sent
+before it is due) or by generous counts: a loaded machine may run the sweep late."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import cast
+
+from fleetbus.runtime.settle import Delivery, Heartbeats
+
+
+@dataclass(eq=False)
+class Running:
+    """What the sweep reads of a delivery: its ack wait."""
+
+    ack_wait: float
+    beats: list[float] = field(default_factory=list)
+
+    @property
+    def d(self) -> Delivery:
+        return cast(Delivery, self)
+
+
+def sweeping() -> Heartbeats:
+    loop = asyncio.get_running_loop()
+    return Heartbeats(lambda d: cast(Running, d).beats.append(loop.time()))
+
+
+async def test_a_running_delivery_beats_until_it_stops_and_never_early() -> None:
+    beats = sweeping()
+    slow = Running(ack_wait=0.3)  # a beat due every 0.1 s
+    began = asyncio.get_running_loop().time()
+    beats.start(slow.d)
+    await asyncio.sleep(1.0)
+    beats.stop(slow.d)
+    count = len(slow.beats)
+    await asyncio.sleep(0.3)
+    assert count >= 2 and len(slow.beats) == count  # none after the stop
+    assert slow.beats[0] >= began + 0.1
+    assert all(b - a >= 0.1 for a, b in zip(slow.beats, slow.beats[1:], strict=False))
+    assert beats.next_sweep is None  # nothing beats: the sweep stopped
+
+
+async def test_a_handler_that_ends_within_the_interval_costs_no_beat_and_one_timer() -> None:
+    beats = sweeping()
+    quick = [Running(ack_wait=0.3) for _ in range(1000)]
+    first_sweep = None
+    for r in quick:
+        beats.start(r.d)
+        first_sweep = first_sweep or beats.next_sweep
+        assert beats.next_sweep == first_sweep  # the same timer serves them all
+        beats.stop(r.d)
+    await asyncio.sleep(0.3)
+    assert not any(r.beats for r in quick)
+
+
+async def test_a_shorter_ack_wait_started_later_moves_the_sweep_up() -> None:
+    beats = sweeping()
+    long, short = Running(ack_wait=30.0), Running(ack_wait=0.3)
+    beats.start(long.d)
+    later = beats.next_sweep
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    beats.start(short.d)
+    ended = loop.time()
+    soon = beats.next_sweep
+    assert later is not None and soon is not None
+    # half of the short interval (0.1 s), not of the long one
+    assert began + 0.05 <= soon <= ended + 0.05 < later
+    beats.stop(long.d)
+    beats.stop(short.d)
