@@ -19,6 +19,7 @@ import nats
 import pytest
 
 from fleetbus.fleet import seed_fleet
+from fleetbus.fleet.template import SEED_FLEET_YAML
 from fleetbus.security import ADMIN, load_credential
 from fleetbus.server import running_embedded, stop_embedded
 from fleetbus.server.embedded import pid_alive
@@ -232,4 +233,22 @@ def test_up_in_the_foreground_stops_on_ctrl_c(workdir: Path, data_dir: Path) -> 
     assert "Traceback" not in out + err
     assert out.strip().endswith("stopped")
     assert not pid_alive(info.pid)
+    assert running_embedded(data_dir) is None
+
+
+def test_up_writes_no_permissions_past_the_model(
+    run_cli: Run, workdir: Path, data_dir: Path
+) -> None:
+    """A fleet file that grants backend another role's presence records: `up` refuses to
+    turn it into server permissions (and starts nothing), naming the line."""
+    seed = SEED_FLEET_YAML.replace(
+        '    send_to: [cto, devops, cso]\n    publish: ["events.>"]\n',
+        '    send_to: [cto, devops, cso]\n    publish: ["events.>", "presence.>"]\n',
+        1,
+    )
+    assert seed != SEED_FLEET_YAML
+    (workdir / "fleet.yaml").write_text(seed)
+    result = run_cli("--data-dir", "D", "up", "--detach", *FREE_PORTS)
+    assert result.returncode == 1
+    assert_one_error(result.stderr, "roles.backend.publish[1]", "presence.>", "fleetbus check")
     assert running_embedded(data_dir) is None

@@ -25,7 +25,7 @@ from fleetbus.fleet.topology import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
 from fleetbus.wire.subjects import FLEETBUS_FAMILIES, filter_within, subjects_overlap
 
-__all__ = ["CODES", "Finding", "Severity", "lint"]
+__all__ = ["CODES", "Finding", "Severity", "lint", "privilege_errors"]
 
 Severity = Literal["error", "warning"]
 
@@ -101,6 +101,13 @@ def lint(spec: FleetSpec, *, cluster_size: int | None = None) -> list[Finding]:
     findings += _duplicate_window(spec)
     findings += _interest_without_consumer(spec)
     return findings
+
+
+def privilege_errors(spec: FleetSpec) -> list[Finding]:
+    """The findings that would let a role do more than its lines allow (a grant into
+    fleetbus's families, a role named as one of fleetbus's identities): the server's
+    permissions are never written for such a fleet."""
+    return [*_grants(spec), *_reserved_roles(spec)]
 
 
 # -- streams ---------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 import bcrypt
 
+from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
+from fleetbus.fleet.check import privilege_errors
 from fleetbus.natsconf import quote
 from fleetbus.security.credentials import Credential
 from fleetbus.security.permissions import ADMIN, role_permissions
@@ -37,7 +39,17 @@ def _login(cred: Credential) -> str:
 
 
 def render_authorization(spec: FleetSpec, credentials: Mapping[str, Credential]) -> str:
-    """The block for the server config: the admin (all rights) and one user per role."""
+    """The block for the server config: the admin (all rights) and one user per role.
+    Refused for a fleet file whose lines would let a role act as another (``fleetbus
+    check``'s ``grant-escapes`` and ``reserved-role-name``)."""
+    refused = privilege_errors(spec)
+    if refused:
+        raise FleetbusError(
+            "the fleet file gives a role more than fleetbus's model allows, so no server"
+            " permissions are written: "
+            + "; ".join(f"{f.where}: {f.problem}" for f in refused)
+            + " (`fleetbus check` says how to fix each)"
+        )
     lines = ["authorization {", "  users: ["]
     admin = credentials[ADMIN]
     lines.append(f"    {{{_login(admin)}}}")
