@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,10 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
+STALLED = 600.0
+"""Seconds one side of one round may take before the run is stopped as stalled."""
+
+
 async def run_scenario(
     env: Env, scenario: Scenario, rounds: int, log: Callable[[str], None]
 ) -> Result:
@@ -168,7 +173,16 @@ async def run_scenario(
         for name, side in sides:
             gc.collect()
             started = time.perf_counter()
-            values = await side(env, dict(scenario.params))
+            try:
+                async with asyncio.timeout(STALLED):
+                    values = await side(env, dict(scenario.params))
+            except TimeoutError:
+                for task in asyncio.all_tasks():  # where it waits, for whoever reads the log
+                    task.print_stack(limit=8, file=sys.stderr)
+                raise TimeoutError(
+                    f"benchmark stalled: {scenario.group} / {scenario.name} round"
+                    f" {round_ + 1} {name} did not end within {STALLED:.0f}s"
+                ) from None
             getattr(result, name).append(values)
             log(
                 f"  {scenario.group} / {scenario.name} round {round_ + 1} {name}:"

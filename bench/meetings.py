@@ -14,6 +14,21 @@ from bench.publish import _encode
 ROLES = ["ceo", "cto", "backend", "devops", "cso"]
 
 
+HEARD_WITHIN = 10.0
+"""Core NATS keeps nothing: a message some member never hears would stall the run."""
+
+
+async def heard(done: asyncio.Event, n: int, listeners: int) -> None:
+    """Until every listener has message ``n``; a stall names what was missing."""
+    try:
+        async with asyncio.timeout(HEARD_WITHIN):
+            await done.wait()
+    except TimeoutError:
+        raise TimeoutError(
+            f"message {n} not heard by all {listeners} listening members in {HEARD_WITHIN:.0f}s"
+        ) from None
+
+
 async def fleetbus_meeting(env: Env, p: dict[str, Any]) -> dict[str, float]:
     fleet = await env.fleet()
     received = 0
@@ -48,7 +63,7 @@ async def fleetbus_meeting(env: Env, p: dict[str, Any]) -> dict[str, float]:
                 done.clear()
                 t0 = time.perf_counter()
                 await meetings[0].say({"n": i, "text": "status?"})
-                await done.wait()
+                await heard(done, i, listeners)
                 if i >= p["warmup"]:
                     samples.append(time.perf_counter() - t0)
         finally:
@@ -83,7 +98,7 @@ async def raw_meeting(env: Env, p: dict[str, Any]) -> dict[str, float]:
             done.clear()
             t0 = time.perf_counter()
             await conns[0].publish(subject, _encode({"from": "ceo", "type": "message", "n": i}))
-            await done.wait()
+            await heard(done, i, listeners)
             if i >= p["warmup"]:
                 samples.append(time.perf_counter() - t0)
     finally:
