@@ -173,10 +173,13 @@ async def run_scenario(
         for name, side in sides:
             gc.collect()
             started = time.perf_counter()
+            stall = asyncio.timeout(STALLED)
             try:
-                async with asyncio.timeout(STALLED):
+                async with stall:
                     values = await side(env, dict(scenario.params))
             except TimeoutError:
+                if not stall.expired():
+                    raise  # the side's own timeout: it says what
                 for task in asyncio.all_tasks():  # where it waits, for whoever reads the log
                     task.print_stack(limit=8, file=sys.stderr)
                 raise TimeoutError(
