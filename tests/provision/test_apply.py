@@ -6,6 +6,7 @@ What the server holds is checked with a plain nats-py client, not with fleetbus'
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import AsyncIterator
 
 import nats
@@ -21,10 +22,12 @@ from nats.js.api import (
     StoreCompression,
 )
 from nats.js.errors import NotFoundError
+from rich.console import Console
 
 from fleetbus.fleet import FleetSpec, seed_fleet
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.provision import Action, ApplyResult, provision
+from fleetbus.provision.report import print_plan
 from fleetbus.server.process import NatsServer
 from fleetbus.testing.fleets import isolate
 
@@ -430,3 +433,39 @@ async def test_compression_s2_is_provisioned_and_updated_in_place(
     again = await provision(admin, compressed)
     assert [(a.label, a.op) for a in again.applied] == [(tasks, "update")]
     assert (await js.stream_info(tasks)).config.compression == StoreCompression.S2
+
+
+async def test_a_task_stream_without_the_outcome_republish_gets_it_in_place(
+    spec: FleetSpec, admin: Client, raw: tuple[Client, JetStreamContext]
+) -> None:
+    """A fleet provisioned before outcomes were republished (or a hand edit that took the
+    republish off): an update of the live stream, its messages kept; no other stream has
+    one."""
+    _, js = raw
+    tasks = stream(spec, "TASKS")
+    await provision(admin, spec)
+    info = await js.stream_info(tasks)
+    assert info.config.republish is not None
+    assert info.config.republish.src == f"{spec.prefix}.tasks.*.outcome.*.*"
+    assert info.config.republish.dest == (
+        f"{spec.prefix}.outcomes.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}"
+    )
+    for name in spec.streams:
+        if name != tasks:
+            assert (await js.stream_info(name)).config.republish is None
+    await js.publish(f"{spec.prefix}.tasks.t1.updates.cto.backend", b'{"state": "accepted"}')
+    config = info.config
+    config.republish = None
+    await js.update_stream(config)
+
+    again = await provision(admin, spec)
+    assert [(a.label, a.op) for a in again.applied] == [(tasks, "update")]
+    assert [c.field for c in again.applied[0].changes] == ["republish"]
+    shown = io.StringIO()
+    print_plan(Console(file=shown, width=400), again, dry_run=False)
+    assert f"republish: None → {spec.prefix}.tasks.*.outcome.*.* → {spec.prefix}.outcomes." in (
+        shown.getvalue()
+    )
+    info = await js.stream_info(tasks)
+    assert info.config.republish is not None and info.state.messages == 1
+    assert ops(await provision(admin, spec), spec) == {"unchanged"}

@@ -89,4 +89,6 @@ def _detail(action: Action) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, list) and len(value) > 3:
         return f"[{len(value)} items]"
+    if isinstance(value, dict) and set(value) >= {"src", "dest"}:  # a stream's republish
+        return f"{value['src']} → {value['dest']}"
     return str(value)
