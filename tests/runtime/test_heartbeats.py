@@ -39,8 +39,9 @@ async def test_a_running_delivery_beats_until_it_stops_and_never_early() -> None
     count = len(slow.beats)
     await asyncio.sleep(0.3)
     assert count >= 2 and len(slow.beats) == count  # none after the stop
-    assert slow.beats[0] >= began + 0.1
-    assert all(b - a >= 0.1 for a, b in zip(slow.beats, slow.beats[1:], strict=False))
+    # never early (a millisecond of slack: a beat is recorded a moment after its sweep began)
+    assert slow.beats[0] >= began + 0.1 - 0.001
+    assert all(b - a >= 0.1 - 0.001 for a, b in zip(slow.beats, slow.beats[1:], strict=False))
     assert beats.next_sweep is None  # nothing beats: the sweep stopped
 
 
