@@ -14,7 +14,7 @@ import yaml
 
 from fleetbus import TaskCancelled, TaskExpired, TaskSummary
 from fleetbus.fleet import FleetSpec
-from fleetbus.runtime import Task
+from fleetbus.runtime import Agent, Task
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
@@ -44,12 +44,9 @@ async def test_a_cancelled_queued_task_never_runs(fleet: FleetUnderTest) -> None
     assert [u.state for u in history] == ["canceled"]
 
 
-async def test_a_task_cancelled_while_queued_behind_a_running_one_never_runs(
-    fleet: FleetUnderTest,
-) -> None:
-    """The request comes live, while no handler runs the task: the agent keeps it, and the
-    task ends cancelled when it is fetched (it is stored after the agent was listening, so
-    the agent does not read the stream for it)."""
+def first_held(fleet: FleetUnderTest) -> tuple[Agent, list[str], asyncio.Event]:
+    """A backend agent that records each task's title as it starts and holds the one titled
+    "first" until the event is set: the tasks behind it stay queued."""
     ran: list[str] = []
     release = asyncio.Event()
     agent = fleet.agent("backend")
@@ -61,6 +58,16 @@ async def test_a_task_cancelled_while_queued_behind_a_running_one_never_runs(
             await release.wait()
         return "ran"
 
+    return agent, ran, release
+
+
+async def test_a_task_cancelled_while_queued_behind_a_running_one_never_runs(
+    fleet: FleetUnderTest,
+) -> None:
+    """The request comes live, while no handler runs the task: the agent keeps it, and the
+    task ends cancelled when it is fetched (it is stored after the agent was listening, so
+    the agent does not read the stream for it)."""
+    agent, ran, release = first_held(fleet)
     async with agent, fleet.client(sender="cto") as cto, raw_client(fleet) as nc:
         await asyncio.sleep(1.5)  # past the clocks' margin: the queued task is stored after it
         first = await cto.assign("backend", {"title": "first"})
@@ -83,17 +90,7 @@ async def test_a_flood_of_cancel_requests_for_made_up_ids_loses_no_real_one(
     more requests for ids that do not exist than an agent keeps from its live subscription.
     The real request for a queued task is pushed out of what the agent kept; the agent then
     reads the stream for the task and still cancels it."""
-    ran: list[str] = []
-    release = asyncio.Event()
-    agent = fleet.agent("backend")
-
-    @agent.on_task
-    async def work(task: Task) -> str:
-        ran.append(task.body["title"])
-        if task.body["title"] == "first":
-            await release.wait()
-        return "ran"
-
+    agent, ran, release = first_held(fleet)
     subjects = fleet.spec.subjects
     async with agent, fleet.client(sender="cto") as cto, raw_client(fleet) as attacker:
         await asyncio.sleep(1.5)  # past the clocks' margin, as in the test above
