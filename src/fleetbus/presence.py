@@ -36,7 +36,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
-from fleetbus.wire.clock import parse_iso
+from fleetbus.wire.clock import format_iso, parse_iso
 from fleetbus.wire.codec import decode, encode
 
 __all__ = ["AgentChange", "AgentInfo", "HeldTask", "Presence"]
@@ -112,7 +112,7 @@ class AgentInfo:
             info = cls(
                 role=role,
                 instance=instance,
-                renewed=stored.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                renewed=format_iso(stored),
                 tasks=tasks,
                 **{k: v for k, v in body.items() if k in known},
             )

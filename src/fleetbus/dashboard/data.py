@@ -49,7 +49,7 @@ from fleetbus.js.reader import StreamReader
 from fleetbus.ops.status import ConsumerStatus, FleetStatus, collect, evaluate
 from fleetbus.presence import AgentInfo
 from fleetbus.wire import headers as h
-from fleetbus.wire.clock import now_iso
+from fleetbus.wire.clock import format_iso, now_iso
 from fleetbus.wire.codec import decode
 from fleetbus.wire.subjects import Subjects, subjects_overlap
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES, TaskUpdate
@@ -385,7 +385,7 @@ class FleetData:
         for c in status.consumers:
             if c.role:  # the dead-letter copier's consumer is the fleet's, no role's
                 by_role.setdefault(c.role, []).append(c)
-        cutoff = _iso((now or datetime.now(UTC)) - WORKER_SEEN)
+        cutoff = format_iso((now or datetime.now(UTC)) - WORKER_SEEN)
         workers: dict[tuple[str, str], list[TaskRow]] = {}
         seen: dict[tuple[str, str], str] = {}
         for row in index.rows.values():
@@ -596,8 +596,3 @@ def update_json(update: TaskUpdate) -> dict[str, Any]:
 
 def _stream_seq(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
-
-
-def _iso(moment: datetime) -> str:
-    """The records' own time format (``wire.clock``): UTC, milliseconds, ``Z``."""
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

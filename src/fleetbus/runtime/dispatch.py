@@ -35,7 +35,7 @@ from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
-from fleetbus.wire.clock import now_iso
+from fleetbus.wire.clock import format_iso, now_iso
 from fleetbus.wire.codec import encode
 from fleetbus.wire.subjects import ADMIN, validate_id
 from fleetbus.wire.updates import TaskUpdate, task_id_of
@@ -328,5 +328,4 @@ def _float(value: str | None) -> float | None:
 
 def _stored_at(msg: Msg) -> str:
     """When the stream stored the message (the task's creation, for the task list)."""
-    stamp = msg.metadata.timestamp
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_iso(msg.metadata.timestamp)

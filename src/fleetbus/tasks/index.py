@@ -26,6 +26,7 @@ from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
+from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES
 
@@ -104,8 +105,7 @@ class TaskSummary:
 
     def moved(self, state: str, **fields: Any) -> TaskSummary:
         """This entry in ``state`` now, with ``fields`` changed."""
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        return replace(self, state=state, updated=now, **fields)
+        return replace(self, state=state, updated=now_iso(), **fields)
 
 
 _SUMMARY_FIELDS = tuple(TaskSummary.__dataclass_fields__)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["now_iso", "parse_iso"]
+__all__ = ["format_iso", "now_iso", "parse_iso"]
+
+
+def format_iso(moment: datetime) -> str:
+    """An aware UTC time as fleetbus writes times into records: milliseconds, ``Z``."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now_iso() -> str:
     """Now, as fleetbus writes times into updates, dead letters and meeting messages."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_iso(datetime.now(UTC))
 
 
 def parse_iso(stamp: str) -> datetime:
