@@ -109,3 +109,35 @@ async def test_inbox_messages_wait_for_the_agent_and_name_their_sender(
     assert by_seq[ack.seq].subject == fleet.spec.subjects.inbox("backend", "cto")
     assert by_seq[ack.seq].sender_verified  # from the subject token, not the header
     assert not by_seq[raw.seq].sender_verified
+
+
+async def test_a_handler_that_waits_does_not_hold_up_the_events_behind_it(
+    fleet: FleetUnderTest,
+) -> None:
+    """Handlers that return without waiting run one after another in one worker; one that
+    waits hands the events behind it to more workers. Each handler here returns only once
+    all five run at the same time, so one waiting handler holding up the rest never ends."""
+    cso = fleet.agent("cso")
+    running = 0
+    peak = 0
+    all_in = asyncio.Event()
+    handled: list[int] = []
+
+    @cso.on_event(">")
+    async def on_event(event: Event) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        if running == 5:
+            all_in.set()
+        await all_in.wait()
+        running -= 1
+        handled.append(event.body["n"])
+
+    async with fleet.client(sender="devops") as client:
+        for n in range(5):
+            await client.emit("deployment", "started", {"n": n})
+        async with cso:
+            await eventually(lambda: len(handled) == 5, what="all five events handled")
+    assert peak == 5
+    assert sorted(handled) == [0, 1, 2, 3, 4]

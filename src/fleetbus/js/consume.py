@@ -5,6 +5,10 @@
   arrives (no per-message wait, no fetch that sits on what it already received). So the
   consumer's ``max_ack_pending`` (one task at a time by default) holds across every process
   of a role, and a backlog flows without a round trip per message.
+- Handlers run in worker tasks, not a task per message: a worker takes the next waiting
+  message when its handler returns, so handlers that finish without waiting run one after
+  another in one task; when a handler waits (I/O, a sleep) while messages wait, more workers
+  start, up to the loop's limit, so no message waits for another's I/O.
 - Pull requests are written by the loop itself (``$JS.API.CONSUMER.MSG.NEXT``, a reply
   subject in the connection's inbox): a request names a batch and how long it may wait
   (``poll``); the server answers with messages as they become available and ends the
@@ -26,6 +30,7 @@ import itertools
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -88,6 +93,12 @@ class ConsumerLoop:
         self._next = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{name}"
         self._stopping = False
         self._running: set[asyncio.Future[None]] = set()
+        self._waiting: deque[Msg] = deque()
+        """Delivered, held, and not yet taken by a worker."""
+        self._workers = 0
+        self._unstarted = 0
+        """Workers created that have not taken their first message yet."""
+        self._check_due = False
         self._sub: Subscription | None = None
         self._inbox = ""
         self._ids = itertools.count(1)
@@ -205,7 +216,10 @@ class ConsumerLoop:
         if self._stopping:  # never started: given back at once
             self._start(_nak(msg), 0)
         elif self.handle_batch is None:
-            self._start(self._guarded(msg), 1)
+            self._held += 1
+            self._waiting.append(msg)
+            if self._unstarted == 0:
+                self._add_workers(1)
         else:
             self._gathered.append(msg)
             if len(self._gathered) >= self.batch:
@@ -217,6 +231,36 @@ class ConsumerLoop:
         msgs, self._gathered = self._gathered, []
         if msgs:
             self._start(self._guarded_batch(msgs), len(msgs))
+
+    def _add_workers(self, count: int) -> None:
+        for _ in range(min(count, self.limit - self._workers)):
+            self._workers += 1
+            self._unstarted += 1
+            self._start(self._work(), 0)
+
+    async def _work(self) -> None:
+        """Handle waiting messages one after another until none is left."""
+        self._unstarted -= 1
+        try:
+            while self._waiting and not self._stopping:
+                msg = self._waiting.popleft()
+                if self._waiting and not self._check_due:
+                    # If this handler waits, the messages behind it get workers of their own.
+                    self._check_due = True
+                    asyncio.get_running_loop().call_soon(self._check_waiting)
+                try:
+                    await self._guarded(msg)
+                finally:
+                    self._held -= 1
+                    self._changed.set()
+        finally:
+            self._workers -= 1
+
+    def _check_waiting(self) -> None:
+        """A worker's handler waited with messages behind it: start workers for them."""
+        self._check_due = False
+        if self._waiting and not self._stopping:
+            self._add_workers(len(self._waiting) - self._unstarted)
 
     def _start(self, work: Coroutine[Any, Any, None], holds: int) -> None:
         task = asyncio.ensure_future(work)
@@ -262,7 +306,9 @@ class ConsumerLoop:
         """Wait up to ``grace`` for running handlers, cancel (nak) the rest, release the queue."""
         self.stop_fetching()
         gathered, self._gathered = self._gathered, []
-        for msg in gathered:  # arrived, never started
+        waiting, self._waiting = self._waiting, deque()
+        self._held -= len(waiting)
+        for msg in (*gathered, *waiting):  # arrived, never started
             await _nak(msg)
         # Withdraw the subscription first: a pull request still open on the server must not
         # catch the messages naked below (they would sit in a dead queue until ack_wait).
