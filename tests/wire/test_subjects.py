@@ -115,6 +115,14 @@ def test_task_records_parse_back_and_match_the_updates_filters(
     assert s.parse_task(s.task_updates(task_id)) is None  # the first format names no writer
 
 
+@given(prefixes, tokens, st.lists(tokens, min_size=1, max_size=3).map(".".join))
+def test_event_subjects_parse_back(prefix: str, domain: str, type_: str) -> None:
+    s = Subjects(prefix)
+    assert s.parse_event(f"{prefix}.events.{domain}.{type_}") == (domain, type_)
+    if "." not in type_:
+        assert s.parse_event(s.event(domain, type_)) == (domain, type_)
+
+
 @given(ids, roles, roles)
 def test_an_answer_goes_only_to_the_asker_s_namespace_for_the_role_asked(
     ask_id: str, asker: str, answerer: str

@@ -65,7 +65,6 @@ class Dispatcher:
         self.settler = settler
         self.responder = responder
         self._consumers: dict[ConsumerKind, ResolvedConsumer] = {}
-        self._event_depth = len(spec.prefix.split(".")) + 1
         self._batch_routes: list[tuple[str, BatchHandler, int]] | None = None
         self.cancels = LiveCancels()
 
@@ -98,10 +97,8 @@ class Dispatcher:
         await run_batch(self.settler, self._batch_routes, ready)
 
     def _event_of(self, env: Envelope, subject: str) -> Event:
-        tokens = subject.split(".")
-        depth = self._event_depth
-        domain = tokens[depth] if len(tokens) > depth else ""
-        return env.make(Event, domain=domain, type=".".join(tokens[depth + 1 :]))
+        domain, type_ = self.spec.subjects.parse_event(subject)
+        return env.make(Event, domain=domain, type=type_)
 
     def _delivery(self, msg: Msg, kind: ConsumerKind) -> Delivery:
         return Delivery(msg, self._consumers[kind], msg.metadata.num_delivered)

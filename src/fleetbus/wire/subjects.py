@@ -33,6 +33,7 @@ wire contract has one place to change and to read.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -258,6 +259,15 @@ class TaskSubject:
     """The input request number of an ``answer``."""
 
 
+@functools.lru_cache(maxsize=4096)
+def _event_parts(prefix: str, subject: str) -> tuple[str, str]:
+    """Once per event subject, not per delivery."""
+    tokens = subject.split(".")
+    at = prefix.count(".") + 2  # the domain's token, after the prefix's and "events"
+    domain = tokens[at] if len(tokens) > at else ""
+    return domain, ".".join(tokens[at + 1 :])
+
+
 @dataclass(frozen=True, slots=True)
 class Subjects:
     """Subject builder for one prefix. Every argument is validated as a single token."""
@@ -291,6 +301,11 @@ class Subjects:
             f"{self.prefix}.events.{validate_token(domain, 'event domain')}"
             f".{validate_token(type_, 'event type')}"
         )
+
+    def parse_event(self, subject: str) -> tuple[str, str]:
+        """``P.events.{domain}.{type...}`` → ``(domain, type)``; the inverse of ``event``
+        (a type of several tokens is kept whole, as a plain publish may send one)."""
+        return _event_parts(self.prefix, subject)
 
     def events_filter(self, pattern: str) -> str:
         """``deployment.>`` → ``P.events.deployment.>``."""
