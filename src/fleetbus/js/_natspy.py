@@ -3,18 +3,23 @@
 nats-py 2.x has no public API for these; if a release changes them, the functions here fall
 back to the public, slower way where there is one; the tests that lean on them (the batch
 publisher's, the consume loop's shutdown, ``fleetbus status``'s server version) fail so the
-change is noticed.
+change is noticed (``tests/js/test_natspy.py`` checks that no fallback is taken).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
-__all__ = ["RawWriter", "pending_queue", "raw_writer", "server_info"]
+__all__ = ["RawWriter", "pending_queue", "raw_writer", "server_info", "subscribe_direct"]
+
+log = logging.getLogger("fleetbus.natspy")
 
 
 def server_info(nc: Client) -> dict[str, Any]:
@@ -62,3 +67,59 @@ def pending_queue(sub: Any) -> asyncio.Queue[Msg] | None:
         getattr(sub, "_sub", None), "_pending_queue", None
     )
     return queue if isinstance(queue, asyncio.Queue) else None
+
+
+class _Handoff:
+    """Stands in for a subscription's pending queue: nats-py's read loop puts each message
+    here, and it goes to ``deliver`` there and then. A subscription with a callback costs a
+    queue and a task (about 4.8 KiB, the most of an idle agent's memory) and a hop through
+    the event loop per read; this costs neither."""
+
+    __slots__ = ("_deliver", "_sub")
+
+    def __init__(self, sub: Subscription, deliver: Callable[[Msg], None]) -> None:
+        self._sub = sub
+        self._deliver = deliver
+
+    def put_nowait(self, msg: Msg) -> None:
+        self._sub._pending_size -= len(msg.data)  # nats-py counted it as waiting
+        try:
+            self._deliver(msg)
+        except Exception:  # never into nats-py's read loop
+            log.exception("%s: unexpected error while taking a message", self._sub.subject)
+
+    def qsize(self) -> int:
+        return 0
+
+    def empty(self) -> bool:
+        return True
+
+    def task_done(self) -> None:
+        return None
+
+    async def join(self) -> None:
+        return None
+
+
+async def subscribe_direct(
+    nc: Client, subject: str, deliver: Callable[[Msg], None]
+) -> tuple[Subscription, bool]:
+    """Subscribe ``subject`` with ``deliver`` (a plain function: it must not block) called
+    for each message as nats-py reads it. ``(subscription, True)``; on a nats-py without
+    the pending queue this relies on, ``(subscription, False)``: an ordinary one with a
+    callback (a queue and a task)."""
+    sub = await nc.subscribe(subject)
+    if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue) and hasattr(
+        sub, "_pending_size"
+    ):
+        sub._pending_queue = _Handoff(sub, deliver)  # type: ignore[assignment]
+        # The iterator nats-py made for a subscription without a callback holds the queue
+        # replaced above (and a future): unused here, and most of what it would keep alive.
+        sub._message_iterator = None
+        return sub, True
+    await sub.unsubscribe()
+
+    async def callback(msg: Msg) -> None:
+        deliver(msg)
+
+    return await nc.subscribe(subject, cb=callback, pending_bytes_limit=0), False

@@ -30,14 +30,13 @@ import itertools
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from fleetbus.js._natspy import pending_queue
+from fleetbus.js._natspy import pending_queue, subscribe_direct
 from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
 
@@ -93,8 +92,9 @@ class ConsumerLoop:
         self._next = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{name}"
         self._stopping = False
         self._running: set[asyncio.Future[None]] = set()
-        self._waiting: deque[Msg] = deque()
-        """Delivered, held, and not yet taken by a worker."""
+        self._waiting: list[Msg] = []
+        """Delivered, held, and not yet taken by a worker (a list: an empty deque is 600
+        bytes, and a consumer of a fleet of thousands of idle agents holds none)."""
         self._workers = 0
         self._unstarted = 0
         """Workers created that have not taken their first message yet."""
@@ -118,12 +118,7 @@ class ConsumerLoop:
         makes it, and the agent checks it before binding)."""
         nc = self.conn.nc
         self._inbox = nc.new_inbox()
-        self._sub = await nc.subscribe(
-            f"{self._inbox}.*",
-            cb=self._on_msg,
-            pending_msgs_limit=self.limit * 4 + 64,
-            pending_bytes_limit=0,
-        )
+        self._sub, _ = await subscribe_direct(nc, f"{self._inbox}.*", self._on_msg)
 
     async def run(self) -> None:
         assert self._sub is not None, "bind() first"
@@ -187,7 +182,9 @@ class ConsumerLoop:
         self._requested = max(self._requested - expected, 0)
         self._changed.set()
 
-    async def _on_msg(self, msg: Msg) -> None:
+    def _on_msg(self, msg: Msg) -> None:
+        """Each message as the connection reads it (it must not wait): a delivery, or the
+        status that ends a pull request."""
         if msg.reply:
             self._delivered(msg)
             return
@@ -243,7 +240,7 @@ class ConsumerLoop:
         self._unstarted -= 1
         try:
             while self._waiting and not self._stopping:
-                msg = self._waiting.popleft()
+                msg = self._waiting.pop(0)
                 if self._waiting and not self._check_due:
                     # If this handler waits, the messages behind it get workers of their own.
                     self._check_due = True
@@ -306,7 +303,7 @@ class ConsumerLoop:
         """Wait up to ``grace`` for running handlers, cancel (nak) the rest, release the queue."""
         self.stop_fetching()
         gathered, self._gathered = self._gathered, []
-        waiting, self._waiting = self._waiting, deque()
+        waiting, self._waiting = self._waiting, []
         self._held -= len(waiting)
         for msg in (*gathered, *waiting):  # arrived, never started
             await _nak(msg)
