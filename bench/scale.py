@@ -1,13 +1,22 @@
 """Fleet scale: N agents (3 durable consumers each) provisioned and idling in a few processes.
 
 Measured: provisioning time of the whole fleet, the time to start every agent, the client
-memory per agent (resident set growth of the agent processes / agents), and the CPU the
-nats-server and the agent processes use while every agent long-polls with nothing to do.
+memory per agent, and the CPU the nats-server and the agent processes use while every agent
+long-polls with nothing to do.
 
     python -m bench.scale [--agents 1000] [--processes 2] [--idle 60]
 
+Memory per agent is what Python allocates for it (``tracemalloc``, over up to
+``MEMORY_SAMPLE`` agents started in a process of their own before the timed ones, after a
+first batch whose start builds what every agent of the process shares). The
+resident set growth of a worker is no measure of it: loading a fleet file of thousands of
+roles leaves tens of megabytes freed but resident (150 MB for 4,000 roles, measured here),
+which the first agents reuse, so growth per agent reads near zero for the first thousand and
+reaches what an agent costs only past them. The workers' whole resident set is reported too.
+
 The worker side (``--worker``) runs its share of agents on one connection and reports on
-stdout: ``ready <rss_before_kib> <rss_after_kib>``.
+stdout: ``ready <rss_kib>``; ``--memory`` starts its agents with tracemalloc on and reports
+``allocated <bytes_per_agent>``.
 """
 
 from __future__ import annotations
@@ -15,11 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +49,8 @@ if TYPE_CHECKING:
 _TICKS = os.sysconf("SC_CLK_TCK")
 STARTING = 50
 """Agents one worker process starts at once."""
+MEMORY_SAMPLE = 1000
+"""Agents whose allocations are traced for the memory per agent."""
 POLL = RuntimeSettings().poll
 
 
@@ -64,8 +77,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-async def _worker(url: str, spec: FleetSpec, first: int, count: int, poll: float) -> None:
-    before = _rss_kib(os.getpid())
+async def _worker(
+    url: str, spec: FleetSpec, first: int, count: int, poll: float, *, traced: bool = False
+) -> None:
     nc = await connect(ConnectSettings.from_url(url, name=f"scale-{first}"))
 
     async def task(t: Task) -> None:
@@ -87,18 +101,42 @@ async def _worker(url: str, spec: FleetSpec, first: int, count: int, poll: float
         agents.append(agent)
     # Started STARTING at a time, as a fleet of processes would start: each start is a few
     # round trips (its consumers' info, its subscriptions, its first presence record).
+    warm = STARTING if count > STARTING else 0
     for at in range(0, len(agents), STARTING):
+        if traced and at == warm:
+            # Traced from the second batch on: what the first ones built once for every
+            # agent of the process (the fleet's routes, the connection's) is not per agent.
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
         await asyncio.gather(*(a.start(nc) for a in agents[at : at + STARTING]))
-    print(f"ready {before} {_rss_kib(os.getpid())}", flush=True)
+    if traced:
+        await asyncio.sleep(1)  # every consumer loop asking, every presence timer set
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+        print(f"allocated {grown // (count - warm)}", flush=True)
+        await asyncio.gather(*(a.stop(grace=1) for a in agents))
+        await nc.close()
+        return
+    print(f"ready {_rss_kib(os.getpid())}", flush=True)
     await asyncio.Event().wait()  # idle until the parent stops this process
 
 
 def _spawn(
-    url: str, fleet_file: Path, first: int, count: int, poll: float = POLL
+    url: str, fleet_file: Path, first: int, count: int, poll: float = POLL, *, traced: bool = False
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.scale", "--poll", str(poll), "--worker", url]
-    argv += [str(fleet_file), str(first), str(count)]
+    argv += [str(fleet_file), str(first), str(count)] + (["--memory"] if traced else [])
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+
+async def _allocated_per_agent(url: str, fleet_file: Path, agents: int, poll: float) -> int:
+    """Bytes Python allocates per agent, over up to ``MEMORY_SAMPLE`` agents traced."""
+    proc = _spawn(url, fleet_file, 0, min(agents, MEMORY_SAMPLE), poll, traced=True)
+    assert proc.stdout is not None
+    line = await asyncio.to_thread(proc.stdout.readline)
+    await asyncio.to_thread(proc.wait, 60)
+    return int(line.split()[1])
 
 
 def _stop(workers: list[subprocess.Popen[str]]) -> None:
@@ -135,6 +173,7 @@ async def measure(
         provision_s = time.monotonic() - started
         await nc.close()
         consumers = sum(1 for a in result.applied if a.kind == "consumer")
+        allocated = await _allocated_per_agent(server.url, fleet_file, agents, poll)
         share = -(-agents // processes)
         started = time.monotonic()
         workers = [
@@ -146,8 +185,7 @@ async def measure(
             for proc in workers:
                 assert proc.stdout is not None
                 line = await asyncio.to_thread(proc.stdout.readline)
-                _, before, after = line.split()
-                rss.append((int(before), int(after)))
+                rss.append(int(line.split()[1]))
             start_s = time.monotonic() - started
             assert server.pid is not None
             server_cpu = _cpu_seconds(server.pid)
@@ -157,7 +195,6 @@ async def measure(
             client_cpu = sum(_cpu_seconds(p.pid) for p in workers) - client_cpu
         finally:
             await asyncio.to_thread(_stop, workers)
-    grown = sum(after - before for before, after in rss)
     return {
         "agents": agents,
         "presence": presence,
@@ -166,7 +203,8 @@ async def measure(
         "durable_consumers": consumers,
         "provision_s": round(provision_s, 2),
         "agents_started_s": round(start_s, 2),
-        "client_kib_per_agent": round(grown / agents, 1),
+        "client_kib_per_agent": round(allocated / 1024, 1),
+        "worker_rss_mib": round(sum(rss) / 1024 / len(rss)),
         "idle_s": idle,
         "server_cpu_percent_of_a_core": round(100 * server_cpu / idle, 2),
         "agent_processes_cpu_percent_of_a_core": round(100 * client_cpu / idle, 2),
@@ -187,11 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         "--poll", type=float, default=POLL, help="the agents' RuntimeSettings.poll (seconds)"
     )
     parser.add_argument("--worker", nargs=4, metavar=("URL", "FLEET", "FIRST", "COUNT"))
+    parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         url, fleet_file, first, count = args.worker
         spec = FleetSpec.model_validate(yaml.safe_load(Path(fleet_file).read_text()))
-        asyncio.run(_worker(url, spec, int(first), int(count), args.poll))
+        asyncio.run(_worker(url, spec, int(first), int(count), args.poll, traced=args.memory))
         return 0
     result = asyncio.run(
         measure(
