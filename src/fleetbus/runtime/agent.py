@@ -41,6 +41,7 @@ from fleetbus.deadletters import AdvisoryCopier
 from fleetbus.environment import resolve_connect_settings, resolve_fleet
 from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadError
 from fleetbus.fleet import FleetSpec, ResolvedConsumer
+from fleetbus.js._natspy import subscribe_direct
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.js.consume import ConsumerLoop
@@ -316,8 +317,8 @@ class Agent:
         if self.routes.task is not None:
             # Before any task is fetched: a cancel request published from now on reaches a
             # running handler live; one published before is read when the task is fetched.
-            self._cancels = await conn.nc.subscribe(
-                spec.subjects.cancels(self.role), cb=self._on_cancel
+            self._cancels, _ = await subscribe_direct(
+                conn.nc, spec.subjects.cancels(self.role), self._on_cancel
             )
         api = JsApi(conn)
         for consumer in consumers:
@@ -472,7 +473,7 @@ class Agent:
         self._state = "stopped"
         log.info("%s: stopped", self.worker)
 
-    async def _on_cancel(self, msg: Msg) -> None:
+    def _on_cancel(self, msg: Msg) -> None:
         parts = self.spec.subjects.parse_task(msg.subject)
         if parts is None or self._settler is None:
             return

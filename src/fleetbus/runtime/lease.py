@@ -31,11 +31,12 @@ from nats.aio.subscription import Subscription
 from fleetbus._version import __version__
 from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
+from fleetbus.js._natspy import subscribe_direct
 from fleetbus.js.connection import Connection
 from fleetbus.presence import AgentInfo, HeldTask, Liveness, Presence, local_identity
 from fleetbus.runtime.routes import Routes
 from fleetbus.runtime.settings import RuntimeSettings
-from fleetbus.runtime.settle import Settler
+from fleetbus.runtime.settle import Settler, background
 from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
 
@@ -101,8 +102,12 @@ class Lease:
         )
 
     async def start(self) -> None:
-        self._control = await self.conn.nc.subscribe(
-            self.spec.subjects.control(self.role, self.worker), cb=self._on_control
+        # Rare requests: a task each when one comes, rather than a subscription task and
+        # queue kept for every agent.
+        self._control, _ = await subscribe_direct(
+            self.conn.nc,
+            self.spec.subjects.control(self.role, self.worker),
+            lambda msg: background(self._on_control(msg)),
         )
         await self.presence.renew(self.info())
         if self.subject:
