@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "Waitable"]
+
+
+class Waitable(Protocol):
+    """What ``Backoff.wait`` can be woken by: an ``asyncio.Event``, a consumer's signal."""
+
+    async def wait(self) -> object: ...
 
 
 class Backoff:
@@ -37,7 +44,7 @@ class Backoff:
         """Back to the first delay (after a success)."""
         self._delay = self.first
 
-    async def wait(self, wake: asyncio.Event | None = None) -> bool:
+    async def wait(self, wake: Waitable | None = None) -> bool:
         """Sleep the next delay (ended early by ``wake``); False, without sleeping, when that
         would pass the deadline."""
         if self.expired():

@@ -39,6 +39,7 @@ from nats.aio.subscription import Subscription
 from fleetbus.js._natspy import pending_queue, subscribe_direct
 from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
+from fleetbus.js.signal import Signal
 
 __all__ = ["ConsumerLoop"]
 
@@ -86,8 +87,8 @@ class ConsumerLoop:
         self._gathered: list[Msg] = []
         self._held = 0
         """Messages started and not finished (a batch holds as many as it has)."""
-        self._changed = asyncio.Event()
-        self.wake: asyncio.Event = _Wake(self._changed)
+        self._changed = Signal()
+        self.wake: Signal = _Wake(self._changed)
         """Set to ask again at once (after a reconnect, the server forgot every request)."""
         self._next = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{name}"
         self._stopping = False
@@ -165,9 +166,7 @@ class ConsumerLoop:
             return
         deadline = min((lost for _, lost in self._requests.values()), default=None)
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._changed.wait()
+        await self._changed.wait(timeout)
 
     def _forget_requests(self) -> None:
         self._requests.clear()
@@ -337,10 +336,12 @@ class ConsumerLoop:
                 await _nak(msg)
 
 
-class _Wake(asyncio.Event):
-    """An event that also wakes the loop that waits for ``changed``."""
+class _Wake(Signal):
+    """A signal that also wakes the loop that waits for ``changed``."""
 
-    def __init__(self, changed: asyncio.Event) -> None:
+    __slots__ = ("_changed",)
+
+    def __init__(self, changed: Signal) -> None:
         super().__init__()
         self._changed = changed
 
