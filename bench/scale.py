@@ -39,7 +39,7 @@ import yaml
 
 from bench import print_measures
 from fleetbus import Agent, Message, RuntimeSettings, Task
-from fleetbus.fleet import FleetSpec, seed_fleet
+from fleetbus.fleet import FleetSpec, load_fleet, seed_fleet
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.provision import provision
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         url, fleet_file, first, count = args.worker
-        spec = FleetSpec.model_validate(yaml.safe_load(Path(fleet_file).read_text()))
+        spec = load_fleet(fleet_file)  # as an agent process loads it
         asyncio.run(_worker(url, spec, int(first), int(count), args.poll, traced=args.memory))
         return 0
     result = asyncio.run(
