@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from fleetbus import Reject, Retry, Task, TaskError
+from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
 
@@ -64,10 +65,22 @@ async def test_an_agents_metrics_count_what_it_did(fleet: FleetUnderTest) -> Non
             assert await handle.result(timeout=15) == "ok"
         with pytest.raises(TaskError):
             await rejected.result(timeout=15)
-        after = await asyncio.to_thread(scrape, port)
+        after: dict[str, float] = {}
 
-    def delta(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
+        def delta(name: str, **labels: str) -> float:
+            return sample(after, name, **labels) - sample(before, name, **labels)
+
+        async def settled() -> bool:
+            # An attempt's duration is observed when its handler call ends, which for a
+            # rejected or retried one is after its record is stored (what result() waits for).
+            nonlocal after
+            after = await asyncio.to_thread(scrape, port)
+            durations = delta(
+                "fleetbus_handler_duration_seconds_count", role="backend", kind="tasks"
+            )
+            return durations >= 6
+
+        await eventually(settled, 15, "six handler durations observed")
 
     assert delta("fleetbus_tasks_total", role="backend", outcome="completed") == 4
     assert delta("fleetbus_tasks_total", role="backend", outcome="rejected") == 1
