@@ -103,11 +103,11 @@ class _Handoff:
 
 async def subscribe_direct(
     nc: Client, subject: str, deliver: Callable[[Msg], None]
-) -> tuple[Subscription, bool]:
+) -> Subscription:
     """Subscribe ``subject`` with ``deliver`` (a plain function: it must not block) called
-    for each message as nats-py reads it. ``(subscription, True)``; on a nats-py without
-    the pending queue this relies on, ``(subscription, False)``: an ordinary one with a
-    callback (a queue and a task)."""
+    for each message as nats-py reads it. On a nats-py without the pending queue this
+    relies on, an ordinary subscription with a callback (a queue and a task; its
+    ``pending_queue`` is then that queue)."""
     sub = await nc.subscribe(subject)
     if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue) and hasattr(
         sub, "_pending_size"
@@ -116,10 +116,10 @@ async def subscribe_direct(
         # The iterator nats-py made for a subscription without a callback holds the queue
         # replaced above (and a future): unused here, and most of what it would keep alive.
         sub._message_iterator = None
-        return sub, True
+        return sub
     await sub.unsubscribe()
 
     async def callback(msg: Msg) -> None:
         deliver(msg)
 
-    return await nc.subscribe(subject, cb=callback, pending_bytes_limit=0), False
+    return await nc.subscribe(subject, cb=callback, pending_bytes_limit=0)

@@ -119,7 +119,7 @@ class ConsumerLoop:
         makes it, and the agent checks it before binding)."""
         nc = self.conn.nc
         self._inbox = nc.new_inbox()
-        self._sub, _ = await subscribe_direct(nc, f"{self._inbox}.*", self._on_msg)
+        self._sub = await subscribe_direct(nc, f"{self._inbox}.*", self._on_msg)
 
     async def run(self) -> None:
         assert self._sub is not None, "bind() first"

@@ -317,7 +317,7 @@ class Agent:
         if self.routes.task is not None:
             # Before any task is fetched: a cancel request published from now on reaches a
             # running handler live; one published before is read when the task is fetched.
-            self._cancels, _ = await subscribe_direct(
+            self._cancels = await subscribe_direct(
                 conn.nc, spec.subjects.cancels(self.role), self._on_cancel
             )
         api = JsApi(conn)

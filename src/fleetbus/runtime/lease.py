@@ -104,7 +104,7 @@ class Lease:
     async def start(self) -> None:
         # Rare requests: a task each when one comes, rather than a subscription task and
         # queue kept for every agent.
-        self._control, _ = await subscribe_direct(
+        self._control = await subscribe_direct(
             self.conn.nc,
             self.spec.subjects.control(self.role, self.worker),
             lambda msg: background(self._on_control(msg)),
