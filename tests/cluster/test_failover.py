@@ -15,6 +15,7 @@ from fleetbus.js.api import JsApi
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.provision import provision
 from fleetbus.server.cluster import LocalCluster
+from fleetbus.testing import eventually
 from fleetbus.testing.fleets import final_history, isolate
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,12 +59,12 @@ class Done(dict[str, int]):
             self.changed.clear()
 
 
-def backend(spec: FleetSpec, settings: ConnectSettings, done: Done) -> Agent:
+def backend(spec: FleetSpec, settings: ConnectSettings, done: Done, *, poll: float = 2.0) -> Agent:
     agent = Agent(
         "backend",
         spec=spec,
         connection=settings,
-        settings=RuntimeSettings(poll=2.0, retry_base=0.1, grace=5.0),
+        settings=RuntimeSettings(poll=poll, retry_base=0.1, grace=5.0),
     )
 
     @agent.on_task
@@ -119,6 +120,42 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
     # The same Nats-Msg-Id across publish retries: every task is stored exactly once (120
     # sequence numbers), and processed ones are gone (interest retention).
     assert info["state"]["last_seq"] == 120
+
+
+async def test_an_idle_agent_hears_the_consumer_leader_elected_after_a_crash(
+    cluster: LocalCluster,
+) -> None:
+    # The agent's long poll waits on the consumer's leader; SIGKILL that node. The new leader
+    # ends the poll (409 Leadership Change) and the agent asks it at once: a task assigned
+    # after the crash is done long before the agent's 60 s poll would have ended by itself.
+    spec, _ = await provisioned(cluster)
+    tasks = spec.consumer("backend", "tasks")
+    assert tasks is not None
+    async with Fleet.connect(spec=spec, connection=ConnectSettings.from_url(cluster.url)) as f:
+        info = await JsApi(f.conn).consumer_info(tasks.stream, tasks.name)
+    assert info is not None
+    leader = cluster.node_named(str(info["cluster"]["leader"]))
+    # Connected elsewhere: the agent's own connection survives (a reconnect re-asks anyway).
+    elsewhere = ConnectSettings.from_url(
+        next(url for i, url in enumerate(cluster.urls) if i != leader), name="test"
+    )
+    done = Done()
+    async with (
+        backend(spec, elsewhere, done, poll=60.0),
+        Fleet.connect(spec=spec, connection=elsewhere, sender="cto") as fleet,
+    ):
+        api = JsApi(fleet.conn)
+
+        async def polling() -> bool:
+            info = await api.consumer_info(tasks.stream, tasks.name)
+            return bool(info and info.get("num_waiting"))
+
+        await eventually(polling, 10, "the agent's poll open on the consumer leader")
+        cluster.kill_node(leader)
+        handle = await fleet.assign("backend", {"n": 1})
+        async with asyncio.timeout(40):  # the election (4-9 s), well inside the poll
+            await done.cover({handle.id})
+        assert await handle.result(timeout=10) == {"ok": handle.id}
 
 
 async def test_a_whole_cluster_restart_keeps_every_message(cluster: LocalCluster) -> None:

@@ -13,9 +13,10 @@
   subject in the connection's inbox): a request names a batch and how long it may wait
   (``poll``); the server answers with messages as they become available and ends the
   request with a status (408 when it expired). An idle consumer costs one request per poll.
-- A request that is never answered (a consumer leader that crashed with it, a reconnect) is
-  given up ``poll`` plus a second after it was sent, and asked again; a reconnect re-asks at
-  once (``wake``): the server forgets pull requests across one.
+- A consumer's new leader (after a crash or a planned stop) ends the open requests with a
+  ``409 Leadership Change``, and the loop asks it at once; a reconnect re-asks at once
+  (``wake``): the server forgets pull requests across one. A request that nothing ends (a
+  partition) is given up ``poll`` plus a second after it was sent, and asked again.
 - Never dies on a bad message or a server hiccup: it logs one line and carries on.
 - On shutdown: stop asking, give running handlers ``grace`` seconds, nak what is left so
   another worker gets it at once, and nak what arrived but never started.

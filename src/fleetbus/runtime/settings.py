@@ -11,10 +11,11 @@ __all__ = ["RuntimeSettings"]
 class RuntimeSettings:
     """How the runtime consumes. The defaults suit agents that run for weeks."""
 
-    poll: float = 10.0
-    """Length of one long poll (a fetch that waits for work). A crashed consumer leader in a
-    cluster takes the open poll with it: the next one goes to the new leader after at most
-    this long. Idle cost: one pull request per consumer per poll."""
+    poll: float = 30.0
+    """Length of one long poll (a fetch that waits for work). Idle cost: one pull request per
+    consumer per poll. A poll the server never ends (a consumer leader lost without a new one
+    saying so: a partition, a server older than 2.15) is asked again after this long plus a
+    second; a new consumer leader ends the open polls itself, and a reconnect re-asks at once."""
     grace: float = 30.0
     """On shutdown, how long running handlers may finish before they are naked."""
     retry_base: float = 2.0
