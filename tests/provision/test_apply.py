@@ -24,6 +24,7 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 from rich.console import Console
 
+from fleetbus.errors import ProvisionError
 from fleetbus.fleet import FleetSpec, seed_fleet
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.provision import Action, ApplyResult, provision
@@ -78,6 +79,26 @@ def mine(result: ApplyResult, spec: FleetSpec) -> list[Action]:
 
 def ops(result: ApplyResult, spec: FleetSpec) -> set[str]:
     return {a.op for a in mine(result, spec)}
+
+
+async def test_a_fleet_file_with_errors_is_refused_before_anything_is_made(
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
+) -> None:
+    """EVENTS also capturing the tasks' subjects: the server would make EVENTS and then refuse
+    TASKS, leaving a stream that swallows every task. The error names the key instead."""
+    events = stream(spec, "EVENTS")
+    taken = spec.streams[events].model_copy(
+        update={"subjects": [*spec.streams[events].subjects, "tasks.>"]}
+    )
+    bad = spec.model_copy(update={"streams": {**spec.streams, events: taken}})
+    with pytest.raises(ProvisionError) as refused:
+        await provision(admin, bad)
+    message = str(refused.value)
+    assert "nothing was provisioned" in message
+    assert f"streams.{stream(spec, 'TASKS')}.subjects" in message and "overlaps" in message
+    assert "fleetbus check" in message
+    _, js = raw
+    assert not set(spec.streams) & {info.config.name for info in await js.streams_info()}
 
 
 async def test_first_provision_creates_the_seed(

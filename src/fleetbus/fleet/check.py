@@ -15,7 +15,7 @@ them so a new check cannot go undocumented.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Literal
@@ -25,7 +25,7 @@ from fleetbus.fleet.topology import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
 from fleetbus.wire.subjects import FLEETBUS_FAMILIES, filter_within, subjects_overlap
 
-__all__ = ["CODES", "Finding", "Severity", "lint", "privilege_errors"]
+__all__ = ["CODES", "Finding", "Severity", "errors", "lint", "privilege_errors", "summary"]
 
 Severity = Literal["error", "warning"]
 
@@ -101,6 +101,16 @@ def lint(spec: FleetSpec, *, cluster_size: int | None = None) -> list[Finding]:
     findings += _duplicate_window(spec)
     findings += _interest_without_consumer(spec)
     return findings
+
+
+def errors(spec: FleetSpec) -> list[Finding]:
+    """``lint``'s errors: a fleet file with any is not provisioned (``fleetbus.provision``)."""
+    return [f for f in lint(spec) if f.severity == "error"]
+
+
+def summary(findings: Iterable[Finding]) -> str:
+    """``where: problem`` for each finding, in one line, for an error message."""
+    return "; ".join(f"{f.where}: {f.problem}" for f in findings)
 
 
 def privilege_errors(spec: FleetSpec) -> list[Finding]:

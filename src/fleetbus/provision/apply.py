@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from fleetbus.errors import JetStreamError, ProvisionError
 from fleetbus.fleet import FleetSpec
+from fleetbus.fleet.check import errors, summary
 from fleetbus.js._natspy import server_info
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
@@ -63,7 +64,18 @@ async def provision(
     force: bool = False,
     on_action: Callable[[Action], None] | None = None,
 ) -> ApplyResult:
-    """Plan the fleet against the server at ``conn`` and, unless ``dry_run``, apply it."""
+    """Plan the fleet against the server at ``conn`` and, unless ``dry_run``, apply it.
+
+    A fleet file with errors (``fleetbus check``) is refused before anything is read or
+    changed: half a fleet provisioned (a stream made before the server refused the next)
+    would be worse than none."""
+    refused = errors(spec)
+    if refused:
+        raise ProvisionError(
+            f"the fleet file has {len(refused)} error(s), so nothing was provisioned: "
+            + summary(refused)
+            + " (`fleetbus check` says how to fix each)"
+        )
     api = JsApi(conn)
     live = await read_live(api, spec, size=cluster_size(conn))
     plan = build_plan(spec, live)

@@ -13,7 +13,7 @@ import bcrypt
 
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
-from fleetbus.fleet.check import privilege_errors
+from fleetbus.fleet.check import privilege_errors, summary
 from fleetbus.natsconf import quote
 from fleetbus.security.credentials import Credential
 from fleetbus.security.permissions import ADMIN, role_permissions
@@ -47,7 +47,7 @@ def render_authorization(spec: FleetSpec, credentials: Mapping[str, Credential])
         raise FleetbusError(
             "the fleet file gives a role more than fleetbus's model allows, so no server"
             " permissions are written: "
-            + "; ".join(f"{f.where}: {f.problem}" for f in refused)
+            + summary(refused)
             + " (`fleetbus check` says how to fix each)"
         )
     lines = ["authorization {", "  users: ["]
