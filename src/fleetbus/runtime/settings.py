@@ -13,9 +13,10 @@ class RuntimeSettings:
 
     poll: float = 30.0
     """Length of one long poll (a fetch that waits for work). Idle cost: one pull request per
-    consumer per poll. A poll the server never ends (a consumer leader lost without a new one
-    saying so: a partition, a server older than 2.15) is asked again after this long plus a
-    second; a new consumer leader ends the open polls itself, and a reconnect re-asks at once."""
+    consumer per poll. A new consumer leader ends the open polls itself (nats-server 2.15:
+    ``409 Leadership Change``) and a reconnect re-asks at once; a poll that nothing ends (a
+    partition, a server that does not send the 409) is asked again after this long plus a
+    second."""
     grace: float = 30.0
     """On shutdown, how long running handlers may finish before they are naked."""
     retry_base: float = 2.0
