@@ -109,6 +109,8 @@ class TaskUpdate:
 
     def written_by(self, assigner: str, agent: str) -> TaskUpdate:
         """This update with the identities its subject vouches for (the body's are claims)."""
+        if self.assigner == assigner and self.agent == agent:
+            return self  # the usual case: the claims are the subject's (frozen: shared)
         return replace(self, assigner=assigner, agent=agent)
 
     @classmethod
@@ -117,9 +119,8 @@ class TaskUpdate:
         state = body.get("state")
         if state not in _STATES:
             raise PayloadError(f"not a task update: state {state!r}")
-        known = set(cls.__dataclass_fields__)
         try:
-            update = cls(**{k: v for k, v in body.items() if k in known})
+            update = cls(**{k: v for k, v in body.items() if k in _UPDATE_FIELD_SET})
         except TypeError as exc:
             raise PayloadError(f"not a task update: {exc}") from None
         if not isinstance(update.task_id, str) or not isinstance(update.attempt, int):
@@ -128,6 +129,7 @@ class TaskUpdate:
 
 
 _UPDATE_FIELDS = tuple(TaskUpdate.__dataclass_fields__)
+_UPDATE_FIELD_SET = frozenset(_UPDATE_FIELDS)
 
 
 def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, seq: int) -> str:
