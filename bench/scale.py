@@ -173,12 +173,13 @@ async def measure(
         provision_s = time.monotonic() - started
         await nc.close()
         consumers = sum(1 for a in result.applied if a.kind == "consumer")
-        allocated = await _allocated_per_agent(server.url, fleet_file, agents, poll)
-        share = -(-agents // processes)
+        if processes:
+            allocated = await _allocated_per_agent(server.url, fleet_file, agents, poll)
+            share = -(-agents // processes)
         started = time.monotonic()
         workers = [
             _spawn(server.url, fleet_file, first, min(share, agents - first), poll)
-            for first in range(0, agents, share)
+            for first in (range(0, agents, share) if processes else ())
         ]
         try:
             rss = []
@@ -195,16 +196,21 @@ async def measure(
             client_cpu = sum(_cpu_seconds(p.pid) for p in workers) - client_cpu
         finally:
             await asyncio.to_thread(_stop, workers)
-    return {
+    measures: dict[str, Any] = {
         "agents": agents,
         "presence": presence,
         "poll_s": poll,
         "processes": len(workers),
         "durable_consumers": consumers,
         "provision_s": round(provision_s, 2),
-        "agents_started_s": round(start_s, 2),
-        "client_kib_per_agent": round(allocated / 1024, 1),
-        "worker_rss_mib": round(sum(rss) / 1024 / len(rss)),
+    }
+    if workers:
+        measures |= {
+            "agents_started_s": round(start_s, 2),
+            "client_kib_per_agent": round(allocated / 1024, 1),
+            "worker_rss_mib": round(sum(rss) / 1024 / len(rss)),
+        }
+    return measures | {
         "idle_s": idle,
         "server_cpu_percent_of_a_core": round(100 * server_cpu / idle, 2),
         "agent_processes_cpu_percent_of_a_core": round(100 * client_cpu / idle, 2),
@@ -214,7 +220,12 @@ async def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
     parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="agent processes; 0: none, the fleet provisioned and the server idle on its own",
+    )
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument(
         "--no-presence",
