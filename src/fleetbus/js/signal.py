@@ -24,9 +24,8 @@ class Signal:
 
     def set(self) -> None:
         self._set = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiter is not None:
+            _wake_up(self._waiter)
 
     def clear(self) -> None:
         self._set = False
