@@ -39,6 +39,7 @@ agent = Agent(
 
 @agent.on_task
 async def hang(task: Task) -> None:
+    await asyncio.sleep(0.5)  # past accepted_after: its accepted is written
     partial = started.with_suffix(".tmp")
     partial.write_text(f"{task.id} {task.attempt} {agent.worker}")
     partial.replace(started)  # atomically: the test never reads half a line
@@ -104,6 +105,5 @@ async def test_a_task_survives_its_worker_being_killed(
     assert runs == [(handle.id, 2)]
     assert [(u.state, u.attempt, u.worker) for u in history] == [
         ("accepted", 1, killed_worker),
-        ("accepted", 2, second.worker),
-        ("completed", 2, second.worker),
+        ("completed", 2, second.worker),  # a quick attempt: its outcome alone
     ]

@@ -85,6 +85,53 @@ async def test_the_same_task_id_twice_is_stored_and_run_once(fleet: FleetUnderTe
     assert runs == ["task-dup", "task-after"]
 
 
+async def test_accepted_is_written_for_a_task_that_runs_not_for_a_quick_one(
+    fleet: FleetUnderTest,
+) -> None:
+    """A task's ``accepted`` is stored once its handler has run for ``accepted_after``, while
+    it runs, with the time the agent took it; a task that ends sooner has its outcome alone,
+    which names the worker and the attempt. ``accepted_after=0`` stores it for every one."""
+    release = asyncio.Event()
+    agent = fleet.agent("backend", accepted_after=0.25)
+
+    @agent.on_task
+    async def implement(task: Task) -> str:
+        if task.body.get("slow"):
+            await release.wait()
+        return "done"
+
+    async with agent, fleet.client() as client, raw_client(fleet) as nc:
+        quick = await client.assign("backend", {"slow": False})
+        assert await quick.result(timeout=15) == "done"
+        slow = await client.assign("backend", {"slow": True})
+        async with asyncio.timeout(15):  # the handler still waits: the record says it runs
+            first = await anext(aiter(slow.updates()))
+        assert (first.state, first.worker) == ("accepted", agent.worker)
+        release.set()
+        assert await slow.result(timeout=15) == "done"
+        quick_history = await updates(nc, fleet, quick.id)
+        slow_history = await updates(nc, fleet, slow.id)
+
+    assert [(u.state, u.attempt, u.worker) for u in quick_history] == [
+        ("completed", 1, agent.worker)
+    ]
+    accepted, completed = slow_history
+    assert (accepted.state, accepted.attempt, accepted.worker) == ("accepted", 1, agent.worker)
+    assert completed.state == "completed"
+    assert accepted.time < completed.time
+
+    every = fleet.agent("backend", accepted_after=0)
+
+    @every.on_task
+    async def at_once(task: Task) -> str:
+        return "done"
+
+    async with every, fleet.client() as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"slow": False})
+        assert await handle.result(timeout=15) == "done"
+        assert [u.state for u in await updates(nc, fleet, handle.id)] == ["accepted", "completed"]
+
+
 async def test_heartbeats_keep_a_long_task_from_being_redelivered(
     make_fleet: Callable[..., FleetUnderTest],
 ) -> None:

@@ -337,7 +337,8 @@ async def test_a_role_cannot_cancel_answer_or_relist_another_assigners_task(
     async with client(auth_fleet, ADMIN) as admin:
         history = await final_history(admin, handle.id, role="backend")
         (entry,) = [t for t in await admin.tasks(role="backend") if t.task_id == handle.id]
-    assert [u.state for u in history] == ["accepted", "completed"]
+    # (an "accepted" first when it ran past accepted_after; never a "canceled")
+    assert [u.state for u in history if u.state != "accepted"] == ["completed"]
     assert (entry.state, entry.assigner) == ("completed", "cto")
     await assert_intact(auth_fleet)
 

@@ -11,9 +11,9 @@ What it reads, as the admin:
   ``{role}-{8 hex}``, that wrote it);
 - **tasks**: the last record of every task subject in the ``TASKS`` stream (a reader that
   starts from each subject's last message, then follows new ones), folded into a
-  ``TaskIndex``: one row per task, its latest state. A task shows up once an agent has
-  accepted it (until then it is a message waiting on its role's consumer: the ``queued``
-  count);
+  ``TaskIndex``: one row per task, its latest state. A task shows up with the first record
+  an agent writes of it, ``accepted`` or (a quick task) its outcome (until then it is a
+  message waiting on its role's consumer: the ``queued`` count);
 - **dead letters**: ``deadletters.DeadLetters`` (list, show, replay, purge);
 - **meetings and traffic**: core subscriptions, nothing stored, nothing consumed.
 

@@ -148,9 +148,7 @@ class Dispatcher:
         if early is not None:
             await settler.complete(d, "canceled", reason=f"cancelled before it ran: {early}")
             return
-        # Informational, and not waited for: its PubAck would only delay the handler. It is
-        # written ahead of the outcome on the same connection, so it is stored first.
-        settler.update_soon(d, "accepted")
+        settler.accept_later(d)
         assert self.routes.task is not None
         ok, value = await settler.run(d, self.routes.task, task)
         if not ok:

@@ -107,12 +107,15 @@ class Lease:
         self._control = await subscribe_direct(
             self.conn.nc,
             self.spec.subjects.control(self.role, self.worker),
-            lambda msg: background(self._on_control(msg)),
+            self._control_message,
         )
         await self.presence.renew(self.info())
         if self.subject:
             self._renewals = Renewals.of(self.conn, self.settings.presence_interval)
             self._renewals.add(self)
+
+    def _control_message(self, msg: Msg) -> None:
+        background(self._on_control(msg))
 
     def record(self) -> bytes:
         """This instance's presence record now: encoded again only when what it says

@@ -17,6 +17,10 @@ class RuntimeSettings:
     ``409 Leadership Change``) and a reconnect re-asks at once; a poll that nothing ends (a
     partition, a server that does not send the 409) is asked again after this long plus a
     second."""
+    accepted_after: float = 0.25
+    """A task's ``accepted`` update is written once its handler has run this long (or before
+    its first progress or input request); a task that ends sooner has only its outcome,
+    which names the worker and the attempt. 0: written as each attempt starts."""
     grace: float = 30.0
     """On shutdown, how long running handlers may finish before they are naked."""
     retry_base: float = 2.0

@@ -65,6 +65,9 @@ __all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "backgroun
 
 log = logging.getLogger("fleetbus.runtime")
 
+RUNNING_STATES = frozenset({"progress", "input-required"})
+"""The updates of an attempt still running (an ``accepted`` still due is written first)."""
+
 TRACEBACK_LIMIT = 4000
 """The most characters of a traceback stored in an update or a dead letter (the end of it)."""
 
@@ -99,6 +102,10 @@ class Delivery:
     """Input requests made by this attempt so far (their numbers repeat across attempts)."""
     since: str = ""
     """When this process received it (tasks only: what the presence record shows)."""
+    accept_timer: asyncio.TimerHandle | None = None
+    """Writes the task's ``accepted`` once the handler has run for ``accepted_after``."""
+    accepting: asyncio.Future[Any] | None = None
+    """The ``accepted`` being written (what the attempt writes next waits for it)."""
 
     def cancel(self, reason: str) -> None:
         """Cancel the running handler (once)."""
@@ -245,6 +252,9 @@ class Settler:
             self.beats.stop(d)
             self.running.discard(d)
             d.handler_task = None
+            if d.accept_timer is not None:  # the attempt ends before it was due
+                d.accept_timer.cancel()
+                d.accept_timer = None
         return True, value
 
     async def _call(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
@@ -453,30 +463,60 @@ class Settler:
             assigner=d.task.assigner,
             worker=self.worker,
             attempt=d.attempt,
-            time=TaskUpdate.now(),
+            time=fields.pop("time", None) or TaskUpdate.now(),
             **fields,
         )
+
+    def accept_later(self, d: Delivery) -> None:
+        """The task's ``accepted``, for a handler about to run: written once it has run for
+        ``accepted_after`` seconds, or before the attempt's first running state (progress,
+        an input request), whichever comes first; at once when ``accepted_after`` is 0. An
+        attempt that ends sooner writes only its end (its outcome, a failed attempt), which
+        names the worker and the attempt as ``accepted`` would have: a quick task costs two
+        messages fewer (the record and its task-list entry) and its assigner one fewer."""
+        if d.task is None or self.records is None:
+            return
+        after = self.settings.accepted_after
+        if after > 0:
+            d.accept_timer = asyncio.get_running_loop().call_later(after, self._accept, d)
+        else:
+            self._accept(d)
+
+    def _accept(self, d: Delivery) -> None:
+        d.accept_timer = None
+        # Not waited for: its PubAck would only delay the handler. The attempt's next record
+        # waits for it (``_after_accepted``), so it is stored first.
+        d.accepting = background(self._write(d, "accepted", {"time": d.since}))
+
+    async def _after_accepted(self, d: Delivery, *, running: bool) -> None:
+        """Before the attempt writes a record: a running state writes an ``accepted`` still
+        due first, an end drops it; either waits for an ``accepted`` being written."""
+        if d.accept_timer is not None:
+            d.accept_timer.cancel()
+            d.accept_timer = None
+            if running:
+                self._accept(d)
+        if d.accepting is not None and not d.accepting.done():
+            await asyncio.wait((d.accepting,))
 
     async def update(self, d: Delivery, state: TaskState, **fields: Any) -> None:
         """Store a state change of the task (informational: a failure is logged)."""
         if d.task is None or self.records is None:
             return
+        await self._after_accepted(d, running=state in RUNNING_STATES)
+        await self._write(d, state, fields)
+
+    async def _write(self, d: Delivery, state: TaskState, fields: dict[str, Any]) -> None:
+        assert d.task is not None and self.records is not None
         update = self._update(d, state, fields)
         await self._index(d, update)
         await self.records.update(d.task, update)
-
-    def update_soon(self, d: Delivery, state: TaskState, **fields: Any) -> None:
-        """``update`` without waiting for it: the entry and the record are written now (on
-        this connection, ahead of anything published after), their PubAck checked in the
-        background (a failure is logged, as ``update``'s)."""
-        if d.task is None or self.records is None:
-            return
-        background(self.update(d, state, **fields))
 
     async def outcome(
         self, d: Delivery, state: TaskState, **fields: Any
     ) -> tuple[OutcomeWrite, TaskUpdate]:
         assert d.task is not None and self.records is not None
+        await self._after_accepted(d, running=False)
         written, standing = await self.records.outcome(d.task, self._update(d, state, fields))
         await self._index(d, standing)
         return written, standing
@@ -560,11 +600,12 @@ class Heartbeats:
 _BACKGROUND: set[asyncio.Future[Any]] = set()
 
 
-def background(coro: Coroutine[Any, Any, Any]) -> None:
+def background(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
     """Run ``coro`` without waiting for it (kept referenced until it ends)."""
     task = asyncio.ensure_future(coro)
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
+    return task
 
 
 def trace_text(exc: BaseException) -> str:
