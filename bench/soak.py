@@ -118,6 +118,20 @@ async def _spawn(url: str, spec_file: Path, *roles: str, hang: bool = False) -> 
     return proc
 
 
+async def _left_in(api: JsApi, stream: str, within: float = 5.0) -> int:
+    """Messages still in ``stream`` once the last acks have reached the server: an agent
+    acks after the outcome is stored and does not wait for the ack, so the last task's
+    ack can arrive a moment after its ``result()``."""
+    left = -1
+    deadline = time.monotonic() + within
+    while True:
+        info = await api.stream_info(stream)
+        left = int((info or {}).get("state", {}).get("messages", -1))
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        await asyncio.sleep(0.1)
+
+
 async def soak_tasks(
     url: str, spec: FleetSpec, spec_file: Path, data: Path, n: int
 ) -> dict[str, Any]:
@@ -161,8 +175,7 @@ async def soak_tasks(
             await asyncio.gather(*running)
             elapsed = time.monotonic() - started
             comms = next(name for name in spec.streams if name.startswith("AGENT_COMMS"))
-            info = await JsApi(cto.conn).stream_info(comms)
-            left = int((info or {}).get("state", {}).get("messages", -1))
+            left = await _left_in(JsApi(cto.conn), comms)
     finally:
         for proc in workers:
             proc.kill()
