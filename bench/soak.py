@@ -122,7 +122,6 @@ async def _left_in(api: JsApi, stream: str, within: float = 5.0) -> int:
     """Messages still in ``stream`` once the last acks have reached the server: an agent
     acks after the outcome is stored and does not wait for the ack, so the last task's
     ack can arrive a moment after its ``result()``."""
-    left = -1
     deadline = time.monotonic() + within
     while True:
         info = await api.stream_info(stream)

@@ -21,6 +21,9 @@ task's records say which.
   message, which now belongs to the other delivery.
 - A task handler running past its role's ``task_budget`` is cancelled (heartbeats would
   otherwise keep a hung handler's task forever) and the attempt counts as failed.
+- **``accepted`` is news, written for a task that runs:** once its handler has run for
+  ``accepted_after`` (or before its first progress or input request), and stored before
+  anything the attempt writes next. A quicker attempt writes only how it ended.
 - **Cancel and deadline.** A cancel request (``handle.cancel``) cancels the handler's
   coroutine (a plain ``def`` handler sees ``task.cancelled``); a task past its deadline is
   cancelled the same way. Either ends the task (``canceled``, ``expired``): acknowledged, never
