@@ -92,7 +92,7 @@ async def test_accepted_is_written_for_a_task_that_runs_not_for_a_quick_one(
     it runs, with the time the agent took it; a task that ends sooner has its outcome alone,
     which names the worker and the attempt. ``accepted_after=0`` stores it for every one."""
     release = asyncio.Event()
-    agent = fleet.agent("backend", accepted_after=0.25)
+    agent = fleet.agent("backend", accepted_after=1.0)  # far from a quick task's milliseconds
 
     @agent.on_task
     async def implement(task: Task) -> str:
