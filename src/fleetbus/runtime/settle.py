@@ -110,6 +110,14 @@ class Delivery:
     accepting: asyncio.Future[Any] | None = None
     """The ``accepted`` being written (what the attempt writes next waits for it)."""
 
+    def drop_accept_timer(self) -> bool:
+        """Cancel the ``accepted`` not yet due; whether there was one."""
+        timer, self.accept_timer = self.accept_timer, None
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
+
     def cancel(self, reason: str) -> None:
         """Cancel the running handler (once)."""
         if self.canceled is not None:
@@ -255,9 +263,7 @@ class Settler:
             self.beats.stop(d)
             self.running.discard(d)
             d.handler_task = None
-            if d.accept_timer is not None:  # the attempt ends before it was due
-                d.accept_timer.cancel()
-                d.accept_timer = None
+            d.drop_accept_timer()  # the attempt ends before it was due
         return True, value
 
     async def _call(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
@@ -466,8 +472,7 @@ class Settler:
             assigner=d.task.assigner,
             worker=self.worker,
             attempt=d.attempt,
-            time=fields.pop("time", None) or TaskUpdate.now(),
-            **fields,
+            **{"time": TaskUpdate.now(), **fields},  # a time given in the fields stands
         )
 
     def accept_later(self, d: Delivery) -> None:
@@ -489,16 +494,14 @@ class Settler:
         d.accept_timer = None
         # Not waited for: its PubAck would only delay the handler. The attempt's next record
         # waits for it (``_after_accepted``), so it is stored first.
-        d.accepting = background(self._write(d, "accepted", {"time": d.since}))
+        taken = {"time": d.since} if d.since else {}  # when the agent took it
+        d.accepting = background(self._write(d, "accepted", taken))
 
     async def _after_accepted(self, d: Delivery, *, running: bool) -> None:
         """Before the attempt writes a record: a running state writes an ``accepted`` still
         due first, an end drops it; either waits for an ``accepted`` being written."""
-        if d.accept_timer is not None:
-            d.accept_timer.cancel()
-            d.accept_timer = None
-            if running:
-                self._accept(d)
+        if d.drop_accept_timer() and running:
+            self._accept(d)
         if d.accepting is not None and not d.accepting.done():
             await asyncio.wait((d.accepting,))
 
