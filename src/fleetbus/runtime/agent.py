@@ -334,7 +334,7 @@ class Agent:
                     " run `fleetbus provision` (or `fleetbus up`) first"
                 )
             if consumer.kind == "tasks" and self._cancels is not None:
-                dispatcher.cancels.listening(conn, info.get("ts"))
+                dispatcher.cancels.listening(conn, info)
                 self._cancel_watch = (dispatcher, consumer)
             pending = consumer.spec.max_ack_pending
             limit = self.settings.max_concurrency
@@ -588,4 +588,4 @@ class Agent:
         except Exception:  # until the next reconnect, each first attempt reads the stream
             log.debug("%s: cancel requests not known live again", self.worker, exc_info=True)
             return
-        dispatcher.cancels.listening(self._conn, info.get("ts") if info else None)
+        dispatcher.cancels.listening(self._conn, info)
