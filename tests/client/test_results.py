@@ -46,7 +46,7 @@ async def test_a_missed_live_update_is_found_in_the_stored_ones(
     async with backend, fleet.client(sender="cto") as client:
         handle = await client.assign("backend", {})
         assert handle._follower is not None
-        await handle._follower.stop()  # as if a reconnect had dropped the live messages
+        handle._follower.stop()  # as if a reconnect had dropped the live messages
         release.set()
         assert await handle.result(timeout=20) == "done"
 

@@ -208,7 +208,7 @@ class Fleet:
             with tracing.producer(subject, message_id=task_id, conversation_id=task_id):
                 ack = await self._publisher.publish(subject, data, hdrs, msg_id=task_id)
         except BaseException:
-            await follower.stop()
+            follower.stop()
             raise
         if running is None:
             running = await self._agent_running(role)
@@ -217,7 +217,7 @@ class Fleet:
                 "no %s agent is running; the task is queued for the first one (%s)", role, task_id
             )
         if ack.duplicate:  # assigned before: follow it afresh, from what is stored
-            await follower.stop()
+            follower.stop()
             handle = TaskHandle(self.records, ref, stream_seq=ack.seq, duplicate=True)
         else:
             handle = TaskHandle(self.records, ref, stream_seq=ack.seq, follower=follower)

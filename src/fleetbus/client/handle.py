@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from fleetbus.errors import FleetbusError, TaskCancelled, TaskError, TaskExpired, TaskTimeout
@@ -51,17 +51,17 @@ class Follower:
         """An outcome was published live and not yet checked against the stored one."""
         self.changed = asyncio.Event()
         self.settled = asyncio.Event()
-        self._stop: Callable[[], Awaitable[None]] | None = None
+        self._stop: Callable[[], None] | None = None
 
     async def start(self, records: TaskRecords, ref: TaskRef) -> None:
         self._stop = await records.follow(ref, self._on_update)
 
-    async def _on_update(self, update: TaskUpdate, stored: bool) -> None:
+    def _on_update(self, update: TaskUpdate, stored: bool) -> None:
         if self.outcome is not None:
             return  # after the outcome nothing counts (a late attempt's lost write, say)
         if stored:
             self.settle(update)
-            await self.stop()
+            self.stop()
             return
         if update.terminal:
             self.published = True
@@ -106,12 +106,12 @@ class Follower:
                 stored = await records.last(ref, "outcome")
             if stored is not None:
                 self.settle(stored)
-                await self.stop()
+                self.stop()
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         stop, self._stop = self._stop, None
         if stop is not None:
-            await stop()
+            stop()
 
 
 class TaskHandle:
@@ -202,7 +202,7 @@ class TaskHandle:
             stored = await self.outcome()
             if stored is not None:
                 follower.settle(stored)
-                await follower.stop()
+                follower.stop()
         return self._follower
 
     async def updates(self) -> AsyncIterator[TaskUpdate]:

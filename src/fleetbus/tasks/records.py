@@ -26,7 +26,7 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from nats.aio.msg import Msg
 
 from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadError
 from fleetbus.fleet import FleetSpec
+from fleetbus.js._natspy import subscribe_direct
 from fleetbus.js.api import JsApi, StoredMessage
 from fleetbus.js.connection import Connection
 from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
@@ -47,7 +48,7 @@ __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
 
 log = logging.getLogger("fleetbus.tasks")
 
-_OnUpdate = Callable[[TaskUpdate, bool], Awaitable[None]]
+_OnUpdate = Callable[[TaskUpdate, bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +195,7 @@ class TaskRecords:
         except PayloadError:
             return None
 
-    async def follow(self, ref: TaskRef, on_update: _OnUpdate) -> Callable[[], Awaitable[None]]:
+    async def follow(self, ref: TaskRef, on_update: _OnUpdate) -> Callable[[], None]:
         """Call ``on_update(update, stored)`` with each update and outcome of the task as it
         is published (``stored`` False: a core subscription, so subscribe before anything
         happens to miss nothing), and with its outcome again once the stream has stored it
@@ -205,12 +206,13 @@ class TaskRecords:
         ``P.tasks.*.updates.{A}.*``, ``P.tasks.*.outcome.{A}.*`` and ``P.outcomes.*.{A}.*``,
         exactly what a role may subscribe to. Following a task is then an entry in a table,
         not a SUB and an UNSUB per task. (A role whose tasks are assigned from several
-        processes hears the others' records too, and drops them.)"""
+        processes hears the others' records too, and drops them.) ``on_update`` is called as
+        the client reads each message, so it must not block; nor does it wait in a queue."""
         routes = await self._routes_for(ref.assigner)
         key = (ref.task_id, ref.assignee)
         routes.setdefault(key, []).append(on_update)
 
-        async def stop() -> None:
+        def stop() -> None:
             callbacks = routes.get(key)
             if callbacks is not None and on_update in callbacks:
                 callbacks.remove(on_update)
@@ -236,8 +238,8 @@ class TaskRecords:
 
         def delivering(
             parse: Callable[[str], TaskSubject | None], stored: bool
-        ) -> Callable[[Msg], Awaitable[None]]:
-            async def deliver(msg: Msg) -> None:
+        ) -> Callable[[Msg], None]:
+            def deliver(msg: Msg) -> None:
                 parts = parse(msg.subject)
                 if parts is None or parts.assigner != assigner:
                     return
@@ -251,17 +253,17 @@ class TaskRecords:
                 if stored and not update.terminal:
                     return
                 for callback in list(callbacks):
-                    await callback(update, stored)
+                    callback(update, stored)
 
             return deliver
 
         live = delivering(subjects.parse_task, stored=False)
         for kind in ("updates", "outcome"):
             wildcard = f"{subjects.prefix}.tasks.*.{kind}.{assigner}.*"
-            self._subs.append(await self.conn.nc.subscribe(wildcard, cb=live))
+            self._subs.append(await subscribe_direct(self.conn.nc, wildcard, live))
         notices = delivering(subjects.parse_stored_outcome, stored=True)
         stored = subjects.stored_outcomes(assigner)
-        self._subs.append(await self.conn.nc.subscribe(stored, cb=notices))
+        self._subs.append(await subscribe_direct(self.conn.nc, stored, notices))
         return routes
 
     async def history(
