@@ -6,9 +6,18 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import pytest
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
-from fleetbus.js._natspy import pending_queue, raw_writer, server_info, subscribe_direct
+from fleetbus.js._natspy import (
+    direct_replies,
+    pending_queue,
+    raw_writer,
+    server_info,
+    subscribe_direct,
+)
+from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.testing import eventually
 
 
@@ -47,6 +56,47 @@ async def test_a_direct_subscription_hands_each_message_over_as_it_is_read(
         assert got == [b"one", b"two"]
     finally:
         await nc.close()
+
+
+async def test_replies_reach_their_request_without_a_task_of_their_own(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+
+        async def echo(msg: Msg) -> None:
+            await msg.respond(b"re: " + msg.data)
+
+        await nc.subscribe("natspy.echo", cb=echo)
+        assert await direct_replies(nc), "this nats-py no longer has the reply subscription"
+        answers = await asyncio.gather(*(nc.request("natspy.echo", b"%d" % n) for n in range(50)))
+        assert [a.data for a in answers] == [b"re: %d" % n for n in range(50)]
+        callback_task = _reply_subscription(nc)._wait_for_msgs_task
+        assert callback_task is not None and callback_task.cancelled()  # nats-py's, unused
+        with pytest.raises(nats.errors.NoRespondersError):  # its status reply still counts
+            await nc.request("natspy.nobody", b"", timeout=5)
+
+        async def ignore(msg: Msg) -> None:
+            return None  # a responder that never answers
+
+        await nc.subscribe("natspy.silent", cb=ignore)
+        with pytest.raises(nats.errors.TimeoutError):
+            await nc.request("natspy.silent", b"", timeout=0.2)
+        assert nc._resp_map == {}  # every waiter let go of its token
+    finally:
+        await nc.close()
+
+
+async def test_fleetbus_connections_take_replies_directly(nats_url: str) -> None:
+    conn = await connect(ConnectSettings.from_url(nats_url))
+    try:
+        assert pending_queue(_reply_subscription(conn.nc)) is None  # not nats-py's queue
+    finally:
+        await conn.close()
+
+
+def _reply_subscription(nc: nats.NATS) -> Subscription:
+    prefix = bytes(nc._resp_sub_prefix or b"").decode()
+    (sub,) = [s for s in nc._subs.values() if prefix and s.subject == prefix + "*"]
+    return sub
 
 
 async def test_the_other_internals_are_where_fleetbus_looks(nats_url: str) -> None:

@@ -2,7 +2,8 @@
 
 nats-py 2.x has no public API for these; if a release changes them, the functions here fall
 back to the public, slower way where there is one; the tests that lean on them (the batch
-publisher's, the consume loop's shutdown, ``fleetbus status``'s server version) fail so the
+publisher's, the consume loop's shutdown, ``fleetbus status``'s server version, the replies
+to requests) fail so the
 change is noticed (``tests/js/test_natspy.py`` checks that no fallback is taken).
 """
 
@@ -17,7 +18,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-__all__ = ["RawWriter", "pending_queue", "raw_writer", "server_info", "subscribe_direct"]
+__all__ = [
+    "RawWriter",
+    "direct_replies",
+    "pending_queue",
+    "raw_writer",
+    "server_info",
+    "subscribe_direct",
+]
 
 log = logging.getLogger("fleetbus.natspy")
 
@@ -123,3 +131,34 @@ async def subscribe_direct(
         deliver(msg)
 
     return await nc.subscribe(subject, cb=callback, pending_bytes_limit=0)
+
+
+async def direct_replies(nc: Client) -> bool:
+    """Hand each reply to ``nc.request`` (an awaited JetStream publish's PubAck, an API
+    answer) to its waiter as nats-py reads it. nats-py's one subscription for replies has a
+    callback: a queue and a task, so a reply took two turns of the event loop to reach the
+    request, one now. False, and nothing changed, on a nats-py without what this needs."""
+    if not all(hasattr(nc, a) for a in ("_init_request_sub", "_resp_sub_prefix", "_resp_map")):
+        return False
+    if not nc._resp_sub_prefix:
+        await nc._init_request_sub()
+    prefix = bytes(nc._resp_sub_prefix or b"").decode()
+    subject = prefix + "*"
+    subs: dict[int, Subscription] = getattr(nc, "_subs", {})
+    sub = next((s for s in subs.values() if s.subject == subject), None)
+    if sub is None or not isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
+        return False
+    if not all(hasattr(sub, a) for a in ("_pending_size", "_wait_for_msgs_task")):
+        return False
+    skip = len(prefix)
+
+    def deliver(msg: Msg) -> None:
+        future = nc._resp_map.get(msg.subject[skip:])  # the token after the prefix
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    sub._pending_queue = _Handoff(sub, deliver)  # type: ignore[assignment]
+    callback_task = sub._wait_for_msgs_task  # nats-py's, to take from the queue replaced
+    if callback_task is not None:
+        callback_task.cancel()
+    return True

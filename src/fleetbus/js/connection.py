@@ -24,6 +24,7 @@ from nats.aio.client import Client
 from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError, PermissionDenied
+from fleetbus.js._natspy import direct_replies
 from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect"]
@@ -320,6 +321,7 @@ async def connect(
         raise ConnectError(settings.display_url, _hint(reason)) from None
     except nats.errors.Error as exc:
         raise ConnectError(settings.display_url, _hint(str(exc))) from None
+    await direct_replies(nc)
     conn = Connection(nc, settings)
     connected = True
     return conn
