@@ -3,8 +3,8 @@
 nats-py 2.x has no public API for these; if a release changes them, the functions here fall
 back to the public, slower way where there is one; the tests that lean on them (the batch
 publisher's, the consume loop's shutdown, ``fleetbus status``'s server version, the replies
-to requests) fail so the
-change is noticed (``tests/js/test_natspy.py`` checks that no fallback is taken).
+to requests) fail so the change is noticed (``tests/js/test_natspy.py`` checks that no
+fallback is taken).
 """
 
 from __future__ import annotations
