@@ -7,11 +7,15 @@ import asyncio
 
 import nats
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from fleetbus.js._natspy import (
     direct_replies,
+    parse_header_lines,
     pending_queue,
     raw_writer,
     server_info,
@@ -106,3 +110,32 @@ async def test_the_other_internals_are_where_fleetbus_looks(nats_url: str) -> No
         assert server_info(nc).get("version")
     finally:
         await nc.close()
+
+
+_HEADER_BYTES = st.sampled_from(
+    [b"Nats-Msg-Id", b"a", b":", b" ", b"\t", b"\x0b", b"\x1c", b"\x85", b"\xc3\xa9", b"\r", b"\n"]
+)
+
+
+@given(
+    st.lists(
+        st.one_of(st.binary(max_size=12), st.lists(_HEADER_BYTES, max_size=6).map(b"".join)),
+        max_size=6,
+    )
+)
+def test_headers_are_parsed_exactly_as_nats_py_parses_them(lines: list[bytes]) -> None:
+    raw = b"\r\n".join(lines) + b"\r\n\r\n"
+    assert parse_header_lines(raw) == Client._parse_header_lines(raw)
+
+
+async def test_fleetbus_connections_parse_headers_their_way(nats_url: str) -> None:
+    conn = await connect(ConnectSettings.from_url(nats_url))
+    try:
+        assert conn.nc._parse_header_lines is parse_header_lines
+        sub = await conn.nc.subscribe("natspy.headers")
+        sent = {"Fleet-Sender": "cto", "Fleet-Note": "  caf\u00e9  "}
+        await conn.nc.publish("natspy.headers", b"x", headers=sent)
+        msg = await sub.next_msg(timeout=5)
+        assert msg.headers == {"Fleet-Sender": "cto", "Fleet-Note": "caf\u00e9"}
+    finally:
+        await conn.close()

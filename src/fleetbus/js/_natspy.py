@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from nats.aio.subscription import Subscription
 __all__ = [
     "RawWriter",
     "direct_replies",
+    "fast_headers",
+    "parse_header_lines",
     "pending_queue",
     "raw_writer",
     "server_info",
@@ -161,4 +164,35 @@ async def direct_replies(nc: Client) -> bool:
     callback_task = sub._wait_for_msgs_task  # nats-py's, to take from the queue replaced
     if callback_task is not None:
         callback_task.cancel()
+    return True
+
+
+_WHITESPACE = re.compile(r"\s")  # what str.isspace() is true for, every code point
+
+
+def parse_header_lines(raw: bytes) -> dict[str, str]:
+    """nats-py's ``Client._parse_header_lines``, the same result for every input (a property
+    test holds them together), faster: nats-py tests each character of each header name
+    with a generator expression, a tenth of the client's time per message with fleetbus's
+    headers; one compiled search does it here."""
+    out: dict[str, str] = {}
+    for line in raw.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if _WHITESPACE.search(key) is None:
+            out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+def fast_headers(nc: Client) -> bool:
+    """Have ``nc`` parse the headers of the messages it reads with ``parse_header_lines``.
+    False, and nothing changed, on a nats-py that parses them some other way."""
+    if not callable(getattr(type(nc), "_parse_header_lines", None)):
+        return False
+    nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
     return True

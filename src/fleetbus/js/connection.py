@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError, PermissionDenied
-from fleetbus.js._natspy import direct_replies
+from fleetbus.js._natspy import direct_replies, fast_headers
 from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect"]
@@ -322,6 +322,7 @@ async def connect(
     except nats.errors.Error as exc:
         raise ConnectError(settings.display_url, _hint(str(exc))) from None
     await direct_replies(nc)
+    fast_headers(nc)
     conn = Connection(nc, settings)
     connected = True
     return conn
