@@ -14,7 +14,13 @@ import fleetbus
 SRC = Path(fleetbus.__file__).parent
 
 LAYERS: list[list[str]] = [
-    ["fleetbus.js.acks", "fleetbus.natsconf", "fleetbus._version", "fleetbus._files"],
+    [
+        "fleetbus.js.acks",
+        "fleetbus.natsconf",
+        "fleetbus._version",
+        "fleetbus._files",
+        "fleetbus._background",
+    ],
     ["fleetbus.errors"],
     ["fleetbus.telemetry"],
     ["fleetbus.wire"],

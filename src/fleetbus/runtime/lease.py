@@ -28,6 +28,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from fleetbus._background import background
 from fleetbus._version import __version__
 from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
@@ -36,7 +37,7 @@ from fleetbus.js.connection import Connection
 from fleetbus.presence import AgentInfo, HeldTask, Liveness, Presence, local_identity
 from fleetbus.runtime.routes import Routes
 from fleetbus.runtime.settings import RuntimeSettings
-from fleetbus.runtime.settle import Settler, background
+from fleetbus.runtime.settle import Settler
 from fleetbus.wire.clock import now_iso
 from fleetbus.wire.codec import decode, encode
 

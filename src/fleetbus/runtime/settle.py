@@ -43,12 +43,13 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.msg import Msg
 
+from fleetbus._background import background
 from fleetbus.deadletters import REASON_MARK, DeadLetter, write_dead_letter
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec, ResolvedConsumer
@@ -64,7 +65,7 @@ from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, traci
 from fleetbus.wire import headers as h
 from fleetbus.wire.updates import TaskState, TaskUpdate
 
-__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "background"]
+__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded"]
 
 log = logging.getLogger("fleetbus.runtime")
 
@@ -601,17 +602,6 @@ class Heartbeats:
         assert tick is not None
         self._at = now + tick
         self._handle = loop.call_at(self._at, self._sweep)
-
-
-_BACKGROUND: set[asyncio.Future[Any]] = set()
-
-
-def background(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
-    """Run ``coro`` without waiting for it (kept referenced until it ends)."""
-    task = asyncio.ensure_future(coro)
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-    return task
 
 
 def trace_text(exc: BaseException) -> str:
