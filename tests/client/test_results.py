@@ -111,3 +111,24 @@ async def test_without_the_stored_notice_the_result_is_read_back(fleet: FleetUnd
         await js.update_stream(config)
         handle = await client.assign("backend", {})
         assert await handle.result(timeout=20) == "done"
+
+
+async def test_after_the_first_notice_outcomes_no_longer_come_live(fleet: FleetUnderTest) -> None:
+    """Once the stream's notices are seen, the live outcomes would only cost the assigner a
+    message per task: the client stops taking them. Each task then brings it two messages,
+    the task's PubAck and the notice (three while it took the live outcome as well)."""
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def work(task: Task) -> int:
+        return int(task.body["n"])
+
+    async with backend, fleet.client(sender="cto") as client:
+        first = await client.assign("backend", {"n": -1})
+        assert await first.result(timeout=20) == -1
+        await asyncio.sleep(0.1)  # the live outcomes' unsubscribe runs in the background
+        await client.nc.flush()
+        before = client.nc.stats["in_msgs"]
+        handles = [await client.assign("backend", {"n": n}) for n in range(10)]
+        assert [await h.result(timeout=20) for h in handles] == list(range(10))
+        assert client.nc.stats["in_msgs"] - before == 2 * 10

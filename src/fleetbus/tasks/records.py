@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
+from fleetbus._background import background
 from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js._natspy import subscribe_direct
@@ -206,8 +208,11 @@ class TaskRecords:
         ``P.tasks.*.updates.{A}.*``, ``P.tasks.*.outcome.{A}.*`` and ``P.outcomes.*.{A}.*``,
         exactly what a role may subscribe to. Following a task is then an entry in a table,
         not a SUB and an UNSUB per task. (A role whose tasks are assigned from several
-        processes hears the others' records too, and drops them.) ``on_update`` is called as
-        the client reads each message, so it must not block; nor does it wait in a queue."""
+        processes hears the others' records too, and drops them.) The live outcomes are
+        dropped once the first notice arrives: from then on they would only cost a message
+        per task. (A stream provisioned without the republish sends no notice, so its
+        outcomes keep coming live and are read back.) ``on_update`` is called as the client
+        reads each message, so it must not block; nor does it wait in a queue."""
         routes = await self._routes_for(ref.assigner)
         key = (ref.task_id, ref.assignee)
         routes.setdefault(key, []).append(on_update)
@@ -257,13 +262,24 @@ class TaskRecords:
 
             return deliver
 
+        nc, tasks = self.conn.nc, f"{subjects.prefix}.tasks.*"
         live = delivering(subjects.parse_task, stored=False)
-        for kind in ("updates", "outcome"):
-            wildcard = f"{subjects.prefix}.tasks.*.{kind}.{assigner}.*"
-            self._subs.append(await subscribe_direct(self.conn.nc, wildcard, live))
-        notices = delivering(subjects.parse_stored_outcome, stored=True)
-        stored = subjects.stored_outcomes(assigner)
-        self._subs.append(await subscribe_direct(self.conn.nc, stored, notices))
+        self._subs.append(await subscribe_direct(nc, f"{tasks}.updates.{assigner}.*", live))
+        live_outcomes: Subscription | None = await subscribe_direct(
+            nc, f"{tasks}.outcome.{assigner}.*", live
+        )
+        self._subs.append(live_outcomes)
+        told = delivering(subjects.parse_stored_outcome, stored=True)
+
+        def notices(msg: Msg) -> None:
+            nonlocal live_outcomes
+            if live_outcomes is not None:
+                # The stream sends notices: a live outcome adds nothing but a message per task.
+                background(_unsubscribe(live_outcomes))
+                live_outcomes = None
+            told(msg)
+
+        self._subs.append(await subscribe_direct(nc, subjects.stored_outcomes(assigner), notices))
         return routes
 
     async def history(
@@ -312,3 +328,8 @@ class TaskRecords:
 
 def _decode(stored: StoredMessage, ref: TaskRef) -> TaskUpdate:
     return TaskUpdate.decode(stored.data).written_by(ref.assigner, ref.assignee)
+
+
+async def _unsubscribe(sub: Subscription) -> None:
+    with contextlib.suppress(Exception):  # a closed connection has dropped it already
+        await sub.unsubscribe()
