@@ -13,6 +13,7 @@ again once it has stored it (its republish, ``P.outcomes.{id}.{A}.{R}``, which n
 write), and that is the answer. A live outcome with no such notice soon after (a stream
 provisioned without the republish) is read back by direct get; so is the stored outcome now
 and then while the handle waits (a reconnect can drop a live message, never a stored one).
+Once notices come, live outcomes are no longer taken (``TaskRecords.follow``).
 """
 
 from __future__ import annotations
