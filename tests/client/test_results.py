@@ -9,6 +9,7 @@ import pytest
 import fleetbus.client.handle as handle_module
 from fleetbus import Task
 from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus.wire.updates import TaskUpdate
 
 
 async def test_result_follows_live_updates_and_creates_no_consumer(
@@ -132,3 +133,34 @@ async def test_after_the_first_notice_outcomes_no_longer_come_live(fleet: FleetU
         handles = [await client.assign("backend", {"n": n}) for n in range(10)]
         assert [await h.result(timeout=20) for h in handles] == list(range(10))
         assert client.nc.stats["in_msgs"] - before == 2 * 10
+
+
+async def test_an_input_request_seen_live_is_answered_before_the_stream_has_it(
+    fleet: FleetUnderTest,
+) -> None:
+    """Subscribers hear a record a moment before the stream has stored it, so ``updates()``
+    can show an input request that ``respond()`` does not find stored yet: it reads again
+    shortly instead of refusing. Here the request's record is stored 50 ms after the handle
+    has seen it live (no agent runs: backend's client writes it as the agent would)."""
+    async with fleet.client(sender="cto") as cto, fleet.client(sender="backend") as backend:
+        handle = await cto.assign("backend", {"title": "paginate"})
+        request = TaskUpdate(
+            task_id=handle.id,
+            state="input-required",
+            agent="backend",
+            attempt=1,
+            time=TaskUpdate.now(),
+            request="1",
+            data={"question": "cursor or offset?"},
+        )
+        assert handle._follower is not None
+        handle._follower._on_update(request, False)  # as the live record arrives
+
+        async def store_soon() -> None:
+            await asyncio.sleep(0.05)
+            assert await backend.records.update(handle.ref, request)
+
+        storing = asyncio.create_task(store_soon())
+        await handle.respond({"pagination": "cursor"})
+        await storing
+        assert await backend.records.answer(handle.ref, "1") == {"pagination": "cursor"}

@@ -174,7 +174,7 @@ class TaskHandle:
         """Answer the task's pending input request (``task.request_input``). Raises
         ``FleetbusError`` when the task is not waiting for input, or the request was
         answered already (the first answer stands)."""
-        last = await self.records.last(self.ref, "updates")
+        last = await self._stored_request()
         if last is None or last.state != "input-required" or not last.request:
             state = last.state if last is not None else "not started"
             raise FleetbusError(f"task {self.id} is not waiting for input (it is {state})")
@@ -182,6 +182,22 @@ class TaskHandle:
             raise FleetbusError(
                 f"input request {last.request} of task {self.id} was answered already"
             )
+
+    async def _stored_request(self) -> TaskUpdate | None:
+        """The task's last stored update. When the last update this handle saw live is an
+        input request the stream has not stored yet (subscribers hear a record a moment
+        before it is stored: ``updates()`` can show it first), read again shortly."""
+        last = await self.records.last(self.ref, "updates")
+        follower = self._follower
+        seen = follower.seen[-1] if follower is not None and follower.seen else None
+        if seen is None or seen.state != "input-required" or not seen.request:
+            return last
+        pause = STORE_PAUSE
+        while (last is None or last.request != seen.request) and pause <= STORE_PAUSE_MOST:
+            await asyncio.sleep(pause)
+            pause *= 2
+            last = await self.records.last(self.ref, "updates")
+        return last
 
     async def outcome(self) -> TaskUpdate | None:
         """The task's stored outcome, or None while it has none."""
