@@ -12,7 +12,8 @@ So the handle takes the outcome that is *stored*: the stream holding outcomes se
 again once it has stored it (its republish, ``P.outcomes.{id}.{A}.{R}``, which no client may
 write), and that is the answer. A live outcome with no such notice soon after (a stream
 provisioned without the republish) is read back by direct get; so is the stored outcome now
-and then while the handle waits (a reconnect can drop a live message, never a stored one).
+and then while the handle waits, and at once after a reconnect (a reconnect can drop a live
+message, never a stored one).
 Once notices come, live outcomes are no longer taken (``TaskRecords.follow``).
 """
 
@@ -50,6 +51,8 @@ class Follower:
         """The stored outcome, once read back."""
         self.published = False
         """An outcome was published live and not yet checked against the stored one."""
+        self.missed = False
+        """The connection was down: records may have gone by unheard; read the stored one."""
         self.changed = asyncio.Event()
         self.settled = asyncio.Event()
         self._stop: Callable[[], None] | None = None
@@ -57,9 +60,13 @@ class Follower:
     async def start(self, records: TaskRecords, ref: TaskRef) -> None:
         self._stop = await records.follow(ref, self._on_update)
 
-    def _on_update(self, update: TaskUpdate, stored: bool) -> None:
+    def _on_update(self, update: TaskUpdate | None, stored: bool) -> None:
         if self.outcome is not None:
             return  # after the outcome nothing counts (a late attempt's lost write, say)
+        if update is None:  # back after a reconnect
+            self.missed = True
+            self.changed.set()
+            return
         if stored:
             self.settle(update)
             self.stop()
@@ -79,22 +86,23 @@ class Follower:
             self.settled.set()
 
     async def wait(self, records: TaskRecords, ref: TaskRef) -> None:
-        """Wait for news; read the stored outcome when one was published, and every
-        ``LIVE_CHECK`` seconds anyway."""
+        """Wait for news; read the stored outcome when one was published, after a
+        reconnect, and every ``LIVE_CHECK`` seconds anyway."""
         quiet = False
-        if not self.published:
+        if not (self.published or self.missed):
             try:
                 async with asyncio.timeout(LIVE_CHECK):
                     await self.changed.wait()
             except TimeoutError:
                 quiet = True
         self.changed.clear()
+        missed, self.missed = self.missed, False
         if self.outcome is None and self.published and not quiet:
             # The server's notice that it stored the outcome is on its way.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(NOTICE_WAIT):
                     await self.settled.wait()
-        if self.outcome is None and (self.published or quiet):
+        if self.outcome is None and (self.published or quiet or missed):
             published, self.published = self.published, False
             stored = await records.last(ref, "outcome")
             # Subscribers hear a publish as the server routes it, the stream stores it a

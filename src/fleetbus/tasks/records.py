@@ -50,7 +50,9 @@ __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
 
 log = logging.getLogger("fleetbus.tasks")
 
-_OnUpdate = Callable[[TaskUpdate, bool], None]
+_OnUpdate = Callable[[TaskUpdate | None, bool], None]
+"""Called with each record as heard (``stored``: the server's notice), and with None after a
+reconnect: records may have gone by unheard, so read what is stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class TaskRecords:
         self._stream = spec.stream_for(spec.subjects.task_records())
         self._followed: dict[str, asyncio.Future[dict[tuple[str, str], list[_OnUpdate]]]] = {}
         self._subs: list[Any] = []
+        self._hooked = False
 
     @property
     def stream(self) -> str:
@@ -237,7 +240,20 @@ class TaskRecords:
                 del self._followed[assigner]
             raise
 
+    async def _reconnected(self) -> None:
+        """Whatever was published while the connection was down went unheard: every
+        follower is told to read what is stored."""
+        for placing in list(self._followed.values()):
+            if not placing.done() or placing.cancelled() or placing.exception() is not None:
+                continue
+            for callbacks in list(placing.result().values()):
+                for callback in list(callbacks):
+                    callback(None, False)
+
     async def _subscribe(self, assigner: str) -> dict[tuple[str, str], list[_OnUpdate]]:
+        if not self._hooked:
+            self._hooked = True
+            self.conn.on_reconnect(self._reconnected)
         routes: dict[tuple[str, str], list[_OnUpdate]] = {}
         subjects = self.spec.subjects
 
