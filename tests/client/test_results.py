@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+import fleetbus.client.fleet as fleet_module
 import fleetbus.client.handle as handle_module
 from fleetbus import Task
 from fleetbus.testing.fleets import FleetUnderTest
@@ -114,11 +115,16 @@ async def test_without_the_stored_notice_the_result_is_read_back(fleet: FleetUnd
         assert await handle.result(timeout=20) == "done"
 
 
-async def test_after_the_first_notice_outcomes_no_longer_come_live(fleet: FleetUnderTest) -> None:
+async def test_after_the_first_notice_outcomes_no_longer_come_live(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Once the stream's notices are seen, the live outcomes would only cost the assigner a
     message per task: the client stops taking them. Each task then brings it two messages,
     the task's PubAck and the notice (three while it took the live outcome as well)."""
-    backend = fleet.agent("backend")
+    # Nothing else may reach the client on a slow machine: assign() re-reads whether a
+    # backend agent is alive once a second, and a handler past accepted_after sends an update.
+    monkeypatch.setattr(fleet_module, "LIVENESS_CACHE", 600.0)
+    backend = fleet.agent("backend", accepted_after=600)
 
     @backend.on_task
     async def work(task: Task) -> int:
