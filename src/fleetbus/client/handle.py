@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from fleetbus.errors import FleetbusError, TaskCancelled, TaskError, TaskExpired, TaskTimeout
@@ -38,7 +38,23 @@ stream (the notice follows the store within microseconds on one node, a replicat
 trip in a cluster)."""
 STORE_PAUSE = 0.002
 STORE_PAUSE_MOST = 0.256
-"""A live outcome not stored yet is read again after 2, 4, ... 256 ms (about half a second)."""
+"""A live record not stored yet is read again after 2, 4, ... 256 ms (about half a second)."""
+
+
+async def _read_until(
+    read: Callable[[], Awaitable[TaskUpdate | None]],
+    done: Callable[[TaskUpdate | None], bool],
+) -> TaskUpdate | None:
+    """``read()``, and again after ``STORE_PAUSE``, twice that, ... up to ``STORE_PAUSE_MOST``
+    while ``done`` says no: subscribers hear a record as the server routes it, and the
+    stream stores it a moment later."""
+    record = await read()
+    pause = STORE_PAUSE
+    while not done(record) and pause <= STORE_PAUSE_MOST:
+        await asyncio.sleep(pause)
+        pause *= 2
+        record = await read()
+    return record
 
 
 class Follower:
@@ -104,15 +120,12 @@ class Follower:
                     await self.settled.wait()
         if self.outcome is None and (self.published or quiet or missed):
             published, self.published = self.published, False
-            stored = await records.last(ref, "outcome")
-            # Subscribers hear a publish as the server routes it, the stream stores it a
-            # moment later: a live outcome not stored yet is read again shortly (and if the
-            # stream refused it, the outcome that stands is read within LIVE_CHECK anyway).
-            pause = STORE_PAUSE
-            while stored is None and published and pause <= STORE_PAUSE_MOST:
-                await asyncio.sleep(pause)
-                pause *= 2
-                stored = await records.last(ref, "outcome")
+            # A live outcome not stored yet is read again shortly (and if the stream refused
+            # it, the outcome that stands is read within LIVE_CHECK anyway).
+            stored = await _read_until(
+                lambda: records.last(ref, "outcome"),
+                lambda record: record is not None or not published,
+            )
             if stored is not None:
                 self.settle(stored)
                 self.stop()
@@ -195,17 +208,13 @@ class TaskHandle:
         """The task's last stored update. When the last update this handle saw live is an
         input request the stream has not stored yet (subscribers hear a record a moment
         before it is stored: ``updates()`` can show it first), read again shortly."""
-        last = await self.records.last(self.ref, "updates")
         follower = self._follower
         seen = follower.seen[-1] if follower is not None and follower.seen else None
-        if seen is None or seen.state != "input-required" or not seen.request:
-            return last
-        pause = STORE_PAUSE
-        while (last is None or last.request != seen.request) and pause <= STORE_PAUSE_MOST:
-            await asyncio.sleep(pause)
-            pause *= 2
-            last = await self.records.last(self.ref, "updates")
-        return last
+        asked = seen.request if seen is not None and seen.state == "input-required" else None
+        return await _read_until(
+            lambda: self.records.last(self.ref, "updates"),
+            lambda record: not asked or (record is not None and record.request == asked),
+        )
 
     async def outcome(self) -> TaskUpdate | None:
         """The task's stored outcome, or None while it has none."""
