@@ -84,7 +84,36 @@ async def test_replies_reach_their_request_without_a_task_of_their_own(nats_url:
         await nc.subscribe("natspy.silent", cb=ignore)
         with pytest.raises(nats.errors.TimeoutError):
             await nc.request("natspy.silent", b"", timeout=0.2)
+        waiting = asyncio.create_task(nc.request("natspy.silent", b"", timeout=30))
+        await eventually(lambda: len(nc._resp_map) == 1, 10, "the request to be sent")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
         assert nc._resp_map == {}  # every waiter let go of its token
+        await nc.drain()
+        with pytest.raises(nats.errors.ConnectionClosedError):
+            await nc.request("natspy.echo", b"late")
+    finally:
+        await nc.close()
+
+
+async def test_a_request_waits_on_one_timer_not_in_wait_for(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+
+        async def echo(msg: Msg) -> None:
+            await msg.respond(msg.data)
+
+        await nc.subscribe("natspy.timer", cb=echo)
+        assert await direct_replies(nc)
+
+        def nats_py_way(*args: object, **kwargs: object) -> None:
+            raise AssertionError("nats-py's request (asyncio.wait_for) was used")
+
+        monkeypatch.setattr(nats.aio.client.asyncio, "wait_for", nats_py_way)
+        assert (await nc.request("natspy.timer", b"one", timeout=5)).data == b"one"
     finally:
         await nc.close()
 

@@ -18,6 +18,8 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import ConnectionDrainingError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 __all__ = [
     "RawWriter",
@@ -164,7 +166,58 @@ async def direct_replies(nc: Client) -> bool:
     callback_task = sub._wait_for_msgs_task  # nats-py's, to take from the queue replaced
     if callback_task is not None:
         callback_task.cancel()
+    if hasattr(nc, "_nuid"):
+        nc.request = _Requests(nc, prefix).request  # type: ignore[method-assign]
     return True
+
+
+class _Requests:
+    """``nc.request`` with one timer for its timeout. nats-py's waits in ``asyncio.wait_for``
+    (on Python 3.11 a second future, a timer and two callbacks per request): about a tenth of
+    the client's CPU per awaited JetStream publish. The same errors: ``TimeoutError``,
+    ``NoRespondersError``, ``ConnectionDrainingError``, and nats-py's subject checks."""
+
+    __slots__ = ("_nc", "_nuid", "_old", "_prefix", "_waiting")
+
+    def __init__(self, nc: Client, prefix: str) -> None:
+        self._nc = nc
+        self._nuid = nc._nuid
+        self._waiting: dict[str, asyncio.Future[Msg]] = nc._resp_map
+        self._prefix = prefix
+        self._old = nc.request  # for the old-style requests nothing here uses
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float = 0.5,
+        old_style: bool = False,
+        headers: dict[str, Any] | None = None,
+    ) -> Msg:
+        if old_style:
+            return await self._old(subject, payload, timeout, old_style, headers)
+        nc = self._nc
+        if nc.is_draining_pubs:
+            raise ConnectionDrainingError
+        token = self._nuid.next().decode()
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[Msg] = loop.create_future()
+        self._waiting[token] = reply
+        timer = loop.call_at(loop.time() + timeout, _expire, reply)
+        try:
+            await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            msg = await reply
+        finally:
+            timer.cancel()
+            self._waiting.pop(token, None)
+        if msg.headers and msg.headers.get("Status") == "503":  # no responders
+            raise NoRespondersError
+        return msg
+
+
+def _expire(reply: asyncio.Future[Msg]) -> None:
+    if not reply.done():
+        reply.set_exception(NatsTimeoutError())
 
 
 _WHITESPACE = re.compile(r"\s")  # what str.isspace() is true for, every code point
