@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
 
 import fleetbus.client.handle as handle_module
-from fleetbus import Task
+from fleetbus import Agent, Task
+from fleetbus.client.handle import TaskHandle
+from fleetbus.tasks.records import TaskKind
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
@@ -70,11 +73,45 @@ class Relay:
             pipe.cancel()
 
 
+@contextlib.asynccontextmanager
+async def cut_off_while(
+    fleet: FleetUnderTest,
+    backend: Agent,
+    started: asyncio.Event,
+    go_on: asyncio.Event,
+    *,
+    stored: tuple[TaskKind, str],
+) -> AsyncIterator[TaskHandle]:
+    """A task assigned through a relay; once its handler has ``started`` the relay cuts the
+    assigner off, the handler goes on, and the relay mends once the task's last ``stored``
+    record (kind, state) is in the stream: the handle is then back, having heard none of it.
+    The stored records are also read every LIVE_CHECK: the caller makes that longer than the
+    test, so only what the reconnect does can answer."""
+    kind, state = stored
+    relay = Relay(fleet.url)
+    far = replace(fleet, url=await relay.start())
+    try:
+        async with backend, far.client(sender="cto") as cto, fleet.client(sender="cto") as near:
+            handle = await cto.assign("backend", {"title": "while cut off"})
+            await asyncio.wait_for(started.wait(), 15)
+            relay.cut()
+            await eventually(lambda: not cto.conn.is_connected, 15, "the relayed link to drop")
+            go_on.set()
+
+            async def in_stream() -> bool:
+                last = await near.records.last(handle.ref, kind)
+                return last is not None and last.state == state
+
+            await eventually(in_stream, 15, f"a {state} {kind} record to be stored")
+            relay.mend()
+            yield handle
+    finally:
+        await relay.close()
+
+
 async def test_an_outcome_stored_while_the_assigner_was_cut_off_is_read_on_reconnect(
     fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The stored outcome is read every LIVE_CHECK anyway: made longer than the test, so only
-    # what the reconnect does can answer result() here.
     monkeypatch.setattr(handle_module, "LIVE_CHECK", 120.0)
     holding, release = asyncio.Event(), asyncio.Event()
     backend = fleet.agent("backend")
@@ -85,21 +122,36 @@ async def test_an_outcome_stored_while_the_assigner_was_cut_off_is_read_on_recon
         await release.wait()
         return "done"
 
-    relay = Relay(fleet.url)
-    far = replace(fleet, url=await relay.start())
-    try:
-        async with backend, far.client(sender="cto") as cto, fleet.client(sender="cto") as near:
-            handle = await cto.assign("backend", {"title": "while cut off"})
-            await asyncio.wait_for(holding.wait(), 15)
-            relay.cut()
-            await eventually(lambda: not cto.conn.is_connected, 15, "the relayed link to drop")
-            release.set()
+    async with cut_off_while(
+        fleet, backend, holding, release, stored=("outcome", "completed")
+    ) as handle:
+        assert await handle.result(timeout=15) == "done"
 
-            async def stored() -> bool:
-                return await near.records.last(handle.ref, "outcome") is not None
 
-            await eventually(stored, 15, "the outcome to be stored")
-            relay.mend()
-            assert await handle.result(timeout=15) == "done"
-    finally:
-        await relay.close()
+async def test_an_input_request_made_while_the_assigner_was_cut_off_reaches_updates(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler waits for an answer, so the task has no outcome to read: without the
+    # reconnect reading the last stored update, updates() would wait for ever.
+    monkeypatch.setattr(handle_module, "LIVE_CHECK", 120.0)
+    started, ask = asyncio.Event(), asyncio.Event()
+    backend = fleet.agent("backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        started.set()
+        await ask.wait()
+        choice = await task.request_input({"question": "cursor or offset?"}, timeout=30)
+        return f"chose {choice['choice']}"
+
+    async with cut_off_while(
+        fleet, backend, started, ask, stored=("updates", "input-required")
+    ) as handle:
+        async with asyncio.timeout(15):
+            async for update in handle.updates():
+                if update.state == "input-required":
+                    assert update.data == {"question": "cursor or offset?"}
+                    await handle.respond({"choice": "cursor"})
+                if update.terminal:
+                    break
+        assert await handle.result(timeout=15) == "chose cursor"

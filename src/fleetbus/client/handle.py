@@ -113,6 +113,13 @@ class Follower:
                 quiet = True
         self.changed.clear()
         missed, self.missed = self.missed, False
+        if missed and self.outcome is None:
+            # Updates published while the connection was down went unheard: the last one
+            # stored is where the task stands (an input request it waits on, say). The ones
+            # between are not read back (a role may read only a subject's last record).
+            last = await records.last(ref, "updates")
+            if last is not None and last not in self.seen and self.outcome is None:
+                self.seen.append(last)
         if self.outcome is None and self.published and not quiet:
             # The server's notice that it stored the outcome is on its way.
             with contextlib.suppress(TimeoutError):
