@@ -175,7 +175,7 @@ class Fleet:
         When no agent of ``role`` is running (no live presence record) the task is kept for
         the first one that starts, and a warning says so (``handle.agent_running`` is
         False); with ``require_live=True`` it is not sent and ``NoLiveAgent`` is raised."""
-        self._to(role, "tasks")  # an unknown role or a role without tasks: before anything
+        subject = self._to(role, "tasks")  # an unknown role, a role without tasks: first
         task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:16]}"
         validate_id(task_id)
         data = self._encode(body)
@@ -203,7 +203,6 @@ class Fleet:
                 deadline=until,
             )
         )
-        subject = self._to(role, "tasks")
         try:
             with tracing.producer(subject, message_id=task_id, conversation_id=task_id):
                 ack = await self._publisher.publish(subject, data, hdrs, msg_id=task_id)

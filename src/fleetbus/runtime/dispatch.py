@@ -116,13 +116,14 @@ class Dispatcher:
             await settler.bad_message(d, bad)
             return
         d.deadline = _float(env.headers.get(h.DEADLINE))
+        stored = _stored_at(msg)
         d.summary = TaskSummary(
             task_id=d.task.task_id,
             role=self.role,
             assigner=d.task.assigner,
             state="accepted",
-            created=_stored_at(msg),
-            updated=_stored_at(msg),
+            created=stored,
+            updated=stored,
             attempt=d.attempt,
             worker=settler.worker,
             deadline=d.deadline,

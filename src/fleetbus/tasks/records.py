@@ -28,7 +28,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -51,6 +51,7 @@ __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
 log = logging.getLogger("fleetbus.tasks")
 
 _OnUpdate = Callable[[TaskUpdate | None, bool], None]
+_Routes = dict[tuple[str, str], list[_OnUpdate]]
 """Called with each record as heard (``stored``: the server's notice), and with None after a
 reconnect: records may have gone by unheard, so read what is stored."""
 
@@ -82,7 +83,7 @@ class TaskRecords:
         self.publisher = publisher
         self.api = JsApi(conn)
         self._stream = spec.stream_for(spec.subjects.task_records())
-        self._followed: dict[str, asyncio.Future[dict[tuple[str, str], list[_OnUpdate]]]] = {}
+        self._followed: dict[str, asyncio.Future[_Routes]] = {}
         self._subs: list[Any] = []
         self._hooked = False
 
@@ -229,8 +230,10 @@ class TaskRecords:
 
         return stop
 
-    async def _routes_for(self, assigner: str) -> dict[tuple[str, str], list[_OnUpdate]]:
+    async def _routes_for(self, assigner: str) -> _Routes:
         placing = self._followed.get(assigner)
+        if _subscribed(placing):  # the usual case: nothing to wait for
+            return placing.result()
         if placing is None:  # the first task of this assigner: subscribe (others wait)
             placing = self._followed[assigner] = asyncio.ensure_future(self._subscribe(assigner))
         try:
@@ -244,17 +247,17 @@ class TaskRecords:
         """Whatever was published while the connection was down went unheard: every
         follower is told to read what is stored."""
         for placing in list(self._followed.values()):
-            if not placing.done() or placing.cancelled() or placing.exception() is not None:
+            if not _subscribed(placing):
                 continue
             for callbacks in list(placing.result().values()):
                 for callback in list(callbacks):
                     callback(None, False)
 
-    async def _subscribe(self, assigner: str) -> dict[tuple[str, str], list[_OnUpdate]]:
+    async def _subscribe(self, assigner: str) -> _Routes:
         if not self._hooked:
             self._hooked = True
             self.conn.on_reconnect(self._reconnected)
-        routes: dict[tuple[str, str], list[_OnUpdate]] = {}
+        routes: _Routes = {}
         subjects = self.spec.subjects
 
         def delivering(
@@ -340,6 +343,15 @@ class TaskRecords:
                 async for update, _ in self.history(task_id, assignee=assignee):
                     out.append(update)
         return out
+
+
+def _subscribed(placing: asyncio.Future[_Routes] | None) -> TypeGuard[asyncio.Future[_Routes]]:
+    return (
+        placing is not None
+        and placing.done()
+        and not placing.cancelled()
+        and placing.exception() is None
+    )
 
 
 def _decode(stored: StoredMessage, ref: TaskRef) -> TaskUpdate:
