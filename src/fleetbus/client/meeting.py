@@ -26,7 +26,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from fleetbus._background import background
 from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.js._natspy import subscribe_direct
 from fleetbus.telemetry import tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import now_iso
@@ -110,8 +112,8 @@ class Meeting:
         nc = self.fleet.nc
         # The room: what members say (each with its own token), and plain publishes to it.
         self._subs = [
-            await nc.subscribe(f"{self._room}.*", cb=self._on_message),
-            await nc.subscribe(self._room, cb=self._on_message),
+            await subscribe_direct(nc, f"{self._room}.*", self._on_message),
+            await subscribe_direct(nc, self._room, self._on_message),
         ]
         await self.fleet.conn.flush()
         self.members.add(self.role)
@@ -158,8 +160,9 @@ class Meeting:
                 return
             yield message
 
-    async def _on_message(self, msg: Msg) -> None:
-        """Keep presence current and queue messages, whether or not anyone iterates."""
+    def _on_message(self, msg: Msg) -> None:
+        """Keep presence current and queue messages, whether or not anyone iterates (as the
+        client reads each message: it must not wait)."""
         if self._own in msg.data:
             return  # our own words
         headers = msg.headers or {}
@@ -168,14 +171,17 @@ class Meeting:
             return  # not meeting traffic
         if message.type == "join":
             self._present(message.sender, True)
-            with contextlib.suppress(Exception):
-                await self._notice("present")
+            background(self._answer_join())
         elif message.type == "present":
             self._present(message.sender, True)
             return  # an answer to our join: presence only
         elif message.type == "leave":
             self._present(message.sender, False)
         self._queue(message)
+
+    async def _answer_join(self) -> None:
+        with contextlib.suppress(Exception):  # then the newcomer learns of us when we speak
+            await self._notice("present")
 
     def _queue(self, message: MeetingMessage | None) -> None:
         if self._inbox.full():
