@@ -82,6 +82,44 @@ async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
     assert letter.headers["X-Trace"] == "abc"
 
 
+@pytest.mark.parametrize(
+    ("result", "said"),
+    [
+        ({"tags": {"api", "db"}}, "not JSON-serialisable"),
+        ("x" * 2_000_000, "over the server's max_payload"),
+    ],
+    ids=["not-json", "too-large"],
+)
+async def test_a_result_that_cannot_be_stored_fails_the_attempt_and_nothing_is_acked_without_it(
+    fleet: FleetUnderTest, result: object, said: str
+) -> None:
+    attempts: list[int] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def answer(task: Task) -> object:
+        attempts.append(task.attempt)
+        return result
+
+    async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"title": "report"})
+        with pytest.raises(TaskError) as failed:
+            await handle.result(timeout=15)
+        history = await updates(nc, fleet, handle.id)
+        (letter,) = await wait_dead_letters(nc, fleet, 1)
+        assert agent.state == "running" and agent.failure is None  # the agent carries on
+
+    assert attempts == [1, 2, 3]  # each attempt failed (and was retried), none was acked
+    assert said in str(failed.value)
+    assert [u.state for u in history if u.state != "accepted"] == [
+        "failed",
+        "failed",
+        "dead_lettered",
+    ]
+    assert all(said in (u.error or "") for u in history if u.state == "failed")
+    assert said in letter.headers[h.DLQ_ERROR]
+
+
 async def test_a_rejected_task_is_dead_lettered_at_once(fleet: FleetUnderTest) -> None:
     attempts: list[int] = []
     agent = fleet.agent("backend")

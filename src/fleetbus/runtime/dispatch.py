@@ -36,7 +36,6 @@ from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import format_iso, now_iso
-from fleetbus.wire.codec import encode
 from fleetbus.wire.subjects import ADMIN, validate_id
 from fleetbus.wire.updates import TaskUpdate, task_id_of
 
@@ -154,11 +153,7 @@ class Dispatcher:
         ok, value = await settler.run(d, self.routes.task, task)
         if not ok:
             return
-        try:
-            encode({"result": value})
-        except PayloadError as exc:
-            await settler.fail(d, f"handler result: {exc}", None)
-            return
+        # A result that cannot be stored (not JSON, too large) fails the attempt there.
         await settler.complete(d, "completed", result=value)
 
     async def _settled_before(self, d: Delivery) -> bool:
