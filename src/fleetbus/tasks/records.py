@@ -51,9 +51,10 @@ __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
 log = logging.getLogger("fleetbus.tasks")
 
 _OnUpdate = Callable[[TaskUpdate | None, bool], None]
-_Routes = dict[tuple[str, str], list[_OnUpdate]]
 """Called with each record as heard (``stored``: the server's notice), and with None after a
 reconnect: records may have gone by unheard, so read what is stored."""
+_Routes = dict[tuple[str, str], list[_OnUpdate]]
+"""Who follows which task of one assigner: (task id, assignee) -> callbacks."""
 
 
 @dataclass(frozen=True, slots=True)
