@@ -112,8 +112,9 @@ async def test_a_request_waits_on_one_timer_not_in_wait_for(
         def nats_py_way(*args: object, **kwargs: object) -> None:
             raise AssertionError("nats-py's request (asyncio.wait_for) was used")
 
-        monkeypatch.setattr(nats.aio.client.asyncio, "wait_for", nats_py_way)
-        assert (await nc.request("natspy.timer", b"one", timeout=5)).data == b"one"
+        with monkeypatch.context() as patched:  # undone before the close below
+            patched.setattr(nats.aio.client.asyncio, "wait_for", nats_py_way)
+            assert (await nc.request("natspy.timer", b"one", timeout=5)).data == b"one"
     finally:
         await nc.close()
 
