@@ -15,7 +15,8 @@ configured (the SDK, an exporter) nothing here does anything: no span, no header
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 try:
@@ -27,6 +28,8 @@ except ImportError:  # pragma: no cover - the otel extra not installed
 __all__ = ["active", "consumer", "inject", "producer"]
 
 SYSTEM = "nats"
+_NO_SPAN = contextlib.nullcontext()
+"""What a send or a handler runs in while no tracer provider is configured (no cost)."""
 _INACTIVE = (ProxyTracerProvider, NoOpTracerProvider) if trace is not None else ()
 
 
@@ -52,21 +55,17 @@ def _attributes(
     return attributes
 
 
-@contextlib.contextmanager
 def producer(
     destination: str, *, message_id: str | None = None, conversation_id: str | None = None
-) -> Iterator[None]:
+) -> AbstractContextManager[object]:
     """A ``send`` span around a send; ``inject`` within it carries it to the receiver."""
     if not active():
-        yield
-        return
-    tracer = trace.get_tracer("fleetbus")
-    with tracer.start_as_current_span(
+        return _NO_SPAN
+    return trace.get_tracer("fleetbus").start_as_current_span(
         f"send {destination}",
         kind=SpanKind.PRODUCER,
         attributes=_attributes(destination, "send", message_id, conversation_id),
-    ):
-        yield
+    )
 
 
 def inject(headers: MutableMapping[str, str]) -> None:
@@ -75,24 +74,19 @@ def inject(headers: MutableMapping[str, str]) -> None:
         propagate.inject(headers)
 
 
-@contextlib.contextmanager
 def consumer(
     headers: Mapping[str, str] | None,
     destination: str,
     *,
     message_id: str | None = None,
     conversation_id: str | None = None,
-) -> Iterator[None]:
+) -> AbstractContextManager[object]:
     """A ``process`` span, child of the sender's (from ``headers``), around a handler."""
     if not active():
-        yield
-        return
-    tracer = trace.get_tracer("fleetbus")
-    parent = propagate.extract(dict(headers or {}))
-    with tracer.start_as_current_span(
+        return _NO_SPAN
+    return trace.get_tracer("fleetbus").start_as_current_span(
         f"process {destination}",
-        context=parent,
+        context=propagate.extract(dict(headers or {})),
         kind=SpanKind.CONSUMER,
         attributes=_attributes(destination, "process", message_id, conversation_id),
-    ):
-        yield
+    )
