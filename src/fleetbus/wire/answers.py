@@ -14,13 +14,14 @@ from typing import Any
 
 from fleetbus.errors import PayloadError
 from fleetbus.wire import headers as h
+from fleetbus.wire.codec import compact
 
 __all__ = ["encode_answer", "encode_error", "parse_answer"]
 
 
 def encode_answer(value: Any) -> tuple[bytes, dict[str, str]]:
     try:
-        data = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        data = compact(value)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"the answer is not JSON-serialisable: {exc}") from None
     return data.encode(), {h.STATUS: "ok"}

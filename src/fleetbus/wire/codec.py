@@ -8,7 +8,16 @@ from typing import Any
 
 from fleetbus.errors import PayloadError
 
-__all__ = ["decode", "encode"]
+__all__ = ["compact", "decode", "encode"]
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""Made once: ``json.dumps`` with these options builds an encoder per call."""
+
+
+def compact(value: Any) -> str:
+    """``value`` as compact JSON, NaN refused (``TypeError`` / ``ValueError`` for what JSON
+    cannot hold)."""
+    return _ENCODER.encode(value)
 
 
 def encode(body: Mapping[str, Any], *, max_payload: int | None = None) -> bytes:
@@ -16,13 +25,7 @@ def encode(body: Mapping[str, Any], *, max_payload: int | None = None) -> bytes:
     if not isinstance(body, Mapping):
         raise PayloadError(f"a body must be a JSON object (a dict), got {type(body).__name__}")
     try:
-        data = json.dumps(
-            body if isinstance(body, dict) else dict(body),
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
-        raw = data.encode()
+        raw = compact(body if isinstance(body, dict) else dict(body)).encode()
     except UnicodeEncodeError as exc:
         raise PayloadError(f"body has text that is not valid Unicode: {exc.reason}") from None
     except (TypeError, ValueError) as exc:
