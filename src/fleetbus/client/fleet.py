@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 import uuid
 import warnings
@@ -176,7 +177,7 @@ class Fleet:
         the first one that starts, and a warning says so (``handle.agent_running`` is
         False); with ``require_live=True`` it is not sent and ``NoLiveAgent`` is raised."""
         subject = self._to(role, "tasks")  # an unknown role, a role without tasks: first
-        task_id = task_id or _body_task_id(body) or f"task-{uuid.uuid4().hex[:16]}"
+        task_id = task_id or _body_task_id(body) or f"task-{os.urandom(8).hex()}"
         validate_id(task_id)
         data = self._encode(body)
         hdrs = {**(headers or {}), h.TASK_ID: task_id}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
-import uuid
 from collections.abc import Mapping
 
 from nats.errors import NoRespondersError
@@ -65,7 +65,7 @@ class Publisher:
         sender as given (a dead letter or a replay speaks for the original sender)."""
         check_length(subject)
         hdrs = dict(headers or {})
-        hdrs[h.MSG_ID] = msg_id or hdrs.get(h.MSG_ID) or uuid.uuid4().hex
+        hdrs[h.MSG_ID] = msg_id or hdrs.get(h.MSG_ID) or os.urandom(16).hex()  # uuid4's bytes
         if as_sender and self.sender and h.SENDER not in hdrs:
             hdrs[h.SENDER] = self.sender
         max_payload = self.conn.max_payload

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-import uuid
+import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -124,7 +124,7 @@ class TaskRecords:
         be used first by any writer of the stream, and the real outcome dropped as a duplicate.
         """
         subject = self.subject(ref, "outcome")
-        msg_id = f"outcome-{uuid.uuid4().hex}"
+        msg_id = f"outcome-{os.urandom(16).hex()}"
         headers = {h.TASK_ID: ref.task_id, EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}
         try:
             ack = await self.publisher.publish(subject, update.encode(), headers, msg_id=msg_id)
