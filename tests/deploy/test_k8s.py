@@ -629,6 +629,31 @@ def test_with_secrets_puts_them_only_in_the_secret_files(
             assert doc["metadata"]["annotations"]["fleetbus.dev/passwords"] == "data-dir"
 
 
+@pytest.mark.parametrize(
+    "passwords", [["--with-secrets", ".fleetbus"], ["--generate-passwords"], []]
+)
+def test_the_secret_files_are_readable_by_their_owner_only(
+    workdir: Path, real: dict[str, str], passwords: list[str]
+) -> None:
+    """Real passwords on a shared host: another user (an agent process under its own account,
+    say) must not read them, nor the routes' password in the Helm values. The other files
+    keep the usual mode."""
+    umask = os.umask(0o022)
+    try:
+        result = fleetbus("deploy", "k8s", "--out", "k8s", *passwords)
+        assert result.exit_code == 0, result.output
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (workdir / "k8s").iterdir()}
+        result = fleetbus("deploy", "k8s", "--out", "k8s", "--force", *passwords)
+        assert result.exit_code == 0, result.output
+    finally:
+        os.umask(umask)
+    for name in SECRET_FILES | {"nats-values.yaml"}:
+        assert modes[name] == 0o600, name
+    assert modes["fleet-configmap.yaml"] == 0o644  # not made private along with them
+    for name in SECRET_FILES:  # and so they stay when written over
+        assert (workdir / "k8s" / name).stat().st_mode & 0o777 == 0o600, name
+
+
 def test_with_secrets_names_what_is_missing(workdir: Path, real: dict[str, str]) -> None:
     for role in ("ceo", "cto", "backend", "devops", "cso"):
         (workdir / ".fleetbus" / "auth" / f"{role}.json").unlink()

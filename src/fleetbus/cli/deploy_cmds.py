@@ -5,11 +5,13 @@ on Kubernetes, or under docker compose on one machine; ``deploy prometheus-rules
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 
+from fleetbus._files import write_private
 from fleetbus.cli._common import OutFile, console, err_console, fail, guard, print_or_write, state
 from fleetbus.deploy.grafana import render_dashboard
 from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
@@ -35,6 +37,34 @@ deploy_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(deploy_app)
+
+
+class _File(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def private(self) -> bool: ...
+
+
+def _write_files(out: Path, files: Sequence[_File], *, force: bool) -> None:
+    """Write ``files`` under ``out``, the ones holding passwords readable by their owner only;
+    refuse to write over what is there without ``--force``."""
+    existing = [f.name for f in files if (out / f.name).exists()]
+    if existing and not force:
+        named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if existing[3:] else "")
+        fail(f"{out} already has {named}; use --force to overwrite")
+    try:
+        for f in files:
+            path = out / f.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if f.private:
+                write_private(path, f.text)
+            else:
+                path.write_text(f.text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}")
 
 
 def _read_credentials(spec: FleetSpec, data_dir: Path) -> dict[str, Credential]:
@@ -118,16 +148,7 @@ def k8s(
         route_password=route,
     )
     files = guard(lambda: render_k8s(spec, options, credentials=credentials))
-    existing = [f.name for f in files if (out / f.name).exists()]
-    if existing and not force:
-        named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if existing[3:] else "")
-        fail(f"{out} already has {named}; use --force to overwrite")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            (out / f.name).write_text(f.text, encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {out}: {exc.strerror or exc}")
+    _write_files(out, files, force=force)
     console.print(
         f"wrote {len(files)} files to {out}: NATS x{replicas} in namespace {namespace},"
         f" {len(spec.roles)} agent Deployments"
@@ -176,7 +197,6 @@ def compose(
     """A compose project: a NATS JetStream cluster with the fleet's authorization, a one-shot
     provisioning service and one `fleetbus run` service per role, each with its own
     credentials; the steps in README.md."""
-    from fleetbus._files import write_private
     from fleetbus.deploy.compose import ComposeOptions, render_compose
 
     if with_secrets is not None and generate_passwords:
@@ -197,20 +217,7 @@ def compose(
         password_source=source,
     )
     files = guard(lambda: render_compose(spec, options, credentials=credentials))
-    existing = [f.name for f in files if (out / f.name).exists()]
-    if existing and not force:
-        named = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if existing[3:] else "")
-        fail(f"{out} already has {named}; use --force to overwrite")
-    try:
-        for f in files:
-            path = out / f.name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if f.private:
-                write_private(path, f.text)
-            else:
-                path.write_text(f.text, encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot write {out}: {exc.strerror or exc}")
+    _write_files(out, files, force=force)
     console.print(
         f"wrote {len(files)} files to {out}: NATS x{replicas}, provisioning,"
         f" {len(spec.roles)} agent services"

@@ -131,9 +131,12 @@ def render_k8s(
     values = helm_values(spec, options)
 
     files = [
-        RenderedFile("nats-values.yaml", yaml.safe_dump(values, sort_keys=False)),
-        RenderedFile("nats-auth-secret.yaml", dump(auth_secret), (auth_secret,)),
-        RenderedFile("fleetbus-credentials.yaml", dump(*client_secrets), tuple(client_secrets)),
+        # The routes' password is in the values: a route is let past every permission.
+        RenderedFile("nats-values.yaml", yaml.safe_dump(values, sort_keys=False), private=True),
+        RenderedFile("nats-auth-secret.yaml", dump(auth_secret), (auth_secret,), private=True),
+        RenderedFile(
+            "fleetbus-credentials.yaml", dump(*client_secrets), tuple(client_secrets), private=True
+        ),
         RenderedFile("fleet-configmap.yaml", dump(configmap), (configmap,)),
         RenderedFile("provision-job.yaml", dump(job), (job,)),
     ]

@@ -91,6 +91,8 @@ class RenderedFile:
     text: str
     manifests: tuple[dict[str, Any], ...] = ()
     """The Kubernetes objects in the file (empty for Helm values and the README)."""
+    private: bool = False
+    """It holds passwords (or their placeholders): written readable by its owner only."""
 
 
 def k8s_name(role: str) -> str:
