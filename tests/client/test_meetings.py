@@ -10,6 +10,7 @@ from nats.aio.msg import Msg
 
 from fleetbus import FleetbusError, Message
 from fleetbus.client.meeting import Meeting, MeetingMessage
+from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
 
@@ -181,3 +182,35 @@ def _collect(into: list[Msg]) -> Callable[[Msg], Awaitable[None]]:
         into.append(msg)
 
     return collect
+
+
+async def test_a_member_that_leaves_before_answering_a_join_says_nothing_after_its_leave(
+    fleet: FleetUnderTest,
+) -> None:
+    """A join is answered with "present" as soon as the loop can; a member that left in
+    between must not answer it: a "present" after its "leave" would put it back in the room
+    for everyone else."""
+    heard: list[str] = []
+    async with fleet.client(sender="backend") as backend_client:
+        room = backend_client.meeting("handover")
+        subject = fleet.spec.subjects.meeting("handover")
+
+        async def record(msg: Msg) -> None:
+            said = MeetingMessage.parse(fleet.spec.subjects, msg.subject, msg.data, {})
+            heard.append(said.type if said is not None else "?")
+
+        watcher = await backend_client.nc.subscribe(f"{subject}.*", cb=record)
+        await room.__aenter__()
+        join = Msg(
+            backend_client.nc,
+            subject=fleet.spec.subjects.meeting("handover", "cto"),
+            data=b'{"from":"cto","type":"join"}',
+        )
+        room._on_message(join)  # heard, its answer not sent yet
+        await room.__aexit__(None, None, None)
+        await backend_client.nc.flush()  # a round trip: an answer due would be sent by now
+        # Published after all of it on the same connection: once it is heard, so is the rest.
+        await backend_client.nc.publish(f"{subject}.cto", b'{"from":"cto","type":"marker"}')
+        await eventually(lambda: "marker" in heard, 10, "the marker")
+        await watcher.unsubscribe()
+    assert heard == ["join", "leave", "marker"]  # its own join; no "present" at all

@@ -180,6 +180,8 @@ class Meeting:
         self._queue(message)
 
     async def _answer_join(self) -> None:
+        if not self._subs:
+            return  # left meanwhile: a late "present" would undo our "leave"
         with contextlib.suppress(Exception):  # then the newcomer learns of us when we speak
             await self._notice("present")
 
