@@ -114,6 +114,14 @@ class _Handoff:
         return None
 
 
+def _queue_replaceable(sub: Subscription) -> bool:
+    """Whether ``sub`` has the pending queue and its byte count that ``_Handoff`` stands in
+    for."""
+    return isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue) and hasattr(
+        sub, "_pending_size"
+    )
+
+
 async def subscribe_direct(
     nc: Client, subject: str, deliver: Callable[[Msg], None]
 ) -> Subscription:
@@ -122,9 +130,7 @@ async def subscribe_direct(
     relies on, an ordinary subscription with a callback (a queue and a task; its
     ``pending_queue`` is then that queue)."""
     sub = await nc.subscribe(subject)
-    if isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue) and hasattr(
-        sub, "_pending_size"
-    ):
+    if _queue_replaceable(sub):
         sub._pending_queue = _Handoff(sub, deliver)  # type: ignore[assignment]
         # The iterator nats-py made for a subscription without a callback holds the queue
         # replaced above (and a future): unused here, and most of what it would keep alive.
@@ -151,9 +157,7 @@ async def direct_replies(nc: Client) -> bool:
     subject = prefix + "*"
     subs: dict[int, Subscription] = getattr(nc, "_subs", {})
     sub = next((s for s in subs.values() if s.subject == subject), None)
-    if sub is None or not isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue):
-        return False
-    if not all(hasattr(sub, a) for a in ("_pending_size", "_wait_for_msgs_task")):
+    if sub is None or not _queue_replaceable(sub) or not hasattr(sub, "_wait_for_msgs_task"):
         return False
     skip = len(prefix)
 
