@@ -85,7 +85,6 @@ class TaskRecords:
         self.api = JsApi(conn)
         self._stream = spec.stream_for(spec.subjects.task_records())
         self._followed: dict[str, asyncio.Future[_Routes]] = {}
-        self._subs: list[Any] = []
         self._hooked = False
 
     @property
@@ -284,11 +283,10 @@ class TaskRecords:
 
         nc, tasks = self.conn.nc, f"{subjects.prefix}.tasks.*"
         live = delivering(subjects.parse_task, stored=False)
-        self._subs.append(await subscribe_direct(nc, f"{tasks}.updates.{assigner}.*", live))
+        await subscribe_direct(nc, f"{tasks}.updates.{assigner}.*", live)
         live_outcomes: Subscription | None = await subscribe_direct(
             nc, f"{tasks}.outcome.{assigner}.*", live
         )
-        self._subs.append(live_outcomes)
         told = delivering(subjects.parse_stored_outcome, stored=True)
 
         def notices(msg: Msg) -> None:
@@ -299,7 +297,7 @@ class TaskRecords:
                 live_outcomes = None
             told(msg)
 
-        self._subs.append(await subscribe_direct(nc, subjects.stored_outcomes(assigner), notices))
+        await subscribe_direct(nc, subjects.stored_outcomes(assigner), notices)
         return routes
 
     async def history(
