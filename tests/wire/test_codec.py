@@ -149,3 +149,36 @@ def test_decode_accepts_a_plain_nats_pub_body() -> None:
     # what `nats pub genbrain.agents.backend.tasks '{...}'` sends: pretty, with spaces
     raw = b'{\n  "task_id": "task-001",\n  "priority": "high"\n}'
     assert decode(raw) == {"task_id": "task-001", "priority": "high"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ('{"a": 1}'.encode("utf-16"), "not UTF-8"),
+        ('{"a": 1}'.encode("utf-32-le"), "not JSON"),
+    ],
+)
+def test_decode_takes_utf8_only(raw: bytes, error: str) -> None:
+    # json.loads on bytes would take each of these: the wire contract says UTF-8
+    with pytest.raises(PayloadError, match=error):
+        decode(raw)
+
+
+def test_decode_lets_a_utf8_byte_order_mark_pass() -> None:
+    # what PowerShell's `Set-Content -Encoding utf8` writes before the text
+    assert decode('{"a": "ü"}'.encode("utf-8-sig")) == {"a": "ü"}
+
+
+@given(st.binary(max_size=64) | st.from_regex(rb"\A\s*\{.{0,40}\}\s*\Z"))
+def test_decode_takes_what_json_takes_from_utf8_text(raw: bytes) -> None:
+    try:
+        expected = json.loads(raw.decode().removeprefix("\ufeff"))
+    except (UnicodeDecodeError, ValueError):
+        with pytest.raises(PayloadError):
+            decode(raw)
+        return
+    if isinstance(expected, dict):
+        assert decode(raw) == expected
+    else:
+        with pytest.raises(PayloadError, match="must be a JSON object"):
+            decode(raw)
