@@ -46,7 +46,7 @@ from fleetbus.errors import (
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.acks import PubAck, PublishManyResult
 from fleetbus.js.batch import BatchPublisher
-from fleetbus.js.connection import Connection, ConnectSettings, connect
+from fleetbus.js.connection import Connection, ConnectSettings, connect, unsubscribe
 from fleetbus.js.publish import Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.presence import AgentChange, AgentInfo, Presence
@@ -274,8 +274,7 @@ class Fleet:
                     f"agent {instance} did not answer within 5s (not running, or offline)"
                 ) from None
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await unsubscribe(sub)
         if (answer.headers or {}).get("Status") == "503":  # no one listens there
             raise FleetbusError(f"agent {instance} did not answer: it is not running")
         body = decode(answer.data)
@@ -505,8 +504,7 @@ class Fleet:
                     raise PermissionDenied(f"this identity may not ask {role}") from None
                 raise AskTimeout(role, timeout) from None
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await unsubscribe(sub)
         if (answer.headers or {}).get("Status") == "503":
             raise NoResponders(role)  # the server: nobody subscribes to the ask subject
         return _answer(role, answer.data, answer.headers)
@@ -595,8 +593,7 @@ class Fleet:
                 )
             yield self._observed(_live(sub), subject if agents else None)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await unsubscribe(sub)
 
     async def _observed(
         self, messages: AsyncIterable[Msg], agents: str | None

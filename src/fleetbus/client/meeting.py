@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from fleetbus._background import background
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.js._natspy import subscribe_direct
+from fleetbus.js.connection import unsubscribe
 from fleetbus.telemetry import tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import now_iso
@@ -129,9 +130,7 @@ class Meeting:
         except Exception as error:  # the others see us go silent instead; we still leave
             log.info("meeting %s: the leave notice was not sent: %s", self.id, error)
         finally:
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+            await unsubscribe(*subs)
             self._queue(None)
 
     async def say(self, content: Any, *, type: str = "message", **fields: Any) -> None:

@@ -44,7 +44,7 @@ from fleetbus.client.meeting import MeetingMessage
 from fleetbus.deadletters import DeadLetterEntry, DeadLetters
 from fleetbus.errors import FleetbusError, InvalidSubjectError, PayloadError
 from fleetbus.fleet import FleetSpec
-from fleetbus.js.connection import Connection
+from fleetbus.js.connection import Connection, unsubscribe
 from fleetbus.js.reader import StreamReader
 from fleetbus.ops.status import ConsumerStatus, FleetStatus, collect, evaluate
 from fleetbus.presence import AgentInfo
@@ -584,9 +584,7 @@ class FleetData:
             await self.conn.flush()  # the server has the subscriptions: nothing said is missed
             yield items()
         finally:
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+            await unsubscribe(*subs)
 
 
 def update_json(update: TaskUpdate) -> dict[str, Any]:

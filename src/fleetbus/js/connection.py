@@ -21,13 +21,14 @@ from urllib.parse import unquote, urlsplit
 
 import nats
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError, PermissionDenied
 from fleetbus.js._natspy import direct_replies, fast_headers
 from fleetbus.telemetry import METRICS
 
-__all__ = ["ConnectSettings", "Connection", "connect"]
+__all__ = ["ConnectSettings", "Connection", "connect", "unsubscribe"]
 
 log = logging.getLogger("fleetbus.js.connection")
 
@@ -326,6 +327,16 @@ async def connect(
     conn = Connection(nc, settings)
     connected = True
     return conn
+
+
+async def unsubscribe(*subs: Subscription | None) -> None:
+    """Unsubscribe each of ``subs`` (None: nothing to do). On the way out of whatever used
+    them, so a failure is nothing to act on: a connection that closed or lost its server has
+    dropped them already (the server forgets a connection's subscriptions with it)."""
+    for sub in subs:
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
 
 def _hint(reason: str) -> str:

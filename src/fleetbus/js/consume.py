@@ -39,7 +39,7 @@ from nats.aio.subscription import Subscription
 
 from fleetbus.js._natspy import pending_queue, subscribe_direct
 from fleetbus.js.backoff import Backoff
-from fleetbus.js.connection import Connection
+from fleetbus.js.connection import Connection, unsubscribe
 from fleetbus.js.signal import Signal
 
 __all__ = ["ConsumerLoop"]
@@ -329,8 +329,7 @@ class ConsumerLoop:
         if sub is None:
             return
         queue = pending_queue(sub)
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        await unsubscribe(sub)
         while queue is not None and not queue.empty():
             msg = queue.get_nowait()
             if msg.reply and msg.reply.startswith("$JS.ACK"):

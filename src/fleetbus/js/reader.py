@@ -13,7 +13,6 @@ the right to delete consumers.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
@@ -22,7 +21,7 @@ from typing import Any, Literal
 from nats.aio.msg import Msg
 
 from fleetbus.js.api import JsApi
-from fleetbus.js.connection import Connection
+from fleetbus.js.connection import Connection, unsubscribe
 
 __all__ = ["INACTIVE_THRESHOLD", "Deliver", "StreamReader", "read_stream"]
 
@@ -98,9 +97,7 @@ class StreamReader:
 
     async def close(self) -> None:
         sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await unsubscribe(sub)
 
     async def __aiter__(self) -> AsyncIterator[Msg]:
         if self._sub is None or self._on_message is not None:

@@ -34,7 +34,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from fleetbus.fleet import ResolvedConsumer
 from fleetbus.js.api import JsApi
-from fleetbus.js.connection import Connection
+from fleetbus.js.connection import Connection, unsubscribe
 
 __all__ = ["HOLD", "Inbox"]
 
@@ -105,9 +105,7 @@ class Inbox:
             held, self.held = self.held, []
             await _nak(held)
         sub, self._sub = self._sub, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await unsubscribe(sub)
 
     async def _ack_held(self) -> int:
         held, self.held = self.held, []

@@ -43,7 +43,7 @@ from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadE
 from fleetbus.fleet import FleetSpec, ResolvedConsumer
 from fleetbus.js._natspy import subscribe_direct
 from fleetbus.js.api import JsApi
-from fleetbus.js.connection import Connection, ConnectSettings, connect
+from fleetbus.js.connection import Connection, ConnectSettings, connect, unsubscribe
 from fleetbus.js.consume import ConsumerLoop
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.dispatch import Dispatcher
@@ -510,9 +510,7 @@ class Agent:
 
     async def _unsubscribe_cancels(self) -> None:
         sub, self._cancels = self._cancels, None
-        if sub is not None:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        await unsubscribe(sub)
 
     def drain(self) -> None:
         """Stop fetching, let what it holds finish (up to the role's ``task_budget``), then

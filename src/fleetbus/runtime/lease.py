@@ -33,7 +33,7 @@ from fleetbus._version import __version__
 from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js._natspy import subscribe_direct
-from fleetbus.js.connection import Connection
+from fleetbus.js.connection import Connection, unsubscribe
 from fleetbus.presence import AgentInfo, HeldTask, Liveness, Presence, local_identity
 from fleetbus.runtime.routes import Routes
 from fleetbus.runtime.settings import RuntimeSettings
@@ -138,9 +138,7 @@ class Lease:
         if renewals is not None:
             renewals.remove(self)
         control, self._control = self._control, None
-        if control is not None:
-            with contextlib.suppress(Exception):
-                await control.unsubscribe()
+        await unsubscribe(control)
         self.state = Liveness.STOPPED
         await self.presence.renew(self.info())
 

@@ -25,6 +25,7 @@ from nats.aio.msg import Msg
 
 from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
+from fleetbus.js.connection import unsubscribe
 from fleetbus.runtime.envelope import BadMessage, envelope_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
@@ -69,11 +70,7 @@ class Responder:
         """Stop taking fast asks; let the ones being answered finish within ``grace``."""
         self._open = False
         subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:
-                log.debug("%s: unsubscribing from fast asks failed", self.worker, exc_info=True)
+        await unsubscribe(*subs)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
         for task in self._tasks:

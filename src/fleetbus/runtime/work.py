@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -23,6 +22,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet.units import format_duration
+from fleetbus.js.connection import unsubscribe
 from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.tasks import StepMemo
 
@@ -97,8 +97,7 @@ class RunningTask:
                 )
                 stored = await self._answer(sub.next_msg, task, request, timeout)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await unsubscribe(sub)
         await self.settler.update(self.d, "progress", message=f"input request {request} answered")
         return stored
 

@@ -38,7 +38,7 @@ from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PayloadE
 from fleetbus.fleet import FleetSpec
 from fleetbus.js._natspy import subscribe_direct
 from fleetbus.js.api import JsApi, StoredMessage
-from fleetbus.js.connection import Connection
+from fleetbus.js.connection import Connection, unsubscribe
 from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
@@ -293,7 +293,7 @@ class TaskRecords:
             nonlocal live_outcomes
             if live_outcomes is not None:
                 # The stream sends notices: a live outcome adds nothing but a message per task.
-                background(_unsubscribe(live_outcomes))
+                background(unsubscribe(live_outcomes))
                 live_outcomes = None
             told(msg)
 
@@ -355,8 +355,3 @@ def _subscribed(placing: asyncio.Future[_Routes] | None) -> TypeGuard[asyncio.Fu
 
 def _decode(stored: StoredMessage, ref: TaskRef) -> TaskUpdate:
     return TaskUpdate.decode(stored.data).written_by(ref.assigner, ref.assignee)
-
-
-async def _unsubscribe(sub: Subscription) -> None:
-    with contextlib.suppress(Exception):  # a closed connection has dropped it already
-        await sub.unsubscribe()
