@@ -13,8 +13,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from fleetbus.errors import PayloadError
 from fleetbus.js._natspy import (
     direct_replies,
+    header_block_size,
     parse_header_lines,
     pending_queue,
     raw_writer,
@@ -169,3 +171,39 @@ async def test_fleetbus_connections_parse_headers_their_way(nats_url: str) -> No
         assert msg.headers == {"Fleet-Sender": "cto", "Fleet-Note": "caf\u00e9"}
     finally:
         await conn.close()
+
+
+async def test_a_message_over_max_payload_with_its_headers_is_refused_and_the_connection_lives(
+    nats_url: str,
+) -> None:
+    """nats-py checks the payload alone; the server counts the headers too and closes the
+    connection on a message over max_payload (nats-py then closes for good)."""
+    conn = await connect(ConnectSettings.from_url(nats_url))
+    nc = conn.nc
+    try:
+        headers = {"Fleet-Dlq-Reason": "r" * 100}
+        body = b"x" * (nc.max_payload - header_block_size(headers) + 1)
+        with pytest.raises(PayloadError, match="with its headers, over the server's max_payload"):
+            await nc.publish("anything", body, headers=headers)
+        with pytest.raises(PayloadError):  # a request (a persisted publish) goes the same way
+            await nc.request("anything", body, timeout=1, headers=headers)
+        await nc.publish("anything", body[:-1], headers=headers)  # exactly max_payload: sent
+        await nc.flush(timeout=5)
+        assert nc.is_connected
+        sub = await nc.subscribe("after")
+        await nc.publish("after", b"still here", headers={"k": "v"})
+        assert (await sub.next_msg(timeout=5)).data == b"still here"
+    finally:
+        await conn.close()
+
+
+@given(
+    st.dictionaries(st.text(min_size=1).filter(str.isprintable), st.text().filter(str.isprintable))
+)
+def test_header_block_size_counts_the_bytes_written(headers: dict[str, str]) -> None:
+    block = (
+        b"NATS/1.0\r\n"
+        + b"".join(k.encode() + b": " + v.encode() + b"\r\n" for k, v in headers.items())
+        + b"\r\n"
+    )
+    assert header_block_size(headers) == len(block)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from nats.aio.client import Client
@@ -21,15 +21,19 @@ from nats.aio.subscription import Subscription
 from nats.errors import ConnectionDrainingError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from fleetbus.errors import PayloadError
+
 __all__ = [
     "RawWriter",
     "direct_replies",
     "fast_headers",
+    "header_block_size",
     "parse_header_lines",
     "pending_queue",
     "raw_writer",
     "server_info",
     "subscribe_direct",
+    "whole_size_checked",
 ]
 
 log = logging.getLogger("fleetbus.natspy")
@@ -253,3 +257,40 @@ def fast_headers(nc: Client) -> bool:
         return False
     nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
     return True
+
+
+def header_block_size(headers: Mapping[str, str]) -> int:
+    """The bytes of the header block written for ``headers`` (the ``NATS/1.0`` line, a
+    ``Key: value`` line each, the blank line): what the server counts, with the payload,
+    against ``max_payload``. At most a few bytes over (nats-py strips each key and value)."""
+    size = 12  # b"NATS/1.0\r\n" and the closing b"\r\n"
+    for key, value in headers.items():
+        size += len(key.encode()) + len(value.encode()) + 4  # b": " and b"\r\n"
+    return size
+
+
+def whole_size_checked(nc: Client) -> None:
+    """Have ``nc`` refuse, before sending, a message whose headers and payload together are
+    over the server's ``max_payload`` (``PayloadError``). nats-py checks the payload alone;
+    the server closes the connection on such a message, and nats-py then closes for good: an
+    agent dead-lettering a message a sender made just small enough to be stored would stop
+    serving, and so would the next agent it was redelivered to. Every publish of ``nc``
+    (requests, replies, acks) goes through ``nc.publish``."""
+    publish = nc.publish
+
+    def checked(
+        subject: str,
+        payload: bytes = b"",
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> Awaitable[None]:
+        if headers:
+            size = len(payload) + header_block_size(headers)
+            if size > nc.max_payload:
+                raise PayloadError(
+                    f"the message to {subject[:200]} is {size} bytes with its headers, over"
+                    f" the server's max_payload of {nc.max_payload} bytes: nothing was sent"
+                )
+        return publish(subject, payload, reply, headers)
+
+    nc.publish = checked  # type: ignore[method-assign,assignment]

@@ -55,7 +55,7 @@ from fleetbus.errors import (
     JsErrorCode,
     PayloadError,
 )
-from fleetbus.js._natspy import raw_writer
+from fleetbus.js._natspy import header_block_size, raw_writer
 from fleetbus.js.acks import BatchAck, PubAck, PublishManyResult
 from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
@@ -81,10 +81,9 @@ MAX_BATCH = 1000
 """The server's default (and, unless its config says otherwise, largest) batch size."""
 
 _HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Bytes the batch headers add to a message, beyond the caller's headers and message id.
+# Bytes the batch headers add to the header block of the caller's headers, with the id.
 _BATCH_HEADER_BYTES = (
-    len("NATS/1.0\r\n\r\n")
-    + len(BATCH_ID) + 4 + 64
+    len(BATCH_ID) + 4 + 64
     + len(BATCH_SEQUENCE) + 4 + 7
     + len(BATCH_COMMIT) + 4 + 3
     + len(h.MSG_ID) + 4
@@ -224,7 +223,7 @@ class BatchPublisher:
         max_payload = self.conn.max_payload
         if not max_payload:
             return
-        fixed = _BATCH_HEADER_BYTES + sum(len(k) + len(v) + 4 for k, v in base.items())
+        fixed = _BATCH_HEADER_BYTES + header_block_size(base)  # bytes: UTF-8 values count
         room = max_payload - fixed
         for i, data in enumerate(payloads):
             if len(data) + len(msg_ids[i]) > room:

@@ -25,7 +25,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError, PermissionDenied
-from fleetbus.js._natspy import direct_replies, fast_headers
+from fleetbus.js._natspy import direct_replies, fast_headers, whole_size_checked
 from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect", "unsubscribe"]
@@ -324,6 +324,7 @@ async def connect(
         raise ConnectError(settings.display_url, _hint(str(exc))) from None
     await direct_replies(nc)
     fast_headers(nc)
+    whole_size_checked(nc)
     conn = Connection(nc, settings)
     connected = True
     return conn
