@@ -44,7 +44,9 @@ class DeadLetter:
     traceback: str = ""
 
     def headers(self, original: Mapping[str, str] | None) -> dict[str, str]:
-        """The dead letter's headers: the original's (but its message id) and the facts."""
+        """The dead letter's headers: the original's (but its message id) and the facts,
+        within ``h.DEAD_LETTER_ROOM`` bytes however long a reason, error or traceback (a
+        handler's ``Reject`` reason is anyone's text)."""
         hdrs = {k: v for k, v in (original or {}).items() if k != h.MSG_ID}
         hdrs.update(
             {
@@ -53,13 +55,13 @@ class DeadLetter:
                 h.DLQ_SEQUENCE: str(self.seq),
                 h.DLQ_CONSUMER: self.consumer,
                 h.DLQ_DELIVERIES: str(self.deliveries),
-                h.DLQ_REASON: _one_line(self.reason),
-                h.DLQ_ERROR: _one_line(self.error)[:2000],
+                h.DLQ_REASON: _cut(_one_line(self.reason), _REASON_BYTES),
+                h.DLQ_ERROR: _cut(_one_line(self.error), _ERROR_BYTES),
                 h.DLQ_TIME: self.time or now_iso(),
             }
         )
         if self.traceback:
-            hdrs[h.DLQ_TRACEBACK] = json.dumps(self.traceback)[1:-1]
+            hdrs[h.DLQ_TRACEBACK] = _escaped_end(self.traceback, _TRACEBACK_BYTES)
         return hdrs
 
 
@@ -166,3 +168,36 @@ def _int(value: str | None) -> int:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+_REASON_BYTES = 1000
+_ERROR_BYTES = 4000
+_TRACEBACK_BYTES = 6000
+"""With a subject (at most 2,048), stream and consumer names (256 each), the other headers
+and their names: within ``h.DEAD_LETTER_ROOM``."""
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text``, or as much of its start as fits in ``limit`` bytes of UTF-8 and an ellipsis
+    (what cannot be UTF-8, a lone surrogate from a file name say, as ``?``)."""
+    raw = text.encode(errors="replace")
+    if len(raw) <= limit:
+        return raw.decode()
+    return raw[: limit - 3].decode(errors="ignore") + "..."
+
+
+def _escaped_end(text: str, limit: int) -> str:
+    """``text`` JSON-escaped onto one line (ASCII), or its last lines that fit in ``limit``
+    bytes (a traceback's end says where it failed)."""
+    escaped = json.dumps(text)[1:-1]
+    if len(escaped) <= limit:
+        return escaped
+    kept: list[str] = []
+    size = len("...")
+    for line in reversed(text.split("\n")):
+        line_escaped = json.dumps(line)[1:-1]
+        size += len(line_escaped) + len("\\n")
+        if size > limit:
+            break
+        kept.append(line_escaped)
+    return "\\n".join(["...", *reversed(kept)])

@@ -10,6 +10,7 @@ __all__ = [
     "ASK_ID",
     "ATTEMPT",
     "DEADLINE",
+    "DEAD_LETTER_ROOM",
     "DLQ_CONSUMER",
     "DLQ_DELIVERIES",
     "DLQ_ERROR",
@@ -65,6 +66,14 @@ DLQ_HEADERS = (
     DLQ_TRACEBACK,
 )
 """Every header a dead letter adds to the original's."""
+
+DEAD_LETTER_ROOM = 16 * 1024
+"""Bytes of header block a dead letter may add to its original message (each value it adds
+is cut to fit). A message and its headers may be at most the server's ``max_payload`` in
+all, and one over it makes the server close the connection that sent it; so every stream
+fleetbus provisions, but the dead-letter stream, keeps this much of ``max_payload`` free in
+each message it stores (its ``max_msg_size``): whatever a sender got stored can be
+dead-lettered whole."""
 
 
 def parse_block(raw: bytes) -> dict[str, str]:
