@@ -103,6 +103,8 @@ class JsErrorCode(enum.IntEnum):
     CONSUMER_MAX_REACHED = 10026
     """The stream's ``max_consumers`` is reached."""
     CONSUMER_NOT_FOUND = 10014
+    MESSAGE_TOO_LARGE = 10054
+    """Over the stream's ``max_msg_size`` (the headers count)."""
     NO_MESSAGE_FOUND = 10037
     STREAM_NOT_FOUND = 10059
     WRONG_LAST_SEQUENCE = 10071
@@ -115,6 +117,16 @@ class JsErrorCode(enum.IntEnum):
     BATCH_TOO_MANY_INFLIGHT = 10210
 
 
+_HINTS: dict[int, str] = {
+    JsErrorCode.MESSAGE_TOO_LARGE: (
+        ": the stream's max_msg_size counts the headers too, and a stream the fleet's agents"
+        " read keeps room under the server's max_payload for a dead letter's headers"
+        " (`fleetbus docs fleet-file`: max_msg_size)"
+    ),
+}
+"""What to do about an error, where the server's words do not say."""
+
+
 class JetStreamError(FleetbusError):
     """The JetStream API refused a request: ``code`` (HTTP-like), ``err_code`` (NATS's own)."""
 
@@ -123,7 +135,7 @@ class JetStreamError(FleetbusError):
         self.code = code
         self.err_code = err_code
         self.description = description
-        super().__init__(f"{description} (error {err_code})")
+        super().__init__(f"{description} (error {err_code}){_HINTS.get(err_code, '')}")
 
     @classmethod
     def from_reply(cls, subject: str, reply: Mapping[str, Any]) -> JetStreamError | None:

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from fleetbus.fleet import ConsumerSpec, FleetSpec, StreamSpec, seed_fleet
 from fleetbus.provision import Action, LiveState, Plan, build_plan
 from fleetbus.provision.plan import desired_consumer, desired_stream
+from fleetbus.wire.headers import DEAD_LETTER_ROOM
 
 SEED = seed_fleet()
 NS = 1_000_000_000
@@ -371,10 +372,11 @@ def test_replicas_are_capped_at_the_cluster_size(spec: FleetSpec, size: int) -> 
         action = find(plan, "stream", name)
         assert action.config["num_replicas"] == min(stream.replicas, size)
     over = [n for n, s in spec.streams.items() if s.replicas > size]
-    assert len(plan.warnings) == (1 if over else 0)  # one line, however many streams
+    warned = [w for w in plan.warnings if w.startswith("replicas")]
+    assert len(warned) == (1 if over else 0)  # one line, however many streams
     for name in over:
-        assert f"{name} ({spec.streams[name].replicas})" in plan.warnings[0]
-        assert f"server's {size} node(s)" in plan.warnings[0]
+        assert f"{name} ({spec.streams[name].replicas})" in warned[0]
+        assert f"server's {size} node(s)" in warned[0]
 
 
 def test_seed_on_one_node_warns_for_each_replicated_stream() -> None:
@@ -459,3 +461,39 @@ def replace_stream(live: LiveState, name: str, config: dict[str, Any]) -> LiveSt
         consumers=live.consumers,
         cluster_size=live.cluster_size,
     )
+
+
+def test_streams_the_fleet_consumes_keep_room_for_a_dead_letters_headers() -> None:
+    """A message stored whole must be dead-lettered whole: with its dead letter's headers
+    it must still fit the server's max_payload (one over it closes the writer's connection)."""
+    consumed = {c.stream for c in SEED.consumers()} - {"AGENT_DLQ"}
+    plan = build_plan(SEED, LiveState(max_payload=1024 * 1024))
+    for action in plan.actions:
+        if action.kind == "stream":
+            expected = 1024 * 1024 - DEAD_LETTER_ROOM if action.name in consumed else -1
+            assert action.config["max_msg_size"] == expected, action.name
+    assert {"AGENT_COMMS", "EVENTS", "TASKS"} <= consumed
+    # The server's max_payload, not the fleet file's (an existing cluster has its own).
+    small = build_plan(SEED, LiveState(max_payload=256 * 1024))
+    assert find(small, "stream", "TASKS").config["max_msg_size"] == 256 * 1024 - DEAD_LETTER_ROOM
+    assert not [w for w in plan.warnings if "dead letter" in w]
+
+
+@pytest.mark.parametrize(("stated", "provisioned"), [(4096, 4096), (1024 * 1024, None)])
+def test_a_stated_max_msg_size_is_kept_unless_it_leaves_no_room(
+    stated: int, provisioned: int | None
+) -> None:
+    streams = {
+        **SEED.streams,
+        "EVENTS": SEED.streams["EVENTS"].model_copy(update={"max_msg_size": stated}),
+    }
+    spec = SEED.model_copy(update={"streams": streams})
+    plan = build_plan(spec, LiveState(max_payload=1024 * 1024))
+    cap = 1024 * 1024 - DEAD_LETTER_ROOM
+    assert find(plan, "stream", "EVENTS").config["max_msg_size"] == (provisioned or cap)
+    warned = [w for w in plan.warnings if "dead letter" in w]
+    if provisioned is None:
+        (warning,) = warned
+        assert f"EVENTS ({stated})" in warning and f"provisioned with {cap}" in warning
+    else:
+        assert warned == []

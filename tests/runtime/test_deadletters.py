@@ -14,9 +14,10 @@ from fleetbus.deadletters import COPIER_CONSUMER, AdvisoryCopier
 from fleetbus.errors import TaskError
 from fleetbus.js.connection import Connection
 from fleetbus.js.publish import Publisher
-from fleetbus.runtime import Reject, Task
+from fleetbus.runtime import Agent, Reject, Task
 from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire import headers as h
+from fleetbus.wire.updates import TaskUpdate
 
 from .support import (
     api_of,
@@ -82,16 +83,40 @@ async def test_a_failing_task_is_retried_with_growing_delays_then_dead_lettered(
     assert letter.headers["X-Trace"] == "abc"
 
 
+def outcome_of_size(room: int) -> Callable[[Task, Agent], str]:
+    """A result whose completed outcome's body is ``room`` bytes under max_payload."""
+
+    def result(task: Task, agent: Agent) -> str:
+        outcome = TaskUpdate(
+            task_id=task.id,
+            state="completed",
+            agent="backend",
+            assigner=task.assigner,
+            worker=agent.worker,
+            attempt=task.attempt,
+            time=TaskUpdate.now(),
+            result="",
+        )
+        return "x" * (agent.conn.max_payload - len(outcome.encode()) - room)
+
+    return result
+
+
 @pytest.mark.parametrize(
     ("result", "said"),
     [
-        ({"tags": {"api", "db"}}, "not JSON-serialisable"),
-        ("x" * 2_000_000, "over the server's max_payload"),
+        (lambda task, agent: {"tags": {"api", "db"}}, "not JSON-serialisable"),
+        (lambda task, agent: "x" * 2_000_000, "over the server's max_payload"),
+        # the body fits max_payload, not with its headers: sent, the server would have closed
+        # the agent's connection (and the next agent's, the task redelivered to it)
+        (outcome_of_size(28), "with its headers, over the server's max_payload"),
+        # within max_payload, not within what the stream keeps free for a dead letter
+        (outcome_of_size(2000), "message size exceeds maximum allowed"),
     ],
-    ids=["not-json", "too-large"],
+    ids=["not-json", "too-large", "too-large-with-headers", "no-room-for-a-dead-letter"],
 )
 async def test_a_result_that_cannot_be_stored_fails_the_attempt_and_nothing_is_acked_without_it(
-    fleet: FleetUnderTest, result: object, said: str
+    fleet: FleetUnderTest, result: Callable[[Task, Agent], object], said: str
 ) -> None:
     attempts: list[int] = []
     agent = fleet.agent("backend")
@@ -99,7 +124,7 @@ async def test_a_result_that_cannot_be_stored_fails_the_attempt_and_nothing_is_a
     @agent.on_task
     async def answer(task: Task) -> object:
         attempts.append(task.attempt)
-        return result
+        return result(task, agent)
 
     async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
         handle = await client.assign("backend", {"title": "report"})

@@ -18,6 +18,8 @@ import pytest
 
 from fleetbus import PermissionDenied, TaskTimeout
 from fleetbus.deadletters import DeadLetters
+from fleetbus.errors import JetStreamError
+from fleetbus.js._natspy import header_block_size
 from fleetbus.js.api import JsApi
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime import Request, Task
@@ -389,3 +391,53 @@ async def test_a_role_without_oversight_is_told_it_may_not_observe(auth_fleet: A
                 pass
     async with client(auth_fleet, "ceo") as ceo, ceo.observer("agents.*.inbox"):
         pass  # the ceo may
+
+
+async def test_a_message_sized_to_the_limit_does_not_take_the_agents_down(
+    auth_fleet: AuthFleet,
+) -> None:
+    """A body the stream stores, not UTF-8 so that the agent dead-letters it at once: with
+    the dead letter's headers it would pass max_payload, the server would close the agent's
+    connection, and the task, never acked, would do the same to each agent of the role. The
+    stream keeps room for those headers: what is stored is dead-lettered whole."""
+    spec = auth_fleet.spec
+    subject = spec.subjects.tasks("backend", "cto")
+    stream = spec.stream_for(subject)
+    assert stream is not None
+    backend = agent(auth_fleet, "backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        return "real work done"
+
+    async with backend, attacker(auth_fleet, "cto") as conn:
+        publisher = Publisher(conn)
+        headers = {h.TASK_ID: "poison"}
+        near = b"\xff" + b"x" * (conn.max_payload - 1000)  # within max_payload with headers
+        with pytest.raises(JetStreamError, match="message size exceeds maximum allowed"):
+            await publisher.publish(subject, near, headers)  # the sender is told
+        async with attacker(auth_fleet, ADMIN) as admin:
+            info = await JsApi(admin).stream_info(stream)
+            assert info is not None
+            limit = int(info["config"]["max_msg_size"])
+            assert 0 < limit < conn.max_payload
+            body = b"\xff" + b"x" * (limit - header_block_size(headers | {h.MSG_ID: "m" * 32}) - 1)
+            with pytest.raises(JetStreamError, match="message size exceeds maximum allowed"):
+                await publisher.publish(subject, body + b"x", headers, msg_id="n" * 32)
+            letters = DeadLetters(admin, spec)
+            before = {letter.id for letter in await letters.list()}  # the module's fleet's
+            await publisher.publish(subject, body, headers, msg_id="m" * 32)  # exactly the limit
+
+            async def dead_lettered() -> bool:
+                return await letters.count() > len(before)
+
+            await eventually(dead_lettered, what="the stored poison dead-lettered")
+            (letter,) = [e for e in await letters.list() if e.id not in before]
+        assert letter.original_subject == subject
+        assert letter.body == body  # whole
+        assert "UTF-8" in letter.reason + letter.error
+        assert backend.state == "running" and backend.failure is None
+        async with client(auth_fleet, "cto") as cto:
+            handle = await cto.assign("backend", {"title": "after the poison"})
+            assert await handle.result(timeout=15) == "real work done"
+    await assert_intact(auth_fleet)

@@ -25,8 +25,9 @@ def cluster_size(conn: Connection) -> int:
     return max(len(urls), 1)
 
 
-async def read_live(api: JsApi, spec: FleetSpec, *, size: int) -> LiveState:
-    """The configs of the fleet's streams (and any others) and their consumers."""
+async def read_live(api: JsApi, spec: FleetSpec, *, size: int, max_payload: int = 0) -> LiveState:
+    """The configs of the fleet's streams (and any others) and their consumers;
+    ``max_payload``, the server's, goes with them."""
     streams: dict[str, dict[str, object]] = {}
     messages: dict[str, int] = {}
     consumers: dict[tuple[str, str], dict[str, object]] = {}
@@ -45,7 +46,7 @@ async def read_live(api: JsApi, spec: FleetSpec, *, size: int) -> LiveState:
                 continue  # ephemeral consumers (tails, oversight) are not the fleet's
             consumers[(name, cname)] = c["config"]
             pending[(name, cname)] = int(c.get("num_pending", 0)) + int(c.get("num_ack_pending", 0))
-    return LiveState(streams, messages, consumers, pending, size)
+    return LiveState(streams, messages, consumers, pending, size, max_payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ async def provision(
             + " (`fleetbus check` says how to fix each)"
         )
     api = JsApi(conn)
-    live = await read_live(api, spec, size=cluster_size(conn))
+    live = await read_live(api, spec, size=cluster_size(conn), max_payload=conn.max_payload)
     plan = build_plan(spec, live)
     if dry_run:
         return ApplyResult(plan, (), plan.needs_force if not force else ())

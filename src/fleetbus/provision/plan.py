@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from fleetbus.fleet import ConsumerSpec, FleetSpec, ResolvedConsumer
 from fleetbus.wire.clock import parse_iso
+from fleetbus.wire.headers import DEAD_LETTER_ROOM
 
 __all__ = [
     "Action",
@@ -23,6 +24,7 @@ __all__ = [
     "consumer_cap",
     "desired_consumer",
     "desired_stream",
+    "message_cap",
 ]
 
 NS = 1_000_000_000
@@ -71,6 +73,8 @@ class LiveState:
     consumers: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     consumer_pending: Mapping[tuple[str, str], int] = field(default_factory=dict)
     cluster_size: int = 1
+    max_payload: int = 0
+    """The server's, from its INFO (0: not known; the fleet file's ``server.max_payload``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,28 @@ def consumer_cap(spec: FleetSpec, name: str) -> int:
     return sum(1 for c in spec.consumers() if c.stream == name) + CONSUMER_HEADROOM
 
 
-def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
+def message_cap(spec: FleetSpec, name: str, max_payload: int) -> int:
+    """A stream's ``max_msg_size``: the fleet file's, but at most ``max_payload`` less
+    ``DEAD_LETTER_ROOM`` on a stream the fleet's consumers read, so that whatever they take
+    can be dead-lettered whole (a message over ``max_payload`` with its dead letter's
+    headers would be refused, and the server would close the connection that sent it). The
+    dead-letter stream holds that room's use: a dead letter's own dead letter replaces its
+    ``Fleet-Dlq-*`` headers, so it is no larger."""
+    stated = spec.streams[name].max_msg_size
+    if (
+        max_payload <= 2 * DEAD_LETTER_ROOM
+        or name == spec.dead_letter_stream
+        or not any(c.stream == name for c in spec.consumers())
+    ):
+        return stated
+    cap = max_payload - DEAD_LETTER_ROOM
+    return cap if stated == -1 or stated > cap else stated
+
+
+def desired_stream(
+    spec: FleetSpec, name: str, replicas: int, max_payload: int = 0
+) -> dict[str, Any]:
+    """``max_payload``: the server's (0: the fleet file's ``server.max_payload``)."""
     s = spec.streams[name]
     config: dict[str, Any] = {
         "name": name,
@@ -121,7 +146,7 @@ def desired_stream(spec: FleetSpec, name: str, replicas: int) -> dict[str, Any]:
         "max_msgs": s.max_msgs,
         "max_bytes": s.max_bytes,
         "max_msgs_per_subject": s.max_msgs_per_subject,
-        "max_msg_size": s.max_msg_size,
+        "max_msg_size": message_cap(spec, name, max_payload or spec.server.max_payload),
         "max_consumers": consumer_cap(spec, name),
         "discard": s.discard,
         "discard_new_per_subject": s.discard_new_per_subject,
@@ -177,11 +202,15 @@ def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
     actions: list[Action] = []
     warnings: list[str] = []
     capped: list[str] = []
+    roomless: list[str] = []
+    max_payload = live.max_payload or spec.server.max_payload
     for name, stream in spec.streams.items():
         replicas = min(stream.replicas, live.cluster_size)
         if replicas < stream.replicas:
             capped.append(f"{name} ({stream.replicas})")
-        desired = desired_stream(spec, name, replicas)
+        desired = desired_stream(spec, name, replicas, max_payload)
+        if stream.max_msg_size != -1 and desired["max_msg_size"] < stream.max_msg_size:
+            roomless.append(f"{name} ({stream.max_msg_size})")
         action = _compare(
             "stream",
             name,
@@ -209,6 +238,12 @@ def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
         warnings.append(
             f"replicas above the server's {live.cluster_size} node(s) for {', '.join(capped)}:"
             f" provisioned with {live.cluster_size} (run a cluster for replication)"
+        )
+    if roomless:
+        warnings.append(
+            f"max_msg_size leaves no room for a dead letter's headers in {', '.join(roomless)}:"
+            f" provisioned with {max_payload - DEAD_LETTER_ROOM} (the server's max_payload of"
+            f" {max_payload} less {DEAD_LETTER_ROOM} bytes)"
         )
     declared_consumers = {(c.stream, c.name) for c in spec.consumers()}
     for stream_name in sorted(live.streams):
