@@ -348,3 +348,33 @@ async def test_max_deliveries_advisories_become_exactly_one_dead_letter(
     assert "max deliveries" in letter.headers[h.DLQ_REASON]
     assert json.loads(letter.data) == {"title": "never acked"}
     assert letter.headers[h.TASK_ID] == handle.id
+
+
+async def test_a_handler_error_as_long_as_the_task_still_ends_with_an_outcome(
+    fleet: FleetUnderTest,
+) -> None:
+    """An exception whose text holds the body (``ValueError(f"cannot parse {body}")``): the
+    records that carry it must still be stored, or the task would end without an outcome and
+    ``result()`` would wait for one that never comes."""
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def parse(task: Task) -> None:
+        text = task.body["text"]
+        raise ValueError(f"cannot parse {text}: expected one of {text.upper()}")
+
+    async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"text": "é" * 400_000})
+        with pytest.raises(TaskError) as failed:
+            await handle.result(timeout=20)
+        history = await updates(nc, fleet, handle.id)
+        (letter,) = await wait_dead_letters(nc, fleet, 1)
+    assert [u.state for u in history if u.state != "accepted"] == [
+        "failed",
+        "failed",
+        "dead_lettered",
+    ]
+    assert all(u.error and u.error.startswith("ValueError: cannot parse éé") for u in history)
+    assert all(len(u.error or "") < 10_000 for u in history)
+    assert "ValueError: cannot parse" in str(failed.value)
+    assert letter.headers[h.DLQ_ERROR].startswith("ValueError: cannot parse")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from fleetbus.runtime.messages import Event, Reject, Retry
 from fleetbus.runtime.routes import BatchHandler, is_async
-from fleetbus.runtime.settle import Delivery, Settler, trace_text
+from fleetbus.runtime.settle import Delivery, Settler, bounded, error_text, trace_text
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
 from fleetbus.wire.subjects import subject_matches
 
@@ -94,9 +94,9 @@ async def _call(
             if asyncio.iscoroutine(value):
                 await value
     except Reject as exc:
-        return _Failure(exc.reason, rejected=True)
+        return _Failure(bounded(exc.reason), rejected=True)
     except Retry as exc:
-        return _Failure(exc.reason, exc.delay)
+        return _Failure(bounded(exc.reason), exc.delay)
     except Exception as exc:
         log.error(
             "%s: %s raised on a list of %d events (seq %d..%d)",
@@ -107,7 +107,7 @@ async def _call(
             ds[-1].msg.metadata.sequence.stream,
             exc_info=exc,
         )
-        return _Failure(f"{type(exc).__name__}: {exc}", None, trace_text(exc))
+        return _Failure(error_text(exc), None, trace_text(exc))
     finally:
         for d in ds:
             settler.beats.stop(d)

@@ -65,7 +65,7 @@ from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, traci
 from fleetbus.wire import headers as h
 from fleetbus.wire.updates import TaskState, TaskUpdate
 
-__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded"]
+__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "bounded", "error_text"]
 
 log = logging.getLogger("fleetbus.runtime")
 
@@ -74,6 +74,11 @@ RUNNING_STATES = frozenset({"progress", "input-required"})
 
 TRACEBACK_LIMIT = 4000
 """The most characters of a traceback stored in an update or a dead letter (the end of it)."""
+
+TEXT_LIMIT = 4000
+"""The most characters of an error or a reason a task's records keep (the start of it): the
+text is anyone's (an exception that quotes the task's body), and a record too large to store
+would leave the task without its outcome."""
 
 
 class TaskBudgetExceeded(Exception):
@@ -241,10 +246,11 @@ class Settler:
                 await self.complete(d, "canceled", reason=d.canceled)
                 return False, None
         except Reject as exc:
-            await self.give_up(d, f"rejected: {exc.reason}", exc.reason, state="rejected")
+            reason = bounded(exc.reason)
+            await self.give_up(d, f"rejected: {reason}", reason, state="rejected")
             return False, None
         except Retry as exc:
-            await self.fail(d, exc.reason, exc.delay)
+            await self.fail(d, bounded(exc.reason), exc.delay)
             return False, None
         except Exception as exc:
             if d.canceled is not None:  # the handler raised on its way out of a cancel
@@ -258,7 +264,7 @@ class Settler:
                 d.handler,
                 exc_info=exc,
             )
-            await self.fail(d, f"{type(exc).__name__}: {exc}", None, trace_text(exc))
+            await self.fail(d, error_text(exc), None, trace_text(exc))
             return False, None
         finally:
             self.beats.stop(d)
@@ -466,6 +472,9 @@ class Settler:
 
     def _update(self, d: Delivery, state: TaskState, fields: dict[str, Any]) -> TaskUpdate:
         assert d.task is not None
+        for key in ("error", "reason"):
+            if isinstance(fields.get(key), str):
+                fields[key] = bounded(fields[key])
         return TaskUpdate(
             task_id=d.task.task_id,
             state=state,
@@ -602,6 +611,16 @@ class Heartbeats:
         assert tick is not None
         self._at = now + tick
         self._handle = loop.call_at(self._at, self._sweep)
+
+
+def bounded(text: str) -> str:
+    """``text``, or its first ``TEXT_LIMIT`` characters and an ellipsis."""
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "..."
+
+
+def error_text(exc: BaseException) -> str:
+    """What a handler's exception says, as records and answers carry it: ``Type: message``."""
+    return bounded(f"{type(exc).__name__}: {exc}")
 
 
 def trace_text(exc: BaseException) -> str:
