@@ -126,3 +126,22 @@ async def test_durable_ask_survives_the_responders_restart(fleet: FleetUnderTest
             answer_ = await asyncio.wait_for(ask, 20)
     assert answer_ == {"verdict": "approved", "attempt": 2}
     assert calls == [1, 2]
+
+
+async def test_an_answer_too_large_to_send_is_an_error_the_asker_gets(
+    fleet: FleetUnderTest,
+) -> None:
+    """Within max_payload alone, over it with the answer's header: the asker gets an error
+    answer at once instead of waiting out its timeout, and the agent keeps answering."""
+    cso = fleet.agent("cso")
+
+    @cso.on_request
+    async def answer(req: Request) -> str:
+        if req.body.get("big"):
+            return "x" * (cso.conn.max_payload - 10)  # with its quotes: 8 bytes under
+        return "small"
+
+    async with cso, fleet.client(sender="backend") as client:
+        with pytest.raises(RemoteError, match=r"the answer could not be sent: .*max_payload"):
+            await client.ask("cso", {"big": True}, timeout=10)
+        assert await client.ask("cso", {}, timeout=5) == "small"

@@ -29,7 +29,7 @@ from fleetbus.js.connection import unsubscribe
 from fleetbus.runtime.envelope import BadMessage, envelope_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
-from fleetbus.runtime.settle import Delivery, Settler
+from fleetbus.runtime.settle import Delivery, Settler, error_text
 from fleetbus.telemetry import log_context, tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
@@ -116,7 +116,11 @@ class Responder:
 
     async def _publish(self, reply: str, data: bytes, headers: dict[str, str]) -> None:
         try:
-            await self.conn.nc.publish(reply, data, headers=headers)
+            try:
+                await self.conn.nc.publish(reply, data, headers=headers)
+            except PayloadError as exc:  # over max_payload: the asker is told, not left waiting
+                data, headers = encode_error(f"the answer could not be sent: {exc}")
+                await self.conn.nc.publish(reply, data, headers=headers)
         except Exception as exc:  # the asker times out; the agent carries on
             log.warning("%s: the answer to %s was not sent: %s", self.worker, reply[:200], exc)
 
@@ -179,8 +183,9 @@ class Responder:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("%s: request handler failed: %s: %s", self.worker, type(exc).__name__, exc)
-            return encode_error(f"{type(exc).__name__}: {exc}")
+            error = error_text(exc)  # the asker gets it: an answer too large is never sent
+            log.warning("%s: request handler failed: %s", self.worker, error)
+            return encode_error(error)
 
 
 def _float(value: str | None) -> float | None:
