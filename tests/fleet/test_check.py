@@ -482,3 +482,19 @@ def test_processed_work_counting_against_limits_is_explained() -> None:
     assert "7d" in f.problem and "max_msgs_per_subject 1000" in f.problem
     assert "retention: interest" in f.fix and "--force" in f.fix
     assert only(lint(fleet(lambda d: None)), "processed-work-refuses-senders") == []
+
+
+@pytest.mark.parametrize(("stream_name", "warned"), [("EVENTS", True), ("AGENT_DLQ", False)])
+def test_a_max_msg_size_that_leaves_no_room_for_a_dead_letter(
+    stream_name: str, warned: bool
+) -> None:
+    spec = fleet(lambda d: stream(d, stream_name).update(max_msg_size=1024 * 1024))
+    found = only(lint(spec), "max-msg-size-no-room")
+    if not warned:  # the dead-letter stream holds what the others keep room for
+        assert found == []
+        return
+    (finding,) = found
+    assert finding.where == f"streams.{stream_name}.max_msg_size"
+    assert finding.fix.endswith(str(1024 * 1024 - 16 * 1024))
+    small = fleet(lambda d: stream(d, stream_name).update(max_msg_size=64 * 1024))
+    assert only(lint(small), "max-msg-size-no-room") == []

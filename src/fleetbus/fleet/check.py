@@ -47,6 +47,7 @@ CODES: Mapping[str, str] = {
     "processed-work-refuses-senders": "processed inbox and task messages count against a limit",
     "unbounded-stream": "a stream with no age, message or byte limit grows forever",
     "max-consumers-too-low": "a stream's max_consumers is below the consumers the fleet declares",
+    "max-msg-size-no-room": "a consumed stream's max_msg_size leaves no room for a dead letter",
     "tasks-no-retry": "a task consumer with max_deliver 1 never retries",
     "no-dead-letter-stream": "no stream holds dead letters",
     "grant-escapes": "a role's publish or subscribe grant reaches past what its role may do",
@@ -94,6 +95,7 @@ def lint(spec: FleetSpec, *, cluster_size: int | None = None) -> list[Finding]:
     findings += _processed_work_counts(spec)
     findings += _unbounded(spec)
     findings += _max_consumers(spec, consumers)
+    findings += _message_room(spec)
     findings += _ack_waits(spec)
     findings += _dead_letters(spec)
     findings += _grants(spec)
@@ -427,6 +429,27 @@ def _max_consumers(spec: FleetSpec, consumers: list[ResolvedConsumer]) -> Iterat
                     f"{stream.max_consumers}: the server refuses the rest (error 10026)"
                 ),
                 fix=f"leave max_consumers out (fleetbus sizes it) or write at least {count + 100}",
+            )
+
+
+def _message_room(spec: FleetSpec) -> Iterator[Finding]:
+    """A message stored at the server's max_payload could not be dead-lettered: provisioning
+    lowers such a max_msg_size (``FleetSpec.message_cap``); say so where it is written."""
+    max_payload = spec.server.max_payload
+    for name, stream in spec.streams.items():
+        cap = spec.message_cap(name, max_payload)
+        if stream.max_msg_size != -1 and cap < stream.max_msg_size:
+            yield Finding(
+                code="max-msg-size-no-room",
+                severity="warning",
+                where=f"streams.{name}.max_msg_size",
+                problem=(
+                    f"{stream.max_msg_size} leaves no room under the server's max_payload"
+                    f" ({max_payload}) for a dead letter's headers: a message that size could"
+                    " not be dead-lettered, so provisioning sets it to"
+                    f" {cap} (max_payload less {max_payload - cap} bytes)"
+                ),
+                fix=f"leave max_msg_size out (fleetbus sizes it) or write at most {cap}",
             )
 
 

@@ -24,6 +24,7 @@ from fleetbus.fleet.model import (
     RoleSpec,
     _Model,
 )
+from fleetbus.wire.headers import DEAD_LETTER_ROOM
 from fleetbus.wire.subjects import (
     ADVISORY_MAX_DELIVERIES,
     ADVISORY_TERMINATED,
@@ -193,6 +194,23 @@ class FleetSpec(FleetFile):
     @property
     def dead_letter_stream(self) -> str | None:
         return next((n for n, s in self.streams.items() if s.dead_letters), None)
+
+    def message_cap(self, stream: str, max_payload: int) -> int:
+        """``stream``'s ``max_msg_size`` as provisioned on a server with ``max_payload``: the
+        fleet file's, but at most ``max_payload`` less ``DEAD_LETTER_ROOM`` on a stream the
+        fleet's consumers read, so that whatever they take can be dead-lettered whole (a
+        message over ``max_payload`` with its dead letter's headers would be refused, and the
+        server would close the connection that sent it). The dead-letter stream holds that
+        room's use: a dead letter's own dead letter replaces its ``Fleet-Dlq-*`` headers."""
+        stated = self.streams[stream].max_msg_size
+        if (
+            max_payload <= 2 * DEAD_LETTER_ROOM
+            or stream == self.dead_letter_stream
+            or not any(c.stream == stream for c in self._resolved().consumers)
+        ):
+            return stated
+        cap = max_payload - DEAD_LETTER_ROOM
+        return cap if stated == -1 or stated > cap else stated
 
     def role(self, name: str) -> RoleSpec:
         try:

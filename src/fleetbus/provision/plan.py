@@ -24,7 +24,6 @@ __all__ = [
     "consumer_cap",
     "desired_consumer",
     "desired_stream",
-    "message_cap",
 ]
 
 NS = 1_000_000_000
@@ -112,24 +111,6 @@ def consumer_cap(spec: FleetSpec, name: str) -> int:
     return sum(1 for c in spec.consumers() if c.stream == name) + CONSUMER_HEADROOM
 
 
-def message_cap(spec: FleetSpec, name: str, max_payload: int) -> int:
-    """A stream's ``max_msg_size``: the fleet file's, but at most ``max_payload`` less
-    ``DEAD_LETTER_ROOM`` on a stream the fleet's consumers read, so that whatever they take
-    can be dead-lettered whole (a message over ``max_payload`` with its dead letter's
-    headers would be refused, and the server would close the connection that sent it). The
-    dead-letter stream holds that room's use: a dead letter's own dead letter replaces its
-    ``Fleet-Dlq-*`` headers, so it is no larger."""
-    stated = spec.streams[name].max_msg_size
-    if (
-        max_payload <= 2 * DEAD_LETTER_ROOM
-        or name == spec.dead_letter_stream
-        or not any(c.stream == name for c in spec.consumers())
-    ):
-        return stated
-    cap = max_payload - DEAD_LETTER_ROOM
-    return cap if stated == -1 or stated > cap else stated
-
-
 def desired_stream(
     spec: FleetSpec, name: str, replicas: int, max_payload: int = 0
 ) -> dict[str, Any]:
@@ -146,7 +127,7 @@ def desired_stream(
         "max_msgs": s.max_msgs,
         "max_bytes": s.max_bytes,
         "max_msgs_per_subject": s.max_msgs_per_subject,
-        "max_msg_size": message_cap(spec, name, max_payload or spec.server.max_payload),
+        "max_msg_size": spec.message_cap(name, max_payload or spec.server.max_payload),
         "max_consumers": consumer_cap(spec, name),
         "discard": s.discard,
         "discard_new_per_subject": s.discard_new_per_subject,
