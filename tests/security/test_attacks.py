@@ -441,3 +441,40 @@ async def test_a_message_sized_to_the_limit_does_not_take_the_agents_down(
             handle = await cto.assign("backend", {"title": "after the poison"})
             assert await handle.result(timeout=15) == "real work done"
     await assert_intact(auth_fleet)
+
+
+@pytest.mark.parametrize("directive", ["Nats-Expected-Stream", "Nats-Expected-Last-Msg-Id"])
+async def test_a_header_meant_for_the_server_does_not_make_a_dead_letter_unstorable(
+    auth_fleet: AuthFleet, directive: str
+) -> None:
+    """Directives to the stream that stored the original hold there, and would refuse its
+    dead letter in another stream: never terminated, the message would hold the role's task
+    queue (one task at a time) for good."""
+    spec = auth_fleet.spec
+    subject = spec.subjects.tasks("backend", "cto")
+    stream = spec.stream_for(subject)
+    assert stream is not None
+    holds_here = {"Nats-Expected-Stream": stream, "Nats-Expected-Last-Msg-Id": ""}[directive]
+    backend = agent(auth_fleet, "backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        return "real work done"
+
+    async with backend, attacker(auth_fleet, "cto") as conn, attacker(auth_fleet, ADMIN) as admin:
+        letters = DeadLetters(admin, spec)
+        before = {letter.id for letter in await letters.list()}
+        headers = {directive: holds_here, h.TASK_ID: "x"}
+        await Publisher(conn).publish(subject, b"\xffnot a task", headers)  # stored
+
+        async def dead_lettered() -> bool:
+            return await letters.count() > len(before)
+
+        await eventually(dead_lettered, what="the message dead-lettered")
+        (letter,) = [e for e in await letters.list() if e.id not in before]
+        assert directive not in letter.headers
+        assert letter.headers[h.TASK_ID] == "x"
+        async with client(auth_fleet, "cto") as cto:
+            handle = await cto.assign("backend", {"title": "behind it"})
+            assert await handle.result(timeout=15) == "real work done"
+    await assert_intact(auth_fleet)

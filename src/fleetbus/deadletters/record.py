@@ -44,10 +44,10 @@ class DeadLetter:
     traceback: str = ""
 
     def headers(self, original: Mapping[str, str] | None) -> dict[str, str]:
-        """The dead letter's headers: the original's (but its message id) and the facts,
-        within ``h.DEAD_LETTER_ROOM`` bytes however long a reason, error or traceback (a
-        handler's ``Reject`` reason is anyone's text)."""
-        hdrs = {k: v for k, v in (original or {}).items() if k != h.MSG_ID}
+        """The dead letter's headers: the original's (but the server's, ``h.carried``) and
+        the facts, within ``h.DEAD_LETTER_ROOM`` bytes however long a reason, error or
+        traceback (a handler's ``Reject`` reason is anyone's text)."""
+        hdrs = h.carried(original)
         hdrs.update(
             {
                 h.DLQ_SUBJECT: self.subject,

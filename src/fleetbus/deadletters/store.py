@@ -86,7 +86,7 @@ class DeadLetters:
         original = await self.api.get_message(consumer.stream, entry.seq) if entry.seq else None
         if original is not None and _within(original.subject, consumer.filters):
             subject, data = original.subject, original.data
-            headers = {k: v for k, v in original.headers.items() if k != h.MSG_ID}
+            headers = h.carried(original.headers)
         else:
             # Gone (or not this consumer's: a dead letter that claims another message):
             # the copy, to the consumer's own plain subject.

@@ -6,6 +6,8 @@ the body's ``task_id`` and the sender is unknown.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
     "ASK_ID",
     "ATTEMPT",
@@ -28,6 +30,7 @@ __all__ = [
     "STATUS",
     "TASK_ID",
     "TRACEPARENT",
+    "carried",
     "parse_block",
 ]
 
@@ -74,6 +77,18 @@ all, and one over it makes the server close the connection that sent it; so ever
 fleetbus provisions, but the dead-letter stream, keeps this much of ``max_payload`` free in
 each message it stores (its ``max_msg_size``): whatever a sender got stored can be
 dead-lettered whole."""
+
+
+def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The headers a copy of a message carries (a dead letter, a replay): all but the
+    server's, ``Nats-*``. Those are directives to the stream that stored the original
+    (``Nats-Expected-Stream``, ``Nats-Expected-Last-Sequence``, ``Nats-Msg-Id``, ``Nats-TTL``,
+    ``Nats-Rollup``...), which would refuse or steer the copy: a sender's
+    ``Nats-Expected-Stream: AGENT_COMMS`` made its message's dead letter unstorable, and the
+    message, never terminated, held its role's task queue for good. Or they are what the
+    server says of a stored message (``Nats-Stream``, ``Nats-Sequence``), which the copy's own
+    headers say better."""
+    return {k: v for k, v in (headers or {}).items() if not k.lower().startswith("nats-")}
 
 
 def parse_block(raw: bytes) -> dict[str, str]:
