@@ -24,7 +24,7 @@ import contextlib
 import enum
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -106,8 +106,14 @@ class AgentInfo:
         cls, raw: bytes, *, role: str, instance: str, stored: datetime, now: datetime
     ) -> AgentInfo:
         body = decode(raw)
+        held = body.pop("tasks", None) or []
+        _check(body, _RECORD_TYPES)
+        if type(held) is not list or len(held) > _MOST_HELD:
+            raise PayloadError(f"not a presence record: tasks is not a list of <= {_MOST_HELD}")
+        for t in held:
+            _check(t, _HELD_TYPES)
         try:
-            tasks = tuple(HeldTask(**t) for t in body.pop("tasks", []) or [])
+            tasks = tuple(HeldTask(**t) for t in held)
             known = set(cls.__dataclass_fields__) - {"role", "instance", "renewed", "tasks"}
             info = cls(
                 role=role,
@@ -119,6 +125,42 @@ class AgentInfo:
         except TypeError as exc:
             raise PayloadError(f"not a presence record: {exc}") from None
         return replace(info, state=judge(info.state, (now - stored).total_seconds(), info))
+
+
+_NUMBER = (int, float)
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "pid": (int,),
+    "version": (str,),
+    "started": (str,),
+    "state": (str,),
+    "interval": _NUMBER,
+    "grace": _NUMBER,
+    "handlers": (dict,),
+    "handled": (dict,),
+}
+_HELD_TYPES: dict[str, tuple[type, ...]] = {
+    "task_id": (str,),
+    "attempt": (int,),
+    "since": (str,),
+    "assigner": (str,),
+}
+_MOST_HELD = 10_000
+"""More tasks than any instance holds at once (its consumers' ``max_ack_pending``)."""
+_MOST_KEYS = 100
+
+
+def _check(body: Any, types: Mapping[str, tuple[type, ...]]) -> None:
+    """A record is what its instance wrote, so anyone's JSON until checked: its readers (the
+    CLI, the dashboard, ``assign``'s liveness check) compare and format its fields as these
+    types. ``type(...) in``: a bool is neither a number nor a pid here."""
+    if not isinstance(body, dict):
+        raise PayloadError("not a presence record: a held task is not an object")
+    for name, kinds in types.items():
+        if name in body and type(body[name]) not in kinds:
+            raise PayloadError(f"not a presence record: {name} is a {type(body[name]).__name__}")
+        if type(body.get(name)) is dict and len(body[name]) > _MOST_KEYS:
+            raise PayloadError(f"not a presence record: {name} has over {_MOST_KEYS} keys")
 
 
 def judge(written: str, age: float, info: AgentInfo) -> str:

@@ -23,6 +23,7 @@ from fleetbus.js._natspy import header_block_size
 from fleetbus.js.api import JsApi
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime import Request, Task
+from fleetbus.runtime.settle import TEXT_LIMIT
 from fleetbus.security import ADMIN
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import final_history
@@ -478,3 +479,82 @@ async def test_a_header_meant_for_the_server_does_not_make_a_dead_letter_unstora
             handle = await cto.assign("backend", {"title": "behind it"})
             assert await handle.result(timeout=15) == "real work done"
     await assert_intact(auth_fleet)
+
+
+async def test_cancel_requests_for_made_up_tasks_keep_no_more_than_a_bounded_reason(
+    auth_fleet: AuthFleet,
+) -> None:
+    """An agent keeps a live cancel request for a task it has not fetched yet (up to 1024 of
+    them): cto sends them for made-up tasks with reasons of a megabyte, or a JSON list that
+    decodes to 24 times its size. Each kept reason is text, cut to TEXT_LIMIT characters."""
+    spec = auth_fleet.spec
+    backend = agent(auth_fleet, "backend")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        return "real work done"
+
+    huge = "x" * 1_000_000
+    bodies = {
+        "text": TaskUpdate(
+            task_id="t", state="canceled", agent="backend", attempt=0, time="now", reason=huge
+        ).encode(),
+        "list": json.dumps(
+            {"task_id": "t", "state": "canceled", "agent": "backend", "attempt": 0, "time": "now",
+             "reason": [{}] * 100_000}
+        ).encode(),
+    }  # fmt: skip
+    async with backend, attacker(auth_fleet, "cto") as conn:
+        for name, body in bodies.items():
+            for i in range(3):
+                subject = spec.subjects.task(f"made-up-{name}-{i}", "cancel", "cto", "backend")
+                await conn.nc.publish(subject, body)
+        await conn.nc.flush()
+        async with client(auth_fleet, "cto") as cto:  # after them on the agent's connection
+            handle = await cto.assign("backend", {"title": "real"})
+            assert await handle.result(timeout=15) == "real work done"
+        assert backend._cancel_watch is not None
+        kept = backend._cancel_watch[0].cancels._waiting
+
+        async def all_kept() -> bool:
+            return len(kept) == 6
+
+        await eventually(all_kept, what="the six requests kept")
+    reasons = {key[0]: reason for key, reason in kept.items()}
+    assert all(isinstance(r, str) and len(r) <= TEXT_LIMIT + 3 for r in reasons.values())
+    assert reasons["made-up-text-0"].startswith("xxx") and reasons["made-up-list-0"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        {"grace": "x"},
+        {"interval": [1]},
+        {"pid": "1"},
+        {"tasks": [{"task_id": 5, "attempt": 1, "since": "now"}]},
+        {"tasks": "abc"},
+        {"handled": {str(i): i for i in range(1_000)}},
+    ],
+    ids=["grace", "interval", "pid", "held-task", "tasks", "handled"],
+)
+async def test_a_presence_record_of_the_wrong_shape_is_skipped_not_a_crash(
+    auth_fleet: AuthFleet, lie: dict[str, object]
+) -> None:
+    """devops writes its own presence record (it may), with a field of the wrong type: the
+    readers (the admin's agent list, a sender's liveness check on assign) skip it. Before,
+    a TypeError escaped them: `fleetbus agents` and `status` failed, and `assign` raised
+    after the task was stored, so a retry would have sent it twice."""
+    spec = auth_fleet.spec
+    record = {"host": "h", "pid": 1, "version": "1", "started": "2026-01-01T00:00:00Z",
+              "state": "running", "interval": 5.0, "grace": 15.0} | lie  # fmt: skip
+    instance = f"devops-{uuid.uuid4().hex[:8]}"
+    async with attacker(auth_fleet, "devops") as devops:
+        await Publisher(devops).publish(
+            spec.subjects.presence("devops", instance), json.dumps(record).encode()
+        )
+    async with client(auth_fleet, "cto") as cto:
+        handle = await cto.assign("devops", {"title": "rotate keys"})  # returns: no TypeError
+        assert handle.id
+    async with client(auth_fleet, ADMIN) as admin:
+        listed = await admin.agents("devops")
+    assert instance not in [a.instance for a in listed]

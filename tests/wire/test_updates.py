@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleetbus.errors import PayloadError
 from fleetbus.wire.updates import TaskUpdate
 
 roles = st.sampled_from(["cto", "backend", "admin", "", "ceo"])
@@ -38,3 +41,29 @@ def test_decoding_keeps_known_fields_and_drops_the_rest() -> None:
     update = TaskUpdate.decode(raw)
     assert (update.state, update.error) == ("failed", "boom")
     assert not hasattr(update, "extra")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("reason", [{}] * 3),
+        ("error", {"a": 1}),
+        ("message", 5),
+        ("time", 1733000000),
+        ("worker", None),
+        ("attempt", None),
+        ("percent", "40"),
+        ("percent", True),
+        ("retry_in", [1]),
+        ("data", "text"),
+        ("attempt", True),
+        ("attempt", 1.5),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_not_a_task_update(field: str, value: object) -> None:
+    """Records are anyone's JSON until checked; readers (an agent keeping cancel reasons, the
+    admin's tools) take each field as its type."""
+    body = {"task_id": "t-1", "state": "progress", "agent": "backend", "attempt": 1, "time": "x"}
+    raw = json.dumps(body | {field: value}).encode()
+    with pytest.raises(PayloadError, match=f"not a task update: {field}"):
+        TaskUpdate.decode(raw)

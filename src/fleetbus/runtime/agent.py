@@ -62,7 +62,7 @@ from fleetbus.runtime.routes import (
     invoke,
 )
 from fleetbus.runtime.settings import RuntimeSettings
-from fleetbus.runtime.settle import Settler
+from fleetbus.runtime.settle import Settler, bounded
 from fleetbus.runtime.watchdog import LoopWatchdog
 from fleetbus.tasks import StepMemo, TaskIndex, TaskRecords
 from fleetbus.telemetry import METRICS, configure_logging
@@ -477,8 +477,8 @@ class Agent:
         parts = self.spec.subjects.parse_task(msg.subject)
         if parts is None or self._settler is None:
             return
-        try:
-            reason = TaskUpdate.decode(msg.data).reason or "cancelled"
+        try:  # the assigner's words, kept (up to 1024) until the task is fetched: bounded
+            reason = bounded(TaskUpdate.decode(msg.data).reason or "cancelled")
         except PayloadError:
             reason = "cancelled"
         running = self._settler.cancel_running(parts.task_id, parts.assigner, reason)

@@ -123,13 +123,28 @@ class TaskUpdate:
             update = cls(**{k: v for k, v in body.items() if k in _UPDATE_FIELD_SET})
         except TypeError as exc:
             raise PayloadError(f"not a task update: {exc}") from None
-        if not isinstance(update.task_id, str) or not isinstance(update.attempt, int):
-            raise PayloadError("not a task update: task_id or attempt of the wrong type")
+        for name, kinds in _FIELD_TYPES:
+            if name in body and type(body[name]) not in kinds:
+                raise PayloadError(f"not a task update: {name} is a {type(body[name]).__name__}")
+        if type(update.attempt) is not int:
+            raise PayloadError("not a task update: attempt is not an integer")
         return update
 
 
 _UPDATE_FIELDS = tuple(TaskUpdate.__dataclass_fields__)
 _UPDATE_FIELD_SET = frozenset(_UPDATE_FIELDS)
+_TEXT: tuple[type, ...] = (str,)
+_OPTIONAL_TEXT: tuple[type, ...] = (str, type(None))
+_FIELD_TYPES = (
+    *((name, _TEXT) for name in ("task_id", "agent", "time", "assigner", "worker")),
+    *((name, _OPTIONAL_TEXT) for name in ("error", "reason", "message", "request", "traceback")),
+    ("percent", (int, float, type(None))),
+    ("retry_in", (int, float, type(None))),
+    ("data", (dict, type(None))),
+)
+"""What each field of a record must be when it is there (``result`` is any JSON): a record is
+anyone's JSON until checked, and its readers (agents, ``result()``, the admin's tools) take
+its fields as these types. ``type(...) in``: a bool is not a number here."""
 
 
 def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, seq: int) -> str:
