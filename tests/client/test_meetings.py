@@ -214,3 +214,48 @@ async def test_a_member_that_leaves_before_answering_a_join_says_nothing_after_i
         await eventually(lambda: "marker" in heard, 10, "the marker")
         await watcher.unsubscribe()
     assert heard == ["join", "leave", "marker"]  # its own join; no "present" at all
+
+
+async def test_a_member_that_does_not_read_keeps_the_latest_sixteen_megabytes(
+    fleet: FleetUnderTest,
+) -> None:
+    """Any member may say lines of a megabyte; a room nobody reads keeps the newest of them,
+    at most 16 MiB on the wire (and 10,000 lines), and a reader then gets them in order."""
+    line = "x" * 900_000
+    async with (
+        fleet.client(sender="cto") as cto_client,
+        fleet.client(sender="backend") as backend_client,
+        cto_client.meeting("flood") as cto,
+        backend_client.meeting("flood") as backend,
+    ):
+        async with asyncio.timeout(10):
+            await cto.until_present("backend")
+        for i in range(30):
+            await cto.say(line, n=i)
+        await cto.say("the end", n=30)
+
+        async def heard_the_end() -> bool:
+            return backend._sizes[-1] < 1000  # the last, small line is queued
+
+        await eventually(heard_the_end, what="backend's room heard every line")
+        assert backend._queued <= 16 * 1024 * 1024
+        said = []
+        async with asyncio.timeout(10):
+            async for message in backend:
+                if not message.notice:
+                    said.append(message.body["n"])
+                if said and said[-1] == 30:
+                    break
+    assert 10 <= len(said) < 31  # the oldest dropped, not all
+    assert said == list(range(31 - len(said), 31))  # the newest, in order
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"type": ["a"], "content": 1}', b'{"time": {"a": 1}}', b'{"from": [1, 2]}'],
+)
+def test_a_body_whose_type_time_or_sender_is_not_text_is_not_meeting_traffic(
+    fleet: FleetUnderTest, body: bytes
+) -> None:
+    subject = fleet.spec.subjects.meeting("m")
+    assert MeetingMessage.parse(fleet.spec.subjects, subject, body, {}) is None

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from fleetbus.client.meeting import MeetingMessage
 from fleetbus.dashboard import Dashboard, open_dashboard
+from fleetbus.dashboard.data import BODY_SHOWN, MeetingLine
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.testing.fleets import FleetUnderTest
@@ -33,3 +37,20 @@ async def test_an_action_needs_a_known_task_and_a_json_object(dashboard: Dashboa
     for body, status in ((b"{", 400), (b"[1]", 400), (b"{}", 404)):
         answer = await http_get(action, method="POST", headers=headers, body=body)
         assert answer.status == status, (body, answer)
+
+
+@pytest.mark.parametrize(
+    ("content", "shown"),
+    [
+        ("short", "short"),
+        ({"a": [1, 2]}, {"a": [1, 2]}),
+        ("x" * 10_000, "x" * BODY_SHOWN + "..."),
+        ([{}] * 10_000, ("[" + "{}," * 10_000)[:BODY_SHOWN] + "..."),
+    ],
+    ids=["text", "object", "long-text", "long-list"],
+)
+def test_a_meeting_line_keeps_what_the_pages_show(content: object, shown: object) -> None:
+    """The live view keeps 500 lines of 100 meetings: a member's megabyte line (a list of
+    empty objects decodes to twenty times its size) is kept as the start of its text."""
+    said = MeetingMessage(sender="cto", type="message", content=content)
+    assert MeetingLine(meeting_id="m", message=said).to_json()["content"] == shown

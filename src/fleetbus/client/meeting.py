@@ -19,6 +19,7 @@ leave and presence notices::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import uuid
@@ -49,6 +50,9 @@ log = logging.getLogger("fleetbus.meeting")
 
 NOTICES = ("join", "leave", "present")
 _BACKLOG = 10_000
+_BACKLOG_BYTES = 16 * 1024 * 1024
+"""What a room keeps for a reader that does not keep up, at most (its messages' sizes on the
+wire; the oldest go first): any member may say lines of a megabyte."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,20 +76,26 @@ class MeetingMessage:
         cls, subjects: Subjects, subject: str, data: bytes, headers: Mapping[str, str]
     ) -> MeetingMessage | None:
         """What was said on ``subject`` (``P.meetings.{id}[.{sender}]``); None for a body
-        that is not a JSON object (not meeting traffic)."""
+        that is not a JSON object, or whose ``type``, ``time`` or ``from`` is not text (not
+        meeting traffic: a list there would be kept as its text, however long)."""
         try:
             body = decode(data)
         except PayloadError:
             return None
         body.pop("member", None)  # which room object said it: the room's business
+        kind, time, claimed = body.get("type", "message"), body.get("time", ""), body.get("from")
+        if not (isinstance(kind, str) and isinstance(time, str)):
+            return None
+        if claimed is not None and not isinstance(claimed, str):
+            return None
         token = subjects.meeting_sender(subject)
         return cls(
-            sender=token or str(body.get("from") or headers.get(h.SENDER) or "?"),
+            sender=token or claimed or headers.get(h.SENDER) or "?",
             sender_verified=token is not None,
-            type=str(body.get("type", "message")),
+            type=kind,
             content=body.get("content"),
             body=body,
-            time=str(body.get("time", "")),
+            time=time,
         )
 
 
@@ -106,6 +116,9 @@ class Meeting:
         """Our own words carry this, as ``_send`` encodes it: skipped without decoding."""
         self._subs: list[Subscription] = []
         self._inbox: asyncio.Queue[MeetingMessage | None] = asyncio.Queue(maxsize=_BACKLOG)
+        self._sizes: collections.deque[int] = collections.deque()
+        """The wire size of each message in ``_inbox``, in step with it."""
+        self._queued = 0
 
     async def __aenter__(self) -> Meeting:
         if self._subs:
@@ -155,6 +168,7 @@ class Meeting:
             raise FleetbusError(f"not in meeting {self.id}: use `async with`")
         while True:
             message = await self._inbox.get()
+            self._queued -= self._sizes.popleft()
             if message is None:
                 return
             yield message
@@ -176,7 +190,7 @@ class Meeting:
             return  # an answer to our join: presence only
         elif message.type == "leave":
             self._present(message.sender, False)
-        self._queue(message)
+        self._queue(message, len(msg.data))
 
     async def _answer_join(self) -> None:
         if not self._subs:
@@ -184,10 +198,13 @@ class Meeting:
         with contextlib.suppress(Exception):  # then the newcomer learns of us when we speak
             await self._notice("present")
 
-    def _queue(self, message: MeetingMessage | None) -> None:
-        if self._inbox.full():
+    def _queue(self, message: MeetingMessage | None, size: int = 0) -> None:
+        while self._inbox.full() or (self._sizes and self._queued + size > _BACKLOG_BYTES):
             self._inbox.get_nowait()  # nobody is reading: keep the latest
+            self._queued -= self._sizes.popleft()
         self._inbox.put_nowait(message)
+        self._sizes.append(size)
+        self._queued += size
 
     async def until_present(self, *roles: str) -> None:
         """Return once every one of ``roles`` is in the room (bound it with

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -299,16 +300,30 @@ class MeetingLine:
     message: MeetingMessage
 
     def to_json(self) -> dict[str, Any]:
+        """What the pages show (and the live view keeps, 500 lines of 100 meetings): content
+        longer than ``BODY_SHOWN`` characters as JSON is kept as that text, cut."""
         m = self.message
         return {
             "meeting_id": self.meeting_id,
             "sender": m.sender,
             "verified": m.sender_verified,
             "type": m.type,
-            "content": m.content,
+            "content": _shown(m.content),
             "notice": m.notice,
             "time": m.time,
         }
+
+
+def _shown(content: Any) -> Any:
+    """``content`` as said, or when it is longer than ``BODY_SHOWN`` characters as JSON, the
+    start of that JSON as text (a member's line may be a megabyte, which decodes to twenty
+    times that)."""
+    if isinstance(content, str):
+        return content if len(content) <= BODY_SHOWN else content[:BODY_SHOWN] + "..."
+    if content is None or isinstance(content, bool | int | float):
+        return content
+    text = json.dumps(content, separators=(",", ":"), ensure_ascii=False)  # as decoded: NaN too
+    return content if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "..."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
