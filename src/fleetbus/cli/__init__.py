@@ -25,7 +25,7 @@ from fleetbus.cli import (
     status_cmds,
     task_cmds,
 )
-from fleetbus.cli._common import CliState, err_console
+from fleetbus.cli._common import CliState, print_error
 
 __all__ = ["app", "main"]
 
@@ -44,7 +44,7 @@ def _tidy_help() -> None:
     def format_error(error: Any) -> None:
         ctx = getattr(error, "ctx", None)
         where = f" (`{ctx.command_path} --help` shows the usage)" if ctx is not None else ""
-        err_console.print(f"[bold red]error:[/] {error.format_message()}{where}", soft_wrap=True)
+        print_error(f"{error.format_message()}{where}")
 
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
     rich_utils.rich_format_error = format_error  # type: ignore[assignment]

@@ -19,7 +19,9 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
+from fleetbus._terminal import safe_json, safe_text
 from fleetbus.environment import resolve_connect_settings, resolve_fleet, resolve_fleet_path
 from fleetbus.errors import FleetbusError, FleetFileError, ServerError
 from fleetbus.fleet import FleetSpec
@@ -33,10 +35,12 @@ __all__ = [
     "console",
     "err_console",
     "fail",
+    "print_error",
     "print_json",
     "print_json_line",
     "print_or_write",
     "run_async",
+    "safe_text",
     "state",
 ]
 
@@ -119,8 +123,16 @@ def state(ctx: typer.Context) -> CliState:
     return obj
 
 
+def print_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr. The message is shown as text, never as markup: it often
+    quotes what a role wrote (an agent's error answer, a record) or what the user typed."""
+    error = Text.assemble(("error:", "bold red"), " ", safe_text(message, multiline=True))
+    err_console.print(error, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    """:func:`print_error`, then exit ``code``."""
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -130,14 +142,16 @@ def one_line(exc: ServerError) -> str:
 
 
 def print_json(data: Any) -> None:
-    """One JSON document: indented in a terminal, one line in a pipe."""
+    """One JSON document: indented in a terminal, one line in a pipe; what roles wrote in it
+    is exact, with the characters a terminal would obey as JSON escapes (``safe_json``)."""
     indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(data, indent=indent, default=str, ensure_ascii=False) + "\n")
+    document = json.dumps(data, indent=indent, default=str, ensure_ascii=False)
+    sys.stdout.write(safe_json(document) + "\n")
 
 
 def print_json_line(data: Any) -> None:
     """One JSON object on one line (JSON Lines: what streaming verbs print with --json)."""
-    sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.write(safe_json(json.dumps(data, default=str, ensure_ascii=False)) + "\n")
     sys.stdout.flush()
 
 
@@ -190,9 +204,10 @@ def guard(func: Callable[[], T]) -> T:
 
 
 def age(stamp: str, now: datetime) -> str:
-    """How long before ``now`` the time ``stamp`` was (``3m 20s``); ``-`` for no time."""
+    """How long before ``now`` the time ``stamp`` was (``3m 20s``); ``-`` for no time (or
+    for what a role wrote there that is not one)."""
     try:
         then = parse_iso(stamp)
-    except ValueError:
+    except (TypeError, ValueError, AttributeError):
         return "-"
     return format_duration(max(round((now - then).total_seconds()), 0))

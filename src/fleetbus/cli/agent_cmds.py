@@ -16,6 +16,7 @@ from fleetbus.cli._common import (
     print_json,
     print_json_line,
     run_async,
+    safe_text,
     state,
 )
 from fleetbus.client.fleet import Fleet
@@ -68,18 +69,24 @@ def agents(
         held = ", ".join(f"{t.task_id} #{t.attempt}" for t in a.tasks) or "-"
         style = _STYLE.get(a.state, "white")
         table.add_row(
-            a.role,
-            a.instance,
-            a.host,
-            str(a.pid),
-            f"[{style}]{a.state}[/]",
-            held,
+            *map(safe_text, (a.role, a.instance, a.host, a.pid)),
+            safe_text(a.state, style=style),
+            safe_text(held),
             age(a.started, now),
-            str(sum(v for k, v in a.handled.items() if k != "failed")),
+            safe_text(_handled(a)),
         )
     console.print(table)
     if not found:
         console.print("no agent is running (`fleetbus run module:agent` starts one)")
+
+
+def _handled(agent: AgentInfo) -> str:
+    """How many messages the agent says it handled (``-`` when its record's counts are not
+    numbers: a role writes its own record)."""
+    counts = [v for k, v in agent.handled.items() if k != "failed"]
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in counts):
+        return str(sum(counts))
+    return "-"
 
 
 async def _watch(st: CliState, role: str | None, json_out: bool) -> None:
@@ -89,7 +96,8 @@ async def _watch(st: CliState, role: str | None, json_out: bool) -> None:
                 print_json_line({"change": change.change, "agent": change.agent.to_json()})
             else:
                 a = change.agent
-                console.print(f"{a.renewed[11:19]} {change.change:<8} {a.instance} on {a.host}")
+                line = f"{a.renewed[11:19]} {change.change:<8} {a.instance} on {a.host}"
+                console.print(safe_text(line))
 
 
 def _control(ctx: typer.Context, instance: str, op: str, **fields: Any) -> dict[str, Any]:
@@ -110,9 +118,13 @@ def ping(
 ) -> None:
     """Ask one agent process how it is: its state, what it holds."""
     answer = _control(ctx, instance, "ping")
-    agent = answer.get("agent", {})
-    held = ", ".join(t["task_id"] for t in agent.get("tasks", [])) or "nothing"
-    console.print(f"{instance}: {agent.get('state')}, holding {held}")
+    agent = answer.get("agent")
+    agent = agent if isinstance(agent, dict) else {}  # the agent's own answer: any shape
+    tasks = agent.get("tasks")
+    tasks = tasks if isinstance(tasks, list) else []
+    ids = [t.get("task_id") if isinstance(t, dict) else t for t in tasks]
+    held = ", ".join(map(str, ids)) or "nothing"
+    console.print(safe_text(f"{instance}: {agent.get('state')}, holding {held}"))
 
 
 @agents_app.command("drain")
@@ -122,7 +134,7 @@ def drain(
 ) -> None:
     """Stop one agent process fetching; it finishes what it holds, then exits 0."""
     answer = _control(ctx, instance, "drain")
-    console.print(f"{instance}: draining, finishing {answer.get('held', 0)} task(s)")
+    console.print(safe_text(f"{instance}: draining, finishing {answer.get('held', 0)} task(s)"))
 
 
 @agents_app.command("cancel")
@@ -133,5 +145,7 @@ def cancel(
 ) -> None:
     """Cancel the task(s) one agent process holds."""
     answer = _control(ctx, instance, "cancel", reason=reason or "cancelled by an operator")
-    cancelled = answer.get("cancelled", [])
-    console.print(f"{instance}: cancelled {', '.join(cancelled) or 'nothing (it held none)'}")
+    cancelled = answer.get("cancelled")
+    cancelled = cancelled if isinstance(cancelled, list) else []
+    shown = ", ".join(map(str, cancelled)) or "nothing (it held none)"
+    console.print(safe_text(f"{instance}: cancelled {shown}"))

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from fleetbus.cli._common import console, fail, print_json, run_async, state
+from fleetbus.cli._common import console, fail, print_json, run_async, safe_text, state
 from fleetbus.deadletters import DeadLetterEntry, DeadLetters
 
 dlq_app = typer.Typer(help="Dead letters: what exhausted its attempts or was rejected.")
@@ -38,15 +39,8 @@ def list_cmd(
     for column in ("id", "time", "from", "consumer", "tries", "reason", "error"):
         table.add_column(column, overflow="fold")
     for e in entries:
-        table.add_row(
-            str(e.id),
-            e.time[:19],
-            f"{e.original_subject} #{e.seq}",
-            e.consumer,
-            str(e.deliveries),
-            e.reason,
-            e.error,
-        )
+        row = (e.id, e.time[:19], f"{e.original_subject} #{e.seq}", e.consumer, e.deliveries)
+        table.add_row(*map(safe_text, (*row, e.reason, e.error)))
     console.print(table)
 
 
@@ -79,12 +73,18 @@ def show_cmd(
         "reason",
         "error",
     ):
-        console.print(f"[bold]{key}:[/] {data[key]}")
-    console.print(f"[bold]headers:[/] {data['headers']}")
-    console.print(f"[bold]body:[/] {data['body']}")
+        console.print(_field(key, data[key]))
+    console.print(_field("headers", data["headers"]))
+    console.print(_field("body", data["body"], multiline=True))
     if entry.traceback:
-        console.print("[bold]traceback:[/]")
-        console.print(entry.traceback, markup=False, highlight=False, soft_wrap=True)
+        console.print(Text("traceback:", style="bold"))
+        console.print(safe_text(entry.traceback, multiline=True), soft_wrap=True)
+
+
+def _field(name: str, value: object, multiline: bool = False) -> Text:
+    """``name: value``: fleetbus's label, then what the dead letter holds, shown as text (the
+    agent that dead-lettered it, or the role that sent the message, wrote it)."""
+    return Text.assemble((f"{name}:", "bold"), " ", safe_text(value, multiline=multiline))
 
 
 @dlq_app.command("replay")
@@ -113,7 +113,7 @@ def replay_cmd(
             return done
 
     for i, subject in run_async(main):
-        console.print(f"replayed dead letter {i} to {subject}")
+        console.print(safe_text(f"replayed dead letter {i} to {subject}"))
 
 
 @dlq_app.command("purge")

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from nats.aio.msg import Msg
+from rich.text import Text
 
 from fleetbus.cli._common import (
     CliState,
@@ -25,6 +26,7 @@ from fleetbus.cli._common import (
     print_json,
     print_json_line,
     run_async,
+    safe_text,
     state,
 )
 from fleetbus.cli.task_cmds import print_update
@@ -253,8 +255,7 @@ def tail(
                     )
                     continue
                 text = m.data.decode("utf-8", "replace").replace("\n", " ")
-                console.print(
-                    f"{m.subject} [dim]from[/] {sender}: {text[:300]}", markup=True, highlight=False
-                )
+                shown = (safe_text(m.subject), (" from ", "dim"), safe_text(sender), ": ")
+                console.print(Text.assemble(*shown, safe_text(text[:300])), highlight=False)
 
     run_async(main)

@@ -16,7 +16,16 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from fleetbus.cli._common import age, console, fail, print_json, print_json_line, run_async, state
+from fleetbus.cli._common import (
+    age,
+    console,
+    fail,
+    print_json,
+    print_json_line,
+    run_async,
+    safe_text,
+    state,
+)
 from fleetbus.client.fleet import Fleet
 from fleetbus.fleet.units import parse_duration
 from fleetbus.tasks import TaskSummary
@@ -92,17 +101,14 @@ def tasks(
         table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
     for t in found:
-        progress = f"{t.percent:g}% " if t.percent is not None else ""
         table.add_row(
-            t.task_id,
-            t.role,
-            t.assigner,
-            t.a2a_state if t.a2a_state == t.state else f"{t.a2a_state} ({t.state})",
-            t.worker or "-",
-            str(t.attempt or "-"),
-            f"{progress}{t.message or t.error or ''}",
+            *map(safe_text, (t.task_id, t.role, t.assigner)),
+            safe_text(t.a2a_state if t.a2a_state == t.state else f"{t.a2a_state} ({t.state})"),
+            safe_text(t.worker or "-"),
+            safe_text(t.attempt or "-"),
+            safe_text(f"{_percent(t.percent)}{t.message or t.error or ''}"),
             age(t.created, now),
-            t.updated[11:19],
+            safe_text(t.updated[11:19]),
         )
     console.print(table)
 
@@ -139,11 +145,14 @@ def show(
     else:
         if not updates:
             fail(f"no updates for task {task_id} (unknown id, or older than TASKS' max_age)")
-        table = Table(title=f"task {task_id}", title_justify="left")
+        table = Table(title=safe_text(f"task {task_id}"), title_justify="left")
         for column in ("time", "state", "agent", "attempt", "detail"):
             table.add_column(column, overflow="fold")
         for u in updates:
-            table.add_row(u.time[11:23], u.state, u.worker or u.agent, str(u.attempt), detail(u))
+            table.add_row(
+                *map(safe_text, (_clock(u.time), u.state, u.worker or u.agent, u.attempt)),
+                safe_text(detail(u)),
+            )
         console.print(table)
     last = updates[-1] if updates else None
     if last is not None and last.terminal and last.state != "completed":
@@ -201,15 +210,29 @@ def respond(
     console.print(f"answered: {task_id}")
 
 
+def _percent(value: object) -> str:
+    """``50% `` for a percentage; nothing for none, or for a role's record holding some other
+    type there."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}% "
+    return ""
+
+
+def _clock(stamp: object) -> str:
+    """The time of day of an ISO 8601 time (``12:03:04.123``), as a record holds it."""
+    return stamp[11:23] if isinstance(stamp, str) else str(stamp)
+
+
 def detail(u: TaskUpdate) -> str:
-    """One line saying what an update is about."""
+    """One line saying what an update is about: the record's own text, to be shown with
+    :func:`safe_text` (a role wrote it)."""
     if u.state == "completed":
         return json.dumps(u.result)
     if u.state == "progress":
-        percent = f"{u.percent:g}% " if u.percent is not None else ""
-        return f"{percent}{u.message or ''}"
+        return f"{_percent(u.percent)}{u.message or ''}"
     if u.state == "failed":
-        return f"{u.error} (retry in {u.retry_in:g}s)" if u.retry_in else str(u.error)
+        retry = u.retry_in if isinstance(u.retry_in, int | float) else None
+        return f"{u.error} (retry in {retry:g}s)" if retry else str(u.error)
     if u.state == "input-required":
         return f"request {u.request}: {json.dumps(u.data)}"
     if u.state in ("dead_lettered", "rejected"):
@@ -225,4 +248,5 @@ def print_update(u: TaskUpdate, json_out: bool) -> None:
         data: dict[str, Any] = {k: v for k, v in asdict(u).items() if v is not None}
         print_json_line(data)
     else:
-        console.print(f"{u.time[11:23]} {u.state:<14} {u.agent} #{u.attempt} {detail(u)}")
+        line = f"{_clock(u.time)} {u.state:<14} {u.agent} #{u.attempt} {detail(u)}"
+        console.print(safe_text(line))

@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from fleetbus._terminal import safe_text
 from fleetbus.fleet.units import format_size
 from fleetbus.ops.status import FleetStatus
 
@@ -100,7 +101,7 @@ def render(s: FleetStatus, per_second: dict[str, float] | None = None) -> Group:
         for role, counts in s.agents.items():
             shown = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n)
             parts.append(f"{role} {shown or 'none'}")
-        lines.append(Text(f"agents: {'; '.join(parts)}"))
+        lines.append(safe_text(f"agents: {'; '.join(parts)}"))  # states agents wrote
     idle = sorted({c.role for c in s.consumers if c.idle and c.role})
     if idle:
         waiting = sum(c.pending for c in s.consumers if c.idle)

@@ -87,21 +87,23 @@ class TaskSummary:
 
     @classmethod
     def decode(cls, raw: bytes, *, role: str, assigner: str, task_id: str) -> TaskSummary:
-        """An entry as stored; who it is about comes from its subject, not its body."""
+        """An entry as stored; who it is about comes from its subject, not its body.
+
+        Roles write the entries, and any role may write nonsense: a field of the wrong type
+        is dropped (the entry is listed without it), and an entry whose ``state``,
+        ``created`` or ``updated`` is missing or not text is not a task summary
+        (``PayloadError``: the list skips it). Either way the list of the other tasks is
+        read and sorted as if it were not there."""
         body = decode(raw)
-        known = set(cls.__dataclass_fields__) - {"task_id", "role", "assigner"}
-        try:
-            summary = cls(
-                task_id=task_id,
-                role=role,
-                assigner=assigner,
-                **{k: v for k, v in body.items() if k in known},
-            )
-        except TypeError as exc:
-            raise PayloadError(f"not a task summary: {exc}") from None
-        if not isinstance(summary.state, str):
-            raise PayloadError("not a task summary: no state")
-        return summary
+        fields: dict[str, Any] = {
+            k: v
+            for k, v in body.items()
+            if k in _FIELD_TYPES and isinstance(v, _FIELD_TYPES[k]) and not isinstance(v, bool)
+        }
+        missing = [k for k in _REQUIRED if k not in fields]
+        if missing:
+            raise PayloadError(f"not a task summary: no {', '.join(missing)} as text")
+        return cls(task_id=task_id, role=role, assigner=assigner, **fields)
 
     def moved(self, state: str, **fields: Any) -> TaskSummary:
         """This entry in ``state`` now, with ``fields`` changed."""
@@ -109,6 +111,23 @@ class TaskSummary:
 
 
 _SUMMARY_FIELDS = tuple(TaskSummary.__dataclass_fields__)
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "state": str,
+    "created": str,
+    "updated": str,
+    "attempt": int,
+    "worker": str,
+    "message": str,
+    "percent": (int, float),
+    "error": str,
+    "deadline": (int, float),
+    "request": str,
+}
+"""What each field of a stored entry must be (``bool`` is never a number here); who the
+task is about (``task_id``, ``role``, ``assigner``) comes from the subject."""
+
+_REQUIRED = ("state", "created", "updated")
 
 
 class TaskIndex:
