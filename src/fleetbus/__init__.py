@@ -14,6 +14,7 @@ from fleetbus._version import __version__
 from fleetbus.client import Fleet, Meeting, MeetingMessage, Observed, TaskHandle
 from fleetbus.deadletters import DeadLetterEntry, DeadLetters
 from fleetbus.errors import (
+    AmbiguousTask,
     AskError,
     AskTimeout,
     BatchPublishError,
@@ -59,6 +60,7 @@ __all__ = [
     "Agent",
     "AgentChange",
     "AgentInfo",
+    "AmbiguousTask",
     "AskError",
     "AskTimeout",
     "BatchAck",

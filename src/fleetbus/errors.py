@@ -33,6 +33,7 @@ from typing import Any
 from fleetbus.js.acks import PublishManyResult
 
 __all__ = [
+    "AmbiguousTask",
     "AskError",
     "AskTimeout",
     "BatchPublishError",
@@ -269,6 +270,20 @@ class TaskError(FleetbusError):
         self.error = error
         self.reason = reason
         super().__init__(f"task {task_id} failed on attempt {attempt}: {error}")
+
+
+class AmbiguousTask(FleetbusError):
+    """Several tasks have this id (``tasks``: each one's role and assigner): say which. Task
+    ids are the assigner's choice, and a role may write its own records under any id."""
+
+    def __init__(self, task_id: str, tasks: list[tuple[str, str]]) -> None:
+        self.task_id = task_id
+        self.tasks = tasks
+        named = ", ".join(f"{role} (from {assigner})" for role, assigner in tasks)
+        super().__init__(
+            f"{len(tasks)} tasks have the id {task_id}: {named}; say which one by its role"
+            " (and, acting for its assigner, as that assigner)"
+        )
 
 
 class TaskTimeout(TaskError, TimeoutError):

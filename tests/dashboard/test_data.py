@@ -12,6 +12,7 @@ from fleetbus.dashboard import Dashboard, open_dashboard
 from fleetbus.dashboard.data import BODY_SHOWN, MeetingLine
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import ConnectSettings, connect
+from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
 from .support import http_get
@@ -54,3 +55,38 @@ def test_a_meeting_line_keeps_what_the_pages_show(content: object, shown: object
     empty objects decodes to twenty times its size) is kept as the start of its text."""
     said = MeetingMessage(sender="cto", type="message", content=content)
     assert MeetingLine(meeting_id="m", message=said).to_json()["content"] == shown
+
+
+async def test_an_id_several_tasks_have_is_not_acted_on_from_the_page(
+    fleet: FleetUnderTest, dashboard: Dashboard
+) -> None:
+    """A role writes its own records under any id: backend's record under the id of a task cto
+    gave devops. The page cannot show which the admin means, so it offers no action, and an
+    action naming either one is refused (the CLI, given the role, acts on the right one)."""
+    async with fleet.client(sender="cto") as cto:
+        handle = await cto.assign("devops", {"title": "rotate"})
+    conn = await connect(ConnectSettings.from_url(fleet.url))
+    try:
+        for role, time in (("devops", "2026-01-01T00:00:00Z"), ("backend", "9999-12-31T23:59:59Z")):
+            record = {"task_id": handle.id, "state": "input-required", "agent": role,
+                      "attempt": 1, "time": time, "request": "r1"}  # fmt: skip
+            subject = fleet.spec.subjects.task(handle.id, "updates", "cto", role)
+            await conn.nc.publish(subject, json.dumps(record).encode())
+        await conn.flush()
+    finally:
+        await conn.close()
+    view_url = dashboard.url + f"api/tasks/{handle.id}"
+
+    async def both_known() -> bool:
+        return len(json.loads((await http_get(view_url)).body)["rows"]) == 2
+
+    await eventually(both_known, what="both tasks with the id on the page")
+    assert json.loads((await http_get(view_url)).body)["actions"] == []
+    headers = {"x-fleetbus-dashboard": "1", "content-type": "application/json"}
+    for role in ("backend", "devops"):
+        body = json.dumps({"role": role, "assigner": "cto", "reason": "x"}).encode()
+        answer = await http_get(
+            dashboard.url + f"api/tasks/{handle.id}/actions/cancel",
+            method="POST", headers=headers, body=body,
+        )  # fmt: skip
+        assert answer.status == 409 and b"2 tasks have the id" in answer.body, answer

@@ -113,14 +113,16 @@ async def test_task_shows_a_workers_hostile_records_as_text(
     update = {"task_id": "t-records", "state": "progress", "agent": "backend", "attempt": 1}
     update |= {"worker": "backend-1", "time": "2026-01-01T00:00:00.000Z"}
     await publish(auth_fleet, "backend", subject, {**update, "message": HOSTILE})
-    await publish(auth_fleet, "backend", subject, {**update, "percent": "x", "message": "half"})
+    await publish(auth_fleet, "backend", subject, {**update, "percent": 50, "message": "half"})
+    # a field of the wrong type: not a task record (TaskUpdate.decode), so not shown
+    await publish(auth_fleet, "backend", subject, {**update, "percent": "x", "message": "typed"})
 
     code, out, err = await fleetbus(auth_fleet, tmp_path, "task", "t-records", "--role", "backend")
 
     assert code == 0, err
     text = assert_shown_as_text(out, SHOWN, "half")
     assert "Traceback" not in err
-    assert text.count("progress") == 2
+    assert text.count("progress") == 2 and "typed" not in text
 
 
 async def test_dlq_shows_hostile_dead_letters_as_text(
@@ -202,3 +204,46 @@ async def test_ask_shows_an_agents_hostile_error_as_text(
     assert code == 1
     assert ESC not in err and not out, (out, err)
     assert err.startswith("error: backend failed to answer: ") and SHOWN in err, err
+
+
+async def test_a_task_id_another_role_reuses_is_never_acted_on_by_guess(
+    auth_fleet: AuthFleet, tmp_path: Path
+) -> None:
+    """backend learns the id of a task cto gave devops (a presence record lists what an
+    agent holds) and writes its own entry and input request under that id, dated in the
+    future. `fleetbus task cancel|respond ID` took the entry updated last, backend's: the
+    admin's answer went to backend. Now several tasks with one id are named, and nothing is
+    done until the role is given."""
+    s = auth_fleet.spec.subjects
+    asked = asyncio.Event()
+    devops = agent(auth_fleet, "devops")
+
+    @devops.on_task
+    async def rotate(task: Task) -> object:
+        asked.set()
+        return await task.request_input({"question": "the new password?"}, timeout=30)
+
+    async with devops, client(auth_fleet, "cto") as cto:
+        handle = await cto.assign("devops", {"title": "rotate"})
+        async with asyncio.timeout(15):
+            await asked.wait()
+        pinned = {"state": "input-required", "created": "2026-01-01T00:00:00Z",
+                  "updated": "9999-12-31T23:59:59Z"}  # fmt: skip
+        await publish(auth_fleet, "backend", s.task_index("backend", "cto", handle.id), pinned)
+        request = {"task_id": handle.id, "state": "input-required", "agent": "backend",
+                   "attempt": 1, "time": "9999-12-31T23:59:59Z", "request": "r1"}  # fmt: skip
+        await publish(
+            auth_fleet, "backend", s.task(handle.id, "updates", "cto", "backend"), request
+        )
+
+        code, out, err = await fleetbus(
+            auth_fleet, tmp_path, "task", "respond", handle.id, '{"password": "s"}'
+        )
+        assert code != 0 and b"answered" not in out
+        assert "2 tasks have the id" in err and "backend (from cto)" in err, err
+        code, out, err = await fleetbus(
+            auth_fleet, tmp_path, "task", "respond", handle.id, '{"password": "s"}',
+            "--role", "devops",
+        )  # fmt: skip
+        assert code == 0, err
+        assert await handle.result(timeout=15) == {"password": "s"}

@@ -117,12 +117,12 @@ async def _locate(fleet: Fleet, task_id: str, role: str | None) -> tuple[str, st
     """The task's role and assigner: given, or from the task list."""
     if role is not None and fleet.conn.identity is not None:
         return role, fleet.identity
-    entry = await fleet.find_task(task_id)
+    entry = await fleet.find_task(task_id, role)  # AmbiguousTask: several have this id
     if entry is None:
         if role is not None:
             return role, fleet.identity
         fail(f"task {task_id} is not in the task list: give its --role")
-    return role or entry.role, entry.assigner
+    return entry.role, entry.assigner
 
 
 @task_app.command("show", hidden=True)

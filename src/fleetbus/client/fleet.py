@@ -333,10 +333,11 @@ class Fleet:
         any task, naming its ``assigner``): see ``TaskHandle.respond``."""
         await self.task(task_id, role, assigner=assigner).respond(answer)
 
-    async def find_task(self, task_id: str) -> TaskSummary | None:
-        """The task list's entry of ``task_id`` (its role, assigner and state), or None.
-        The admin's: it reads the whole list."""
-        return await self.index.find(validate_id(task_id))
+    async def find_task(self, task_id: str, role: str | None = None) -> TaskSummary | None:
+        """The task list's entry of ``task_id`` (its role, assigner and state) assigned to
+        ``role`` (None: any), or None; ``AmbiguousTask`` when several tasks have the id. The
+        admin's: it reads the whole list."""
+        return await self.index.find(validate_id(task_id), role)
 
     @property
     def identity(self) -> str:

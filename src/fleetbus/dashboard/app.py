@@ -27,7 +27,7 @@ from starlette.templating import Jinja2Templates
 from fleetbus.dashboard.data import TaskFilters, TaskRow, update_json
 from fleetbus.dashboard.guard import Guard
 from fleetbus.dashboard.live import Hub, Subscriber
-from fleetbus.errors import FleetbusError, InvalidSubjectError
+from fleetbus.errors import AmbiguousTask, FleetbusError, InvalidSubjectError
 from fleetbus.wire.subjects import validate_id
 from fleetbus.wire.updates import TaskState
 
@@ -178,9 +178,14 @@ def create_app(hub: Hub, *, token: str | None, host: str) -> Starlette:
             body = None
         if not isinstance(body, dict):
             raise HTTPException(400, "an action's body is a JSON object")
+        known = hub.index.of_task(task_id)
+        if len(known) > 1:
+            # Ids are the assigner's choice, and a role writes its own records under any id:
+            # the page cannot show which one the admin means, so nothing is done here.
+            raise HTTPException(409, AmbiguousTask(task_id, _tasks_of(known)).args[0])
         rows = [
             r
-            for r in hub.index.of_task(task_id)
+            for r in known
             if r.role == body.get("role", r.role) and r.assigner == body.get("assigner", r.assigner)
         ]
         if not rows:
@@ -196,7 +201,7 @@ def create_app(hub: Hub, *, token: str | None, host: str) -> Starlette:
             "task_id": task_id,
             "rows": [r.to_json() for r in rows],
             "timeline": timeline,
-            "actions": data.task_actions(rows[0]) if rows else [],
+            "actions": data.task_actions(rows[0]) if len(rows) == 1 else [],
         }
 
     async def _letters() -> dict[str, Any]:
@@ -362,3 +367,7 @@ def _int(request: Request, name: str) -> int:
 async def _fleetbus_error(request: Request, exc: Exception) -> Response:
     status = 404 if str(exc).startswith("no dead letter") else 400
     return JSONResponse({"error": str(exc)}, status_code=status)
+
+
+def _tasks_of(rows: list[TaskRow]) -> list[tuple[str, str]]:
+    return sorted({(r.role, r.assigner) for r in rows})

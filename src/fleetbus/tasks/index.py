@@ -22,7 +22,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from fleetbus.errors import FleetbusError, PayloadError
+from fleetbus.errors import AmbiguousTask, FleetbusError, PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
@@ -178,11 +178,17 @@ class TaskIndex:
         found.sort(key=lambda s: s.updated, reverse=True)
         return found if limit is None else found[:limit]
 
-    async def find(self, task_id: str) -> TaskSummary | None:
-        """The entry of ``task_id`` (whoever assigned it, to whichever role), or None."""
+    async def find(self, task_id: str, role: str | None = None) -> TaskSummary | None:
+        """The entry of ``task_id`` (whoever assigned it, to ``role`` or any), or None.
+        ``AmbiguousTask`` when entries of several tasks have that id: ids are the assigner's
+        choice, and a role writes its own entries under any id it likes, so the one to act on
+        is never picked by anything a role wrote (which one was updated last, say)."""
         if not self.stream:
             return None
-        found = await self._entries(self.spec.subjects.task_index(None, None, task_id))
+        found = await self._entries(self.spec.subjects.task_index(role, None, task_id))
+        tasks = sorted({(s.role, s.assigner) for s in found})
+        if len(tasks) > 1:
+            raise AmbiguousTask(task_id, tasks)
         return max(found, key=lambda s: s.updated, default=None)
 
     async def _entries(self, where: str, since: str | None = None) -> list[TaskSummary]:

@@ -341,7 +341,13 @@
         fact("Attempt", String(row.attempt));
         fact("Agent", row.worker || "–");
         fact("Updated", when(row.time));
-        if (view.rows.length > 1) fact("Also assigned", view.rows.slice(1).map((r) => `${r.assigner} → ${r.role}`).join(", "));
+        if (view.rows.length > 1) {
+          // Ids are the assigner's choice, and a role writes its own records under any id:
+          // several tasks with this one are shown, and acted on only from the CLI, by role.
+          fact("Also assigned", view.rows.slice(1).map((r) => `${r.assigner} → ${r.role}`).join(", "));
+          fact("Warning", `${view.rows.length} tasks have this id: the records below may be any`
+            + " of theirs; act with `fleetbus task cancel|respond ID --role ROLE`");
+        }
       }
       const progress = [...view.timeline].reverse().find((u) => u.state === "progress" && (!row || u.attempt === row.attempt));
       const bar = $("#task-progress");
@@ -366,7 +372,7 @@
         when(u.time), " ", badge(u.state), " ",
         el("span", { class: "muted" }, `attempt ${u.attempt}`, u.worker ? ` · ${u.worker}` : ""), " ",
         el("span", { class: "detail" }, detail(u)))));
-      const actions = (row && !row.terminal && view.actions) || [];
+      const actions = (row && !row.terminal && view.rows.length === 1 && view.actions) || [];
       $("#task-actions").hidden = actions.length === 0;
       if (actions.join() !== shownActions) {  // re-drawn only when they change: typed text stays
         shownActions = actions.join();
