@@ -18,7 +18,7 @@ TOKEN = "s3cret-token-for-the-test"
 
 @pytest.fixture
 async def guarded(fleet: FleetUnderTest) -> AsyncIterator[Dashboard]:
-    """A dashboard set up as a non-loopback bind is (token required), listening on loopback."""
+    """A dashboard with its access token (as `fleetbus dashboard` always serves it)."""
     conn = await connect(ConnectSettings.from_url(fleet.url))
     try:
         async with open_dashboard(conn, fleet.spec, port=0, token=TOKEN) as served:
@@ -44,6 +44,8 @@ async def test_the_access_token_is_required_on_every_request(guarded: Dashboard)
     assert wrong.status == 401
     bearer = await http_get(url + "api/overview", headers={"Authorization": f"Bearer {TOKEN}"})
     assert bearer.status == 200 and b'"roles"' in bearer.body
+    rebound = {"Authorization": f"Bearer {TOKEN}", "Host": "attacker.example:8765"}
+    assert (await http_get(url + "api/overview", headers=rebound)).status == 403  # on loopback
 
 
 async def test_the_token_in_the_address_becomes_a_cookie(guarded: Dashboard) -> None:

@@ -32,11 +32,15 @@ async def test_the_dashboard_command_serves_until_ctrl_c(
     try:
         first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
         assert first.startswith(f"dashboard of {fleet.spec.prefix} on "), first
-        found = re.search(r"on (http://127\.0\.0\.1:\d+/)$", first.strip())
+        found = re.search(r"on (http://127\.0\.0\.1:\d+/)\?token=(\S+)$", first.strip())
         assert found, first
-        page = await http_get(found.group(1))
-        assert page.status == 200 and b"<h1>Overview</h1>" in page.body
-        overview = await http_get(found.group(1) + "api/overview")
+        url, token = found.groups()
+        # on loopback too: every user of the machine reaches 127.0.0.1
+        assert (await http_get(url + "api/overview")).status == 401
+        page = await http_get(f"{url}?token={token}")
+        assert page.status == 303  # the token becomes a cookie
+        bearer = {"Authorization": f"Bearer {token}"}
+        overview = await http_get(url + "api/overview", headers=bearer)
         assert overview.status == 200 and b'"backend"' in overview.body
     finally:
         proc.send_signal(signal.SIGINT)

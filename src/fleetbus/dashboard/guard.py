@@ -4,10 +4,13 @@ API, the live streams and the actions. There is no other way in.
 - **A loopback bind** (the default, 127.0.0.1) answers only requests addressed to a loopback
   name (the ``Host`` header): a web page elsewhere that points its own DNS name at 127.0.0.1
   (DNS rebinding) gets nothing.
-- **Any other bind** needs the access token printed at start: ``?token=...`` once (answered
-  with a cookie and a redirect to the same address without it, so it stays out of history
-  and logs), then the cookie (HttpOnly, SameSite=Strict), or ``Authorization: Bearer`` for
-  scripts. Anything else gets 401.
+- **The access token** printed at start (``fleetbus dashboard`` always makes one: every user
+  of the machine reaches its loopback address, an agent running under an account of its own
+  too): ``?token=...`` once (answered with a cookie and a redirect to the same address
+  without it, so it stays out of history and logs), then the cookie (HttpOnly,
+  SameSite=Strict), or ``Authorization: Bearer`` for scripts. Anything else gets 401. A
+  dashboard opened without one (``open_dashboard(token=None)``, on loopback only) trusts
+  every local user.
 - **Actions** (every method but GET and HEAD) need the dashboard's own request header, which
   a page of another site cannot send without the dashboard's consent (a CORS preflight it
   never grants), and, when the browser names one, an ``Origin`` that is the dashboard's: no
@@ -66,6 +69,7 @@ class Guard:
         self.app = app
         self.token = token
         self.hosts = LOOPBACK_NAMES | {host.strip("[]")}
+        self.loopback = is_loopback(host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,11 +83,11 @@ class Guard:
         await self.app(scope, receive, _secured(send))
 
     def _refusal(self, conn: HTTPConnection) -> Response | None:
-        if self.token is None:
+        if self.token is None or self.loopback:
             name = urlsplit("//" + conn.headers.get("host", "")).hostname or ""
             if name not in self.hosts:
                 return PlainTextResponse("unexpected Host: use the dashboard's own address", 403)
-        elif not self._allowed(conn):
+        if self.token is not None and not self._allowed(conn):
             return PlainTextResponse("the dashboard needs its access token", 401)
         if conn.scope["method"] not in ("GET", "HEAD"):
             origin = conn.headers.get("origin")
