@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 
 from rich.text import Text
 
-__all__ = ["ESCAPE_STYLE", "safe_json", "safe_text"]
+__all__ = ["ESCAPE_STYLE", "safe_json", "safe_text", "visible"]
 
 ESCAPE_STYLE = "reverse"
 """How an escape stands out from text in a terminal (as ``less`` shows control characters);
@@ -70,15 +71,28 @@ def safe_text(value: object, *, multiline: bool = False, style: str = "") -> Tex
     """
     text = value if isinstance(value, str) else str(value)
     out = Text(style=style)
+    for piece, escaped in _pieces(text, multiline):
+        out.append(piece, ESCAPE_STYLE if escaped else None)
+    return out
+
+
+def visible(text: str, *, multiline: bool = False) -> str:
+    """``text`` with the characters :func:`safe_text` escapes written as those escapes, as a
+    plain string (for a log line: a role's text in a handler's error reaches whoever reads the
+    agent's log in a terminal)."""
+    return "".join(piece for piece, _ in _pieces(text, multiline))
+
+
+def _pieces(text: str, multiline: bool) -> Iterator[tuple[str, bool]]:
+    """``text`` as runs of characters shown as themselves, and escapes (True)."""
     start = 0
     for run in _NOT_ASCII_TEXT.finditer(text):
         for offset, ch in enumerate(run.group(), run.start()):
             if _hidden(ch, multiline):
-                out.append(text[start:offset])
-                out.append(_escape(ch), ESCAPE_STYLE)
+                yield text[start:offset], False
+                yield _escape(ch), True
                 start = offset + 1
-    out.append(text[start:])
-    return out
+    yield text[start:], False
 
 
 def _json_escapes(run: re.Match[str]) -> str:

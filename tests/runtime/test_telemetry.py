@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import sys
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from fleetbus import Reject, Retry, Task, TaskError
+from fleetbus.telemetry.logs import VisibleFormatter
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
@@ -253,3 +255,25 @@ async def test_json_logs_say_which_task_failed_and_why(
     assert first["logger"] == "fleetbus.runtime" and first["worker"].startswith("backend-")
     assert "in connect_to_cluster" in first["traceback"]
     assert "RuntimeError: cluster unreachable" in first["traceback"]
+
+
+def test_plain_log_lines_show_a_roles_text_as_written() -> None:
+    """A handler's error quotes what another role sent: in a plain log line an escape
+    sequence would run in the terminal reading it, and a newline would forge a line."""
+    hostile = "bad title \x1b]52;c;cHduZWQ=\x07\x1b[2J\n2026-12-02 fleetbus.runtime all good"
+    try:
+        raise ValueError(hostile)
+    except ValueError:
+        record = logging.LogRecord(
+            "fleetbus.runtime", logging.ERROR, __file__, 1, "handler raised: %s", (hostile,),
+            sys.exc_info(),
+        )  # fmt: skip
+    line = VisibleFormatter("%(name)s %(message)s").format(record)
+    assert "\x1b" not in line and "\x07" not in line
+    first, *traceback_lines = line.split("\n")
+    assert first.startswith("fleetbus.runtime handler raised: bad title \\x1b]52;c;")
+    assert first.endswith("\\n2026-12-02 fleetbus.runtime all good")  # one line
+    assert traceback_lines[0] == "Traceback (most recent call last):"
+    # the traceback keeps its lines (the exception's own newline too: JSON logs, one record
+    # per line, are the format to parse), its escapes shown
+    assert "ValueError: bad title \\x1b]52;c;cHduZWQ=\\x07\\x1b[2J" in line

@@ -19,9 +19,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from fleetbus._terminal import visible
+
 __all__ = [
     "ContextFilter",
     "JsonFormatter",
+    "VisibleFormatter",
     "configure_logging",
     "log_context",
     "pop_log_context",
@@ -101,6 +104,20 @@ class JsonFormatter(logging.Formatter):
 JsonFormatter.converter = __import__("time").gmtime
 
 
+class VisibleFormatter(logging.Formatter):
+    """Plain log lines a terminal shows as written: a message is one line with every control
+    character escaped (``\x1b``, ``\n``), a traceback keeps its newlines. What a handler
+    logs holds other roles' text (an error quoting a task's body): with an escape sequence in
+    it, reading the agent's log in a terminal would run it; with a newline, it would forge a
+    log line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return visible(super().formatException(ei), multiline=True)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """The runtime's logging (``agent.run()``, ``fleetbus run``): plain lines, or JSON with
     ``FLEETBUS_LOG_FORMAT=json``; either way with the handler's context on each record.
@@ -114,7 +131,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     if os.environ.get("FLEETBUS_LOG_FORMAT", "").lower() == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        handler.setFormatter(VisibleFormatter("%(asctime)s %(name)s %(message)s"))
     handler.addFilter(ContextFilter())
     root.addHandler(handler)
     root.setLevel(level)
