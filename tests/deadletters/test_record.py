@@ -13,7 +13,11 @@ from fleetbus.js._natspy import header_block_size
 from fleetbus.wire import headers as h
 from fleetbus.wire.subjects import MAX_SUBJECT, MAX_TOKEN
 
-texts = st.text(max_size=50) | st.text(min_size=5_000, max_size=20_000)
+texts = st.text(max_size=50) | st.builds(
+    lambda piece, times: piece * times,  # long text from a short draw: one of up to 40,000
+    st.text(min_size=1, max_size=8),
+    st.integers(1_000, 5_000),
+)
 PUBLISHED_WITH = {  # what the publisher adds: a message id, the write-once check, a trace
     h.MSG_ID: "f" * 32,
     "Nats-Expected-Last-Subject-Sequence": "0",
