@@ -114,7 +114,7 @@ class Dispatcher:
         except BadMessage as bad:
             await settler.bad_message(d, bad)
             return
-        d.deadline = _float(env.headers.get(h.DEADLINE))
+        d.deadline = env.deadline
         stored = _stored_at(msg)
         d.summary = TaskSummary(
             task_id=d.task.task_id,
@@ -308,13 +308,6 @@ class EventHandlers:
     async def __call__(self, event: Event) -> None:
         for func in self.handlers:
             await invoke(func, event)
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def _stored_at(msg: Msg) -> str:

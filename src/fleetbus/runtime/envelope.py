@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -42,6 +43,18 @@ class Envelope:
     sender_verified: bool
     attempt: int
     stream_seq: int
+
+    @property
+    def deadline(self) -> float | None:
+        """``Fleet-Deadline`` (unix time), when it is a finite number: anyone's header, and
+        ``nan`` would reach the event loop's timer heap as a task's budget (``asyncio.timeout``
+        with a NaN time), ``inf`` would keep nothing from running forever."""
+        value = self.headers.get(h.DEADLINE)
+        try:
+            deadline = float(value) if value else None
+        except ValueError:
+            return None
+        return deadline if deadline is not None and math.isfinite(deadline) else None
 
     def make(self, cls: type[M], **extra: Any) -> M:
         """The handler argument ``cls`` (``Message``, ``Task``, ...) for this delivery."""

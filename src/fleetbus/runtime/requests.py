@@ -150,7 +150,7 @@ class Responder:
                 ),
             )
             return
-        deadline = _float(env.headers.get(h.DEADLINE))
+        deadline = env.deadline
         if deadline is not None and time.time() > deadline:
             log.info(
                 "%s: ask %s expired before it was answered; dropped",
@@ -186,13 +186,6 @@ class Responder:
             error = error_text(exc)  # the asker gets it: an answer too large is never sent
             log.warning("%s: request handler failed: %s", self.worker, error)
             return encode_error(error)
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def _asker_of(msg: Msg, spec: FleetSpec) -> str:
