@@ -236,3 +236,26 @@ def test_cli_writes_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     refused = runner.invoke(app, ["deploy", "compose", "--out", "c"])
     assert refused.exit_code == 1
     assert "--force" in refused.stderr
+
+
+def test_cli_replaces_a_symlink_in_the_output_directory_instead_of_writing_through_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output directory another user can write to may hold a link at one of the names: the
+    file goes in its place, never through the link into a file that user chose."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("FLEETBUS_FLEET", "FLEETBUS_URL", "FLEETBUS_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    out, elsewhere = tmp_path / "c", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "compose.yaml").symlink_to(elsewhere / "planted.yaml")  # dangling: not "existing"
+    victim = elsewhere / "victim.txt"
+    victim.write_text("keep me")
+    (out / "README.md").symlink_to(victim)
+    result = CliRunner().invoke(app, ["deploy", "compose", "--out", "c", "--force"])
+    assert result.exit_code == 0, result.output
+    assert not (elsewhere / "planted.yaml").exists()
+    assert victim.read_text() == "keep me"
+    for name in ("compose.yaml", "README.md"):
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 0

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from fleetbus._files import write_file
 from fleetbus._terminal import safe_json, safe_text
 from fleetbus.environment import resolve_connect_settings, resolve_fleet, resolve_fleet_path
 from fleetbus.errors import FleetbusError, FleetFileError, ServerError
@@ -167,7 +168,7 @@ def print_or_write(text: str, out: Path | None, wrote: str = "") -> None:
         sys.stdout.write(text)
         return
     try:
-        out.write_text(text, encoding="utf-8")
+        write_file(out, text)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
     console.print(f"wrote {out}" + (f": {wrote}" if wrote else ""), soft_wrap=True)

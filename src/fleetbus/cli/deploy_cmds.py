@@ -11,7 +11,7 @@ from typing import Annotated, Protocol
 
 import typer
 
-from fleetbus._files import write_private
+from fleetbus._files import write_file, write_private
 from fleetbus.cli._common import OutFile, console, err_console, fail, guard, print_or_write, state
 from fleetbus.deploy.grafana import render_dashboard
 from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
@@ -59,10 +59,7 @@ def _write_files(out: Path, files: Sequence[_File], *, force: bool) -> None:
         for f in files:
             path = out / f.name
             path.parent.mkdir(parents=True, exist_ok=True)
-            if f.private:
-                write_private(path, f.text)
-            else:
-                path.write_text(f.text, encoding="utf-8")
+            (write_private if f.private else write_file)(path, f.text)
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror or exc}")
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from fleetbus._files import write_file
 from fleetbus.cli._common import OutFile, console, fail, guard, print_json, print_or_write, state
 from fleetbus.fleet import DEFAULT_FLEET_FILE
 from fleetbus.fleet.check import lint
@@ -35,8 +36,8 @@ def init(
     # Generated, never edited by hand: refreshed on every init, like `fleetbus schema --out`.
     schema_path = path.parent / SCHEMA_FILE
     try:
-        path.write_text(SEED_FLEET_YAML, encoding="utf-8")
-        schema_path.write_text(fleet_schema_text(), encoding="utf-8")
+        write_file(path, SEED_FLEET_YAML)
+        write_file(schema_path, fleet_schema_text())
     except OSError as exc:
         fail(f"cannot write {exc.filename or path}: {exc.strerror}")
     console.print(f"wrote {path}: prefix genbrain, 4 streams, 5 roles")
