@@ -558,3 +558,22 @@ async def test_a_presence_record_of_the_wrong_shape_is_skipped_not_a_crash(
     async with client(auth_fleet, ADMIN) as admin:
         listed = await admin.agents("devops")
     assert instance not in [a.instance for a in listed]
+
+
+async def test_a_role_cannot_date_its_own_entries_to_the_top_of_the_task_list(
+    auth_fleet: AuthFleet,
+) -> None:
+    """The list is ordered by when the server stored each entry, not by the date its writer
+    put in it: backend's entry dated 9999 stays where its storing puts it."""
+    spec = auth_fleet.spec
+    pinned = {"state": "progress", "created": "9999-12-31T23:59:59Z",
+              "updated": "9999-12-31T23:59:59Z"}  # fmt: skip
+    async with attacker(auth_fleet, "backend") as backend:
+        await Publisher(backend).publish(
+            spec.subjects.task_index("backend", "cto", "t-pinned"), json.dumps(pinned).encode()
+        )
+    async with client(auth_fleet, "cto") as cto:
+        later = await cto.assign("devops", {"title": "stored after the pinned entry"})
+    async with client(auth_fleet, ADMIN) as admin:
+        listed = [t.task_id for t in await admin.tasks()]
+    assert listed.index(later.id) < listed.index("t-pinned")

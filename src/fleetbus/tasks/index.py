@@ -26,7 +26,7 @@ from fleetbus.errors import AmbiguousTask, FleetbusError, PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
-from fleetbus.wire.clock import now_iso
+from fleetbus.wire.clock import format_iso, now_iso
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES
 
@@ -213,5 +213,8 @@ class TaskIndex:
             return None
         role, assigner, task_id = parts[-3:]
         with contextlib.suppress(PayloadError):
-            return TaskSummary.decode(msg.data, role=role, assigner=assigner, task_id=task_id)
+            entry = TaskSummary.decode(msg.data, role=role, assigner=assigner, task_id=task_id)
+            # When the server stored it, not when its writer says: the list is ordered by it,
+            # and a role could date its own entries 9999 to sit on top of everyone's.
+            return replace(entry, updated=format_iso(msg.metadata.timestamp))
         return None
