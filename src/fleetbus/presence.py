@@ -37,7 +37,7 @@ from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire.clock import format_iso, parse_iso
-from fleetbus.wire.codec import decode, encode
+from fleetbus.wire.codec import decode, encode, mistyped
 
 __all__ = ["AgentChange", "AgentInfo", "HeldTask", "Presence"]
 
@@ -153,12 +153,13 @@ _MOST_KEYS = 100
 def _check(body: Any, types: Mapping[str, tuple[type, ...]]) -> None:
     """A record is what its instance wrote, so anyone's JSON until checked: its readers (the
     CLI, the dashboard, ``assign``'s liveness check) compare and format its fields as these
-    types. ``type(...) in``: a bool is neither a number nor a pid here."""
+    types (``codec.typed``: a bool is neither a number nor a pid here)."""
     if not isinstance(body, dict):
         raise PayloadError("not a presence record: a held task is not an object")
-    for name, kinds in types.items():
-        if name in body and type(body[name]) not in kinds:
-            raise PayloadError(f"not a presence record: {name} is a {type(body[name]).__name__}")
+    wrong = mistyped(body, types)
+    if wrong is not None:
+        raise PayloadError(f"not a presence record: {wrong} is a {type(body[wrong]).__name__}")
+    for name in types:
         if type(body.get(name)) is dict and len(body[name]) > _MOST_KEYS:
             raise PayloadError(f"not a presence record: {name} has over {_MOST_KEYS} keys")
 

@@ -27,7 +27,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire.clock import format_iso, now_iso
-from fleetbus.wire.codec import decode, encode
+from fleetbus.wire.codec import decode, encode, typed
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES
 
 __all__ = ["TaskIndex", "TaskSummary"]
@@ -96,9 +96,7 @@ class TaskSummary:
         read and sorted as if it were not there."""
         body = decode(raw)
         fields: dict[str, Any] = {
-            k: v
-            for k, v in body.items()
-            if k in _FIELD_TYPES and isinstance(v, _FIELD_TYPES[k]) and not isinstance(v, bool)
+            k: v for k, v in body.items() if k in _FIELD_TYPES and typed(v, _FIELD_TYPES[k])
         }
         missing = [k for k in _REQUIRED if k not in fields]
         if missing:
@@ -112,20 +110,15 @@ class TaskSummary:
 
 _SUMMARY_FIELDS = tuple(TaskSummary.__dataclass_fields__)
 
-_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "state": str,
-    "created": str,
-    "updated": str,
-    "attempt": int,
-    "worker": str,
-    "message": str,
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("state", "created", "updated", "worker", "message", "error"), (str,)),
+    "request": (str,),
+    "attempt": (int,),
     "percent": (int, float),
-    "error": str,
     "deadline": (int, float),
-    "request": str,
 }
-"""What each field of a stored entry must be (``bool`` is never a number here); who the
-task is about (``task_id``, ``role``, ``assigner``) comes from the subject."""
+"""What each field of a stored entry must be (``codec.typed``: ``bool`` is never a number
+here); who the task is about (``task_id``, ``role``, ``assigner``) comes from the subject."""
 
 _REQUIRED = ("state", "created", "updated")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetbus.errors import PayloadError
 
-__all__ = ["compact", "decode", "encode"]
+__all__ = ["compact", "decode", "encode", "mistyped", "typed"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Made once: ``json.dumps`` with these options builds an encoder per call."""
@@ -60,3 +60,15 @@ def decode(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise PayloadError(f"body must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def typed(value: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a decoded JSON ``value`` is one of ``kinds``: exactly (a bool is not a number
+    here, though Python's ``bool`` is an ``int``)."""
+    return type(value) in kinds
+
+
+def mistyped(body: Mapping[str, Any], types: Mapping[str, tuple[type, ...]]) -> str | None:
+    """The first field of ``body`` (a record someone else wrote) that ``types`` names and its
+    value is not one of them (``typed``); None when each present one is."""
+    return next((k for k, kinds in types.items() if k in body and not typed(body[k], kinds)), None)

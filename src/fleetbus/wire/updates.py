@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from fleetbus.errors import PayloadError
 from fleetbus.wire.clock import now_iso
-from fleetbus.wire.codec import decode, encode
+from fleetbus.wire.codec import decode, encode, mistyped
 from fleetbus.wire.headers import TASK_ID as TASK_ID_HEADER
 
 __all__ = [
@@ -123,9 +123,9 @@ class TaskUpdate:
             update = cls(**{k: v for k, v in body.items() if k in _UPDATE_FIELD_SET})
         except TypeError as exc:
             raise PayloadError(f"not a task update: {exc}") from None
-        for name, kinds in _FIELD_TYPES:
-            if name in body and type(body[name]) not in kinds:
-                raise PayloadError(f"not a task update: {name} is a {type(body[name]).__name__}")
+        wrong = mistyped(body, _FIELD_TYPES)
+        if wrong is not None:
+            raise PayloadError(f"not a task update: {wrong} is a {type(body[wrong]).__name__}")
         if type(update.attempt) is not int:
             raise PayloadError("not a task update: attempt is not an integer")
         return update
@@ -135,16 +135,16 @@ _UPDATE_FIELDS = tuple(TaskUpdate.__dataclass_fields__)
 _UPDATE_FIELD_SET = frozenset(_UPDATE_FIELDS)
 _TEXT: tuple[type, ...] = (str,)
 _OPTIONAL_TEXT: tuple[type, ...] = (str, type(None))
-_FIELD_TYPES = (
-    *((name, _TEXT) for name in ("task_id", "agent", "time", "assigner", "worker")),
-    *((name, _OPTIONAL_TEXT) for name in ("error", "reason", "message", "request", "traceback")),
-    ("percent", (int, float, type(None))),
-    ("retry_in", (int, float, type(None))),
-    ("data", (dict, type(None))),
-)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("task_id", "agent", "time", "assigner", "worker"), _TEXT),
+    **dict.fromkeys(("error", "reason", "message", "request", "traceback"), _OPTIONAL_TEXT),
+    "percent": (int, float, type(None)),
+    "retry_in": (int, float, type(None)),
+    "data": (dict, type(None)),
+}
 """What each field of a record must be when it is there (``result`` is any JSON): a record is
 anyone's JSON until checked, and its readers (agents, ``result()``, the admin's tools) take
-its fields as these types. ``type(...) in``: a bool is not a number here."""
+its fields as these types (``codec.typed``: a bool is not a number here)."""
 
 
 def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, seq: int) -> str:
