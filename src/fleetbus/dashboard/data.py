@@ -318,11 +318,13 @@ def _shown(content: Any) -> Any:
     """``content`` as said, or when it is longer than ``BODY_SHOWN`` characters as JSON, the
     start of that JSON as text (a member's line may be a megabyte, which decodes to twenty
     times that)."""
-    if isinstance(content, str):
-        return content if len(content) <= BODY_SHOWN else content[:BODY_SHOWN] + "..."
     if content is None or isinstance(content, bool | int | float):
         return content
-    text = json.dumps(content, separators=(",", ":"), ensure_ascii=False)  # as decoded: NaN too
+    text = (
+        content
+        if isinstance(content, str)
+        else json.dumps(content, separators=(",", ":"), ensure_ascii=False)  # as decoded: NaN too
+    )
     return content if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "..."
 
 
