@@ -90,3 +90,33 @@ async def test_an_id_several_tasks_have_is_not_acted_on_from_the_page(
             method="POST", headers=headers, body=body,
         )  # fmt: skip
         assert answer.status == 409 and b"2 tasks have the id" in answer.body, answer
+
+
+async def test_a_role_cannot_date_its_records_to_the_top_of_the_task_rows(
+    fleet: FleetUnderTest, dashboard: Dashboard
+) -> None:
+    """Rows are ordered by when the server stored their records, and show that time: a role's
+    record dated 9999 stays where its storing puts it (else a role would pin its rows on top,
+    and the trim of old rows would drop everyone else's first)."""
+    conn = await connect(ConnectSettings.from_url(fleet.url))
+    try:
+        for task_id, time in (("t-pinned", "9999-12-31T23:59:59Z"), ("t-later", "2000-01-01Z")):
+            record = {"task_id": task_id, "state": "progress", "agent": "backend",
+                      "attempt": 1, "time": time}  # fmt: skip
+            subject = fleet.spec.subjects.task(task_id, "updates", "cto", "backend")
+            await conn.nc.publish(subject, json.dumps(record).encode())
+        await conn.flush()
+    finally:
+        await conn.close()
+
+    async def rows() -> list[dict[str, object]]:
+        listed = json.loads((await http_get(dashboard.url + "api/tasks")).body)["rows"]
+        return [r for r in listed if r["task_id"] in ("t-pinned", "t-later")]
+
+    async def both_listed() -> bool:
+        return len(await rows()) == 2
+
+    await eventually(both_listed, what="both rows on the page")
+    later, pinned = await rows()
+    assert (later["task_id"], pinned["task_id"]) == ("t-later", "t-pinned")
+    assert str(pinned["time"]).startswith("20") and pinned["time"] <= later["time"]  # type: ignore[operator]

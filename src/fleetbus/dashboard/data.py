@@ -82,8 +82,8 @@ BACKLOG = 10_000
 """The most live messages (meetings, traffic) held for a reader that has not taken them."""
 
 _T = TypeVar("_T")
-OnRecord = Callable[[str, bytes, int], None]
-"""Takes a stored message: its subject, data and stream sequence."""
+OnRecord = Callable[[str, bytes, int, str], None]
+"""Takes a stored message: its subject, data, stream sequence and stored time."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +97,8 @@ class TaskRow:
     attempt: int
     worker: str
     time: str
+    """When the server stored the record this row is from (not the time the record claims:
+    its writer chose that)."""
     seq: int
     """The stream sequence of the record this row is from."""
     percent: float | None = None
@@ -139,8 +141,9 @@ class TaskIndex:
     def clear(self) -> None:
         self.rows.clear()
 
-    def apply(self, subject: str, data: bytes, seq: int) -> TaskRow | None:
-        """Fold one stored record in; the task's row when it changed.
+    def apply(self, subject: str, data: bytes, seq: int, stored: str) -> TaskRow | None:
+        """Fold one stored record in (its stream sequence, the time it was stored); the
+        task's row when it changed.
 
         Read straight from the JSON (the index folds every task's record at start: tens of
         thousands), with ``TaskUpdate.decode``'s checks: a known state, an int attempt."""
@@ -177,7 +180,7 @@ class TaskIndex:
             state=str(state),
             attempt=attempt,
             worker=_text(body.get("worker")) or (before.worker if before else ""),
-            time=str(body.get("time", "")),
+            time=stored,
             seq=seq,
             percent=percent,
             message=message,
@@ -189,7 +192,7 @@ class TaskIndex:
         return row
 
     def _trim(self) -> None:
-        newest = sorted(self.rows.values(), key=lambda r: r.time, reverse=True)[: self.limit]
+        newest = sorted(self.rows.values(), key=lambda r: r.seq, reverse=True)[: self.limit]
         self.rows = {r.key: r for r in newest}
 
     def counts(self) -> dict[str, int]:
@@ -204,7 +207,7 @@ class TaskIndex:
             for r in self.rows.values()
             if _matches(r, role, state) and (not text or text in r.task_id)
         ]
-        found.sort(key=lambda r: r.time, reverse=True)
+        found.sort(key=lambda r: r.seq, reverse=True)  # the order they were stored in
         return found[: filters.get("limit", 200)], len(found)
 
     def of_task(self, task_id: str) -> list[TaskRow]:
@@ -476,11 +479,12 @@ class FleetData:
     @contextlib.asynccontextmanager
     async def task_records(self, on_record: OnRecord) -> AsyncIterator[int]:
         """Every task subject's last stored record, then new records as they are stored,
-        each passed to ``on_record(subject, data, stream sequence)``; gives how many stored
-        records come first (some may be passed before it is known)."""
+        each passed to ``on_record(subject, data, stream sequence, stored time)``; gives how
+        many stored records come first (some may be passed before it is known)."""
 
         async def deliver(msg: Msg) -> None:
-            on_record(msg.subject, msg.data, _stream_seq(msg))
+            meta = msg.metadata
+            on_record(msg.subject, msg.data, meta.sequence.stream, format_iso(meta.timestamp))
 
         async with StreamReader(
             self.conn,
@@ -608,6 +612,3 @@ def update_json(update: TaskUpdate) -> dict[str, Any]:
     """A task update as the pages get it: the fields it has."""
     return {k: v for k, v in dataclasses.asdict(update).items() if v is not None and v != ""}
 
-
-def _stream_seq(msg: Msg) -> int:
-    return int(msg.metadata.sequence.stream)

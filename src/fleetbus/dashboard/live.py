@@ -228,9 +228,9 @@ class Hub:
         self.index.clear()
         seen, stored = 0, None
 
-        def on_record(subject: str, data: bytes, seq: int) -> None:
+        def on_record(subject: str, data: bytes, seq: int, when: str) -> None:
             nonlocal seen
-            row = self.index.apply(subject, data, seq)
+            row = self.index.apply(subject, data, seq, when)
             seen += 1
             if not self.tasks_ready.is_set():
                 if stored is not None and seen >= stored:
