@@ -273,7 +273,9 @@ def test_plain_log_lines_show_a_roles_text_as_written() -> None:
     first, *traceback_lines = line.split("\n")
     assert first.startswith("fleetbus.runtime handler raised: bad title \\x1b]52;c;")
     assert first.endswith("\\n2026-12-02 fleetbus.runtime all good")  # one line
-    assert traceback_lines[0] == "Traceback (most recent call last):"
-    # the traceback keeps its lines (the exception's own newline too: JSON logs, one record
-    # per line, are the format to parse), its escapes shown
-    assert "ValueError: bad title \\x1b]52;c;cHduZWQ=\\x07\\x1b[2J" in line
+    assert traceback_lines[0] == "  Traceback (most recent call last):"
+    # the traceback keeps its lines, its escapes shown, and none of them (the exception's own
+    # newline included) starts where a record starts
+    assert "  ValueError: bad title \\x1b]52;c;cHduZWQ=\\x07\\x1b[2J" in traceback_lines
+    assert "  2026-12-02 fleetbus.runtime all good" in traceback_lines
+    assert all(t.startswith("  ") for t in traceback_lines)

@@ -611,4 +611,3 @@ class FleetData:
 def update_json(update: TaskUpdate) -> dict[str, Any]:
     """A task update as the pages get it: the fields it has."""
     return {k: v for k, v in dataclasses.asdict(update).items() if v is not None and v != ""}
-

@@ -104,18 +104,23 @@ class JsonFormatter(logging.Formatter):
 JsonFormatter.converter = __import__("time").gmtime
 
 
+TRACEBACK_INDENT = "  "
+
+
 class VisibleFormatter(logging.Formatter):
     """Plain log lines a terminal shows as written: a message is one line with every control
-    character escaped (``\x1b``, ``\n``), a traceback keeps its newlines. What a handler
+    character escaped (``\x1b``, ``\n``); a traceback keeps its newlines, every one of its
+    lines indented, so a line at the left margin is always a record's first. What a handler
     logs holds other roles' text (an error quoting a task's body): with an escape sequence in
     it, reading the agent's log in a terminal would run it; with a newline, it would forge a
-    log line."""
+    log line (an exception's own message is written into its traceback as it is)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return visible(super().formatMessage(record))
 
     def formatException(self, ei: Any) -> str:
-        return visible(super().formatException(ei), multiline=True)
+        text = visible(super().formatException(ei), multiline=True)
+        return "\n".join(TRACEBACK_INDENT + line for line in text.split("\n"))
 
 
 def configure_logging(level: int = logging.INFO) -> None:
