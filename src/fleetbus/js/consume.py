@@ -144,22 +144,37 @@ class ConsumerLoop:
                 self._failure = None
                 await failures.wait(self.wake)
                 continue
-            free = self.limit - self._held - len(self._gathered) - self._requested
-            if free >= self._threshold and len(self._requests) < _MAX_REQUESTS:
-                try:
-                    await self._ask(free)
-                except Exception as exc:  # a closed or reconnecting connection
-                    self._failure = str(exc) or type(exc).__name__
-                    continue
+            if await self._top_up():
                 failures.reset()
+            elif self._failure is not None:
+                continue
             await self._wait_for_change()
+
+    async def _top_up(self) -> bool:
+        """Ask for as many messages as there are free slots, when enough are free (fewer,
+        larger requests under a backlog); whether a request was sent (when one could not
+        be, ``_failure`` says why and the loop asks again after a pause)."""
+        free = self.limit - self._held - len(self._gathered) - self._requested
+        if free < self._threshold or len(self._requests) >= _MAX_REQUESTS:
+            return False
+        try:
+            await self._ask(free)
+        except Exception as exc:  # a closed or reconnecting connection
+            self._failure = str(exc) or type(exc).__name__
+            self._changed.set()
+            return False
+        return True
 
     async def _ask(self, batch: int) -> None:
         token = str(next(self._ids))
         body = json.dumps({"batch": batch, "expires": int(self.poll * 1e9)}).encode()
         self._requests[token] = (batch, time.monotonic() + self.poll + _LATE)
         self._requested += batch
-        await self.conn.nc.publish(self._next, body, reply=f"{self._inbox}.{token}")
+        try:
+            await self.conn.nc.publish(self._next, body, reply=f"{self._inbox}.{token}")
+        except BaseException:
+            self._end_request(token, None)  # never sent: nothing will answer it
+            raise
 
     async def _wait_for_change(self) -> None:
         """Until a slot frees, a request ends, a wake-up, or the oldest request is late."""
@@ -250,6 +265,10 @@ class ConsumerLoop:
                 finally:
                     self._held -= 1
                     self._changed.set()
+                if not (self._stopping or self.wake.is_set() or self._failure is not None):
+                    # Ask for the next message now: the request leaves in one write with
+                    # this one's ack (the loop would ask a turn later, in a write of its own).
+                    await self._top_up()
         finally:
             self._workers -= 1
 
