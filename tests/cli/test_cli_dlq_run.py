@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from fleetbus import Reject, Task, TaskError
+from fleetbus.js.publish import Publisher
 from fleetbus.testing.fleets import FleetUnderTest, final_history
+from fleetbus.wire import headers as h
 
 
 class Cli:
@@ -94,6 +96,43 @@ async def test_dlq_list_show_replay_purge(fleet: FleetUnderTest, cli: Cli) -> No
     assert code == 1 and "no dead letter 9999" in err
     code, _, err = await cli("dlq", "replay")
     assert code == 2 and "give a dead letter ID or --all" in err
+
+
+async def test_dlq_replay_all_goes_on_past_one_it_cannot_replay(
+    fleet: FleetUnderTest, cli: Cli
+) -> None:
+    """A dead letter replay refuses (one of an updates consumer's, here; one too large for
+    its stream now, say) is told and kept; the ones after it are still replayed, and the
+    exit code says not all went."""
+    tasks = fleet.spec.stream_for(fleet.spec.subjects.task_records())
+    assert tasks
+    backend = fleet.agent("backend")
+    tries: list[int] = []
+
+    @backend.on_task
+    async def picky(task: Task) -> dict[str, bool]:
+        tries.append(task.attempt)
+        if len(tries) == 1:
+            raise Reject("not now")
+        return {"ok": True}
+
+    async with backend, fleet.client(sender="cto") as client:
+        await fleet_publish(fleet, fleet.spec.subjects.dead_letter(tasks, "CTO_UPDATES", 1))
+        handle = await client.assign("backend", {"title": "audit"})
+        with pytest.raises(TaskError):
+            await handle.result(timeout=10)
+        code, out, err = await cli("dlq", "replay", "--all")
+        assert code == 1
+        assert "not replayed (kept)" in err and "CTO_UPDATES" in err
+        assert "replayed dead letter" in out
+        assert await client.task(handle.id, "backend").result(timeout=10) == {"ok": True}
+    code, out, _ = await cli("dlq", "list", "--json")
+    assert [e["consumer"] for e in json.loads(out)] == [""]  # the refused one, kept
+
+
+async def fleet_publish(fleet: FleetUnderTest, subject: str) -> None:
+    async with fleet.client() as admin:
+        await Publisher(admin.conn).publish(subject, b"{}", {h.DLQ_REASON: "x"})
 
 
 async def test_run_serves_agents_until_sigterm(fleet: FleetUnderTest, cli: Cli) -> None:

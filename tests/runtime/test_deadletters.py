@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 from pydantic import BaseModel
 
-from fleetbus.deadletters import COPIER_CONSUMER, AdvisoryCopier
+from fleetbus.deadletters import COPIER_CONSUMER, AdvisoryCopier, DeadLetters
 from fleetbus.errors import TaskError
-from fleetbus.js.connection import Connection
+from fleetbus.js.connection import Connection, connect
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime import Agent, Reject, Task
 from fleetbus.testing.fleets import FleetUnderTest
@@ -378,3 +378,33 @@ async def test_a_handler_error_as_long_as_the_task_still_ends_with_an_outcome(
     assert all(len(u.error or "") < 10_000 for u in history)
     assert "ValueError: cannot parse" in str(failed.value)
     assert letter.headers[h.DLQ_ERROR].startswith("ValueError: cannot parse")
+
+
+async def test_a_replayed_task_runs_again_for_its_assigner(fleet: FleetUnderTest) -> None:
+    """The stream that holds tasks keeps one only until it is settled, so a task's original
+    is gone when its dead letter is replayed: the copy goes back under its assigner, whose
+    handle then gets the new outcome. (It went out as the admin's task before: the re-run
+    succeeded and the assigner kept the old failure.)"""
+    senders: list[str | None] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def flaky(task: Task) -> dict[str, bool]:
+        senders.append(task.sender)
+        if len(senders) == 1:
+            raise Reject("the tool is down: replay me later")
+        return {"ok": True}
+
+    async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+        handle = await client.assign("backend", {"title": "audit"})
+        with pytest.raises(TaskError):
+            await handle.result(timeout=15)
+        (letter,) = await wait_dead_letters(nc, fleet, 1)
+        admin = await connect(fleet.connection)
+        try:
+            subject, _ = await DeadLetters(admin, fleet.spec).replay(letter.seq)
+        finally:
+            await admin.close()
+        result = await client.task(handle.id, "backend").result(timeout=15)
+    assert subject == fleet.spec.subjects.tasks("backend", "cto")
+    assert result == {"ok": True} and senders == ["cto", "cto"]

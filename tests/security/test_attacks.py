@@ -18,11 +18,11 @@ import pytest
 
 from fleetbus import PermissionDenied, TaskTimeout
 from fleetbus.deadletters import DeadLetters
-from fleetbus.errors import JetStreamError
+from fleetbus.errors import FleetbusError, JetStreamError, TaskError
 from fleetbus.js._natspy import header_block_size
 from fleetbus.js.api import JsApi
 from fleetbus.js.publish import Publisher
-from fleetbus.runtime import Request, Task
+from fleetbus.runtime import Reject, Request, Task
 from fleetbus.runtime.settle import TEXT_LIMIT
 from fleetbus.security import ADMIN
 from fleetbus.testing import eventually
@@ -577,3 +577,98 @@ async def test_a_role_cannot_date_its_own_entries_to_the_top_of_the_task_list(
     async with client(auth_fleet, ADMIN) as admin:
         listed = [t.task_id for t in await admin.tasks()]
     assert listed.index(later.id) < listed.index("t-pinned")
+
+
+async def test_a_role_cannot_make_the_admins_replay_of_another_roles_task_a_duplicate(
+    auth_fleet: AuthFleet,
+) -> None:
+    """backend may write the stream that holds every role's tasks (it sends to cto). It
+    stores messages under the ids the admin's replay of ceo's dead-lettered task to cso would
+    use (here guessed exactly). Before, the replay was dropped as a duplicate and the dead
+    letter deleted: the task was gone from everywhere. Replay ids are random now."""
+    spec = auth_fleet.spec
+    comms = spec.stream_for(spec.subjects.inbox("cto"))
+    tries: list[str | None] = []
+    worker = agent(auth_fleet, "cso")
+
+    @worker.on_task
+    async def audit(task: Task) -> dict[str, bool]:
+        if task.body.get("title") != "audit payments":
+            return {}  # a task another test left in cso's queue
+        tries.append(task.sender)
+        if len(tries) == 1:
+            raise Reject("the audit tool is down: replay me later")
+        return {"audited": True}
+
+    async with worker, client(auth_fleet, "ceo") as ceo:
+        handle = await ceo.assign("cso", {"title": "audit payments"})
+        with pytest.raises(TaskError):
+            await handle.result(timeout=15)
+        async with attacker(auth_fleet, ADMIN) as admin:
+            store = DeadLetters(admin, spec)
+            [letter] = [e for e in await store.list() if h.TASK_ID in e.headers
+                        and e.headers[h.TASK_ID] == handle.id]  # fmt: skip
+            async with attacker(auth_fleet, "backend") as backend:
+                for seq in (letter.seq, letter.seq + 1):
+                    await backend.nc.publish(
+                        spec.subjects.inbox("cto", "backend"),
+                        b'{"noise": 1}',
+                        headers={"Nats-Msg-Id": f"replay-{comms}-{seq}-{letter.id}"},
+                    )
+                await backend.flush()
+            subject, ack = await store.replay(letter.id)
+        assert not ack.duplicate and subject == spec.subjects.tasks("cso", "ceo")
+        assert await ceo.task(handle.id, "cso").result(timeout=15) == {"audited": True}
+    assert tries == ["ceo", "ceo"]
+
+
+async def test_a_role_cannot_have_the_admin_replay_task_records(auth_fleet: AuthFleet) -> None:
+    """cto reads every task's records through its updates consumer and may write dead letters
+    for it. Replayed, they would have the admin store records cto may not write: backend's
+    old progress record after its outcome (the task shown running again), or cto's own body on
+    the consumer's wildcard filter. Records are stored for everyone, not sent to one
+    consumer: their dead letters are not replayed."""
+    spec = auth_fleet.spec
+    tasks = spec.stream_for(spec.subjects.task_records())
+    assert tasks
+    worker = agent(auth_fleet, "backend")
+
+    @worker.on_task
+    async def deploy(task: Task) -> dict[str, bool]:
+        await task.progress("halfway", percent=50)
+        return {"real": True}
+
+    async with worker, client(auth_fleet, "devops") as devops:
+        handle = await devops.assign("backend", {"title": "deploy v2"})
+        await handle.result(timeout=15)
+    async with attacker(auth_fleet, ADMIN) as admin:
+        progress = await JsApi(admin).last_for(
+            tasks, spec.subjects.task(handle.id, "updates", "devops", "backend")
+        )
+        assert progress is not None
+        stored_before = (await JsApi(admin).stream_info(tasks))["state"]["last_seq"]
+    fake = {"task_id": handle.id, "state": "completed", "agent": "backend", "attempt": 1,
+            "time": "2030-01-01T00:00:00Z", "result": {"by": "cto"}}  # fmt: skip
+    letters = [
+        (b"{}", {h.DLQ_STREAM: tasks, h.DLQ_SEQUENCE: str(progress.seq), h.DLQ_REASON: "x"}),
+        (json.dumps(fake).encode(), {h.DLQ_STREAM: tasks, h.DLQ_SEQUENCE: "999999999",
+                                     h.DLQ_REASON: "x", h.TASK_ID: handle.id}),
+    ]  # fmt: skip
+    async with attacker(auth_fleet, "cto") as cto:
+        ids = [
+            (
+                await Publisher(cto).publish(
+                    spec.subjects.dead_letter(tasks, "CTO_UPDATES", 800_000 + n), data, hdrs
+                )
+            ).seq
+            for n, (data, hdrs) in enumerate(letters)
+        ]
+    async with attacker(auth_fleet, ADMIN) as admin:
+        store = DeadLetters(admin, spec)
+        for dead_letter_id in ids:
+            with pytest.raises(FleetbusError, match="not replayed"):
+                await store.replay(dead_letter_id)
+        assert (await JsApi(admin).stream_info(tasks))["state"]["last_seq"] == stored_before
+    async with client(auth_fleet, ADMIN) as admin_fleet:
+        [summary] = [t for t in await admin_fleet.tasks() if t.task_id == handle.id]
+    assert summary.state == "completed"

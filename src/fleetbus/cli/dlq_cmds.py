@@ -8,8 +8,18 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fleetbus.cli._common import console, fail, print_json, run_async, safe_text, state
+from fleetbus.cli._common import (
+    console,
+    fail,
+    one_line,
+    print_error,
+    print_json,
+    run_async,
+    safe_text,
+    state,
+)
 from fleetbus.deadletters import DeadLetterEntry, DeadLetters
+from fleetbus.errors import FleetbusError, ServerError
 
 dlq_app = typer.Typer(help="Dead letters: what exhausted its attempts or was rejected.")
 
@@ -98,22 +108,34 @@ def replay_cmd(
     if (dead_letter_id is None) == (not replay_all):
         fail("give a dead letter ID or --all (not both)", 2)
 
-    async def main() -> list[tuple[int, str]]:
+    async def main() -> list[tuple[int, str, str]]:
         async with st.client() as conn:
             dlq = DeadLetters(conn, st.fleet())
-            ids = (
-                [e.id for e in await dlq.list(limit=100_000)]
-                if replay_all
-                else [dead_letter_id or 0]
-            )
+            if not replay_all:
+                subject, _ = await dlq.replay(dead_letter_id or 0)
+                return [(dead_letter_id or 0, subject, "")]
             done = []
-            for i in ids:
-                subject, _ = await dlq.replay(i)
-                done.append((i, subject))
+            for entry in await dlq.list(limit=100_000):
+                # One that cannot be replayed (too large for its stream now, say: a role
+                # writes its own dead letters) is told and left; the others still go.
+                try:
+                    subject, _ = await dlq.replay(entry.id)
+                except FleetbusError as exc:
+                    said = one_line(exc) if isinstance(exc, ServerError) else str(exc)
+                    done.append((entry.id, "", said))
+                else:
+                    done.append((entry.id, subject, ""))
             return done
 
-    for i, subject in run_async(main):
-        console.print(safe_text(f"replayed dead letter {i} to {subject}"))
+    failed = 0
+    for i, subject, error in run_async(main):
+        if error:
+            failed += 1
+            print_error(f"dead letter {i} not replayed (kept): {error}")
+        else:
+            console.print(safe_text(f"replayed dead letter {i} to {subject}"))
+    if failed:
+        raise typer.Exit(1)
 
 
 @dlq_app.command("purge")

@@ -1,22 +1,28 @@
 """Dead-letter tools: list, show, replay and purge what landed in the dead-letter stream.
 
 A dead letter's id is its sequence in the dead-letter stream. Replay sends the message back
-to the consumer that gave up on it, as the admin, with a fresh message id, so it starts again
-at attempt 1; then it removes the dead letter and clears the task's outcome.
+to the consumer that gave up on it, as the admin, with a fresh random message id, so it starts
+again at attempt 1; then it removes the dead letter and clears the task's outcome.
 
 **A dead letter is data, not instructions.** With auth on a role may write dead letters for
 its own consumers, with any headers and body. So replay trusts only what the server vouches
 for: the consumer (the dead letter's subject ``P.dlq.{stream}.{consumer}``, which only that
 consumer's role and the admin may write) and the original as the stream still stores it
 (re-read by stream and sequence). It republishes only to a subject inside that consumer's
-filters, never to a ``$`` subject. When the original is gone (an interest-retention stream
-removes what was terminated, a limit may have), the copy's body goes to the consumer's plain
-subject (``P.agents.{role}.{kind}``: no sender token, so nobody's identity is borrowed).
+filters, never to a ``$`` subject or one with a wildcard. When the original is gone (the
+stream that holds tasks keeps one only until it is settled; a limit may have removed it), the
+copy's body goes to the subject the dead letter names if that is one of the consumer's own
+(``P.agents.{role}.{kind}.{sender}``) and its sender may send to the role, so the assigner
+gets its task's records; else to the plain subject ``P.agents.{role}.{kind}``. Only that
+role reads there, and a role may write its own task's records under any assigner anyway.
+An event is replayed only as stored; a task record (an ``updates`` consumer's) never: records
+are stored for everyone, not sent to one consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 
 from fleetbus.deadletters.record import DeadLetterEntry
@@ -26,9 +32,10 @@ from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection
 from fleetbus.js.publish import PubAck, Publisher
 from fleetbus.js.reader import StreamReader
+from fleetbus.security.permissions import senders_to
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode
-from fleetbus.wire.subjects import ADMIN, subject_matches, validate_id
+from fleetbus.wire.subjects import ADMIN, subject_matches, validate_id, validate_subject
 from fleetbus.wire.updates import task_id_of
 
 __all__ = ["DeadLetters"]
@@ -82,32 +89,58 @@ class DeadLetters:
         if stored is None or not stored.subject.startswith(self.filter[:-1]):
             raise FleetbusError(f"no dead letter {dead_letter_id} in {self.stream}")
         consumer = self._consumer_of(stored.subject, dead_letter_id)
+        if consumer.kind not in _REPLAYED:
+            raise FleetbusError(
+                f"dead letter {dead_letter_id} is from {consumer.name}, which reads task records:"
+                " a record is stored for everyone, not sent to one consumer, so it is not"
+                " replayed (`fleetbus task ID` shows it; `fleetbus dlq purge` removes the letter)"
+            )
         entry = DeadLetterEntry.from_message(dead_letter_id, stored.data, stored.headers)
         original = await self.api.get_message(consumer.stream, entry.seq) if entry.seq else None
         if original is not None and _within(original.subject, consumer.filters):
             subject, data = original.subject, original.data
             headers = h.carried(original.headers)
-        else:
-            # Gone (or not this consumer's: a dead letter that claims another message):
-            # the copy, to the consumer's own plain subject.
-            subject = consumer.filters[0]
+        elif consumer.kind in _ADDRESSED:
+            # Gone (an interest-retention stream removes what was terminated; a limit may
+            # have), or not this consumer's: the copy, to the subject it names if that is
+            # this consumer's, from someone who may send to its role; else the plain one.
+            subject = self._addressed(entry.original_subject, consumer)
             data = stored.data
             headers = {k: v for k, v in entry.headers.items() if k in _KEPT_FROM_COPY}
-        if subject.startswith("$") or not _within(subject, consumer.filters):
-            raise FleetbusError(  # pragma: no cover - the filters are the fleet's own subjects
+        else:
+            raise FleetbusError(
+                f"dead letter {dead_letter_id}: its original is no longer stored in"
+                f" {consumer.stream}; an event is replayed only as it was stored"
+            )
+        if subject.startswith("$") or not _literal_within(subject, consumer.filters):
+            raise FleetbusError(  # pragma: no cover - checked above, kept as the last word
                 f"dead letter {dead_letter_id}: {subject} is not a subject of {consumer.name}"
             )
         if consumer.kind == "tasks":
             await self._clear_outcome(subject, data, headers, consumer.role, entry.seq)
+        # A message id nobody can know beforehand: a role that may write the stream could
+        # otherwise store a message under the replay's id first, and the replay would be
+        # dropped as a duplicate.
         ack = await Publisher(self.conn).publish(
-            subject,
-            data,
-            headers,
-            msg_id=f"replay-{consumer.stream}-{entry.seq}-{dead_letter_id}",
-            as_sender=False,
+            subject, data, headers, msg_id=f"replay-{os.urandom(8).hex()}", as_sender=False
         )
+        if ack.duplicate:  # pragma: no cover - 64 random bits
+            raise FleetbusError(f"dead letter {dead_letter_id}: the replay was not stored")
         await self.api.delete_message(self.stream, dead_letter_id)
         return subject, ack
+
+    def _addressed(self, claimed: str, consumer: ResolvedConsumer) -> str:
+        """Where a copy goes: the original subject its dead letter names, when that is one of
+        this consumer's and its sender token is someone who may send to the consumer's role
+        (the assigner then gets its task's records); else the consumer's plain subject."""
+        subjects = self.spec.subjects
+        plain = subjects.agent(consumer.role, consumer.kind)
+        if not _literal_within(claimed, consumer.filters):
+            return plain
+        sender = subjects.sender_of(claimed)
+        if sender is None or sender == ADMIN or sender in senders_to(self.spec, consumer.role):
+            return claimed
+        return plain
 
     def _consumer_of(self, dlq_subject: str, dead_letter_id: int) -> ResolvedConsumer:
         """The consumer a dead letter belongs to, from its subject (the server's word)."""
@@ -150,5 +183,20 @@ _KEPT_FROM_COPY = frozenset({h.TASK_ID, h.TRACEPARENT})
 that steers it (no reply address, no sender)."""
 
 
+_REPLAYED = frozenset({"tasks", "inbox", "meetings", "events"})
+_ADDRESSED = frozenset({"tasks", "inbox", "meetings"})
+"""Consumers of one role's own subjects (``P.agents.{role}.{kind}``): only that role reads what
+a replay sends there."""
+
+
 def _within(subject: str, filters: list[str]) -> bool:
     return any(subject_matches(f, subject) for f in filters)
+
+
+def _literal_within(subject: str, filters: list[str]) -> bool:
+    """Within ``filters``, and a subject one can publish to (no wildcard token)."""
+    try:
+        validate_subject(subject, wildcards=False)
+    except FleetbusError:
+        return False
+    return _within(subject, filters)
