@@ -526,17 +526,24 @@ class Fleet:
             yield update
 
     async def history(
-        self, task_id: str, *, role: str | None = None, wait: float = 1.0
+        self,
+        task_id: str,
+        *,
+        role: str | None = None,
+        assigner: str | None = None,
+        wait: float = 1.0,
     ) -> list[TaskUpdate]:
         """The updates stored so far for ``task_id`` (empty if none arrive within ``wait``).
 
-        The admin reads them all. A role reads by direct get, which gives the last state
-        change and the outcome of a task it assigned to ``role``."""
+        The admin reads them all (of the task ``role`` was given by ``assigner``, when
+        named: a role writes its own records under any id). A role reads by direct get,
+        which gives the last state change and the outcome of a task it assigned to
+        ``role``."""
         if self.conn.identity is not None:
             handle = self.task(task_id, self._assignee(role))
             found = [await self.records.last(handle.ref, kind) for kind in ("updates", "outcome")]
             return [u for u in found if u is not None]
-        return await self.records.stored(task_id, assignee=role, wait=wait)
+        return await self.records.stored(task_id, assignee=role, assigner=assigner, wait=wait)
 
     def _assignee(self, role: str | None) -> str:
         if role is None:

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from fleetbus.client import Fleet, TaskHandle
 from fleetbus.deadletters import DeadLetters
 from fleetbus.errors import (
+    AmbiguousTask,
     FleetbusError,
     InvalidSubjectError,
     JetStreamError,
@@ -46,6 +47,7 @@ from fleetbus.mcp.reach import ADMIN, Reach
 from fleetbus.ops.status import collect, evaluate
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode
+from fleetbus.wire.subjects import validate_id
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["FleetCalls", "NotAllowed", "WaitTimeout", "explain"]
@@ -128,22 +130,17 @@ class FleetCalls:
         return out
 
     async def task(self, task_id: str, role: str | None) -> dict[str, Any]:
-        assignee = self._assignee(task_id, role)
-        updates = await self.fleet.history(task_id, role=assignee, wait=0.5)
+        assignee, assigner = await self._target(task_id, role)
+        updates = await self.fleet.history(task_id, role=assignee, assigner=assigner, wait=0.5)
         return self._task_view(task_id, assignee, updates)
 
     async def wait(self, task_id: str, timeout: float, role: str | None) -> dict[str, Any]:
-        assignee = self._assignee(task_id, role)
-        if assignee is None:  # the admin, for a task it did not assign here: who works it?
-            known = await self.fleet.history(task_id, wait=0.5)
-            if not known:
-                raise NotAllowed(f"no records of task {task_id}: pass role (who it went to)")
-            assignee = known[0].agent
+        assignee, assigner = await self._target(task_id, role)
         remembered = self._assigned.get(task_id)
         handle = (
             remembered.handle
             if remembered is not None and remembered.handle.role == assignee
-            else self.fleet.task(task_id, assignee)
+            else self.fleet.task(task_id, assignee, assigner=assigner)
         )
         try:
             value = await handle.result(timeout=timeout)
@@ -164,19 +161,41 @@ class FleetCalls:
             "result": value,
         }
 
-    def _assignee(self, task_id: str, role: str | None) -> str | None:
+    async def _target(self, task_id: str, role: str | None) -> tuple[str, str]:
+        """Which task ``task_id`` is: the role it went to and who assigned it.
+
+        A role acts on the tasks it assigned. The admin acts on anyone's, and ids are the
+        assigner's choice while a role writes its own records and list entries under any id:
+        so the task is the task list's entry of that id (of ``role``, when given), never
+        whatever records happen to be stored under it; ``AmbiguousTask`` names each one
+        when several tasks have the id."""
+        validate_id(task_id)
+        remembered = self._assigned.get(task_id)
+        if remembered is not None and role in (None, remembered.handle.role):
+            return remembered.handle.role, self.fleet.identity
         if role is not None:
             self.spec.role(role)
-            return role
-        remembered = self._assigned.get(task_id)
-        if remembered is not None:
-            return remembered.handle.role
-        if self.reach.admin:
-            return None
-        raise NotAllowed(
-            f"task {task_id} was not assigned through this server: pass role, the role it"
-            f" was assigned to (a role reads the records of tasks it assigned, by assignee)"
-        )
+        if not self.reach.admin:
+            if role is None:
+                raise NotAllowed(
+                    f"task {task_id} was not assigned through this server: pass role, the role"
+                    " it was assigned to (a role reads the records of tasks it assigned, by"
+                    " assignee)"
+                )
+            return role, self.fleet.identity
+        entry = await self.fleet.find_task(task_id, role)
+        if entry is not None:
+            return entry.role, entry.assigner
+        # Not listed (a fleet without the task list, an entry gone): its records say, if
+        # they are of one task.
+        records = await self.fleet.history(task_id, role=role, wait=0.5)
+        tasks = sorted({(u.agent, u.assigner) for u in records})
+        if len(tasks) > 1:
+            raise AmbiguousTask(task_id, tasks)
+        if not tasks:
+            of = f" as a task of {role}" if role else ""
+            raise NotAllowed(f"task {task_id} is not in the task list{of}, and has no records")
+        return tasks[0]
 
     def _task_view(
         self, task_id: str, role: str | None, updates: list[TaskUpdate]
@@ -207,18 +226,10 @@ class FleetCalls:
         return view
 
     async def cancel(self, task_id: str, role: str | None, reason: str) -> dict[str, Any]:
-        assignee = self._assignee(task_id, role)
-        if assignee is None:  # the admin, for a task it did not assign here: look it up
-            entry = await self.fleet.find_task(task_id)
-            if entry is None:
-                raise NotAllowed(f"task {task_id} is not in the task list: pass role")
-            requested = await self.fleet.cancel(
-                task_id, entry.role, reason, assigner=entry.assigner
-            )
-            assignee = entry.role
-        else:
+        assignee, assigner = await self._target(task_id, role)
+        if not self.reach.admin:
             self._allowed(assignee, self.reach.tasks, "cancel tasks of", "tasks")
-            requested = await self.fleet.cancel(task_id, assignee, reason)
+        requested = await self.fleet.cancel(task_id, assignee, reason, assigner=assigner)
         return {
             "task_id": task_id,
             "role": assignee,
@@ -231,13 +242,7 @@ class FleetCalls:
     async def respond(
         self, task_id: str, role: str | None, answer: Mapping[str, Any]
     ) -> dict[str, Any]:
-        assignee = self._assignee(task_id, role)
-        assigner = None
-        if assignee is None:
-            entry = await self.fleet.find_task(task_id)
-            if entry is None:
-                raise NotAllowed(f"task {task_id} is not in the task list: pass role")
-            assignee, assigner = entry.role, entry.assigner
+        assignee, assigner = await self._target(task_id, role)
         await self.fleet.respond(task_id, assignee, answer, assigner=assigner)
         return {"task_id": task_id, "role": assignee, "answered": True}
 

@@ -28,6 +28,7 @@ from fleetbus.js.connection import Connection
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire.clock import format_iso, now_iso
 from fleetbus.wire.codec import decode, encode, typed
+from fleetbus.wire.subjects import is_id
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES
 
 __all__ = ["TaskIndex", "TaskSummary"]
@@ -205,6 +206,8 @@ class TaskIndex:
         if len(parts) < 3:
             return None
         role, assigner, task_id = parts[-3:]
+        if not is_id(task_id):  # a role's entry under "*", say: not a task anyone can name
+            return None
         with contextlib.suppress(PayloadError):
             entry = TaskSummary.decode(msg.data, role=role, assigner=assigner, task_id=task_id)
             # When the server stored it, not when its writer says: the list is ordered by it,

@@ -43,7 +43,7 @@ from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import TaskKind, TaskSubject
+from fleetbus.wire.subjects import TaskKind, TaskSubject, validate_id
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
@@ -301,19 +301,28 @@ class TaskRecords:
         return routes
 
     async def history(
-        self, task_id: str, *, assignee: str | None = None, live: bool = False
+        self,
+        task_id: str,
+        *,
+        assignee: str | None = None,
+        assigner: str | None = None,
+        live: bool = False,
     ) -> AsyncIterator[tuple[TaskUpdate, int]]:
         """Every stored update and outcome of ``task_id`` in order, with how many more are
         stored after each (then, with ``live``, new ones as they come): a consumer, so the
-        admin's. ``assignee``: only what that role wrote (the first format's updates, which
-        name no writer, are taken at their body's word)."""
-        async with StreamReader(
-            self.conn, self.stream, f"{self.spec.prefix}.tasks.{task_id}.>", deliver="all"
-        ) as reader:
+        admin's. ``assignee``, ``assigner``: only the records of the task that role was
+        given by that identity (the first format's updates, which name no writer, are taken
+        at their body's word)."""
+        subject = f"{self.spec.prefix}.tasks.{validate_id(task_id)}.>"  # never "*": every task
+        async with StreamReader(self.conn, self.stream, subject, deliver="all") as reader:
             async for msg in reader:
                 pending = msg.metadata.num_pending
                 update = self._stored_update(msg, task_id)
-                if update is not None and (assignee is None or update.agent == assignee):
+                if (
+                    update is not None
+                    and (assignee is None or update.agent == assignee)
+                    and (assigner is None or update.assigner == assigner)
+                ):
                     yield update, pending
                 if not live and pending == 0:
                     return
@@ -333,13 +342,19 @@ class TaskRecords:
         return update if parts is None else update.written_by(parts.assigner, parts.assignee)
 
     async def stored(
-        self, task_id: str, *, assignee: str | None = None, wait: float = 1.0
+        self,
+        task_id: str,
+        *,
+        assignee: str | None = None,
+        assigner: str | None = None,
+        wait: float = 1.0,
     ) -> list[TaskUpdate]:
         """The updates stored so far for ``task_id`` (empty if none arrive within ``wait``)."""
         out: list[TaskUpdate] = []
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
-                async for update, _ in self.history(task_id, assignee=assignee):
+                history = self.history(task_id, assignee=assignee, assigner=assigner)
+                async for update, _ in history:
                     out.append(update)
         return out
 

@@ -54,6 +54,7 @@ __all__ = [
     "consumer_name",
     "filter_within",
     "inbox_prefix",
+    "is_id",
     "is_valid_subject",
     "subject_matches",
     "subjects_overlap",
@@ -131,6 +132,11 @@ def validate_id(value: object, what: str = "task id") -> str:
             f"{what} {shown!r} may use only letters, digits and _ - : + = @ ~"
         )
     return value
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` is a valid task, meeting or ask id (``validate_id``)."""
+    return 0 < len(value) <= MAX_ID and _ID.match(value) is not None
 
 
 def inbox_prefix(identity: str) -> str:

@@ -1,0 +1,92 @@
+"""The admin's MCP tools against what roles write: task ids are the assigner's choice and a
+role writes its own records and task-list entries under any id, so the admin's tools act on
+the task the task list names (of the role given), never on whatever is stored under an id."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from fleetbus.errors import AmbiguousTask, InvalidSubjectError, TaskCancelled
+from fleetbus.mcp.calls import FleetCalls
+from fleetbus.runtime import Task
+from fleetbus.security import ADMIN
+
+from .support import AuthFleet, agent, attacker, client
+
+
+async def test_the_admins_cancel_reaches_the_task_a_role_made_ambiguous(
+    auth_fleet: AuthFleet,
+) -> None:
+    """backend writes a task-list entry under the id of a task cto gave devops: the admin's
+    cancel_task without a role is refused (AmbiguousTask), and with role=devops it cancels
+    cto's task. (It used to write the cancel as the admin's, which nobody obeys, and report
+    cancel_requested while the deploy ran on.)"""
+    spec = auth_fleet.spec
+    started = asyncio.Event()
+    devops = agent(auth_fleet, "devops")
+
+    @devops.on_task
+    async def deploy(task: Task) -> dict[str, str]:
+        started.set()
+        await asyncio.sleep(30)
+        return {"deployed": "to prod"}
+
+    async with devops, client(auth_fleet, "cto") as cto:
+        handle = await cto.assign("devops", {"title": "deploy to prod"})
+        await asyncio.wait_for(started.wait(), 10)
+        entry = {"state": "progress", "created": "2025-01-01T00:00:00Z",
+                 "updated": "2025-01-01T00:00:00Z"}  # fmt: skip
+        async with attacker(auth_fleet, "backend") as backend:
+            subject = spec.subjects.task_index("backend", "cto", handle.id)
+            await backend.nc.publish(subject, json.dumps(entry).encode())
+            await backend.flush()
+        async with client(auth_fleet, ADMIN) as admin:
+            calls = FleetCalls(admin, ADMIN)
+            with pytest.raises(AmbiguousTask):
+                await calls.cancel(handle.id, None, "stop")
+            said = await calls.cancel(handle.id, "devops", "stop")
+        assert said["cancel_requested"] is True
+        with pytest.raises(TaskCancelled):
+            await handle.result(timeout=15)
+
+
+async def test_the_admins_task_tools_read_the_task_not_what_is_stored_under_its_id(
+    auth_fleet: AuthFleet,
+) -> None:
+    """backend writes a list entry under the id "*" (its own index subject), and an outcome
+    under a task id cto gave devops (its own records subject, as the admin's task). The
+    admin's list leaves "*" out and get_task refuses it (it read every task of the fleet as
+    one); get_task and wait_task of the real id give devops' result, not backend's."""
+    spec = auth_fleet.spec
+    async with client(auth_fleet, "cto") as cto:
+        handle = await cto.assign("devops", {"title": "deploy v2"})
+    entry = {"state": "input-required", "created": "2025-01-01T00:00:00Z",
+             "updated": "2025-01-01T00:00:00Z"}  # fmt: skip
+    forged = {"task_id": handle.id, "state": "completed", "agent": "devops", "attempt": 1,
+              "time": "2030-01-01T00:00:00Z", "result": {"deployed": True}}  # fmt: skip
+    async with attacker(auth_fleet, "backend") as backend:
+        await backend.nc.publish(f"{spec.prefix}.index.backend.cto.*", json.dumps(entry).encode())
+        outcome = spec.subjects.task(handle.id, "outcome", ADMIN, "backend")
+        await backend.nc.publish(outcome, json.dumps(forged).encode())
+        await backend.flush()
+    devops = agent(auth_fleet, "devops")
+
+    @devops.on_task
+    async def deploy(task: Task) -> dict[str, object]:
+        return {"deployed": False, "reason": "tests red"}
+
+    async with devops, client(auth_fleet, ADMIN) as admin:
+        calls = FleetCalls(admin, ADMIN)
+        listed = await calls.tasks(None, None, 100)
+        assert "*" not in [t["task_id"] for t in listed["tasks"]]
+        with pytest.raises(InvalidSubjectError):
+            await calls.task("*", None)
+        waited = await calls.wait(handle.id, 15, None)
+        assert waited["result"] == {"deployed": False, "reason": "tests red"}
+        assert (await calls.wait(handle.id, 15, "devops"))["result"] == waited["result"]
+        view = await calls.task(handle.id, None)
+    assert view["state"] == "completed" and view["result"] == waited["result"]
+    assert {u["agent"] for u in view["updates"]} == {"devops"}
