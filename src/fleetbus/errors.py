@@ -112,10 +112,16 @@ class JsErrorCode(enum.IntEnum):
     """``Nats-Expected-Last-Subject-Sequence`` did not hold: someone wrote there first."""
     MAX_MSGS_PER_SUBJECT = 10077
     """A discard-new limit refused the message (a 503 that retrying does not cure)."""
+    INSUFFICIENT_RESOURCES = 10023
+    """The server's JetStream storage (file or memory) is full (a 503 that retrying soon
+    does not cure either)."""
     CONSUMER_ALREADY_EXISTS = 10148
     ATOMIC_PUBLISH_DISABLED = 10174
     BATCH_DUPLICATE_MSG_ID = 10201
     BATCH_TOO_MANY_INFLIGHT = 10210
+
+
+_FULL = frozenset({JsErrorCode.MAX_MSGS_PER_SUBJECT, JsErrorCode.INSUFFICIENT_RESOURCES})
 
 
 _HINTS: dict[int, str] = {
@@ -154,8 +160,9 @@ class JetStreamError(FleetbusError):
     @property
     def transient(self) -> bool:
         """A 503 (no leader yet, a server on its way down) that the same request may cure;
-        a discard-new limit answers 503 too, but retrying it soon does not help."""
-        return self.code == 503 and self.err_code != JsErrorCode.MAX_MSGS_PER_SUBJECT
+        a discard-new limit and full storage answer 503 too, but retrying them soon does not
+        help (it only held the sender, and an agent's outcome, for the retry budget)."""
+        return self.code == 503 and self.err_code not in _FULL
 
 
 class BatchPublishError(FleetbusError):

@@ -16,20 +16,28 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import nats.js.errors
 import pytest
 import yaml
 
 from fleetbus import FleetbusError, Reject, Task, TaskError
 from fleetbus.errors import InvalidSubjectError, JetStreamError, JsErrorCode
-from fleetbus.fleet import FleetSpec
+from fleetbus.fleet import FleetSpec, ServerSpec
 from fleetbus.js.connection import Connection
 from fleetbus.ops.status import collect, evaluate
 from fleetbus.runtime import Message, Request
-from fleetbus.testing import eventually
-from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus.testing import eventually, run_nats_server
+from fleetbus.testing.fleets import FleetUnderTest, make
 from fleetbus.wire import headers as h
 
-from .support import raw_client, seed_spec, stored, stream_name, wait_dead_letters
+from .support import (
+    dead_letters,
+    raw_client,
+    seed_spec,
+    stored,
+    stream_name,
+    wait_dead_letters,
+)
 
 
 async def _stream_messages(fleet: FleetUnderTest, base: str, subject_prefix: str = "") -> int:
@@ -440,3 +448,55 @@ async def test_a_killed_agent_holds_up_its_role_for_one_lease_not_thirty_seconds
             proc.kill()
             await proc.wait()
     assert results == list(range(7))
+
+
+async def test_a_task_whose_outcome_cannot_be_stored_is_not_terminated_without_it(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """TASKS full with the seed's three attempts: each completed outcome is refused, the
+    attempts run out and the task is dead-lettered, but its dead_lettered outcome is refused
+    too. It was terminated anyway, and result() never ended. Now the message stays until the
+    outcome can be stored: once there is room, the assigner learns how the task ended."""
+    fleet = make_fleet(seed_spec(streams={"TASKS": {"max_msgs": 3, "discard": "new"}}))
+    agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1, dead_letter_retry=0.3)
+    runs: list[int] = []
+
+    @agent.on_task
+    async def work(task: Task) -> dict[str, int]:
+        runs.append(task.attempt)
+        return {"done": 1}
+
+    async with raw_client(fleet) as nc:
+        js = nc.jetstream()
+        for i in range(3):  # someone else's records fill the stream
+            await js.publish(f"{fleet.spec.prefix}.tasks.filler-{i}.updates.admin.backend", b"{}")
+        async with agent, fleet.client(sender="cto") as cto:
+            handle = await cto.assign("backend", {"n": 1})
+            await wait_dead_letters(nc, fleet, 1)
+            await asyncio.sleep(1.0)  # tried again, and refused again
+            assert await handle.outcome() is None
+            info = await js.stream_info(stream_name(fleet, "TASKS"))
+            await js.update_stream(info.config, max_msgs=-1)  # room again
+            with pytest.raises(TaskError) as ended:
+                await handle.result(timeout=30)
+        assert len(await dead_letters(nc, fleet)) == 1  # stored once, however often tried
+    assert not isinstance(ended.value, TimeoutError)  # the outcome, not the wait running out
+    assert runs == [1, 2, 3] and ended.value.attempt >= 3
+
+
+async def test_a_full_server_is_said_at_once_not_retried_as_an_election(tmp_path: Path) -> None:
+    """The server's JetStream storage is full (503, 10023): retrying soon does not help, and
+    it held the sender (and an agent's outcome, past its lease) for the retry budget of
+    about 30 s. The sender is told at once."""
+    with run_nats_server(tmp_path, spec=ServerSpec(max_file=4_000_000)) as server:
+        fleet = make(server.url, seed_spec())
+        async with raw_client(fleet) as nc:
+            js, blob = nc.jetstream(), b"x" * 200_000
+            with pytest.raises(nats.js.errors.APIError):
+                for i in range(100):  # someone else's records fill the server's storage
+                    await js.publish(f"{fleet.spec.prefix}.tasks.f-{i}.updates.admin.backend", blob)
+        async with fleet.client(sender="cto") as cto:
+            with pytest.raises(JetStreamError) as full:
+                async with asyncio.timeout(10):  # generous: the retries took ~30 s
+                    await cto.assign("backend", {"title": "migrate"})
+    assert full.value.err_code == JsErrorCode.INSUFFICIENT_RESOURCES

@@ -131,8 +131,9 @@ class Dispatcher:
             previous = d.attempt - 1
             await settler.give_up(
                 d,
-                f"no attempt left: attempt {previous} of {previous} ended without an answer"
-                " (the agent stopped, or its heartbeats did)",
+                f"no attempt left: attempt {previous} of {previous} ended without a stored"
+                " outcome (the agent stopped, its heartbeats did, or the outcome could not be"
+                " stored)",
                 f"attempt {previous} did not finish",
             )
             return

@@ -401,16 +401,31 @@ class Settler:
         trace: str | None = None,
     ) -> bool:
         """No further attempt: store the dead letter, then the task's outcome, then
-        terminate. A dead letter that cannot be stored leaves the message where it is."""
+        terminate. A dead letter or an outcome that cannot be stored leaves the message where
+        it is (tried again after ``dead_letter_retry``: its dead letter is stored once): a
+        task terminated without its outcome would leave its assigner waiting forever."""
         if not await self.dead_letter(d, reason, error, trace):
             return False
+        if d.task is not None:
+            try:
+                await self.outcome(d, state, error=error, reason=reason, traceback=trace)
+            except FleetbusError as exc:
+                delay = self.settings.dead_letter_retry
+                log.error(
+                    "%s: task %s is dead-lettered but its %s outcome could not be stored (%s):"
+                    " the message stays and is tried again in %gs; `fleetbus status` shows"
+                    " the stream",
+                    self.worker,
+                    d.task.task_id,
+                    state,
+                    exc,
+                    delay,
+                )
+                await self.nak(d, delay)
+                return False
+            METRICS.task_ended(self.role, state)
         self.handled["failed"] += 1
         METRICS.dead_lettered(self.role, d.consumer.kind)
-        if d.task is not None:
-            METRICS.task_ended(self.role, state)
-        if d.task is not None:
-            with contextlib.suppress(FleetbusError):  # logged; the dead letter is what counts
-                await self.outcome(d, state, error=error, reason=reason, traceback=trace)
         await self.terminate(d, reason)
         return True
 
