@@ -11,7 +11,7 @@ import pytest
 from fleetbus.fleet import seed_fleet
 from fleetbus.runtime import Task
 from fleetbus.server.process import NatsServer
-from fleetbus.testing import run_nats_server
+from fleetbus.testing import eventually, run_nats_server
 from fleetbus.testing.fleets import FleetUnderTest, isolate, provision_fleet
 
 from .support import raw_client, updates
@@ -58,3 +58,48 @@ async def test_an_agent_rides_out_a_server_restart(tmp_path: Path) -> None:
     assert runs == [before.id, after.id]
     assert [u.state for u in kept if u.state != "accepted"] == ["completed"]
     assert kept[-1].result == "done 1"
+
+
+@pytest.mark.slow
+async def test_a_task_held_through_an_outage_past_its_lease_is_known_to_have_lost_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server is down longer than the ack wait while a handler runs: the heartbeats sent
+    meanwhile were only kept by nats-py for later, which renews nothing, and the server hands
+    the task out again. The attempt counted them as sent and went on as the holder (a failure
+    then naked a message another agent was running). Now the lost lease is said on the
+    reconnect, and the task still ends with one stored outcome."""
+    data = tmp_path / "server"
+    release = asyncio.Event()
+    started = asyncio.Event()
+    with run_nats_server(data) as first_server:
+        port = first_server.port
+        fleet = FleetUnderTest(isolate(seed_fleet()), first_server.url)
+        await provision_fleet(fleet.url, fleet.spec)
+        agent = fleet.agent("backend", poll=30.0)
+
+        @agent.on_task
+        async def implement(task: Task) -> str:
+            started.set()
+            await release.wait()
+            return f"done by attempt {task.attempt}"
+
+        async with agent:
+            async with fleet.client(sender="cto") as client:
+                handle = await client.assign("backend", {"n": 1})
+                await asyncio.wait_for(started.wait(), 15)
+            await asyncio.to_thread(first_server.stop)
+            await asyncio.sleep(6)  # the ack wait is 4 s
+            second_server = NatsServer(data_dir=data, host="127.0.0.1", port=port)
+            await asyncio.to_thread(second_server.start)
+            try:
+                await eventually(lambda: "without a heartbeat" in caplog.text, 20, "the warning")
+                release.set()
+                async with fleet.client(sender="cto") as client:
+                    ended = await client.task(handle.id, "backend").result(timeout=20)
+                    outcome = await client.task(handle.id, "backend").outcome()
+            finally:
+                await agent.stop()
+                await asyncio.to_thread(second_server.stop)
+    assert ended.startswith("done by attempt") and outcome is not None
+    assert "backend" in caplog.text and handle.id in caplog.text

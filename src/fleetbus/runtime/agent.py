@@ -571,6 +571,8 @@ class Agent:
             loop.wake.set()
 
     async def _on_reconnect(self) -> None:
+        if self._settler is not None:
+            self._settler.renew_leases()
         self.wake()
         if self._cancel_watch is not None:  # not awaited: other hooks need not wait for it
             self._relive = asyncio.create_task(self._cancels_live_again())

@@ -316,8 +316,17 @@ class Settler:
     async def _beat(self, d: Delivery, now: float) -> None:
         with contextlib.suppress(Exception):
             await d.msg.in_progress()
-            d.last_beat = now
-            METRICS.heartbeat(self.role)
+            # While the connection is down nats-py keeps the +WPI for later and returns:
+            # that renews nothing, and an outage past the ack wait loses the lease.
+            if self.conn.nc.is_connected:
+                d.last_beat = now
+                METRICS.heartbeat(self.role)
+
+    def renew_leases(self) -> None:
+        """A heartbeat for every running delivery now (after a reconnect: the server may be
+        about to hand out what it has not heard of for a while)."""
+        for d in list(self.running):
+            self.beat_due(d)
 
     # -- the ways a delivery ends --------------------------------------------------------
 
