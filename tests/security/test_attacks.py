@@ -23,12 +23,11 @@ from fleetbus.js._natspy import header_block_size
 from fleetbus.js.api import JsApi
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime import Reject, Request, Task
-from fleetbus.runtime.settle import TEXT_LIMIT
 from fleetbus.security import ADMIN
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import final_history
 from fleetbus.wire import headers as h
-from fleetbus.wire.updates import TaskUpdate
+from fleetbus.wire.updates import TEXT_LIMIT, TaskUpdate
 
 from .support import (
     AuthFleet,

@@ -62,12 +62,12 @@ from fleetbus.runtime.routes import (
     invoke,
 )
 from fleetbus.runtime.settings import RuntimeSettings
-from fleetbus.runtime.settle import Settler, bounded
+from fleetbus.runtime.settle import Settler
 from fleetbus.runtime.watchdog import LoopWatchdog
 from fleetbus.tasks import StepMemo, TaskIndex, TaskRecords
 from fleetbus.telemetry import METRICS, configure_logging
 from fleetbus.wire.subjects import validate_token
-from fleetbus.wire.updates import TaskUpdate
+from fleetbus.wire.updates import TaskUpdate, bounded
 
 __all__ = ["Agent", "RuntimeSettings"]
 

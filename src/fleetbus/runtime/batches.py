@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 from fleetbus.runtime.messages import Event, Reject, Retry
 from fleetbus.runtime.routes import BatchHandler, is_async
-from fleetbus.runtime.settle import Delivery, Settler, bounded, error_text, trace_text
+from fleetbus.runtime.settle import Delivery, Settler, error_text, trace_text
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
 from fleetbus.wire.subjects import subject_matches
+from fleetbus.wire.updates import bounded
 
 __all__ = ["run_batch"]
 

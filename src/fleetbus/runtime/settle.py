@@ -63,9 +63,9 @@ from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, tracing
 from fleetbus.wire import headers as h
-from fleetbus.wire.updates import TaskState, TaskUpdate
+from fleetbus.wire.updates import TaskState, TaskUpdate, bounded
 
-__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "bounded", "error_text"]
+__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "error_text"]
 
 log = logging.getLogger("fleetbus.runtime")
 
@@ -74,11 +74,6 @@ RUNNING_STATES = frozenset({"progress", "input-required"})
 
 TRACEBACK_LIMIT = 4000
 """The most characters of a traceback stored in an update or a dead letter (the end of it)."""
-
-TEXT_LIMIT = 4000
-"""The most characters of an error or a reason a task's records keep (the start of it): the
-text is anyone's (an exception that quotes the task's body), and a record too large to store
-would leave the task without its outcome."""
 
 
 class TaskBudgetExceeded(Exception):
@@ -635,11 +630,6 @@ class Heartbeats:
         assert tick is not None
         self._at = now + tick
         self._handle = loop.call_at(self._at, self._sweep)
-
-
-def bounded(text: str) -> str:
-    """``text``, or its first ``TEXT_LIMIT`` characters and an ellipsis."""
-    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "..."
 
 
 def error_text(exc: BaseException) -> str:

@@ -33,8 +33,10 @@ from fleetbus.wire.headers import TASK_ID as TASK_ID_HEADER
 __all__ = [
     "A2A_STATE",
     "TERMINAL_STATES",
+    "TEXT_LIMIT",
     "TaskState",
     "TaskUpdate",
+    "bounded",
     "task_id_of",
 ]
 
@@ -145,6 +147,17 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 """What each field of a record must be when it is there (``result`` is any JSON): a record is
 anyone's JSON until checked, and its readers (agents, ``result()``, the admin's tools) take
 its fields as these types (``codec.typed``: a bool is not a number here)."""
+
+
+TEXT_LIMIT = 4000
+"""The most characters of an error or a reason a task's records keep (the start of it): the
+text is anyone's (an exception that quotes the task's body), and a record too large to store
+would leave the task without its outcome."""
+
+
+def bounded(text: str) -> str:
+    """``text``, or its first ``TEXT_LIMIT`` characters and an ellipsis."""
+    return text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "..."
 
 
 def task_id_of(headers: Mapping[str, str], body: Mapping[str, Any], role: str, seq: int) -> str:
