@@ -56,7 +56,7 @@ from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
 from fleetbus.wire.subjects import ADMIN, subject_matches, validate_id
-from fleetbus.wire.updates import TaskUpdate
+from fleetbus.wire.updates import TaskUpdate, bounded
 
 __all__ = ["Fleet", "Observed", "TaskHandle"]
 
@@ -180,7 +180,7 @@ class Fleet:
         task_id = task_id or _body_task_id(body) or f"task-{os.urandom(8).hex()}"
         validate_id(task_id)
         data = self._encode(body)
-        hdrs = {**(headers or {}), h.TASK_ID: task_id}
+        hdrs = {**h.checked(headers), h.TASK_ID: task_id}
         until = _deadline(deadline)
         if until is not None:
             hdrs[h.DEADLINE] = f"{until:.3f}"
@@ -193,22 +193,23 @@ class Fleet:
         follower = Follower()
         await follower.start(self.records, ref)
         now = TaskUpdate.now()
-        await self.index.write(  # the task list's entry, ahead of the task (same connection)
-            TaskSummary(
-                task_id=task_id,
-                role=role,
-                assigner=self.identity,
-                state="submitted",
-                created=now,
-                updated=now,
-                deadline=until,
-            )
+        entry = TaskSummary(
+            task_id=task_id,
+            role=role,
+            assigner=self.identity,
+            state="submitted",
+            created=now,
+            updated=now,
+            deadline=until,
         )
+        await self.index.write(entry)  # the task list's, ahead of the task (same connection)
         try:
             with tracing.producer(subject, message_id=task_id, conversation_id=task_id):
                 ack = await self._publisher.publish(subject, data, hdrs, msg_id=task_id)
-        except BaseException:
+        except BaseException as exc:
             follower.stop()
+            if isinstance(exc, Exception):  # not stored: the list must not show it queued
+                await self.index.write(entry.moved("rejected", error=bounded(str(exc))))
             raise
         if running is None:
             running = await self._agent_running(role)
@@ -350,7 +351,7 @@ class Fleet:
         """Send a direct message to ``role``'s inbox."""
         subject = self._to(role, "inbox")
         with tracing.producer(subject):
-            return await self._publisher.publish(subject, self._encode(body), headers)
+            return await self._publisher.publish(subject, self._encode(body), h.checked(headers))
 
     async def invite(
         self, role: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
@@ -358,7 +359,7 @@ class Fleet:
         """Send a meeting invitation to ``role`` (stored: an offline invitee sees it later)."""
         subject = self._to(role, "meetings")
         with tracing.producer(subject):
-            return await self._publisher.publish(subject, self._encode(body), headers)
+            return await self._publisher.publish(subject, self._encode(body), h.checked(headers))
 
     async def emit(
         self,
@@ -373,7 +374,7 @@ class Fleet:
         subject = self.spec.subjects.event(domain, type_)
         with tracing.producer(subject, message_id=msg_id):
             return await self._publisher.publish(
-                subject, self._encode(body), headers, msg_id=msg_id
+                subject, self._encode(body), h.checked(headers), msg_id=msg_id
             )
 
     async def emit_many(
@@ -439,7 +440,7 @@ class Fleet:
             [known[s] for s in subjects],
             atomic=lambda name: name in streams and streams[name].allow_atomic_publish,
             msg_ids=msg_ids,
-            headers=headers,
+            headers=h.checked(headers),
         )
 
     # -- meetings ------------------------------------------------------------------------
@@ -473,7 +474,7 @@ class Fleet:
         """
         self.spec.role(role)
         data = self._encode(body)
-        hdrs = dict(headers or {})
+        hdrs = h.checked(headers)
         if self.sender:
             hdrs[h.SENDER] = self.sender
         ask_id = f"ask-{uuid.uuid4().hex}"

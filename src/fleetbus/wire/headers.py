@@ -6,7 +6,10 @@ the body's ``task_id`` and the sender is unknown.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+
+from fleetbus.errors import PayloadError
 
 __all__ = [
     "ASK_ID",
@@ -31,6 +34,7 @@ __all__ = [
     "TASK_ID",
     "TRACEPARENT",
     "carried",
+    "checked",
     "parse_block",
 ]
 
@@ -77,6 +81,27 @@ all, and one over it makes the server close the connection that sent it; so ever
 fleetbus provisions, but the dead-letter stream, keeps this much of ``max_payload`` free in
 each message it stores (its ``max_msg_size``): whatever a sender got stored can be
 dead-lettered whole."""
+
+
+_NAME = re.compile(r"[!-9;-~]+")
+"""A header name: printable ASCII, no space and no colon."""
+
+
+def checked(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """A sender's own headers as they can go on the wire, or ``PayloadError`` naming the
+    first one that cannot (checked before anything is sent: nats-py would raise its own
+    error for some, and write others into the header block as they are)."""
+    out: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise PayloadError(
+                f"header name {name!r}: printable ASCII without spaces or a colon, please"
+            )
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            shown = type(value).__name__ if not isinstance(value, str) else "text on two lines"
+            raise PayloadError(f"header {name}: its value must be text on one line, not {shown}")
+        out[name] = value
+    return out
 
 
 def carried(headers: Mapping[str, str] | None) -> dict[str, str]:
