@@ -185,3 +185,35 @@ async def test_a_handler_past_its_task_budget_is_cancelled_and_retried(
         with pytest.raises(TaskError, match="task_budget of 1s"):
             await handle.result(timeout=30)
     assert started == [1, 2]
+
+
+async def test_progress_sync_reports_from_a_def_handler_and_refuses_the_event_loop(
+    fleet: FleetUnderTest,
+) -> None:
+    """A plain def handler reports with progress_sync (it waits until the update is stored).
+    Called from an async def handler it would wait for the very loop it blocks, for good:
+    the agent and its heartbeats stood still. It raises there instead: the attempt fails."""
+    agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1)
+
+    @agent.on_task
+    def implement(task: Task) -> str:
+        task.progress_sync("halfway", percent=50)
+        return "done"
+
+    async with agent, fleet.client(sender="cto") as cto, raw_client(fleet) as nc:
+        handle = await cto.assign("backend", {"title": "x"})
+        assert await handle.result(timeout=15) == "done"
+        states = [(u.state, u.message) for u in await updates(nc, fleet, handle.id)]
+    assert ("progress", "halfway") in states
+
+    wrong = fleet.agent("devops", retry_base=0.05, retry_max=0.1)
+
+    @wrong.on_task
+    async def deploy(task: Task) -> str:
+        task.progress_sync("halfway")
+        return "done"
+
+    async with wrong, fleet.client(sender="cto") as cto:
+        handle = await cto.assign("devops", {"title": "x"})
+        with pytest.raises(TaskError, match="would block it for good"):
+            await handle.result(timeout=15)

@@ -57,6 +57,11 @@ class RunningTask:
     def progress_threadsafe(
         self, message: str, percent: float | None, data: Mapping[str, Any] | None
     ) -> None:
+        if _running_loop() is self.loop:  # it would wait for the loop it blocks: for good
+            raise FleetbusError(
+                "task.progress_sync() from the event loop (an async def handler) would block"
+                " it for good: await task.progress() there"
+            )
         asyncio.run_coroutine_threadsafe(self.progress(message, percent, data), self.loop).result()
 
     async def step(
@@ -121,3 +126,10 @@ class RunningTask:
         if stored is None:
             raise PayloadError(f"the answer to input request {request} could not be read")
         return stored
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a worker thread: no loop runs there
+        return None
