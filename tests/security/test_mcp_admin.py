@@ -10,9 +10,12 @@ import json
 import pytest
 
 from fleetbus.errors import AmbiguousTask, InvalidSubjectError, TaskCancelled
-from fleetbus.mcp.calls import FleetCalls
+from fleetbus.js.publish import Publisher
+from fleetbus.mcp.calls import SHOWN, FleetCalls
+from fleetbus.mcp.server import RESULT_BUDGET, within_budget
 from fleetbus.runtime import Task
 from fleetbus.security import ADMIN
+from fleetbus.wire import headers as h
 
 from .support import AuthFleet, agent, attacker, client
 
@@ -90,3 +93,53 @@ async def test_the_admins_task_tools_read_the_task_not_what_is_stored_under_its_
         view = await calls.task(handle.id, None)
     assert view["state"] == "completed" and view["result"] == waited["result"]
     assert {u["agent"] for u in view["updates"]} == {"devops"}
+
+
+async def test_what_a_role_writes_reaches_the_admins_model_cut(auth_fleet: AuthFleet) -> None:
+    """backend writes dead letters with 300 KB bodies, a list entry with a 300 KB message and
+    a presence record with a 300 KB host: the admin's tools returned them whole (18 MB per
+    call at their default limits, twice: as text and as structured content). Each value a
+    role wrote is cut at SHOWN characters."""
+    spec = auth_fleet.spec
+    comms = spec.stream_for(spec.subjects.tasks("backend"))
+    assert comms
+    huge = "x" * 300_000
+    instance = "backend-0huge000"
+    record = {"host": huge, "pid": 1, "version": "1", "started": "2026-01-01T00:00:00Z",
+              "state": "running", "interval": 5.0, "grace": 15.0}  # fmt: skip
+    entry = {"state": "progress", "created": "2026-01-01T00:00:00Z",
+             "updated": "2026-01-01T00:00:00Z", "message": huge}  # fmt: skip
+    async with attacker(auth_fleet, "backend") as backend:
+        publisher = Publisher(backend)
+        for n in range(3):
+            letter = spec.subjects.dead_letter(comms, "BACKEND_TASKS", 700_000 + n)
+            await publisher.publish(
+                letter, json.dumps({"x": huge}).encode(), {h.DLQ_REASON: huge[:30_000]}
+            )
+        await publisher.publish(
+            spec.subjects.presence("backend", instance), json.dumps(record).encode()
+        )
+        await backend.nc.publish(
+            spec.subjects.task_index("backend", "cto", "t-huge"), json.dumps(entry).encode()
+        )
+        await backend.flush()
+    async with client(auth_fleet, ADMIN) as admin:
+        calls = FleetCalls(admin, ADMIN)
+        outputs = [
+            await calls.dead_letters(1000),
+            await calls.tasks(None, None, 200),
+            await calls.agents("backend"),
+        ]
+    texts = [json.dumps(o) for o in outputs]
+    assert all("x" * 1000 in t for t in texts)  # each huge value is there, cut
+    assert all("x" * (SHOWN + 1) not in t for t in texts)
+
+
+def test_a_tool_result_is_cut_to_its_budget_with_a_note() -> None:
+    items = [{"n": i, "body": "y" * 3000} for i in range(1000)]
+    out = within_budget({"dead_letters": items, "count": 1000})
+    kept = out["dead_letters"]
+    assert len(json.dumps(out)) <= RESULT_BUDGET and 0 < len(kept) < 1000
+    assert kept == items[: len(kept)] and f"{len(kept)} of 1000" in out["truncated"]
+    small = {"tasks": items[:3]}
+    assert within_budget(small) is small

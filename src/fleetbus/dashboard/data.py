@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from fleetbus.ops.status import ConsumerStatus, FleetStatus, collect, evaluate
 from fleetbus.presence import AgentInfo
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import format_iso, now_iso
-from fleetbus.wire.codec import decode
+from fleetbus.wire.codec import decode, shown
 from fleetbus.wire.subjects import Subjects, subjects_overlap
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES, TaskUpdate
 
@@ -311,24 +310,10 @@ class MeetingLine:
             "sender": m.sender,
             "verified": m.sender_verified,
             "type": m.type,
-            "content": _shown(m.content),
+            "content": shown(m.content, BODY_SHOWN),
             "notice": m.notice,
             "time": m.time,
         }
-
-
-def _shown(content: Any) -> Any:
-    """``content`` as said, or when it is longer than ``BODY_SHOWN`` characters as JSON, the
-    start of that JSON as text (a member's line may be a megabyte, which decodes to twenty
-    times that)."""
-    if content is None or isinstance(content, bool | int | float):
-        return content
-    text = (
-        content
-        if isinstance(content, str)
-        else json.dumps(content, separators=(",", ":"), ensure_ascii=False)  # as decoded: NaN too
-    )
-    return content if len(text) <= BODY_SHOWN else text[:BODY_SHOWN] + "..."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,7 +46,7 @@ from fleetbus.mcp.inbox import HOLD, Inbox
 from fleetbus.mcp.reach import ADMIN, Reach
 from fleetbus.ops.status import collect, evaluate
 from fleetbus.wire import headers as h
-from fleetbus.wire.codec import decode
+from fleetbus.wire.codec import decode, shown
 from fleetbus.wire.subjects import validate_id
 from fleetbus.wire.updates import TaskUpdate
 
@@ -56,7 +56,10 @@ log = logging.getLogger("fleetbus.mcp")
 
 REMEMBERED_TASKS = 1000
 """How many tasks assigned through this server it remembers (their assignee and deadline)."""
-_TEXT_LIMIT = 4000
+SHOWN = 4000
+"""The most characters of one value a role wrote (a body, a result, a reason, a host name)
+that a tool returns: a longer one is its JSON text, cut (``codec.shown``). What a role writes
+is its to size, what reaches the host's model is not."""
 
 
 class NotAllowed(FleetbusError):
@@ -158,7 +161,7 @@ class FleetCalls:
             "role": assignee,
             "state": "completed",
             "finished": True,
-            "result": value,
+            "result": shown(value, SHOWN),
         }
 
     async def _target(self, task_id: str, role: str | None) -> tuple[str, str]:
@@ -248,7 +251,7 @@ class FleetCalls:
 
     async def agents(self, role: str | None) -> dict[str, Any]:
         if self.reach.admin:
-            return {"agents": [a.to_json() for a in await self.fleet.agents(role)]}
+            return {"agents": [_fit(a.to_json()) for a in await self.fleet.agents(role)]}
         # A role reads the latest record of each role it sends to (no whole list).
         out = []
         for target in sorted(set(self.reach.tasks) | set(self.reach.messages)):
@@ -257,14 +260,14 @@ class FleetCalls:
             latest = await self.fleet.presence.latest(target)
             out.append(
                 {"role": target, "alive": bool(latest and latest.alive)}
-                | ({"latest": latest.to_json()} if latest else {})
+                | ({"latest": _fit(latest.to_json())} if latest else {})
             )
         return {"roles": out}
 
     async def tasks(self, role: str | None, state: str | None, limit: int) -> dict[str, Any]:
         if self.reach.admin:
             found = await self.fleet.tasks(role=role, state=state, limit=limit)
-            return {"tasks": [t.to_json() for t in found]}
+            return {"tasks": [_fit(t.to_json()) for t in found]}
         # A role reads no task list (that takes a consumer): the tasks it assigned here.
         views = []
         for task_id, assignee in reversed(self.assigned_here()):
@@ -357,10 +360,10 @@ class FleetCalls:
             "time": _timestamp(meta.timestamp),
         }
         try:
-            item["body"] = decode(msg.data)
+            item["body"] = shown(decode(msg.data), SHOWN)
         except PayloadError as exc:
             item["body"] = None
-            item["undecodable"] = f"{exc}: {msg.data[:_TEXT_LIMIT].decode('utf-8', 'replace')}"
+            item["undecodable"] = f"{exc}: {msg.data[:SHOWN].decode('utf-8', 'replace')}"
         if h.REPLY_TO in headers:
             item["kind"] = "question"
             item["note"] = (
@@ -423,16 +426,18 @@ class FleetCalls:
         entries = await DeadLetters(self.fleet.conn, self.spec).list(limit=limit)
         return {
             "dead_letters": [
-                {
-                    "id": e.id,
-                    "consumer": e.consumer,
-                    "subject": e.original_subject,
-                    "deliveries": e.deliveries,
-                    "reason": e.reason,
-                    "error": e.error,
-                    "time": e.time,
-                    "body": _body(e.body),
-                }
+                _fit(
+                    {
+                        "id": e.id,
+                        "consumer": e.consumer,
+                        "subject": e.original_subject,
+                        "deliveries": e.deliveries,
+                        "reason": e.reason,
+                        "error": e.error,
+                        "time": e.time,
+                        "body": _body(e.body),
+                    }
+                )
                 for e in entries
             ]
         }
@@ -464,7 +469,12 @@ def _update(u: TaskUpdate) -> dict[str, Any]:
     for k in ("percent", "data", "retry_in"):
         if getattr(u, k) is not None:
             out[k] = getattr(u, k)
-    return out
+    return _fit(out)
+
+
+def _fit(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record someone else wrote, each of its values at most ``SHOWN`` characters."""
+    return {k: shown(v, SHOWN) for k, v in record.items()}
 
 
 def _state_line(view: Mapping[str, Any]) -> str:
@@ -488,7 +498,7 @@ def _body(raw: bytes) -> Any:
     try:
         return decode(raw)
     except PayloadError:
-        text = raw[:_TEXT_LIMIT]
+        text = raw[:SHOWN]
         try:
             return text.decode("utf-8")
         except UnicodeDecodeError:

@@ -91,6 +91,7 @@ def build_server(calls: FleetCalls, tools: Sequence[ToolDef[Any]]) -> Server[Any
             if not isinstance(exc, FleetbusError):
                 log.exception("%s failed", tool.name)
             return _error(f"{tool.name} failed: {explain(exc)}")
+        out = within_budget(out)
         return types.CallToolResult(content=[_json(out)], structured_content=out)
 
     async def list_resources(
@@ -157,7 +158,7 @@ def build_server(calls: FleetCalls, tools: Sequence[ToolDef[Any]]) -> Server[Any
                 raise FleetbusError(f"no resource {uri}: see resources/list")
         except Exception as exc:
             raise MCPError(types.INVALID_PARAMS, explain(exc)) from None
-        text = json.dumps(out, ensure_ascii=False, indent=2, default=str)
+        text = json.dumps(within_budget(out), ensure_ascii=False, indent=2, default=str)
         return types.ReadResourceResult(
             contents=[types.TextResourceContents(uri=uri, mime_type="application/json", text=text)]
         )
@@ -314,6 +315,38 @@ def _require_token(app: Asgi, token: str) -> Asgi:
         await app(scope, receive, send)
 
     return guarded
+
+
+RESULT_BUDGET = 1_000_000
+"""The most characters of JSON one tool result holds: past it, its longest list is cut (each
+value a role wrote is already at most ``calls.SHOWN``)."""
+
+
+def within_budget(out: Any) -> Any:
+    """``out``, or with its longest list cut to fit ``RESULT_BUDGET`` and a note saying so."""
+
+    def size(value: Any) -> int:
+        return len(json.dumps(value, ensure_ascii=False, default=str))
+
+    if not isinstance(out, dict) or size(out) <= RESULT_BUDGET:
+        return out
+    lists = [k for k, v in out.items() if isinstance(v, list)]
+    if not lists:
+        return out
+    key = max(lists, key=lambda k: len(out[k]))
+    items: list[Any] = out[key]
+    low, high = 0, len(items)  # the most items that fit: between low and high
+    while low < high:
+        middle = (low + high + 1) // 2
+        if size({**out, key: items[:middle]}) <= RESULT_BUDGET:
+            low = middle
+        else:
+            high = middle - 1
+    note = (
+        f"{low} of {len(items)} {key} shown: a result holds at most {RESULT_BUDGET:,}"
+        " characters; ask for fewer (limit)"
+    )
+    return {**out, key: items[:low], "truncated": note}
 
 
 def _json(out: Any) -> types.TextContent:

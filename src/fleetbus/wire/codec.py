@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetbus.errors import PayloadError
 
-__all__ = ["compact", "decode", "encode", "mistyped", "typed"]
+__all__ = ["compact", "decode", "encode", "mistyped", "shown", "typed"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Made once: ``json.dumps`` with these options builds an encoder per call."""
@@ -72,3 +72,18 @@ def mistyped(body: Mapping[str, Any], types: Mapping[str, tuple[type, ...]]) -> 
     """The first field of ``body`` (a record someone else wrote) that ``types`` names and its
     value is not one of them (``typed``); None when each present one is."""
     return next((k for k, kinds in types.items() if k in body and not typed(body[k], kinds)), None)
+
+
+def shown(value: Any, limit: int) -> Any:
+    """A decoded JSON ``value`` as it is, or when its JSON text is longer than ``limit``
+    characters, the start of that text and an ellipsis: what someone else wrote, where its
+    size is not theirs to choose (a megabyte list of empty objects decodes to twenty times
+    its size)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    )
+    return value if len(text) <= limit else text[:limit] + "..."
