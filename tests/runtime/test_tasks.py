@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -217,3 +218,35 @@ async def test_progress_sync_reports_from_a_def_handler_and_refuses_the_event_lo
         handle = await cto.assign("devops", {"title": "x"})
         with pytest.raises(TaskError, match="would block it for good"):
             await handle.result(timeout=15)
+
+
+async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_good(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """A handler that catches CancelledError and carries on (a retry loop catching too
+    much): at its budget it was cancelled once, then kept alive by heartbeats, holding the
+    role's queue, for as long as it ran. Now it is given one ack wait to end, then left
+    behind: its attempt fails, and the task goes on to its next attempt and its end."""
+    spec = seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2})
+    data = spec.model_dump(mode="json")
+    data["roles"]["backend"]["task_budget"] = "1s"
+    fleet = make_fleet(FleetSpec.model_validate(data))
+    started: list[int] = []
+    done = asyncio.Event()
+    agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1)
+
+    @agent.on_task
+    async def stubborn(task: Task) -> None:
+        started.append(task.attempt)
+        while not done.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # and carries on
+                await asyncio.sleep(0.2)
+
+    try:
+        async with agent, fleet.client(sender="cto") as client:
+            handle = await client.assign("backend", {"title": "never ends"})
+            with pytest.raises(TaskError, match="task_budget of 1s"):
+                await handle.result(timeout=30)
+    finally:
+        done.set()
+    assert started == [1, 2]

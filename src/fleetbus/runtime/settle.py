@@ -274,10 +274,27 @@ class Settler:
         if is_async(handler):
             if d.task is None:
                 return await handler(arg)
-            d.handler_task = asyncio.ensure_future(handler(arg))
+            running = d.handler_task = asyncio.ensure_future(handler(arg))
             if d.canceled is not None:
-                d.handler_task.cancel()
-            return await d.handler_task
+                running.cancel()
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                if not running.done():  # the budget, a deadline, a stop: it is told to end
+                    running.cancel()
+                    await asyncio.wait((running,), timeout=d.ack_wait)
+                if not running.done():
+                    # It went on regardless (a loop that catches CancelledError): left
+                    # behind, so it cannot hold the task, and its role's queue, for good.
+                    running.add_done_callback(_retrieved)
+                    log.error(
+                        "%s: %s went on %gs after it was cancelled: left running, its task"
+                        " released (a handler must let CancelledError through)",
+                        self.worker,
+                        d.handler,
+                        d.ack_wait,
+                    )
+                raise
         value = await asyncio.to_thread(handler, arg)
         if inspect.isawaitable(value):
             value = await value
@@ -630,6 +647,12 @@ class Heartbeats:
         assert tick is not None
         self._at = now + tick
         self._handle = loop.call_at(self._at, self._sweep)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """A handler left behind ended: its outcome is nobody's (said so when it was left)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def error_text(exc: BaseException) -> str:
