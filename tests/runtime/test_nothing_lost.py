@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -500,3 +501,35 @@ async def test_a_full_server_is_said_at_once_not_retried_as_an_election(tmp_path
                 async with asyncio.timeout(10):  # generous: the retries took ~30 s
                     await cto.assign("backend", {"title": "migrate"})
     assert full.value.err_code == JsErrorCode.INSUFFICIENT_RESOURCES
+
+
+async def test_hung_def_handlers_leave_the_event_loops_threads_free(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """Plain def handlers that never return each keep a thread. They ran in the event loop's
+    default executor (a handful of threads: min(32, CPUs + 4)), which nats-py needs to
+    resolve the server's name on a reconnect and every asyncio.to_thread caller (a stop, say)
+    waits on: the agent could not reconnect until a hung handler ended. They have threads of
+    their own now."""
+    hung = min(32, (os.cpu_count() or 1) + 4) + 2  # more than the default executor has
+    fleet = make_fleet(seed_spec(backend_inbox={"max_ack_pending": hung}))
+    release = threading.Event()
+    started = threading.Semaphore(0)
+    agent = fleet.agent("backend")
+
+    @agent.on_message
+    def stuck(message: Message) -> None:
+        started.release()
+        release.wait(60)
+
+    try:
+        async with agent, fleet.client(sender="cto") as cto:
+            for n in range(hung):
+                await cto.message("backend", {"n": n})
+            for _ in range(hung):  # every handler holds its thread
+                assert await asyncio.to_thread(started.acquire, True, 15)
+            async with asyncio.timeout(10):
+                assert await asyncio.to_thread(lambda: "free") == "free"
+            release.set()
+    finally:
+        release.set()

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from fleetbus.runtime.messages import Event, Reject, Retry
-from fleetbus.runtime.routes import BatchHandler, is_async
+from fleetbus.runtime.routes import BatchHandler, in_thread, is_async
 from fleetbus.runtime.settle import Delivery, Settler, error_text, trace_text
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
 from fleetbus.wire.subjects import subject_matches
@@ -91,7 +91,7 @@ async def _call(
         if is_async(handler):
             await handler(events)
         else:
-            value = await asyncio.to_thread(handler, events)
+            value = await in_thread(handler, events)
             if asyncio.iscoroutine(value):
                 await value
     except Reject as exc:

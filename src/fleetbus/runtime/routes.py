@@ -8,8 +8,11 @@ not receive, observing without oversight) and says which consumers to bind.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,6 +34,7 @@ __all__ = [
     "Routes",
     "TaskHandler",
     "UpdateHandler",
+    "in_thread",
     "invoke",
     "is_async",
 ]
@@ -43,6 +47,7 @@ ObserveHandler = Callable[[Observed], Awaitable[Any]]
 UpdateHandler = Callable[[TaskUpdate], Awaitable[Any]]
 RequestHandler = Callable[[Request], Awaitable[Any]]
 H = TypeVar("H", bound=Callable[..., Awaitable[Any]])
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -166,12 +171,30 @@ def is_async(handler: Callable[..., Any]) -> bool:
     return found
 
 
+HANDLER_THREADS = 256
+"""Threads for plain ``def`` handlers (and ``task.step`` functions), shared by a process's
+agents and apart from the event loop's default executor: a handler that never returns keeps
+one of these, not one of the few the connection needs (nats-py resolves the server's name
+there on a reconnect) or that ``asyncio.to_thread`` callers wait for."""
+
+_handler_threads: ThreadPoolExecutor | None = None
+
+
+async def in_thread(fn: Callable[..., T], /, *args: Any) -> T:
+    """``fn(*args)`` in a handler thread, with the caller's context (its log fields)."""
+    global _handler_threads
+    if _handler_threads is None:
+        _handler_threads = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="handler")
+    call = functools.partial(contextvars.copy_context().run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(_handler_threads, call)
+
+
 async def invoke(handler: Callable[[Any], Any], arg: Any) -> Any:
     """Call a handler: an ``async def`` on the event loop, a plain ``def`` in a worker thread
     (so a blocking call does not stop heartbeats and every other handler)."""
     if is_async(handler):
         return await handler(arg)
-    value = await asyncio.to_thread(handler, arg)
+    value = await in_thread(handler, arg)
     if inspect.isawaitable(value):
         value = await value
     return value

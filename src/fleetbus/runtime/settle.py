@@ -58,7 +58,7 @@ from fleetbus.js.connection import Connection
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
-from fleetbus.runtime.routes import is_async
+from fleetbus.runtime.routes import in_thread, is_async
 from fleetbus.runtime.settings import RuntimeSettings
 from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, tracing
@@ -295,7 +295,7 @@ class Settler:
                         d.ack_wait,
                     )
                 raise
-        value = await asyncio.to_thread(handler, arg)
+        value = await in_thread(handler, arg)
         if inspect.isawaitable(value):
             value = await value
         return value

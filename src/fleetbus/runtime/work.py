@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import unsubscribe
+from fleetbus.runtime.routes import in_thread
 from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.tasks import StepMemo
 
@@ -77,7 +79,7 @@ class RunningTask:
         if inspect.iscoroutinefunction(fn):
             value = await fn(*args, **kwargs)
         else:
-            value = await asyncio.to_thread(fn, *args, **kwargs)
+            value = await in_thread(functools.partial(fn, *args, **kwargs))
             if inspect.isawaitable(value):
                 value = await value
         await self.memo.put(task.assignee, task.task_id, name, value)
