@@ -78,6 +78,18 @@ def test_encode_refuses_nan_and_infinity(value: float) -> None:
         encode({"score": value})
 
 
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "[1, NaN]"])
+def test_decode_refuses_nan_and_infinity(text: str) -> None:
+    """Python's json takes them; they are not JSON, and a role's record holding one reached
+    the admin's MCP tools, which wrote it back out as text no JSON parser takes."""
+    with pytest.raises(PayloadError, match="is not JSON"):
+        decode(f'{{"percent": {text}}}'.encode())
+
+
+def _refused(constant: str) -> None:
+    raise ValueError(constant)
+
+
 @pytest.mark.parametrize(
     ("body", "named"),
     [
@@ -172,7 +184,7 @@ def test_decode_lets_a_utf8_byte_order_mark_pass() -> None:
 @given(st.binary(max_size=64) | st.from_regex(rb"\A\s*\{.{0,40}\}\s*\Z"))
 def test_decode_takes_what_json_takes_from_utf8_text(raw: bytes) -> None:
     try:
-        expected = json.loads(raw.decode().removeprefix("\ufeff"))
+        expected = json.loads(raw.decode().removeprefix("\ufeff"), parse_constant=_refused)
     except (UnicodeDecodeError, ValueError):
         with pytest.raises(PayloadError):
             decode(raw)

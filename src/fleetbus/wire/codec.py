@@ -13,10 +13,16 @@ __all__ = ["compact", "decode", "encode", "mistyped", "shown", "typed"]
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Made once: ``json.dumps`` with these options builds an encoder per call."""
 
-_DECODER = json.JSONDecoder()
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 """``json.loads``'s own, called on text: ``loads`` on bytes first guesses among UTF-8, -16
 and -32 (a body is UTF-8; a leading byte order mark, as some Windows tools write, is let
-pass as before), in twice the time."""
+pass as before), in twice the time. ``NaN`` and ``Infinity`` are refused, as encoding
+refuses them: they are not JSON, and a record holding one would reach the readers that
+re-encode it (the admin's MCP tools, the dashboard) as text their JSON parsers refuse."""
 
 
 def compact(value: Any) -> str:
