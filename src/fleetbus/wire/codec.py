@@ -13,6 +13,7 @@ __all__ = ["compact", "decode", "encode", "mistyped", "shown", "typed"]
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Made once: ``json.dumps`` with these options builds an encoder per call."""
 
+
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
