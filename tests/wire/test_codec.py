@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetbus.errors import PayloadError
+from fleetbus.wire.answers import parse_answer
 from fleetbus.wire.codec import decode, encode
 
 json_values = st.recursive(
@@ -194,3 +195,12 @@ def test_decode_takes_what_json_takes_from_utf8_text(raw: bytes) -> None:
     else:
         with pytest.raises(PayloadError, match="must be a JSON object"):
             decode(raw)
+
+
+@pytest.mark.parametrize("text", ['{"verdict": NaN}', "Infinity", "[1, -Infinity]"])
+def test_an_answer_with_nan_or_infinity_is_not_an_answer(text: str) -> None:
+    """An agent answered with NaN: the asker took it, and `fleetbus ask` and the MCP ask tool
+    wrote it back out as text no JSON parser takes."""
+    with pytest.raises(PayloadError, match="the answer is not JSON"):
+        parse_answer(text.encode(), {"Fleet-Status": "ok"})
+    assert parse_answer(b'{"verdict": 1.5}', {"Fleet-Status": "ok"}) == (True, {"verdict": 1.5})

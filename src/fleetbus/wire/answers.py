@@ -14,7 +14,7 @@ from typing import Any
 
 from fleetbus.errors import PayloadError
 from fleetbus.wire import headers as h
-from fleetbus.wire.codec import compact
+from fleetbus.wire.codec import compact, decode_value
 
 __all__ = ["encode_answer", "encode_error", "parse_answer"]
 
@@ -39,7 +39,9 @@ def parse_answer(data: bytes, headers: Mapping[str, str] | None) -> tuple[bool, 
         return False, (headers or {}).get(h.ERROR, "unknown error")
     if status != "ok":
         raise PayloadError("the reply is not a fleetbus answer (no Fleet-Status header)")
+    if not data:
+        return True, None
     try:
-        return True, json.loads(data) if data else None
-    except (ValueError, RecursionError) as exc:
+        return True, decode_value(data)  # NaN and Infinity are not JSON either
+    except PayloadError as exc:
         raise PayloadError(f"the answer is not JSON: {exc}") from None

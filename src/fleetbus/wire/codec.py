@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetbus.errors import PayloadError
 
-__all__ = ["compact", "decode", "encode", "mistyped", "shown", "typed"]
+__all__ = ["compact", "decode", "decode_value", "encode", "mistyped", "shown", "typed"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 """Made once: ``json.dumps`` with these options builds an encoder per call."""
@@ -51,6 +51,14 @@ def encode(body: Mapping[str, Any], *, max_payload: int | None = None) -> bytes:
 
 def decode(raw: bytes) -> dict[str, Any]:
     """Decode a body; raise ``PayloadError`` saying where it is not a JSON object."""
+    value = decode_value(raw)
+    if not isinstance(value, dict):
+        raise PayloadError(f"body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def decode_value(raw: bytes) -> Any:
+    """Decode any JSON value (an answer's); ``PayloadError`` saying where it is not JSON."""
     try:
         text = raw.decode()
         value = _DECODER.decode(text[1:] if text[:1] == "\ufeff" else text)
@@ -64,8 +72,6 @@ def decode(raw: bytes) -> dict[str, Any]:
         raise PayloadError("body is nested too deeply to decode") from None
     except ValueError as exc:  # a 5,000-digit integer, say: Python's int_max_str_digits
         raise PayloadError(f"body cannot be decoded: {exc}") from None
-    if not isinstance(value, dict):
-        raise PayloadError(f"body must be a JSON object, got {type(value).__name__}")
     return value
 
 
