@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -259,3 +260,43 @@ def test_a_body_whose_type_time_or_sender_is_not_text_is_not_meeting_traffic(
 ) -> None:
     subject = fleet.spec.subjects.meeting("m")
     assert MeetingMessage.parse(fleet.spec.subjects, subject, body, {}) is None
+
+
+async def test_an_unread_room_keeps_its_bound_in_memory_not_only_on_the_wire(
+    fleet: FleetUnderTest,
+) -> None:
+    """The 16 MiB bound counted wire bytes while lines were kept parsed: a line of empty
+    objects takes some twenty-four times its size decoded, and a member's twenty megabyte
+    lines held about 400 MB in a room nobody read. Long lines are kept as they came."""
+    line = [{}] * 300_000  # about 900 KB on the wire
+    async with (
+        fleet.client(sender="cto") as cto_client,
+        fleet.client(sender="backend") as backend_client,
+        cto_client.meeting("flood-objects") as cto,
+        backend_client.meeting("flood-objects") as backend,
+    ):
+        async with asyncio.timeout(10):
+            await cto.until_present("backend")
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(20):
+                await cto.say(line, n=i)
+            await cto.say("e" * 5000, n=20)
+
+            async def heard_the_end() -> bool:
+                return 5000 < backend._sizes[-1] < 100_000
+
+            await eventually(heard_the_end, what="backend's room heard every line")
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert held < 40 * 1024 * 1024, f"{held / 2**20:.0f} MiB held"
+        said = []
+        async with asyncio.timeout(10):
+            async for message in backend:
+                if not message.notice:
+                    said.append(message.body["n"])
+                if said and said[-1] == 20:
+                    break
+    assert said[-1] == 20 and len(said) >= 10  # parsed when read, the newest in order

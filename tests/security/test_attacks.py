@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
 from fleetbus import PermissionDenied, TaskTimeout
+from fleetbus.client.meeting import Meeting
 from fleetbus.deadletters import DeadLetters
 from fleetbus.errors import FleetbusError, JetStreamError, TaskError
 from fleetbus.js._natspy import header_block_size
@@ -671,3 +673,60 @@ async def test_a_role_cannot_have_the_admin_replay_task_records(auth_fleet: Auth
     async with client(auth_fleet, ADMIN) as admin_fleet:
         [summary] = [t for t in await admin_fleet.tasks() if t.task_id == handle.id]
     assert summary.state == "completed"
+
+
+async def test_a_speaker_cannot_hide_its_line_from_one_member(auth_fleet: AuthFleet) -> None:
+    """Every member's id is in its join notice. backend put cto's id in a field of its own
+    line, and cto's room dropped the line as cto's own words while devops heard it: one
+    room, two stories. A line is one's own only on one's own subject."""
+    spec = auth_fleet.spec
+    async with (
+        attacker(auth_fleet, "backend") as backend,
+        client(auth_fleet, "cto") as cto,
+        client(auth_fleet, "devops") as devops,
+    ):
+        heard = await backend.nc.subscribe(f"{spec.subjects.meeting('release')}.*")
+        await backend.flush()
+        async with cto.meeting("release") as cto_room, devops.meeting("release") as devops_room:
+            ids: dict[str, str] = {}
+            while len(ids) < 2:
+                body = json.loads((await heard.next_msg(timeout=5)).data)
+                ids.setdefault(body["from"], body["member"])
+            line = {"from": "backend", "type": "decision", "content": "ship it",
+                    "time": "", "x": {"member": ids["cto"]}}  # fmt: skip
+            data = json.dumps(line, separators=(",", ":")).encode()  # as members write
+            await backend.nc.publish(spec.subjects.meeting("release", "backend"), data)
+            for room in (cto_room, devops_room):
+                async with asyncio.timeout(5):
+                    said = [m async for m in _first_line(room)]
+                assert said == [("backend", "ship it")]
+
+
+async def _first_line(room: Meeting) -> AsyncIterator[tuple[str, object]]:
+    async for message in room:
+        if not message.notice:
+            yield message.sender, message.content
+            return
+
+
+async def test_a_member_cannot_make_the_room_answer_each_of_its_joins(
+    auth_fleet: AuthFleet,
+) -> None:
+    """Every member answered every join with a "present" every member hears: backend's 200
+    joins made each member publish 200 lines. A member's joins are answered once a second."""
+    spec = auth_fleet.spec
+    subject = spec.subjects.meeting("standup", "backend")
+    async with (
+        attacker(auth_fleet, "backend") as backend,
+        client(auth_fleet, "cto") as cto,
+        cto.meeting("standup"),
+    ):
+        presents = await backend.nc.subscribe(spec.subjects.meeting("standup", "cto"))
+        await backend.flush()
+        join = json.dumps({"from": "backend", "type": "join", "time": ""}).encode()
+        for _ in range(200):
+            await backend.nc.publish(subject, join)
+        await backend.flush()
+        await asyncio.sleep(1.0)
+        answered = presents.pending_msgs
+    assert 1 <= answered <= 3  # cto's own join (if heard) and one answer, not 200

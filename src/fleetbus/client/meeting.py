@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -51,8 +52,16 @@ log = logging.getLogger("fleetbus.meeting")
 NOTICES = ("join", "leave", "present")
 _BACKLOG = 10_000
 _BACKLOG_BYTES = 16 * 1024 * 1024
-"""What a room keeps for a reader that does not keep up, at most (its messages' sizes on the
-wire; the oldest go first): any member may say lines of a megabyte."""
+"""What a room keeps for a reader that does not keep up, at most (the oldest go first): any
+member may say lines of a megabyte. Counted on the wire for a line kept as it came, and
+``_DECODED`` times that for a line kept parsed."""
+_PARSED_AT_MOST = 4096
+"""A line longer than this on the wire is kept as it came and parsed when it is read: parsed,
+JSON takes up to twenty-some times its size (a list of empty objects)."""
+_DECODED = 32
+_JOIN_ANSWERED_EVERY = 1.0
+"""A member's joins are answered (``present``) at most once a second: each answer is heard by
+every member, so a member repeating ``join`` would make the room talk to itself."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,10 +124,13 @@ class Meeting:
         self._own = f'"member":"{self._member_id}"'.encode()
         """Our own words carry this, as ``_send`` encodes it: skipped without decoding."""
         self._subs: list[Subscription] = []
-        self._inbox: asyncio.Queue[MeetingMessage | None] = asyncio.Queue(maxsize=_BACKLOG)
+        self._inbox: asyncio.Queue[MeetingMessage | Msg | None] = asyncio.Queue(maxsize=_BACKLOG)
+        """What was said, parsed, or as it came when it is long (parsed when read)."""
         self._sizes: collections.deque[int] = collections.deque()
-        """The wire size of each message in ``_inbox``, in step with it."""
+        """What each message in ``_inbox`` counts against ``_BACKLOG_BYTES``, in step."""
         self._queued = 0
+        self._answered: dict[str, float] = {}
+        """When each member's join was last answered (``_JOIN_ANSWERED_EVERY``)."""
 
     async def __aenter__(self) -> Meeting:
         if self._subs:
@@ -167,38 +179,59 @@ class Meeting:
         if not self._subs:
             raise FleetbusError(f"not in meeting {self.id}: use `async with`")
         while True:
-            message = await self._inbox.get()
+            item = await self._inbox.get()
             self._queued -= self._sizes.popleft()
-            if message is None:
+            if item is None:
                 return
-            yield message
+            if isinstance(item, MeetingMessage):
+                yield item
+                continue
+            message = self._parse(item)  # a long line, kept as it came
+            if message is not None:
+                yield message
+
+    def _parse(self, msg: Msg) -> MeetingMessage | None:
+        subjects = self.fleet.spec.subjects
+        return MeetingMessage.parse(subjects, msg.subject, msg.data, msg.headers or {})
 
     def _on_message(self, msg: Msg) -> None:
         """Keep presence current and queue messages, whether or not anyone iterates (as the
         client reads each message: it must not wait)."""
-        if self._own in msg.data:
-            return  # our own words
-        headers = msg.headers or {}
-        message = MeetingMessage.parse(self.fleet.spec.subjects, msg.subject, msg.data, headers)
+        data = msg.data
+        if self._own in data and msg.subject == self.subject:
+            return  # our own words (another role's line naming our member id is not)
+        if len(data) > _PARSED_AT_MOST:
+            self._queue(msg, len(data))  # parsed when read: no notice is this long
+            return
+        message = self._parse(msg)
         if message is None:
             return  # not meeting traffic
         if message.type == "join":
             self._present(message.sender, True)
-            background(self._answer_join())
+            self._answer_join(message.sender)
         elif message.type == "present":
             self._present(message.sender, True)
             return  # an answer to our join: presence only
         elif message.type == "leave":
             self._present(message.sender, False)
-        self._queue(message, len(msg.data))
+        self._queue(message, len(data) * _DECODED)
 
-    async def _answer_join(self) -> None:
+    def _answer_join(self, sender: str) -> None:
+        now = time.monotonic()
+        if now - self._answered.get(sender, -_JOIN_ANSWERED_EVERY) < _JOIN_ANSWERED_EVERY:
+            return
+        if len(self._answered) >= 1024:  # senders without a token are claims: any number
+            self._answered.clear()
+        self._answered[sender] = now
+        background(self._present_to_newcomer())
+
+    async def _present_to_newcomer(self) -> None:
         if not self._subs:
             return  # left meanwhile: a late "present" would undo our "leave"
         with contextlib.suppress(Exception):  # then the newcomer learns of us when we speak
             await self._notice("present")
 
-    def _queue(self, message: MeetingMessage | None, size: int = 0) -> None:
+    def _queue(self, message: MeetingMessage | Msg | None, size: int = 0) -> None:
         while self._inbox.full() or (self._sizes and self._queued + size > _BACKLOG_BYTES):
             self._inbox.get_nowait()  # nobody is reading: keep the latest
             self._queued -= self._sizes.popleft()
