@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from nats.aio.msg import Msg
@@ -217,36 +218,51 @@ async def test_a_member_that_leaves_before_answering_a_join_says_nothing_after_i
     assert heard == ["join", "leave", "marker"]  # its own join; no "present" at all
 
 
-async def test_a_member_that_does_not_read_keeps_the_latest_sixteen_megabytes(
-    fleet: FleetUnderTest,
-) -> None:
-    """Any member may say lines of a megabyte; a room nobody reads keeps the newest of them,
-    at most 16 MiB on the wire (and 10,000 lines), and a reader then gets them in order."""
-    line = "x" * 900_000
+@contextlib.asynccontextmanager
+async def flooded(
+    fleet: FleetUnderTest, room: str, line: object, count: int
+) -> AsyncIterator[Meeting]:
+    """backend's room in ``room`` once cto has said ``line`` ``count`` times (``n`` 0 to
+    ``count - 1``), then a 5,000-character end (``n`` = ``count``), and nobody read."""
     async with (
         fleet.client(sender="cto") as cto_client,
         fleet.client(sender="backend") as backend_client,
-        cto_client.meeting("flood") as cto,
-        backend_client.meeting("flood") as backend,
+        cto_client.meeting(room) as cto,
+        backend_client.meeting(room) as backend,
     ):
         async with asyncio.timeout(10):
             await cto.until_present("backend")
-        for i in range(30):
+        for i in range(count):
             await cto.say(line, n=i)
-        await cto.say("e" * 5000, n=30)  # the end: its size is no notice's, no big line's
+        await cto.say("e" * 5000, n=count)  # the end: its size is no notice's, no big line's
 
         async def heard_the_end() -> bool:
             return 5000 < backend._sizes[-1] < 100_000  # the end is the last queued
 
         await eventually(heard_the_end, what="backend's room heard every line")
+        yield backend
+
+
+async def said_until(room: Meeting, last: int) -> list[int]:
+    """The ``n`` of each line read from ``room`` up to ``last``."""
+    said: list[int] = []
+    async with asyncio.timeout(10):
+        async for message in room:
+            if not message.notice:
+                said.append(message.body["n"])
+            if said and said[-1] == last:
+                return said
+    return said
+
+
+async def test_a_member_that_does_not_read_keeps_the_latest_sixteen_megabytes(
+    fleet: FleetUnderTest,
+) -> None:
+    """Any member may say lines of a megabyte; a room nobody reads keeps the newest of them,
+    at most 16 MiB on the wire (and 10,000 lines), and a reader then gets them in order."""
+    async with flooded(fleet, "flood", "x" * 900_000, 30) as backend:
         assert backend._queued <= 16 * 1024 * 1024
-        said = []
-        async with asyncio.timeout(10):
-            async for message in backend:
-                if not message.notice:
-                    said.append(message.body["n"])
-                if said and said[-1] == 30:
-                    break
+        said = await said_until(backend, 30)
     assert 10 <= len(said) < 31  # the oldest dropped, not all
     assert said == list(range(31 - len(said), 31))  # the newest, in order
 
@@ -268,35 +284,14 @@ async def test_an_unread_room_keeps_its_bound_in_memory_not_only_on_the_wire(
     """The 16 MiB bound counted wire bytes while lines were kept parsed: a line of empty
     objects takes some twenty-four times its size decoded, and a member's twenty megabyte
     lines held about 400 MB in a room nobody read. Long lines are kept as they came."""
-    line = [{}] * 300_000  # about 900 KB on the wire
-    async with (
-        fleet.client(sender="cto") as cto_client,
-        fleet.client(sender="backend") as backend_client,
-        cto_client.meeting("flood-objects") as cto,
-        backend_client.meeting("flood-objects") as backend,
-    ):
-        async with asyncio.timeout(10):
-            await cto.until_present("backend")
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            for i in range(20):
-                await cto.say(line, n=i)
-            await cto.say("e" * 5000, n=20)
-
-            async def heard_the_end() -> bool:
-                return 5000 < backend._sizes[-1] < 100_000
-
-            await eventually(heard_the_end, what="backend's room heard every line")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        async with flooded(fleet, "flood-objects", [{}] * 300_000, 20) as backend:  # ~900 KB
             held = tracemalloc.get_traced_memory()[0] - before
-        finally:
             tracemalloc.stop()
-        assert held < 40 * 1024 * 1024, f"{held / 2**20:.0f} MiB held"
-        said = []
-        async with asyncio.timeout(10):
-            async for message in backend:
-                if not message.notice:
-                    said.append(message.body["n"])
-                if said and said[-1] == 20:
-                    break
+            said = await said_until(backend, 20)
+    finally:
+        tracemalloc.stop()
+    assert held < 40 * 1024 * 1024, f"{held / 2**20:.0f} MiB held"
     assert said[-1] == 20 and len(said) >= 10  # parsed when read, the newest in order
