@@ -281,6 +281,11 @@ class Presence:
         if len(parts) < 2:
             return None
         role, instance = parts[-2:]
+        if instance.rsplit("-", 1)[0] != role:
+            # Not a name this role's agents take ({role}-{id}): a role may write records
+            # under any instance name of its own subject, and one named after another
+            # role's agent would be listed as that agent (and drained as it by name).
+            return None
         try:
             return AgentInfo.from_record(
                 msg.data, role=role, instance=instance, stored=msg.metadata.timestamp, now=now

@@ -730,3 +730,23 @@ async def test_a_member_cannot_make_the_room_answer_each_of_its_joins(
         await asyncio.sleep(1.0)
         answered = presents.pending_msgs
     assert 1 <= answered <= 3  # cto's own join (if heard) and one answer, not 200
+
+
+async def test_a_role_cannot_list_its_record_as_another_roles_agent(
+    auth_fleet: AuthFleet,
+) -> None:
+    """devops may write presence records under any instance name on its own subject. One
+    named after a real cso agent was listed under devops with cso's name, and the admin's
+    `fleetbus agents drain cso-...` of that row drained the real cso agent (the role is
+    taken from the name); stopped, it made `agents --watch` say cso's agent left. A record
+    whose name is not its role's ({role}-{id}) is no agent's."""
+    spec = auth_fleet.spec
+    record = {"host": "devops-box", "pid": 1, "version": "1", "started": "2026-01-01T00:00:00Z",
+              "state": "running", "interval": 5.0, "grace": 15.0}  # fmt: skip
+    async with attacker(auth_fleet, "devops") as devops:
+        await Publisher(devops).publish(
+            spec.subjects.presence("devops", "cso-f8c23b90"), json.dumps(record).encode()
+        )
+    async with client(auth_fleet, ADMIN) as admin:
+        listed = [(a.role, a.instance) for a in await admin.presence.agents(stopped=True)]
+    assert not [i for _, i in listed if i == "cso-f8c23b90"]
