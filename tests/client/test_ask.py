@@ -9,6 +9,7 @@ import nats
 import pytest
 
 from fleetbus import AskTimeout, NoResponders, RemoteError, Request
+from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
 
@@ -145,3 +146,30 @@ async def test_an_answer_too_large_to_send_is_an_error_the_asker_gets(
         with pytest.raises(RemoteError, match=r"the answer could not be sent: .*max_payload"):
             await client.ask("cso", {"big": True}, timeout=10)
         assert await client.ask("cso", {}, timeout=5) == "small"
+
+
+async def test_fast_asks_beyond_the_agents_concurrency_are_told_it_is_busy(
+    fleet: FleetUnderTest,
+) -> None:
+    """Every fast ask started a handler of its own, without end: any role that may ask cso
+    could hold as many handlers (and their bodies, and the model calls they make) as it
+    liked. Past max_concurrency an asker is told the agent is busy."""
+    release = asyncio.Event()
+    running = 0
+    cso = fleet.agent("cso", max_concurrency=4)
+
+    @cso.on_request
+    async def review(req: Request) -> str:
+        nonlocal running
+        running += 1
+        await release.wait()
+        return "reviewed"
+
+    async with cso, fleet.client(sender="backend") as client:
+        asks = [asyncio.create_task(client.ask("cso", {"n": n}, timeout=15)) for n in range(4)]
+        await eventually(lambda: running == 4, 10, "four asks being answered")
+        with pytest.raises(RemoteError, match="busy"):
+            await client.ask("cso", {"n": 4}, timeout=15)
+        release.set()
+        assert await asyncio.gather(*asks) == ["reviewed"] * 4
+    assert running == 4

@@ -79,6 +79,17 @@ class Responder:
     async def _on_rpc(self, msg: Msg) -> None:
         if not self._open or not msg.reply:
             return
+        busy = self.settler.settings.max_concurrency
+        if len(self._tasks) >= busy:
+            # As many handlers as any consumer runs at once: any role that may ask this one
+            # could otherwise start handlers (and hold their bodies) without end.
+            asker = self.spec.subjects.rpc_asker(msg.subject)
+            if self.spec.subjects.answer_allowed(msg.reply, asker, self.role):
+                data, hdrs = encode_error(
+                    f"busy: {self.role} is answering {busy} asks already; ask again later"
+                )
+                await self._publish(msg.reply, data, hdrs)
+            return
         task = asyncio.ensure_future(self._answer_rpc(msg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
