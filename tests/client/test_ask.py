@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 import nats
 import pytest
+import yaml
 
 from fleetbus import AskTimeout, NoResponders, RemoteError, Request
+from fleetbus.fleet import FleetSpec
+from fleetbus.fleet.template import SEED_FLEET_YAML
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 
@@ -173,3 +177,26 @@ async def test_fast_asks_beyond_the_agents_concurrency_are_told_it_is_busy(
         release.set()
         assert await asyncio.gather(*asks) == ["reviewed"] * 4
     assert running == 4
+
+
+async def test_a_durable_ask_is_not_answered_past_its_askers_wait(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """A durable ask's handler went on after its asker had stopped waiting, holding the
+    inbox message (and at max_ack_pending 1 the inbox) for nobody. It stops at the ask's
+    deadline, and the next ask is answered."""
+    data = yaml.safe_load(SEED_FLEET_YAML)
+    data["roles"]["cso"]["inbox"]["max_ack_pending"] = 1
+    fleet = make_fleet(FleetSpec.model_validate(data))
+    cso = fleet.agent("cso")
+
+    @cso.on_request
+    async def review(req: Request) -> str:
+        if req.body["n"] == 0:
+            await asyncio.sleep(3600)
+        return "reviewed"
+
+    async with cso, fleet.client(sender="backend") as client:
+        with pytest.raises(AskTimeout):
+            await client.ask("cso", {"n": 0}, timeout=1, durable=True)
+        assert await client.ask("cso", {"n": 1}, timeout=15, durable=True) == "reviewed"

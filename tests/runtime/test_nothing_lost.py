@@ -533,3 +533,31 @@ async def test_hung_def_handlers_leave_the_event_loops_threads_free(
             release.set()
     finally:
         release.set()
+
+
+async def test_a_message_handler_is_held_to_the_roles_budget_too(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """Only task handlers had a budget: a message (or invitation) handler that never
+    returned was heartbeated for good and, at max_ack_pending, held its role's inbox: cto
+    sent backend's meeting handlers rooms where nobody ever decides, and devops's real
+    invitation never came. Every handler of the role has its task_budget."""
+    spec = seed_spec(backend_inbox={"max_ack_pending": 1, "max_deliver": 1, "ack_wait": "1s"})
+    data = spec.model_dump(mode="json")
+    data["roles"]["backend"]["task_budget"] = "1s"
+    fleet = make_fleet(FleetSpec.model_validate(data))
+    handled: list[str] = []
+    agent = fleet.agent("backend")
+
+    @agent.on_message
+    async def read(message: Message) -> None:
+        if message.body["kind"] == "trap":
+            await asyncio.sleep(3600)
+        handled.append(message.body["kind"])
+
+    async with agent, fleet.client(sender="cto") as cto, raw_client(fleet) as nc:
+        await cto.message("backend", {"kind": "trap"})
+        await cto.message("backend", {"kind": "real"})
+        await eventually(lambda: handled == ["real"], 15, "the message behind the trap")
+        (letter,) = await wait_dead_letters(nc, fleet, 1)
+    assert "task_budget of 1s" in (letter.headers or {}).get(h.DLQ_ERROR, "")

@@ -171,9 +171,20 @@ class Responder:
             await settler.ack(d)
             return
         request = env.make(Request, durable=True, deadline=deadline)
+        # Within the role's budget, and no longer than the asker waits: a handler that would
+        # go on holds the inbox message (and at max_ack_pending the inbox) for nobody.
+        limit = self.spec.roles[self.role].task_budget
+        if deadline is not None:
+            left = max(deadline - time.time(), 0.0)
+            limit = left if limit is None else min(limit, left)
         settler.beats.start(d)
         try:
-            data, hdrs = await self.answer(request)
+            async with asyncio.timeout(limit):
+                data, hdrs = await self.answer(request)
+        except TimeoutError:
+            data, hdrs = encode_error(
+                "the answer took longer than the asker waits, or the role's task_budget"
+            )
         finally:
             settler.beats.stop(d)
         await self._publish(reply_to, data, hdrs)

@@ -204,14 +204,14 @@ class Settler:
     async def _run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         d.handler = getattr(handler, "__qualname__", None) or repr(handler)
         self.beats.start(d)
-        limit: float | None = None
+        # Every handler of the role, not only a task's: a message's or an invitation's would
+        # otherwise hold its delivery (and at max_ack_pending its queue) for as long as it ran.
+        limit = self.spec.roles[self.role].task_budget
         by_deadline = False
-        if d.task is not None:
-            limit = self.spec.roles[self.role].task_budget
-            if d.deadline is not None:
-                left = max(d.deadline - time.time(), 0.0)
-                if limit is None or left < limit:
-                    limit, by_deadline = left, True
+        if d.deadline is not None:
+            left = max(d.deadline - time.time(), 0.0)
+            if limit is None or left < limit:
+                limit, by_deadline = left, True
         timer_for = limit or 0.0
         timer = asyncio.timeout(limit) if limit is not None else None
         self.running.add(d)
