@@ -26,13 +26,19 @@ def api_of(nc: Client) -> JsApi:
 
 
 def seed_spec(
-    *, streams: dict[str, dict[str, Any]] | None = None, **consumers: dict[str, Any]
+    *,
+    streams: dict[str, dict[str, Any]] | None = None,
+    budgets: dict[str, str] | None = None,
+    **consumers: dict[str, Any],
 ) -> FleetSpec:
-    """The seed fleet with consumer settings changed: ``seed_spec(backend_tasks={...})``, and
-    stream settings: ``streams={"TASKS": {"max_msgs": 4}}``."""
+    """The seed fleet with consumer settings changed: ``seed_spec(backend_tasks={...})``,
+    stream settings: ``streams={"TASKS": {"max_msgs": 4}}``, roles' task budgets:
+    ``budgets={"backend": "1s"}``."""
     data = yaml.safe_load(SEED_FLEET_YAML)
     for name, fields in (streams or {}).items():
         data["streams"][name].update(fields)
+    for role, budget in (budgets or {}).items():
+        data["roles"][role]["task_budget"] = budget
     for key, fields in consumers.items():
         role, kind = key.split("_", 1)
         data["roles"][role].setdefault(kind, {}).update(fields)

@@ -542,10 +542,12 @@ async def test_a_message_handler_is_held_to_the_roles_budget_too(
     returned was heartbeated for good and, at max_ack_pending, held its role's inbox: cto
     sent backend's meeting handlers rooms where nobody ever decides, and devops's real
     invitation never came. Every handler of the role has its task_budget."""
-    spec = seed_spec(backend_inbox={"max_ack_pending": 1, "max_deliver": 1, "ack_wait": "1s"})
-    data = spec.model_dump(mode="json")
-    data["roles"]["backend"]["task_budget"] = "1s"
-    fleet = make_fleet(FleetSpec.model_validate(data))
+    fleet = make_fleet(
+        seed_spec(
+            backend_inbox={"max_ack_pending": 1, "max_deliver": 1, "ack_wait": "1s"},
+            budgets={"backend": "1s"},
+        )
+    )
     handled: list[str] = []
     agent = fleet.agent("backend")
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 import pytest
 
 from fleetbus.errors import TaskError
-from fleetbus.fleet import FleetSpec
 from fleetbus.runtime import Agent
 from fleetbus.runtime.messages import Task
 from fleetbus.testing.fleets import FleetUnderTest
@@ -169,10 +168,9 @@ async def test_a_handler_past_its_task_budget_is_cancelled_and_retried(
     make_fleet: Callable[..., FleetUnderTest],
 ) -> None:
     """Heartbeats keep a long task alive only up to the role's task_budget."""
-    spec = seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2})
-    data = spec.model_dump(mode="json")
-    data["roles"]["backend"]["task_budget"] = "1s"
-    fleet = make_fleet(FleetSpec.model_validate(data))
+    fleet = make_fleet(
+        seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}, budgets={"backend": "1s"})
+    )
     started: list[int] = []
     agent = fleet.agent("backend")
 
@@ -227,10 +225,9 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
     much): at its budget it was cancelled once, then kept alive by heartbeats, holding the
     role's queue, for as long as it ran. Now it is given one ack wait to end, then left
     behind: its attempt fails, and the task goes on to its next attempt and its end."""
-    spec = seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2})
-    data = spec.model_dump(mode="json")
-    data["roles"]["backend"]["task_budget"] = "1s"
-    fleet = make_fleet(FleetSpec.model_validate(data))
+    fleet = make_fleet(
+        seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}, budgets={"backend": "1s"})
+    )
     started: list[int] = []
     done = asyncio.Event()
     agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1)
