@@ -17,6 +17,7 @@ from typing import Any
 
 import nats
 import pytest
+import yaml
 
 from fleetbus.fleet import seed_fleet
 from fleetbus.fleet.template import SEED_FLEET_YAML
@@ -124,6 +125,16 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
     text = run_cli("--data-dir", "D", "provision")
     assert text.returncode == 0
     assert "26 unchanged" in text.stdout
+    assert "still holds" not in text.stderr
+
+    # A send_to taken away: the server holds the permissions it started with, and says so
+    # (provision changes streams and consumers, not the server's config).
+    fleet = yaml.safe_load(SEED_FLEET_YAML)
+    fleet["roles"]["backend"]["send_to"] = ["cto"]
+    (data_dir.parent / "fleet.yaml").write_text(yaml.safe_dump(fleet))
+    revoked = run_cli("--fleet", "fleet.yaml", "--data-dir", "D", "provision")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "still holds the identities and permissions it started with" in revoked.stderr
 
     twice = run_cli("--data-dir", "D", "up", "--detach", *FREE_PORTS)
     assert twice.returncode == 1

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from fleetbus.cli._common import console, print_json, run_async, state
+from fleetbus.cli._common import console, err_console, guard, print_json, run_async, state
+from fleetbus.cli.server_cmds import permissions_stale
 from fleetbus.provision import ApplyResult, provision
 from fleetbus.provision.report import plan_json, print_plan
 
@@ -43,5 +44,13 @@ def provision_cmd(
         print_json(plan_json(result))
     else:
         print_plan(console, result, dry_run=dry_run)
+    data_dir = st.data_path()
+    if permissions_stale(guard(st.fleet), data_dir):
+        err_console.print(
+            f"[yellow]warning:[/] the embedded server running from {data_dir} still holds the"
+            " identities and permissions it started with, not the fleet file's (a role added,"
+            " a send_to or publish changed): `fleetbus down` then `fleetbus up` applies them",
+            soft_wrap=True,
+        )
     if result.skipped:
         raise typer.Exit(1)

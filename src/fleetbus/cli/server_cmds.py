@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from fleetbus.server.embedded import (
     start_embedded_cluster,
     stop_embedded,
 )
-from fleetbus.server.process import keep_detached
+from fleetbus.server.process import CONFIG_FILE, keep_detached
 
 
 def register(app: typer.Typer) -> None:
@@ -215,6 +216,24 @@ def down(
         print_json({"stopped": pids, "url": info.url})
     else:
         out_console.print(f"stopped nats-server pid {', '.join(map(str, pids))} ({info.url})")
+
+
+_BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
+
+
+def permissions_stale(spec: FleetSpec, data_dir: Path) -> bool:
+    """Whether the embedded server running from ``data_dir`` (auth on) holds other
+    identities or permissions than ``spec`` gives: nats-server reads them from its config at
+    start, and provisioning changes streams and consumers, not the config. Creates the
+    credentials of roles the file adds (as ``up`` would)."""
+    if running_embedded(data_dir) is None:
+        return False
+    configs = [data_dir / CONFIG_FILE, *sorted(data_dir.glob(f"n*/{CONFIG_FILE}"))]
+    texts = [_BCRYPT.sub("", c.read_text()) for c in configs if c.is_file()]
+    if not texts or "authorization {" not in texts[0]:
+        return False  # auth off: nothing to hold anyone to
+    block = _BCRYPT.sub("", _authorization(spec, data_dir, nkeys="nkey:" in texts[0]))
+    return any(block not in text for text in texts)
 
 
 def _authorization(spec: FleetSpec, data_dir: Path, *, nkeys: bool = False) -> str:
