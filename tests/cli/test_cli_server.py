@@ -168,6 +168,20 @@ def test_up_on_a_port_in_use_says_why(run_cli: Run, data_dir: Path) -> None:
     assert running_embedded(data_dir) is None
 
 
+def test_up_refuses_a_fleet_file_with_errors_before_it_starts_a_server(
+    run_cli: Run, data_dir: Path
+) -> None:
+    """`up --detach` started the server, then refused the file, and left the server running
+    without a dead-letter copier (a second `up` then said "already running")."""
+    fleet = yaml.safe_load(SEED_FLEET_YAML)
+    fleet["streams"]["EVENTS"]["subjects"] = ["events.>", "tasks.>"]  # TASKS's: an error
+    (data_dir.parent / "fleet.yaml").write_text(yaml.safe_dump(fleet))
+    result = run_cli("--fleet", "fleet.yaml", "--data-dir", "D", "up", "--detach", *FREE_PORTS)
+    assert result.returncode == 1
+    assert_one_error(result.stderr, "so nothing was provisioned", "overlaps")
+    assert running_embedded(data_dir) is None
+
+
 def test_up_replaces_a_stale_pid_file(run_cli: Run, data_dir: Path, dead_pid: int) -> None:
     data_dir.mkdir()
     (data_dir / "server.pid").write_text(f"{dead_pid}\n")

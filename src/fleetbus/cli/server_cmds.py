@@ -23,7 +23,7 @@ from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.js.publish import Publisher
-from fleetbus.provision import provision_at
+from fleetbus.provision import provision_at, refusal
 from fleetbus.provision.report import plan_json, print_plan
 from fleetbus.server.cluster import LocalCluster
 from fleetbus.server.embedded import (
@@ -114,6 +114,9 @@ def up(
             soft_wrap=True,
         )
     data_dir = st.data_path()
+    problem = None if no_provision else refusal(spec)
+    if problem is not None:  # before a server is started that it would leave running
+        fail(str(problem))
     ports = {"port": port, "monitor_port": monitor_port}
     server_spec = spec.server.model_copy(
         update={key: value for key, value in ports.items() if value is not None}
@@ -175,6 +178,12 @@ def up(
     except (typer.Exit, KeyboardInterrupt):
         if not detach:
             server.stop()
+        else:
+            err_console.print(
+                "the server is still running (`fleetbus down` stops it); once the fleet"
+                " file is fixed, `fleetbus provision` provisions it",
+                soft_wrap=True,
+            )
         raise
     if detach:
         pids = [n.pid for n in server.nodes] if isinstance(server, LocalCluster) else [server.pid]

@@ -7,6 +7,7 @@ from fleetbus.provision.apply import (
     provision,
     provision_at,
     read_live,
+    refusal,
 )
 from fleetbus.provision.plan import Action, Change, LiveState, Plan, build_plan
 
@@ -22,4 +23,5 @@ __all__ = [
     "provision",
     "provision_at",
     "read_live",
+    "refusal",
 ]

@@ -13,7 +13,15 @@ from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.provision.plan import Action, LiveState, Plan, build_plan
 
-__all__ = ["ApplyResult", "apply_plan", "cluster_size", "provision", "provision_at", "read_live"]
+__all__ = [
+    "ApplyResult",
+    "apply_plan",
+    "cluster_size",
+    "provision",
+    "provision_at",
+    "read_live",
+    "refusal",
+]
 
 
 def cluster_size(conn: Connection) -> int:
@@ -57,6 +65,18 @@ class ApplyResult:
     """Recreates and migrates not done because ``force`` was not given."""
 
 
+def refusal(spec: FleetSpec) -> ProvisionError | None:
+    """Why ``spec`` is not provisioned at all (its ``fleetbus check`` errors), or None."""
+    refused = errors(spec)
+    if not refused:
+        return None
+    return ProvisionError(
+        f"the fleet file has {len(refused)} error(s), so nothing was provisioned: "
+        + summary(refused)
+        + " (`fleetbus check` says how to fix each)"
+    )
+
+
 async def provision(
     conn: Connection,
     spec: FleetSpec,
@@ -70,13 +90,9 @@ async def provision(
     A fleet file with errors (``fleetbus check``) is refused before anything is read or
     changed: half a fleet provisioned (a stream made before the server refused the next)
     would be worse than none."""
-    refused = errors(spec)
-    if refused:
-        raise ProvisionError(
-            f"the fleet file has {len(refused)} error(s), so nothing was provisioned: "
-            + summary(refused)
-            + " (`fleetbus check` says how to fix each)"
-        )
+    problem = refusal(spec)
+    if problem is not None:
+        raise problem
     api = JsApi(conn)
     live = await read_live(api, spec, size=cluster_size(conn), max_payload=conn.max_payload)
     plan = build_plan(spec, live)
