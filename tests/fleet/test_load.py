@@ -343,3 +343,23 @@ def test_a_key_given_twice_is_refused_with_where(tmp_path: Path, text: str) -> N
     reason = problem_at(load_error(write(tmp_path, text)), "")
     assert "given twice" in reason
     assert "line" in reason
+
+
+def test_yaml_merge_keys_work_and_an_explicit_key_overrides_the_merged(tmp_path: Path) -> None:
+    """`<<: *defaults` was refused ("could not determine a constructor for the tag ...
+    merge"): the duplicate-key check constructed the merge key as a key of its own."""
+    text = (
+        "version: 1\nstreams: {S: {subjects: [agents.>]}}\n"
+        "roles:\n"
+        "  cto:\n    inbox: &inbox {max_deliver: 5, ack_wait: 4s}\n"
+        "  cso:\n    inbox: {<<: *inbox, max_deliver: 7}\n"
+    )
+    spec = load_fleet(write(tmp_path, text))
+    assert spec.roles["cso"].inbox is not None and spec.roles["cso"].inbox.max_deliver == 7
+    assert spec.roles["cto"].inbox is not None and spec.roles["cto"].inbox.max_deliver == 5
+
+
+def test_a_key_that_is_a_list_is_refused_with_where_not_a_traceback(tmp_path: Path) -> None:
+    text = "version: 1\nstreams: {S: {subjects: [a.>]}}\nroles:\n  ? [a, b]\n  : {send_to: []}\n"
+    reason = problem_at(load_error(write(tmp_path, text)), "")
+    assert "a key must be a name, not a list" in reason and "line" in reason
