@@ -51,6 +51,31 @@ def test_init_writes_the_seed_fleet(invoke: Invoke, workdir: Path) -> None:
         "AGENT_DLQ",
     }
     assert set(spec.roles) == {"ceo", "cto", "backend", "devops", "cso"}
+    assert "prefix genbrain, 7 streams, 5 roles" in result.stdout  # what it wrote
+    assert "next: `fleetbus check`, then `fleetbus up`" in result.stdout
+
+
+def test_init_elsewhere_names_the_file_in_what_to_run_next(invoke: Invoke, workdir: Path) -> None:
+    """`check` and `up` read ./fleet.yaml: after `init mine.yaml` they checked the seed."""
+    result = invoke("init", "mine.yaml")
+    assert result.exit_code == 0, result.output
+    assert "next: `fleetbus --fleet mine.yaml check`, then `fleetbus --fleet mine.yaml up`" in (
+        result.stdout
+    )
+
+
+def test_send_to_every_role_and_an_unquoted_deliver_time_read_as_meant(workdir: Path) -> None:
+    """The docs write `send_to: "*"`, refused as not a list; YAML reads an unquoted
+    `deliver: 2026-05-10T14:30:00Z` as a time, refused as not a string."""
+    text = SEED_FLEET_YAML.replace("send_to: [cto, devops, cso]", 'send_to: "*"', 1).replace(
+        "deliver: new", "deliver: 2026-05-10T14:30:00Z", 1
+    )
+    assert 'send_to: "*"' in text and "deliver: 2026-05-10T14:30:00Z" in text
+    (workdir / "fleet.yaml").write_text(text)
+    spec = load_fleet(workdir / "fleet.yaml")
+    assert ["*"] in [r.send_to for r in spec.roles.values()]
+    consumers = [c.spec for c in spec.consumers()]
+    assert "2026-05-10T14:30:00Z" in [getattr(c, "deliver", None) for c in consumers]
 
 
 def test_init_refuses_to_overwrite_without_force(invoke: Invoke, workdir: Path) -> None:

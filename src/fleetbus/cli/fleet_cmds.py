@@ -11,7 +11,7 @@ from rich.table import Table
 
 from fleetbus._files import write_file
 from fleetbus.cli._common import OutFile, console, fail, guard, print_json, print_or_write, state
-from fleetbus.fleet import DEFAULT_FLEET_FILE
+from fleetbus.fleet import DEFAULT_FLEET_FILE, seed_fleet
 from fleetbus.fleet.check import lint
 from fleetbus.fleet.jsonschema import SCHEMA_FILE, fleet_schema_text
 from fleetbus.fleet.template import SEED_FLEET_YAML
@@ -40,9 +40,14 @@ def init(
         write_file(schema_path, fleet_schema_text())
     except OSError as exc:
         fail(f"cannot write {exc.filename or path}: {exc.strerror}")
-    console.print(f"wrote {path}: prefix genbrain, 4 streams, 5 roles")
+    seed = seed_fleet()
+    console.print(
+        f"wrote {path}: prefix {seed.prefix}, {len(seed.streams)} streams, {len(seed.roles)} roles"
+    )
     console.print(f"wrote {schema_path}: its JSON Schema, for editors (first line of {path.name})")
-    console.print("next: `fleetbus check`, then `fleetbus up`")
+    # `check` and `up` read ./fleet.yaml (or FLEETBUS_FLEET): name any other file
+    named = "" if path == Path(DEFAULT_FLEET_FILE) else f"--fleet {path} "
+    console.print(f"next: `fleetbus {named}check`, then `fleetbus {named}up`", soft_wrap=True)
 
 
 def check(

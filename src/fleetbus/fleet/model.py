@@ -9,7 +9,7 @@ stream stores a subject, each role's consumers) is ``fleet.topology``.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -157,6 +157,17 @@ class ConsumerSpec(_Model):
     backoff: list[PositiveDuration] | None = None
     """Redelivery delays after an ack wait expires; at most ``max_deliver`` entries."""
 
+    @field_validator("deliver", mode="before")
+    @classmethod
+    def _deliver_time(cls, value: Any) -> Any:
+        """YAML reads an unquoted ``2026-05-10T14:30:00Z`` as a time: the one meant."""
+        if isinstance(value, datetime):
+            moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+            return moment.isoformat().replace("+00:00", "Z")
+        if isinstance(value, date):
+            return f"{value.isoformat()}T00:00:00Z"
+        return value
+
     @field_validator("deliver")
     @classmethod
     def _deliver(cls, value: str) -> str:
@@ -230,6 +241,11 @@ class RoleSpec(_Model):
     """May watch every inbox and every task's updates without consuming them (the seed's CEO)."""
     send_to: list[str] = Field(default_factory=list)
     """Roles whose inbox, tasks and meetings this role may publish to. ``"*"`` means all."""
+
+    @field_validator("send_to", mode="before")
+    @classmethod
+    def _every_role(cls, value: Any) -> Any:
+        return ["*"] if value == "*" else value  # `send_to: "*"`, as the docs write it
     publish: list[RelSubject] = Field(default_factory=list)
     """Further subjects, relative to the prefix, this role may publish to."""
     subscribe: list[RelSubject] = Field(default_factory=list)
