@@ -363,3 +363,21 @@ def test_a_key_that_is_a_list_is_refused_with_where_not_a_traceback(tmp_path: Pa
     text = "version: 1\nstreams: {S: {subjects: [a.>]}}\nroles:\n  ? [a, b]\n  : {send_to: []}\n"
     reason = problem_at(load_error(write(tmp_path, text)), "")
     assert "a key must be a name, not a list" in reason and "line" in reason
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        ("max_msgs: 0", "streams.TASK_MEMO.max_msgs"),
+        ("max_msgs: 100000\n    max_bytes: 0", "streams.TASK_MEMO.max_bytes"),
+        ("max_msgs: 100000\n    max_consumers: 0", "streams.TASK_MEMO.max_consumers"),
+    ],
+)
+def test_a_zero_limit_is_refused_not_provisioned_again_and_again(
+    tmp_path: Path, edit: str, key: str
+) -> None:
+    """nats-server takes a 0 limit for none and stores -1: every provision showed the same
+    change (max_msgs: -1 -> 0) and applied it again."""
+    text = seed_with(edit, "max_msgs: 100000")
+    reason = problem_at(load_error(write(tmp_path, text)), key)
+    assert "0 is not a limit" in reason and "-1 for unlimited" in reason

@@ -46,6 +46,8 @@ __all__ = [
 def _no_negative(value: int) -> int:
     if value < -1:
         raise ValueError(f"{value} is not a limit: use a positive number, or -1 for unlimited")
+    if value == 0:  # nats-server takes 0 for unlimited and says -1: a change on every provision
+        raise ValueError("0 is not a limit (the server takes it for none): use -1 for unlimited")
     return value
 
 
@@ -73,6 +75,7 @@ def _format_limit_size(size: int) -> int | str:
 LimitSize = Annotated[
     int,
     BeforeValidator(_parse_limit_size),
+    AfterValidator(_no_negative),
     PlainSerializer(_format_limit_size, return_type=int | str),
 ]
 """A size limit where ``-1`` means unlimited (and survives a dump and reload as ``-1``)."""
@@ -114,7 +117,7 @@ class StreamSpec(_Model):
     max_consumers: Limit = -1
     discard: Literal["old", "new"] = "old"
     discard_new_per_subject: bool = False
-    duplicate_window: Duration = 120.0
+    duplicate_window: PositiveDuration = 120.0
     allow_atomic_publish: bool = False
     """Accept atomic batch publishes (server 2.12+): ``Fleet.publish_many`` / ``emit_many``
     then confirm up to 1000 messages with one round trip; without it they go pipelined."""
@@ -241,11 +244,6 @@ class RoleSpec(_Model):
     """May watch every inbox and every task's updates without consuming them (the seed's CEO)."""
     send_to: list[str] = Field(default_factory=list)
     """Roles whose inbox, tasks and meetings this role may publish to. ``"*"`` means all."""
-
-    @field_validator("send_to", mode="before")
-    @classmethod
-    def _every_role(cls, value: Any) -> Any:
-        return ["*"] if value == "*" else value  # `send_to: "*"`, as the docs write it
     publish: list[RelSubject] = Field(default_factory=list)
     """Further subjects, relative to the prefix, this role may publish to."""
     subscribe: list[RelSubject] = Field(default_factory=list)
