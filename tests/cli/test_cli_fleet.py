@@ -215,3 +215,16 @@ def test_check_lint_error_in_a_real_terminal_width(run_cli: Run, workdir: Path) 
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert [row[3] for row in table_rows(result.stdout) if row[0] == "error"] == [squeeze(fix)]
+
+
+def test_check_json_of_a_file_that_does_not_load_is_json(invoke: Invoke, workdir: Path) -> None:
+    """It printed nothing on stdout (the error went to stderr): CI and editors had no
+    document to read."""
+    (workdir / "fleet.yaml").write_text("version: 2\nstreams: {}\nroles: {}\n")
+    result = invoke("check", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert {"code": "invalid", "severity": "error", "where": "version"}.items() <= (
+        report["findings"][0].items()
+    )

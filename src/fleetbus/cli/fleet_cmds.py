@@ -11,6 +11,7 @@ from rich.table import Table
 
 from fleetbus._files import write_file
 from fleetbus.cli._common import OutFile, console, fail, guard, print_json, print_or_write, state
+from fleetbus.errors import FleetFileError
 from fleetbus.fleet import DEFAULT_FLEET_FILE, seed_fleet
 from fleetbus.fleet.check import lint
 from fleetbus.fleet.jsonschema import SCHEMA_FILE, fleet_schema_text
@@ -50,15 +51,34 @@ def init(
     console.print(f"next: `fleetbus {named}check`, then `fleetbus {named}up`", soft_wrap=True)
 
 
+def _invalid(where: str, problem: str) -> dict[str, str]:
+    """A problem that keeps the file from loading, as ``check --json`` lists findings."""
+    where = where or "(top level)"
+    return {"code": "invalid", "severity": "error", "where": where, "problem": problem, "fix": ""}
+
+
 def check(
     ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Findings as JSON.")] = False,
 ) -> None:
     """Validate the fleet file and lint it for the traps that break JetStream setups."""
     st = state(ctx)
-    spec = guard(st.fleet)
-    findings = lint(spec)
     source = str(st.fleet_path or "<built-in seed fleet>")
+    if json_out:
+        try:
+            spec = st.fleet()
+        except FleetFileError as exc:  # a file that does not load: its problems, as JSON too
+            print_json(
+                {
+                    "file": source,
+                    "valid": False,
+                    "findings": [_invalid(where, problem) for where, problem in exc.problems],
+                }
+            )
+            raise typer.Exit(1) from None
+    else:
+        spec = guard(st.fleet)
+    findings = lint(spec)
     errors = [f for f in findings if f.severity == "error"]
     if json_out:
         print_json(
