@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from fleetbus.fleet import FleetSpec, seed_fleet
 from fleetbus.fleet.check import CODES, Finding, lint
@@ -498,3 +500,34 @@ def test_a_max_msg_size_that_leaves_no_room_for_a_dead_letter(
     assert finding.fix.endswith(str(1024 * 1024 - 16 * 1024))
     small = fleet(lambda d: stream(d, stream_name).update(max_msg_size=64 * 1024))
     assert only(lint(small), "max-msg-size-no-room") == []
+
+
+@pytest.mark.parametrize(
+    ("subjects", "said"),
+    [
+        (["work.>", "work.>"], "overlap within"),
+        (["work.>", "work.x"], "overlap within"),
+        (["$JS.API.>"], "server's own API"),
+        (["$SYS.>"], "server's own API"),
+        (["$JSC.>"], "server's own API"),
+    ],
+)
+def test_a_stream_the_server_would_refuse_is_an_error(subjects: list[str], said: str) -> None:
+    """Each passed `check`, and provision then made the streams before it and stopped at it
+    (10052). Checked against nats-server: the advisories ($JS.EVENT.>) are allowed."""
+
+    def edit(d: Data) -> None:
+        d["streams"]["EXTRA"] = {"subjects": subjects, "max_age": "1d"}
+
+    found = [f for f in lint(fleet(edit)) if f.where == "streams.EXTRA.subjects"]
+    assert [f.severity for f in found if said in f.problem] == ["error"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "said"), [("$JS.API", "the server's own"), ("p" * 300, "at most 256")]
+)
+def test_a_prefix_no_subject_can_start_with_is_refused(prefix: str, said: str) -> None:
+    """`prefix: $JS.API` passed check and was refused by the server; a 5,000-character one
+    passed everything, and then every send failed (a subject is at most 2,048 characters)."""
+    with pytest.raises(ValidationError, match=re.escape(said)):
+        fleet(lambda d: d.update(prefix=prefix))

@@ -88,6 +88,7 @@ def lint(spec: FleetSpec, *, cluster_size: int | None = None) -> list[Finding]:
     consumers = spec.consumers()
     findings: list[Finding] = []
     findings += _overlapping_streams(spec)
+    findings += _overlapping_subjects(spec)
     findings += _work_queues(spec, consumers)
     findings += _core_subjects_stored(spec)
     findings += _replicas(spec, nodes)
@@ -154,6 +155,56 @@ def _overlapping_streams(spec: FleetSpec) -> Iterator[Finding]:
                 "e.g. one stream per top-level token: agents.>, events.>, tasks.>, dlq.>"
             ),
         )
+
+
+_SERVER_APIS = (
+    ("$JS.>", "$JS.EVENT.>"),
+    ("$JSC.>", "$JS.EVENT.>"),
+    ("$NRG.>", "$JS.EVENT.>"),
+    ("$SYS.>", "$SYS.ACCOUNT.>"),
+)
+"""What nats-server refuses a stream (without no_ack) to capture, and what within it it
+lets pass: its own API's subjects, the advisories excepted (nats-server's stream.go)."""
+
+
+def _server_owned(subject: str) -> bool:
+    return subject == ">" or any(
+        subjects_overlap(subject, api) and not filter_within(subject, allowed)
+        for api, allowed in _SERVER_APIS
+    )
+
+
+def _overlapping_subjects(spec: FleetSpec) -> Iterator[Finding]:
+    """A stream whose own subjects overlap, or that takes the server's (``$``) subjects:
+    ``check`` passed them, and the server refused the stream (10052) after making the
+    streams before it."""
+    for name, stream in spec.streams.items():
+        subjects = [spec.subjects.absolute_pattern(s) for s in stream.subjects]  # as written
+        server_owned = [s for s in subjects if _server_owned(s)]
+        if server_owned:
+            yield Finding(
+                code="overlapping-streams",
+                severity="error",
+                where=f"streams.{name}.subjects",
+                problem=(
+                    f"{server_owned[0]} takes subjects of the server's own API: the server "
+                    f"refuses to create {name} (error 10052)"
+                ),
+                fix="subjects are relative to the prefix: name the fleet's own, like tasks.>",
+            )
+            continue
+        pair = next(((a, b) for a, b in combinations(subjects, 2) if subjects_overlap(a, b)), None)
+        if pair is not None:
+            yield Finding(
+                code="overlapping-streams",
+                severity="error",
+                where=f"streams.{name}.subjects",
+                problem=(
+                    f"{pair[0]} and {pair[1]} overlap within {name}: the server refuses to"
+                    " create it (error 10052)"
+                ),
+                fix="keep the wider one only",
+            )
 
 
 def _work_queues(spec: FleetSpec, consumers: list[ResolvedConsumer]) -> Iterator[Finding]:

@@ -25,7 +25,7 @@ from pydantic import (
 
 from fleetbus.errors import InvalidSubjectError
 from fleetbus.fleet.units import format_duration, format_size, parse_duration, parse_size
-from fleetbus.wire.subjects import consumer_name, validate_role, validate_subject
+from fleetbus.wire.subjects import MAX_SUBJECT, consumer_name, validate_role, validate_subject
 
 __all__ = [
     "DEAD_LETTER_COPIER",
@@ -80,6 +80,8 @@ LimitSize = Annotated[
 ]
 """A size limit where ``-1`` means unlimited (and survives a dump and reload as ``-1``)."""
 Limit = Annotated[int, AfterValidator(_no_negative)]
+MAX_PREFIX = 256
+"""The longest prefix: a task's record subject adds a task id (128) and two roles to it."""
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DELIVER = ("all", "new", "last", "last_per_subject")
 
@@ -304,9 +306,18 @@ class FleetFile(_Model):
     @classmethod
     def _prefix(cls, value: str) -> str:
         try:
-            return validate_subject(value, wildcards=False)
+            validate_subject(value, wildcards=False)
         except InvalidSubjectError as exc:
             raise ValueError(str(exc)) from None
+        if value.startswith("$"):
+            raise ValueError(f"{value!r}: subjects starting with $ are the server's own")
+        if len(value) > MAX_PREFIX:
+            raise ValueError(
+                f"{len(value)} characters long: at most {MAX_PREFIX} (every subject of the"
+                " fleet starts with it, and a subject is at most "
+                f"{MAX_SUBJECT} characters with its ids)"
+            )
+        return value
 
     @field_validator("streams")
     @classmethod
