@@ -26,6 +26,7 @@ from rich.console import Console
 
 from fleetbus.errors import ProvisionError
 from fleetbus.fleet import FleetSpec, seed_fleet
+from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
 from fleetbus.provision import Action, ApplyResult, provision
 from fleetbus.provision.report import print_plan
@@ -490,3 +491,21 @@ async def test_a_task_stream_without_the_outcome_republish_gets_it_in_place(
     info = await js.stream_info(tasks)
     assert info.config.republish is not None and info.state.messages == 1
     assert ops(await provision(admin, spec), spec) == {"unchanged"}
+
+
+async def test_a_recreate_the_server_refuses_says_the_stream_is_gone(
+    spec: FleetSpec, admin: Connection
+) -> None:
+    """--force deletes a stream to make it again; when the server then refuses the new one
+    (memory it does not have), the stream is missing. It said only "refused to recreate".
+    Now it says the stream is gone, its messages with it, and what was applied before."""
+    await provision(admin, spec)
+    tasks = stream(spec, "TASKS")
+    too_big = spec.streams[tasks].model_copy(update={"storage": "memory", "max_bytes": 10**13})
+    changed = spec.model_copy(update={"streams": {**spec.streams, tasks: too_big}})
+    with pytest.raises(ProvisionError, match="missing now") as refused:
+        await provision(admin, changed, force=True)
+    assert f"stream {tasks}: the server refused to recreate it" in str(refused.value)
+    assert await JsApi(admin).stream_info(tasks) is None
+    await provision(admin, spec)  # made again from the file
+    assert await JsApi(admin).stream_info(tasks) is not None

@@ -140,9 +140,22 @@ async def apply_plan(
         try:
             await _apply_one(api, action)
         except JetStreamError as exc:
+            done = ", ".join(f"{a.op} {a.kind} {a.label}" for a in applied if a.op != "unchanged")
+            gone = (
+                action.op == "recreate"
+                and action.kind == "stream"
+                and await api.stream_info(action.name) is None
+            )
             raise ProvisionError(
                 f"{action.kind} {action.label}: the server refused to {action.op} it:"
                 f" {exc.description} (error {exc.err_code})"
+                + (
+                    "; it was deleted to be made again, so it is missing now (its messages"
+                    " with it): fix its settings and run `fleetbus provision` again"
+                    if gone
+                    else ""
+                )
+                + (f"; applied before it: {done}" if done else "")
             ) from None
         applied.append(action)
         if on_action is not None:
