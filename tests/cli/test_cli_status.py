@@ -145,10 +145,15 @@ async def test_roles_without_a_running_agent_are_idle_and_status_exits_0(
             assert await (await client.assign("backend", {"n": i})).result(timeout=15) == "ok"
             await client.emit("deployment", "started", {"n": i})
         code, out = await asyncio.to_thread(status, fleet_file, fleet.url, tmp_path, "--json")
+        text_code, text = await asyncio.to_thread(status, fleet_file, fleet.url, tmp_path)
     assert code == 0, out
     report = json.loads(out)
     assert report["alerts"] == []
     cto_updates = next(c for c in report["consumers"] if c["name"] == "CTO_UPDATES")
     assert cto_updates["pending"] >= 5  # kept for cto
-    code, text = await asyncio.to_thread(status, fleet_file, fleet.url, tmp_path)
-    assert code == 0 and "idle roles" in text and "cto" in text
+    # backend runs: its consumers nobody polls (it has no invitation handler) are its own,
+    # not an idle role's (it was listed among the idle roles beside its running agent)
+    assert {c["serving"] for c in report["consumers"] if c["role"] == "backend"} == {True}
+    assert text_code == 0 and "idle roles" in text and "cto" in text
+    idle_line = next(line for line in text.splitlines() if "idle roles" in line)
+    assert "backend" not in idle_line

@@ -238,7 +238,9 @@ async def collect(
             counts[agent.state] = counts.get(agent.state, 0) + 1
         serving = _serving(agents)
         consumers = [
-            c if not c.role or c.role in serving or c.missing else replace(c, serving=False)
+            # Known either way: a running role's consumer nobody polls (no handler of that
+            # kind) is still its role's, not an idle role's.
+            c if not c.role or c.missing else replace(c, serving=c.role in serving)
             for c in consumers
         ]
     dead = 0
