@@ -3,13 +3,16 @@ what is, and says what is not."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import tracemalloc
 
 import pytest
 
 from fleetbus.client.meeting import MeetingMessage
 from fleetbus.dashboard import Dashboard, open_dashboard
-from fleetbus.dashboard.data import BODY_SHOWN, MeetingLine
+from fleetbus.dashboard import data as dashboard_data
+from fleetbus.dashboard.data import BODY_SHOWN, FleetData, MeetingLine
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.testing import eventually
@@ -120,3 +123,34 @@ async def test_a_role_cannot_date_its_records_to_the_top_of_the_task_rows(
     later, pinned = await rows()
     assert (later["task_id"], pinned["task_id"]) == ("t-later", "t-pinned")
     assert str(pinned["time"]).startswith("20") and pinned["time"] <= later["time"]  # type: ignore[operator]
+
+
+async def test_live_lines_a_reader_has_not_taken_are_bounded_in_bytes(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live view held up to 10,000 messages for a reader that fell behind, whatever
+    their size: a role's megabyte meeting lines would have held ten gigabytes. It holds
+    BACKLOG_BYTES of them, the newest (8 MiB here, 64 MiB as shipped)."""
+    monkeypatch.setattr(dashboard_data, "BACKLOG_BYTES", 8 * 1024 * 1024)
+    conn = await connect(ConnectSettings.from_url(fleet.url))
+    try:
+        data = FleetData(conn, fleet.spec)
+        async with (
+            data.meetings() as lines,
+            fleet.client(sender="cto") as cto,
+            cto.meeting("flood") as room,
+        ):
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for n in range(30):
+                    await room.say("x" * 900_000, n=n)
+                await asyncio.sleep(1.0)  # every line delivered, none taken
+                held = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            first = await anext(aiter(lines))
+    finally:
+        await conn.close()
+    assert held < 20 * 1024 * 1024, f"{held / 2**20:.0f} MiB held"  # 27 MB were said
+    assert first.message.body["n"] > 0  # the oldest went first

@@ -29,6 +29,7 @@ module and touches nothing else of the dashboard.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 from collections import Counter
@@ -79,6 +80,9 @@ BODY_SHOWN = 4096
 
 BACKLOG = 10_000
 """The most live messages (meetings, traffic) held for a reader that has not taken them."""
+BACKLOG_BYTES = 64 * 1024 * 1024
+"""And the most bytes of them: any role may say lines of a megabyte (10,000 of them held
+would be ten gigabytes)."""
 
 _T = TypeVar("_T")
 OnRecord = Callable[[str, bytes, int, str], None]
@@ -570,18 +574,29 @@ class FleetData:
         self, subjects: list[str], parse: Callable[[Msg], _T | None]
     ) -> AsyncIterator[AsyncIterator[_T]]:
         """Core subscriptions on ``subjects``, their messages parsed, in arrival order. A
-        reader that falls behind by ``BACKLOG`` messages loses the oldest."""
+        reader that falls behind by ``BACKLOG`` messages, or ``BACKLOG_BYTES``, loses the
+        oldest."""
         nc = self.conn.nc
         queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=BACKLOG)
+        sizes: collections.deque[int] = collections.deque()  # in step with the queue
+        held = 0
 
         async def put(msg: Msg) -> None:
-            if queue.full():
-                queue.get_nowait()
+            nonlocal held
+            size = len(msg.data)
+            while queue.full() or (sizes and held + size > BACKLOG_BYTES):
+                queue.get_nowait()  # the oldest go first
+                held -= sizes.popleft()
             queue.put_nowait(msg)
+            sizes.append(size)
+            held += size
 
         async def items() -> AsyncIterator[_T]:
+            nonlocal held
             while True:
-                item = parse(await queue.get())
+                msg = await queue.get()
+                held -= sizes.popleft()
+                item = parse(msg)
                 if item is not None:
                     yield item
 
