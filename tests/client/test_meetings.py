@@ -236,8 +236,8 @@ async def flooded(
             await cto.say(line, n=i)
         await cto.say("e" * 5000, n=count)  # the end: its size is no notice's, no big line's
 
-        async def heard_the_end() -> bool:
-            return 5000 < backend._sizes[-1] < 100_000  # the end is the last queued
+        async def heard_the_end() -> bool:  # the end is the last queued (none may be yet)
+            return bool(backend._sizes) and 5000 < backend._sizes[-1] < 100_000
 
         await eventually(heard_the_end, what="backend's room heard every line")
         yield backend

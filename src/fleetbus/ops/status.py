@@ -237,9 +237,7 @@ async def collect(
             counts = agents.setdefault(agent.role, {})
             counts[agent.state] = counts.get(agent.state, 0) + 1
         serving = _serving(agents)
-        consumers = [
-            # Known either way: a running role's consumer nobody polls (no handler of that
-            # kind) is still its role's, not an idle role's.
+        consumers = [  # a running role's consumer nobody polls is still not an idle role's
             c if not c.role or c.missing else replace(c, serving=c.role in serving)
             for c in consumers
         ]
