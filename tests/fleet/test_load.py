@@ -381,3 +381,12 @@ def test_a_zero_limit_is_refused_not_provisioned_again_and_again(
     text = seed_with(edit, "max_msgs: 100000")
     reason = problem_at(load_error(write(tmp_path, text)), key)
     assert "0 is not a limit" in reason and "-1 for unlimited" in reason
+
+
+@pytest.mark.parametrize("data_dir", ["''", "."])
+def test_a_data_dir_that_is_the_project_itself_is_refused(tmp_path: Path, data_dir: str) -> None:
+    """`data_dir: ""` made `up` chmod the project directory 0700 and put the server's config,
+    log, store and every credential beside the user's files."""
+    text = seed_with(f"data_dir: {data_dir}", "data_dir: .fleetbus")
+    reason = problem_at(load_error(write(tmp_path, text)), "server.data_dir")
+    assert "a directory of its own" in reason

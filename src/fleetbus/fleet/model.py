@@ -273,6 +273,8 @@ class ServerSpec(_Model):
     every connection and subscription (the reply subjects of pending asks included). Nothing
     in fleetbus needs it; turn it on for a dashboard like the NATS surveyor."""
     data_dir: str = ".fleetbus"
+    """A directory of fleetbus's own: ``up`` makes it private (0700) and keeps the server's
+    config, log, store and every credential in it."""
     max_memory: Size = 2 * 1000**3
     max_file: Size = 50 * 1000**3
     max_payload: Size = 1024 * 1024
@@ -280,6 +282,17 @@ class ServerSpec(_Model):
     """fsync every write. Off, the server fsyncs every 2 minutes: a lone node can lose the
     last seconds on power loss (replicas cover a node crash in a cluster)."""
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _own_directory(cls, value: str) -> str:
+        if value.strip() in ("", ".", "./"):
+            raise ValueError(
+                f"{value!r} is the project's own directory: up would make it private (0700)"
+                " and put credentials and the store beside your files; name a directory of"
+                " its own, like .fleetbus"
+            )
+        return value
 
 
 class AlertSpec(_Model):
