@@ -21,9 +21,10 @@ import yaml
 
 from fleetbus.fleet import seed_fleet
 from fleetbus.fleet.template import SEED_FLEET_YAML
-from fleetbus.security import ADMIN, load_credential
+from fleetbus.security import ADMIN, inbox_prefix, load_credential
 from fleetbus.server import running_embedded, stop_embedded
 from fleetbus.server.embedded import pid_alive
+from fleetbus.testing import eventually
 
 from .conftest import Invoke, Run, assert_one_error
 
@@ -56,6 +57,34 @@ async def _inspect(url: str, data_dir: Path) -> dict[str, Any]:
         return out
     finally:
         await nc.close()
+
+
+async def _sends(url: str, data_dir: Path, identity: str, subject: str) -> bool:
+    """Whether ``identity`` may store a message on ``subject`` (its credentials, nats-py)."""
+    cred = load_credential(data_dir, identity)
+    assert cred is not None
+    try:
+        nc = await nats.connect(
+            url,
+            user=cred.user,
+            password=cred.password,
+            inbox_prefix=inbox_prefix(identity),  # the only replies a role may receive
+            error_cb=_quiet,
+            allow_reconnect=False,
+        )
+    except Exception:  # an identity the server does not know
+        return False
+    try:
+        await nc.jetstream().publish(subject, b"{}", timeout=2)
+    except Exception:  # a permissions violation: no PubAck comes
+        return False
+    finally:
+        await nc.close()
+    return True
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py reports a permissions violation here too."""
 
 
 def inspect(url: str, data_dir: Path) -> dict[str, Any]:
@@ -127,14 +156,34 @@ def test_up_provision_down(run_cli: Run, data_dir: Path) -> None:
     assert "26 unchanged" in text.stdout
     assert "still holds" not in text.stderr
 
-    # A send_to taken away: the server holds the permissions it started with, and says so
-    # (provision changes streams and consumers, not the server's config).
+    assert "reloaded" not in text.stdout
+
+    # A send_to taken away: nats-server reads permissions at start, so provision has it
+    # reload them (it changed nothing before, and said nothing: backend still sent to cso).
+    assert asyncio.run(_sends(info.url, data_dir, "backend", "genbrain.agents.cso.inbox.backend"))
     fleet = yaml.safe_load(SEED_FLEET_YAML)
     fleet["roles"]["backend"]["send_to"] = ["cto"]
     (data_dir.parent / "fleet.yaml").write_text(yaml.safe_dump(fleet))
     revoked = run_cli("--fleet", "fleet.yaml", "--data-dir", "D", "provision")
     assert revoked.returncode == 0, revoked.stderr
-    assert "still holds the identities and permissions it started with" in revoked.stderr
+    assert "reloaded: the embedded server now holds the fleet file's" in revoked.stdout
+    cso_inbox = "genbrain.agents.cso.inbox.backend"
+
+    async def refused() -> bool:  # the server reloads on SIGHUP, a moment after it
+        return not await _sends(info.url, data_dir, "backend", cso_inbox)
+
+    asyncio.run(eventually(refused, 10, "backend refused on cso's inbox"))
+    assert asyncio.run(_sends(info.url, data_dir, "backend", "genbrain.agents.cto.inbox.backend"))
+    # A role added: its credentials are made and the server knows it (it was refused).
+    fleet["roles"]["newbie"] = {"send_to": ["cto"]}
+    (data_dir.parent / "fleet.yaml").write_text(yaml.safe_dump(fleet))
+    added = run_cli("--fleet", "fleet.yaml", "--data-dir", "D", "provision")
+    assert added.returncode == 0 and "reloaded" in added.stdout, added.stderr
+
+    async def newbie_sends() -> bool:
+        return await _sends(info.url, data_dir, "newbie", "genbrain.agents.cto.inbox.newbie")
+
+    asyncio.run(eventually(newbie_sends, 10, "newbie logs in and sends to cto"))
 
     twice = run_cli("--data-dir", "D", "up", "--detach", *FREE_PORTS)
     assert twice.returncode == 1

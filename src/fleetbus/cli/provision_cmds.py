@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fleetbus.cli._common import console, err_console, guard, print_json, run_async, state
-from fleetbus.cli.server_cmds import permissions_stale
+from fleetbus.cli.server_cmds import reload_permissions
 from fleetbus.provision import ApplyResult, provision
 from fleetbus.provision.report import plan_json, print_plan
 
@@ -44,12 +44,10 @@ def provision_cmd(
         print_json(plan_json(result))
     else:
         print_plan(console, result, dry_run=dry_run)
-    data_dir = st.data_path()
-    if permissions_stale(guard(st.fleet), data_dir):
-        err_console.print(
-            f"[yellow]warning:[/] the embedded server running from {data_dir} still holds the"
-            " identities and permissions it started with, not the fleet file's (a role added,"
-            " a send_to or publish changed): `fleetbus down` then `fleetbus up` applies them",
+    if not dry_run and reload_permissions(guard(st.fleet), st.data_path()):
+        (err_console if json_out else console).print(
+            "reloaded: the embedded server now holds the fleet file's identities and"
+            " permissions (a role added, a send_to or publish changed)",
             soft_wrap=True,
         )
     if result.skipped:

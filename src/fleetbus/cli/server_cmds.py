@@ -230,19 +230,34 @@ def down(
 _BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
 
-def permissions_stale(spec: FleetSpec, data_dir: Path) -> bool:
-    """Whether the embedded server running from ``data_dir`` (auth on) holds other
-    identities or permissions than ``spec`` gives: nats-server reads them from its config at
-    start, and provisioning changes streams and consumers, not the config. Creates the
-    credentials of roles the file adds (as ``up`` would)."""
-    if running_embedded(data_dir) is None:
+_AUTH_BLOCK = re.compile(r"^authorization \{\n.*?^\}\n", re.MULTILINE | re.DOTALL)
+"""The server's own authorization block in a config ``up`` wrote (a route's is indented)."""
+
+
+def reload_permissions(spec: FleetSpec, data_dir: Path) -> bool:
+    """Give the embedded server running from ``data_dir`` (auth on) the identities and
+    permissions ``spec`` gives, when they differ from what it holds: nats-server reads them
+    from its config at start, and provisioning changes streams and consumers only. Writes
+    its config again and has it reload (SIGHUP, each node of a local cluster); creates the
+    credentials of roles the file adds, as ``up`` would. Whether it reloaded."""
+    info = running_embedded(data_dir)
+    if info is None:
         return False
     configs = [data_dir / CONFIG_FILE, *sorted(data_dir.glob(f"n*/{CONFIG_FILE}"))]
-    texts = [_BCRYPT.sub("", c.read_text()) for c in configs if c.is_file()]
-    if not texts or "authorization {" not in texts[0]:
+    texts = {c: c.read_text() for c in configs if c.is_file()}
+    if not texts or not all(_AUTH_BLOCK.search(t) for t in texts.values()):
         return False  # auth off: nothing to hold anyone to
-    block = _BCRYPT.sub("", _authorization(spec, data_dir, nkeys="nkey:" in texts[0]))
-    return any(block not in text for text in texts)
+    nkeys = "nkey:" in next(iter(texts.values()))
+    block = _authorization(spec, data_dir, nkeys=nkeys)
+    held = _BCRYPT.sub("", block)  # hashes are salted anew each time: compare without them
+    stale = {c: t for c, t in texts.items() if held not in _BCRYPT.sub("", t)}
+    if not stale:
+        return False
+    for path, text in stale.items():
+        write_private(path, _AUTH_BLOCK.sub(lambda _: block, text, count=1))
+    for pid in info.pids or (info.pid,):
+        os.kill(pid, signal.SIGHUP)  # nats-server reloads its config
+    return True
 
 
 def _authorization(spec: FleetSpec, data_dir: Path, *, nkeys: bool = False) -> str:
