@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetbus import Task, TaskCancelled
+from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.testing.fleets import FleetUnderTest
 
 from .test_cli_messages import Cli
@@ -71,3 +72,31 @@ async def test_task_commands_on_an_unknown_task(cli: Cli) -> None:
     assert code == 1 and "not waiting for input" in err
     code, _, err = await cli("tasks", "--since", "a while")
     assert code == 2 and "--since" in err
+
+
+async def test_task_history_of_an_id_several_tasks_have_says_whose_each_record_is(
+    fleet: FleetUnderTest, cli: Cli
+) -> None:
+    """A role writes its records under any id: backend's record under the id of a task cto
+    gave devops read, in `fleetbus task ID`, as that task's own history. Each row now says
+    whose task it is, and a warning says there are several."""
+    async with fleet.client(sender="cto") as cto:
+        handle = await cto.assign("devops", {"title": "rotate"})
+    conn = await connect(ConnectSettings.from_url(fleet.url))
+    try:
+        for role, state in (("devops", "progress"), ("backend", "completed")):
+            record = {"task_id": handle.id, "state": state, "agent": role, "attempt": 1,
+                      "time": "2026-01-01T00:00:00Z"}  # fmt: skip
+            subject = fleet.spec.subjects.task(
+                handle.id, "updates" if role == "devops" else "outcome", "cto", role
+            )
+            await conn.nc.publish(subject, json.dumps(record).encode())
+        await conn.flush()
+    finally:
+        await conn.close()
+    code, out, err = await cli("task", handle.id)
+    assert code == 0  # the last record, backend's, says completed
+    assert "cto -> devops" in out and "cto -> backend" in out
+    assert "2 tasks have the id" in err and "--role" in err
+    code, out, err = await cli("task", handle.id, "--role", "devops")
+    assert code == 0 and "backend" not in out and "2 tasks" not in err

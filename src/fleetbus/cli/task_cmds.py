@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from fleetbus.cli._common import (
     age,
     console,
+    err_console,
     fail,
     print_json,
     print_json_line,
@@ -145,15 +146,29 @@ def show(
     else:
         if not updates:
             fail(f"no updates for task {task_id} (unknown id, or older than TASKS' max_age)")
+        # Ids are the assigner's choice and a role writes its records under any id: when
+        # the records are of several tasks, each row says whose (from -> to).
+        tasks = sorted({(u.assigner, u.agent) for u in updates})
+        several = len(tasks) > 1
         table = Table(title=safe_text(f"task {task_id}"), title_justify="left")
-        for column in ("time", "state", "agent", "attempt", "detail"):
+        for column in ("time", *(("task",) if several else ()), "state", "agent", "attempt"):
             table.add_column(column, overflow="fold")
+        table.add_column("detail", overflow="fold")
         for u in updates:
+            whose = (f"{u.assigner} -> {u.agent}",) if several else ()
             table.add_row(
-                *map(safe_text, (_clock(u.time), u.state, u.worker or u.agent, u.attempt)),
+                *map(safe_text, (_clock(u.time), *whose, u.state, u.worker or u.agent, u.attempt)),
                 safe_text(detail(u)),
             )
         console.print(table)
+        if several:
+            named = ", ".join(f"{agent} (from {assigner})" for assigner, agent in tasks)
+            err_console.print(
+                safe_text(
+                    f"warning: {len(tasks)} tasks have the id {task_id}: {named}; --role shows one"
+                ),
+                soft_wrap=True,
+            )
     last = updates[-1] if updates else None
     if last is not None and last.terminal and last.state != "completed":
         raise typer.Exit(1)
