@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nats
@@ -83,3 +85,19 @@ async def test_the_detached_copier_dead_letters_a_crashed_agents_task(tmp_path: 
         while copier_alive(copier):  # noqa: ASYNC110 - another process, no event
             await asyncio.sleep(0.1)
     assert not (data / "copier.pid").exists()
+
+
+def test_down_stops_only_the_copier_it_started(tmp_path: Path) -> None:
+    """`down` sent SIGTERM to whatever process had the recorded pid if its command line held
+    "fleetbus": a reused pid (an agent `fleetbus run` serves, say) was stopped with it."""
+    data = tmp_path / ".fleetbus"
+    data.mkdir()
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "fleetbus"])
+    try:
+        (data / "copier.pid").write_text(f"{decoy.pid}\n")
+        fleetbus(tmp_path, "down")  # no server runs: exit 1, the copier record handled first
+        assert decoy.poll() is None  # still running
+        assert not (data / "copier.pid").exists()
+    finally:
+        decoy.kill()
+        decoy.wait()

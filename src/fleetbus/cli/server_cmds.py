@@ -311,7 +311,11 @@ def _stop_copier(data_dir: Path) -> None:
         return
     with contextlib.suppress(OSError):
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc").exists() else b""
-        if not cmdline or b"fleetbus" in cmdline:
+        args = cmdline.split(b"\0")
+        # The copier `up` started for this data dir, not whatever process has the pid now
+        # (a pid is reused: an agent of `fleetbus run`, say, would have been stopped).
+        ours = b"copier" in args and str(data_dir.absolute()).encode() in args
+        if not cmdline or ours:
             os.kill(pid, signal.SIGTERM)
     with contextlib.suppress(OSError):
         record.unlink()
