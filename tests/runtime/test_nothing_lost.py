@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nats.js.errors
 import pytest
@@ -26,7 +27,7 @@ from fleetbus.errors import InvalidSubjectError, JetStreamError, JsErrorCode
 from fleetbus.fleet import FleetSpec, ServerSpec
 from fleetbus.js.connection import Connection
 from fleetbus.ops.status import collect, evaluate
-from fleetbus.runtime import Message, Request
+from fleetbus.runtime import Agent, Message, Request
 from fleetbus.testing import eventually, run_nats_server
 from fleetbus.testing.fleets import FleetUnderTest, make
 from fleetbus.wire import headers as h
@@ -563,3 +564,37 @@ async def test_a_message_handler_is_held_to_the_roles_budget_too(
         await eventually(lambda: handled == ["real"], 15, "the message behind the trap")
         (letter,) = await wait_dead_letters(nc, fleet, 1)
     assert "task_budget of 1s" in (letter.headers or {}).get(h.DLQ_ERROR, "")
+
+
+async def test_the_lease_holds_while_the_outcome_is_written(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """Heartbeats stopped when the handler returned, before its outcome was written: an
+    outcome write that waits (a stream electing a leader retries for up to 30 s) past the
+    ack wait lost the lease, and another agent ran the task again. Here the write is slowed
+    by three ack waits; the task runs once."""
+    fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "1s"}))
+    runs: list[str] = []
+    agents = [fleet.agent("backend") for _ in range(2)]
+    for agent in agents:
+
+        @agent.on_task
+        async def work(task: Task, agent: Agent = agent) -> str:
+            runs.append(agent.worker)
+            return "done"
+
+    async with agents[0], agents[1], fleet.client(sender="cto") as cto:
+        for agent in agents:
+            settler = agent._settler
+            assert settler is not None and settler.records is not None
+            write = settler.records.outcome
+
+            async def slow_write(*args: Any, write: Any = write) -> Any:
+                await asyncio.sleep(3.0)
+                return await write(*args)
+
+            settler.records.outcome = slow_write  # type: ignore[method-assign]
+        handle = await cto.assign("backend", {"title": "x"})
+        assert await handle.result(timeout=30) == "done"
+        await asyncio.sleep(2.0)  # a second run would have started by now
+    assert len(runs) == 1, runs

@@ -568,8 +568,15 @@ class Settler:
         self, d: Delivery, state: TaskState, **fields: Any
     ) -> tuple[OutcomeWrite, TaskUpdate]:
         assert d.task is not None and self.records is not None
-        await self._after_accepted(d, running=False)
-        written, standing = await self.records.outcome(d.task, self._update(d, state, fields))
+        # The lease holds until the outcome is stored: a write that waits (a stream electing
+        # its leader is retried for up to 30 s) would otherwise hand the task to another
+        # agent once the ack wait passed, and it would run again.
+        self.beats.start(d)
+        try:
+            await self._after_accepted(d, running=False)
+            written, standing = await self.records.outcome(d.task, self._update(d, state, fields))
+        finally:
+            self.beats.stop(d)
         await self._index(d, standing)
         return written, standing
 
