@@ -20,6 +20,7 @@ LAYERS: list[list[str]] = [
         "fleetbus._version",
         "fleetbus._files",
         "fleetbus._background",
+        "fleetbus._backlog",
         "fleetbus._terminal",
     ],
     ["fleetbus.errors"],

@@ -237,7 +237,8 @@ async def flooded(
         await cto.say("e" * 5000, n=count)  # the end: its size is no notice's, no big line's
 
         async def heard_the_end() -> bool:  # the end is the last queued (none may be yet)
-            return bool(backend._sizes) and 5000 < backend._sizes[-1] < 100_000
+            sizes = backend._inbox.sizes
+            return bool(sizes) and 5000 < sizes[-1] < 100_000
 
         await eventually(heard_the_end, what="backend's room heard every line")
         yield backend
@@ -261,7 +262,7 @@ async def test_a_member_that_does_not_read_keeps_the_latest_sixteen_megabytes(
     """Any member may say lines of a megabyte; a room nobody reads keeps the newest of them,
     at most 16 MiB on the wire (and 10,000 lines), and a reader then gets them in order."""
     async with flooded(fleet, "flood", "x" * 900_000, 30) as backend:
-        assert backend._queued <= 16 * 1024 * 1024
+        assert backend._inbox.held <= 16 * 1024 * 1024
         said = await said_until(backend, 30)
     assert 10 <= len(said) < 31  # the oldest dropped, not all
     assert said == list(range(31 - len(said), 31))  # the newest, in order

@@ -19,7 +19,6 @@ leave and presence notices::
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fleetbus._background import background
+from fleetbus._backlog import Backlog
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.js._natspy import subscribe_direct
 from fleetbus.js.connection import unsubscribe
@@ -124,11 +124,8 @@ class Meeting:
         self._own = f'"member":"{self._member_id}"'.encode()
         """Our own words carry this, as ``_send`` encodes it: skipped without decoding."""
         self._subs: list[Subscription] = []
-        self._inbox: asyncio.Queue[MeetingMessage | Msg | None] = asyncio.Queue(maxsize=_BACKLOG)
+        self._inbox: Backlog[MeetingMessage | Msg | None] = Backlog(_BACKLOG, _BACKLOG_BYTES)
         """What was said, parsed, or as it came when it is long (parsed when read)."""
-        self._sizes: collections.deque[int] = collections.deque()
-        """What each message in ``_inbox`` counts against ``_BACKLOG_BYTES``, in step."""
-        self._queued = 0
         self._answered: dict[str, float] = {}
         """When each member's join was last answered (``_JOIN_ANSWERED_EVERY``)."""
 
@@ -156,7 +153,7 @@ class Meeting:
             log.info("meeting %s: the leave notice was not sent: %s", self.id, error)
         finally:
             await unsubscribe(*subs)
-            self._queue(None)
+            self._inbox.put(None)
 
     async def say(self, content: Any, *, type: str = "message", **fields: Any) -> None:
         """Say ``content`` to everyone in the room (the seed's ``{"from", "type", ...}``)."""
@@ -180,7 +177,6 @@ class Meeting:
             raise FleetbusError(f"not in meeting {self.id}: use `async with`")
         while True:
             item = await self._inbox.get()
-            self._queued -= self._sizes.popleft()
             if item is None:
                 return
             if isinstance(item, MeetingMessage):
@@ -201,7 +197,7 @@ class Meeting:
         if self._own in data and msg.subject == self.subject:
             return  # our own words (another role's line naming our member id is not)
         if len(data) > _PARSED_AT_MOST:
-            self._queue(msg, len(data))  # parsed when read: no notice is this long
+            self._inbox.put(msg, len(data))  # parsed when read: no notice is this long
             return
         message = self._parse(msg)
         if message is None:
@@ -214,7 +210,7 @@ class Meeting:
             return  # an answer to our join: presence only
         elif message.type == "leave":
             self._present(message.sender, False)
-        self._queue(message, len(data) * _DECODED)
+        self._inbox.put(message, len(data) * _DECODED)
 
     def _answer_join(self, sender: str) -> None:
         now = time.monotonic()
@@ -230,14 +226,6 @@ class Meeting:
             return  # left meanwhile: a late "present" would undo our "leave"
         with contextlib.suppress(Exception):  # then the newcomer learns of us when we speak
             await self._notice("present")
-
-    def _queue(self, message: MeetingMessage | Msg | None, size: int = 0) -> None:
-        while self._inbox.full() or (self._sizes and self._queued + size > _BACKLOG_BYTES):
-            self._inbox.get_nowait()  # nobody is reading: keep the latest
-            self._queued -= self._sizes.popleft()
-        self._inbox.put_nowait(message)
-        self._sizes.append(size)
-        self._queued += size
 
     async def until_present(self, *roles: str) -> None:
         """Return once every one of ``roles`` is in the room (bound it with

@@ -28,8 +28,6 @@ module and touches nothing else of the dashboard.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import contextlib
 import dataclasses
 from collections import Counter
@@ -40,6 +38,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 
 from nats.aio.msg import Msg
 
+from fleetbus._backlog import Backlog
 from fleetbus.client.fleet import Fleet
 from fleetbus.client.meeting import MeetingMessage
 from fleetbus.deadletters import DeadLetterEntry, DeadLetters
@@ -577,26 +576,14 @@ class FleetData:
         reader that falls behind by ``BACKLOG`` messages, or ``BACKLOG_BYTES``, loses the
         oldest."""
         nc = self.conn.nc
-        queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=BACKLOG)
-        sizes: collections.deque[int] = collections.deque()  # in step with the queue
-        held = 0
+        backlog: Backlog[Msg] = Backlog(BACKLOG, BACKLOG_BYTES)
 
         async def put(msg: Msg) -> None:
-            nonlocal held
-            size = len(msg.data)
-            while queue.full() or (sizes and held + size > BACKLOG_BYTES):
-                queue.get_nowait()  # the oldest go first
-                held -= sizes.popleft()
-            queue.put_nowait(msg)
-            sizes.append(size)
-            held += size
+            backlog.put(msg, len(msg.data))
 
         async def items() -> AsyncIterator[_T]:
-            nonlocal held
             while True:
-                msg = await queue.get()
-                held -= sizes.popleft()
-                item = parse(msg)
+                item = parse(await backlog.get())
                 if item is not None:
                     yield item
 
