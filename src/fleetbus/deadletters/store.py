@@ -35,7 +35,7 @@ from fleetbus.js.reader import StreamReader
 from fleetbus.security.permissions import senders_to
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode
-from fleetbus.wire.subjects import ADMIN, subject_matches, validate_id, validate_subject
+from fleetbus.wire.subjects import ADMIN, is_valid_subject, subject_matches, validate_id
 from fleetbus.wire.updates import task_id_of
 
 __all__ = ["DeadLetters"]
@@ -195,8 +195,4 @@ def _within(subject: str, filters: list[str]) -> bool:
 
 def _literal_within(subject: str, filters: list[str]) -> bool:
     """Within ``filters``, and a subject one can publish to (no wildcard token)."""
-    try:
-        validate_subject(subject, wildcards=False)
-    except FleetbusError:
-        return False
-    return _within(subject, filters)
+    return is_valid_subject(subject, wildcards=False) and _within(subject, filters)
