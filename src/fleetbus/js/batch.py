@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -80,7 +79,6 @@ BATCH_COMMIT = "Nats-Batch-Commit"
 MAX_BATCH = 1000
 """The server's default (and, unless its config says otherwise, largest) batch size."""
 
-_HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Bytes the batch headers add to the header block of the caller's headers, with the id.
 _BATCH_HEADER_BYTES = (
     len(BATCH_ID) + 4 + 64
@@ -418,7 +416,7 @@ def _header_block(headers: Mapping[str, str]) -> bytes:
         key = key.strip()
         if not key:
             continue
-        if not _HEADER_KEY.fullmatch(key):
+        if not h.NAME.fullmatch(key):
             raise FleetbusError(f"invalid header name {key!r}")
         out += f"{key}: {value.strip().replace(chr(13), ' ').replace(chr(10), ' ')}\r\n".encode()
     return bytes(out)

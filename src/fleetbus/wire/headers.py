@@ -28,6 +28,7 @@ __all__ = [
     "DLQ_TRACEBACK",
     "ERROR",
     "MSG_ID",
+    "NAME",
     "REPLY_TO",
     "SENDER",
     "STATUS",
@@ -83,8 +84,9 @@ each message it stores (its ``max_msg_size``): whatever a sender got stored can 
 dead-lettered whole."""
 
 
-_NAME = re.compile(r"[!-9;-~]+")
-"""A header name: printable ASCII, no space and no colon."""
+NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A header name as nats-py writes one (an HTTP token; it raises ``BadHeaderError`` on any
+other)."""
 
 
 def checked(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -93,10 +95,8 @@ def checked(headers: Mapping[str, str] | None) -> dict[str, str]:
     error for some, and write others into the header block as they are)."""
     out: dict[str, str] = {}
     for name, value in (headers or {}).items():
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise PayloadError(
-                f"header name {name!r}: printable ASCII without spaces or a colon, please"
-            )
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise PayloadError(f"header name {name!r}: letters, digits and !#$%&'*+-.^_`|~ only")
         if not isinstance(value, str) or "\r" in value or "\n" in value:
             shown = type(value).__name__ if not isinstance(value, str) else "text on two lines"
             raise PayloadError(f"header {name}: its value must be text on one line, not {shown}")
