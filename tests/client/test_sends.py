@@ -16,8 +16,14 @@ from fleetbus.testing.fleets import FleetUnderTest
 
 @pytest.mark.parametrize(
     "headers",
-    [{"X Trace": "a"}, {"X-Trace:": "a"}, {"X-Trace": 5}, {"X-Trace": "a\r\nNats-Msg-Id: b"}],
-    ids=["space", "colon", "not-text", "two-lines"],
+    [
+        {"X Trace": "a"},
+        {"X-Trace:": "a"},
+        {"X(Trace)": "a"},
+        {"X-Trace": 5},
+        {"X-Trace": "a\r\nNats-Msg-Id: b"},
+    ],
+    ids=["space", "colon", "not-a-token", "not-text", "two-lines"],
 )
 async def test_headers_that_cannot_go_on_the_wire_are_refused_before_anything_is_sent(
     fleet: FleetUnderTest, headers: dict[str, object]
