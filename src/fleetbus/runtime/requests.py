@@ -173,10 +173,7 @@ class Responder:
         request = env.make(Request, durable=True, deadline=deadline)
         # Within the role's budget, and no longer than the asker waits: a handler that would
         # go on holds the inbox message (and at max_ack_pending the inbox) for nobody.
-        limit = self.spec.roles[self.role].task_budget
-        if deadline is not None:
-            left = max(deadline - time.time(), 0.0)
-            limit = left if limit is None else min(limit, left)
+        limit, _ = settler.time_limit(deadline)
         settler.beats.start(d)
         try:
             async with asyncio.timeout(limit):

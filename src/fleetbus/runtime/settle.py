@@ -201,17 +201,22 @@ class Settler:
                 METRICS.running(self.role, kind, -1)
                 METRICS.handler_ran(self.role, kind, time.perf_counter() - began)
 
+    def time_limit(self, deadline: float | None) -> tuple[float | None, bool]:
+        """How long a handler of the role may run (None: no limit), and whether that is set
+        by ``deadline`` (a unix time) rather than the role's ``task_budget``. Every handler's,
+        not only a task's: a message's or an invitation's would otherwise hold its delivery
+        (and at max_ack_pending its queue) for as long as it ran."""
+        limit = self.spec.roles[self.role].task_budget
+        if deadline is not None:
+            left = max(deadline - time.time(), 0.0)
+            if limit is None or left < limit:
+                return left, True
+        return limit, False
+
     async def _run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         d.handler = getattr(handler, "__qualname__", None) or repr(handler)
         self.beats.start(d)
-        # Every handler of the role, not only a task's: a message's or an invitation's would
-        # otherwise hold its delivery (and at max_ack_pending its queue) for as long as it ran.
-        limit = self.spec.roles[self.role].task_budget
-        by_deadline = False
-        if d.deadline is not None:
-            left = max(d.deadline - time.time(), 0.0)
-            if limit is None or left < limit:
-                limit, by_deadline = left, True
+        limit, by_deadline = self.time_limit(d.deadline)
         timer_for = limit or 0.0
         timer = asyncio.timeout(limit) if limit is not None else None
         self.running.add(d)
