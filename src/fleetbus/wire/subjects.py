@@ -136,7 +136,11 @@ def validate_id(value: object, what: str = "task id") -> str:
 
 def is_id(value: str) -> bool:
     """Whether ``value`` is a valid task, meeting or ask id (``validate_id``)."""
-    return 0 < len(value) <= MAX_ID and _ID.match(value) is not None
+    try:
+        validate_id(value)
+    except InvalidSubjectError:
+        return False
+    return True
 
 
 def inbox_prefix(identity: str) -> str:
