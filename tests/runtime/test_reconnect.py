@@ -17,14 +17,28 @@ from fleetbus.testing.fleets import FleetUnderTest, isolate, provision_fleet
 from .support import raw_client, updates
 
 
+async def seed_on(server: NatsServer) -> FleetUnderTest:
+    """The seed fleet, isolated and provisioned on ``server``."""
+    fleet = FleetUnderTest(isolate(seed_fleet()), server.url)
+    await provision_fleet(fleet.url, fleet.spec)
+    return fleet
+
+
+async def restart(server: NatsServer, data: Path, *, down: float = 0.0) -> NatsServer:
+    """``server`` stopped, ``down`` seconds of nothing, then a server on its port and data."""
+    await asyncio.to_thread(server.stop)
+    await asyncio.sleep(down)
+    again = NatsServer(data_dir=data, host="127.0.0.1", port=server.port, monitor_port=0)
+    await asyncio.to_thread(again.start)
+    return again
+
+
 @pytest.mark.slow
 async def test_an_agent_rides_out_a_server_restart(tmp_path: Path) -> None:
     data = tmp_path / "server"
     runs: list[str] = []
     with run_nats_server(data) as first_server:  # a port it binds itself: nobody's in between
-        port = first_server.port
-        fleet = FleetUnderTest(isolate(seed_fleet()), first_server.url)
-        await provision_fleet(fleet.url, fleet.spec)
+        fleet = await seed_on(first_server)
         # The default 30 s long poll: the server forgets a pull request across a restart,
         # so only waking the poll on reconnect gets the next task promptly.
         agent = fleet.agent("backend", poll=30.0)
@@ -39,10 +53,7 @@ async def test_an_agent_rides_out_a_server_restart(tmp_path: Path) -> None:
             async with fleet.client() as client:
                 before = await client.assign("backend", {"n": 1})
                 assert await before.result(timeout=15) == "done 1"
-            await asyncio.to_thread(first_server.stop)
-
-            second_server = NatsServer(data_dir=data, host="127.0.0.1", port=port, monitor_port=0)
-            await asyncio.to_thread(second_server.start)
+            second_server = await restart(first_server, data)
             try:
                 assert second_server.url == fleet.url
                 async with fleet.client() as client, raw_client(fleet) as nc:
@@ -73,9 +84,7 @@ async def test_a_task_held_through_an_outage_past_its_lease_is_known_to_have_los
     release = asyncio.Event()
     started = asyncio.Event()
     with run_nats_server(data) as first_server:
-        port = first_server.port
-        fleet = FleetUnderTest(isolate(seed_fleet()), first_server.url)
-        await provision_fleet(fleet.url, fleet.spec)
+        fleet = await seed_on(first_server)
         agent = fleet.agent("backend", poll=30.0)
 
         @agent.on_task
@@ -88,10 +97,7 @@ async def test_a_task_held_through_an_outage_past_its_lease_is_known_to_have_los
             async with fleet.client(sender="cto") as client:
                 handle = await client.assign("backend", {"n": 1})
                 await asyncio.wait_for(started.wait(), 15)
-            await asyncio.to_thread(first_server.stop)
-            await asyncio.sleep(6)  # the ack wait is 4 s
-            second_server = NatsServer(data_dir=data, host="127.0.0.1", port=port)
-            await asyncio.to_thread(second_server.start)
+            second_server = await restart(first_server, data, down=6)  # the ack wait is 4 s
             try:
                 await eventually(lambda: "without a heartbeat" in caplog.text, 20, "the warning")
                 release.set()
