@@ -18,12 +18,22 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_not_json)
+def _finite(number: str) -> float:
+    value = float(number)
+    if value in _INFINITE:
+        raise ValueError(f"{number} is beyond the range of a float (it would read as Infinity)")
+    return value
+
+
+_INFINITE = (float("inf"), float("-inf"))
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 """``json.loads``'s own, called on text: ``loads`` on bytes first guesses among UTF-8, -16
 and -32 (a body is UTF-8; a leading byte order mark, as some Windows tools write, is let
 pass as before), in twice the time. ``NaN`` and ``Infinity`` are refused, as encoding
-refuses them: they are not JSON, and a record holding one would reach the readers that
-re-encode it (the admin's MCP tools, the dashboard) as text their JSON parsers refuse."""
+refuses them, and so is a number beyond a float's range (``1e400``: Python reads it as
+infinity, which encodes as ``Infinity``): they are not JSON, and a record holding one
+would reach the readers that re-encode it (the admin's MCP tools, the dashboard) as text
+their JSON parsers refuse."""
 
 
 def compact(value: Any) -> str:
