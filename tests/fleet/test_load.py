@@ -189,11 +189,58 @@ def test_empty_file(tmp_path: Path, text: str) -> None:
     assert "fleetbus init" in reason
 
 
-def test_wrong_type_names_the_value(tmp_path: Path) -> None:
-    text = seed_with("replicas: three", "replicas: 3")
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("three", "'three'"),
+        ('"3"', "'3'"),  # quoted: text
+        ("3.5", "3.5"),
+        # YAML reads these as true, and pydantic took true for 1: `replicas: yes` made one
+        ("yes", "true (YAML's reading of yes/no/on/off)"),
+        ("on", "true (YAML's reading of yes/no/on/off)"),
+        ("true", "true (YAML's reading of yes/no/on/off)"),
+    ],
+)
+def test_wrong_type_names_the_value(tmp_path: Path, value: str, said: str) -> None:
+    text = seed_with(f"replicas: {value}", "replicas: 3")
     reason = problem_at(load_error(write(tmp_path, text)), "streams.AGENT_COMMS.replicas")
-    assert "'three'" in reason
+    assert said in reason
     assert "integer" in reason
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "said"),
+    [
+        (
+            "max_msgs_per_subject: 1000",
+            f"max_msgs_per_subject: {2**63}",
+            "streams.AGENT_COMMS.max_msgs_per_subject",
+            "64 bits",
+        ),
+        ("max_deliver: 3", f"max_deliver: {10**20}", "roles.ceo.tasks.max_deliver", "64 bits"),
+        (
+            "max_msgs_per_subject: 1000",
+            f"max_msgs_per_subject: 1000\n    max_msg_size: {2**31}",
+            "streams.AGENT_COMMS.max_msg_size",
+            "32 bits",
+        ),
+        ("max_age: 7d", "max_age: 300000d", "streams.TASKS.max_age", "292 years"),
+    ],
+)
+def test_numbers_the_server_cannot_hold(
+    tmp_path: Path, old: str, new: str, key: str, said: str
+) -> None:
+    """They passed `check`, then the server refused the create as invalid JSON (10025)."""
+    reason = problem_at(load_error(write(tmp_path, seed_with(new, old))), key)
+    assert said in reason
+
+
+def test_the_largest_numbers_the_server_holds_load(tmp_path: Path) -> None:
+    text = seed_with(f"max_msgs_per_subject: {2**63 - 1}", "max_msgs_per_subject: 1000")
+    text = text.replace("max_age: 7d", "max_age: 100000d", 1)
+    spec = load_fleet(write(tmp_path, text))
+    assert spec.streams["AGENT_COMMS"].max_msgs_per_subject == 2**63 - 1
+    assert spec.streams["TASKS"].max_age == 100_000 * 86_400
 
 
 def test_unknown_key_names_its_path(tmp_path: Path) -> None:

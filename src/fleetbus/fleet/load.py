@@ -137,7 +137,10 @@ def _problem(err: Any) -> tuple[str, str]:
     elif kind == "literal_error":
         msg = f"{err.get('input')!r} is not allowed: {msg.removeprefix('Input should be ')}"
         msg = msg.replace(" is not allowed: ", " is not allowed; use ")
-    elif isinstance(err.get("input"), str | int | float) and not isinstance(err["input"], bool):
+    elif isinstance(err.get("input"), bool):
+        # YAML reads yes/no/on/off as booleans: `replicas: yes` is not 1
+        msg = f"{str(err['input']).lower()} (YAML's reading of yes/no/on/off): {msg}"
+    elif isinstance(err.get("input"), str | int | float):
         # pydantic's own messages ("Input should be a valid integer") omit the value
         msg = f"{err['input']!r}: {msg}"
     return key, msg

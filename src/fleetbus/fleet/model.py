@@ -43,6 +43,34 @@ __all__ = [
 ]
 
 
+INT64 = 2**63 - 1
+"""The server holds its limits (and durations, in nanoseconds) as 64-bit integers: a larger
+number is refused by the stream or consumer create as invalid JSON."""
+INT32 = 2**31 - 1
+"""And a stream's ``max_msg_size`` as a 32-bit one."""
+
+
+def _int64(value: int) -> int:
+    if value > INT64:
+        raise ValueError(f"{value} is over the server's largest limit, {INT64} (64 bits)")
+    return value
+
+
+def _int32(value: int) -> int:
+    if value > INT32:
+        raise ValueError(f"{value} is over the server's largest message size, {INT32} (32 bits)")
+    return value
+
+
+def _nanoseconds(seconds: float) -> float:
+    if seconds * 1e9 > INT64:
+        raise ValueError(
+            f"{format_duration(seconds)} is over the longest duration the server holds, "
+            f"{INT64 // 10**9}s (about 292 years, in nanoseconds on 64 bits)"
+        )
+    return seconds
+
+
 def _no_negative(value: int) -> int:
     if value < -1:
         raise ValueError(f"{value} is not a limit: use a positive number, or -1 for unlimited")
@@ -58,7 +86,10 @@ def _positive(value: float) -> float:
 
 
 Duration = Annotated[
-    float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+    float,
+    BeforeValidator(parse_duration),
+    AfterValidator(_nanoseconds),
+    PlainSerializer(format_duration, return_type=str),
 ]
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(parse_size), PlainSerializer(format_size, return_type=str)]
@@ -76,10 +107,13 @@ LimitSize = Annotated[
     int,
     BeforeValidator(_parse_limit_size),
     AfterValidator(_no_negative),
+    AfterValidator(_int64),
     PlainSerializer(_format_limit_size, return_type=int | str),
 ]
 """A size limit where ``-1`` means unlimited (and survives a dump and reload as ``-1``)."""
-Limit = Annotated[int, AfterValidator(_no_negative)]
+Limit = Annotated[int, AfterValidator(_no_negative), AfterValidator(_int64)]
+Count = Annotated[int, Field(ge=-1), AfterValidator(_int64)]
+"""A consumer's count (``max_deliver``, ``max_ack_pending``): ``-1`` for unlimited."""
 MAX_PREFIX = 256
 """The longest prefix: a task's record subject adds a task id (128) and two roles to it."""
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -87,7 +121,7 @@ _DELIVER = ("all", "new", "last", "last_per_subject")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _subject(value: str) -> str:
@@ -115,7 +149,7 @@ class StreamSpec(_Model):
     max_msgs: Limit = -1
     max_bytes: LimitSize = -1
     max_msgs_per_subject: Limit = -1
-    max_msg_size: Limit = -1
+    max_msg_size: Annotated[Limit, AfterValidator(_int32)] = -1
     max_consumers: Limit = -1
     discard: Literal["old", "new"] = "old"
     discard_new_per_subject: bool = False
@@ -157,8 +191,8 @@ class ConsumerSpec(_Model):
     """The lease on a delivered message: the runtime renews it every ack_wait/3 while the
     handler runs (up to the role's task_budget); when an agent dies, its message goes to a
     peer within ack_wait."""
-    max_deliver: Annotated[int, Field(ge=-1)] = 3
-    max_ack_pending: Annotated[int, Field(ge=-1)] = 1
+    max_deliver: Count = 3
+    max_ack_pending: Count = 1
     backoff: list[PositiveDuration] | None = None
     """Redelivery delays after an ack wait expires; at most ``max_deliver`` entries."""
 
@@ -212,8 +246,8 @@ class ConsumerSpec(_Model):
 class InboxSpec(ConsumerSpec):
     """An inbox or invitations consumer: five tries and five at a time, as the seed's inbox."""
 
-    max_deliver: Annotated[int, Field(ge=-1)] = 5
-    max_ack_pending: Annotated[int, Field(ge=-1)] = 5
+    max_deliver: Count = 5
+    max_ack_pending: Count = 5
 
 
 class EventsSpec(ConsumerSpec):
@@ -221,14 +255,14 @@ class EventsSpec(ConsumerSpec):
 
     filters: list[RelSubject] = Field(min_length=1)
     """Event patterns relative to ``P.events``: ``deployment.>``, ``security.*``."""
-    max_ack_pending: Annotated[int, Field(ge=-1)] = 100
+    max_ack_pending: Count = 100
 
 
 class UpdatesSpec(ConsumerSpec):
     """A consumer over every task's updates (``P.tasks.*.updates``), e.g. for the CTO."""
 
     deliver: str = "new"
-    max_ack_pending: Annotated[int, Field(ge=-1)] = 100
+    max_ack_pending: Count = 100
 
 
 ConsumerKind = Literal["tasks", "inbox", "meetings", "events", "updates", "dead_letters"]
