@@ -231,6 +231,18 @@ def test_up_refuses_a_fleet_file_with_errors_before_it_starts_a_server(
     assert running_embedded(data_dir) is None
 
 
+@pytest.mark.parametrize("given", [".", "./"])
+def test_up_refuses_the_project_itself_as_data_dir(workdir: Path, run_cli: Run, given: str) -> None:
+    """The fleet file's `data_dir: .` was refused, `--data-dir .` was not: `up` made the
+    project directory private (0700) and put credentials and the store among its files."""
+    mode = workdir.stat().st_mode
+    result = run_cli("--data-dir", given, "up", "--detach", *FREE_PORTS)
+    assert result.returncode == 2
+    assert_one_error(result.stderr, "--data-dir", "the project's own directory")
+    assert workdir.stat().st_mode == mode
+    assert sorted(p.name for p in workdir.iterdir()) == []
+
+
 def test_up_replaces_a_stale_pid_file(run_cli: Run, data_dir: Path, dead_pid: int) -> None:
     data_dir.mkdir()
     (data_dir / "server.pid").write_text(f"{dead_pid}\n")

@@ -26,6 +26,7 @@ from fleetbus.cli import (
     task_cmds,
 )
 from fleetbus.cli._common import CliState, print_error
+from fleetbus.fleet.model import data_dir_of_its_own
 
 __all__ = ["app", "main"]
 
@@ -68,6 +69,14 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _data_dir(value: str | None) -> str | None:
+    """``--data-dir``: empty is not given (the fleet file's), ``.`` is refused as in the file."""
+    try:
+        return data_dir_of_its_own(value) if value else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 @app.callback()
 def _options(
     ctx: typer.Context,
@@ -95,7 +104,10 @@ def _options(
     data_dir: Annotated[
         str | None,
         typer.Option(
-            "--data-dir", envvar="FLEETBUS_DATA_DIR", help="Embedded server data (.fleetbus)."
+            "--data-dir",
+            envvar="FLEETBUS_DATA_DIR",
+            callback=_data_dir,
+            help="Embedded server data (.fleetbus).",
         ),
     ] = None,
     user: Annotated[str | None, typer.Option(envvar="FLEETBUS_USER", help="NATS user.")] = None,

@@ -40,6 +40,7 @@ __all__ = [
     "ServerSpec",
     "StreamSpec",
     "UpdatesSpec",
+    "data_dir_of_its_own",
 ]
 
 
@@ -320,13 +321,19 @@ class ServerSpec(_Model):
     @field_validator("data_dir")
     @classmethod
     def _own_directory(cls, value: str) -> str:
-        if value.strip() in ("", ".", "./"):
-            raise ValueError(
-                f"{value!r} is the project's own directory: up would make it private (0700)"
-                " and put credentials and the store beside your files; name a directory of"
-                " its own, like .fleetbus"
-            )
-        return value
+        return data_dir_of_its_own(value)
+
+
+def data_dir_of_its_own(value: str) -> str:
+    """``value`` when it names a directory of its own (the file's ``server.data_dir`` and
+    ``--data-dir`` alike); ``ValueError`` for the project's own directory."""
+    if value.strip() in ("", ".", "./"):
+        raise ValueError(
+            f"{value!r} is the project's own directory: up would make it private (0700)"
+            " and put credentials and the store beside your files; name a directory of"
+            " its own, like .fleetbus"
+        )
+    return value
 
 
 class AlertSpec(_Model):
