@@ -509,3 +509,34 @@ async def test_a_recreate_the_server_refuses_says_the_stream_is_gone(
     assert await JsApi(admin).stream_info(tasks) is None
     await provision(admin, spec)  # made again from the file
     assert await JsApi(admin).stream_info(tasks) is not None
+
+
+async def test_a_renamed_stream_is_refused_before_anything_is_applied(
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
+) -> None:
+    """A stream renamed in the fleet file: the old one still holds its subjects, and the
+    server refused the new one (10065, "subjects overlap with an existing stream") after the
+    streams before it were changed, without saying which stream. Now nothing is applied and
+    the error names the old stream and the two ways out."""
+    await provision(admin, spec)
+    events, tasks = stream(spec, "EVENTS"), stream(spec, "TASKS")
+    renamed = f"RENAMED_{events}"
+    described = spec.streams[tasks].model_copy(update={"description": "changed"})
+    streams = {n: s for n, s in spec.streams.items() if n != events}
+    changed = spec.model_copy(
+        update={"streams": {**streams, tasks: described, renamed: spec.streams[events]}}
+    )
+    with pytest.raises(ProvisionError) as refused:
+        await provision(admin, changed)
+    message = str(refused.value)
+    assert f"stream {renamed}: {spec.prefix}.events.> overlaps" in message
+    assert f"of stream {events}, which the server has and the fleet file does not name" in message
+    assert f"Name the stream {events} again, or delete {events}" in message
+    assert "nothing was applied" in message
+    _, js = raw
+    assert (await js.stream_info(tasks)).config.description != "changed"
+    with pytest.raises(NotFoundError):
+        await js.stream_info(renamed)
+    planned = await provision(admin, changed, dry_run=True)
+    assert len(planned.plan.conflicts) == 1
+    assert planned.plan.conflicts[0] in message

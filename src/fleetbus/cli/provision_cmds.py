@@ -50,5 +50,5 @@ def provision_cmd(
             " permissions (a role added, a send_to or publish changed)",
             soft_wrap=True,
         )
-    if result.skipped:
+    if result.skipped or result.plan.conflicts:
         raise typer.Exit(1)

@@ -119,6 +119,8 @@ async def apply_plan(
     force: bool = False,
     on_action: Callable[[Action], None] | None = None,
 ) -> ApplyResult:
+    if plan.conflicts:
+        raise ProvisionError("; ".join(plan.conflicts) + " (nothing was applied)")
     applied: list[Action] = []
     skipped: list[Action] = []
     recreated: set[str] = set()

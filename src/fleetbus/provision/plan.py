@@ -14,6 +14,7 @@ from typing import Any, Literal
 from fleetbus.fleet import ConsumerSpec, FleetSpec, ResolvedConsumer
 from fleetbus.wire.clock import parse_iso
 from fleetbus.wire.headers import DEAD_LETTER_ROOM
+from fleetbus.wire.subjects import subjects_overlap
 
 __all__ = [
     "Action",
@@ -80,6 +81,9 @@ class LiveState:
 class Plan:
     actions: tuple[Action, ...]
     warnings: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    """Why the plan cannot be applied at all (a stream the fleet file does not name holds its
+    subjects): nothing is applied, rather than the streams before the refused one."""
 
     @property
     def pending(self) -> tuple[Action, ...]:
@@ -233,7 +237,38 @@ def build_plan(spec: FleetSpec, live: LiveState) -> Plan:
     for stream_name, consumer_name in sorted(live.consumers):
         if stream_name in spec.streams and (stream_name, consumer_name) not in declared_consumers:
             actions.append(Action("consumer", stream_name, consumer_name, "unmanaged"))
-    return Plan(tuple(actions), tuple(warnings))
+    return Plan(tuple(actions), tuple(warnings), tuple(_taken(spec, live)))
+
+
+def _taken(spec: FleetSpec, live: LiveState) -> list[str]:
+    """The fleet's streams whose subjects a stream it does not name already holds (a stream
+    renamed in the file, another application's): the server refuses the create (10065)."""
+    taken: list[str] = []
+    for name in spec.streams:
+        for other, config in sorted(live.streams.items()):
+            if other in spec.streams:
+                continue
+            theirs = [str(subject) for subject in config.get("subjects") or ()]
+            pair = next(
+                (
+                    (mine, subject)
+                    for mine in spec.stream_subjects(name)
+                    for subject in theirs
+                    if subjects_overlap(mine, subject)
+                ),
+                None,
+            )
+            if pair is None:
+                continue
+            messages = live.stream_messages.get(other, 0)
+            taken.append(
+                f"stream {name}: {pair[0]} overlaps {pair[1]} of stream {other}, which the"
+                f" server has and the fleet file does not name (renamed? another"
+                f" application's?); the server stores a subject in one stream only. Name the"
+                f" stream {other} again, or delete {other} (its {messages} messages with it,"
+                f" `nats stream rm {other}`) and provision again"
+            )
+    return taken
 
 
 _IN_PLACE_RETENTION = {("limits", "interest"), ("interest", "limits")}

@@ -39,6 +39,7 @@ def plan_json(result: ApplyResult) -> dict[str, Any]:
             for a in result.plan.actions
         ],
         "warnings": list(result.plan.warnings),
+        "conflicts": list(result.plan.conflicts),
         "needs_force": [a.label for a in result.skipped],
     }
 
@@ -55,6 +56,8 @@ def print_plan(out: Console, result: ApplyResult, *, dry_run: bool) -> None:
     out.print(table)
     for warning in result.plan.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
+    for conflict in result.plan.conflicts:
+        out.print(f"[red]cannot apply:[/] {conflict}")
     for action in result.skipped:
         if action.op == "migrate":
             out.print(
