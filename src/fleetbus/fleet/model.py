@@ -24,7 +24,15 @@ from pydantic import (
 )
 
 from fleetbus.errors import InvalidSubjectError
-from fleetbus.fleet.units import format_duration, format_size, parse_duration, parse_size
+from fleetbus.fleet.units import (
+    fits_int32,
+    fits_int64,
+    fits_nanoseconds,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+)
 from fleetbus.wire.subjects import MAX_SUBJECT, consumer_name, validate_role, validate_subject
 
 __all__ = [
@@ -44,34 +52,6 @@ __all__ = [
 ]
 
 
-INT64 = 2**63 - 1
-"""The server holds its limits (and durations, in nanoseconds) as 64-bit integers: a larger
-number is refused by the stream or consumer create as invalid JSON."""
-INT32 = 2**31 - 1
-"""And a stream's ``max_msg_size`` as a 32-bit one."""
-
-
-def _int64(value: int) -> int:
-    if value > INT64:
-        raise ValueError(f"{value} is over the server's largest limit, {INT64} (64 bits)")
-    return value
-
-
-def _int32(value: int) -> int:
-    if value > INT32:
-        raise ValueError(f"{value} is over the server's largest message size, {INT32} (32 bits)")
-    return value
-
-
-def _nanoseconds(seconds: float) -> float:
-    if seconds * 1e9 > INT64:
-        raise ValueError(
-            f"{format_duration(seconds)} is over the longest duration the server holds, "
-            f"{INT64 // 10**9}s (about 292 years, in nanoseconds on 64 bits)"
-        )
-    return seconds
-
-
 def _no_negative(value: int) -> int:
     if value < -1:
         raise ValueError(f"{value} is not a limit: use a positive number, or -1 for unlimited")
@@ -89,7 +69,7 @@ def _positive(value: float) -> float:
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    AfterValidator(_nanoseconds),
+    AfterValidator(fits_nanoseconds),
     PlainSerializer(format_duration, return_type=str),
 ]
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
@@ -108,12 +88,12 @@ LimitSize = Annotated[
     int,
     BeforeValidator(_parse_limit_size),
     AfterValidator(_no_negative),
-    AfterValidator(_int64),
+    AfterValidator(fits_int64),
     PlainSerializer(_format_limit_size, return_type=int | str),
 ]
 """A size limit where ``-1`` means unlimited (and survives a dump and reload as ``-1``)."""
-Limit = Annotated[int, AfterValidator(_no_negative), AfterValidator(_int64)]
-Count = Annotated[int, Field(ge=-1), AfterValidator(_int64)]
+Limit = Annotated[int, AfterValidator(_no_negative), AfterValidator(fits_int64)]
+Count = Annotated[int, Field(ge=-1), AfterValidator(fits_int64)]
 """A consumer's count (``max_deliver``, ``max_ack_pending``): ``-1`` for unlimited."""
 MAX_PREFIX = 256
 """The longest prefix: a task's record subject adds a task id (128) and two roles to it."""
@@ -150,7 +130,7 @@ class StreamSpec(_Model):
     max_msgs: Limit = -1
     max_bytes: LimitSize = -1
     max_msgs_per_subject: Limit = -1
-    max_msg_size: Annotated[Limit, AfterValidator(_int32)] = -1
+    max_msg_size: Annotated[Limit, AfterValidator(fits_int32)] = -1
     max_consumers: Limit = -1
     discard: Literal["old", "new"] = "old"
     discard_new_per_subject: bool = False

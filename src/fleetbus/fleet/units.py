@@ -1,11 +1,22 @@
-"""Durations (``30s``, ``7d``, ``1h30m``) and sizes (``2GB``, ``512MiB``) as people write them."""
+"""Durations (``30s``, ``7d``, ``1h30m``) and sizes (``2GB``, ``512MiB``) as people write them,
+and the largest numbers the server holds."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
-__all__ = ["format_duration", "format_size", "parse_duration", "parse_size"]
+__all__ = [
+    "INT32",
+    "INT64",
+    "fits_int32",
+    "fits_int64",
+    "fits_nanoseconds",
+    "format_duration",
+    "format_size",
+    "parse_duration",
+    "parse_size",
+]
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -85,3 +96,31 @@ def format_size(size: int) -> str:
         if size >= factor and size % factor == 0:
             return f"{size // factor}{unit}"
     return f"{size}B"
+
+
+INT64 = 2**63 - 1
+"""The server holds its limits (and durations, in nanoseconds) as 64-bit integers: a larger
+number is refused by the stream or consumer create as invalid JSON."""
+INT32 = 2**31 - 1
+"""And a stream's ``max_msg_size`` as a 32-bit one."""
+
+
+def fits_int64(value: int) -> int:
+    if value > INT64:
+        raise ValueError(f"{value} is over the server's largest limit, {INT64} (64 bits)")
+    return value
+
+
+def fits_int32(value: int) -> int:
+    if value > INT32:
+        raise ValueError(f"{value} is over the server's largest message size, {INT32} (32 bits)")
+    return value
+
+
+def fits_nanoseconds(seconds: float) -> float:
+    if seconds * 1e9 > INT64:
+        raise ValueError(
+            f"{format_duration(seconds)} is over the longest duration the server holds, "
+            f"{INT64 // 10**9}s (about 292 years, in nanoseconds on 64 bits)"
+        )
+    return seconds
