@@ -4,13 +4,14 @@ at once (a nak), not after the ack wait."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from fleetbus.fleet import FleetSpec
-from fleetbus.runtime import Task
+from fleetbus.runtime import Message, Task
 from fleetbus.testing.fleets import FleetUnderTest
 
-from .support import raw_client, seed_spec, updates
+from .support import eventually, raw_client, seed_spec, updates
 
 
 async def test_stop_lets_a_running_handler_finish(fleet: FleetUnderTest) -> None:
@@ -81,3 +82,42 @@ async def test_past_the_grace_a_task_is_handed_to_another_worker_at_once(
     assert [(u.state, u.attempt, u.worker) for u in history if u.state != "accepted"] == [
         ("completed", 2, second.worker),
     ]
+
+
+async def test_a_handler_that_will_not_be_cancelled_does_not_hold_the_stop(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """An `on_message` handler that catches CancelledError and goes on: past the grace the
+    stop cancelled it, then waited for it for good. Now it waits a while, says so, and
+    stops; the message goes to the next agent once the ack wait has passed."""
+    fleet = make_fleet(seed_spec(backend_inbox={"ack_wait": "2s"}))
+    started = asyncio.Event()
+    done = asyncio.Event()
+    stubborn = fleet.agent("backend")
+    handled: list[str] = []
+
+    @stubborn.on_message
+    async def stuck(msg: Message) -> None:
+        started.set()
+        while not done.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # and carries on
+                await asyncio.sleep(0.2)
+
+    try:
+        async with fleet.client(sender="cto") as client:
+            await stubborn.start()
+            await client.message("backend", {"text": "hold"})
+            async with asyncio.timeout(15):
+                await started.wait()
+            async with asyncio.timeout(30):
+                await stubborn.stop(grace=0.5)
+            successor = fleet.agent("backend")
+
+            @successor.on_message
+            async def take(msg: Message) -> None:
+                handled.append(msg.body["text"])
+
+            async with successor:
+                await eventually(lambda: handled == ["hold"], 15, "the message redelivered")
+    finally:
+        done.set()

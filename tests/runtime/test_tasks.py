@@ -10,11 +10,12 @@ import pytest
 
 from fleetbus.errors import TaskError
 from fleetbus.runtime import Agent
-from fleetbus.runtime.messages import Task
+from fleetbus.runtime.messages import Message, Task
 from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire import headers as h
+from fleetbus.wire.codec import decode
 
-from .support import consumer_info, raw_client, seed_spec, updates
+from .support import consumer_info, eventually, raw_client, seed_spec, updates, wait_dead_letters
 
 
 async def test_assigned_and_raw_tasks_are_completed_and_observed(
@@ -247,3 +248,48 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
     finally:
         done.set()
     assert started == [1, 2]
+
+
+async def test_a_message_handler_that_will_not_be_cancelled_does_not_hold_the_inbox(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """The same for an `on_message` handler, which runs in its consumer's worker (no task of
+    its own): at its budget it was cancelled, caught it, and its heartbeats held the message,
+    and with `max_ack_pending: 1` the role's whole inbox, for good. Now it is given one ack
+    wait, then left running: its message is tried again, then dead-lettered, and the
+    messages behind it are handled meanwhile."""
+    fleet = make_fleet(
+        seed_spec(
+            backend_inbox={"ack_wait": "1s", "max_deliver": 2, "max_ack_pending": 1},
+            budgets={"backend": "1s"},
+        )
+    )
+    attempts: list[int] = []
+    handled: list[str] = []
+    done = asyncio.Event()
+    agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1)
+
+    @agent.on_message
+    async def stubborn(msg: Message) -> None:
+        if msg.body["text"] != "stubborn":
+            handled.append(msg.body["text"])
+            return
+        attempts.append(msg.attempt)
+        while not done.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # and carries on
+                await asyncio.sleep(0.2)
+
+    try:
+        async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+            await client.message("backend", {"text": "stubborn"})
+            for n in range(3):
+                await client.message("backend", {"text": f"behind {n}"})
+            (letter,) = await wait_dead_letters(nc, fleet, 1, timeout=30)
+            assert letter.headers[h.DLQ_REASON] == "failed on all 2 attempts (max_deliver 2)"
+            assert "went on after it was cancelled" in letter.headers[h.DLQ_ERROR]
+            assert decode(letter.data)["text"] == "stubborn"
+            await eventually(lambda: len(handled) == 3, 10, "the messages behind it handled")
+    finally:
+        done.set()
+    assert attempts == [1, 2]
+    assert handled == ["behind 0", "behind 1", "behind 2"]

@@ -18,8 +18,14 @@
   (``wake``): the server forgets pull requests across one. A request that nothing ends (a
   partition) is given up ``poll`` plus a second after it was sent, and asked again.
 - Never dies on a bad message or a server hiccup: it logs one line and carries on.
+- A worker whose handler never ends (it swallowed its cancellation) can be given up by the
+  handler's caller (``current_worker().abandon()``): its slot and its place among the
+  workers go to the messages behind it, and it exits whenever the handler does.
 - On shutdown: stop asking, give running handlers ``grace`` seconds, nak what is left so
   another worker gets it at once, and nak what arrived but never started.
+
+One piece: the open requests, the held messages and the workers are counted together, and
+every path above (a delivery, a status, a worker ending or given up, a drain) moves all three.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -42,7 +49,7 @@ from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection, unsubscribe
 from fleetbus.js.signal import Signal
 
-__all__ = ["ConsumerLoop"]
+__all__ = ["ConsumerLoop", "Worker", "current_worker"]
 
 log = logging.getLogger("fleetbus.consume")
 
@@ -52,8 +59,37 @@ _MAX_REQUESTS = 4
 """Pull requests one loop keeps open at most (the server allows 512 waiting per consumer)."""
 _LATE = 1.0
 """Seconds past a request's expiry after which it is taken for lost and asked again."""
+_CANCEL_WAIT = 5.0
+"""How long a drain waits, at least, for cancelled handlers to end (then it stops waiting)."""
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
+
+
+class Worker:
+    """One worker task of a ``ConsumerLoop``, as the handler it runs sees it."""
+
+    __slots__ = ("abandoned", "loop", "task")
+
+    def __init__(self, loop: ConsumerLoop, task: asyncio.Future[Any] | None) -> None:
+        self.loop = loop
+        self.task = task
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """Give this worker up: the message it runs no longer counts against the loop's
+        limit (its caller has settled it), and another worker takes the messages waiting."""
+        if not self.abandoned:
+            self.abandoned = True
+            self.loop._abandoned(self)
+
+
+_WORKER: ContextVar[Worker | None] = ContextVar("fleetbus_consumer_worker", default=None)
+
+
+def current_worker() -> Worker | None:
+    """The ``ConsumerLoop`` worker running the calling handler (None outside one, or in a
+    batch)."""
+    return _WORKER.get()
 
 
 class ConsumerLoop:
@@ -253,6 +289,8 @@ class ConsumerLoop:
     async def _work(self) -> None:
         """Handle waiting messages one after another until none is left."""
         self._unstarted -= 1
+        worker = Worker(self, asyncio.current_task())
+        _WORKER.set(worker)  # this task's own context
         try:
             while self._waiting and not self._stopping:
                 msg = self._waiting.pop(0)
@@ -263,14 +301,28 @@ class ConsumerLoop:
                 try:
                     await self._guarded(msg)
                 finally:
-                    self._held -= 1
-                    self._changed.set()
+                    if not worker.abandoned:
+                        self._held -= 1
+                        self._changed.set()
+                if worker.abandoned:
+                    return
                 if not (self._stopping or self.wake.is_set() or self._failure is not None):
                     # Ask for the next message now: the request leaves in one write with
                     # this one's ack (the loop would ask a turn later, in a write of its own).
                     await self._top_up()
         finally:
-            self._workers -= 1
+            if not worker.abandoned:
+                self._workers -= 1
+
+    def _abandoned(self, worker: Worker) -> None:
+        """``worker``'s handler is given up: its message and its place are free."""
+        self._held -= 1
+        self._workers -= 1
+        if worker.task is not None:
+            self._running.discard(worker.task)  # a drain does not wait for it
+        self._changed.set()
+        if self._waiting and not self._stopping:
+            self._add_workers(len(self._waiting) - self._unstarted)
 
     def _check_waiting(self) -> None:
         """A worker's handler waited with messages behind it: start workers for them."""
@@ -340,7 +392,14 @@ class ConsumerLoop:
                     len(late),
                     grace,
                 )
-                await asyncio.wait(late)
+                _, stuck = await asyncio.wait(late, timeout=max(grace, _CANCEL_WAIT))
+                if stuck:  # a handler that catches CancelledError and goes on
+                    log.error(
+                        "%s: %d handler(s) went on after they were cancelled: left running;"
+                        " their messages go to another worker after the ack wait",
+                        self.name,
+                        len(stuck),
+                    )
 
     async def _release_queue(self) -> None:
         """Unsubscribe, then nak messages that arrived but never started."""

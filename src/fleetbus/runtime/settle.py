@@ -55,6 +55,7 @@ from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec, ResolvedConsumer
 from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import Connection
+from fleetbus.js.consume import Worker, current_worker
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
@@ -110,6 +111,13 @@ class Delivery:
     """Writes the task's ``accepted`` once the handler has run for ``accepted_after``."""
     accepting: asyncio.Future[Any] | None = None
     """The ``accepted`` being written (what the attempt writes next waits for it)."""
+    worker: Worker | None = None
+    """The consumer's worker an ``async def`` handler other than a task's runs in, in place."""
+    given_up_at: float | None = None
+    """When (monotonic) that handler is given up if it still runs: one ack wait past its
+    time limit, where its cancellation has had that long to end it."""
+    abandoned: bool = False
+    """Given up: settled as failed while its handler went on; what it does next is nobody's."""
 
     def drop_accept_timer(self) -> bool:
         """Cancel the ``accepted`` not yet due; whether there was one."""
@@ -219,6 +227,8 @@ class Settler:
         limit, by_deadline = self.time_limit(d.deadline)
         timer_for = limit or 0.0
         timer = asyncio.timeout(limit) if limit is not None else None
+        if limit is not None:
+            d.given_up_at = time.monotonic() + limit + d.ack_wait
         self.running.add(d)
         try:
             try:
@@ -245,6 +255,8 @@ class Settler:
             if d.canceled is not None:  # a cancelled coroutine, or a def handler that returned
                 await self.complete(d, "canceled", reason=d.canceled)
                 return False, None
+        except _Abandoned:
+            return False, None  # settled when it was given up
         except Reject as exc:
             reason = bounded(exc.reason)
             await self.give_up(d, f"rejected: {reason}", reason, state="rejected")
@@ -277,8 +289,17 @@ class Settler:
         """The handler's value. A task's coroutine runs as its own task, which a cancel
         request cancels; anything else is awaited in place (nothing cancels it but a stop)."""
         if is_async(handler):
-            if d.task is None:
-                return await handler(arg)
+            if d.task is None:  # in place: a task per event would cost every delivery
+                d.worker = current_worker()
+                try:
+                    value = await handler(arg)
+                except BaseException:
+                    if d.abandoned:
+                        raise _Abandoned from None
+                    raise
+                if d.abandoned:
+                    raise _Abandoned
+                return value
             running = d.handler_task = asyncio.ensure_future(handler(arg))
             if d.canceled is not None:
                 running.cancel()
@@ -315,8 +336,12 @@ class Settler:
         return False
 
     def beat_due(self, d: Delivery) -> None:
-        """A heartbeat is due: note a stall past the lease, then send ``+WPI``."""
+        """A heartbeat is due: note a stall past the lease, then send ``+WPI`` (or give up
+        a handler that went on past its cancellation)."""
         now = time.monotonic()
+        if d.worker is not None and d.given_up_at is not None and now >= d.given_up_at:
+            self._give_up_handler(d)
+            return
         if now - d.last_beat > d.ack_wait and not d.lease_lost:
             d.lease_lost = True
             log.warning(
@@ -329,6 +354,31 @@ class Settler:
                 d.ack_wait,
             )
         background(self._beat(d, now))
+
+    def _give_up_handler(self, d: Delivery) -> None:
+        """An ``async def`` handler that runs in its consumer's worker went on an ack wait
+        after its time limit cancelled it (it caught ``CancelledError``): without this its
+        heartbeats would hold the message, and its slot the role's queue, for good. The
+        message is failed (retried, or dead-lettered on its last attempt), the worker's place
+        goes to the messages behind it, and the handler is left running."""
+        d.abandoned = True
+        self.beats.stop(d)
+        self.running.discard(d)
+        worker, d.worker = d.worker, None
+        log.error(
+            "%s: %s went on %gs after it was cancelled: left running, its message released"
+            " (a handler must let CancelledError through)",
+            self.worker,
+            d.handler,
+            d.ack_wait,
+        )
+        if worker is not None:
+            worker.abandon()
+        background(
+            self.fail(
+                d, f"{d.handler} went on after it was cancelled at its time limit: given up", None
+            )
+        )
 
     async def _beat(self, d: Delivery, now: float) -> None:
         with contextlib.suppress(Exception):
@@ -659,6 +709,10 @@ class Heartbeats:
         assert tick is not None
         self._at = now + tick
         self._handle = loop.call_at(self._at, self._sweep)
+
+
+class _Abandoned(BaseException):
+    """A handler given up (``_give_up_handler``) ended after all: nothing more to settle."""
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:
