@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import nats
@@ -200,3 +201,59 @@ async def test_a_durable_ask_is_not_answered_past_its_askers_wait(
         with pytest.raises(AskTimeout):
             await client.ask("cso", {"n": 0}, timeout=1, durable=True)
         assert await client.ask("cso", {"n": 1}, timeout=15, durable=True) == "reviewed"
+
+
+async def test_fast_asks_are_not_answered_past_their_askers_wait(fleet: FleetUnderTest) -> None:
+    """A fast ask's handler had no time limit at all: backend's asks that cso's handler
+    never finished held its handlers past every asker's wait, and once they filled
+    max_concurrency cso told every role it was busy, for good. A fast ask stops at its
+    asker's deadline (the role's task_budget at most), like a durable one."""
+    cso = fleet.agent("cso", max_concurrency=2)
+    running = 0
+
+    @cso.on_request
+    async def review(req: Request) -> str:
+        nonlocal running
+        if req.body["n"] < 2:
+            running += 1
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                running -= 1
+        return "reviewed"
+
+    async with cso, fleet.client(sender="backend") as client:
+        for n in range(2):
+            with pytest.raises(AskTimeout):
+                await client.ask("cso", {"n": n}, timeout=1)
+        await eventually(lambda: running == 0, 10, "the handlers stopped at their deadlines")
+        assert await client.ask("cso", {"n": 2}, timeout=15) == "reviewed"
+
+
+async def test_a_fast_ask_with_a_far_deadline_ends_at_the_roles_budget(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """The deadline is the asker's word: one a day off, from a plain NATS client, still
+    ends at the role's task_budget, and the asker is told."""
+    data = yaml.safe_load(SEED_FLEET_YAML)
+    data["roles"]["cso"]["task_budget"] = "1s"
+    fleet = make_fleet(FleetSpec.model_validate(data))
+    cso = fleet.agent("cso")
+
+    @cso.on_request
+    async def review(req: Request) -> str:
+        await asyncio.sleep(3600)
+        return "reviewed"
+
+    async with cso:
+        nc = await nats.connect(fleet.url)
+        try:
+            reply = "_INBOX.rpc.cso.far-off"  # where a plain client (the admin) is answered
+            sub = await nc.subscribe(reply, max_msgs=1)
+            deadline = {"Fleet-Deadline": f"{time.time() + 86400:.3f}"}
+            await nc.publish(fleet.spec.subjects.rpc("cso"), b"{}", reply=reply, headers=deadline)
+            answer = await sub.next_msg(timeout=15)
+        finally:
+            await nc.close()
+    assert answer.headers is not None and answer.headers["Fleet-Status"] == "error"
+    assert "task_budget" in json.loads(answer.data)["error"]

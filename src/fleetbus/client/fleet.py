@@ -481,16 +481,12 @@ class Fleet:
         # The answer's only possible place: this identity's inbox, in the namespace of the
         # role asked. With auth on, that role may publish there and nowhere else of ours.
         reply = f"{self.spec.subjects.answer_to(self.identity, role)}.{ask_id}"
+        # When the asker stops waiting: the handler is stopped then (it would answer nobody).
+        hdrs[h.DEADLINE] = f"{time.time() + timeout:.3f}"
         sub = await self.nc.subscribe(reply, max_msgs=1)
         try:
             if durable:
-                hdrs.update(
-                    {
-                        h.REPLY_TO: reply,
-                        h.ASK_ID: ask_id,
-                        h.DEADLINE: f"{time.time() + timeout:.3f}",
-                    }
-                )
+                hdrs.update({h.REPLY_TO: reply, h.ASK_ID: ask_id})
                 subject = self._to(role, "inbox")
                 with tracing.producer(subject, message_id=ask_id):
                     await self._publisher.publish(subject, data, hdrs, msg_id=ask_id)

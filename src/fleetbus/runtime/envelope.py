@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from fleetbus.runtime.messages import Message
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode
 
-__all__ = ["BadMessage", "Envelope", "envelope_of"]
+__all__ = ["BadMessage", "Envelope", "deadline_of", "envelope_of"]
 
 M = TypeVar("M", bound=Message)
 
@@ -32,6 +33,18 @@ class BadMessage(Exception):
         super().__init__(reason)
 
 
+def deadline_of(headers: Mapping[str, str]) -> float | None:
+    """``Fleet-Deadline`` (unix time), when it is a finite number: anyone's header, and
+    ``nan`` would reach the event loop's timer heap as a task's budget (``asyncio.timeout``
+    with a NaN time), ``inf`` would keep nothing from running forever."""
+    value = headers.get(h.DEADLINE)
+    try:
+        deadline = float(value) if value else None
+    except ValueError:
+        return None
+    return deadline if deadline is not None and math.isfinite(deadline) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """What every handler argument shares, decoded once per delivery."""
@@ -46,15 +59,7 @@ class Envelope:
 
     @property
     def deadline(self) -> float | None:
-        """``Fleet-Deadline`` (unix time), when it is a finite number: anyone's header, and
-        ``nan`` would reach the event loop's timer heap as a task's budget (``asyncio.timeout``
-        with a NaN time), ``inf`` would keep nothing from running forever."""
-        value = self.headers.get(h.DEADLINE)
-        try:
-            deadline = float(value) if value else None
-        except ValueError:
-            return None
-        return deadline if deadline is not None and math.isfinite(deadline) else None
+        return deadline_of(self.headers)
 
     def make(self, cls: type[M], **extra: Any) -> M:
         """The handler argument ``cls`` (``Message``, ``Task``, ...) for this delivery."""

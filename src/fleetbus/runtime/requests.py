@@ -25,8 +25,9 @@ from nats.aio.msg import Msg
 
 from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
+from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import unsubscribe
-from fleetbus.runtime.envelope import BadMessage, envelope_of
+from fleetbus.runtime.envelope import BadMessage, deadline_of, envelope_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
 from fleetbus.runtime.settle import Delivery, Settler, error_text
@@ -122,8 +123,9 @@ class Responder:
             stream_seq=0,
             durable=False,
         )
-        data, hdrs = await self.answer(request)
-        await self._publish(msg.reply, data, hdrs)
+        answer = await self._answer_within(request, deadline_of(headers))
+        if answer is not None:
+            await self._publish(msg.reply, *answer)
 
     async def _publish(self, reply: str, data: bytes, headers: dict[str, str]) -> None:
         try:
@@ -171,21 +173,31 @@ class Responder:
             await settler.ack(d)
             return
         request = env.make(Request, durable=True, deadline=deadline)
-        # Within the role's budget, and no longer than the asker waits: a handler that would
-        # go on holds the inbox message (and at max_ack_pending the inbox) for nobody.
-        limit, _ = settler.time_limit(deadline)
         settler.beats.start(d)
         try:
-            async with asyncio.timeout(limit):
-                data, hdrs = await self.answer(request)
-        except TimeoutError:
-            data, hdrs = encode_error(
-                "the answer took longer than the asker waits, or the role's task_budget"
-            )
+            answer = await self._answer_within(request, deadline)
         finally:
             settler.beats.stop(d)
-        await self._publish(reply_to, data, hdrs)
+        if answer is not None:
+            await self._publish(reply_to, *answer)
         await settler.ack(d)
+
+    async def _answer_within(
+        self, request: Request, deadline: float | None
+    ) -> tuple[bytes, dict[str, str]] | None:
+        """The answer, within the role's budget and no longer than the asker waits: a handler
+        that went on would answer nobody, and hold a durable ask's inbox message (at
+        max_ack_pending, the inbox) or one of the fast asks' ``max_concurrency`` places.
+        None at the asker's deadline: it has stopped waiting (``AskTimeout``)."""
+        limit, by_deadline = self.settler.time_limit(deadline)
+        try:
+            async with asyncio.timeout(limit):
+                return await self.answer(request)
+        except TimeoutError:
+            if by_deadline:
+                return None
+            budget = format_duration(limit or 0.0)
+            return encode_error(f"the answer took longer than the role's task_budget of {budget}")
 
     async def answer(self, request: Request) -> tuple[bytes, dict[str, str]]:
         """Run the request handler; its value, or its error, as an answer."""
