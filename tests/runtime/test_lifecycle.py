@@ -19,6 +19,7 @@ from fleetbus.deadletters import COPIER_CONSUMER
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import seed_fleet
 from fleetbus.js.connection import ConnectSettings
+from fleetbus.provision import provision_at
 from fleetbus.runtime import Agent, RuntimeSettings, Task
 from fleetbus.server.process import NatsServer
 from fleetbus.testing.fleets import FleetUnderTest, isolate
@@ -128,3 +129,54 @@ def test_agent_run_without_a_server_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().startswith("error: cannot connect to nats://127.0.0.1:1")
+
+
+async def test_a_consumer_deleted_under_a_running_agent_is_asked_for_calmly_until_it_is_back(
+    fleet: FleetUnderTest,
+) -> None:
+    """The consumer gone (an operator's delete, a recreate): every pull request was refused
+    (503), and the loop asked again every 0.4 s, each time logging a line that ran on into
+    the next header (``503 \\nNats-Subject: ...``): a sent request counted as a success and
+    reset the pause. The pauses now double while requests fail, each line says what 503
+    means, and the agent serves again once the consumer is back."""
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def implement(task: Task) -> str:
+        return "served"
+
+    refused = PullFailures()
+    logging.getLogger("fleetbus.consume").addHandler(refused)
+    try:
+        async with agent, fleet.client() as client, raw_client(fleet) as nc:
+            tasks = fleet.spec.consumer("backend", "tasks")
+            assert tasks is not None
+            await api_of(nc).delete_consumer(tasks.stream, tasks.name)
+            async with asyncio.timeout(30):
+                while len(refused.lines) < 3:
+                    refused.changed.clear()
+                    await refused.changed.wait()
+            assert all("\n" not in line for line in refused.lines)
+            assert "503 no responders: the consumer or its stream is missing" in refused.lines[2]
+            delays = [float(line.rsplit(" in ", 1)[1].removesuffix("s")) for line in refused.lines]
+            assert delays[:3] == [0.4, 0.8, 1.6]
+            await provision_at(ConnectSettings.from_url(fleet.url), fleet.spec)
+            handle = await client.assign("backend", {"n": 1})
+            assert await handle.result(timeout=20) == "served"
+    finally:
+        logging.getLogger("fleetbus.consume").removeHandler(refused)
+
+
+class PullFailures(logging.Handler):
+    """The consume loops' failed pull requests, as logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "pull request failed" in text:
+            self.lines.append(text)
+            self.changed.set()

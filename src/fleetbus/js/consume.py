@@ -62,6 +62,7 @@ _LATE = 1.0
 _CANCEL_WAIT = 5.0
 """How long a drain waits, at least, for cancelled handlers to end (then it stops waiting)."""
 _STATUS = "Status"
+_STATUS_MEANS = {"503": "no responders: the consumer or its stream is missing (fleetbus provision)"}
 _PENDING = "Nats-Pending-Messages"
 
 
@@ -144,6 +145,8 @@ class ConsumerLoop:
         """Open pull requests: reply token -> (messages still expected, when it is lost)."""
         self._requested = 0
         self._failure: str | None = None
+        self._failures = Backoff(0.4, 5.0)
+        """The pause before asking again after a failed request, doubling while they fail."""
         # Top up once this many slots are free (fewer, larger requests under a backlog).
         self._threshold = max(1, self.limit // 4)
 
@@ -160,7 +163,7 @@ class ConsumerLoop:
 
     async def run(self) -> None:
         assert self._sub is not None, "bind() first"
-        failures = Backoff(0.4, 5.0)
+        failures = self._failures
         while not self._stopping:
             self._changed.clear()
             if self.wake.is_set():
@@ -180,9 +183,9 @@ class ConsumerLoop:
                 self._failure = None
                 await failures.wait(self.wake)
                 continue
-            if await self._top_up():
-                failures.reset()
-            elif self._failure is not None:
+            # A request sent is not yet a success: the server may refuse it (a 503 while the
+            # consumer is missing). A delivery, or a request's normal end, resets the delays.
+            if not await self._top_up() and self._failure is not None:
                 continue
             await self._wait_for_change()
 
@@ -246,13 +249,20 @@ class ConsumerLoop:
             return
         known = token in self._requests
         self._end_request(token, _int(headers.get(_PENDING)))
-        description = headers.get("Description", "")
-        if known and status not in ("408", "404") and "Leadership" not in description:
-            # 409 (consumer deleted, a limit), 503 (no stream): ask again after a pause
-            self._failure = f"{status} {description}".strip()
+        # nats-py leaves the next header line in a status line's description when it has
+        # none ("503\r\nNats-Subject: ..."): its first line is the description
+        description = headers.get("Description", "").split("\n", 1)[0].strip()
+        if not known:
+            return
+        if status in ("408", "404"):  # expired, or nothing to deliver: the usual end
+            self._failures.reset()
+        elif "Leadership" not in description:
+            # 409 (consumer deleted, a limit), 503 (nothing answers: no consumer or stream)
+            self._failure = f"{status} {description or _STATUS_MEANS.get(status, '')}".strip()
             self._changed.set()
 
     def _delivered(self, msg: Msg) -> None:
+        self._failures.reset()
         # Messages arrive for the oldest open request first: count them off there.
         for token, (expected, lost_at) in self._requests.items():
             if expected <= 1:
