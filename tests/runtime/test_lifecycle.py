@@ -75,7 +75,7 @@ async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
     async def implement(task: Task) -> str:
         return "served"
 
-    failures = CopierFailures()
+    failures = Logged(COPIER_CONSUMER, "failed")
     logging.getLogger("fleetbus").addHandler(failures)
     try:
         async with agent, fleet.client() as client:
@@ -89,23 +89,24 @@ async def test_an_agent_serves_even_when_its_dead_letter_copier_cannot(
         logging.getLogger("fleetbus").removeHandler(failures)
 
 
-class CopierFailures(logging.Handler):
-    """Counts the copier's failed fetches as it logs them."""
+class Logged(logging.Handler):
+    """The warnings logged that hold every one of ``words``, as they come."""
 
-    def __init__(self) -> None:
+    def __init__(self, *words: str) -> None:
         super().__init__(logging.WARNING)
-        self.count = 0
+        self.words = words
+        self.lines: list[str] = []
         self.changed = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        if COPIER_CONSUMER in text and "failed" in text:
-            self.count += 1
+        if all(word in text for word in self.words):
+            self.lines.append(text)
             self.changed.set()
 
     async def reach(self, count: int) -> None:
         async with asyncio.timeout(30):
-            while self.count < count:
+            while len(self.lines) < count:
                 self.changed.clear()
                 await self.changed.wait()
 
@@ -145,17 +146,14 @@ async def test_a_consumer_deleted_under_a_running_agent_is_asked_for_calmly_unti
     async def implement(task: Task) -> str:
         return "served"
 
-    refused = PullFailures()
+    refused = Logged("pull request failed")
     logging.getLogger("fleetbus.consume").addHandler(refused)
     try:
         async with agent, fleet.client() as client, raw_client(fleet) as nc:
             tasks = fleet.spec.consumer("backend", "tasks")
             assert tasks is not None
             await api_of(nc).delete_consumer(tasks.stream, tasks.name)
-            async with asyncio.timeout(30):
-                while len(refused.lines) < 3:
-                    refused.changed.clear()
-                    await refused.changed.wait()
+            await refused.reach(3)
             assert all("\n" not in line for line in refused.lines)
             assert "503 no responders: the consumer or its stream is missing" in refused.lines[2]
             delays = [float(line.rsplit(" in ", 1)[1].removesuffix("s")) for line in refused.lines]
@@ -165,18 +163,3 @@ async def test_a_consumer_deleted_under_a_running_agent_is_asked_for_calmly_unti
             assert await handle.result(timeout=20) == "served"
     finally:
         logging.getLogger("fleetbus.consume").removeHandler(refused)
-
-
-class PullFailures(logging.Handler):
-    """The consume loops' failed pull requests, as logged."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-        self.changed = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if "pull request failed" in text:
-            self.lines.append(text)
-            self.changed.set()
