@@ -23,8 +23,9 @@ import time
 from dataclasses import dataclass
 
 from fleetbus.runtime.messages import Event, Reject, Retry
-from fleetbus.runtime.routes import BatchHandler, in_thread, is_async
+from fleetbus.runtime.routes import BatchHandler, is_async
 from fleetbus.runtime.settle import Delivery, Settler, error_text, trace_text
+from fleetbus.runtime.threads import in_thread
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
 from fleetbus.wire.subjects import subject_matches
 from fleetbus.wire.updates import bounded

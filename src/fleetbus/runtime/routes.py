@@ -7,12 +7,8 @@ not receive, observing without oversight) and says which consumers to bind.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,6 +18,7 @@ from fleetbus.client.fleet import Observed
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
 from fleetbus.runtime.messages import Event, Message, Request, Task
+from fleetbus.runtime.threads import in_thread
 from fleetbus.wire.subjects import filter_within, subject_matches
 from fleetbus.wire.updates import TaskUpdate
 
@@ -34,7 +31,6 @@ __all__ = [
     "Routes",
     "TaskHandler",
     "UpdateHandler",
-    "in_thread",
     "invoke",
     "is_async",
 ]
@@ -169,24 +165,6 @@ def is_async(handler: Callable[..., Any]) -> bool:
             _ASYNC.clear()
         found = _ASYNC[handler] = inspect.iscoroutinefunction(handler)
     return found
-
-
-HANDLER_THREADS = 256
-"""Threads for plain ``def`` handlers (and ``task.step`` functions), shared by a process's
-agents and apart from the event loop's default executor: a handler that never returns keeps
-one of these, not one of the few the connection needs (nats-py resolves the server's name
-there on a reconnect) or that ``asyncio.to_thread`` callers wait for."""
-
-_handler_threads: ThreadPoolExecutor | None = None
-
-
-async def in_thread(fn: Callable[..., T], /, *args: Any) -> T:
-    """``fn(*args)`` in a handler thread, with the caller's context (its log fields)."""
-    global _handler_threads
-    if _handler_threads is None:
-        _handler_threads = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="handler")
-    call = functools.partial(contextvars.copy_context().run, fn, *args)
-    return await asyncio.get_running_loop().run_in_executor(_handler_threads, call)
 
 
 async def invoke(handler: Callable[[Any], Any], arg: Any) -> Any:

@@ -59,8 +59,9 @@ from fleetbus.js.consume import Worker, current_worker
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
-from fleetbus.runtime.routes import in_thread, is_async
+from fleetbus.runtime.routes import is_async
 from fleetbus.runtime.settings import RuntimeSettings
+from fleetbus.runtime.threads import in_thread
 from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, tracing
 from fleetbus.wire import headers as h

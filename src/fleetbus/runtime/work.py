@@ -24,8 +24,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import unsubscribe
-from fleetbus.runtime.routes import in_thread
 from fleetbus.runtime.settle import Delivery, Settler
+from fleetbus.runtime.threads import in_thread
 from fleetbus.tasks import StepMemo
 
 __all__ = ["RunningTask"]

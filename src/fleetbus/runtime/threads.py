@@ -1,0 +1,94 @@
+"""Threads for plain ``def`` handlers (and ``task.step`` functions), shared by a process's
+agents and apart from the event loop's default executor.
+
+A handler that never returns keeps one of these, not one of the few the connection needs
+(nats-py resolves the server's name in the default executor on a reconnect) or that
+``asyncio.to_thread`` callers wait for. They are daemon threads: ``ThreadPoolExecutor``'s are
+joined when the interpreter exits, so one hung handler kept the process of ``agent.run()`` or
+``fleetbus run`` alive after a graceful stop (until a supervisor's SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["HANDLER_THREADS", "HandlerThreads", "in_thread"]
+
+T = TypeVar("T")
+
+HANDLER_THREADS = 256
+"""The most handler threads one process runs."""
+
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+
+
+class HandlerThreads:
+    """Up to ``most`` daemon threads, started as calls find none idle (as
+    ``ThreadPoolExecutor`` does), that run calls and hand each result to its event loop."""
+
+    def __init__(self, most: int, name: str = "handler") -> None:
+        self.most = most
+        self.name = name
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((loop, future, call))
+        if self._idle.acquire(blocking=False):
+            return future  # an idle thread takes it
+        with self._lock:
+            if len(self._threads) < self.most:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    @property
+    def started(self) -> int:
+        return len(self._threads)
+
+    def _work(self) -> None:
+        while True:
+            loop, future, call = self._calls.get()
+            outcome: tuple[Any, BaseException | None] | None = None
+            if not future.cancelled():  # given up before it started (the state is one read)
+                try:
+                    outcome = (call(), None)
+                except BaseException as exc:  # the handler's, to its caller
+                    outcome = (None, exc)
+            # Idle before the caller hears: its next call finds this thread, not a new one.
+            self._idle.release()
+            if outcome is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(_settle, future, *outcome)
+            del loop, future, call, outcome
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return  # cancelled while it ran: its outcome is nobody's
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+
+
+_handler_threads = HandlerThreads(HANDLER_THREADS)
+
+
+async def in_thread(fn: Callable[..., T], /, *args: Any) -> T:
+    """``fn(*args)`` in a handler thread, with the caller's context (its log fields)."""
+    call = functools.partial(contextvars.copy_context().run, fn, *args)
+    return await _handler_threads.submit(asyncio.get_running_loop(), call)
