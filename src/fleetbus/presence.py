@@ -108,6 +108,12 @@ class AgentInfo:
         body = decode(raw)
         held = body.pop("tasks", None) or []
         _check(body, _RECORD_TYPES)
+        if body.get("state") not in _WRITTEN:
+            # any other text would be shown, counted and exported as a state of its own (a
+            # metrics series per made-up state)
+            raise PayloadError(
+                "not a presence record: its state is not running, draining or stopped"
+            )
         if type(held) is not list or len(held) > _MOST_HELD:
             raise PayloadError(f"not a presence record: tasks is not a list of <= {_MOST_HELD}")
         for t in held:
@@ -127,6 +133,8 @@ class AgentInfo:
         return replace(info, state=judge(info.state, (now - stored).total_seconds(), info))
 
 
+_WRITTEN = frozenset({Liveness.RUNNING, Liveness.DRAINING, Liveness.STOPPED})
+"""The states an instance writes of itself (suspect and offline are its readers' verdicts)."""
 _NUMBER = (int, float)
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {
     "host": (str,),

@@ -535,8 +535,11 @@ async def test_cancel_requests_for_made_up_tasks_keep_no_more_than_a_bounded_rea
         {"tasks": [{"task_id": 5, "attempt": 1, "since": "now"}]},
         {"tasks": "abc"},
         {"handled": {str(i): i for i in range(1_000)}},
+        # a made-up state was listed as one, and exported as a metrics series of its own: a
+        # role writing records with a new state each made any number of series
+        {"state": "s1-" + "A" * 200},
     ],
-    ids=["grace", "interval", "pid", "held-task", "tasks", "handled"],
+    ids=["grace", "interval", "pid", "held-task", "tasks", "handled", "state"],
 )
 async def test_a_presence_record_of_the_wrong_shape_is_skipped_not_a_crash(
     auth_fleet: AuthFleet, lie: dict[str, object]
