@@ -12,7 +12,14 @@ from fleetbus.errors import FleetbusError
 from fleetbus.runtime import Event
 from fleetbus.testing.fleets import FleetUnderTest
 
-from .support import consumer_info, dead_letters, eventually, raw_client, seed_spec
+from .support import (
+    consumer_info,
+    dead_letters,
+    eventually,
+    raw_client,
+    seed_spec,
+    wait_dead_letters,
+)
 
 
 async def test_every_event_arrives_in_lists_and_is_acked_only_after_the_handler_returns(
@@ -134,3 +141,31 @@ async def test_on_event_and_on_events_do_not_mix(fleet: FleetUnderTest) -> None:
         await agent.start()
     with pytest.raises(FleetbusError, match="at least one event"):
         agent.on_events(">", batch=0)
+
+
+async def test_a_list_whose_handler_hangs_fails_at_the_roles_budget(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """A batch handler that never returned (a model call that hangs) was never cancelled:
+    its events' heartbeats held them, and at max_ack_pending the role's events, for good.
+    It is cancelled at the role's task_budget, as `on_event` handlers are, and its events
+    are tried again, then dead-lettered."""
+    fleet = make_fleet(
+        seed_spec(cso_events={"max_deliver": 2, "ack_wait": "1s"}, budgets={"cso": "1s"})
+    )
+    agent = fleet.agent("cso", dead_letter_copier=False, retry_base=0.05, retry_max=0.1)
+    calls: list[list[int]] = []
+
+    @agent.on_events(">", batch=100)
+    async def audit(events: list[Event]) -> None:
+        calls.append([e.attempt for e in events])
+        await asyncio.sleep(3600)
+
+    async with fleet.client(sender="devops") as client, raw_client(fleet) as nc, agent:
+        await client.emit_many("audit", "entry", [{"n": n} for n in range(3)])
+        letters = await wait_dead_letters(nc, fleet, 3, timeout=30)
+    assert {letter.headers["Fleet-Dlq-Reason"] for letter in letters} == {
+        "failed on all 2 attempts (max_deliver 2)"
+    }
+    assert all("task_budget of 1s" in letter.headers["Fleet-Dlq-Error"] for letter in letters)
+    assert sorted(a for call in calls for a in call) == [1, 1, 1, 2, 2, 2]

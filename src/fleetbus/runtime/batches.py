@@ -6,6 +6,7 @@
   ``batch`` per call. While it runs, every event of the call gets its ``+WPI`` heartbeat.
 - **Acknowledged only after the handlers return**, each event once every handler that had
   it returned. The acks are not waited for and go out in one write.
+- A handler that runs past its role's ``task_budget`` is cancelled, and so fails its call.
 - A handler that raises fails the events of that call, each on its own attempt count: a
   retry with its own delay, or on its last attempt a dead letter with the error (the
   others of the list are not held back). ``Retry(delay)`` retries them all after
@@ -22,9 +23,16 @@ import logging
 import time
 from dataclasses import dataclass
 
+from fleetbus.fleet.units import format_duration
 from fleetbus.runtime.messages import Event, Reject, Retry
 from fleetbus.runtime.routes import BatchHandler, is_async
-from fleetbus.runtime.settle import Delivery, Settler, error_text, trace_text
+from fleetbus.runtime.settle import (
+    Delivery,
+    Settler,
+    TaskBudgetExceeded,
+    error_text,
+    trace_text,
+)
 from fleetbus.runtime.threads import in_thread
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
 from fleetbus.wire.subjects import subject_matches
@@ -87,19 +95,26 @@ async def _call(
         role=settler.role, worker=settler.worker, consumer=first.consumer.name, batch=len(ds)
     )
     began = time.perf_counter()
+    limit, _ = settler.time_limit(None)
+    timer = asyncio.timeout(limit)
     try:
         events = [e for _, e in chunk]
-        if is_async(handler):
-            await handler(events)
-        else:
-            value = await in_thread(handler, events)
-            if asyncio.iscoroutine(value):
-                await value
+        async with timer:  # the role's task_budget: heartbeats would hold the list for good
+            if is_async(handler):
+                await handler(events)
+            else:
+                value = await in_thread(handler, events)
+                if asyncio.iscoroutine(value):
+                    await value
     except Reject as exc:
         return _Failure(bounded(exc.reason), rejected=True)
     except Retry as exc:
         return _Failure(bounded(exc.reason), exc.delay)
     except Exception as exc:
+        if isinstance(exc, TimeoutError) and timer.expired():  # not the handler's own
+            exc = TaskBudgetExceeded(
+                f"the handler ran past the role's task_budget of {format_duration(limit or 0.0)}"
+            )
         log.error(
             "%s: %s raised on a list of %d events (seq %d..%d)",
             settler.worker,
