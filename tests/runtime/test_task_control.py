@@ -18,6 +18,7 @@ from fleetbus.fleet import FleetSpec
 from fleetbus.runtime import Agent, Task
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
+from fleetbus.wire import headers as h
 
 from .support import dead_letters, raw_client, seed_spec, updates
 
@@ -323,6 +324,37 @@ async def test_a_step_result_survives_a_sigkilled_attempt(
         await proc.wait()
     assert result == {"steps": ["schema", "endpoint", "tests"]}
     assert calls.read_text() == "paginate\n"  # the model call was made once
+
+
+async def test_a_step_result_is_its_assigners_tasks_alone(fleet: FleetUnderTest) -> None:
+    """Step results were keyed by assignee, task id and step: devops stored a task for
+    backend under the id of cto's (a fresh message id passes the dedupe), and backend's
+    step for it returned cto's stored plan (cto's confidential notes, into devops's result)
+    without running; the other way round, devops's injected plan became cto's. Keyed by the
+    assigner too, each task has its own."""
+    agent = fleet.agent("backend")
+    returned: list[str] = []
+
+    @agent.on_task
+    async def implement(task: Task) -> object:
+        def plan() -> str:
+            return f"plan for {task.sender}: {task.body['title']}"
+
+        value = await task.step("plan", plan)
+        returned.append(value)
+        return value
+
+    async with agent, raw_client(fleet) as nc, fleet.client(sender="cto") as cto:
+        real = await cto.assign("backend", {"title": "cto-only: vendor contract"})
+        assert await real.result(timeout=20) == "plan for cto: cto-only: vendor contract"
+        await nc.request(  # devops reuses the id, with a message id of its own
+            fleet.spec.subjects.tasks("backend", "devops"),
+            b'{"title": "mine"}',
+            headers={h.TASK_ID: real.id, h.MSG_ID: "fresh-1"},
+            timeout=5,
+        )
+        await eventually(lambda: len(returned) == 2, 20, "devops's task done")
+    assert returned == ["plan for cto: cto-only: vendor contract", "plan for devops: mine"]
 
 
 async def test_the_task_list_shows_each_task_where_it_stands(fleet: FleetUnderTest) -> None:

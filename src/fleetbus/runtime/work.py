@@ -73,7 +73,7 @@ class RunningTask:
             raise FleetbusError("task.step needs the fleet's memo stream (TASK_MEMO)")
         task = self.d.task
         assert task is not None
-        stored = await self.memo.get(task.assignee, task.task_id, name)
+        stored = await self.memo.get(task, name)
         if stored is not StepMemo.MISSING:
             return stored
         if inspect.iscoroutinefunction(fn):
@@ -82,7 +82,7 @@ class RunningTask:
             value = await in_thread(functools.partial(fn, *args, **kwargs))
             if inspect.isawaitable(value):
                 value = await value
-        await self.memo.put(task.assignee, task.task_id, name, value)
+        await self.memo.put(task, name, value)
         return value
 
     async def request_input(self, question: Mapping[str, Any], timeout: float | None) -> Any:

@@ -395,12 +395,21 @@ class Subjects:
         tid = validate_id(task_id) if task_id is not None else "*"
         return f"{self.prefix}.index.{r}.{a}.{tid}"
 
-    def memo(self, role: str, task_id: str | None = None, step: str | None = None) -> str:
-        """``P.memo.{role}.{id}.{step}``: a step's stored result (``task.step``); with
+    def memo(
+        self,
+        role: str,
+        assigner: str | None = None,
+        task_id: str | None = None,
+        step: str | None = None,
+    ) -> str:
+        """``P.memo.{role}.{assigner}.{id}.{step}``: a step's stored result (``task.step``)
+        for the task ``assigner`` gave ``role``, keyed as every other task record is (by id
+        alone, another assigner's task of the same id read this one's); with ``assigner``,
         ``task_id`` or ``step`` None, a filter."""
+        a = validate_token(assigner, "assigner") if assigner is not None else "*"
         tid = validate_id(task_id) if task_id is not None else "*"
         name = validate_id(step, "step name") if step is not None else "*"
-        return f"{self.prefix}.memo.{validate_token(role, 'role')}.{tid}.{name}"
+        return f"{self.prefix}.memo.{validate_token(role, 'role')}.{a}.{tid}.{name}"
 
     def presence(self, role: str | None = None, instance: str | None = None) -> str:
         """``P.presence.{role}.{instance}``: an agent process's presence record; with an
