@@ -45,9 +45,12 @@ def seed() -> FleetSpec:
     return seed_fleet()
 
 
+ROUTE_PW = "route-pw-1"
+
+
 @pytest.fixture(scope="module")
 def files(seed: FleetSpec) -> dict[str, ProjectFile]:
-    return {f.name: f for f in render_compose(seed)}
+    return {f.name: f for f in render_compose(seed, ComposeOptions(route_password=ROUTE_PW))}
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +170,8 @@ def test_credential_files_are_private_and_match_the_servers_users(seed: FleetSpe
         f = files[f"credentials/{key}.env"]
         assert f.private
         assert env(f.text) == {"FLEETBUS_USER": key, "FLEETBUS_PASSWORD": cred.password}
-    assert not any(f.private for name, f in files.items() if not name.startswith("credentials/"))
+    secret = ("credentials/", "nats/nats-")  # the env files, and the nodes' route password
+    assert all(f.private == name.startswith(secret) for name, f in files.items())
     # the same authorization block `deploy k8s` renders from these credentials
     block = files["nats/auth.conf"].text
     assert block.count("password:") == per_role_authorization(seed, creds).count("password:")
@@ -199,8 +203,11 @@ def test_nats_server_accepts_each_node_config(
         config = files[f"nats/nats-{i}.conf"].text
         assert f'server_name: "agent-cluster-{i}"' in config
         assert 'include "auth.conf"' in config
-        others = {f"nats-route://nats-{j}:6222" for j in (1, 2, 3) if j != i}
+        others = {f"nats-route://route:{ROUTE_PW}@nats-{j}:6222" for j in (1, 2, 3) if j != i}
         assert all(route in config for route in others)
+        # A node listens on the fleet network too (every interface): an agent there could
+        # route a server of its own into the cluster, and read everything, without it.
+        assert f'authorization {{ user: "route", password: "{ROUTE_PW}" }}' in config
         checked = subprocess.run(
             [str(find_nats_server()), "-c", str(tmp_path / f"nats/nats-{i}.conf"), "-t"],
             capture_output=True,

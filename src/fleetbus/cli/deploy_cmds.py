@@ -91,6 +91,16 @@ def _generated_credentials(spec: FleetSpec) -> dict[str, Credential]:
     }
 
 
+def _route_password(with_secrets: Path | None, generate: bool) -> str:
+    """The nodes' route password: `fleetbus up`'s (auth/route.json), a new one, or the
+    placeholder."""
+    if with_secrets is not None:
+        from fleetbus.security.credentials import ensure_route_credential
+
+        return guard(lambda: ensure_route_credential(with_secrets))[1]
+    return secrets.token_urlsafe(24) if generate else K8sOptions().route_password
+
+
 @deploy_app.command("k8s")
 def k8s(
     ctx: typer.Context,
@@ -128,13 +138,7 @@ def k8s(
         source, credentials = "data-dir", guard(lambda: _read_credentials(spec, with_secrets))
     elif generate_passwords:
         source, credentials = "generated", _generated_credentials(spec)
-    route = K8sOptions().route_password
-    if with_secrets is not None:
-        from fleetbus.security.credentials import ensure_route_credential
-
-        route = guard(lambda: ensure_route_credential(with_secrets))[1]
-    elif generate_passwords:
-        route = secrets.token_urlsafe(24)
+    route = _route_password(with_secrets, generate_passwords)
     options = K8sOptions(
         namespace=namespace,
         nats_image=image,
@@ -212,6 +216,7 @@ def compose(
         agent_module=agent_module,
         host_port=port,
         password_source=source,
+        route_password=_route_password(with_secrets, generate_passwords),
     )
     files = guard(lambda: render_compose(spec, options, credentials=credentials))
     _write_files(out, files, force=force)

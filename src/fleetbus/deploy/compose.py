@@ -5,7 +5,8 @@ I/O, no clock, no randomness (passwords come in, as for Kubernetes).
 
     compose.yaml              the services below
     nats/nats-1.conf ...      one nats-server config per node: JetStream in /data, routes to
-                              the other nodes, and ``include "auth.conf"``
+                              the other nodes (user ``route`` and its password: private),
+                              and ``include "auth.conf"``
     nats/auth.conf            the authorization block `fleetbus up` runs (per-role least
                               privilege, bcrypt hashes): the renderer `deploy k8s` uses
     fleet.yaml                the fleet file, every setting spelled out
@@ -17,8 +18,10 @@ Services: ``nats-1`` .. ``nats-N`` (a JetStream cluster; healthy once ``/healthz
 node is up with JetStream), ``provision`` (one shot: ``fleetbus provision`` as the admin, once
 every node is healthy) and ``agent-<role>`` per role (``fleetbus run`` as that role, started
 after provisioning succeeded). The routes live on a network of their own, which no fleetbus
-container joins: nothing but the nodes can reach the cluster port. Client ports are published
-on the host's loopback only (4222, 4223, ...), for the fleetbus CLI on the host.
+container joins, and ask for the route password: a node also listens on the ``fleet``
+network (it binds every interface), where an agent could otherwise route a server of its own
+into the cluster and read everything through it. Client ports are published on the host's
+loopback only (4222, 4223, ...), for the fleetbus CLI on the host.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote as quote_url
 
 import yaml
 
@@ -34,6 +38,7 @@ from fleetbus.deploy.images import FLEETBUS_IMAGE, NATS_IMAGE
 from fleetbus.deploy.k8s_values import (
     ADMIN,
     AGENT_GRACE_SECONDS,
+    PLACEHOLDER_MARK,
     AuthorizationRenderer,
     PasswordSource,
     fleet_yaml,
@@ -43,6 +48,7 @@ from fleetbus.deploy.k8s_values import (
 from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.security import Credential
+from fleetbus.security.credentials import ROUTE
 from fleetbus.server.config import render_config
 
 __all__ = [
@@ -76,6 +82,8 @@ class ComposeOptions:
     host_port: int = CLIENT_PORT
     """The first node's client port on the host's loopback; the others count up from it."""
     password_source: PasswordSource = "placeholder"
+    route_password: str = f"{PLACEHOLDER_MARK}-route-password"
+    """What the nodes present to each other on their route ports (user ``route``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +106,9 @@ def server_urls(options: ComposeOptions) -> str:
 
 
 def _node_config(spec: FleetSpec, index: int, options: ComposeOptions) -> str:
+    login = f"{quote_url(ROUTE)}:{quote_url(options.route_password, safe='')}@"
     routes = [
-        f"nats-route://{_node(i)}:{ROUTE_PORT}"
+        f"nats-route://{login}{_node(i)}:{ROUTE_PORT}"
         for i in range(1, options.replicas + 1)
         if i != index
     ]
@@ -116,6 +125,7 @@ def _node_config(spec: FleetSpec, index: int, options: ComposeOptions) -> str:
         cluster_name=spec.server.cluster.name,
         cluster_port=ROUTE_PORT,
         routes=routes,
+        route_auth=(ROUTE, options.route_password),
         # Resolved against this file's directory, where auth.conf is mounted beside it.
         extra='include "auth.conf"',
     )
@@ -242,7 +252,7 @@ def render_compose(
             + yaml.safe_dump(compose, sort_keys=False, width=100),
         ),
         *(
-            ProjectFile(f"nats/{_node(i)}.conf", _node_config(spec, i, options))
+            ProjectFile(f"nats/{_node(i)}.conf", _node_config(spec, i, options), private=True)
             for i in range(1, options.replicas + 1)
         ),
         ProjectFile("nats/auth.conf", authorization(spec, creds)),
