@@ -338,3 +338,56 @@ def test_up_writes_no_permissions_past_the_model(
     assert result.returncode == 1
     assert_one_error(result.stderr, "roles.backend.publish[1]", "presence.>", "fleetbus check")
     assert running_embedded(data_dir) is None
+
+
+AGENTS = """
+from fleetbus import Agent
+
+backend = Agent("backend")
+
+
+@backend.on_task
+async def work(task):
+    try:  # backend may not send to ceo (not in its send_to)
+        await backend.fleet.message("ceo", {"text": "from a handler led astray"})
+    except Exception as exc:
+        return {"to_ceo": type(exc).__name__}
+    return {"to_ceo": "sent"}
+
+
+cso = Agent("cso")
+
+
+@cso.on_request
+async def review(req):
+    return "approved"
+"""
+
+
+def test_run_holds_each_roles_handlers_to_its_own_permissions(
+    run_cli: Run, data_dir: Path, workdir: Path
+) -> None:
+    """`fleetbus run` of several roles logged in once, as the admin: a handler of one role,
+    led astray, could message any role through `agent.fleet`. Each role has a connection of
+    its own now, as itself."""
+    up = run_cli("--data-dir", "D", "up", "--detach", *FREE_PORTS)
+    assert up.returncode == 0, up.stderr
+    (workdir / "my_agents.py").write_text(AGENTS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBUS_")}
+    served = subprocess.Popen(
+        [sys.executable, "-m", "fleetbus", "--data-dir", "D", "run",
+         "my_agents.py:backend", "my_agents.py:cso"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert served.stdout is not None
+        assert served.stdout.readline().startswith("serving backend (backend-")
+        sent = run_cli("--data-dir", "D", "send", "backend", '{"title": "x"}', "--wait")
+        assert sent.returncode == 0, sent.stderr
+        assert '"to_ceo": "PermissionDenied"' in sent.stdout, sent.stdout
+        asked = run_cli("--data-dir", "D", "ask", "cso", "{}")
+        assert asked.returncode == 0 and "approved" in asked.stdout, asked.stderr
+    finally:
+        served.send_signal(signal.SIGTERM)
+        served.communicate(timeout=30)
+    assert served.returncode == 0

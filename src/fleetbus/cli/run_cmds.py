@@ -14,7 +14,7 @@ import typer
 
 from fleetbus.cli._common import console, fail, run_async, state
 from fleetbus.errors import FleetbusError
-from fleetbus.js.connection import connect
+from fleetbus.js.connection import Connection, connect
 from fleetbus.runtime import Agent
 from fleetbus.runtime.eventloop import loop_factory
 from fleetbus.telemetry import METRICS, configure_logging
@@ -100,16 +100,20 @@ def run(
             loop.add_signal_handler(sig, stopping.set)
         started: list[Agent] = []
         spec = st.fleet()
-        # One connection for all: as their role when they share one, so the server holds
-        # them to its permissions; agents of several roles need the admin identity. Each
-        # agent re-issues its polls on the connection's reconnects by itself.
-        roles = {agent.role for agent in agents}
-        role = roles.pop() if len(roles) == 1 else None
-        conn = await connect(st.connect_settings(name="fleetbus-run", role=role))
+        # A connection per role, as that role, so the server holds each role's handlers to
+        # its permissions: one admin connection for several roles let a handler of one act
+        # as any role through agent.fleet. Each agent re-issues its polls on its
+        # connection's reconnects by itself.
+        conns: dict[str, Connection] = {}
         try:
             for agent in agents:
                 spec.role(agent.role)
-                await agent.start(conn, spec=spec)
+                if agent.role not in conns:
+                    settings = st.connect_settings(
+                        name=f"fleetbus-run-{agent.role}", role=agent.role
+                    )
+                    conns[agent.role] = await connect(settings)
+                await agent.start(conns[agent.role], spec=spec)
                 started.append(agent)
             names = ", ".join(f"{a.role} ({a.worker})" for a in started)
             console.print(f"serving {names}; Ctrl-C stops", soft_wrap=True)
@@ -117,7 +121,7 @@ def run(
         finally:
             failed = [a.failure for a in started if a.failure]
             await asyncio.gather(*(a.stop(0.0 if failed else grace) for a in started))
-            await conn.drain()
+            await asyncio.gather(*(conn.drain() for conn in conns.values()))
         if failed:  # never linger: exit non-zero, so a supervisor starts a fresh process
             raise FleetbusError("; ".join(failed))
 
