@@ -59,7 +59,7 @@ _MAX_REQUESTS = 4
 """Pull requests one loop keeps open at most (the server allows 512 waiting per consumer)."""
 _LATE = 1.0
 """Seconds past a request's expiry after which it is taken for lost and asked again."""
-_CANCEL_WAIT = 5.0
+_CANCEL_WAIT = 1.0
 """How long a drain waits, at least, for cancelled handlers to end (then it stops waiting)."""
 _STATUS = "Status"
 _STATUS_MEANS = {"503": "no responders: the consumer or its stream is missing (fleetbus provision)"}
