@@ -452,6 +452,15 @@ def test_every_role_has_a_deployment(seed: FleetSpec, files: dict[str, RenderedF
             assert var in secrets[ref["name"]]["stringData"]
 
 
+def test_no_pod_of_fleetbus_holds_a_kubernetes_api_token(files: dict[str, RenderedFile]) -> None:
+    """None of them talks to the Kubernetes API; a mounted token would lend an agent led
+    astray whatever the namespace's default service account may do."""
+    pods = [d["spec"]["template"]["spec"] for d in by_kind(files, "Deployment").values()]
+    pods += [j["spec"]["template"]["spec"] for j in by_kind(files, "Job").values()]
+    assert len(pods) > 5
+    assert all(pod["automountServiceAccountToken"] is False for pod in pods)
+
+
 def test_the_exporter_runs_as_the_admin_and_prometheus_finds_it(
     files: dict[str, RenderedFile],
 ) -> None:

@@ -127,7 +127,14 @@ def _pod(these: dict[str, str], container: dict[str, Any], **spec: Any) -> dict[
     volume, _ = _fleet_volume()
     return {
         "metadata": {"labels": these},
-        "spec": {**spec, "containers": [container], "volumes": [volume]},
+        "spec": {
+            **spec,
+            # None of them talks to the Kubernetes API: a token in the pod would lend an agent
+            # led astray whatever the namespace's default service account may do.
+            "automountServiceAccountToken": False,
+            "containers": [container],
+            "volumes": [volume],
+        },
     }
 
 
