@@ -33,9 +33,10 @@ __all__ = ["eventually", "run_nats_server"]
 
 @contextmanager
 def run_nats_server(
-    tmpdir: str | Path, *, timeout: float = 10.0, **kwargs: Any
+    tmpdir: str | Path, *, timeout: float = 10.0, grace: float = 10.0, **kwargs: Any
 ) -> Iterator[NatsServer]:
-    """A started ``NatsServer`` in ``tmpdir`` on free loopback ports, stopped on exit.
+    """A started ``NatsServer`` in ``tmpdir`` on free loopback ports, stopped on exit
+    (SIGTERM, then SIGKILL after ``grace`` seconds).
 
     ``kwargs`` go to :class:`~fleetbus.server.NatsServer` (``spec``, ``port``, ...).
     """
@@ -48,7 +49,7 @@ def run_nats_server(
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(grace)
 
 
 async def eventually(
