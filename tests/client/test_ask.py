@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -257,3 +258,35 @@ async def test_a_fast_ask_with_a_far_deadline_ends_at_the_roles_budget(
             await nc.close()
     assert answer.headers is not None and answer.headers["Fleet-Status"] == "error"
     assert "task_budget" in json.loads(answer.data)["error"]
+
+
+async def test_a_request_handler_that_will_not_be_cancelled_does_not_hold_its_place(
+    fleet: FleetUnderTest,
+) -> None:
+    """A handler that catches CancelledError and goes on kept its fast ask's place (of
+    max_concurrency) for good, the deadline notwithstanding: with one place, cso told every
+    later asker it was busy. It is left behind a second after it was cancelled."""
+    cso = fleet.agent("cso", max_concurrency=1)
+    done = asyncio.Event()
+
+    @cso.on_request
+    async def review(req: Request) -> str:
+        while req.body["n"] == 0 and not done.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # and goes on
+                await asyncio.sleep(0.1)
+        return "reviewed"
+
+    try:
+        async with cso, fleet.client(sender="backend") as client:
+            with pytest.raises(AskTimeout):
+                await client.ask("cso", {"n": 0}, timeout=1)
+
+            async def answered() -> bool:
+                try:
+                    return await client.ask("cso", {"n": 1}, timeout=5) == "reviewed"
+                except RemoteError:  # busy, for the second it is given to end
+                    return False
+
+            await eventually(answered, 15, "the next ask answered, not busy")
+    finally:
+        done.set()

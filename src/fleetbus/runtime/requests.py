@@ -30,7 +30,7 @@ from fleetbus.js.connection import unsubscribe
 from fleetbus.runtime.envelope import BadMessage, deadline_of, envelope_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
-from fleetbus.runtime.settle import Delivery, Settler, error_text
+from fleetbus.runtime.settle import Delivery, Settler, error_text, retrieved
 from fleetbus.telemetry import log_context, tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
@@ -190,14 +190,30 @@ class Responder:
         max_ack_pending, the inbox) or one of the fast asks' ``max_concurrency`` places.
         None at the asker's deadline: it has stopped waiting (``AskTimeout``)."""
         limit, by_deadline = self.settler.time_limit(deadline)
+        # A task of its own: a handler that catches its cancellation and goes on is left
+        # behind, not waited for (its place, or its inbox message, is free all the same).
+        running = asyncio.ensure_future(self.answer(request))
         try:
             async with asyncio.timeout(limit):
-                return await self.answer(request)
+                return await asyncio.shield(running)
         except TimeoutError:
+            running.cancel()
+            await asyncio.wait((running,), timeout=_LEFT_AFTER)
+            if not running.done():
+                running.add_done_callback(retrieved)
+                log.error(
+                    "%s: a request handler went on %gs after it was cancelled: left running"
+                    " (a handler must let CancelledError through)",
+                    self.worker,
+                    _LEFT_AFTER,
+                )
             if by_deadline:
                 return None
             budget = format_duration(limit or 0.0)
             return encode_error(f"the answer took longer than the role's task_budget of {budget}")
+        except asyncio.CancelledError:  # the agent stops
+            running.cancel()
+            raise
 
     async def answer(self, request: Request) -> tuple[bytes, dict[str, str]]:
         """Run the request handler; its value, or its error, as an answer."""
@@ -217,6 +233,10 @@ class Responder:
             error = error_text(exc)  # the asker gets it: an answer too large is never sent
             log.warning("%s: request handler failed: %s", self.worker, error)
             return encode_error(error)
+
+
+_LEFT_AFTER = 1.0
+"""How long a request handler that was cancelled gets to end before it is left behind."""
 
 
 def _asker_of(msg: Msg, spec: FleetSpec) -> str:

@@ -67,7 +67,7 @@ from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, traci
 from fleetbus.wire import headers as h
 from fleetbus.wire.updates import TaskState, TaskUpdate, bounded
 
-__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "error_text"]
+__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "error_text", "retrieved"]
 
 log = logging.getLogger("fleetbus.runtime")
 
@@ -313,7 +313,7 @@ class Settler:
                 if not running.done():
                     # It went on regardless (a loop that catches CancelledError): left
                     # behind, so it cannot hold the task, and its role's queue, for good.
-                    running.add_done_callback(_retrieved)
+                    running.add_done_callback(retrieved)
                     log.error(
                         "%s: %s went on %gs after it was cancelled: left running, its task"
                         " released (a handler must let CancelledError through)",
@@ -716,7 +716,7 @@ class _Abandoned(BaseException):
     """A handler given up (``_give_up_handler``) ended after all: nothing more to settle."""
 
 
-def _retrieved(task: asyncio.Future[Any]) -> None:
+def retrieved(task: asyncio.Future[Any]) -> None:
     """A handler left behind ended: its outcome is nobody's (said so when it was left)."""
     if not task.cancelled():
         task.exception()
