@@ -143,27 +143,39 @@ async def test_on_event_and_on_events_do_not_mix(fleet: FleetUnderTest) -> None:
         agent.on_events(">", batch=0)
 
 
+@pytest.mark.parametrize("stubborn", [False, True], ids=["hangs", "catches-its-cancel"])
 async def test_a_list_whose_handler_hangs_fails_at_the_roles_budget(
-    make_fleet: Callable[..., FleetUnderTest],
+    make_fleet: Callable[..., FleetUnderTest], stubborn: bool
 ) -> None:
     """A batch handler that never returned (a model call that hangs) was never cancelled:
     its events' heartbeats held them, and at max_ack_pending the role's events, for good.
     It is cancelled at the role's task_budget, as `on_event` handlers are, and its events
-    are tried again, then dead-lettered."""
+    are tried again, then dead-lettered; one that catches its cancellation and goes on is
+    left running an ack wait later."""
     fleet = make_fleet(
         seed_spec(cso_events={"max_deliver": 2, "ack_wait": "1s"}, budgets={"cso": "1s"})
     )
     agent = fleet.agent("cso", dead_letter_copier=False, retry_base=0.05, retry_max=0.1)
     calls: list[list[int]] = []
 
+    done = asyncio.Event()
+
     @agent.on_events(">", batch=100)
     async def audit(events: list[Event]) -> None:
         calls.append([e.attempt for e in events])
-        await asyncio.sleep(3600)
+        while not done.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if not stubborn:
+                    raise
 
-    async with fleet.client(sender="devops") as client, raw_client(fleet) as nc, agent:
-        await client.emit_many("audit", "entry", [{"n": n} for n in range(3)])
-        letters = await wait_dead_letters(nc, fleet, 3, timeout=30)
+    try:
+        async with fleet.client(sender="devops") as client, raw_client(fleet) as nc, agent:
+            await client.emit_many("audit", "entry", [{"n": n} for n in range(3)])
+            letters = await wait_dead_letters(nc, fleet, 3, timeout=30)
+    finally:
+        done.set()
     assert {letter.headers["Fleet-Dlq-Reason"] for letter in letters} == {
         "failed on all 2 attempts (max_deliver 2)"
     }

@@ -30,6 +30,7 @@ from fleetbus.runtime.settle import (
     Delivery,
     Settler,
     TaskBudgetExceeded,
+    end_or_leave,
     error_text,
     trace_text,
 )
@@ -97,11 +98,14 @@ async def _call(
     began = time.perf_counter()
     limit, _ = settler.time_limit(None)
     timer = asyncio.timeout(limit)
+    running: asyncio.Future[None] | None = None
     try:
         events = [e for _, e in chunk]
         async with timer:  # the role's task_budget: heartbeats would hold the list for good
             if is_async(handler):
-                await handler(events)
+                # a task of its own: one that catches its cancellation is left behind
+                running = asyncio.ensure_future(handler(events))
+                await asyncio.shield(running)
             else:
                 value = await in_thread(handler, events)
                 if asyncio.iscoroutine(value):
@@ -110,8 +114,14 @@ async def _call(
         return _Failure(bounded(exc.reason), rejected=True)
     except Retry as exc:
         return _Failure(bounded(exc.reason), exc.delay)
+    except asyncio.CancelledError:  # the agent stops
+        if running is not None:
+            running.cancel()
+        raise
     except Exception as exc:
         if isinstance(exc, TimeoutError) and timer.expired():  # not the handler's own
+            if running is not None:
+                await end_or_leave(running, first.ack_wait, f"{settler.worker}: {name}", "events")
             exc = TaskBudgetExceeded(
                 f"the handler ran past the role's task_budget of {format_duration(limit or 0.0)}"
             )

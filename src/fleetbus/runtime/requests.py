@@ -30,7 +30,7 @@ from fleetbus.js.connection import unsubscribe
 from fleetbus.runtime.envelope import BadMessage, deadline_of, envelope_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
-from fleetbus.runtime.settle import Delivery, Settler, error_text, retrieved
+from fleetbus.runtime.settle import Delivery, Settler, end_or_leave, error_text
 from fleetbus.telemetry import log_context, tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
@@ -197,16 +197,7 @@ class Responder:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(running)
         except TimeoutError:
-            running.cancel()
-            await asyncio.wait((running,), timeout=_LEFT_AFTER)
-            if not running.done():
-                running.add_done_callback(retrieved)
-                log.error(
-                    "%s: a request handler went on %gs after it was cancelled: left running"
-                    " (a handler must let CancelledError through)",
-                    self.worker,
-                    _LEFT_AFTER,
-                )
+            await end_or_leave(running, _LEFT_AFTER, f"{self.worker}: a request handler", "ask")
             if by_deadline:
                 return None
             budget = format_duration(limit or 0.0)

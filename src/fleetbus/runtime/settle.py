@@ -67,7 +67,15 @@ from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, traci
 from fleetbus.wire import headers as h
 from fleetbus.wire.updates import TaskState, TaskUpdate, bounded
 
-__all__ = ["Delivery", "Heartbeats", "Settler", "TaskBudgetExceeded", "error_text", "retrieved"]
+__all__ = [
+    "Delivery",
+    "Heartbeats",
+    "Settler",
+    "TaskBudgetExceeded",
+    "end_or_leave",
+    "error_text",
+    "retrieved",
+]
 
 log = logging.getLogger("fleetbus.runtime")
 
@@ -307,20 +315,9 @@ class Settler:
             try:
                 return await asyncio.shield(running)
             except asyncio.CancelledError:
-                if not running.done():  # the budget, a deadline, a stop: it is told to end
-                    running.cancel()
-                    await asyncio.wait((running,), timeout=d.ack_wait)
-                if not running.done():
-                    # It went on regardless (a loop that catches CancelledError): left
-                    # behind, so it cannot hold the task, and its role's queue, for good.
-                    running.add_done_callback(retrieved)
-                    log.error(
-                        "%s: %s went on %gs after it was cancelled: left running, its task"
-                        " released (a handler must let CancelledError through)",
-                        self.worker,
-                        d.handler,
-                        d.ack_wait,
-                    )
+                # the budget, a deadline, a stop: it is told to end, and left behind if it
+                # goes on, so it cannot hold the task, and its role's queue, for good
+                await end_or_leave(running, d.ack_wait, f"{self.worker}: {d.handler}", "task")
                 raise
         value = await in_thread(handler, arg)
         if inspect.isawaitable(value):
@@ -714,6 +711,25 @@ class Heartbeats:
 
 class _Abandoned(BaseException):
     """A handler given up (``_give_up_handler``) ended after all: nothing more to settle."""
+
+
+async def end_or_leave(running: asyncio.Future[Any], wait: float, who: str, what: str) -> None:
+    """Cancel ``running`` (a handler's own task) and give it ``wait`` seconds to end; one
+    that goes on regardless (a loop that catches ``CancelledError``) is left running, said as
+    an error, so that it holds nothing (``what``: its task, its events, its ask) for good."""
+    if running.done():
+        return
+    running.cancel()
+    await asyncio.wait((running,), timeout=wait)
+    if not running.done():
+        running.add_done_callback(retrieved)
+        log.error(
+            "%s went on %gs after it was cancelled: left running, its %s released"
+            " (a handler must let CancelledError through)",
+            who,
+            wait,
+            what,
+        )
 
 
 def retrieved(task: asyncio.Future[Any]) -> None:
