@@ -306,6 +306,8 @@ class Settler:
                     if d.abandoned:
                         raise _Abandoned from None
                     raise
+                finally:
+                    d.worker = None  # it ended: nothing for the sweep to give up
                 if d.abandoned:
                     raise _Abandoned
                 return value
@@ -372,11 +374,17 @@ class Settler:
         )
         if worker is not None:
             worker.abandon()
-        background(
-            self.fail(
+        background(self._fail_given_up(d))
+
+    async def _fail_given_up(self, d: Delivery) -> None:
+        # The lease holds while the failure (a dead letter, maybe) is written, as in _run.
+        self.beats.start(d)
+        try:
+            await self.fail(
                 d, f"{d.handler} went on after it was cancelled at its time limit: given up", None
             )
-        )
+        finally:
+            self.beats.stop(d)
 
     async def _beat(self, d: Delivery, now: float) -> None:
         with contextlib.suppress(Exception):
