@@ -393,6 +393,7 @@ class ConsumerLoop:
         await self._release_queue()
         if self._running:
             _, late = await asyncio.wait(set(self._running), timeout=grace)
+            late = {task for task in late if task in self._running}  # not those given up
             for task in late:
                 task.cancel()
             if late:
