@@ -114,9 +114,9 @@ async def _call(
         return _Failure(bounded(exc.reason), rejected=True)
     except Retry as exc:
         return _Failure(bounded(exc.reason), exc.delay)
-    except asyncio.CancelledError:  # the agent stops
+    except asyncio.CancelledError:  # the agent stops: the handler ends first (or is left)
         if running is not None:
-            running.cancel()
+            await end_or_leave(running, first.ack_wait, f"{settler.worker}: {name}", "events")
         raise
     except Exception as exc:
         if isinstance(exc, TimeoutError) and timer.expired():  # not the handler's own
