@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from fleetbus.runtime.envelope import Envelope
+from fleetbus.runtime.envelope import Envelope, timeout_of
 from fleetbus.wire import headers as h
 
 
@@ -31,3 +33,18 @@ def test_a_deadline_is_a_finite_unix_time_or_none(value: str, deadline: float | 
         stream_seq=1,
     )
     assert envelope.deadline == deadline
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("2.5", 2.5), ("", None), ("soon", None), ("nan", None), ("inf", None), ("0", None),
+     ("-3", None), ("1e400", None)],
+)  # fmt: skip
+def test_a_fast_asks_timeout_is_counted_from_when_it_is_heard(
+    value: str, seconds: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative, so the asker's clock does not count: an agent whose clock ran ahead of the
+    asker's by more than the timeout stopped every fast ask's handler at once."""
+    monkeypatch.setattr(time, "time", lambda: 5000.0)  # this host's clock, whatever it says
+    ends = timeout_of({h.TIMEOUT: value})
+    assert ends == (None if seconds is None else 5000.0 + seconds)

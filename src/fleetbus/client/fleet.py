@@ -481,8 +481,12 @@ class Fleet:
         # The answer's only possible place: this identity's inbox, in the namespace of the
         # role asked. With auth on, that role may publish there and nowhere else of ours.
         reply = f"{self.spec.subjects.answer_to(self.identity, role)}.{ask_id}"
-        # When the asker stops waiting: the handler is stopped then (it would answer nobody).
-        hdrs[h.DEADLINE] = f"{time.time() + timeout:.3f}"
+        # How long the asker waits: the handler is stopped then (it would answer nobody). A
+        # durable ask may wait in the stream, so it says when; a fast one is heard at once.
+        if durable:
+            hdrs[h.DEADLINE] = f"{time.time() + timeout:.3f}"
+        else:
+            hdrs[h.TIMEOUT] = f"{timeout:.3f}"
         sub = await self.nc.subscribe(reply, max_msgs=1)
         try:
             if durable:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from fleetbus.runtime.messages import Message
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode
 
-__all__ = ["BadMessage", "Envelope", "deadline_of", "envelope_of"]
+__all__ = ["BadMessage", "Envelope", "deadline_of", "envelope_of", "timeout_of"]
 
 M = TypeVar("M", bound=Message)
 
@@ -31,6 +32,19 @@ class BadMessage(Exception):
         self.error = error
         self.task_id = task_id
         super().__init__(reason)
+
+
+def timeout_of(headers: Mapping[str, str]) -> float | None:
+    """A fast ask's ``Fleet-Timeout`` as the unix time it ends by this host's clock (counted
+    from now, when it is heard), when it is a finite, positive number of seconds."""
+    value = headers.get(h.TIMEOUT)
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return time.time() + seconds
 
 
 def deadline_of(headers: Mapping[str, str]) -> float | None:

@@ -27,7 +27,7 @@ from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import unsubscribe
-from fleetbus.runtime.envelope import BadMessage, deadline_of, envelope_of
+from fleetbus.runtime.envelope import BadMessage, envelope_of, timeout_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
 from fleetbus.runtime.settle import Delivery, Settler, end_or_leave, error_text
@@ -113,6 +113,7 @@ class Responder:
             data, hdrs = encode_error(f"bad request: {exc}")
             await self._publish(msg.reply, data, hdrs)
             return
+        deadline = timeout_of(headers)
         request = Request(
             body=body,
             headers=headers,
@@ -122,8 +123,9 @@ class Responder:
             attempt=1,
             stream_seq=0,
             durable=False,
+            deadline=deadline,
         )
-        answer = await self._answer_within(request, deadline_of(headers))
+        answer = await self._answer_within(request, deadline)
         if answer is not None:
             await self._publish(msg.reply, *answer)
 
@@ -202,8 +204,8 @@ class Responder:
                 return None
             budget = format_duration(limit or 0.0)
             return encode_error(f"the answer took longer than the role's task_budget of {budget}")
-        except asyncio.CancelledError:  # the agent stops
-            running.cancel()
+        except asyncio.CancelledError:  # the agent stops: the handler ends first (or is left)
+            await end_or_leave(running, _LEFT_AFTER, f"{self.worker}: a request handler", "ask")
             raise
 
     async def answer(self, request: Request) -> tuple[bytes, dict[str, str]]:

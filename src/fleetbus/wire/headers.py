@@ -33,6 +33,7 @@ __all__ = [
     "SENDER",
     "STATUS",
     "TASK_ID",
+    "TIMEOUT",
     "TRACEPARENT",
     "carried",
     "checked",
@@ -50,6 +51,9 @@ STATUS = "Fleet-Status"  # on answers: "ok" or "error"
 ERROR = "Fleet-Error"  # on error answers: the handler's error text
 DEADLINE = "Fleet-Deadline"
 """Unix time: a durable ask nobody waits for any more, a task not to run (or to stop) after."""
+TIMEOUT = "Fleet-Timeout"
+"""Seconds a fast ask's asker waits from sending it: relative, so the agent's own clock counts
+it from receipt (core NATS delivers at once) and two hosts' clocks need not agree."""
 
 # Dead letters carry where the message came from and why it died.
 DLQ_SUBJECT = "Fleet-Dlq-Subject"
