@@ -59,3 +59,15 @@ def test_a_hung_handler_thread_does_not_keep_the_process_alive() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped"
+
+
+async def test_a_handler_raising_stopiteration_is_an_error_not_a_hang() -> None:
+    """A future cannot hold StopIteration: the call's future never settled, and the handler
+    hung until its budget."""
+
+    def bad() -> None:
+        raise StopIteration("empty")
+
+    async with asyncio.timeout(10):
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await in_thread(bad)

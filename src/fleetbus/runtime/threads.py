@@ -66,6 +66,8 @@ class HandlerThreads:
             if not future.cancelled():  # given up before it started (the state is one read)
                 try:
                     outcome = (call(), None)
+                except StopIteration as exc:  # a future cannot hold one: it would never settle
+                    outcome = (None, RuntimeError(f"the handler raised StopIteration: {exc}"))
                 except BaseException as exc:  # the handler's, to its caller
                     outcome = (None, exc)
             # Idle before the caller hears: its next call finds this thread, not a new one.
