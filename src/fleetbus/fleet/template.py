@@ -94,7 +94,7 @@ streams:
 
   TASK_MEMO:
     description: Results of task steps (task.step), so a retried attempt does not pay twice
-    subjects: ["memo.>"]      # memo.{role}.{task id}.{step}: one value per key
+    subjects: ["memo.>"]      # memo.{role}.{assigner}.{task id}.{step}: one value per key
     retention: limits
     max_msgs_per_subject: 1
     max_age: 7d
