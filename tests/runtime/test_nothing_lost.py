@@ -27,7 +27,7 @@ from fleetbus.errors import InvalidSubjectError, JetStreamError, JsErrorCode
 from fleetbus.fleet import FleetSpec, ServerSpec
 from fleetbus.js.connection import Connection
 from fleetbus.ops.status import collect, evaluate
-from fleetbus.runtime import Agent, Message, Request
+from fleetbus.runtime import Agent, Message, Request, settle
 from fleetbus.testing import eventually, run_nats_server
 from fleetbus.testing.fleets import FleetUnderTest, make
 from fleetbus.wire import headers as h
@@ -598,3 +598,36 @@ async def test_the_lease_holds_while_the_outcome_is_written(
         assert await handle.result(timeout=30) == "done"
         await asyncio.sleep(2.0)  # a second run would have started by now
     assert len(runs) == 1, runs
+
+
+async def test_a_handler_that_ended_is_not_given_up_while_its_dead_letter_is_written(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `on_message` handler past its budget on its last attempt, the dead-letter write slow
+    (a stream electing a leader): the heartbeat sweep took the ended handler for one still
+    running, gave it up, and failed the message again (four writes in the review's run);
+    and with the heartbeats stopped mid-write the server handed the message out again."""
+    fleet = make_fleet(
+        seed_spec(budgets={"backend": "1s"}, backend_inbox={"ack_wait": "1s", "max_deliver": 1})
+    )
+    writes: list[float] = []
+    write = settle.write_dead_letter
+
+    async def slow_write(*args: Any, **kwargs: Any) -> Any:
+        writes.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(3.0)
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(settle, "write_dead_letter", slow_write)
+    agent = fleet.agent("backend")
+
+    @agent.on_message
+    async def handle(msg: Message) -> None:
+        await asyncio.sleep(60)  # lets its cancellation through at the budget
+
+    async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+        await client.message("backend", {"text": "x"})
+        await wait_dead_letters(nc, fleet, 1, timeout=30)
+        await asyncio.sleep(3.0)  # a second give-up, or a redelivery, would have written by now
+    assert len(writes) == 1
+    assert agent._settler is not None and dict(agent._settler.handled) == {"failed": 1}
