@@ -605,8 +605,8 @@ async def test_a_handler_that_ended_is_not_given_up_while_its_dead_letter_is_wri
 ) -> None:
     """An `on_message` handler past its budget on its last attempt, the dead-letter write slow
     (a stream electing a leader): the heartbeat sweep took the ended handler for one still
-    running, gave it up, and failed the message again (four writes in the review's run);
-    and with the heartbeats stopped mid-write the server handed the message out again."""
+    running, gave it up, and failed the message again (four dead-letter writes where one
+    belongs), and with the heartbeats stopped mid-write the server handed it out again."""
     fleet = make_fleet(
         seed_spec(budgets={"backend": "1s"}, backend_inbox={"ack_wait": "1s", "max_deliver": 1})
     )
