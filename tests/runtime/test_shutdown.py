@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from fleetbus.fleet import FleetSpec
 from fleetbus.runtime import Message, Task
@@ -121,3 +124,58 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_the_stop(
                 await eventually(lambda: handled == ["hold"], 15, "the message redelivered")
     finally:
         done.set()
+
+
+STUBBORN = """
+import asyncio, contextlib, sys
+from fleetbus.fleet import FleetSpec
+from fleetbus.testing.fleets import FleetUnderTest
+
+spec = FleetSpec.model_validate_json(open(sys.argv[1]).read())
+agent = FleetUnderTest(spec, sys.argv[2]).agent("backend", grace=0.5)
+
+
+@agent.on_message
+async def stuck(msg):
+    print("handler started", flush=True)
+    while True:
+        with contextlib.suppress(asyncio.CancelledError):  # and carries on
+            await asyncio.sleep(0.2)
+
+
+agent.run()
+print("agent.run() returned", flush=True)
+"""
+
+
+async def test_agent_run_exits_though_a_handler_will_not_be_cancelled(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest], tmp_path: Path
+) -> None:
+    """The stop returned, then asyncio.run cancelled the handler's worker and waited for it
+    for good: the process of `agent.run()` stayed after SIGTERM until a SIGKILL. It waits a
+    few seconds for such tasks now, says so, and exits."""
+    fleet = make_fleet(seed_spec(backend_inbox={"ack_wait": "2s"}))
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(fleet.spec.model_dump_json())
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN)
+    async with fleet.client(sender="cto") as client:
+        await client.message("backend", {"text": "hold"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(spec_file), fleet.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            while b"handler started" not in await proc.stdout.readline():
+                pass
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert b"agent.run() returned" in out
+    assert b"went on after they were cancelled" in err

@@ -28,6 +28,7 @@ from fleetbus.errors import FleetbusError, FleetFileError, ServerError
 from fleetbus.fleet import FleetSpec
 from fleetbus.fleet.units import format_duration
 from fleetbus.js.connection import Connection, ConnectSettings, connect
+from fleetbus.runtime.eventloop import run
 from fleetbus.wire.clock import parse_iso
 
 __all__ = [
@@ -182,8 +183,7 @@ def run_async(
     """Run a coroutine (on ``loop_factory``'s loop); turn fleetbus errors into one clear line
     and exit code 1."""
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            return runner.run(main())
+        return run(main(), loop_factory)  # asyncio.run, but no wait for good at the end
     except FleetFileError as exc:
         fail(str(exc))
     except ServerError as exc:

@@ -9,13 +9,17 @@ agent.start()`` runs on whatever loop its program runs. Measured in docs/perform
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["loop_factory", "loop_name", "serve"]
+__all__ = ["loop_factory", "loop_name", "run", "serve"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("fleetbus.runtime")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -36,7 +40,45 @@ def loop_name() -> str:
     return "asyncio" if loop_factory() is None else "uvloop"
 
 
+LEFTOVERS_WAIT = 5.0
+"""How long the tasks still running when ``main`` returns get to end once cancelled."""
+
+
 def serve(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on the loop ``loop_factory`` picks."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+    """``run(main)`` on the loop ``loop_factory`` picks."""
+    return run(main, loop_factory())
+
+
+def run(main: Coroutine[Any, Any, T], factory: Callable[[], asyncio.AbstractEventLoop] | None) -> T:
+    """``asyncio.run(main)`` on ``factory``'s loop (None: asyncio's), except for how it ends.
+
+    ``asyncio.run`` cancels the tasks still running and waits for every one of them, for as
+    long as it takes: a handler left behind because it catches ``CancelledError`` and goes on
+    kept the process from exiting after a graceful stop (until a supervisor's SIGKILL). Here
+    they get ``LEFTOVERS_WAIT`` seconds, and then the loop is closed without them."""
+    runner = asyncio.Runner(loop_factory=factory)
+    try:
         return runner.run(main)
+    finally:
+        _close(runner)
+
+
+def _close(runner: asyncio.Runner) -> None:
+    loop = runner.get_loop()
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.wait(pending, timeout=LEFTOVERS_WAIT))
+    stuck = [task for task in pending if not task.done()]
+    if not stuck:
+        runner.close()  # what asyncio.run does: async generators, the default executor
+        return
+    log.error(
+        "%d task(s) went on after they were cancelled (a handler that catches"
+        " CancelledError): the process exits without them",
+        len(stuck),
+    )
+    with contextlib.suppress(Exception):
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
