@@ -23,7 +23,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-from fleetbus.fleet.units import format_duration
 from fleetbus.runtime.messages import Event, Reject, Retry
 from fleetbus.runtime.routes import BatchHandler, is_async
 from fleetbus.runtime.settle import (
@@ -122,9 +121,7 @@ async def _call(
         if isinstance(exc, TimeoutError) and timer.expired():  # not the handler's own
             if running is not None:
                 await end_or_leave(running, first.ack_wait, f"{settler.worker}: {name}", "events")
-            exc = TaskBudgetExceeded(
-                f"the handler ran past the role's task_budget of {format_duration(limit or 0.0)}"
-            )
+            exc = TaskBudgetExceeded.of(limit or 0.0)
         log.error(
             "%s: %s raised on a list of %d events (seq %d..%d)",
             settler.worker,

@@ -34,29 +34,28 @@ class BadMessage(Exception):
         super().__init__(reason)
 
 
+def _finite(headers: Mapping[str, str], name: str) -> float | None:
+    """Header ``name`` as a finite number, else None: anyone's header, and ``nan`` would
+    reach the event loop's timer heap as a handler's time limit (``asyncio.timeout`` with a
+    NaN time), ``inf`` would keep nothing from running forever."""
+    value = headers.get(name)
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
 def timeout_of(headers: Mapping[str, str]) -> float | None:
     """A fast ask's ``Fleet-Timeout`` as the unix time it ends by this host's clock (counted
     from now, when it is heard), when it is a finite, positive number of seconds."""
-    value = headers.get(h.TIMEOUT)
-    try:
-        seconds = float(value) if value else None
-    except ValueError:
-        return None
-    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
-        return None
-    return time.time() + seconds
+    seconds = _finite(headers, h.TIMEOUT)
+    return time.time() + seconds if seconds is not None and seconds > 0 else None
 
 
 def deadline_of(headers: Mapping[str, str]) -> float | None:
-    """``Fleet-Deadline`` (unix time), when it is a finite number: anyone's header, and
-    ``nan`` would reach the event loop's timer heap as a task's budget (``asyncio.timeout``
-    with a NaN time), ``inf`` would keep nothing from running forever."""
-    value = headers.get(h.DEADLINE)
-    try:
-        deadline = float(value) if value else None
-    except ValueError:
-        return None
-    return deadline if deadline is not None and math.isfinite(deadline) else None
+    """``Fleet-Deadline`` (unix time), when it is a finite number."""
+    return _finite(headers, h.DEADLINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,10 @@ TRACEBACK_LIMIT = 4000
 class TaskBudgetExceeded(Exception):
     """A task handler ran longer than its role's ``task_budget`` and was cancelled."""
 
+    @classmethod
+    def of(cls, budget: float) -> TaskBudgetExceeded:
+        return cls(f"the handler ran past the role's task_budget of {format_duration(budget)}")
+
 
 @dataclass(slots=True, eq=False)
 class Delivery:
@@ -254,9 +258,7 @@ class Settler:
                         d, "expired", reason="the deadline passed while the handler ran"
                     )
                     return False, None
-                raise TaskBudgetExceeded(
-                    f"the handler ran past the role's task_budget of {format_duration(timer_for)}"
-                ) from None
+                raise TaskBudgetExceeded.of(timer_for) from None
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if d.canceled is None or (current is not None and current.cancelling()):
