@@ -74,7 +74,6 @@ __all__ = [
     "TaskBudgetExceeded",
     "end_or_leave",
     "error_text",
-    "retrieved",
 ]
 
 log = logging.getLogger("fleetbus.runtime")
@@ -732,7 +731,7 @@ async def end_or_leave(running: asyncio.Future[Any], wait: float, who: str, what
     running.cancel()
     await asyncio.wait((running,), timeout=wait)
     if not running.done():
-        running.add_done_callback(retrieved)
+        running.add_done_callback(_retrieved)
         log.error(
             "%s went on %gs after it was cancelled: left running, its %s released"
             " (a handler must let CancelledError through)",
@@ -742,7 +741,7 @@ async def end_or_leave(running: asyncio.Future[Any], wait: float, who: str, what
         )
 
 
-def retrieved(task: asyncio.Future[Any]) -> None:
+def _retrieved(task: asyncio.Future[Any]) -> None:
     """A handler left behind ended: its outcome is nobody's (said so when it was left)."""
     if not task.cancelled():
         task.exception()
