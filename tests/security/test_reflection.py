@@ -1,51 +1,60 @@
-"""The server's own answers, aimed by a role: NOT YET PREVENTED (the tests are strict xfails).
+"""The server's own answers, aimed by a role.
 
-A pull request (``$JS.API.CONSUMER.MSG.NEXT``) and a direct get (``$JS.API.DIRECT.GET``) are
-answered by JetStream itself, on the reply subject the requester chose, and nats-server does
-not hold a reply subject to the requester's permissions. With every identity in one account,
-a role that may pull from its own consumer can have the server publish anywhere in the
-account: a status message with an empty body to ``$JS.API.STREAM.PURGE.EVENTS`` purges the
-stream; its own stored record, read back by direct get, lands on another role's subjects as
-if that role had sent it. The way out is an account per role (the streams and the admin in
-one account, each role importing only its own subjects): docs/security.md, "Known gaps".
-Each test here passes when the attack fails; until then they are expected to fail."""
+JetStream answers a pull (``$JS.API.CONSUMER.MSG.NEXT``), a direct get, a consumer info, an
+ack and a publish on the reply subject the requester names, and nats-server does not hold a
+reply subject to the requester's permissions. So every identity sits in the ``AGENTS``
+account and the streams in ``STREAMS`` (``fleetbus.security.render``): an answer lands back
+in ``AGENTS`` and is not imported again, so it reaches neither the JetStream API nor a
+stream. Each attack is a real client with a role's credentials.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from fleetbus.security import ADMIN
 
-from .support import AuthFleet, attacker, stored_on
-
-pytestmark = pytest.mark.xfail(
-    strict=True, reason="roles share one account: the server's answers go where a role aims them"
+from .support import (
+    AuthFleet,
+    assert_intact,
+    attacker,
+    stored_on,
 )
 
 
-async def test_a_pull_request_answered_into_the_stream_api_purges_nothing(
-    auth_fleet: AuthFleet,
-) -> None:
+async def test_no_answer_of_the_server_reaches_the_stream_api(auth_fleet: AuthFleet) -> None:
+    """devops aims every answer it can have from JetStream at the purge and delete of a
+    stream and at the delete of another role's consumer."""
     spec = auth_fleet.spec
-    events = spec.stream_for(spec.subjects.event("deploy", "done"))
-    assert events is not None
+    event = spec.subjects.event("deploy", "done")
+    events = spec.stream_for(event)
     inbox = spec.consumer("devops", "inbox")
-    assert inbox is not None
+    victim = spec.consumer("backend", "tasks")
+    assert events and inbox is not None and victim is not None
     async with attacker(auth_fleet, ADMIN) as admin:
-        # an event stored (its PubAck), which devops will try to erase
-        await admin.nc.request(spec.subjects.event("deploy", "done"), b"{}", timeout=5)
-    before = await stored_on(auth_fleet, spec.subjects.event("deploy", "done"))
+        await admin.nc.request(event, b"{}", timeout=5)  # stored: devops will try to erase it
+    before = await stored_on(auth_fleet, event)
+    presence = spec.stream_for(spec.subjects.presence("backend", "x"))
+    answered_by_the_server = [
+        (f"$JS.API.CONSUMER.MSG.NEXT.{inbox.stream}.{inbox.name}", b'{"batch":1,"no_wait":true}'),
+        (f"$JS.API.CONSUMER.INFO.{inbox.stream}.{inbox.name}", b""),
+        (f"$JS.API.DIRECT.GET.{presence}.{spec.subjects.presence('backend', 'x')}", b""),
+        (f"$JS.ACK.{inbox.stream}.{inbox.name}.1.1.1.1.0", b"+ACK"),
+        (event, b"{}"),  # its PubAck
+    ]
+    targets = [
+        f"$JS.API.STREAM.PURGE.{events}",
+        f"$JS.API.STREAM.DELETE.{events}",
+        f"$JS.API.CONSUMER.DELETE.{victim.stream}.{victim.name}",
+    ]
     async with attacker(auth_fleet, "devops") as devops:
-        await devops.nc.publish(
-            f"$JS.API.CONSUMER.MSG.NEXT.{inbox.stream}.{inbox.name}",
-            b'{"batch": 1, "no_wait": true}',
-            reply=f"$JS.API.STREAM.PURGE.{events}",
-        )
+        for target in targets:
+            for subject, body in answered_by_the_server:
+                await devops.nc.publish(subject, body, reply=target)
         await devops.nc.flush()
         await asyncio.sleep(0.5)
-    assert await stored_on(auth_fleet, spec.subjects.event("deploy", "done")) == before
+    assert await stored_on(auth_fleet, event) >= before + 1
+    await assert_intact(auth_fleet)
 
 
 async def test_a_direct_get_answered_onto_another_roles_subject_stores_nothing(

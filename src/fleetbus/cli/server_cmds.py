@@ -23,6 +23,7 @@ from fleetbus.errors import FleetbusError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.js.publish import Publisher
+from fleetbus.natsconf import jetstream_account
 from fleetbus.provision import provision_at, refusal
 from fleetbus.provision.report import plan_json, print_plan
 from fleetbus.server.cluster import LocalCluster
@@ -230,7 +231,7 @@ def down(
 _BCRYPT = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
 
 
-_AUTH_BLOCK = re.compile(r"^authorization \{\n.*?^\}\n", re.MULTILINE | re.DOTALL)
+_AUTH_BLOCK = re.compile(r"^(?:authorization|accounts) \{\n.*?^\}\n", re.MULTILINE | re.DOTALL)
 """The server's own authorization block in a config ``up`` wrote (a route's is indented)."""
 
 
@@ -249,6 +250,14 @@ def reload_permissions(spec: FleetSpec, data_dir: Path) -> bool:
         return False  # auth off: nothing to hold anyone to
     nkeys = "nkey:" in next(iter(texts.values()))
     block = _authorization(spec, data_dir, nkeys=nkeys)
+    if any(jetstream_account(t) != jetstream_account(block) for t in texts.values()):
+        # Its streams are in the global account: reloading would move every identity away
+        # from them. A restart moves the streams first (NatsServer._keep_streams).
+        raise FleetbusError(
+            "the running server keeps its streams in the account every identity is in, as"
+            " fleetbus did before the streams got an account of their own; its permissions"
+            " are not reloaded: restart it (`fleetbus down`, then `fleetbus up`) to move them"
+        )
     held = _BCRYPT.sub("", block)  # hashes are salted anew each time: compare without them
     stale = {c: t for c, t in texts.items() if held not in _BCRYPT.sub("", t)}
     if not stale:

@@ -6,7 +6,7 @@ in the stream. fleetbus creates the consumer on the filtered form
 ``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`` (server 2.10+), where the server refuses a
 config whose filter differs from the subject's (10131) or has several filters (10137), so a
 permission on that subject is a permission to read exactly that filter. The consumer is
-acknowledgement-free, in memory, delivers to the reader's own inbox and is removed by the
+acknowledgement-free, in memory, delivers to ``READER_DELIVERY.{its name}`` and is removed by the
 server a few seconds after the reader leaves (``inactive_threshold``): readers never need
 the right to delete consumers.
 """
@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, unsubscribe
+from fleetbus.wire.subjects import READER_DELIVERY
 
 __all__ = ["INACTIVE_THRESHOLD", "Deliver", "StreamReader", "read_stream"]
 
@@ -59,10 +60,10 @@ class StreamReader:
         self._sub: Any = None
 
     async def __aenter__(self) -> StreamReader:
-        inbox = self.conn.nc.new_inbox()
+        name = f"R{uuid.uuid4().hex[:16]}"
+        inbox = f"{READER_DELIVERY}.{name}"
         deliver = self._deliver if self._on_message is not None else None
         self._sub = await self.conn.nc.subscribe(inbox, cb=deliver)
-        name = f"R{uuid.uuid4().hex[:16]}"
         config = {
             "name": name,
             "filter_subject": self.filter_subject,

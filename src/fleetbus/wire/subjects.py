@@ -48,6 +48,7 @@ __all__ = [
     "MAX_ID",
     "MAX_SUBJECT",
     "MAX_TOKEN",
+    "READER_DELIVERY",
     "Subjects",
     "TaskSubject",
     "check_length",
@@ -65,6 +66,11 @@ __all__ = [
 
 ADVISORY_MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 ADVISORY_TERMINATED = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
+
+READER_DELIVERY = "_FLEETBUS_READER"
+"""Where a stream reader's consumer delivers (``READER_DELIVERY.{id}``): one namespace,
+whatever the reader's inbox prefix, so that the server forwards it from the account that
+holds the streams (``fleetbus.security.render``). Only the admin creates readers."""
 
 ADMIN = "admin"
 """The token of the admin identity (and of clients without a role) where one is needed."""
