@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetbus.client import Fleet
+from fleetbus.client.meeting import Meeting, MeetingMessage
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import Connection, ConnectSettings, connect
@@ -82,3 +83,29 @@ async def assert_intact(fleet: AuthFleet) -> None:
         assert set(fleet.spec.streams) <= set(await api.stream_names())
         for consumer in fleet.spec.consumers():
             assert await api.consumer_info(consumer.stream, consumer.name), consumer.name
+
+
+@asynccontextmanager
+async def in_meeting(
+    fleet: AuthFleet, listener: str, speaker: str, meeting_id: str
+) -> AsyncIterator[tuple[Meeting, Meeting]]:
+    """``listener``'s and ``speaker``'s rooms of ``meeting_id``, each logged in as itself,
+    once the listener has heard the speaker join."""
+    async with (
+        client(fleet, listener) as heard,
+        client(fleet, speaker) as says,
+        heard.meeting(meeting_id) as room,
+        says.meeting(meeting_id) as other,
+    ):
+        async with asyncio.timeout(10):
+            await room.until_present(speaker)
+        yield room, other
+
+
+async def first_said(room: Meeting) -> MeetingMessage:
+    """The first line said in ``room`` that is not a notice (a join, a leave), within 10 s."""
+    async with asyncio.timeout(10):
+        async for said in room:
+            if not said.notice:
+                return said
+    raise AssertionError("the room closed before anything was said")

@@ -5,19 +5,28 @@ ack and a publish on the reply subject the requester names, and nats-server does
 reply subject to the requester's permissions. So every identity sits in the ``AGENTS``
 account and the streams in ``STREAMS`` (``fleetbus.security.render``): an answer lands back
 in ``AGENTS`` and is not imported again, so it reaches neither the JetStream API nor a
-stream. Each attack is a real client with a role's credentials.
+stream. What it can still reach is a live subscriber in ``AGENTS``; each receiver of live
+traffic checks what only a client's message has (a reply in its namespace, no server
+header naming a stored record). Each attack is a real client with a role's credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
+from fleetbus.runtime import Task
 from fleetbus.security import ADMIN
+from fleetbus.wire.updates import TaskUpdate
 
 from .support import (
     AuthFleet,
+    agent,
     assert_intact,
     attacker,
+    client,
+    first_said,
+    in_meeting,
     stored_on,
 )
 
@@ -70,3 +79,63 @@ async def test_a_direct_get_answered_onto_another_roles_subject_stores_nothing(
         await backend.nc.flush()
         await asyncio.sleep(0.5)
     assert await stored_on(auth_fleet, forged) == 0
+
+
+async def reflect(fleet: AuthFleet, role: str, record: str, body: bytes, onto: str) -> None:
+    """``role`` stores ``body`` on ``record`` (its own), then has the server read it back
+    onto the live subject ``onto``."""
+    stream = fleet.spec.stream_for(record)
+    async with attacker(fleet, role) as conn:
+        await conn.nc.request(record, body, timeout=5)
+        await conn.nc.publish(f"$JS.API.DIRECT.GET.{stream}.{record}", b"", reply=onto)
+        await conn.flush()
+
+
+async def test_a_record_read_back_onto_live_subjects_is_no_outcome_and_no_control(
+    auth_fleet: AuthFleet,
+) -> None:
+    """While devops works a task cto gave it, backend has the server deliver records of its
+    own as the task's stored outcome (to cto) and as a cancel request (to devops). Neither is
+    taken: cto gets the outcome devops stores."""
+    spec = auth_fleet.spec
+    started, release = asyncio.Event(), asyncio.Event()
+    devops = agent(auth_fleet, "devops")
+
+    @devops.on_task
+    async def work(task: Task) -> dict[str, bool]:
+        started.set()
+        await release.wait()
+        return {"real": True}
+
+    async with devops, client(auth_fleet, "cto") as cto:
+        handle = await cto.assign("devops", {"title": "long"}, task_id="t-aimed-at")
+        async with asyncio.timeout(20):
+            await started.wait()
+        forged = TaskUpdate(
+            task_id="t-aimed-at", state="completed", agent="devops", attempt=1,
+            time=TaskUpdate.now(), assigner="cto", result={"forged": True},
+        )  # fmt: skip
+        own = spec.subjects.task("t-backends", "outcome", "cto", "backend")
+        notice = f"{spec.subjects.prefix}.outcomes.t-aimed-at.cto.devops"
+        await reflect(auth_fleet, "backend", own, forged.encode(), notice)
+        memo = spec.subjects.memo("backend", "cto", "t-backends", "s1")
+        cancel = json.dumps({"op": "cancel", "task_id": "t-aimed-at"}).encode()
+        control = spec.subjects.control("devops", devops.worker)  # in its presence record
+        await reflect(auth_fleet, "backend", memo, cancel, control)
+        await asyncio.sleep(0.5)
+        release.set()
+        assert await handle.result(timeout=20) == {"real": True}
+
+
+async def test_a_record_read_back_into_a_meeting_is_not_heard(auth_fleet: AuthFleet) -> None:
+    """backend has the server say a line of its own in ceo's name; cto hears ceo's own."""
+    spec = auth_fleet.spec
+    line = {"type": "message", "time": "2026-01-01T00:00:00Z", "content": "forged"}
+    memo = spec.subjects.memo("backend", "cto", "t-lines", "s1")
+    async with in_meeting(auth_fleet, "cto", "ceo", "board") as (room, speaker):
+        onto = spec.subjects.meeting("board", "ceo")
+        await reflect(auth_fleet, "backend", memo, json.dumps(line).encode(), onto)
+        await asyncio.sleep(0.3)
+        await speaker.say("real")
+        said = await first_said(room)
+    assert (said.sender, said.content) == ("ceo", "real")

@@ -86,7 +86,11 @@ class MeetingMessage:
     ) -> MeetingMessage | None:
         """What was said on ``subject`` (``P.meetings.{id}[.{sender}]``); None for a body
         that is not a JSON object, or whose ``type``, ``time`` or ``from`` is not text (not
-        meeting traffic: a list there would be kept as its text, however long)."""
+        meeting traffic: a list there would be kept as its text, however long), and for a
+        stored record the server read back onto the meeting (its ``Nats-Subject`` header: a
+        direct get answers on any subject its requester names)."""
+        if headers and h.STORED_SUBJECT in headers:
+            return None
         try:
             body = decode(data)
         except PayloadError:

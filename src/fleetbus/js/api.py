@@ -18,7 +18,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from fleetbus.errors import FleetbusError, JetStreamError, JsErrorCode, PermissionDenied
 from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection
-from fleetbus.wire.headers import parse_block
+from fleetbus.wire.headers import STORED_SUBJECT, parse_block
 
 __all__ = ["JsApi", "NoAnswer", "StoredMessage"]
 
@@ -190,7 +190,7 @@ class JsApi:
         if status:
             raise FleetbusError(f"direct get of {subject} on {stream}: {status} {headers}")
         return StoredMessage(
-            subject=headers.pop("Nats-Subject", subject),
+            subject=headers.pop(STORED_SUBJECT, subject),
             seq=int(headers.pop("Nats-Sequence", "0") or 0),
             data=msg.data,
             time=headers.pop("Nats-Time-Stamp", ""),

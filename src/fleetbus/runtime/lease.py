@@ -143,6 +143,14 @@ class Lease:
         await self.presence.renew(self.info())
 
     async def _on_control(self, msg: Msg) -> None:
+        if not self._answerable(msg.reply or ""):
+            # Not a client's request: JetStream answers a direct get or a pull on whatever
+            # subject the requester names, without a reply (docs/security.md, "the server's
+            # answers"). Nothing is done for it, a drain or a cancel least of all.
+            log.warning(
+                "%s: control request with reply %r not taken", self.worker, (msg.reply or "")[:80]
+            )
+            return
         try:
             request = decode(msg.data)
         except PayloadError as exc:
@@ -169,20 +177,19 @@ class Lease:
         else:
             await self._answer(msg, {"error": f"unknown op {op!r}: ping, drain or cancel"})
 
-    async def _answer(self, msg: Msg, body: dict[str, Any]) -> None:
-        """Answer only into a control namespace (``_INBOX_{asker}.control.{role}.*``): a
-        request naming any other reply subject gets no answer from this agent's identity."""
-        reply = msg.reply or ""
+    def _answerable(self, reply: str) -> bool:
+        """Whether ``reply`` is in a control namespace (``_INBOX_{asker}.control.{role}.*``),
+        the only place this agent's identity answers a control request."""
         parts = reply.split(".")
-        if not (
+        return (
             len(parts) == 4
             and parts[0].startswith("_INBOX_")
             and parts[1:3] == ["control", self.role]
-        ):
-            log.warning("%s: control request with reply %r not answered", self.worker, reply[:80])
-            return
+        )
+
+    async def _answer(self, msg: Msg, body: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):
-            await self.conn.nc.publish(reply, encode(body))
+            await self.conn.nc.publish(msg.reply, encode(body))
 
 
 _RENEWALS: weakref.WeakKeyDictionary[Connection, dict[float, Renewals]] = (

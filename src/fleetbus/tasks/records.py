@@ -43,7 +43,7 @@ from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import TaskKind, TaskSubject, validate_id
+from fleetbus.wire.subjects import Subjects, TaskKind, TaskSubject, validate_id
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
@@ -267,6 +267,8 @@ class TaskRecords:
                 parts = parse(msg.subject)
                 if parts is None or parts.assigner != assigner:
                     return
+                if stored and not _republished(subjects, msg, parts):
+                    return
                 callbacks = routes.get((parts.task_id, parts.assignee))
                 if not callbacks:
                     return  # a task someone else of this identity follows
@@ -370,3 +372,12 @@ def _subscribed(placing: asyncio.Future[_Routes] | None) -> TypeGuard[asyncio.Fu
 
 def _decode(stored: StoredMessage, ref: TaskRef) -> TaskUpdate:
     return TaskUpdate.decode(stored.data).written_by(ref.assigner, ref.assignee)
+
+
+def _republished(subjects: Subjects, msg: Msg, parts: TaskSubject) -> bool:
+    """Whether a notice is the stream's republish of the outcome it names: the server's
+    ``Nats-Subject`` header is the stored record's subject. A role can have the server send
+    a record of its own on any subject (a direct get answers on the reply subject it names),
+    but that header still names the record it read (docs/security.md)."""
+    stored = subjects.task(parts.task_id, "outcome", parts.assigner, parts.assignee)
+    return (msg.headers or {}).get(h.STORED_SUBJECT) == stored

@@ -32,6 +32,7 @@ __all__ = [
     "REPLY_TO",
     "SENDER",
     "STATUS",
+    "STORED_SUBJECT",
     "TASK_ID",
     "TIMEOUT",
     "TRACEPARENT",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 MSG_ID = "Nats-Msg-Id"  # the server's dedupe key
+STORED_SUBJECT = "Nats-Subject"  # the server's: where a republished or read record is stored
 TASK_ID = "Fleet-Task-Id"
 SENDER = "Fleet-Sender"
 ATTEMPT = "Fleet-Attempt"
