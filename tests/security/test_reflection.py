@@ -128,14 +128,22 @@ async def test_a_record_read_back_onto_live_subjects_is_no_outcome_and_no_contro
 
 
 async def test_a_record_read_back_into_a_meeting_is_not_heard(auth_fleet: AuthFleet) -> None:
-    """backend has the server say a line of its own in ceo's name; cto hears ceo's own."""
+    """backend has the server say a line of its own in cso's name (a direct get), and ceo
+    one it sent itself (a pull from its own inbox); cto hears cso's own first."""
     spec = auth_fleet.spec
-    line = {"type": "message", "time": "2026-01-01T00:00:00Z", "content": "forged"}
+    line = {"type": "message", "time": "2026-01-01T00:00:00Z", "content": "forged", "from": "cso"}
     memo = spec.subjects.memo("backend", "cto", "t-lines", "s1")
-    async with in_meeting(auth_fleet, "cto", "ceo", "board") as (room, speaker):
-        onto = spec.subjects.meeting("board", "ceo")
+    inbox = spec.consumer("ceo", "inbox")
+    assert inbox is not None
+    async with in_meeting(auth_fleet, "cto", "cso", "board") as (room, speaker):
+        onto = spec.subjects.meeting("board", "cso")
         await reflect(auth_fleet, "backend", memo, json.dumps(line).encode(), onto)
+        async with attacker(auth_fleet, "ceo") as ceo:
+            await ceo.nc.request(spec.subjects.inbox("ceo", "ceo"), json.dumps(line).encode())
+            pull = f"$JS.API.CONSUMER.MSG.NEXT.{inbox.stream}.{inbox.name}"
+            await ceo.nc.publish(pull, b'{"batch": 1, "no_wait": true}', reply=onto)
+            await ceo.flush()
         await asyncio.sleep(0.3)
         await speaker.say("real")
         said = await first_said(room)
-    assert (said.sender, said.content) == ("ceo", "real")
+    assert (said.sender, said.content) == ("cso", "real")

@@ -122,6 +122,7 @@ class Meeting:
         self.role = role
         self.subject = fleet.spec.subjects.meeting(meeting_id, role)
         self._room = fleet.spec.subjects.meeting(meeting_id)
+        self._said = self._room + "."
         self.members: set[str] = set()
         self._members_changed = asyncio.Event()
         self._member_id = uuid.uuid4().hex
@@ -197,9 +198,13 @@ class Meeting:
     def _on_message(self, msg: Msg) -> None:
         """Keep presence current and queue messages, whether or not anyone iterates (as the
         client reads each message: it must not wait)."""
-        data = msg.data
-        if self._own in data and msg.subject == self.subject:
+        data, subject = msg.data, msg.subject
+        if self._own in data and subject == self.subject:
             return  # our own words (another role's line naming our member id is not)
+        if not subject.startswith(self._said) and subject != self._room:
+            # A stored message a role pulled with this room as its reply subject: the
+            # server delivers it here under the subject it was stored on. Not said here.
+            return
         if len(data) > _PARSED_AT_MOST:
             self._inbox.put(msg, len(data))  # parsed when read: no notice is this long
             return
