@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 from fleetbus.runtime import Task
 from fleetbus.security import ADMIN
@@ -95,8 +96,8 @@ async def test_a_record_read_back_onto_live_subjects_is_no_outcome_and_no_contro
     auth_fleet: AuthFleet,
 ) -> None:
     """While devops works a task cto gave it, backend has the server deliver records of its
-    own as the task's stored outcome (to cto) and as a cancel request (to devops). Neither is
-    taken: cto gets the outcome devops stores."""
+    own as the task's stored outcome and a progress update (to cto) and as a cancel request
+    (to devops). None is taken: cto sees devops's updates and gets the outcome it stores."""
     spec = auth_fleet.spec
     started, release = asyncio.Event(), asyncio.Event()
     devops = agent(auth_fleet, "devops")
@@ -122,9 +123,16 @@ async def test_a_record_read_back_onto_live_subjects_is_no_outcome_and_no_contro
         cancel = json.dumps({"op": "cancel", "task_id": "t-aimed-at"}).encode()
         control = spec.subjects.control("devops", devops.worker)  # in its presence record
         await reflect(auth_fleet, "backend", memo, cancel, control)
+        progress = replace(forged, state="progress", message="forged", result=None)
+        own = spec.subjects.task("t-backends-2", "outcome", "cto", "backend")  # it may read
+        live = spec.subjects.task("t-aimed-at", "updates", "cto", "devops")
+        await reflect(auth_fleet, "backend", own, progress.encode(), live)
         await asyncio.sleep(0.5)
         release.set()
         assert await handle.result(timeout=20) == {"real": True}
+        seen = [u async for u in handle.updates()]
+    assert "forged" not in [u.message for u in seen]
+    assert seen[-1].result == {"real": True}
 
 
 async def test_a_record_read_back_into_a_meeting_is_not_heard(auth_fleet: AuthFleet) -> None:

@@ -267,7 +267,7 @@ class TaskRecords:
                 parts = parse(msg.subject)
                 if parts is None or parts.assigner != assigner:
                     return
-                if stored and not _republished(subjects, msg, parts):
+                if not _as_published(subjects, msg, parts, stored):
                     return
                 callbacks = routes.get((parts.task_id, parts.assignee))
                 if not callbacks:
@@ -374,10 +374,13 @@ def _decode(stored: StoredMessage, ref: TaskRef) -> TaskUpdate:
     return TaskUpdate.decode(stored.data).written_by(ref.assigner, ref.assignee)
 
 
-def _republished(subjects: Subjects, msg: Msg, parts: TaskSubject) -> bool:
-    """Whether a notice is the stream's republish of the outcome it names: the server's
-    ``Nats-Subject`` header is the stored record's subject. A role can have the server send
-    a record of its own on any subject (a direct get answers on the reply subject it names),
-    but that header still names the record it read (docs/security.md)."""
-    stored = subjects.task(parts.task_id, "outcome", parts.assigner, parts.assignee)
-    return (msg.headers or {}).get(h.STORED_SUBJECT) == stored
+def _as_published(subjects: Subjects, msg: Msg, parts: TaskSubject, stored: bool) -> bool:
+    """Whether a record heard live came as fleetbus sends it: a live one from its writer
+    (no ``Nats-Subject``), a notice as the stream's republish of the outcome it names (its
+    ``Nats-Subject`` is that outcome's subject). A role can have the server send a record of
+    its own onto any subject (a direct get answers on the reply subject it names), but the
+    server's header then names the record it read (docs/security.md)."""
+    read_from = (msg.headers or {}).get(h.STORED_SUBJECT)
+    if not stored:
+        return read_from is None
+    return read_from == subjects.task(parts.task_id, "outcome", parts.assigner, parts.assignee)
