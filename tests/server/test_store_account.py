@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from fleetbus.errors import FleetbusError
+from fleetbus.errors import FleetbusError, ServerError
 from fleetbus.fleet import ServerSpec, seed_fleet
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.security import ADMIN, ensure_credentials, render_authorization
 from fleetbus.server.process import NatsServer
+from fleetbus.server.store import keep_streams
 
 
 async def _stored(settings: ConnectSettings, *, write: bool = False) -> int:
@@ -61,3 +62,33 @@ def test_a_running_server_with_its_streams_beside_the_identities_is_not_reloaded
         assert (tmp_path / "nats-server.conf").read_text() == config
     finally:
         server.stop()
+
+
+def _stream_in(store: Path, account: str) -> Path:
+    stream = store / "jetstream" / account / "streams" / "KEPT"
+    stream.mkdir(parents=True)
+    (stream / "meta.inf").write_text("{}")
+    return stream
+
+
+def test_a_cluster_node_refuses_to_start_without_its_streams(tmp_path: Path) -> None:
+    """A cluster's meta layer names each stream's account: its streams are not moved, and
+    the node says so rather than start with none."""
+    stream = _stream_in(tmp_path, "$G")
+    with pytest.raises(ServerError, match="a cluster cannot move them"):
+        keep_streams(tmp_path, "STREAMS", clustered=True)
+    assert (stream / "meta.inf").is_file()
+
+
+def test_streams_are_not_moved_over_files_fleetbus_does_not_know(tmp_path: Path) -> None:
+    stream = _stream_in(tmp_path, "$G")
+    unknown = tmp_path / "jetstream" / "STREAMS" / "something"
+    unknown.parent.mkdir(parents=True)
+    unknown.write_text("?")
+    with pytest.raises(ServerError, match="holds files but no stream"):
+        keep_streams(tmp_path, "STREAMS", clustered=False)
+    assert (stream / "meta.inf").is_file() and unknown.is_file()
+    unknown.unlink()  # an empty account directory, as a server leaves it: the streams move in
+    keep_streams(tmp_path, "STREAMS", clustered=False)
+    assert (tmp_path / "jetstream" / "STREAMS" / "streams" / "KEPT" / "meta.inf").is_file()
+    assert not (tmp_path / "jetstream" / "$G").exists()

@@ -252,7 +252,7 @@ def reload_permissions(spec: FleetSpec, data_dir: Path) -> bool:
     block = _authorization(spec, data_dir, nkeys=nkeys)
     if any(jetstream_account(t) != jetstream_account(block) for t in texts.values()):
         # Its streams are in the global account: reloading would move every identity away
-        # from them. A restart moves the streams first (NatsServer._keep_streams).
+        # from them. A restart moves the streams first (fleetbus.server.store).
         raise FleetbusError(
             "the running server keeps its streams in the account every identity is in, as"
             " fleetbus did before the streams got an account of their own; its permissions"

@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING
 
 from fleetbus._files import write_private
 from fleetbus.errors import ServerError
-from fleetbus.natsconf import GLOBAL_ACCOUNT, STREAMS_ACCOUNT, jetstream_account
+from fleetbus.natsconf import jetstream_account
 from fleetbus.server.binary import find_nats_server
 from fleetbus.server.config import NO_MONITOR, hostport, render_config
 from fleetbus.server.logs import complaint, listening, ready, summarize_failure
+from fleetbus.server.store import keep_streams
 
 if TYPE_CHECKING:
     from fleetbus.fleet.model import ServerSpec
@@ -220,7 +221,7 @@ class NatsServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.data_dir.chmod(0o700)
             write_private(self.config_path, config)
-            self._keep_streams(jetstream_account(config))
+            keep_streams(self.store_dir, jetstream_account(config), clustered=bool(self._routes))
             offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with os.fdopen(fd, "ab") as log:
@@ -242,21 +243,6 @@ class NatsServer:
             self.stop(grace=2.0)
             raise
         return self
-
-    def _keep_streams(self, account: str) -> None:
-        """Streams stored under the other account fleetbus uses (auth turned on or off, or a
-        store from before the streams had an account of their own) move to ``account``,
-        which this config keeps them in: only when it has none, and only for a single
-        server (a cluster's meta layer names each stream's account: its streams stay)."""
-        store = self.store_dir / "jetstream"
-        target = store / account
-        if target.exists() or (store / "$SYS" / "_js_").exists() or self._routes:
-            return
-        for other in (GLOBAL_ACCOUNT, STREAMS_ACCOUNT):
-            source = store / other
-            if other != account and (source / "streams").is_dir():
-                source.rename(target)
-                return
 
     def _new_log(self, offset: int) -> str:
         try:
