@@ -31,7 +31,14 @@ from fleetbus.security.credentials import Credential
 from fleetbus.security.permissions import ADMIN, inbox_prefix, role_permissions
 from fleetbus.wire.subjects import READER_DELIVERY
 
-__all__ = ["AGENTS_ACCOUNT", "BCRYPT_COST", "STREAMS_ACCOUNT", "render_authorization"]
+__all__ = [
+    "AGENTS_ACCOUNT",
+    "BCRYPT_COST",
+    "STREAMS_ACCOUNT",
+    "feeds",
+    "render_authorization",
+    "services",
+]
 
 BCRYPT_COST = 6
 AGENTS_ACCOUNT = "AGENTS"
