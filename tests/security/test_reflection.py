@@ -155,3 +155,39 @@ async def test_a_record_read_back_into_a_meeting_is_not_heard(auth_fleet: AuthFl
         await speaker.say("real")
         said = await first_said(room)
     assert (said.sender, said.content) == ("cso", "real")
+
+
+async def test_the_admins_tail_shows_what_was_sent_not_what_a_role_had_the_server_send(
+    auth_fleet: AuthFleet,
+) -> None:
+    """backend has the server put a task "from cto" in front of ceo (a record read back),
+    and ceo a message it sent itself (a pull) on cto's tasks subject; the dashboard's tail
+    of ceo's tasks shows neither, and then the task cto really sends."""
+    from fleetbus.dashboard.data import FleetData
+
+    spec = auth_fleet.spec
+    forged = json.dumps({"title": "forged"}).encode()
+    inbox = spec.consumer("ceo", "inbox")
+    assert inbox is not None
+    async with (
+        attacker(auth_fleet, ADMIN) as admin,
+        FleetData(admin, spec).tail("agents.ceo.tasks.>") as lines,
+    ):
+        onto = spec.subjects.tasks("ceo", "cto")
+        own = spec.subjects.task("t-tail", "outcome", "cto", "backend")
+        await reflect(auth_fleet, "backend", own, forged, onto)
+        async with attacker(auth_fleet, "ceo") as ceo:
+            await ceo.nc.request(spec.subjects.inbox("ceo", "ceo"), forged)
+            pull = f"$JS.API.CONSUMER.MSG.NEXT.{inbox.stream}.{inbox.name}"
+            await ceo.nc.publish(pull, b'{"batch": 1, "no_wait": true}', reply=onto)
+            await ceo.flush()
+        await asyncio.sleep(0.3)
+        async with client(auth_fleet, "cto") as cto:
+            await cto.assign("ceo", {"title": "real"})
+        seen = []
+        async with asyncio.timeout(10):
+            async for line in lines:
+                seen.append((line.subject, line.body))
+                if "real" in line.body:
+                    break
+    assert [subject for subject, _ in seen] == [onto], seen

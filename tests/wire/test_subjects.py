@@ -353,3 +353,31 @@ def test_a_filter_within_another_matches_only_what_the_other_matches(a: str, b: 
     Filters have at most 4 tokens, so a literal of a that escapes b shows within 5."""
     inside = all(subject_matches(b, s) for s in ALL_LITERALS if subject_matches(a, s))
     assert filter_within(a, b) == inside
+
+
+# -- heard as sent ----------------------------------------------------------------------
+
+
+@given(prefixes, ids, roles, roles, ids, roles)
+def test_only_the_outcome_a_notice_names_is_heard_as_its_republish(
+    prefix: str, task: str, assigner: str, assignee: str, other: str, writer: str
+) -> None:
+    """A notice carries the server's ``Nats-Subject``: taken when it names the outcome the
+    notice is about, not when a role had a record of its own read back onto it."""
+    s = Subjects(prefix)
+    notice = f"{prefix}.outcomes.{task}.{assigner}.{assignee}"
+    outcome = s.task(task, "outcome", assigner, assignee)
+    assert s.heard_as_sent(notice, {"Nats-Subject": outcome})
+    read_back = s.task(other, "outcome", assigner, writer)
+    assert s.heard_as_sent(notice, {"Nats-Subject": read_back}) == (read_back == outcome)
+    live = s.task(task, "updates", assigner, assignee)
+    assert s.heard_as_sent(live, None) and s.heard_as_sent(live, {"Fleet-Sender": writer})
+    assert not s.heard_as_sent(live, {"Nats-Subject": read_back})
+
+
+@given(filters, literals)
+def test_a_message_outside_the_subscribed_filters_is_not_heard(pattern: str, subject: str) -> None:
+    """A pulled message keeps the subject it was stored on, whatever reply it was sent to."""
+    s = Subjects("p")
+    assert s.heard_as_sent(subject, None, [pattern]) == subject_matches(pattern, subject)
+    assert s.heard_as_sent(subject, None)  # no filters: not checked

@@ -232,7 +232,8 @@ def tail(
             queue: asyncio.Queue[Msg] = asyncio.Queue()
 
             async def put(m: Msg) -> None:
-                queue.put_nowait(m)
+                if spec.subjects.heard_as_sent(m.subject, m.headers, filters):
+                    queue.put_nowait(m)  # not what a role had the server send here
 
             for each in filters:
                 await nc.subscribe(each, cb=put)

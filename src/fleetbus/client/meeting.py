@@ -89,7 +89,7 @@ class MeetingMessage:
         meeting traffic: a list there would be kept as its text, however long), and for a
         stored record the server read back onto the meeting (its ``Nats-Subject`` header: a
         direct get answers on any subject its requester names)."""
-        if headers and h.STORED_SUBJECT in headers:
+        if not subjects.heard_as_sent(subject, headers):
             return None
         try:
             body = decode(data)

@@ -572,14 +572,15 @@ class FleetData:
     async def _listen(
         self, subjects: list[str], parse: Callable[[Msg], _T | None]
     ) -> AsyncIterator[AsyncIterator[_T]]:
-        """Core subscriptions on ``subjects``, their messages parsed, in arrival order. A
-        reader that falls behind by ``BACKLOG`` messages, or ``BACKLOG_BYTES``, loses the
-        oldest."""
+        """Core subscriptions on ``subjects``, their messages parsed, in arrival order (not
+        what a role had the server send there: ``Subjects.heard_as_sent``). A reader that
+        falls behind by ``BACKLOG`` messages, or ``BACKLOG_BYTES``, loses the oldest."""
         nc = self.conn.nc
         backlog: Backlog[Msg] = Backlog(BACKLOG, BACKLOG_BYTES)
 
         async def put(msg: Msg) -> None:
-            backlog.put(msg, len(msg.data))
+            if self.spec.subjects.heard_as_sent(msg.subject, msg.headers, subjects):
+                backlog.put(msg, len(msg.data))
 
         async def items() -> AsyncIterator[_T]:
             while True:

@@ -43,7 +43,7 @@ from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE, Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode, encode
-from fleetbus.wire.subjects import Subjects, TaskKind, TaskSubject, validate_id
+from fleetbus.wire.subjects import TaskKind, TaskSubject, validate_id
 from fleetbus.wire.updates import TaskUpdate
 
 __all__ = ["OutcomeWrite", "TaskRecords", "TaskRef"]
@@ -267,7 +267,7 @@ class TaskRecords:
                 parts = parse(msg.subject)
                 if parts is None or parts.assigner != assigner:
                     return
-                if not _as_published(subjects, msg, parts, stored):
+                if not subjects.heard_as_sent(msg.subject, msg.headers):
                     return
                 callbacks = routes.get((parts.task_id, parts.assignee))
                 if not callbacks:
@@ -372,15 +372,3 @@ def _subscribed(placing: asyncio.Future[_Routes] | None) -> TypeGuard[asyncio.Fu
 
 def _decode(stored: StoredMessage, ref: TaskRef) -> TaskUpdate:
     return TaskUpdate.decode(stored.data).written_by(ref.assigner, ref.assignee)
-
-
-def _as_published(subjects: Subjects, msg: Msg, parts: TaskSubject, stored: bool) -> bool:
-    """Whether a record heard live came as fleetbus sends it: a live one from its writer
-    (no ``Nats-Subject``), a notice as the stream's republish of the outcome it names (its
-    ``Nats-Subject`` is that outcome's subject). A role can have the server send a record of
-    its own onto any subject (a direct get answers on the reply subject it names), but the
-    server's header then names the record it read (docs/security.md)."""
-    read_from = (msg.headers or {}).get(h.STORED_SUBJECT)
-    if not stored:
-        return read_from is None
-    return read_from == subjects.task(parts.task_id, "outcome", parts.assigner, parts.assignee)

@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from fleetbus.errors import InvalidSubjectError
+from fleetbus.wire.headers import STORED_SUBJECT
 
 __all__ = [
     "ADMIN",
@@ -362,6 +364,25 @@ class Subjects:
         assigner's with None), each sent by the server once the stream has stored it."""
         a = validate_token(assigner, "assigner") if assigner is not None else "*"
         return f"{self.prefix}.outcomes.*.{a}.*"
+
+    def heard_as_sent(
+        self, subject: str, headers: Mapping[str, str] | None, filters: Sequence[str] = ()
+    ) -> bool:
+        """Whether a message heard live on ``subject`` is what a client published there, or
+        the task stream's republish of the outcome the subject names. Not so for what a role
+        had the server send (a direct get and a pull answer on the reply subject their
+        requester names): a record read back carries the server's ``Nats-Subject``, and a
+        pulled message keeps the subject it was stored on, outside the ``filters`` a
+        receiver subscribed to (docs/security.md)."""
+        if filters and not any(subject_matches(f, subject) for f in filters):
+            return False
+        read_from = (headers or {}).get(STORED_SUBJECT)
+        if read_from is None:
+            return True
+        parts = self.parse_stored_outcome(subject)
+        return parts is not None and read_from == self.task(
+            parts.task_id, "outcome", parts.assigner, parts.assignee
+        )
 
     def stored_outcome_republish(self) -> dict[str, str]:
         """The stream's ``republish`` that sends ``P.tasks.{id}.outcome.{A}.{R}``, once
