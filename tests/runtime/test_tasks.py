@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from fleetbus.errors import TaskError
+from fleetbus.errors import FleetbusError, TaskError
 from fleetbus.runtime import Agent
 from fleetbus.runtime.messages import Message, Task
 from fleetbus.testing.fleets import FleetUnderTest
@@ -219,6 +220,29 @@ async def test_progress_sync_reports_from_a_def_handler_and_refuses_the_event_lo
             await handle.result(timeout=15)
 
 
+def stubborn_backend(
+    make_fleet: Callable[..., FleetUnderTest], started: list[int] | None = None, **settings: Any
+) -> tuple[FleetUnderTest, Agent, asyncio.Event]:
+    """A backend agent whose task handler catches its cancellation and carries on until the
+    event is set (its attempts noted in ``started``); tasks get a 1 s budget and two
+    attempts of a 1 s ack wait."""
+    fleet = make_fleet(
+        seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}, budgets={"backend": "1s"})
+    )
+    done = asyncio.Event()
+    agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1, **settings)
+
+    @agent.on_task
+    async def stubborn(task: Task) -> None:
+        if started is not None:
+            started.append(task.attempt)
+        while not done.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # and carries on
+                await asyncio.sleep(0.2)
+
+    return fleet, agent, done
+
+
 async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_good(
     make_fleet: Callable[..., FleetUnderTest],
 ) -> None:
@@ -226,19 +250,8 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
     much): at its budget it was cancelled once, then kept alive by heartbeats, holding the
     role's queue, for as long as it ran. Now it is given one ack wait to end, then left
     behind: its attempt fails, and the task goes on to its next attempt and its end."""
-    fleet = make_fleet(
-        seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}, budgets={"backend": "1s"})
-    )
     started: list[int] = []
-    done = asyncio.Event()
-    agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1)
-
-    @agent.on_task
-    async def stubborn(task: Task) -> None:
-        started.append(task.attempt)
-        while not done.is_set():
-            with contextlib.suppress(asyncio.CancelledError):  # and carries on
-                await asyncio.sleep(0.2)
+    fleet, agent, done = stubborn_backend(make_fleet, started)
 
     try:
         async with agent, fleet.client(sender="cto") as client:
@@ -248,6 +261,28 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
     finally:
         done.set()
     assert started == [1, 2]
+
+
+async def test_an_agent_with_too_many_handlers_left_behind_stops_serving(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """Each handler left running holds what it holds for as long as it runs; at
+    ``left_behind_limit`` the agent stops serving, so that its supervisor starts a fresh
+    process, and says why. The task itself is dead-lettered first: nothing is lost."""
+    fleet, agent, done = stubborn_backend(make_fleet, left_behind_limit=2)
+
+    try:
+        async with agent, fleet.client(sender="cto") as client:
+            handle = await client.assign("backend", {"title": "never ends"})
+            with pytest.raises(TaskError, match="task_budget of 1s"):
+                await handle.result(timeout=30)
+            async with asyncio.timeout(10):
+                await agent.stopped()
+            assert agent.failure is not None and "left_behind_limit" in agent.failure
+            with pytest.raises(FleetbusError, match="went on after they were cancelled"):
+                await agent.serve_forever()
+    finally:
+        done.set()
 
 
 async def test_a_message_handler_that_will_not_be_cancelled_does_not_hold_the_inbox(

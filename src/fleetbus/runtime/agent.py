@@ -311,6 +311,7 @@ class Agent:
             TaskIndex(conn, spec),
         )
         self._settler = settler
+        settler.left_behind.stuck = self._fail  # a fresh process has none left behind
         self._responder = responder = Responder(self.routes, settler)
         memo = StepMemo(conn, spec, publisher) if self.routes.task is not None else None
         dispatcher = Dispatcher(spec, self.role, self.routes, settler, responder, memo)

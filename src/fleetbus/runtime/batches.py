@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fleetbus.runtime.messages import Event, Reject, Retry
 from fleetbus.runtime.routes import BatchHandler, is_async
@@ -115,12 +116,12 @@ async def _call(
         return _Failure(bounded(exc.reason), exc.delay)
     except asyncio.CancelledError:  # the agent stops: the handler ends first (or is left)
         if running is not None:
-            await end_or_leave(running, first.ack_wait, f"{settler.worker}: {name}", "events")
+            await _end_or_leave(settler, running, first.ack_wait, name)
         raise
     except Exception as exc:
         if isinstance(exc, TimeoutError) and timer.expired():  # not the handler's own
             if running is not None:
-                await end_or_leave(running, first.ack_wait, f"{settler.worker}: {name}", "events")
+                await _end_or_leave(settler, running, first.ack_wait, name)
             exc = TaskBudgetExceeded.of(limit or 0.0)
         log.error(
             "%s: %s raised on a list of %d events (seq %d..%d)",
@@ -140,3 +141,9 @@ async def _call(
         if METRICS.enabled:
             METRICS.handler_ran(settler.role, first.consumer.kind, time.perf_counter() - began)
     return None
+
+
+async def _end_or_leave(
+    settler: Settler, running: asyncio.Future[Any], wait: float, name: str
+) -> None:
+    await end_or_leave(running, wait, f"{settler.worker}: {name}", "events", settler.left_behind)

@@ -199,14 +199,18 @@ class Responder:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(running)
         except TimeoutError:
-            await end_or_leave(running, _LEFT_AFTER, f"{self.worker}: a request handler", "ask")
+            await self._end_or_leave(running)
             if by_deadline:
                 return None
             budget = format_duration(limit or 0.0)
             return encode_error(f"the answer took longer than the role's task_budget of {budget}")
         except asyncio.CancelledError:  # the agent stops: the handler ends first (or is left)
-            await end_or_leave(running, _LEFT_AFTER, f"{self.worker}: a request handler", "ask")
+            await self._end_or_leave(running)
             raise
+
+    async def _end_or_leave(self, running: asyncio.Future[Any]) -> None:
+        who = f"{self.worker}: a request handler"
+        await end_or_leave(running, _LEFT_AFTER, who, "ask", self.settler.left_behind)
 
     async def answer(self, request: Request) -> tuple[bytes, dict[str, str]]:
         """Run the request handler; its value, or its error, as an answer."""

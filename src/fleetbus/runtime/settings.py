@@ -38,6 +38,10 @@ class RuntimeSettings:
     """Log (with the running handlers' names) when the event loop is blocked this long."""
     max_concurrency: int = 64
     """Upper bound on handlers run at once per consumer (max_ack_pending is the usual bound)."""
+    left_behind_limit: int = 16
+    """Handlers that went on after they were cancelled (a loop that catches
+    ``CancelledError``) are left running; when this many are, the agent stops serving
+    (``serve_forever`` raises, ``run`` exits 1) so that a supervisor starts a fresh process."""
     dead_letter_copier: bool = True
     """Run the copier that turns max-deliveries advisories into dead letters (only an agent
     connected as the admin, or without auth, can: it reads other roles' messages)."""

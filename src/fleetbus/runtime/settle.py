@@ -181,9 +181,12 @@ class Settler:
     """Deliveries ended since the agent started, by consumer kind (and ``failed``)."""
     beats: Heartbeats = field(init=False, compare=False, hash=False)
     """``+WPI`` for every delivery whose handler runs (``beats.start(d)`` / ``stop(d)``)."""
+    left_behind: LeftBehind = field(init=False, compare=False, hash=False)
+    """Handlers left running after they were cancelled (the agent sets ``stuck``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "beats", Heartbeats(self.beat_due))
+        object.__setattr__(self, "left_behind", LeftBehind(self.settings.left_behind_limit))
 
     async def run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         """Run ``handler(arg)`` (a plain ``def`` in a worker thread) with heartbeats.
@@ -320,7 +323,8 @@ class Settler:
             except asyncio.CancelledError:
                 # the budget, a deadline, a stop: it is told to end, and left behind if it
                 # goes on, so it cannot hold the task, and its role's queue, for good
-                await end_or_leave(running, d.ack_wait, f"{self.worker}: {d.handler}", "task")
+                who = f"{self.worker}: {d.handler}"
+                await end_or_leave(running, d.ack_wait, who, "task", self.left_behind)
                 raise
         value = await in_thread(handler, arg)
         if inspect.isawaitable(value):
@@ -375,6 +379,8 @@ class Settler:
         )
         if worker is not None:
             worker.abandon()
+            if worker.task is not None:
+                self.left_behind.add(worker.task)
         background(self._fail_given_up(d))
 
     async def _fail_given_up(self, d: Delivery) -> None:
@@ -722,10 +728,37 @@ class _Abandoned(BaseException):
     """A handler given up (``_give_up_handler``) ended after all: nothing more to settle."""
 
 
-async def end_or_leave(running: asyncio.Future[Any], wait: float, who: str, what: str) -> None:
+class LeftBehind:
+    """The handlers of one agent left running after they were cancelled. Each holds what it
+    holds (memory, a thread, a connection of its own) for as long as it runs; at ``limit`` of
+    them ``stuck(why)`` is called, once: the agent stops serving, and the fresh process its
+    supervisor starts has none."""
+
+    def __init__(self, limit: int, stuck: Callable[[str], None] | None = None) -> None:
+        self.limit = limit
+        self.stuck = stuck
+        self.running: set[asyncio.Future[Any]] = set()
+
+    def add(self, running: asyncio.Future[Any]) -> None:
+        if running.done():
+            return
+        self.running.add(running)
+        running.add_done_callback(self.running.discard)
+        if len(self.running) >= self.limit and self.stuck is not None:
+            stuck, self.stuck = self.stuck, None
+            stuck(
+                f"{len(self.running)} handlers went on after they were cancelled and still"
+                " run (left_behind_limit): a handler must let CancelledError through"
+            )
+
+
+async def end_or_leave(
+    running: asyncio.Future[Any], wait: float, who: str, what: str, left: LeftBehind
+) -> None:
     """Cancel ``running`` (a handler's own task) and give it ``wait`` seconds to end; one
     that goes on regardless (a loop that catches ``CancelledError``) is left running, said as
-    an error, so that it holds nothing (``what``: its task, its events, its ask) for good."""
+    an error, so that it holds nothing (``what``: its task, its events, its ask) for good,
+    and counted in ``left``."""
     if running.done():
         return
     running.cancel()
@@ -739,6 +772,7 @@ async def end_or_leave(running: asyncio.Future[Any], wait: float, who: str, what
             wait,
             what,
         )
+        left.add(running)
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:
