@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,3 +140,20 @@ async def consumer_info(nc: Client, fleet: FleetUnderTest, role: str, kind: str)
     info = await api_of(nc).consumer_info(consumer.stream, consumer.name)
     assert info is not None
     return info
+
+
+def carry_on(register: Callable[[Callable[[Any], Any]], Any]) -> tuple[list[Any], asyncio.Event]:
+    """Register, with ``register`` (an agent's ``on_task``, ``on_message``), a handler that
+    catches its cancellation and carries on until the returned event is set. The list gets
+    what each call was given, as it starts."""
+    calls: list[Any] = []
+    done = asyncio.Event()
+
+    async def stubborn(arg: Any) -> None:
+        calls.append(arg)
+        while not done.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # and carries on
+                await asyncio.sleep(0.2)
+
+    register(stubborn)
+    return calls, done

@@ -4,17 +4,17 @@ at once (a nak), not after the ack wait."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from fleetbus.fleet import FleetSpec
-from fleetbus.runtime import Message, Task
+from fleetbus.runtime import Agent, Message, Task
 from fleetbus.testing.fleets import FleetUnderTest
 
-from .support import eventually, raw_client, seed_spec, updates
+from .support import carry_on, eventually, raw_client, seed_spec, updates
 
 
 async def test_stop_lets_a_running_handler_finish(fleet: FleetUnderTest) -> None:
@@ -87,6 +87,16 @@ async def test_past_the_grace_a_task_is_handed_to_another_worker_at_once(
     ]
 
 
+async def stop_while_held(agent: Agent, started: list[Any], send: Awaitable[Any]) -> None:
+    """Start ``agent``, send it what its handler (``carry_on``) will hold, and stop it once
+    the handler runs, with half a second of grace."""
+    await agent.start()
+    await send
+    await eventually(lambda: bool(started), 15, "the handler started")
+    async with asyncio.timeout(30):
+        await agent.stop(grace=0.5)
+
+
 async def test_a_handler_that_will_not_be_cancelled_does_not_hold_the_stop(
     make_fleet: Callable[[FleetSpec], FleetUnderTest],
 ) -> None:
@@ -94,26 +104,13 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_the_stop(
     stop cancelled it, then waited for it for good. Now it waits a while, says so, and
     stops; the message goes to the next agent once the ack wait has passed."""
     fleet = make_fleet(seed_spec(backend_inbox={"ack_wait": "2s"}))
-    started = asyncio.Event()
-    done = asyncio.Event()
     stubborn = fleet.agent("backend")
+    started, done = carry_on(stubborn.on_message)
     handled: list[str] = []
-
-    @stubborn.on_message
-    async def stuck(msg: Message) -> None:
-        started.set()
-        while not done.is_set():
-            with contextlib.suppress(asyncio.CancelledError):  # and carries on
-                await asyncio.sleep(0.2)
 
     try:
         async with fleet.client(sender="cto") as client:
-            await stubborn.start()
-            await client.message("backend", {"text": "hold"})
-            async with asyncio.timeout(15):
-                await started.wait()
-            async with asyncio.timeout(30):
-                await stubborn.stop(grace=0.5)
+            await stop_while_held(stubborn, started, client.message("backend", {"text": "hold"}))
             successor = fleet.agent("backend")
 
             @successor.on_message
@@ -122,6 +119,23 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_the_stop(
 
             async with successor:
                 await eventually(lambda: handled == ["hold"], 15, "the message redelivered")
+    finally:
+        done.set()
+
+
+async def test_a_handler_left_behind_by_a_stop_does_not_make_the_stop_a_failure(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """Handlers left behind count towards ``left_behind_limit`` while the agent serves; one
+    that a stop leaves behind does not turn the stop into a failure (exit 1)."""
+    fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "1s"}))
+    stubborn = fleet.agent("backend", left_behind_limit=1)
+    started, done = carry_on(stubborn.on_task)
+
+    try:
+        async with fleet.client(sender="cto") as client:
+            await stop_while_held(stubborn, started, client.assign("backend", {"title": "hold"}))
+        assert stubborn.failure is None
     finally:
         done.set()
 

@@ -16,7 +16,15 @@ from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode
 
-from .support import consumer_info, eventually, raw_client, seed_spec, updates, wait_dead_letters
+from .support import (
+    carry_on,
+    consumer_info,
+    eventually,
+    raw_client,
+    seed_spec,
+    updates,
+    wait_dead_letters,
+)
 
 
 async def test_assigned_and_raw_tasks_are_completed_and_observed(
@@ -221,26 +229,16 @@ async def test_progress_sync_reports_from_a_def_handler_and_refuses_the_event_lo
 
 
 def stubborn_backend(
-    make_fleet: Callable[..., FleetUnderTest], started: list[int] | None = None, **settings: Any
-) -> tuple[FleetUnderTest, Agent, asyncio.Event]:
-    """A backend agent whose task handler catches its cancellation and carries on until the
-    event is set (its attempts noted in ``started``); tasks get a 1 s budget and two
-    attempts of a 1 s ack wait."""
+    make_fleet: Callable[..., FleetUnderTest], **settings: Any
+) -> tuple[FleetUnderTest, Agent, list[Task], asyncio.Event]:
+    """A backend agent whose task handler carries on after it is cancelled (``carry_on``);
+    tasks get a 1 s budget and two attempts of a 1 s ack wait."""
     fleet = make_fleet(
         seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}, budgets={"backend": "1s"})
     )
-    done = asyncio.Event()
     agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1, **settings)
-
-    @agent.on_task
-    async def stubborn(task: Task) -> None:
-        if started is not None:
-            started.append(task.attempt)
-        while not done.is_set():
-            with contextlib.suppress(asyncio.CancelledError):  # and carries on
-                await asyncio.sleep(0.2)
-
-    return fleet, agent, done
+    started, done = carry_on(agent.on_task)
+    return fleet, agent, started, done
 
 
 async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_good(
@@ -250,8 +248,7 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
     much): at its budget it was cancelled once, then kept alive by heartbeats, holding the
     role's queue, for as long as it ran. Now it is given one ack wait to end, then left
     behind: its attempt fails, and the task goes on to its next attempt and its end."""
-    started: list[int] = []
-    fleet, agent, done = stubborn_backend(make_fleet, started)
+    fleet, agent, started, done = stubborn_backend(make_fleet)
 
     try:
         async with agent, fleet.client(sender="cto") as client:
@@ -260,7 +257,7 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
                 await handle.result(timeout=30)
     finally:
         done.set()
-    assert started == [1, 2]
+    assert [task.attempt for task in started] == [1, 2]
 
 
 async def test_an_agent_with_too_many_handlers_left_behind_stops_serving(
@@ -269,7 +266,7 @@ async def test_an_agent_with_too_many_handlers_left_behind_stops_serving(
     """Each handler left running holds what it holds for as long as it runs; at
     ``left_behind_limit`` the agent stops serving, so that its supervisor starts a fresh
     process, and says why. The task itself is dead-lettered first: nothing is lost."""
-    fleet, agent, done = stubborn_backend(make_fleet, left_behind_limit=2)
+    fleet, agent, _, done = stubborn_backend(make_fleet, left_behind_limit=2)
 
     try:
         async with agent, fleet.client(sender="cto") as client:

@@ -311,7 +311,7 @@ class Agent:
             TaskIndex(conn, spec),
         )
         self._settler = settler
-        settler.left_behind.stuck = self._fail  # a fresh process has none left behind
+        settler.left_behind.stuck = self._stuck
         self._responder = responder = Responder(self.routes, settler)
         memo = StepMemo(conn, spec, publisher) if self.routes.task is not None else None
         dispatcher = Dispatcher(spec, self.role, self.routes, settler, responder, memo)
@@ -508,6 +508,12 @@ class Agent:
             self.failure = f"agent {self.role} ({self.worker}) stopped serving: {why}"
             log.error("%s", self.failure)
         self._stopping.set()
+
+    def _stuck(self, why: str) -> None:
+        """Too many handlers left behind: a fresh process has none (while stopping, the
+        process ends anyway)."""
+        if self._state == "running":
+            self._fail(why)
 
     async def _unsubscribe_cancels(self) -> None:
         sub, self._cancels = self._cancels, None
