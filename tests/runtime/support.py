@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,10 +143,13 @@ async def consumer_info(nc: Client, fleet: FleetUnderTest, role: str, kind: str)
     return info
 
 
-def carry_on(register: Callable[[Callable[[Any], Any]], Any]) -> tuple[list[Any], asyncio.Event]:
+def carry_on(
+    register: Callable[[Callable[[Any], Any]], Any], *, plain: bool = False
+) -> tuple[list[Any], asyncio.Event]:
     """Register, with ``register`` (an agent's ``on_task``, ``on_message``), a handler that
-    catches its cancellation and carries on until the returned event is set. The list gets
-    what each call was given, as it starts."""
+    catches its cancellation and carries on until the returned event is set (``plain``: a
+    plain ``def``, which cannot be interrupted at all). The list gets what each call was
+    given, as it starts."""
     calls: list[Any] = []
     done = asyncio.Event()
 
@@ -155,5 +159,10 @@ def carry_on(register: Callable[[Callable[[Any], Any]], Any]) -> tuple[list[Any]
             with contextlib.suppress(asyncio.CancelledError):  # and carries on
                 await asyncio.sleep(0.2)
 
-    register(stubborn)
+    def blocking(arg: Any) -> None:
+        calls.append(arg)
+        while not done.is_set():  # a thread reading a flag the loop sets
+            time.sleep(0.2)
+
+    register(blocking if plain else stubborn)
     return calls, done

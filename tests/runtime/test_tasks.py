@@ -229,7 +229,7 @@ async def test_progress_sync_reports_from_a_def_handler_and_refuses_the_event_lo
 
 
 def stubborn_backend(
-    make_fleet: Callable[..., FleetUnderTest], **settings: Any
+    make_fleet: Callable[..., FleetUnderTest], *, plain: bool = False, **settings: Any
 ) -> tuple[FleetUnderTest, Agent, list[Task], asyncio.Event]:
     """A backend agent whose task handler carries on after it is cancelled (``carry_on``);
     tasks get a 1 s budget and two attempts of a 1 s ack wait."""
@@ -237,7 +237,7 @@ def stubborn_backend(
         seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 2}, budgets={"backend": "1s"})
     )
     agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1, **settings)
-    started, done = carry_on(agent.on_task)
+    started, done = carry_on(agent.on_task, plain=plain)
     return fleet, agent, started, done
 
 
@@ -260,13 +260,15 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
     assert [task.attempt for task in started] == [1, 2]
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["async-def", "def"])
 async def test_an_agent_with_too_many_handlers_left_behind_stops_serving(
-    make_fleet: Callable[..., FleetUnderTest],
+    make_fleet: Callable[..., FleetUnderTest], plain: bool
 ) -> None:
-    """Each handler left running holds what it holds for as long as it runs; at
-    ``left_behind_limit`` the agent stops serving, so that its supervisor starts a fresh
-    process, and says why. The task itself is dead-lettered first: nothing is lost."""
-    fleet, agent, _, done = stubborn_backend(make_fleet, left_behind_limit=2)
+    """Each handler left running holds what it holds for as long as it runs (a plain
+    ``def`` one of the process's handler threads); at ``left_behind_limit`` the agent stops
+    serving, so that its supervisor starts a fresh process, and says why. The task itself is
+    dead-lettered first: nothing is lost."""
+    fleet, agent, _, done = stubborn_backend(make_fleet, plain=plain, left_behind_limit=2)
 
     try:
         async with agent, fleet.client(sender="cto") as client:

@@ -28,9 +28,9 @@ async def test_a_call_that_never_returns_holds_one_thread_and_nothing_else() -> 
     loop = asyncio.get_running_loop()
     release = threading.Event()
     try:
-        hung = threads.submit(loop, release.wait)
+        hung, _ = threads.submit(loop, release.wait)
         for n in range(10):  # one after another: the idle thread serves them all
-            assert await threads.submit(loop, lambda n=n: n * 2) == n * 2
+            assert await threads.submit(loop, lambda n=n: n * 2)[0] == n * 2
         assert threads.started == 2
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):

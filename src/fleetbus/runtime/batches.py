@@ -19,6 +19,7 @@ last event would also acknowledge an earlier one whose handler failed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from fleetbus.runtime.settle import (
     error_text,
     trace_text,
 )
-from fleetbus.runtime.threads import in_thread
+from fleetbus.runtime.threads import LEFT, in_thread
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
 from fleetbus.wire.subjects import subject_matches
 from fleetbus.wire.updates import bounded
@@ -107,7 +108,11 @@ async def _call(
                 running = asyncio.ensure_future(handler(events))
                 await asyncio.shield(running)
             else:
-                value = await in_thread(handler, events)
+                left = LEFT.set(functools.partial(settler.left_behind.later, wait=first.ack_wait))
+                try:
+                    value = await in_thread(handler, events)
+                finally:
+                    LEFT.reset(left)
                 if asyncio.iscoroutine(value):
                     await value
     except Reject as exc:

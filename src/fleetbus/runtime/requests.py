@@ -17,6 +17,7 @@ dropped with a warning; a durable one is dead-lettered as a bad message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from fleetbus.runtime.envelope import BadMessage, envelope_of, timeout_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
 from fleetbus.runtime.settle import Delivery, Settler, end_or_leave, error_text
+from fleetbus.runtime.threads import LEFT
 from fleetbus.telemetry import log_context, tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
@@ -194,7 +196,10 @@ class Responder:
         limit, by_deadline = self.settler.time_limit(deadline)
         # A task of its own: a handler that catches its cancellation and goes on is left
         # behind, not waited for (its place, or its inbox message, is free all the same).
+        # (a plain def handler's thread, left running past its time, is counted too)
+        left = LEFT.set(functools.partial(self.settler.left_behind.later, wait=_LEFT_AFTER))
         running = asyncio.ensure_future(self.answer(request))
+        LEFT.reset(left)
         try:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(running)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import threading
@@ -61,7 +62,7 @@ from fleetbus.runtime.envelope import BadMessage
 from fleetbus.runtime.messages import Reject, Retry
 from fleetbus.runtime.routes import is_async
 from fleetbus.runtime.settings import RuntimeSettings
-from fleetbus.runtime.threads import in_thread
+from fleetbus.runtime.threads import LEFT, in_thread
 from fleetbus.tasks import OutcomeWrite, TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context, tracing
 from fleetbus.wire import headers as h
@@ -207,6 +208,7 @@ class Settler:
             attempt=d.attempt,
             consumer=d.consumer.name,
         )
+        left = LEFT.set(functools.partial(self.left_behind.later, wait=d.ack_wait))
         try:
             if not tracing.active():  # the usual case: no span to open
                 return await self._run(d, handler, arg)
@@ -219,6 +221,7 @@ class Settler:
             ):
                 return await self._run(d, handler, arg)
         finally:
+            LEFT.reset(left)
             pop_log_context(context)
             if metrics:
                 METRICS.running(self.role, kind, -1)
@@ -738,6 +741,11 @@ class LeftBehind:
         self.limit = limit
         self.stuck = stuck
         self.running: set[asyncio.Future[Any]] = set()
+
+    def later(self, running: asyncio.Future[Any], wait: float) -> None:
+        """``running`` is counted if it still runs ``wait`` seconds from now (a plain ``def``
+        handler given up: its thread runs it on)."""
+        asyncio.get_running_loop().call_later(wait, self.add, running)
 
     def add(self, running: asyncio.Future[Any]) -> None:
         if running.done():

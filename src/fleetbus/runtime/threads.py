@@ -19,14 +19,23 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["HANDLER_THREADS", "HandlerThreads", "in_thread"]
+__all__ = ["HANDLER_THREADS", "LEFT", "HandlerThreads", "in_thread"]
 
 T = TypeVar("T")
 
 HANDLER_THREADS = 256
 """The most handler threads one process runs."""
 
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+_Call = tuple[
+    asyncio.AbstractEventLoop, "asyncio.Future[Any]", "asyncio.Future[None]", Callable[[], Any]
+]
+
+LEFT: contextvars.ContextVar[Callable[[asyncio.Future[None]], None] | None] = (
+    contextvars.ContextVar("fleetbus_left_behind", default=None)
+)
+"""Who is told of a call given up while its thread runs it (a thread cannot be interrupted):
+given the future done when the call ends. The settler sets it around a handler's run
+(``settle.LeftBehind``)."""
 
 
 class HandlerThreads:
@@ -41,11 +50,16 @@ class HandlerThreads:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    def submit(self, loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> asyncio.Future[T]:
+    def submit(
+        self, loop: asyncio.AbstractEventLoop, call: Callable[[], T]
+    ) -> tuple[asyncio.Future[T], asyncio.Future[None]]:
+        """The call's outcome, and a future done when its thread is through with it: later,
+        for a call given up while it runs."""
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, call))
+        ended: asyncio.Future[None] = loop.create_future()
+        self._calls.put((loop, future, ended, call))
         if self._idle.acquire(blocking=False):
-            return future  # an idle thread takes it
+            return future, ended  # an idle thread takes it
         with self._lock:
             if len(self._threads) < self.most:
                 thread = threading.Thread(
@@ -53,7 +67,7 @@ class HandlerThreads:
                 )
                 self._threads.append(thread)
                 thread.start()
-        return future
+        return future, ended
 
     @property
     def started(self) -> int:
@@ -61,7 +75,7 @@ class HandlerThreads:
 
     def _work(self) -> None:
         while True:
-            loop, future, call = self._calls.get()
+            loop, future, ended, call = self._calls.get()
             outcome: tuple[Any, BaseException | None] | None = None
             if not future.cancelled():  # given up before it started (the state is one read)
                 try:
@@ -72,10 +86,11 @@ class HandlerThreads:
                     outcome = (None, exc)
             # Idle before the caller hears: its next call finds this thread, not a new one.
             self._idle.release()
-            if outcome is not None:
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                if outcome is not None:
                     loop.call_soon_threadsafe(_settle, future, *outcome)
-            del loop, future, call, outcome
+                loop.call_soon_threadsafe(_settle, ended, None, None)
+            del loop, future, ended, call, outcome
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -91,6 +106,14 @@ _handler_threads = HandlerThreads(HANDLER_THREADS)
 
 
 async def in_thread(fn: Callable[..., T], /, *args: Any) -> T:
-    """``fn(*args)`` in a handler thread, with the caller's context (its log fields)."""
+    """``fn(*args)`` in a handler thread, with the caller's context (its log fields). A
+    caller cancelled while it runs leaves it running: ``LEFT`` is told."""
     call = functools.partial(contextvars.copy_context().run, fn, *args)
-    return await _handler_threads.submit(asyncio.get_running_loop(), call)
+    future, ended = _handler_threads.submit(asyncio.get_running_loop(), call)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        left = LEFT.get()
+        if left is not None and not ended.done():
+            left(ended)
+        raise
