@@ -14,12 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(120)
-def test_quick_bench_runs_and_prints_a_table(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` from the project's root, which must exit 0."""
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -27,6 +25,14 @@ def test_quick_bench_runs_and_prints_a_table(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quick_bench_runs_and_prints_a_table(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = bench("bench", "--quick", "--json", str(out))
     assert "fleetbus / raw" in proc.stdout
     results = json.loads(out.read_text())["results"]
     groups = {r["group"] for r in results}
@@ -39,3 +45,10 @@ def test_quick_bench_runs_and_prints_a_table(tmp_path: Path) -> None:
         "meetings (core NATS)",
     } <= groups
     assert all(r["fleetbus"]["n"] == 1 and r["raw"]["n"] == 1 for r in results)
+
+
+@pytest.mark.timeout(120)
+def test_the_auth_bench_runs_both_servers_and_prints_ratios() -> None:
+    proc = bench("bench.auth", "--count", "20", "--rounds", "1")
+    for figure in ("task p50 (ms)", "tasks/s", "emit p50 (us)", "raw js.publish p50 (us)"):
+        assert f"{figure}: auth off " in proc.stdout and "on / off" in proc.stdout, proc.stdout
