@@ -92,3 +92,15 @@ def test_streams_are_not_moved_over_files_fleetbus_does_not_know(tmp_path: Path)
     keep_streams(tmp_path, "STREAMS", clustered=False)
     assert (tmp_path / "jetstream" / "STREAMS" / "streams" / "KEPT" / "meta.inf").is_file()
     assert not (tmp_path / "jetstream" / "$G").exists()
+
+
+def test_streams_kept_in_both_accounts_are_left_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Auth turned on or off after both layouts were provisioned: the config's account is
+    used, the other's streams stay where they are, and the operator is told."""
+    ours, theirs = _stream_in(tmp_path, "STREAMS"), _stream_in(tmp_path, "$G")
+    with caplog.at_level("WARNING", logger="fleetbus.server"):
+        keep_streams(tmp_path, "STREAMS", clustered=False)
+    assert (ours / "meta.inf").is_file() and (theirs / "meta.inf").is_file()
+    assert "holds streams of account $G too" in caplog.text

@@ -9,12 +9,15 @@ will look for them.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fleetbus.errors import ServerError
 from fleetbus.natsconf import GLOBAL_ACCOUNT, STREAMS_ACCOUNT
 
 __all__ = ["keep_streams"]
+
+_log = logging.getLogger("fleetbus.server")
 
 
 def _has_streams(account_dir: Path) -> bool:
@@ -29,6 +32,15 @@ def keep_streams(store_dir: Path, account: str, *, clustered: bool) -> None:
     store = store_dir / "jetstream"
     target = store / account
     if _has_streams(target):
+        for other in (GLOBAL_ACCOUNT, STREAMS_ACCOUNT):
+            if other != account and _has_streams(store / other):
+                _log.warning(
+                    "%s holds streams of account %s too, which this server's config does not"
+                    " use (auth was turned on or off after both were provisioned): they are"
+                    " kept, unread; start the server as before to read them",
+                    store,
+                    other,
+                )
         return
     for other in (GLOBAL_ACCOUNT, STREAMS_ACCOUNT):
         source = store / other
