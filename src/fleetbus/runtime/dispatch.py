@@ -30,7 +30,7 @@ from fleetbus.runtime.cancels import LiveCancels
 from fleetbus.runtime.envelope import BadMessage, Envelope, envelope_of
 from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
-from fleetbus.runtime.routes import BatchHandler, Routes, invoke
+from fleetbus.runtime.routes import BatchHandler, Routes, invoke, is_async
 from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
@@ -300,11 +300,13 @@ class Dispatcher:
 class EventHandlers:
     """Every handler an event matches, one after the other (one call for the settler)."""
 
-    __slots__ = ("__qualname__", "handlers")
+    __slots__ = ("__qualname__", "handlers", "in_threads")
 
     def __init__(self, handlers: list[Callable[[Event], Any]]) -> None:
         self.handlers = handlers
         self.__qualname__ = ", ".join(getattr(f, "__qualname__", repr(f)) for f in handlers)
+        self.in_threads = not all(map(is_async, handlers))
+        """Whether a plain ``def`` among them runs in a handler thread (``Settler.run``)."""
 
     async def __call__(self, event: Event) -> None:
         for func in self.handlers:

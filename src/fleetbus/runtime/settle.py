@@ -208,7 +208,13 @@ class Settler:
             attempt=d.attempt,
             consumer=d.consumer.name,
         )
-        left = LEFT.set(functools.partial(self.left_behind.later, wait=d.ack_wait))
+        # A call given up in a handler thread is counted (``LeftBehind``): told through the
+        # context, set only where a thread may run one (a plain def, a task's steps).
+        threads = getattr(handler, "in_threads", None)  # EventHandlers say
+        if d.task is not None or (not is_async(handler) if threads is None else threads):
+            left = LEFT.set(functools.partial(self.left_behind.later, wait=d.ack_wait))
+        else:
+            left = None
         try:
             if not tracing.active():  # the usual case: no span to open
                 return await self._run(d, handler, arg)
@@ -221,7 +227,8 @@ class Settler:
             ):
                 return await self._run(d, handler, arg)
         finally:
-            LEFT.reset(left)
+            if left is not None:
+                LEFT.reset(left)
             pop_log_context(context)
             if metrics:
                 METRICS.running(self.role, kind, -1)
