@@ -19,11 +19,9 @@ last event would also acknowledge an earlier one whose handler failed.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from fleetbus.runtime.messages import Event, Reject, Retry
 from fleetbus.runtime.routes import BatchHandler, is_async
@@ -31,11 +29,10 @@ from fleetbus.runtime.settle import (
     Delivery,
     Settler,
     TaskBudgetExceeded,
-    end_or_leave,
     error_text,
     trace_text,
 )
-from fleetbus.runtime.threads import LEFT, in_thread
+from fleetbus.runtime.threads import in_thread
 from fleetbus.telemetry import METRICS, pop_log_context, push_log_context
 from fleetbus.wire.subjects import subject_matches
 from fleetbus.wire.updates import bounded
@@ -108,11 +105,8 @@ async def _call(
                 running = asyncio.ensure_future(handler(events))
                 await asyncio.shield(running)
             else:
-                left = LEFT.set(functools.partial(settler.left_behind.later, wait=first.ack_wait))
-                try:
+                with settler.left_behind.counting_threads(first.ack_wait):
                     value = await in_thread(handler, events)
-                finally:
-                    LEFT.reset(left)
                 if asyncio.iscoroutine(value):
                     await value
     except Reject as exc:
@@ -121,12 +115,12 @@ async def _call(
         return _Failure(bounded(exc.reason), exc.delay)
     except asyncio.CancelledError:  # the agent stops: the handler ends first (or is left)
         if running is not None:
-            await _end_or_leave(settler, running, first.ack_wait, name)
+            await settler.end_or_leave(running, first.ack_wait, name, "events")
         raise
     except Exception as exc:
         if isinstance(exc, TimeoutError) and timer.expired():  # not the handler's own
             if running is not None:
-                await _end_or_leave(settler, running, first.ack_wait, name)
+                await settler.end_or_leave(running, first.ack_wait, name, "events")
             exc = TaskBudgetExceeded.of(limit or 0.0)
         log.error(
             "%s: %s raised on a list of %d events (seq %d..%d)",
@@ -146,9 +140,3 @@ async def _call(
         if METRICS.enabled:
             METRICS.handler_ran(settler.role, first.consumer.kind, time.perf_counter() - began)
     return None
-
-
-async def _end_or_leave(
-    settler: Settler, running: asyncio.Future[Any], wait: float, name: str
-) -> None:
-    await end_or_leave(running, wait, f"{settler.worker}: {name}", "events", settler.left_behind)

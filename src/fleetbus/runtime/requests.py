@@ -17,7 +17,6 @@ dropped with a warning; a durable one is dead-lettered as a bad message.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from typing import Any
@@ -31,8 +30,7 @@ from fleetbus.js.connection import unsubscribe
 from fleetbus.runtime.envelope import BadMessage, envelope_of, timeout_of
 from fleetbus.runtime.messages import Request
 from fleetbus.runtime.routes import Routes, invoke
-from fleetbus.runtime.settle import Delivery, Settler, end_or_leave, error_text
-from fleetbus.runtime.threads import LEFT
+from fleetbus.runtime.settle import Delivery, Settler, error_text
 from fleetbus.telemetry import log_context, tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import encode_answer, encode_error
@@ -197,25 +195,20 @@ class Responder:
         # A task of its own: a handler that catches its cancellation and goes on is left
         # behind, not waited for (its place, or its inbox message, is free all the same).
         # (a plain def handler's thread, left running past its time, is counted too)
-        left = LEFT.set(functools.partial(self.settler.left_behind.later, wait=_LEFT_AFTER))
-        running = asyncio.ensure_future(self.answer(request))
-        LEFT.reset(left)
+        with self.settler.left_behind.counting_threads(_LEFT_AFTER):
+            running = asyncio.ensure_future(self.answer(request))
         try:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(running)
         except TimeoutError:
-            await self._end_or_leave(running)
+            await self.settler.end_or_leave(running, _LEFT_AFTER, _HANDLER, "ask")
             if by_deadline:
                 return None
             budget = format_duration(limit or 0.0)
             return encode_error(f"the answer took longer than the role's task_budget of {budget}")
         except asyncio.CancelledError:  # the agent stops: the handler ends first (or is left)
-            await self._end_or_leave(running)
+            await self.settler.end_or_leave(running, _LEFT_AFTER, _HANDLER, "ask")
             raise
-
-    async def _end_or_leave(self, running: asyncio.Future[Any]) -> None:
-        who = f"{self.worker}: a request handler"
-        await end_or_leave(running, _LEFT_AFTER, who, "ask", self.settler.left_behind)
 
     async def answer(self, request: Request) -> tuple[bytes, dict[str, str]]:
         """Run the request handler; its value, or its error, as an answer."""
@@ -239,6 +232,7 @@ class Responder:
 
 _LEFT_AFTER = 1.0
 """How long a request handler that was cancelled gets to end before it is left behind."""
+_HANDLER = "a request handler"
 
 
 def _asker_of(msg: Msg, spec: FleetSpec) -> str:

@@ -44,7 +44,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,11 +73,13 @@ __all__ = [
     "Heartbeats",
     "Settler",
     "TaskBudgetExceeded",
-    "end_or_leave",
     "error_text",
 ]
 
 log = logging.getLogger("fleetbus.runtime")
+
+_UNCOUNTED = contextlib.nullcontext()
+"""What an async handler run in place counts handler threads with: nothing."""
 
 RUNNING_STATES = frozenset({"progress", "input-required"})
 """The updates of an attempt still running (an ``accepted`` still due is written first)."""
@@ -208,31 +210,57 @@ class Settler:
             attempt=d.attempt,
             consumer=d.consumer.name,
         )
-        # A call given up in a handler thread is counted (``LeftBehind``): told through the
-        # context, set only where a thread may run one (a plain def, a task's steps).
-        threads = getattr(handler, "in_threads", None)  # EventHandlers say
-        if d.task is not None or (not is_async(handler) if threads is None else threads):
-            left = LEFT.set(functools.partial(self.left_behind.later, wait=d.ack_wait))
-        else:
-            left = None
         try:
-            if not tracing.active():  # the usual case: no span to open
-                return await self._run(d, handler, arg)
-            headers = d.msg.headers or {}
-            with tracing.consumer(
-                headers,
-                d.consumer.name,
-                message_id=headers.get(h.MSG_ID),
-                conversation_id=task_id,
-            ):
-                return await self._run(d, handler, arg)
+            with self._counting_threads(d, handler):
+                if not tracing.active():  # the usual case: no span to open
+                    return await self._run(d, handler, arg)
+                headers = d.msg.headers or {}
+                with tracing.consumer(
+                    headers,
+                    d.consumer.name,
+                    message_id=headers.get(h.MSG_ID),
+                    conversation_id=task_id,
+                ):
+                    return await self._run(d, handler, arg)
         finally:
-            if left is not None:
-                LEFT.reset(left)
             pop_log_context(context)
             if metrics:
                 METRICS.running(self.role, kind, -1)
                 METRICS.handler_ran(self.role, kind, time.perf_counter() - began)
+
+    def _counting_threads(
+        self, d: Delivery, handler: Callable[[Any], Any]
+    ) -> contextlib.AbstractContextManager[None]:
+        """Only where a thread may run the handler's code (a plain def, a task's steps,
+        events with a plain def among their handlers) is a call given up there counted: an
+        async handler run in place pays nothing for it."""
+        threads = getattr(handler, "in_threads", None)  # EventHandlers say
+        if d.task is not None or (not is_async(handler) if threads is None else threads):
+            return self.left_behind.counting_threads(d.ack_wait)
+        return _UNCOUNTED
+
+    async def end_or_leave(
+        self, running: asyncio.Future[Any], wait: float, handler: str, what: str
+    ) -> None:
+        """Cancel ``running`` (a handler's own task) and give it ``wait`` seconds to end; one
+        that goes on regardless (a loop that catches ``CancelledError``) is left running, said
+        as an error, so that it holds nothing (``what``: its task, its events, its ask) for
+        good, and counted in ``left_behind``."""
+        if running.done():
+            return
+        running.cancel()
+        await asyncio.wait((running,), timeout=wait)
+        if not running.done():
+            running.add_done_callback(_retrieved)
+            log.error(
+                "%s: %s went on %gs after it was cancelled: left running, its %s released"
+                " (a handler must let CancelledError through)",
+                self.worker,
+                handler,
+                wait,
+                what,
+            )
+            self.left_behind.add(running)
 
     def time_limit(self, deadline: float | None) -> tuple[float | None, bool]:
         """How long a handler of the role may run (None: no limit), and whether that is set
@@ -333,8 +361,7 @@ class Settler:
             except asyncio.CancelledError:
                 # the budget, a deadline, a stop: it is told to end, and left behind if it
                 # goes on, so it cannot hold the task, and its role's queue, for good
-                who = f"{self.worker}: {d.handler}"
-                await end_or_leave(running, d.ack_wait, who, "task", self.left_behind)
+                await self.end_or_leave(running, d.ack_wait, d.handler, "task")
                 raise
         value = await in_thread(handler, arg)
         if inspect.isawaitable(value):
@@ -749,6 +776,17 @@ class LeftBehind:
         self.stuck = stuck
         self.running: set[asyncio.Future[Any]] = set()
 
+    @contextlib.contextmanager
+    def counting_threads(self, wait: float) -> Iterator[None]:
+        """While it holds (and in the tasks made meanwhile, which copy the context), a
+        handler call given up in its thread (``threads.LEFT``) is counted if it still runs
+        ``wait`` seconds later."""
+        token = LEFT.set(functools.partial(self.later, wait=wait))
+        try:
+            yield
+        finally:
+            LEFT.reset(token)
+
     def later(self, running: asyncio.Future[Any], wait: float) -> None:
         """``running`` is counted if it still runs ``wait`` seconds from now (a plain ``def``
         handler given up: its thread runs it on)."""
@@ -765,29 +803,6 @@ class LeftBehind:
                 f"{len(self.running)} handlers went on after they were cancelled and still"
                 " run (left_behind_limit): a handler must let CancelledError through"
             )
-
-
-async def end_or_leave(
-    running: asyncio.Future[Any], wait: float, who: str, what: str, left: LeftBehind
-) -> None:
-    """Cancel ``running`` (a handler's own task) and give it ``wait`` seconds to end; one
-    that goes on regardless (a loop that catches ``CancelledError``) is left running, said as
-    an error, so that it holds nothing (``what``: its task, its events, its ask) for good,
-    and counted in ``left``."""
-    if running.done():
-        return
-    running.cancel()
-    await asyncio.wait((running,), timeout=wait)
-    if not running.done():
-        running.add_done_callback(_retrieved)
-        log.error(
-            "%s went on %gs after it was cancelled: left running, its %s released"
-            " (a handler must let CancelledError through)",
-            who,
-            wait,
-            what,
-        )
-        left.add(running)
 
 
 def _retrieved(task: asyncio.Future[Any]) -> None:
