@@ -86,11 +86,7 @@ class MeetingMessage:
     ) -> MeetingMessage | None:
         """What was said on ``subject`` (``P.meetings.{id}[.{sender}]``); None for a body
         that is not a JSON object, or whose ``type``, ``time`` or ``from`` is not text (not
-        meeting traffic: a list there would be kept as its text, however long), and for a
-        stored record the server read back onto the meeting (its ``Nats-Subject`` header: a
-        direct get answers on any subject its requester names)."""
-        if not subjects.heard_as_sent(subject, headers):
-            return None
+        meeting traffic: a list there would be kept as its text, however long)."""
         try:
             body = decode(data)
         except PayloadError:
@@ -201,9 +197,11 @@ class Meeting:
         data, subject = msg.data, msg.subject
         if self._own in data and subject == self.subject:
             return  # our own words (another role's line naming our member id is not)
-        if not subject.startswith(self._said) and subject != self._room:
-            # A stored message a role pulled with this room as its reply subject: the
-            # server delivers it here under the subject it was stored on. Not said here.
+        said_here = subject.startswith(self._said) or subject == self._room
+        if not said_here or not self.fleet.spec.subjects.heard_as_sent(subject, msg.headers):
+            # What a role had the server send here (``Subjects.heard_as_sent``): a stored
+            # message pulled with this room as its reply keeps the subject it was stored
+            # on; a record read back by direct get carries the server's Nats-Subject.
             return
         if len(data) > _PARSED_AT_MOST:
             self._inbox.put(msg, len(data))  # parsed when read: no notice is this long

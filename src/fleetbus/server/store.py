@@ -31,33 +31,32 @@ def keep_streams(store_dir: Path, account: str, *, clustered: bool) -> None:
     are not moved: it refuses to start instead of starting without them."""
     store = store_dir / "jetstream"
     target = store / account
+    others = [a for a in (GLOBAL_ACCOUNT, STREAMS_ACCOUNT) if a != account]
+    others = [a for a in others if _has_streams(store / a)]
+    if not others:
+        return
     if _has_streams(target):
-        for other in (GLOBAL_ACCOUNT, STREAMS_ACCOUNT):
-            if other != account and _has_streams(store / other):
-                _log.warning(
-                    "%s holds streams of account %s too, which this server's config does not"
-                    " use (auth was turned on or off after both were provisioned): they are"
-                    " kept, unread; start the server as before to read them",
-                    store,
-                    other,
-                )
-        return
-    for other in (GLOBAL_ACCOUNT, STREAMS_ACCOUNT):
-        source = store / other
-        if other == account or not _has_streams(source):
-            continue
-        if clustered or (store / "$SYS" / "_js_").exists():
-            raise ServerError(
-                f"the streams in {store} are kept in account {other}, and this server's"
-                f" config keeps them in {account}: a cluster cannot move them. Start it as"
-                " before (`--no-auth` for the global account), back the streams up"
-                " (`nats stream backup`) and restore them into the new layout"
-                " (docs/security.md)"
+        for other in others:
+            _log.warning(
+                "%s holds streams of account %s too, which this server's config does not"
+                " use (auth was turned on or off after both were provisioned): they are"
+                " kept, unread; start the server as before to read them",
+                store,
+                other,
             )
-        if target.exists():
-            _remove_empty(target)  # made by a server that started with nothing to keep
-        source.rename(target)
         return
+    other = others[0]
+    if clustered or (store / "$SYS" / "_js_").exists():
+        raise ServerError(
+            f"the streams in {store} are kept in account {other}, and this server's"
+            f" config keeps them in {account}: a cluster cannot move them. Start it as"
+            " before (`--no-auth` for the global account), back the streams up"
+            " (`nats stream backup`) and restore them into the new layout"
+            " (docs/security.md)"
+        )
+    if target.exists():
+        _remove_empty(target)  # made by a server that started with nothing to keep
+    (store / other).rename(target)
 
 
 def _remove_empty(account_dir: Path) -> None:
