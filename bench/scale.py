@@ -4,7 +4,11 @@ Measured: provisioning time of the whole fleet, the time to start every agent, t
 memory per agent, and the CPU the nats-server and the agent processes use while every agent
 long-polls with nothing to do.
 
-    python -m bench.scale [--agents 1000] [--processes 2] [--idle 60]
+    python -m bench.scale [--agents 1000] [--processes 2] [--idle 60] [--auth]
+
+With ``--auth`` the server runs fleetbus's accounts (``fleetbus up``'s default) and every
+agent logs in as its role, so each has a connection of its own (a connection is one login);
+without it the agents of a process share one.
 
 Memory per agent is what Python allocates for it (``tracemalloc``, over up to
 ``MEMORY_SAMPLE`` agents started in a process of their own before the timed ones, after a
@@ -14,9 +18,9 @@ roles leaves tens of megabytes freed but resident (150 MB for 4,000 roles, measu
 which the first agents reuse, so growth per agent reads near zero for the first thousand and
 reaches what an agent costs only past them. The workers' whole resident set is reported too.
 
-The worker side (``--worker``) runs its share of agents on one connection and reports on
-stdout: ``ready <rss_kib>``; ``--memory`` starts its agents with tracemalloc on and reports
-``allocated <bytes_per_agent>``.
+The worker side (``--worker``) runs its share of agents (on one connection without auth) and
+reports on stdout: ``ready <rss_kib>``; ``--memory`` starts its agents with tracemalloc on and
+reports ``allocated <bytes_per_agent>``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from fleetbus import Agent, Message, RuntimeSettings, Task
 from fleetbus.fleet import FleetSpec, load_fleet, seed_fleet
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.provision import provision
+from fleetbus.security import ADMIN, ensure_credentials, load_credential, render_authorization
 
 if TYPE_CHECKING:
     from fleetbus.server.process import NatsServer
@@ -78,9 +83,18 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _worker(
-    url: str, spec: FleetSpec, first: int, count: int, poll: float, *, traced: bool = False
+    url: str,
+    spec: FleetSpec,
+    first: int,
+    count: int,
+    poll: float,
+    *,
+    traced: bool = False,
+    auth: Path | None = None,
 ) -> None:
-    nc = await connect(ConnectSettings.from_url(url, name=f"scale-{first}"))
+    """``auth``: the server's data directory, where each role's credential is (each agent
+    then connects as its role); without it every agent uses one shared connection."""
+    nc = None if auth else await connect(ConnectSettings.from_url(url, name=f"scale-{first}"))
 
     async def task(t: Task) -> None:
         pass
@@ -90,9 +104,12 @@ async def _worker(
 
     agents = []
     for i in range(first, first + count):
+        role = f"agent{i:04d}"
+        login = load_credential(auth, role) if auth else None
         agent = Agent(
-            f"agent{i:04d}",
+            role,
             spec=spec,
+            connection=login.connect_settings(url, name=role) if login else None,
             settings=RuntimeSettings(dead_letter_copier=False, poll=poll),
         )
         agent.on_task(task)
@@ -110,29 +127,41 @@ async def _worker(
             tracemalloc.start()
             before = tracemalloc.get_traced_memory()[0]
         await asyncio.gather(*(a.start(nc) for a in agents[at : at + STARTING]))
+        # (an agent given no connection opens its own, and closes it when it stops)
     if traced:
         await asyncio.sleep(1)  # every consumer loop asking, every presence timer set
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
         print(f"allocated {grown // (count - warm)}", flush=True)
         await asyncio.gather(*(a.stop(grace=1) for a in agents))
-        await nc.close()
+        if nc is not None:
+            await nc.close()
         return
     print(f"ready {_rss_kib(os.getpid())}", flush=True)
     await asyncio.Event().wait()  # idle until the parent stops this process
 
 
 def _spawn(
-    url: str, fleet_file: Path, first: int, count: int, poll: float = POLL, *, traced: bool = False
+    url: str,
+    fleet_file: Path,
+    first: int,
+    count: int,
+    poll: float = POLL,
+    *,
+    traced: bool = False,
+    auth: bool = False,
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.scale", "--poll", str(poll), "--worker", url]
     argv += [str(fleet_file), str(first), str(count)] + (["--memory"] if traced else [])
+    argv += ["--auth"] if auth else []  # the credentials are beside the fleet file
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
 
 
-async def _allocated_per_agent(url: str, fleet_file: Path, agents: int, poll: float) -> int:
+async def _allocated_per_agent(
+    url: str, fleet_file: Path, agents: int, poll: float, auth: bool
+) -> int:
     """Bytes Python allocates per agent, over up to ``MEMORY_SAMPLE`` agents traced."""
-    proc = _spawn(url, fleet_file, 0, min(agents, MEMORY_SAMPLE), poll, traced=True)
+    proc = _spawn(url, fleet_file, 0, min(agents, MEMORY_SAMPLE), poll, traced=True, auth=auth)
     assert proc.stdout is not None
     line = await asyncio.to_thread(proc.stdout.readline)
     await asyncio.to_thread(proc.wait, 60)
@@ -147,38 +176,47 @@ def _stop(workers: list[subprocess.Popen[str]]) -> None:
 
 @contextlib.contextmanager
 def served(
-    agents: int, tag: str, *, presence: bool = True
+    agents: int, tag: str, *, presence: bool = True, auth: bool = False
 ) -> Iterator[tuple[FleetSpec, NatsServer, Path]]:
     """A nats-server in a temporary directory, and the fleet of ``agents`` roles in a fleet
-    file there (not provisioned yet)."""
+    file there (not provisioned yet); with ``auth``, fleetbus's accounts and every role's
+    credential in that directory."""
     from fleetbus.testing import run_nats_server
 
     spec = fleet_of(agents, presence=presence)
-    with (
-        tempfile.TemporaryDirectory(prefix=f"fleetbus-{tag}-") as tmp,
-        run_nats_server(tmp) as server,
-    ):
-        fleet_file = Path(tmp) / "fleet.yaml"
-        fleet_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
-        yield spec, server, fleet_file
+    with tempfile.TemporaryDirectory(prefix=f"fleetbus-{tag}-") as tmp:
+        block = render_authorization(spec, ensure_credentials(tmp, spec)) if auth else ""
+        with run_nats_server(tmp, extra_config=block) as server:
+            fleet_file = Path(tmp) / "fleet.yaml"
+            fleet_file.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+            yield spec, server, fleet_file
 
 
 async def measure(
-    agents: int, processes: int, idle: float, *, presence: bool = True, poll: float = POLL
+    agents: int,
+    processes: int,
+    idle: float,
+    *,
+    presence: bool = True,
+    poll: float = POLL,
+    auth: bool = False,
 ) -> dict[str, Any]:
-    with served(agents, "scale", presence=presence) as (spec, server, fleet_file):
-        nc = await connect(ConnectSettings.from_url(server.url))
+    with served(agents, "scale", presence=presence, auth=auth) as (spec, server, fleet_file):
+        admin = load_credential(fleet_file.parent, ADMIN) if auth else None
+        nc = await connect(
+            admin.connect_settings(server.url) if admin else ConnectSettings.from_url(server.url)
+        )
         started = time.monotonic()
         result = await provision(nc, spec)
         provision_s = time.monotonic() - started
         await nc.close()
         consumers = sum(1 for a in result.applied if a.kind == "consumer")
         if processes:
-            allocated = await _allocated_per_agent(server.url, fleet_file, agents, poll)
+            allocated = await _allocated_per_agent(server.url, fleet_file, agents, poll, auth)
             share = -(-agents // processes)
         started = time.monotonic()
         workers = [
-            _spawn(server.url, fleet_file, first, min(share, agents - first), poll)
+            _spawn(server.url, fleet_file, first, min(share, agents - first), poll, auth=auth)
             for first in (range(0, agents, share) if processes else ())
         ]
         try:
@@ -194,10 +232,12 @@ async def measure(
             await asyncio.sleep(idle)
             server_cpu = _cpu_seconds(server.pid) - server_cpu
             client_cpu = sum(_cpu_seconds(p.pid) for p in workers) - client_cpu
+            server_rss = _rss_kib(server.pid)
         finally:
             await asyncio.to_thread(_stop, workers)
     measures: dict[str, Any] = {
         "agents": agents,
+        "auth": auth,
         "presence": presence,
         "poll_s": poll,
         "processes": len(workers),
@@ -212,6 +252,7 @@ async def measure(
         }
     return measures | {
         "idle_s": idle,
+        "server_rss_mib": round(server_rss / 1024),
         "server_cpu_percent_of_a_core": round(100 * server_cpu / idle, 2),
         "agent_processes_cpu_percent_of_a_core": round(100 * client_cpu / idle, 2),
     }
@@ -235,17 +276,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll", type=float, default=POLL, help="the agents' RuntimeSettings.poll (seconds)"
     )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="fleetbus's accounts on the server, every agent logged in as its role",
+    )
     parser.add_argument("--worker", nargs=4, metavar=("URL", "FLEET", "FIRST", "COUNT"))
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         url, fleet_file, first, count = args.worker
         spec = load_fleet(fleet_file)  # as an agent process loads it
-        asyncio.run(_worker(url, spec, int(first), int(count), args.poll, traced=args.memory))
+        auth = Path(fleet_file).parent if args.auth else None
+        asyncio.run(
+            _worker(url, spec, int(first), int(count), args.poll, traced=args.memory, auth=auth)
+        )
         return 0
     result = asyncio.run(
         measure(
-            args.agents, args.processes, args.idle, presence=not args.no_presence, poll=args.poll
+            args.agents,
+            args.processes,
+            args.idle,
+            presence=not args.no_presence,
+            poll=args.poll,
+            auth=args.auth,
         )
     )
     print_measures(result)

@@ -52,3 +52,15 @@ def test_the_auth_bench_runs_both_servers_and_prints_ratios() -> None:
     proc = bench("bench.auth", "--count", "20", "--rounds", "1")
     for figure in ("task p50 (ms)", "tasks/s", "emit p50 (us)", "raw js.publish p50 (us)"):
         assert f"{figure}: auth off " in proc.stdout and "on / off" in proc.stdout, proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_the_scale_bench_logs_every_agent_in_as_its_role_with_auth() -> None:
+    proc = bench("bench.scale", "--agents", "60", "--processes", "1", "--idle", "1", "--auth")
+    figures = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in proc.stdout.splitlines())
+    )
+    assert figures["auth"] == "True", proc.stdout
+    assert figures["durable_consumers"] == "181", proc.stdout  # 3 per role, and the admin's
+    assert float(figures["agents_started_s"]) > 0, proc.stdout  # every agent said it started
