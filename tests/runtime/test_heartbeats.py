@@ -6,9 +6,13 @@ before it is due) or by generous counts: a loaded machine may run the sweep late
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import cast
 
+import pytest
+
+from fleetbus.runtime.limits import TimeLimit
 from fleetbus.runtime.settle import Delivery, Heartbeats
 
 
@@ -18,6 +22,7 @@ class Running:
 
     ack_wait: float
     beats: list[float] = field(default_factory=list)
+    limit: tuple[TimeLimit, float] | None = None
 
     @property
     def d(self) -> Delivery:
@@ -73,3 +78,62 @@ async def test_a_shorter_ack_wait_started_later_moves_the_sweep_up() -> None:
     assert began + 0.05 <= soon <= ended + 0.05 < later
     beats.stop(long.d)
     beats.stop(short.d)
+
+
+async def test_a_time_limit_due_after_the_first_heartbeat_is_set_by_it_and_holds() -> None:
+    """A handler's time limit is a timer of the loop's only once its delivery has had a
+    heartbeat: most handlers end sooner, and a timer made and cancelled per delivery cost
+    the event fan-out a fifth of its throughput. Set late, it still expires when due."""
+    beats = sweeping()
+    slow = Running(ack_wait=0.3)  # the first beat 0.1-0.15 s in
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    beats.start(slow.d)
+    with pytest.raises(TimeoutError), TimeLimit() as timer:
+        beats.limit(slow.d, timer, 0.5)
+        assert timer.when is None and slow.limit is not None
+        await asyncio.sleep(0.2)  # the sweep, due first, has run
+        assert slow.limit is None and slow.beats
+        assert timer.when == pytest.approx(began + 0.5, abs=0.05)
+        await asyncio.sleep(30)
+    assert timer.expired() and loop.time() >= began + 0.5
+    beats.stop(slow.d)
+
+
+async def test_a_time_limit_due_before_the_first_heartbeat_is_set_at_once() -> None:
+    beats = sweeping()
+    quick = Running(ack_wait=0.3)
+    loop = asyncio.get_running_loop()
+    beats.start(quick.d)
+    with pytest.raises(TimeoutError), TimeLimit() as timer:
+        beats.limit(quick.d, timer, 0.1)  # 1.5 intervals would be 0.15 s
+        assert quick.limit is None and timer.when == pytest.approx(loop.time() + 0.1, abs=0.05)
+        await asyncio.sleep(30)
+    beats.stop(quick.d)
+
+
+async def test_a_time_limit_ends_only_its_block_and_lets_another_cancellation_through() -> None:
+    """As ``asyncio.timeout``: its own cancellation becomes TimeoutError where it was
+    entered and the task goes on; a stop's cancellation meanwhile stays a cancellation."""
+    with contextlib.suppress(TimeoutError), TimeLimit() as limit:
+        limit.set(asyncio.get_running_loop().time())  # due now
+        await asyncio.sleep(30)
+    assert limit.expired()
+    await asyncio.sleep(0)  # nothing left pending on the task
+
+    async def stopped_meanwhile() -> None:
+        with TimeLimit() as limit:
+            limit.set(asyncio.get_running_loop().time())
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # a stop, at the same time
+            await asyncio.sleep(30)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(stopped_meanwhile())
+
+    with TimeLimit() as unused:
+        pass
+    unused.set(asyncio.get_running_loop().time())  # left already: nothing
+    await asyncio.sleep(0.01)
+    assert not unused.expired()

@@ -59,6 +59,7 @@ from fleetbus.js.connection import Connection
 from fleetbus.js.consume import Worker, current_worker
 from fleetbus.js.publish import Publisher
 from fleetbus.runtime.envelope import BadMessage
+from fleetbus.runtime.limits import TimeLimit
 from fleetbus.runtime.messages import Reject, Retry
 from fleetbus.runtime.routes import is_async
 from fleetbus.runtime.settings import RuntimeSettings
@@ -133,6 +134,9 @@ class Delivery:
     time limit, where its cancellation has had that long to end it."""
     abandoned: bool = False
     """Given up: settled as failed while its handler went on; what it does next is nobody's."""
+    limit: tuple[TimeLimit, float] | None = None
+    """The handler's time limit and when it falls due (the loop's clock), until its first
+    heartbeat sets it (``Heartbeats.limit``)."""
 
     def drop_accept_timer(self) -> bool:
         """Cancel the ``accepted`` not yet due; whether there was one."""
@@ -279,16 +283,17 @@ class Settler:
         self.beats.start(d)
         limit, by_deadline = self.time_limit(d.deadline)
         timer_for = limit or 0.0
-        timer = asyncio.timeout(limit) if limit is not None else None
+        timer = TimeLimit() if limit is not None else None
         if limit is not None:
             d.given_up_at = time.monotonic() + limit + d.ack_wait
         self.running.add(d)
         try:
             try:
-                if timer is None:
+                if timer is None or limit is None:
                     value = await self._call(d, handler, arg)
                 else:
-                    async with timer:
+                    with timer:
+                        self.beats.limit(d, timer, limit)
                         value = await self._call(d, handler, arg)
             except TimeoutError:
                 if timer is None or not timer.expired():
@@ -738,6 +743,16 @@ class Heartbeats:
     def stop(self, d: Delivery) -> None:
         self._beating.pop(d, None)
 
+    def limit(self, d: Delivery, timer: TimeLimit, seconds: float) -> None:
+        """Have ``timer`` (entered around ``d``'s handler) expire ``seconds`` from now: at
+        once if that may come before the delivery's first heartbeat, else at that heartbeat
+        (``fleetbus.runtime.limits``: most handlers end before it, and need no timer)."""
+        when = asyncio.get_running_loop().time() + seconds
+        if seconds <= 1.5 * self.interval(d):  # the first beat comes 1 to 1.5 intervals in
+            timer.set(when)
+        else:
+            d.limit = (timer, when)
+
     @property
     def next_sweep(self) -> float | None:
         """When the sweep runs next (the loop's clock); None while nothing beats."""
@@ -754,6 +769,10 @@ class Heartbeats:
             interval = self.interval(d)
             if now >= due:
                 self._beating[d] = now + interval
+                if d.limit is not None:
+                    timer, when = d.limit
+                    d.limit = None
+                    timer.set(when)
                 self._beat(d)
             tick = interval / 2 if tick is None else min(tick, interval / 2)
         assert tick is not None
