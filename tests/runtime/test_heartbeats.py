@@ -88,9 +88,8 @@ async def test_a_time_limit_due_after_the_first_heartbeat_is_set_by_it_and_holds
     slow = Running(ack_wait=0.3)  # the first beat 0.1-0.15 s in
     loop = asyncio.get_running_loop()
     began = loop.time()
-    beats.start(slow.d)
     with pytest.raises(TimeoutError), TimeLimit() as timer:
-        beats.limit(slow.d, timer, 0.5)
+        assert beats.start(slow.d, timer, 0.5) is None  # not to be set now
         assert timer.when is None and slow.limit is not None
         await asyncio.sleep(0.2)  # the sweep, due first, has run
         assert slow.limit is None and slow.beats
@@ -104,10 +103,10 @@ async def test_a_time_limit_due_before_the_first_heartbeat_is_set_at_once() -> N
     beats = sweeping()
     quick = Running(ack_wait=0.3)
     loop = asyncio.get_running_loop()
-    beats.start(quick.d)
     with pytest.raises(TimeoutError), TimeLimit() as timer:
-        beats.limit(quick.d, timer, 0.1)  # 1.5 intervals would be 0.15 s
-        assert quick.limit is None and timer.when == pytest.approx(loop.time() + 0.1, abs=0.05)
+        due = beats.start(quick.d, timer, 0.1)  # 1.5 intervals would be 0.15 s
+        assert quick.limit is None and due == pytest.approx(loop.time() + 0.1, abs=0.05)
+        timer.set(due)
         await asyncio.sleep(30)
     beats.stop(quick.d)
 

@@ -190,10 +190,13 @@ class Settler:
     """``+WPI`` for every delivery whose handler runs (``beats.start(d)`` / ``stop(d)``)."""
     left_behind: LeftBehind = field(init=False, compare=False, hash=False)
     """Handlers left running after they were cancelled (the agent sets ``stuck``)."""
+    budget: float | None = field(init=False, compare=False, hash=False)
+    """The role's ``task_budget``: how long any of its handlers may run (None: no limit)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "beats", Heartbeats(self.beat_due))
         object.__setattr__(self, "left_behind", LeftBehind(self.settings.left_behind_limit))
+        object.__setattr__(self, "budget", self.spec.roles[self.role].task_budget)
 
     async def run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         """Run ``handler(arg)`` (a plain ``def`` in a worker thread) with heartbeats.
@@ -271,7 +274,7 @@ class Settler:
         by ``deadline`` (a unix time) rather than the role's ``task_budget``. Every handler's,
         not only a task's: a message's or an invitation's would otherwise hold its delivery
         (and at max_ack_pending its queue) for as long as it ran."""
-        limit = self.spec.roles[self.role].task_budget
+        limit = self.budget
         if deadline is not None:
             left = max(deadline - time.time(), 0.0)
             if limit is None or left < limit:
@@ -280,20 +283,23 @@ class Settler:
 
     async def _run(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> tuple[bool, Any]:
         d.handler = getattr(handler, "__qualname__", None) or repr(handler)
-        self.beats.start(d)
-        limit, by_deadline = self.time_limit(d.deadline)
+        limit, by_deadline = (
+            (self.budget, False) if d.deadline is None else self.time_limit(d.deadline)
+        )
         timer_for = limit or 0.0
         timer = TimeLimit() if limit is not None else None
+        due_now = self.beats.start(d, timer, limit)
         if limit is not None:
             d.given_up_at = time.monotonic() + limit + d.ack_wait
         self.running.add(d)
         try:
             try:
-                if timer is None or limit is None:
+                if timer is None:
                     value = await self._call(d, handler, arg)
                 else:
                     with timer:
-                        self.beats.limit(d, timer, limit)
+                        if due_now is not None:
+                            timer.set(due_now)
                         value = await self._call(d, handler, arg)
             except TimeoutError:
                 if timer is None or not timer.expired():
@@ -728,10 +734,23 @@ class Heartbeats:
     def interval(d: Delivery) -> float:
         return max(d.ack_wait / 3, 0.05)
 
-    def start(self, d: Delivery) -> None:
+    def start(
+        self, d: Delivery, limit: TimeLimit | None = None, seconds: float | None = None
+    ) -> float | None:
+        """Beat for ``d`` from now on. With a handler's time ``limit`` of ``seconds``: set
+        by the delivery's first heartbeat, or, when it may fall due sooner, returned (when
+        it falls due, the loop's clock) to be set at once once entered
+        (``fleetbus.runtime.limits``: most handlers end before that heartbeat, and need no
+        timer)."""
         loop = asyncio.get_running_loop()
         interval = self.interval(d)
         now = loop.time()
+        due_now = None
+        if limit is not None and seconds is not None:
+            if seconds <= 1.5 * interval:  # the first beat comes 1 to 1.5 intervals in
+                due_now = now + seconds
+            else:
+                d.limit = (limit, now + seconds)
         self._beating[d] = now + interval
         tick = now + interval / 2
         if self._handle is None or tick < self._at:  # none running, or a shorter interval
@@ -739,19 +758,10 @@ class Heartbeats:
                 self._handle.cancel()
             self._at = tick
             self._handle = loop.call_at(tick, self._sweep)
+        return due_now
 
     def stop(self, d: Delivery) -> None:
         self._beating.pop(d, None)
-
-    def limit(self, d: Delivery, timer: TimeLimit, seconds: float) -> None:
-        """Have ``timer`` (entered around ``d``'s handler) expire ``seconds`` from now: at
-        once if that may come before the delivery's first heartbeat, else at that heartbeat
-        (``fleetbus.runtime.limits``: most handlers end before it, and need no timer)."""
-        when = asyncio.get_running_loop().time() + seconds
-        if seconds <= 1.5 * self.interval(d):  # the first beat comes 1 to 1.5 intervals in
-            timer.set(when)
-        else:
-            d.limit = (timer, when)
 
     @property
     def next_sweep(self) -> float | None:
