@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import cast
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -22,7 +23,9 @@ class Running:
 
     ack_wait: float
     beats: list[float] = field(default_factory=list)
-    limit: tuple[TimeLimit, float] | None = None
+    limit: tuple[TimeLimit | None, float] | None = None
+    late: TimeLimit | None = None
+    worker: Any = None
 
     @property
     def d(self) -> Delivery:
@@ -89,7 +92,7 @@ async def test_a_time_limit_due_after_the_first_heartbeat_is_set_by_it_and_holds
     loop = asyncio.get_running_loop()
     began = loop.time()
     with pytest.raises(TimeoutError), TimeLimit() as timer:
-        assert beats.start(slow.d, timer, 0.5) is None  # not to be set now
+        assert beats.start(slow.d, 0.5, timer) is None  # not to be set now
         assert timer.when is None and slow.limit is not None
         await asyncio.sleep(0.2)  # the sweep, due first, has run
         assert slow.limit is None and slow.beats
@@ -104,7 +107,7 @@ async def test_a_time_limit_due_before_the_first_heartbeat_is_set_at_once() -> N
     quick = Running(ack_wait=0.3)
     loop = asyncio.get_running_loop()
     with pytest.raises(TimeoutError), TimeLimit() as timer:
-        due = beats.start(quick.d, timer, 0.1)  # 1.5 intervals would be 0.15 s
+        due = beats.start(quick.d, 0.1, timer)  # 1.5 intervals would be 0.15 s
         assert quick.limit is None and due == pytest.approx(loop.time() + 0.1, abs=0.05)
         timer.set(due)
         await asyncio.sleep(30)
@@ -136,3 +139,29 @@ async def test_a_time_limit_ends_only_its_block_and_lets_another_cancellation_th
     unused.set(asyncio.get_running_loop().time())  # left already: nothing
     await asyncio.sleep(0.01)
     assert not unused.expired()
+
+
+async def test_a_handler_run_in_place_gets_a_limit_only_if_it_runs_at_its_first_heartbeat() -> None:
+    """An ``async def`` event or message handler runs in its consumer's worker task: its
+    limit is made at the first heartbeat, around that task, and none at all for the many
+    that end before (no object, no timer per delivery)."""
+    beats = sweeping()
+    loop = asyncio.get_running_loop()
+    quick = Running(ack_wait=0.3, worker=SimpleNamespace(task=asyncio.current_task()))
+    assert beats.start(quick.d, 0.5) is None and quick.limit is not None
+    beats.stop(quick.d)  # it ended within the interval
+    await asyncio.sleep(0.3)
+    assert quick.late is None
+
+    slow = Running(ack_wait=0.3, worker=SimpleNamespace(task=asyncio.current_task()))
+    began = loop.time()
+    beats.start(slow.d, 0.5)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError as exc:
+        assert slow.late is not None and slow.late.leave(exc)  # the limit's own
+    else:
+        raise AssertionError("the limit did not end the handler")
+    assert loop.time() >= began + 0.5 and slow.late.expired()
+    beats.stop(slow.d)
+    await asyncio.sleep(0)  # the task goes on: its cancellation was the limit's, and handled

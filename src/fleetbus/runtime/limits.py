@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
 
 __all__ = ["TimeLimit"]
 
@@ -25,7 +26,7 @@ class TimeLimit:
     __slots__ = ("_cancelling", "_expired", "_handle", "_task", "when")
 
     def __init__(self) -> None:
-        self._task: asyncio.Task[object] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
         self._handle: asyncio.TimerHandle | None = None
         self._expired = False
@@ -38,6 +39,17 @@ class TimeLimit:
         self._task = task
         self._cancelling = task.cancelling()
         return self
+
+    @classmethod
+    def around(cls, task: asyncio.Task[Any]) -> TimeLimit | None:
+        """A limit for a block already running in ``task`` (not entered: whoever runs the
+        block calls ``leave`` as it ends); None while a cancellation of the task is pending
+        (a stop, which ends the block by itself)."""
+        if task.done() or task.cancelling():
+            return None
+        limit = cls()
+        limit._task = task
+        return limit
 
     def set(self, when: float) -> None:
         """Cancel the block at ``when`` (past: at the loop's next turn); once left, nothing."""
@@ -57,22 +69,27 @@ class TimeLimit:
             self._expired = True
             self._task.cancel()
 
+    def leave(self, exc: BaseException | None) -> bool:
+        """The block ends (raising ``exc``, or None): whether ``exc`` is the limit's own
+        cancellation, to be said as ``TimeoutError``. As ``asyncio.timeout``: a cancellation
+        that is ours, and no one else's since, is the limit's; another's (a stop) goes on
+        as it came."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        task, self._task = self._task, None
+        return (
+            self._expired
+            and task is not None
+            and task.uncancel() <= self._cancelling
+            and type(exc) is asyncio.CancelledError
+        )
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        task, self._task = self._task, None
-        # As asyncio.timeout: a cancellation that is ours, and no one else's since, is the
-        # limit's, said as TimeoutError; another's (a stop) goes on as it came.
-        if (
-            self._expired
-            and task is not None
-            and task.uncancel() <= self._cancelling
-            and exc_type is asyncio.CancelledError
-        ):
+        if self.leave(exc):
             raise TimeoutError from exc

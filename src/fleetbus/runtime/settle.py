@@ -134,9 +134,13 @@ class Delivery:
     time limit, where its cancellation has had that long to end it."""
     abandoned: bool = False
     """Given up: settled as failed while its handler went on; what it does next is nobody's."""
-    limit: tuple[TimeLimit, float] | None = None
+    limit: tuple[TimeLimit | None, float] | None = None
     """The handler's time limit and when it falls due (the loop's clock), until its first
-    heartbeat sets it (``Heartbeats.limit``)."""
+    heartbeat sets it (``Heartbeats.start``); None for an ``async def`` handler run in
+    place, whose limit that heartbeat makes (``late``)."""
+    late: TimeLimit | None = None
+    """The time limit of a handler run in place, made at its first heartbeat if it still
+    runs then (most end before: they make none)."""
 
     def drop_accept_timer(self) -> bool:
         """Cancel the ``accepted`` not yet due; whether there was one."""
@@ -287,8 +291,11 @@ class Settler:
             (self.budget, False) if d.deadline is None else self.time_limit(d.deadline)
         )
         timer_for = limit or 0.0
-        timer = TimeLimit() if limit is not None else None
-        due_now = self.beats.start(d, timer, limit)
+        in_place = d.task is None and is_async(handler)  # its limit is made late, if at all
+        timer = TimeLimit() if limit is not None and not in_place else None
+        due_now = self.beats.start(d, limit, timer)
+        if due_now is not None and timer is None:
+            timer = TimeLimit()  # in place, but the limit may fall due before any heartbeat
         if limit is not None:
             d.given_up_at = time.monotonic() + limit + d.ack_wait
         self.running.add(d)
@@ -302,7 +309,8 @@ class Settler:
                             timer.set(due_now)
                         value = await self._call(d, handler, arg)
             except TimeoutError:
-                if timer is None or not timer.expired():
+                expired = timer if timer is not None else d.late
+                if expired is None or not expired.expired():
                     raise  # the handler's own timeout, not the budget
                 if by_deadline:
                     await self.complete(
@@ -355,12 +363,17 @@ class Settler:
                 d.worker = current_worker()
                 try:
                     value = await handler(arg)
-                except BaseException:
+                except BaseException as exc:
+                    limited = d.late is not None and d.late.leave(exc)
                     if d.abandoned:
                         raise _Abandoned from None
+                    if limited:
+                        raise TimeoutError from exc
                     raise
                 finally:
                     d.worker = None  # it ended: nothing for the sweep to give up
+                if d.late is not None:
+                    d.late.leave(None)
                 if d.abandoned:
                     raise _Abandoned
                 return value
@@ -735,18 +748,19 @@ class Heartbeats:
         return max(d.ack_wait / 3, 0.05)
 
     def start(
-        self, d: Delivery, limit: TimeLimit | None = None, seconds: float | None = None
+        self, d: Delivery, seconds: float | None = None, limit: TimeLimit | None = None
     ) -> float | None:
-        """Beat for ``d`` from now on. With a handler's time ``limit`` of ``seconds``: set
-        by the delivery's first heartbeat, or, when it may fall due sooner, returned (when
-        it falls due, the loop's clock) to be set at once once entered
+        """Beat for ``d`` from now on. With a handler's time limit of ``seconds``: set by
+        the delivery's first heartbeat (``limit``, or one made then around the task running
+        an ``async def`` handler in place), or, when it may fall due sooner, returned (when
+        it falls due, the loop's clock) to be set at once on a limit entered around it
         (``fleetbus.runtime.limits``: most handlers end before that heartbeat, and need no
-        timer)."""
+        timer, in place no object either)."""
         loop = asyncio.get_running_loop()
         interval = self.interval(d)
         now = loop.time()
         due_now = None
-        if limit is not None and seconds is not None:
+        if seconds is not None:
             if seconds <= 1.5 * interval:  # the first beat comes 1 to 1.5 intervals in
                 due_now = now + seconds
             else:
@@ -762,6 +776,16 @@ class Heartbeats:
 
     def stop(self, d: Delivery) -> None:
         self._beating.pop(d, None)
+
+    @staticmethod
+    def _set_limit(d: Delivery, limit: TimeLimit | None, when: float) -> None:
+        d.limit = None
+        if limit is None:  # an async def handler in place, still running: its worker's task
+            task = d.worker.task if d.worker is not None else None
+            if isinstance(task, asyncio.Task):
+                limit = d.late = TimeLimit.around(task)
+        if limit is not None:
+            limit.set(when)
 
     @property
     def next_sweep(self) -> float | None:
@@ -780,9 +804,7 @@ class Heartbeats:
             if now >= due:
                 self._beating[d] = now + interval
                 if d.limit is not None:
-                    timer, when = d.limit
-                    d.limit = None
-                    timer.set(when)
+                    self._set_limit(d, *d.limit)
                 self._beat(d)
             tick = interval / 2 if tick is None else min(tick, interval / 2)
         assert tick is not None
