@@ -5,8 +5,10 @@ falls due, and turn that cancellation into ``TimeoutError`` where the limit was 
 with two differences. The due time is set after entering (``set``), so the settler sets it
 at a delivery's first heartbeat: most handlers end well before, and a timer made and
 cancelled for every delivery cost the event fan-out a fifth of its throughput (the loop's
-timer heap holds each cancelled one until it is cleaned). And it is a plain context
-manager: entering it awaits nothing. Measured in docs/performance.md.
+timer heap holds each cancelled one until it is cleaned). It is a plain context manager:
+entering it awaits nothing. And it can be made for a block already running in a task
+(``around``, ended by ``leave``): a handler run in place in its consumer's worker gets one
+only if it still runs at its first heartbeat. Measured in docs/performance.md.
 """
 
 from __future__ import annotations
