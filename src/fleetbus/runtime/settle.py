@@ -292,6 +292,7 @@ class Settler:
         )
         timer_for = limit or 0.0
         in_place = d.task is None and is_async(handler)  # its limit is made late, if at all
+        call = self._in_place if in_place else self._call
         timer = TimeLimit() if limit is not None and not in_place else None
         due_now = self.beats.start(d, limit, timer)
         if due_now is not None and timer is None:
@@ -302,15 +303,15 @@ class Settler:
         try:
             try:
                 if timer is None:
-                    value = await self._call(d, handler, arg)
+                    value = await call(d, handler, arg)
                 else:
                     with timer:
                         if due_now is not None:
                             timer.set(due_now)
-                        value = await self._call(d, handler, arg)
+                        value = await call(d, handler, arg)
             except TimeoutError:
-                expired = timer if timer is not None else d.late
-                if expired is None or not expired.expired():
+                budget = timer if timer is not None else d.late
+                if budget is None or not budget.expired():
                     raise  # the handler's own timeout, not the budget
                 if by_deadline:
                     await self.complete(
@@ -355,28 +356,33 @@ class Settler:
             d.drop_accept_timer()  # the attempt ends before it was due
         return True, value
 
+    async def _in_place(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
+        """The value of an ``async def`` handler other than a task's, awaited in its
+        consumer's worker (a task per event would cost every delivery; nothing cancels it but
+        a stop, and its time limit, ``late``, made at its first heartbeat)."""
+        d.worker = current_worker()
+        try:
+            value = await handler(arg)
+        except BaseException as exc:
+            limited = d.late is not None and d.late.leave(exc)
+            if d.abandoned:
+                raise _Abandoned from None
+            if limited:
+                raise TimeoutError from exc
+            raise
+        finally:
+            d.worker = None  # it ended: nothing for the sweep to give up
+        if d.late is not None:
+            d.late.leave(None)
+        if d.abandoned:
+            raise _Abandoned
+        return value
+
     async def _call(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
-        """The handler's value. A task's coroutine runs as its own task, which a cancel
-        request cancels; anything else is awaited in place (nothing cancels it but a stop)."""
+        """The value of a task's handler or of a plain ``def`` one. A task's coroutine runs
+        as its own task, which a cancel request cancels; a ``def`` runs in a handler
+        thread."""
         if is_async(handler):
-            if d.task is None:  # in place: a task per event would cost every delivery
-                d.worker = current_worker()
-                try:
-                    value = await handler(arg)
-                except BaseException as exc:
-                    limited = d.late is not None and d.late.leave(exc)
-                    if d.abandoned:
-                        raise _Abandoned from None
-                    if limited:
-                        raise TimeoutError from exc
-                    raise
-                finally:
-                    d.worker = None  # it ended: nothing for the sweep to give up
-                if d.late is not None:
-                    d.late.leave(None)
-                if d.abandoned:
-                    raise _Abandoned
-                return value
             running = d.handler_task = asyncio.ensure_future(handler(arg))
             if d.canceled is not None:
                 running.cancel()
