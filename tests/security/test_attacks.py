@@ -748,3 +748,22 @@ async def test_a_role_cannot_list_its_record_as_another_roles_agent(
     async with client(auth_fleet, ADMIN) as admin:
         listed = [(a.role, a.instance) for a in await admin.presence.agents(stopped=True)]
     assert not [i for _, i in listed if i == "cso-f8c23b90"]
+
+
+async def test_a_role_cannot_log_in_as_another_identity(auth_fleet: AuthFleet) -> None:
+    """The server's hashes are at bcrypt's least cost (the passwords are 256 random bits):
+    cheap for the server, and no door. A role holding its own password cannot log in as
+    another role or as the admin with it, nor with none or a near miss; its own login works."""
+    from dataclasses import replace
+
+    from fleetbus.errors import ConnectError
+    from fleetbus.js.connection import connect
+
+    own = replace(auth_fleet.settings("backend"), connect_timeout=2.0)
+    mine = auth_fleet.credentials["backend"].password
+    for user, password in [("cto", mine), (ADMIN, mine), ("cto", ""), ("backend", mine[:-1])]:
+        with pytest.raises(ConnectError):
+            await connect(replace(own, user=user, password=password))
+    conn = await connect(own)
+    assert conn.nc.is_connected
+    await conn.close()
