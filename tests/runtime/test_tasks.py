@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fleetbus.errors import FleetbusError, TaskError
+from fleetbus.errors import FleetbusError, TaskCancelled, TaskError
 from fleetbus.runtime import Agent
 from fleetbus.runtime.messages import Message, Task
 from fleetbus.testing.fleets import FleetUnderTest
@@ -258,6 +258,29 @@ async def test_a_handler_that_will_not_be_cancelled_does_not_hold_its_task_for_g
     finally:
         done.set()
     assert [task.attempt for task in started] == [1, 2]
+
+
+async def test_a_cancelled_handler_that_will_not_end_ends_its_task_canceled_not_retried(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """The cancel request cancels the handler, which carries on; one ack wait past its
+    budget it is given up. The task ends as it was asked to (``canceled``), by the attempt
+    that was cancelled, not as a failed attempt that another one would have to end."""
+    fleet, agent, started, done = stubborn_backend(make_fleet)
+
+    try:
+        async with agent, fleet.client(sender="cto") as client, raw_client(fleet) as nc:
+            handle = await client.assign("backend", {"title": "never ends"})
+            await eventually(lambda: len(started) == 1, 15, "the handler started")
+            assert await handle.cancel("wrong approach") is True
+            with pytest.raises(TaskCancelled, match="wrong approach"):
+                await handle.result(timeout=30)
+            await asyncio.sleep(1.5)  # past the ack wait: no second attempt
+            history = await updates(nc, fleet, handle.id)
+    finally:
+        done.set()
+    assert [task.attempt for task in started] == [1]
+    assert [(u.state, u.attempt) for u in history if u.state != "accepted"] == [("canceled", 1)]
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["async-def", "def"])

@@ -8,7 +8,8 @@ cancelled for every delivery cost the event fan-out a fifth of its throughput (t
 timer heap holds each cancelled one until it is cleaned). It is a plain context manager:
 entering it awaits nothing. And it can be made for a block already running in a task
 (``around``, ended by ``leave``): a handler run in place in its consumer's worker gets one
-only if it still runs at its first heartbeat. Measured in docs/performance.md.
+only if it still runs at its first heartbeat, and a task's handler gets one that falls due
+at once (``expire``) when a cancel request reaches it. Measured in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class TimeLimit:
 
     def expired(self) -> bool:
         return self._expired
+
+    def expire(self) -> None:
+        """Fall due now: cancel the block at once (a cancel request, say)."""
+        if self._handle is not None:
+            self._handle.cancel()
+        self._expire()
 
     def _expire(self) -> None:
         self._handle = None

@@ -116,7 +116,6 @@ class Delivery:
     """The reason, once a cancel request reached this delivery."""
     stop: threading.Event | None = None
     """Set on cancel: what a plain ``def`` handler sees as ``task.cancelled`` (tasks only)."""
-    handler_task: asyncio.Future[Any] | None = None
     summary: TaskSummary | None = None
     """The task list's entry for this task, as this delivery last wrote it."""
     requests: int = 0
@@ -128,7 +127,7 @@ class Delivery:
     accepting: asyncio.Future[Any] | None = None
     """The ``accepted`` being written (what the attempt writes next waits for it)."""
     worker: Worker | None = None
-    """The consumer's worker an ``async def`` handler other than a task's runs in, in place."""
+    """The consumer's worker an ``async def`` handler runs in, in place, while it runs."""
     given_up_at: float | None = None
     """When (monotonic) that handler is given up if it still runs: one ack wait past its
     time limit, where its cancellation has had that long to end it."""
@@ -141,6 +140,8 @@ class Delivery:
     late: TimeLimit | None = None
     """The time limit of a handler run in place, made at its first heartbeat if it still
     runs then (most end before: they make none)."""
+    interrupt: TimeLimit | None = None
+    """A cancel request's cancellation of a task's handler run in place (due at once)."""
 
     def drop_accept_timer(self) -> bool:
         """Cancel the ``accepted`` not yet due; whether there was one."""
@@ -157,8 +158,11 @@ class Delivery:
         self.canceled = reason
         if self.stop is not None:
             self.stop.set()
-        if self.handler_task is not None:
-            self.handler_task.cancel()
+        task = self.worker.task if self.worker is not None else None
+        if isinstance(task, asyncio.Task):  # an async def handler, running in its worker
+            self.interrupt = TimeLimit.around(task)  # None while a stop ends it anyway
+            if self.interrupt is not None:
+                self.interrupt.expire()
 
     @property
     def ack_wait(self) -> float:
@@ -291,7 +295,7 @@ class Settler:
             (self.budget, False) if d.deadline is None else self.time_limit(d.deadline)
         )
         timer_for = limit or 0.0
-        in_place = d.task is None and is_async(handler)  # its limit is made late, if at all
+        in_place = is_async(handler)  # its limit is made late, if at all
         call = self._in_place if in_place else self._call
         timer = TimeLimit() if limit is not None and not in_place else None
         due_now = self.beats.start(d, limit, timer)
@@ -352,19 +356,25 @@ class Settler:
         finally:
             self.beats.stop(d)
             self.running.discard(d)
-            d.handler_task = None
             d.drop_accept_timer()  # the attempt ends before it was due
         return True, value
 
     async def _in_place(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
-        """The value of an ``async def`` handler other than a task's, awaited in its
-        consumer's worker (a task per event would cost every delivery; nothing cancels it but
-        a stop, and its time limit, ``late``, made at its first heartbeat)."""
+        """The value of an ``async def`` handler, awaited in its consumer's worker: a task of
+        its own per delivery (and a shield to wait on it) cost the task round trip a tenth
+        of its CPU. What cancels it: a stop, its time limit (``late``, made at its first
+        heartbeat), and for a task a cancel request (``interrupt``); the last two cancel the
+        worker's task, and only that cancellation of theirs is taken back here (as
+        ``asyncio.timeout`` does), so a stop's goes on as a stop."""
         d.worker = current_worker()
         try:
+            if d.canceled is not None:  # cancelled before it started: it never does
+                raise asyncio.CancelledError
             value = await handler(arg)
         except BaseException as exc:
             limited = d.late is not None and d.late.leave(exc)
+            if d.interrupt is not None:
+                d.interrupt.leave(exc)  # a cancel request's: _run says "canceled"
             if d.abandoned:
                 raise _Abandoned from None
             if limited:
@@ -374,25 +384,15 @@ class Settler:
             d.worker = None  # it ended: nothing for the sweep to give up
         if d.late is not None:
             d.late.leave(None)
+        if d.interrupt is not None:
+            d.interrupt.leave(None)
         if d.abandoned:
             raise _Abandoned
         return value
 
     async def _call(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
-        """The value of a task's handler or of a plain ``def`` one. A task's coroutine runs
-        as its own task, which a cancel request cancels; a ``def`` runs in a handler
-        thread."""
-        if is_async(handler):
-            running = d.handler_task = asyncio.ensure_future(handler(arg))
-            if d.canceled is not None:
-                running.cancel()
-            try:
-                return await asyncio.shield(running)
-            except asyncio.CancelledError:
-                # the budget, a deadline, a stop: it is told to end, and left behind if it
-                # goes on, so it cannot hold the task, and its role's queue, for good
-                await self.end_or_leave(running, d.ack_wait, d.handler, "task")
-                raise
+        """The value of a plain ``def`` handler, run in a handler thread (a task's sees a
+        cancel request as ``task.cancelled``)."""
         value = await in_thread(handler, arg)
         if inspect.isawaitable(value):
             value = await value
@@ -431,8 +431,9 @@ class Settler:
         """An ``async def`` handler that runs in its consumer's worker went on an ack wait
         after its time limit cancelled it (it caught ``CancelledError``): without this its
         heartbeats would hold the message, and its slot the role's queue, for good. The
-        message is failed (retried, or dead-lettered on its last attempt), the worker's place
-        goes to the messages behind it, and the handler is left running."""
+        message is failed (retried, or dead-lettered on its last attempt; a cancelled task
+        ends ``canceled``), the worker's place goes to the messages behind it, and the
+        handler is left running."""
         d.abandoned = True
         self.beats.stop(d)
         self.running.discard(d)
@@ -454,9 +455,15 @@ class Settler:
         # The lease holds while the failure (a dead letter, maybe) is written, as in _run.
         self.beats.start(d)
         try:
-            await self.fail(
-                d, f"{d.handler} went on after it was cancelled at its time limit: given up", None
-            )
+            if d.canceled is not None:  # a cancelled task is never retried
+                await self.complete(d, "canceled", reason=d.canceled)
+                return
+            went_on = f"{d.handler} went on after it was cancelled"
+            if self.budget is not None:
+                error = f"{TaskBudgetExceeded.of(self.budget)}, and {went_on}: given up"
+            else:
+                error = f"{went_on} at its deadline: given up"
+            await self.fail(d, error, None)  # past the deadline: ends it "expired"
         finally:
             self.beats.stop(d)
 
