@@ -25,7 +25,8 @@ def tasks_spec(workers: int) -> FleetSpec:
     return seed.model_copy(update={"roles": roles})
 
 
-def _metrics(samples: list[float], count: int, elapsed: float) -> dict[str, float]:
+def summarize(samples: list[float], count: int, elapsed: float) -> dict[str, float]:
+    """p50 and p99 in milliseconds (``samples`` in seconds), and tasks per second."""
     out = latency_metrics(samples)
     return {"p50": out["p50"] / 1000, "p99": out["p99"] / 1000, "rate": rate(count, elapsed)}
 
@@ -61,7 +62,7 @@ async def fleetbus_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
             elapsed = time.perf_counter() - t0
     finally:
         await asyncio.gather(*(a.stop(grace=1) for a in agents))
-    return _metrics(samples, per * workers, elapsed)
+    return summarize(samples, per * workers, elapsed)
 
 
 async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
@@ -132,7 +133,7 @@ async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
         with contextlib.suppress(Exception):
             await asyncio.gather(*runners)
         await nc.close()
-    return _metrics(samples, per * workers, elapsed)
+    return summarize(samples, per * workers, elapsed)
 
 
 def scenarios(quick: bool, full: bool) -> list[Scenario]:

@@ -64,3 +64,14 @@ def test_the_scale_bench_logs_every_agent_in_as_its_role_with_auth() -> None:
     assert figures["auth"] == "True", proc.stdout
     assert figures["durable_consumers"] == "181", proc.stdout  # 3 per role, and the admin's
     assert float(figures["agents_started_s"]) > 0, proc.stdout  # every agent said it started
+
+
+@pytest.mark.timeout(120)
+def test_the_task_wire_bench_runs_the_three_ways_and_prints_ratios() -> None:
+    proc = bench("bench.taskwire", "--workers", "2", "--count", "20", "--rounds", "1")
+    for way in ("fleetbus", "raw", "raw, fleetbus's wire"):
+        line = next(
+            (line for line in proc.stdout.splitlines() if line.strip().startswith(f"2/2 {way}:")),
+            "",
+        )
+        assert "tasks/s" in line and "CPU per task" in line and "/ raw:" in line, proc.stdout
