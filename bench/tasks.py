@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
@@ -31,8 +32,29 @@ def summarize(samples: list[float], count: int, elapsed: float) -> dict[str, flo
     return {"p50": out["p50"] / 1000, "p99": out["p99"] / 1000, "rate": rate(count, elapsed)}
 
 
+async def assigning(p: dict[str, Any], one: Callable[[int], Awaitable[None]]) -> dict[str, float]:
+    """``p["warmup"]`` tasks one after another, then ``p["workers"]`` assigners at once, each
+    giving ``count // workers`` tasks one after another (``one(n)``: task number ``n`` sent
+    and its result awaited): the timed ones' p50, p99 and throughput."""
+    samples: list[float] = []
+
+    async def assigner(offset: int, n: int, timed: bool) -> None:
+        for i in range(n):
+            t0 = time.perf_counter()
+            await one(offset + i)
+            if timed:
+                samples.append(time.perf_counter() - t0)
+
+    await assigner(0, p["warmup"], timed=False)
+    workers = p["workers"]
+    per = p["count"] // workers
+    t0 = time.perf_counter()
+    await asyncio.gather(*(assigner(1_000_000 * (w + 1), per, True) for w in range(workers)))
+    return summarize(samples, per * workers, time.perf_counter() - t0)
+
+
 async def fleetbus_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
-    workers, count = p["workers"], p["count"]
+    workers = p["workers"]
     fleet = await env.fleet(tasks_spec(workers))
     agents = [fleet.agent("backend", dead_letter_copier=False) for _ in range(workers)]
     for agent in agents:
@@ -42,34 +64,24 @@ async def fleetbus_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
             return {"ok": True, "n": task.body["n"]}
 
     await asyncio.gather(*(a.start() for a in agents))
-    samples: list[float] = []
     try:
         async with fleet.client(sender="cto") as client:
 
-            async def assigner(offset: int, n: int) -> None:
-                for i in range(n):
-                    t0 = time.perf_counter()
-                    handle = await client.assign("backend", {"n": offset + i})
-                    result = await handle.result(timeout=30)
-                    samples.append(time.perf_counter() - t0)
-                    assert result["n"] == offset + i
+            async def one(n: int) -> None:
+                handle = await client.assign("backend", {"n": n})
+                result = await handle.result(timeout=30)
+                assert result["n"] == n
 
-            await assigner(0, p["warmup"])
-            samples.clear()
-            per = count // workers
-            t0 = time.perf_counter()
-            await asyncio.gather(*(assigner(1_000_000 * (w + 1), per) for w in range(workers)))
-            elapsed = time.perf_counter() - t0
+            return await assigning(p, one)
     finally:
         await asyncio.gather(*(a.stop(grace=1) for a in agents))
-    return summarize(samples, per * workers, elapsed)
 
 
 async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     """Hand-written: js.publish the task (msg id = task id), a pull worker fetch(1)s it,
     js.publishes a completed update and acks; the assigner waits on a core subscription
     to the task's updates subject (made before the task is sent)."""
-    workers, count = p["workers"], p["count"]
+    workers = p["workers"]
     fleet = await env.fleet(tasks_spec(workers))
     subjects = fleet.spec.subjects
     stream = fleet.spec.stream_for(subjects.tasks("backend"))
@@ -105,35 +117,25 @@ async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     runners = [asyncio.create_task(worker()) for _ in range(workers)]
     nc = await nats.connect(env.url)
     js = nc.jetstream()
-    samples: list[float] = []
     try:
 
-        async def assigner(offset: int, n: int) -> None:
-            for i in range(n):
-                task_id = f"task-{offset + i}"
-                t0 = time.perf_counter()
-                sub = await nc.subscribe(subjects.task_updates(task_id), max_msgs=1)
-                await js.publish(
-                    subjects.tasks("backend"),
-                    json.dumps({"n": offset + i}).encode(),
-                    headers={"Nats-Msg-Id": task_id, "Fleet-Task-Id": task_id},
-                )
-                reply = await sub.next_msg(timeout=30)
-                samples.append(time.perf_counter() - t0)
-                assert json.loads(reply.data)["result"]["n"] == offset + i
+        async def one(n: int) -> None:
+            task_id = f"task-{n}"
+            sub = await nc.subscribe(subjects.task_updates(task_id), max_msgs=1)
+            await js.publish(
+                subjects.tasks("backend"),
+                json.dumps({"n": n}).encode(),
+                headers={"Nats-Msg-Id": task_id, "Fleet-Task-Id": task_id},
+            )
+            reply = await sub.next_msg(timeout=30)
+            assert json.loads(reply.data)["result"]["n"] == n
 
-        await assigner(0, p["warmup"])
-        samples.clear()
-        per = count // workers
-        t0 = time.perf_counter()
-        await asyncio.gather(*(assigner(1_000_000 * (w + 1), per) for w in range(workers)))
-        elapsed = time.perf_counter() - t0
+        return await assigning(p, one)
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.gather(*runners)
         await nc.close()
-    return summarize(samples, per * workers, elapsed)
 
 
 def scenarios(quick: bool, full: bool) -> list[Scenario]:

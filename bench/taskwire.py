@@ -39,7 +39,7 @@ import nats
 from nats.aio.msg import Msg
 
 from bench import Env, print_measures
-from bench.tasks import fleetbus_tasks, raw_tasks, summarize, tasks_spec
+from bench.tasks import assigning, fleetbus_tasks, raw_tasks, tasks_spec
 from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE
 from fleetbus.testing import run_nats_server
 from fleetbus.wire import headers as h
@@ -53,7 +53,7 @@ def _now() -> str:
 
 async def wire_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     """Raw nats-py, sending fleetbus's messages for each task (see the module)."""
-    workers, count = p["workers"], p["count"]
+    workers = p["workers"]
     fleet = await env.fleet(tasks_spec(workers))
     subjects = fleet.spec.subjects
     stream = fleet.spec.stream_for(subjects.tasks("backend", "cto"))
@@ -121,48 +121,38 @@ async def wire_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
             future.set_result(json.loads(msg.data))
 
     await nc.subscribe(subjects.stored_outcomes("cto"), cb=heard)
-    samples: list[float] = []
     try:
+        loop = asyncio.get_running_loop()
 
-        async def assigner(offset: int, n: int) -> None:
-            loop = asyncio.get_running_loop()
-            for i in range(n):
-                task_id = f"task-{os.urandom(8).hex()}"
-                t0 = time.perf_counter()
-                outcome = waiting[task_id] = loop.create_future()
-                entry = {
-                    "task_id": task_id,
-                    "role": "backend",
-                    "assigner": "cto",
-                    "state": "submitted",
-                    "created": _now(),
-                    "updated": _now(),
-                    "attempt": 0,
-                }
-                await nc.publish(
-                    subjects.task_index("backend", "cto", task_id), json.dumps(entry).encode()
-                )
-                await js.publish(
-                    subjects.tasks("backend", "cto"),
-                    json.dumps({"n": offset + i}).encode(),
-                    headers={h.TASK_ID: task_id, h.MSG_ID: task_id, h.SENDER: "cto"},
-                )
-                result = await asyncio.wait_for(outcome, 30)
-                samples.append(time.perf_counter() - t0)
-                assert result["result"]["n"] == offset + i
+        async def one(n: int) -> None:
+            task_id = f"task-{os.urandom(8).hex()}"
+            outcome = waiting[task_id] = loop.create_future()
+            entry = {
+                "task_id": task_id,
+                "role": "backend",
+                "assigner": "cto",
+                "state": "submitted",
+                "created": _now(),
+                "updated": _now(),
+                "attempt": 0,
+            }
+            await nc.publish(
+                subjects.task_index("backend", "cto", task_id), json.dumps(entry).encode()
+            )
+            await js.publish(
+                subjects.tasks("backend", "cto"),
+                json.dumps({"n": n}).encode(),
+                headers={h.TASK_ID: task_id, h.MSG_ID: task_id, h.SENDER: "cto"},
+            )
+            result = await asyncio.wait_for(outcome, 30)
+            assert result["result"]["n"] == n
 
-        await assigner(0, p["warmup"])
-        samples.clear()
-        per = count // workers
-        t0 = time.perf_counter()
-        await asyncio.gather(*(assigner(1_000_000 * (w + 1), per) for w in range(workers)))
-        elapsed = time.perf_counter() - t0
+        return await assigning(p, one)
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.gather(*runners)
         await nc.close()
-    return summarize(samples, per * workers, elapsed)
 
 
 WAYS: dict[str, Run] = {
