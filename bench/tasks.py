@@ -10,6 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from bench import Env, Metric, Scenario, latency_metrics, rate
 from fleetbus.fleet import FleetSpec, seed_fleet
@@ -77,6 +80,27 @@ async def fleetbus_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
         await asyncio.gather(*(a.stop(grace=1) for a in agents))
 
 
+Answer = Callable[[Client, JetStreamContext, Msg], Awaitable[None]]
+
+
+async def raw_worker(url: str, stream: str, stop: asyncio.Event, answer: Answer) -> None:
+    """A hand-written backend worker: ``fetch(1)`` from the tasks consumer until ``stop``,
+    ``answer`` each task (its update published, then acked) on a connection of its own."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    try:
+        psub = await js.pull_subscribe_bind("BACKEND_TASKS", stream)
+        while not stop.is_set():
+            try:
+                msgs = await psub.fetch(1, timeout=0.5)
+            except nats.errors.TimeoutError:
+                continue
+            for msg in msgs:
+                await answer(nc, js, msg)
+    finally:
+        await nc.close()
+
+
 async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     """Hand-written: js.publish the task (msg id = task id), a pull worker fetch(1)s it,
     js.publishes a completed update and acks; the assigner waits on a core subscription
@@ -87,34 +111,20 @@ async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     stream = fleet.spec.stream_for(subjects.tasks("backend"))
     stop = asyncio.Event()
 
-    async def worker() -> None:
-        nc = await nats.connect(env.url)
-        js = nc.jetstream()
-        try:
-            psub = await js.pull_subscribe_bind("BACKEND_TASKS", stream)
-            while not stop.is_set():
-                try:
-                    msgs = await psub.fetch(1, timeout=0.5)
-                except nats.errors.TimeoutError:
-                    continue
-                for msg in msgs:
-                    body = json.loads(msg.data)
-                    task_id = msg.headers["Fleet-Task-Id"] if msg.headers else body["task_id"]
-                    update = {
-                        "task_id": task_id,
-                        "state": "completed",
-                        "result": {"ok": True, "n": body["n"]},
-                    }
-                    await js.publish(
-                        subjects.task_updates(task_id),
-                        json.dumps(update).encode(),
-                        headers={"Nats-Msg-Id": f"{task_id}-done"},
-                    )
-                    await msg.ack()
-        finally:
-            await nc.close()
+    async def answer(nc: Client, js: JetStreamContext, msg: Msg) -> None:
+        body = json.loads(msg.data)
+        task_id = msg.headers["Fleet-Task-Id"] if msg.headers else body["task_id"]
+        update = {"task_id": task_id, "state": "completed", "result": {"ok": True, "n": body["n"]}}
+        await js.publish(
+            subjects.task_updates(task_id),
+            json.dumps(update).encode(),
+            headers={"Nats-Msg-Id": f"{task_id}-done"},
+        )
+        await msg.ack()
 
-    runners = [asyncio.create_task(worker()) for _ in range(workers)]
+    runners = [
+        asyncio.create_task(raw_worker(env.url, stream, stop, answer)) for _ in range(workers)
+    ]
     nc = await nats.connect(env.url)
     js = nc.jetstream()
     try:

@@ -36,10 +36,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from bench import Env, print_measures
-from bench.tasks import assigning, fleetbus_tasks, raw_tasks, tasks_spec
+from bench.tasks import Answer, assigning, fleetbus_tasks, raw_tasks, raw_worker, tasks_spec
 from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE
 from fleetbus.testing import run_nats_server
 from fleetbus.wire import headers as h
@@ -59,57 +61,51 @@ async def wire_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     stream = fleet.spec.stream_for(subjects.tasks("backend", "cto"))
     stop = asyncio.Event()
 
-    async def worker(name: str) -> None:
-        nc = await nats.connect(env.url)
-        js = nc.jetstream()
-        try:
-            psub = await js.pull_subscribe_bind("BACKEND_TASKS", stream)
-            while not stop.is_set():
-                try:
-                    msgs = await psub.fetch(1, timeout=0.5)
-                except nats.errors.TimeoutError:
-                    continue
-                for msg in msgs:
-                    body = json.loads(msg.data)
-                    task_id = (msg.headers or {})[h.TASK_ID]
-                    outcome = {
-                        "task_id": task_id,
-                        "state": "completed",
-                        "agent": "backend",
-                        "attempt": 1,
-                        "time": _now(),
-                        "assigner": "cto",
-                        "worker": name,
-                        "result": {"ok": True, "n": body["n"]},
-                    }
-                    await js.publish(
-                        subjects.task(task_id, "outcome", "cto", "backend"),
-                        json.dumps(outcome).encode(),
-                        headers={
-                            h.TASK_ID: task_id,
-                            EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
-                            h.MSG_ID: f"outcome-{os.urandom(16).hex()}",
-                            h.SENDER: "backend",
-                        },
-                    )
-                    entry = {
-                        "task_id": task_id,
-                        "role": "backend",
-                        "assigner": "cto",
-                        "state": "completed",
-                        "created": _now(),
-                        "updated": _now(),
-                        "attempt": 1,
-                        "worker": name,
-                    }
-                    await nc.publish(
-                        subjects.task_index("backend", "cto", task_id), json.dumps(entry).encode()
-                    )
-                    await msg.ack()
-        finally:
-            await nc.close()
+    def answering(name: str) -> Answer:
+        async def answer(nc: Client, js: JetStreamContext, msg: Msg) -> None:
+            body = json.loads(msg.data)
+            task_id = (msg.headers or {})[h.TASK_ID]
+            outcome = {
+                "task_id": task_id,
+                "state": "completed",
+                "agent": "backend",
+                "attempt": 1,
+                "time": _now(),
+                "assigner": "cto",
+                "worker": name,
+                "result": {"ok": True, "n": body["n"]},
+            }
+            await js.publish(
+                subjects.task(task_id, "outcome", "cto", "backend"),
+                json.dumps(outcome).encode(),
+                headers={
+                    h.TASK_ID: task_id,
+                    EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
+                    h.MSG_ID: f"outcome-{os.urandom(16).hex()}",
+                    h.SENDER: "backend",
+                },
+            )
+            entry = {
+                "task_id": task_id,
+                "role": "backend",
+                "assigner": "cto",
+                "state": "completed",
+                "created": _now(),
+                "updated": _now(),
+                "attempt": 1,
+                "worker": name,
+            }
+            await nc.publish(
+                subjects.task_index("backend", "cto", task_id), json.dumps(entry).encode()
+            )
+            await msg.ack()
 
-    runners = [asyncio.create_task(worker(f"backend-{n}")) for n in range(workers)]
+        return answer
+
+    runners = [
+        asyncio.create_task(raw_worker(env.url, stream, stop, answering(f"backend-{n}")))
+        for n in range(workers)
+    ]
     nc = await nats.connect(env.url)
     js = nc.jetstream()
     waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
