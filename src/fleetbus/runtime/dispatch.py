@@ -15,7 +15,6 @@ it started, or past its deadline, ends (``canceled``, ``expired``) without runni
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -105,7 +104,6 @@ class Dispatcher:
     async def _task(self, msg: Msg) -> None:
         settler = self.settler
         d = self._delivery(msg, "tasks")
-        d.stop = threading.Event()
         d.since = now_iso()
         try:
             env = envelope_of(msg, self.spec)

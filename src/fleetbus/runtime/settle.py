@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
-import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,9 +113,8 @@ class Delivery:
     deadline: float | None = None
     """Unix time past which the task must not run (``Fleet-Deadline``)."""
     canceled: str | None = None
-    """The reason, once a cancel request reached this delivery."""
-    stop: threading.Event | None = None
-    """Set on cancel: what a plain ``def`` handler sees as ``task.cancelled`` (tasks only)."""
+    """The reason, once a cancel request reached this delivery (what a plain ``def``
+    handler, in its thread, sees as ``task.cancelled``)."""
     summary: TaskSummary | None = None
     """The task list's entry for this task, as this delivery last wrote it."""
     requests: int = 0
@@ -156,8 +155,6 @@ class Delivery:
         if self.canceled is not None:
             return
         self.canceled = reason
-        if self.stop is not None:
-            self.stop.set()
         task = self.worker.task if self.worker is not None else None
         if isinstance(task, asyncio.Task):  # an async def handler, running in its worker
             self.interrupt = TimeLimit.around(task)  # None while a stop ends it anyway
@@ -829,6 +826,21 @@ class _Abandoned(BaseException):
     """A handler given up (``_give_up_handler``) ended after all: nothing more to settle."""
 
 
+class _Counting:
+    __slots__ = ("_later", "_token")
+
+    def __init__(self, later: Callable[[asyncio.Future[Any]], None]) -> None:
+        self._later = later
+        self._token: contextvars.Token[Any] | None = None
+
+    def __enter__(self) -> None:
+        self._token = LEFT.set(self._later)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            LEFT.reset(self._token)
+
+
 class LeftBehind:
     """The handlers of one agent left running after they were cancelled. Each holds what it
     holds (memory, a thread, a connection of its own) for as long as it runs; at ``limit`` of
@@ -839,17 +851,17 @@ class LeftBehind:
         self.limit = limit
         self.stuck = stuck
         self.running: set[asyncio.Future[Any]] = set()
+        self._later: dict[float, Callable[[asyncio.Future[Any]], None]] = {}
 
-    @contextlib.contextmanager
-    def counting_threads(self, wait: float) -> Iterator[None]:
+    def counting_threads(self, wait: float) -> contextlib.AbstractContextManager[None]:
         """While it holds (and in the tasks made meanwhile, which copy the context), a
         handler call given up in its thread (``threads.LEFT``) is counted if it still runs
-        ``wait`` seconds later."""
-        token = LEFT.set(functools.partial(self.later, wait=wait))
-        try:
-            yield
-        finally:
-            LEFT.reset(token)
+        ``wait`` seconds later. Entered for every task's delivery: a plain class, not a
+        generator's context manager."""
+        later = self._later.get(wait)
+        if later is None:
+            later = self._later[wait] = functools.partial(self.later, wait=wait)
+        return _Counting(later)
 
     def later(self, running: asyncio.Future[Any], wait: float) -> None:
         """``running`` is counted if it still runs ``wait`` seconds from now (a plain ``def``

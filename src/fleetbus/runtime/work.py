@@ -42,7 +42,8 @@ class RunningTask:
 
     @property
     def cancelled(self) -> bool:
-        return self.d.stop is not None and self.d.stop.is_set()
+        # read from a plain def handler's thread: one attribute, set once by the loop
+        return self.d.canceled is not None
 
     async def progress(
         self, message: str, percent: float | None, data: Mapping[str, Any] | None
