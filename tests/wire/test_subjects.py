@@ -373,6 +373,11 @@ def test_only_the_outcome_a_notice_names_is_heard_as_its_republish(
     live = s.task(task, "updates", assigner, assignee)
     assert s.heard_as_sent(live, None) and s.heard_as_sent(live, {"Fleet-Sender": writer})
     assert not s.heard_as_sent(live, {"Nats-Subject": read_back})
+    # an id no task may have (a writer's own record, republished): told apart, never raised
+    odd = f"{prefix}.outcomes.{task}!.{assigner}.{assignee}"
+    assert not s.heard_as_sent(odd, {"Nats-Subject": outcome})
+    odd_outcome = f"{prefix}.tasks.{task}!.outcome.{assigner}.{assignee}"
+    assert s.heard_as_sent(odd, {"Nats-Subject": odd_outcome})
 
 
 @given(filters, literals)
