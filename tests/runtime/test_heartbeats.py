@@ -141,6 +141,52 @@ async def test_a_time_limit_ends_only_its_block_and_lets_another_cancellation_th
     assert not unused.expired()
 
 
+async def test_a_cancel_requests_interrupt_is_taken_back_and_a_stop_meanwhile_is_not() -> None:
+    """What a cancel request does to a task's handler running in place: a limit around the
+    worker's task, due at once. The handler's end takes that cancellation back (the worker
+    goes on and settles the task ``canceled``); a stop at the same time stays a stop, and
+    while one is pending no interrupt is made at all."""
+    task = asyncio.current_task()
+    assert task is not None
+    interrupt = TimeLimit.around(task)
+    assert interrupt is not None
+    interrupt.expire()
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError as exc:
+        assert interrupt.leave(exc)  # its own, and no one else's
+    else:
+        raise AssertionError("the interrupt did not end the block")
+    assert task.cancelling() == 0
+    await asyncio.sleep(0)  # the task goes on
+
+    async def stopped_meanwhile() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        interrupt = TimeLimit.around(me)
+        assert interrupt is not None
+        interrupt.expire()
+        me.cancel()  # a stop, at the same time
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError as exc:
+            assert not interrupt.leave(exc)
+            raise
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(stopped_meanwhile())
+
+    async def stopping() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        me.cancel()
+        assert TimeLimit.around(me) is None
+        await asyncio.sleep(0)
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(stopping())
+
+
 async def test_a_handler_run_in_place_gets_a_limit_only_if_it_runs_at_its_first_heartbeat() -> None:
     """An ``async def`` event or message handler runs in its consumer's worker task: its
     limit is made at the first heartbeat, around that task, and none at all for the many

@@ -358,8 +358,8 @@ class Settler:
 
     async def _in_place(self, d: Delivery, handler: Callable[[Any], Any], arg: Any) -> Any:
         """The value of an ``async def`` handler, awaited in its consumer's worker: a task of
-        its own per delivery (and a shield to wait on it) cost the task round trip a tenth
-        of its CPU. What cancels it: a stop, its time limit (``late``, made at its first
+        its own per delivery (and a shield to wait on it) cost the task round trip 7 % of
+        its CPU. What cancels it: a stop, its time limit (``late``, made at its first
         heartbeat), and for a task a cancel request (``interrupt``); the last two cancel the
         worker's task, and only that cancellation of theirs is taken back here (as
         ``asyncio.timeout`` does), so a stop's goes on as a stop."""
