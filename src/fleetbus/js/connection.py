@@ -318,7 +318,11 @@ async def connect(
             # The server refusing the login says more than the reset that follows it.
             refused = [e for e in first_errors if "authorization" in e.lower()]
             said = (refused or first_errors or ["is --server right?"])[-1]
-            reason = f"no server answered within {settings.connect_timeout:g}s ({said})"
+            reason = (
+                f"the server refused the login, tried for {settings.connect_timeout:g}s ({said})"
+                if refused
+                else f"no server answered within {settings.connect_timeout:g}s ({said})"
+            )
         raise ConnectError(settings.display_url, _hint(reason)) from None
     except nats.errors.Error as exc:
         raise ConnectError(settings.display_url, _hint(str(exc))) from None
