@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fleetbus.errors import FleetbusError, TaskCancelled, TaskError
+from fleetbus.errors import FleetbusError, TaskCancelled, TaskError, TaskExpired
 from fleetbus.runtime import Agent
 from fleetbus.runtime.messages import Message, Task
 from fleetbus.testing.fleets import FleetUnderTest
@@ -281,6 +281,25 @@ async def test_a_cancelled_handler_that_will_not_end_ends_its_task_canceled_not_
         done.set()
     assert [task.attempt for task in started] == [1]
     assert [(u.state, u.attempt) for u in history if u.state != "accepted"] == [("canceled", 1)]
+
+
+async def test_a_handler_that_will_not_end_at_its_deadline_ends_its_task_expired(
+    make_fleet: Callable[..., FleetUnderTest],
+) -> None:
+    """Cancelled at the task's deadline, the handler carries on; one ack wait later it is
+    given up and its task ends ``expired`` (no attempt starts after a deadline)."""
+    fleet = make_fleet(seed_spec(backend_tasks={"ack_wait": "1s", "max_deliver": 3}))
+    agent = fleet.agent("backend", retry_base=0.05, retry_max=0.1)
+    started, done = carry_on(agent.on_task)
+
+    try:
+        async with agent, fleet.client(sender="cto") as client:
+            handle = await client.assign("backend", {"title": "too late"}, deadline=1.0)
+            with pytest.raises(TaskExpired):
+                await handle.result(timeout=30)
+    finally:
+        done.set()
+    assert [task.attempt for task in started] == [1]
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["async-def", "def"])

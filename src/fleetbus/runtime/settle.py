@@ -456,10 +456,12 @@ class Settler:
                 await self.complete(d, "canceled", reason=d.canceled)
                 return
             went_on = f"{d.handler} went on after it was cancelled"
-            if self.budget is not None:
-                error = f"{TaskBudgetExceeded.of(self.budget)}, and {went_on}: given up"
-            else:
+            if d.deadline is not None and time.time() >= d.deadline:
                 error = f"{went_on} at its deadline: given up"
+            elif self.budget is not None:
+                error = f"{TaskBudgetExceeded.of(self.budget)}, and {went_on}: given up"
+            else:  # pragma: no cover - a limit is the budget or the deadline
+                error = f"{went_on} at its time limit: given up"
             await self.fail(d, error, None)  # past the deadline: ends it "expired"
         finally:
             self.beats.stop(d)
