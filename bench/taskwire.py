@@ -15,7 +15,7 @@ another per round, against one server:
 
 Per task: p50, throughput, and the client process's CPU (every agent and the assigner run
 in it, so CPU per task is what the round trip costs Python; each run's fleet provisioning
-and agents' start are in it too, the same for every way, a few µs per task at 2,000).
+and its workers' start are in it too, a few µs per task at 2,000).
 ``raw, fleetbus's wire`` beside ``raw`` says what fleetbus's messages cost at nats-py's
 price; ``fleetbus`` beside it, what its code costs.
 
