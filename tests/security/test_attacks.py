@@ -159,6 +159,26 @@ async def test_a_role_cannot_forge_another_roles_task_result(auth_fleet: AuthFle
     await assert_intact(auth_fleet)
 
 
+async def test_a_refused_publish_is_said_at_once_not_after_its_wait(auth_fleet: AuthFleet) -> None:
+    """The server drops a publish it refuses and answers it with an error, not a reply: the
+    publisher waiting for its stream's ack hears at once that it may not (an agent acting
+    on a prompt it was fed learns so in milliseconds, and is not held for the wait of a
+    publish that might still be stored). Here the wait is 30 s, the patience 10."""
+    spec = auth_fleet.spec
+    async with attacker(auth_fleet, "cso") as cso:
+        publisher = Publisher(cso, attempt_timeout=30.0, deadline=60.0)
+        task = TaskUpdate(task_id="t-1", state="completed", agent="backend", attempt=1, time="")
+        for subject in (
+            spec.subjects.task("t-1", "outcome", "cto", "backend"),  # another role's record
+            spec.subjects.tasks("backend", "cto"),  # a task in another role's name
+        ):
+            async with asyncio.timeout(10):
+                with pytest.raises(PermissionDenied):
+                    await publisher.publish(subject, task.encode())
+        # and what it may send still goes through on the same connection
+        await publisher.publish(spec.subjects.task("t-1", "outcome", "cto", "cso"), task.encode())
+
+
 async def test_no_role_can_speak_for_the_server_that_an_outcome_is_stored(
     auth_fleet: AuthFleet,
 ) -> None:

@@ -26,6 +26,7 @@ from fleetbus.errors import PayloadError
 __all__ = [
     "RawWriter",
     "direct_replies",
+    "end_refused_requests",
     "fast_headers",
     "header_block_size",
     "parse_header_lines",
@@ -185,14 +186,29 @@ class _Requests:
     the client's CPU per awaited JetStream publish. The same errors: ``TimeoutError``,
     ``NoRespondersError``, ``ConnectionDrainingError``, and nats-py's subject checks."""
 
-    __slots__ = ("_nc", "_nuid", "_old", "_prefix", "_waiting")
+    __slots__ = ("_nc", "_nuid", "_old", "_prefix", "_subjects", "_waiting")
 
     def __init__(self, nc: Client, prefix: str) -> None:
         self._nc = nc
         self._nuid = nc._nuid
         self._waiting: dict[str, asyncio.Future[Msg]] = nc._resp_map
+        self._subjects: dict[str, str] = {}
+        """Each waiting request's subject, by its reply token (``refused``)."""
         self._prefix = prefix
         self._old = nc.request  # for the old-style requests nothing here uses
+
+    def refused(self, subject: str) -> int:
+        """The server refused a publish to ``subject``: every request waiting on it ends now
+        as it would at its timeout, instead of waiting that long for a reply that will not
+        come (the caller then finds the refusal noted: ``Connection.refused``). How many."""
+        wanted = subject.lower()  # the server's error spells it as it was sent, or not
+        ended = 0
+        for token, sent_to in list(self._subjects.items()):
+            reply = self._waiting.get(token)
+            if sent_to.lower() == wanted and reply is not None and not reply.done():
+                reply.set_exception(NatsTimeoutError())
+                ended += 1
+        return ended
 
     async def request(
         self,
@@ -211,6 +227,7 @@ class _Requests:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = reply
+        self._subjects[token] = subject
         timer = loop.call_at(loop.time() + timeout, _expire, reply)
         try:
             await nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
@@ -218,9 +235,17 @@ class _Requests:
         finally:
             timer.cancel()
             self._waiting.pop(token, None)
+            del self._subjects[token]
         if msg.headers and msg.headers.get("Status") == "503":  # no responders
             raise NoRespondersError
         return msg
+
+
+def end_refused_requests(nc: Client, subject: str) -> int:
+    """Requests of ``nc`` waiting on ``subject``, which the server refused, end now (as at
+    their timeout); 0 on a connection whose requests ``direct_replies`` does not answer."""
+    requests = getattr(nc.request, "__self__", None)
+    return requests.refused(subject) if isinstance(requests, _Requests) else 0
 
 
 def _expire(reply: asyncio.Future[Msg]) -> None:

@@ -25,7 +25,12 @@ from nats.aio.subscription import Subscription
 from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError, PermissionDenied
-from fleetbus.js._natspy import direct_replies, fast_headers, whole_size_checked
+from fleetbus.js._natspy import (
+    direct_replies,
+    end_refused_requests,
+    fast_headers,
+    whole_size_checked,
+)
 from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect", "unsubscribe"]
@@ -247,8 +252,11 @@ async def connect(
             return  # the first attempt's failures become one ConnectError below
         violation = _VIOLATION.search(str(exc))
         if violation is not None:
-            if conn._note_refusal(*violation.groups()):  # once per subject, not per attempt
-                log.warning("%s: permission denied: %s to %s", settings.name, *violation.groups())
+            op, subject = violation.groups()
+            if conn._note_refusal(op, subject):  # once per subject, not per attempt
+                log.warning("%s: permission denied: %s to %s", settings.name, op, subject)
+            if op.lower() == "publish":  # a request there is answered by no one: end it now
+                end_refused_requests(conn.nc, subject)
             if on_error is not None:
                 await on_error(PermissionDenied(str(exc)))
             return
