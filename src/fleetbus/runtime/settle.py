@@ -155,11 +155,9 @@ class Delivery:
         if self.canceled is not None:
             return
         self.canceled = reason
-        task = self.worker.task if self.worker is not None else None
-        if isinstance(task, asyncio.Task):  # an async def handler, running in its worker
-            self.interrupt = TimeLimit.around(task)  # None while a stop ends it anyway
-            if self.interrupt is not None:
-                self.interrupt.expire()
+        self.interrupt = _around_worker(self)  # an async def handler, running in its worker
+        if self.interrupt is not None:
+            self.interrupt.expire()
 
     @property
     def ack_wait(self) -> float:
@@ -793,9 +791,7 @@ class Heartbeats:
     def _set_limit(d: Delivery, limit: TimeLimit | None, when: float) -> None:
         d.limit = None
         if limit is None:  # an async def handler in place, still running: its worker's task
-            task = d.worker.task if d.worker is not None else None
-            if isinstance(task, asyncio.Task):
-                limit = d.late = TimeLimit.around(task)
+            limit = d.late = _around_worker(d)
         if limit is not None:
             limit.set(when)
 
@@ -822,6 +818,13 @@ class Heartbeats:
         assert tick is not None
         self._at = now + tick
         self._handle = loop.call_at(self._at, self._sweep)
+
+
+def _around_worker(d: Delivery) -> TimeLimit | None:
+    """A limit around the worker task running ``d``'s handler in place (the late time limit,
+    a cancel request's interrupt); None when no worker runs it now, or a stop is pending."""
+    task = d.worker.task if d.worker is not None else None
+    return TimeLimit.around(task) if isinstance(task, asyncio.Task) else None
 
 
 class _Abandoned(BaseException):
