@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import nats
@@ -83,6 +83,25 @@ async def fleetbus_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
 Answer = Callable[[Client, JetStreamContext, Msg], Awaitable[None]]
 
 
+@contextlib.asynccontextmanager
+async def raw_side(
+    url: str, stream: str, answers: list[Answer]
+) -> AsyncIterator[tuple[Client, JetStreamContext]]:
+    """Hand-written backend workers (``raw_worker``), one per answer, and the assigner's
+    connection, its JetStream context yielded; the workers stopped and the connection
+    closed on exit."""
+    stop = asyncio.Event()
+    runners = [asyncio.create_task(raw_worker(url, stream, stop, a)) for a in answers]
+    nc = await nats.connect(url)
+    try:
+        yield nc, nc.jetstream()
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*runners)
+        await nc.close()
+
+
 async def raw_worker(url: str, stream: str, stop: asyncio.Event, answer: Answer) -> None:
     """A hand-written backend worker: ``fetch(1)`` from the tasks consumer until ``stop``,
     ``answer`` each task (its update published, then acked) on a connection of its own."""
@@ -109,7 +128,6 @@ async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     fleet = await env.fleet(tasks_spec(workers))
     subjects = fleet.spec.subjects
     stream = fleet.spec.stream_for(subjects.tasks("backend"))
-    stop = asyncio.Event()
 
     async def answer(nc: Client, js: JetStreamContext, msg: Msg) -> None:
         body = json.loads(msg.data)
@@ -122,12 +140,7 @@ async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
         )
         await msg.ack()
 
-    runners = [
-        asyncio.create_task(raw_worker(env.url, stream, stop, answer)) for _ in range(workers)
-    ]
-    nc = await nats.connect(env.url)
-    js = nc.jetstream()
-    try:
+    async with raw_side(env.url, stream, [answer] * workers) as (nc, js):
 
         async def one(n: int) -> None:
             task_id = f"task-{n}"
@@ -141,11 +154,6 @@ async def raw_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
             assert json.loads(reply.data)["result"]["n"] == n
 
         return await assigning(p, one)
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*runners)
-        await nc.close()
 
 
 def scenarios(quick: bool, full: bool) -> list[Scenario]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
@@ -37,13 +36,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bench import Env, print_measures
-from bench.tasks import Answer, assigning, fleetbus_tasks, raw_tasks, raw_worker, tasks_spec
+from bench.tasks import Answer, assigning, fleetbus_tasks, raw_side, raw_tasks, tasks_spec
 from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE
 from fleetbus.testing import run_nats_server
 from fleetbus.wire import headers as h
@@ -61,7 +59,6 @@ async def wire_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
     fleet = await env.fleet(tasks_spec(workers))
     subjects = fleet.spec.subjects
     stream = fleet.spec.stream_for(subjects.tasks("backend", "cto"))
-    stop = asyncio.Event()
 
     def answering(name: str) -> Answer:
         async def answer(nc: Client, js: JetStreamContext, msg: Msg) -> None:
@@ -104,12 +101,7 @@ async def wire_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
 
         return answer
 
-    runners = [
-        asyncio.create_task(raw_worker(env.url, stream, stop, answering(f"backend-{n}")))
-        for n in range(workers)
-    ]
-    nc = await nats.connect(env.url)
-    js = nc.jetstream()
+    answers = [answering(f"backend-{n}") for n in range(workers)]
     waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def heard(msg: Msg) -> None:
@@ -118,8 +110,8 @@ async def wire_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
         if future is not None:
             future.set_result(json.loads(msg.data))
 
-    await nc.subscribe(subjects.stored_outcomes("cto"), cb=heard)
-    try:
+    async with raw_side(env.url, stream, answers) as (nc, js):
+        await nc.subscribe(subjects.stored_outcomes("cto"), cb=heard)
         loop = asyncio.get_running_loop()
 
         async def one(n: int) -> None:
@@ -146,11 +138,6 @@ async def wire_tasks(env: Env, p: dict[str, Any]) -> dict[str, float]:
             assert result["result"]["n"] == n
 
         return await assigning(p, one)
-    finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*runners)
-        await nc.close()
 
 
 WAYS: dict[str, Run] = {
