@@ -12,11 +12,15 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.nuid import MAX_SEQ
 
 from fleetbus.errors import PayloadError
 from fleetbus.js._natspy import (
+    _FlushQueue,
     direct_replies,
     header_block_size,
+    lean_flush_queue,
+    lean_nuid,
     parse_header_lines,
     pending_queue,
     raw_writer,
@@ -125,8 +129,47 @@ async def test_fleetbus_connections_take_replies_directly(nats_url: str) -> None
     conn = await connect(ConnectSettings.from_url(nats_url))
     try:
         assert pending_queue(_reply_subscription(conn.nc)) is None  # not nats-py's queue
+        assert isinstance(conn.nc._flush_queue, _FlushQueue)
     finally:
         await conn.close()
+
+
+async def test_connections_share_one_random_for_their_inbox_ids_and_the_ids_stay_unique(
+    nats_url: str,
+) -> None:
+    first = await connect(ConnectSettings.from_url(nats_url))
+    second = await connect(ConnectSettings.from_url(nats_url))
+    try:
+        assert first.nc._nuid._prand is second.nc._nuid._prand
+        # One connection's sequence runs out: a new prefix, and a sequence drawn again.
+        prefix = bytes(first.nc._nuid._prefix)
+        first.nc._nuid._seq = MAX_SEQ - 1
+        inboxes = [conn.nc.new_inbox() for conn in (first, second) for _ in range(500)]
+        assert bytes(first.nc._nuid._prefix) != prefix
+        assert len(set(inboxes)) == len(inboxes)
+
+        # Requests still find their replies (on one connection: its subscription is
+        # written before its request).
+        async def pong(msg: Msg) -> None:
+            await msg.respond(b"pong")
+
+        await first.nc.subscribe("natspy.nuid", cb=pong)
+        assert (await first.nc.request("natspy.nuid", b"ping", timeout=5)).data == b"pong"
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_flush_queue_hands_an_item_on_when_its_woken_getter_is_cancelled() -> None:
+    queue = _FlushQueue([])
+    first = asyncio.ensure_future(queue.get())
+    second = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    item: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    queue.put_nowait(item)  # wakes the first getter...
+    first.cancel()  # ...which is cancelled before it runs
+    assert await asyncio.wait_for(second, 5) is item
+    assert first.cancelled() and queue.empty()
 
 
 def _reply_subscription(nc: nats.NATS) -> Subscription:
@@ -139,6 +182,13 @@ async def test_the_other_internals_are_where_fleetbus_looks(nats_url: str) -> No
     nc = await nats.connect(nats_url)
     try:
         assert raw_writer(nc) is not None
+        assert lean_nuid(nc)
+        # Taken over while the flusher waits on nats-py's queue: it moves to the new one.
+        assert lean_flush_queue(nc)
+        sub = await nc.subscribe("natspy.flush")
+        for n in range(3):
+            await nc.publish("natspy.flush", str(n).encode())
+            assert (await sub.next_msg(timeout=5)).data == str(n).encode()
         assert server_info(nc).get("version")
     finally:
         await nc.close()

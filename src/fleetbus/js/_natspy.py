@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +31,8 @@ __all__ = [
     "end_refused_requests",
     "fast_headers",
     "header_block_size",
+    "lean_flush_queue",
+    "lean_nuid",
     "parse_header_lines",
     "pending_queue",
     "raw_writer",
@@ -281,6 +285,88 @@ def fast_headers(nc: Client) -> bool:
     if not callable(getattr(type(nc), "_parse_header_lines", None)):
         return False
     nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
+    return True
+
+
+_NUID_RANDOM = random.Random(secrets.randbits(64))
+"""The one source of every connection's inbox id sequence (see ``lean_nuid``)."""
+
+
+def lean_nuid(nc: Client) -> bool:
+    """Have ``nc``'s inbox ids draw their sequence from one ``Random`` that every connection
+    of the process shares. nats-py gives each connection a Mersenne Twister of its own, 2.5
+    KiB of state, and a fleet with auth gives each agent a connection of its own (10,000
+    agents: 25 MiB). The sequence is a counter's start and step, redrawn when it runs out;
+    what makes the ids unguessable, their prefix, nats-py draws from ``secrets``, and the
+    shared ``Random`` is seeded from there too. False, and nothing changed, on a nats-py
+    that makes its ids some other way."""
+    nuid = getattr(nc, "_nuid", None)
+    if not isinstance(getattr(nuid, "_prand", None), random.Random):
+        return False
+    nuid._prand = _NUID_RANDOM  # type: ignore[union-attr]
+    return True
+
+
+class _FlushQueue:
+    """Stands in for nats-py's flush queue: a publish that finds it empty puts a future here,
+    and the connection's flusher task takes it, writes what is pending and resolves it. It
+    holds one or two futures at a time (a publish puts one only when it is empty). An
+    ``asyncio.Queue`` is four deques and an event, 3.5 KiB per connection, and a few
+    microseconds of bookkeeping per flush; this is a list and the flusher's wait."""
+
+    __slots__ = ("_getters", "_items")
+
+    def __init__(self, items: list[asyncio.Future[Any]]) -> None:
+        self._items = items
+        self._getters: list[asyncio.Future[None]] = []
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: asyncio.Future[Any]) -> None:
+        self._items.append(item)
+        self._wake_one()
+
+    async def put(self, item: asyncio.Future[Any]) -> None:
+        self.put_nowait(item)
+
+    async def get(self) -> asyncio.Future[Any]:
+        while not self._items:
+            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                self._getters.remove(getter)
+                if self._items:  # woken, then cancelled: the item waits for another
+                    self._wake_one()
+                raise
+            self._getters.remove(getter)
+        return self._items.pop(0)
+
+    def _wake_one(self) -> None:
+        for getter in self._getters:
+            if not getter.done():
+                getter.set_result(None)
+                return
+
+
+def lean_flush_queue(nc: Client) -> bool:
+    """Have ``nc``'s flusher wait on a ``_FlushQueue`` instead of an ``asyncio.Queue``
+    (connected: nats-py makes its queue once, when it connects). False, and nothing
+    changed, on a nats-py that flushes some other way."""
+    queue = getattr(nc, "_flush_queue", None)
+    if not isinstance(queue, asyncio.Queue):
+        return False
+    waiting: list[asyncio.Future[Any]] = []
+    while not queue.empty():
+        waiting.append(queue.get_nowait())
+    nc._flush_queue = _FlushQueue(waiting)  # type: ignore[assignment]
+    # The flusher waits on the old queue: one last item there sends it to the new one.
+    queue.put_nowait(asyncio.get_running_loop().create_future())
     return True
 
 

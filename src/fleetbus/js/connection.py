@@ -29,6 +29,8 @@ from fleetbus.js._natspy import (
     direct_replies,
     end_refused_requests,
     fast_headers,
+    lean_flush_queue,
+    lean_nuid,
     whole_size_checked,
 )
 from fleetbus.telemetry import METRICS
@@ -336,6 +338,8 @@ async def connect(
         raise ConnectError(settings.display_url, _hint(str(exc))) from None
     await direct_replies(nc)
     fast_headers(nc)
+    lean_nuid(nc)
+    lean_flush_queue(nc)
     whole_size_checked(nc)
     conn = Connection(nc, settings)
     connected = True
