@@ -25,10 +25,11 @@ PROBE = b'{"type":"probe"}'
 async def until_heard(
     probe: Callable[[], Awaitable[None]], probed: set[int], listeners: int
 ) -> None:
-    """Probe until every listener has heard one. Measured on nats-server 2.15: a
-    subscription flushed on one connection can miss the first message another connection
-    publishes right after (about once in 20 rounds here, more often on uvloop), and core
-    NATS keeps nothing, so the timed messages start once every member is known to hear."""
+    """Probe until every listener has heard one. A subscription flushed with raw nats-py's
+    ``flush`` can miss the first message another connection publishes right after: nats-py
+    writes the PING ahead of the SUB its flusher task has yet to write (fleetbus's
+    ``Connection.flush`` writes them first: ``fleetbus.js._natspy.write_pending``). Core NATS
+    keeps nothing, so the timed messages start once every member is known to hear."""
     async with asyncio.timeout(HEARD_WITHIN):
         while len(probed) < listeners:
             await probe()

@@ -134,7 +134,7 @@ async def test_after_the_first_notice_outcomes_no_longer_come_live(
         first = await client.assign("backend", {"n": -1})
         assert await first.result(timeout=20) == -1
         await asyncio.sleep(0.1)  # the live outcomes' unsubscribe runs in the background
-        await client.nc.flush()
+        await client.conn.flush()
         before = client.nc.stats["in_msgs"]
         handles = [await client.assign("backend", {"n": n}) for n in range(10)]
         assert [await h.result(timeout=20) for h in handles] == list(range(10))

@@ -26,6 +26,7 @@ from fleetbus.js._natspy import (
     raw_writer,
     server_info,
     subscribe_direct,
+    write_pending,
 )
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.testing import eventually
@@ -183,6 +184,7 @@ async def test_the_other_internals_are_where_fleetbus_looks(nats_url: str) -> No
     try:
         assert raw_writer(nc) is not None
         assert lean_nuid(nc)
+        assert write_pending(nc)
         # Taken over while the flusher waits on nats-py's queue: it moves to the new one.
         assert lean_flush_queue(nc)
         sub = await nc.subscribe("natspy.flush")

@@ -525,7 +525,7 @@ async def test_cancel_requests_for_made_up_tasks_keep_no_more_than_a_bounded_rea
             for i in range(3):
                 subject = spec.subjects.task(f"made-up-{name}-{i}", "cancel", "cto", "backend")
                 await conn.nc.publish(subject, body)
-        await conn.nc.flush()
+        await conn.flush()
         async with client(auth_fleet, "cto") as cto:  # after them on the agent's connection
             handle = await cto.assign("backend", {"title": "real"})
             assert await handle.result(timeout=15) == "real work done"

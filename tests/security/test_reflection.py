@@ -61,7 +61,7 @@ async def test_no_answer_of_the_server_reaches_the_stream_api(auth_fleet: AuthFl
         for target in targets:
             for subject, body in answered_by_the_server:
                 await devops.nc.publish(subject, body, reply=target)
-        await devops.nc.flush()
+        await devops.flush()
         await asyncio.sleep(0.5)
     assert await stored_on(auth_fleet, event) >= before + 1
     await assert_intact(auth_fleet)
@@ -77,7 +77,7 @@ async def test_a_direct_get_answered_onto_another_roles_subject_stores_nothing(
     async with attacker(auth_fleet, "backend") as backend:
         await backend.nc.request(record, b'{"title": "forged by backend as cto"}', timeout=5)
         await backend.nc.publish(f"$JS.API.DIRECT.GET.{tasks}.{record}", b"", reply=forged)
-        await backend.nc.flush()
+        await backend.flush()
         await asyncio.sleep(0.5)
     assert await stored_on(auth_fleet, forged) == 0
 

@@ -32,6 +32,7 @@ from fleetbus.js._natspy import (
     lean_flush_queue,
     lean_nuid,
     whole_size_checked,
+    write_pending,
 )
 from fleetbus.telemetry import METRICS
 
@@ -149,12 +150,14 @@ class Connection:
         return True
 
     async def flush(self, timeout: int = 10) -> None:
-        """Return once the server has processed everything sent so far (a PING's PONG).
+        """Return once the server has processed everything sent so far (a PING's PONG, its
+        PING written after what nats-py still held: ``write_pending``).
 
         Shielded: a cancelled nats-py 2.x flush leaves its future in the client's queue of
         PONG waiters, and that PONG then raises in the client's read loop, which stops for
         good (the connection still says connected, and never receives anything again). A
         caller cancelled here stops waiting; the flush itself runs to its end."""
+        write_pending(self.nc)
         await asyncio.shield(self.nc.flush(timeout))
 
     async def settle(self) -> None:
