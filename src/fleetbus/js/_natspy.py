@@ -206,7 +206,9 @@ class _Requests:
         """The server refused a publish to ``subject``: every request waiting on it ends now
         as it would at its timeout, instead of waiting that long for a reply that will not
         come (the caller then finds the refusal noted: ``Connection.refused``). How many."""
-        wanted = subject.lower()  # the server's error spells it as it was sent, or not
+        # nats-py lowercases the server's error: the refused subject's case is lost, so a
+        # request to a subject that differs from it only in case ends too.
+        wanted = subject.lower()
         ended = 0
         for token, sent_to in list(self._subjects.items()):
             reply = self._waiting.get(token)

@@ -138,7 +138,8 @@ class Connection:
 
     def refused(self, subject: str, op: Literal["publish", "subscribe"] = "publish") -> bool:
         """Whether the server refused this connection a publish (or a subscribe) on
-        ``subject``."""
+        ``subject``, or on a subject that differs from it only in case: nats-py lowercases
+        the server's error, and with it the subject it names."""
         return (op, subject.lower()) in self._refused
 
     def _note_refusal(self, op: str, subject: str) -> bool:
