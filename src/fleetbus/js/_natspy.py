@@ -5,6 +5,10 @@ back to the public, slower way where there is one; the tests that lean on them (
 publisher's, the consume loop's shutdown, ``fleetbus status``'s server version, the replies
 to requests) fail so the change is noticed (``tests/js/test_natspy.py`` checks that no
 fallback is taken).
+
+One piece: it is where fleetbus reaches into nats-py, and nowhere else does
+(``tests/test_architecture.py``), so a new nats-py release is read against this one file and
+its one test module. Its parts are short and stand alone.
 """
 
 from __future__ import annotations
