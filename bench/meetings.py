@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -110,7 +111,8 @@ async def raw_meeting(env: Env, p: dict[str, Any]) -> dict[str, float]:
     def listener(index: int) -> Callable[[Any], Awaitable[None]]:
         async def on_msg(msg: Any) -> None:
             nonlocal received
-            if msg.data == PROBE:
+            said = json.loads(msg.data)  # what the message says, as every raw side reads it
+            if said.get("type") == "probe":
                 probed.add(index)
                 return
             received += 1
