@@ -237,7 +237,7 @@ async def flooded(
         await cto.say("e" * 5000, n=count)  # the end: its size is no notice's, no big line's
 
         async def heard_the_end() -> bool:  # the end is the last queued (none may be yet)
-            sizes = backend._inbox.sizes
+            sizes = backend._inbox.weights
             return bool(sizes) and 5000 < sizes[-1] < 100_000
 
         await eventually(heard_the_end, what="backend's room heard every line")

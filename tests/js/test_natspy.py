@@ -161,18 +161,6 @@ async def test_connections_share_one_random_for_their_inbox_ids_and_the_ids_stay
         await second.close()
 
 
-async def test_the_flush_queue_hands_an_item_on_when_its_woken_getter_is_cancelled() -> None:
-    queue = _FlushQueue([])
-    first = asyncio.ensure_future(queue.get())
-    second = asyncio.ensure_future(queue.get())
-    await asyncio.sleep(0)
-    item: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    queue.put_nowait(item)  # wakes the first getter...
-    first.cancel()  # ...which is cancelled before it runs
-    assert await asyncio.wait_for(second, 5) is item
-    assert first.cancelled() and queue.empty()
-
-
 def _reply_subscription(nc: nats.NATS) -> Subscription:
     prefix = bytes(nc._resp_sub_prefix or b"").decode()
     (sub,) = [s for s in nc._subs.values() if prefix and s.subject == prefix + "*"]

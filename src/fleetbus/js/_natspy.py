@@ -27,6 +27,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import ConnectionDrainingError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from fleetbus._backlog import Backlog
 from fleetbus.errors import PayloadError
 
 __all__ = [
@@ -337,46 +338,29 @@ class _FlushQueue:
     and the connection's flusher task takes it, writes what is pending and resolves it. It
     holds one or two futures at a time (a publish puts one only when it is empty). An
     ``asyncio.Queue`` is four deques and an event, 3.5 KiB per connection, and a few
-    microseconds of bookkeeping per flush; this is a list and the flusher's wait."""
+    microseconds of bookkeeping per flush; a ``Backlog`` is a deque and the flusher's wait."""
 
-    __slots__ = ("_getters", "_items")
+    __slots__ = ("_backlog",)
 
-    def __init__(self, items: list[asyncio.Future[Any]]) -> None:
-        self._items = items
-        self._getters: list[asyncio.Future[None]] = []
+    def __init__(self, waiting: list[asyncio.Future[Any]]) -> None:
+        self._backlog: Backlog[asyncio.Future[Any]] = Backlog()
+        for future in waiting:
+            self._backlog.put(future)
 
     def empty(self) -> bool:
-        return not self._items
+        return not self._backlog
 
     def qsize(self) -> int:
-        return len(self._items)
+        return len(self._backlog)
 
     def put_nowait(self, item: asyncio.Future[Any]) -> None:
-        self._items.append(item)
-        self._wake_one()
+        self._backlog.put(item)
 
     async def put(self, item: asyncio.Future[Any]) -> None:
-        self.put_nowait(item)
+        self._backlog.put(item)
 
     async def get(self) -> asyncio.Future[Any]:
-        while not self._items:
-            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._getters.append(getter)
-            try:
-                await getter
-            except BaseException:
-                self._getters.remove(getter)
-                if self._items:  # woken, then cancelled: the item waits for another
-                    self._wake_one()
-                raise
-            self._getters.remove(getter)
-        return self._items.pop(0)
-
-    def _wake_one(self) -> None:
-        for getter in self._getters:
-            if not getter.done():
-                getter.set_result(None)
-                return
+        return await self._backlog.get()
 
 
 def lean_flush_queue(nc: Client) -> bool:
