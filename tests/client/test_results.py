@@ -9,6 +9,7 @@ import pytest
 import fleetbus.client.fleet as fleet_module
 import fleetbus.client.handle as handle_module
 from fleetbus import Task
+from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
 from fleetbus.wire.updates import TaskUpdate
 
@@ -66,6 +67,13 @@ async def test_a_duplicate_assignment_reads_the_stored_result(fleet: FleetUnderT
         again = await client.assign("backend", {}, task_id="task-twice")
         assert again.duplicate
         assert await again.result(timeout=20) == "task-twice"
+        # Its task list entry stays completed: the second `submitted` is not kept. (A later
+        # task's entry, sent after it on the same connection, is listed after it is handled.)
+        await client.assign("backend", {}, task_id="task-after")
+        async with fleet.client() as admin:
+            await eventually(lambda: admin.find_task("task-after"), what="the later entry")
+            listed = await admin.find_task("task-twice")
+    assert listed is not None and listed.state == "completed"
 
 
 async def test_result_takes_the_servers_word_that_the_outcome_is_stored(

@@ -202,7 +202,8 @@ class Fleet:
             updated=now,
             deadline=until,
         )
-        await self.index.write(entry)  # the task list's, ahead of the task (same connection)
+        # The task list's, ahead of the task (same connection); kept only as the task's first.
+        await self.index.write(entry, first=True)
         try:
             with tracing.producer(subject, message_id=task_id, conversation_id=task_id):
                 ack = await self._publisher.publish(subject, data, hdrs, msg_id=task_id)

@@ -3,7 +3,8 @@ dashboard.
 
 Each task has one subject in the index stream (the seed's ``TASK_INDEX``, one message kept
 per subject), ``P.index.{assignee}.{assigner}.{id}``: the assigner writes ``submitted`` before
-it sends the task, then the assignee's agents write each state change over it. So listing
+it sends the task (kept only as the task's first entry), then the assignee's agents write
+each state change over it. So listing
 every task is reading the last message of each subject, filtered by role on the server; a
 window in time (``since``) reads only what was written in it.
 
@@ -25,6 +26,7 @@ from nats.aio.msg import Msg
 from fleetbus.errors import AmbiguousTask, FleetbusError, PayloadError
 from fleetbus.fleet import FleetSpec
 from fleetbus.js.connection import Connection
+from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire.clock import format_iso, now_iso
 from fleetbus.wire.codec import decode, encode, typed
@@ -123,6 +125,9 @@ here); who the task is about (``task_id``, ``role``, ``assigner``) comes from th
 
 _REQUIRED = ("state", "created", "updated")
 
+_FIRST = {EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}
+"""Stored only on a subject with nothing stored yet (the server drops it otherwise)."""
+
 
 class TaskIndex:
     """Writes entries (as whoever ``conn`` is) and lists them (the admin)."""
@@ -132,13 +137,16 @@ class TaskIndex:
         self.spec = spec
         self.stream = spec.stream_for(spec.subjects.task_index("r", "a", "t"))
 
-    async def write(self, summary: TaskSummary) -> None:
-        """Publish the entry, without waiting for the stream (a view: see the module)."""
+    async def write(self, summary: TaskSummary, *, first: bool = False) -> None:
+        """Publish the entry, without waiting for the stream (a view: see the module).
+        ``first``: only if the task has no entry yet (the assigner's ``submitted``: a task
+        assigned again under its id is stored once, and its entry stays where that task is,
+        not back at ``submitted``)."""
         if not self.stream:
             return
         subject = self.spec.subjects.task_index(summary.role, summary.assigner, summary.task_id)
         try:
-            await self.conn.nc.publish(subject, summary.encode())
+            await self.conn.nc.publish(subject, summary.encode(), headers=_FIRST if first else None)
         except Exception as exc:  # a closed connection, say: the records are what counts
             log.debug("task %s: index entry not sent: %s", summary.task_id, exc)
 
