@@ -277,6 +277,12 @@ class TaskSubject:
     """The input request number of an ``answer``."""
 
 
+def _task_record(prefix: str, task_id: str, kind: str, assigner: str, assignee: str) -> str:
+    """A task record's subject from its tokens, as they are (``Subjects.task`` validates
+    them first)."""
+    return f"{prefix}.tasks.{task_id}.{kind}.{assigner}.{assignee}"
+
+
 @functools.lru_cache(maxsize=4096)
 def _event_parts(prefix: str, subject: str) -> tuple[str, str]:
     """Once per event subject, not per delivery."""
@@ -335,9 +341,12 @@ class Subjects:
         """``P.tasks.{id}.{kind}.{assigner}.{assignee}[.{extra}]``: one of a task's records.
         ``updates`` and ``outcome`` are written by the assignee, ``cancel`` and ``answer``
         by the assigner; the server holds each role to its own token."""
-        subject = (
-            f"{self.prefix}.tasks.{validate_id(task_id)}.{kind}"
-            f".{validate_token(assigner, 'assigner')}.{validate_token(assignee, 'assignee')}"
+        subject = _task_record(
+            self.prefix,
+            validate_id(task_id),
+            kind,
+            validate_token(assigner, "assigner"),
+            validate_token(assignee, "assignee"),
         )
         return f"{subject}.{validate_token(extra, 'input request')}" if extra else subject
 
@@ -382,8 +391,8 @@ class Subjects:
         parts = self.parse_stored_outcome(subject)
         # The tokens of a subject heard are tokens already: compared, not validated again
         # (an id the writer made up is then no record of any task, not an error).
-        return parts is not None and read_from == (
-            f"{self.prefix}.tasks.{parts.task_id}.outcome.{parts.assigner}.{parts.assignee}"
+        return parts is not None and read_from == _task_record(
+            self.prefix, parts.task_id, "outcome", parts.assigner, parts.assignee
         )
 
     def stored_outcome_republish(self) -> dict[str, str]:
