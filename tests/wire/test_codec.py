@@ -123,6 +123,17 @@ def test_encode_refuses_what_json_cannot_hold(body: dict[Any, Any], named: str) 
     assert named in str(info.value)
 
 
+def test_a_body_that_holds_itself_is_refused_and_the_next_one_encodes() -> None:
+    body: dict[str, Any] = {"task": "t-1", "path": []}
+    body["path"].append(body)
+    with pytest.raises(PayloadError, match="holds itself"):
+        encode(body)
+    # Nothing of the failed encode is left behind for the next (an encoder that kept the
+    # objects it was inside would take a new one at the same address for a loop).
+    body["path"].clear()
+    assert encode(body) == b'{"task":"t-1","path":[]}'
+
+
 def test_encode_refuses_oversize() -> None:
     body = {"diff": "x" * 2000}
     with pytest.raises(PayloadError) as info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.encoder
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,10 +41,32 @@ fleetbus and other clients write it has no whitespace around it, and is then dec
 0.8 instead of 1.3 µs (a meeting line)."""
 
 
+def _unknown(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_MAKE_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # None without C speedups
+_C_ENCODE: Callable[[Any, int], list[str]] | None = (
+    _MAKE_C_ENCODER(
+        None, _unknown, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _MAKE_C_ENCODER is not None
+    else None
+)
+"""``_ENCODER``'s C encoder, made once (``JSONEncoder.encode`` makes one per call): 0.7 µs
+of the 2.6 a task update takes. It keeps no markers for loops, which it would have to
+empty after an error; a value that holds itself ends in ``RecursionError`` instead."""
+
+
 def compact(value: Any) -> str:
     """``value`` as compact JSON, NaN refused (``TypeError`` / ``ValueError`` for what JSON
     cannot hold)."""
-    return _ENCODER.encode(value)
+    if _C_ENCODE is None or isinstance(value, str):  # no C speedups; a string alone
+        return _ENCODER.encode(value)
+    try:
+        return "".join(_C_ENCODE(value, 0))
+    except RecursionError:
+        raise ValueError("it holds itself, or is nested too deeply") from None
 
 
 def encode(body: Mapping[str, Any], *, max_payload: int | None = None) -> bytes:
