@@ -85,8 +85,9 @@ class TaskSummary:
 
     def encode(self) -> bytes:
         # Field by field, not asdict (a deep copy of every field, for one encode).
-        body = {k: getattr(self, k) for k in _SUMMARY_FIELDS}
-        return encode({k: v for k, v in body.items() if v is not None and v != ""})
+        return encode(
+            {k: v for k in _SUMMARY_FIELDS if (v := getattr(self, k)) is not None and v != ""}
+        )
 
     @classmethod
     def decode(cls, raw: bytes, *, role: str, assigner: str, task_id: str) -> TaskSummary:

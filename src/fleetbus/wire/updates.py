@@ -106,8 +106,9 @@ class TaskUpdate:
 
     def encode(self) -> bytes:
         # Field by field, not asdict (a deep copy): encoding reads the values once anyway.
-        body = {k: getattr(self, k) for k in _UPDATE_FIELDS}
-        return encode({k: v for k, v in body.items() if v is not None and v != ""})
+        return encode(
+            {k: v for k in _UPDATE_FIELDS if (v := getattr(self, k)) is not None and v != ""}
+        )
 
     def written_by(self, assigner: str, agent: str) -> TaskUpdate:
         """This update with the identities its subject vouches for (the body's are claims)."""
