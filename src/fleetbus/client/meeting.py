@@ -116,8 +116,9 @@ class Meeting:
         self.fleet = fleet
         self.id = meeting_id
         self.role = role
-        self.subject = fleet.spec.subjects.meeting(meeting_id, role)
-        self._room = fleet.spec.subjects.meeting(meeting_id)
+        self._subjects = fleet.spec.subjects
+        self.subject = self._subjects.meeting(meeting_id, role)
+        self._room = self._subjects.meeting(meeting_id)
         self._said = self._room + "."
         self.members: set[str] = set()
         self._members_changed = asyncio.Event()
@@ -188,8 +189,7 @@ class Meeting:
                 yield message
 
     def _parse(self, msg: Msg) -> MeetingMessage | None:
-        subjects = self.fleet.spec.subjects
-        return MeetingMessage.parse(subjects, msg.subject, msg.data, msg.headers or {})
+        return MeetingMessage.parse(self._subjects, msg.subject, msg.data, msg.headers or {})
 
     def _on_message(self, msg: Msg) -> None:
         """Keep presence current and queue messages, whether or not anyone iterates (as the
@@ -198,7 +198,8 @@ class Meeting:
         if self._own in data and subject == self.subject:
             return  # our own words (another role's line naming our member id is not)
         said_here = subject.startswith(self._said) or subject == self._room
-        if not said_here or not self.fleet.spec.subjects.heard_as_sent(subject, msg.headers):
+        headers = msg.headers  # none on what members say: nothing to check then
+        if not said_here or (headers and not self._subjects.heard_as_sent(subject, headers)):
             # What a role had the server send here (``Subjects.heard_as_sent``): a stored
             # message pulled with this room as its reply keeps the subject it was stored
             # on; a record read back by direct get carries the server's Nats-Subject.
