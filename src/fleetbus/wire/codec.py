@@ -128,7 +128,11 @@ def typed(value: Any, kinds: tuple[type, ...]) -> bool:
 def mistyped(body: Mapping[str, Any], types: Mapping[str, tuple[type, ...]]) -> str | None:
     """The first field of ``body`` (a record someone else wrote) that ``types`` names and its
     value is not one of them (``typed``); None when each present one is."""
-    return next((k for k, kinds in types.items() if k in body and not typed(body[k], kinds)), None)
+    for key, value in body.items():  # a loop, not a generator's frame per field: read per record
+        kinds = types.get(key)
+        if kinds is not None and type(value) not in kinds:
+            return key
+    return None
 
 
 def shown(value: Any, limit: int) -> Any:
