@@ -789,3 +789,25 @@ async def test_a_role_cannot_log_in_as_another_identity(auth_fleet: AuthFleet) -
     conn = await connect(own)
     assert conn.nc.is_connected
     await conn.close()
+
+
+async def test_a_refused_login_is_said_at_once_not_after_the_connect_timeout(
+    auth_fleet: AuthFleet,
+) -> None:
+    """The server says no within milliseconds; nats-py would retry until the connect timeout
+    (a minute here). The error comes as the refusal does, names it, and leaves nothing
+    connected behind."""
+    from dataclasses import replace
+
+    from fleetbus.errors import ConnectError
+    from fleetbus.js.connection import connect
+
+    settings = replace(auth_fleet.settings("backend"), password="wrong", connect_timeout=60.0)
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    async with asyncio.timeout(15):
+        with pytest.raises(ConnectError, match="refused the login") as info:
+            await connect(settings)
+    assert "tried for" not in str(info.value)  # not given up by the clock
+    assert "fleetbus creds" in str(info.value)  # and what to do about it
+    left = {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()}
+    assert not left, left  # no read loop or reconnect of the refused client still running

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -42,6 +43,8 @@ log = logging.getLogger("fleetbus.js.connection")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
+_REFUSED = "authorization"
+"""What nats-py's error says when the server refuses a login (``'Authorization Violation'``)."""
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
 Hook = Callable[[], Awaitable[None]]
 
@@ -249,12 +252,17 @@ async def connect(
     connected = False
     outage = False  # between a disconnect and the reconnect: say it once, not per attempt
     first_errors: list[str] = []
+    refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    """Set once every server has refused the login: trying for longer will not change it."""
     conn: Connection | None = None
 
     async def error_cb(exc: Exception) -> None:
         nonlocal outage
         if not connected or conn is None:
             first_errors.append(str(exc) or type(exc).__name__)
+            refusals = sum(_REFUSED in e.lower() for e in first_errors)
+            if refusals >= len(settings.servers) and not refused.done():
+                refused.set_result(None)
             return  # the first attempt's failures become one ConnectError below
         violation = _VIOLATION.search(str(exc))
         if violation is not None:
@@ -324,19 +332,20 @@ async def connect(
         options["tls"] = ctx
     await _reachable(settings)
     try:
-        # With reconnect-forever, nats-py retries the first connection forever too: bound it.
-        nc = await asyncio.wait_for(nats.connect(**options), timeout=settings.connect_timeout)
+        nc = await _first_connection(options, refused, settings.connect_timeout)
     except (NoServersError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, NoServersError | TimeoutError):
             # The server refusing the login says more than the reset that follows it.
-            refused = [e for e in first_errors if "authorization" in e.lower()]
-            said = (refused or first_errors or ["is --server right?"])[-1]
-            reason = (
-                f"the server refused the login, tried for {settings.connect_timeout:g}s ({said})"
-                if refused
-                else f"no server answered within {settings.connect_timeout:g}s ({said})"
-            )
+            refusals = [e for e in first_errors if _REFUSED in e.lower()]
+            said = (refusals or first_errors or ["is --server right?"])[-1]
+            if refused.done():
+                reason = f"the server refused the login ({said})"
+            elif refusals:
+                tried = f"tried for {settings.connect_timeout:g}s"
+                reason = f"the server refused the login, {tried} ({said})"
+            else:
+                reason = f"no server answered within {settings.connect_timeout:g}s ({said})"
         raise ConnectError(settings.display_url, _hint(reason)) from None
     except nats.errors.Error as exc:
         raise ConnectError(settings.display_url, _hint(str(exc))) from None
@@ -348,6 +357,29 @@ async def connect(
     conn = Connection(nc, settings)
     connected = True
     return conn
+
+
+async def _first_connection(
+    options: dict[str, Any], refused: asyncio.Future[None], timeout: float
+) -> Client:
+    """nats-py's first connection. With reconnect-forever nats-py retries it forever too: it
+    is given up after ``timeout``, or as soon as ``refused`` is set (every server refused the
+    login, which nats-py would retry until then), with ``TimeoutError`` either way."""
+    nc = Client()
+    attempt = asyncio.ensure_future(nc.connect(**options))
+    try:
+        await asyncio.wait((attempt, refused), timeout=timeout, return_when=FIRST_COMPLETED)
+    finally:
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+            with contextlib.suppress(Exception):
+                await nc.close()
+    if attempt.cancelled():
+        raise TimeoutError
+    attempt.result()  # nats-py's own error, if it gave up itself
+    return nc
 
 
 async def unsubscribe(*subs: Subscription | None) -> None:
