@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from fleetbus.js._natspy import (
     whole_size_checked,
     write_pending,
 )
+from fleetbus.js.dial import REFUSED, failure, first_connection, hint, reachable
 from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect", "unsubscribe"]
@@ -43,8 +43,6 @@ log = logging.getLogger("fleetbus.js.connection")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
-_REFUSED = "authorization"
-"""What nats-py's error says when the server refuses a login (``'Authorization Violation'``)."""
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
 Hook = Callable[[], Awaitable[None]]
 
@@ -260,7 +258,7 @@ async def connect(
         nonlocal outage
         if not connected or conn is None:
             first_errors.append(str(exc) or type(exc).__name__)
-            refusals = sum(_REFUSED in e.lower() for e in first_errors)
+            refusals = sum(REFUSED in e.lower() for e in first_errors)
             if refusals >= len(settings.servers) and not refused.done():
                 refused.set_result(None)
             return  # the first attempt's failures become one ConnectError below
@@ -330,25 +328,14 @@ async def connect(
         if settings.tls_cert_file:
             ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         options["tls"] = ctx
-    await _reachable(settings)
+    await reachable(settings.servers, settings.connect_timeout, settings.display_url)
     try:
-        nc = await _first_connection(options, refused, settings.connect_timeout)
+        nc = await first_connection(options, refused, settings.connect_timeout)
     except (NoServersError, OSError, TimeoutError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, NoServersError | TimeoutError):
-            # The server refusing the login says more than the reset that follows it.
-            refusals = [e for e in first_errors if _REFUSED in e.lower()]
-            said = (refusals or first_errors or ["is --server right?"])[-1]
-            if refused.done():
-                reason = f"the server refused the login ({said})"
-            elif refusals:
-                tried = f"tried for {settings.connect_timeout:g}s"
-                reason = f"the server refused the login, {tried} ({said})"
-            else:
-                reason = f"no server answered within {settings.connect_timeout:g}s ({said})"
-        raise ConnectError(settings.display_url, _hint(reason)) from None
+        why = failure(exc, first_errors, refused.done(), settings.connect_timeout)
+        raise ConnectError(settings.display_url, why) from None
     except nats.errors.Error as exc:
-        raise ConnectError(settings.display_url, _hint(str(exc))) from None
+        raise ConnectError(settings.display_url, hint(str(exc))) from None
     await direct_replies(nc)
     fast_headers(nc)
     lean_nuid(nc)
@@ -359,29 +346,6 @@ async def connect(
     return conn
 
 
-async def _first_connection(
-    options: dict[str, Any], refused: asyncio.Future[None], timeout: float
-) -> Client:
-    """nats-py's first connection. With reconnect-forever nats-py retries it forever too: it
-    is given up after ``timeout``, or as soon as ``refused`` is set (every server refused the
-    login, which nats-py would retry until then), with ``TimeoutError`` either way."""
-    nc = Client()
-    attempt = asyncio.ensure_future(nc.connect(**options))
-    try:
-        await asyncio.wait((attempt, refused), timeout=timeout, return_when=FIRST_COMPLETED)
-    finally:
-        if not attempt.done():
-            attempt.cancel()
-            with contextlib.suppress(BaseException):
-                await attempt
-            with contextlib.suppress(Exception):
-                await nc.close()
-    if attempt.cancelled():
-        raise TimeoutError
-    attempt.result()  # nats-py's own error, if it gave up itself
-    return nc
-
-
 async def unsubscribe(*subs: Subscription | None) -> None:
     """Unsubscribe each of ``subs`` (None: nothing to do). On the way out of whatever used
     them, so a failure is nothing to act on: a connection that closed or lost its server has
@@ -390,40 +354,3 @@ async def unsubscribe(*subs: Subscription | None) -> None:
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-
-def _hint(reason: str) -> str:
-    """``reason``, with what to do about a refused login."""
-    if "authorization violation" in reason.lower() or "authentication" in reason.lower():
-        return (
-            f"{reason}. The server wants credentials: --user/--password (FLEETBUS_USER,"
-            " FLEETBUS_PASSWORD) or --creds (FLEETBUS_CREDS); `fleetbus creds ROLE` prints a"
-            " role's login for the server `fleetbus up` runs (kept in .fleetbus/auth/)"
-        )
-    return reason
-
-
-async def _reachable(settings: ConnectSettings) -> None:
-    """Fail fast, with the real reason, when no server even accepts a TCP connection."""
-    reasons: list[str] = []
-    for url in settings.servers:
-        split = urlsplit(url)
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(split.hostname, split.port or 4222),
-                timeout=settings.connect_timeout,
-            )
-        except ConnectionRefusedError:
-            reasons.append(f"{split.hostname}:{split.port} refused the connection")
-            continue
-        except (OSError, TimeoutError) as exc:
-            reasons.append(f"{split.hostname}:{split.port}: {exc or 'timed out'}")
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return
-    raise ConnectError(
-        settings.display_url,
-        f"{'; '.join(reasons)} (is `fleetbus up` running, or is --server right?)",
-    )
