@@ -34,7 +34,7 @@ from fleetbus.js._natspy import (
     whole_size_checked,
     write_pending,
 )
-from fleetbus.js.dial import REFUSED, failure, first_connection, hint, reachable
+from fleetbus.js.dial import failure, first_connection, hint, reachable, refused_login
 from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect", "unsubscribe"]
@@ -258,7 +258,7 @@ async def connect(
         nonlocal outage
         if not connected or conn is None:
             first_errors.append(str(exc) or type(exc).__name__)
-            refusals = sum(REFUSED in e.lower() for e in first_errors)
+            refusals = sum(map(refused_login, first_errors))
             if refusals >= len(settings.servers) and not refused.done():
                 refused.set_result(None)
             return  # the first attempt's failures become one ConnectError below

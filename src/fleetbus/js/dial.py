@@ -14,10 +14,14 @@ from nats.errors import NoServersError
 
 from fleetbus.errors import ConnectError
 
-__all__ = ["REFUSED", "failure", "first_connection", "hint", "reachable"]
+__all__ = ["failure", "first_connection", "hint", "reachable", "refused_login"]
 
-REFUSED = "authorization"
-"""What nats-py's error says when the server refuses a login (``'Authorization Violation'``)."""
+
+def refused_login(error: str) -> bool:
+    """Whether nats-py's ``error`` is the server refusing the login (``'Authorization
+    Violation'``: the credentials are wrong, and trying again will not change that). Not
+    ``'Authorization Timeout'``: a client too slow to log in, which may do better next time."""
+    return "authorization violation" in error.lower()
 
 
 async def reachable(servers: Sequence[str], timeout: float, shown: str) -> None:
@@ -75,7 +79,7 @@ def failure(exc: Exception, errors: Sequence[str], refused: bool, timeout: float
     if not isinstance(exc, NoServersError | TimeoutError):
         return hint(str(exc) or type(exc).__name__)
     # The server refusing the login says more than the reset that follows it.
-    refusals = [e for e in errors if REFUSED in e.lower()]
+    refusals = [e for e in errors if refused_login(e)]
     said = (refusals or list(errors) or ["is --server right?"])[-1]
     if refused:
         return hint(f"the server refused the login ({said})")

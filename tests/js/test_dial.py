@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+from nats.errors import NoServersError
+
+from fleetbus.js.dial import failure, refused_login
+
+VIOLATION = "nats: 'Authorization Violation'"
+SLOW = "nats: 'Authorization Timeout'"
+
+
+def test_only_wrong_credentials_are_a_refused_login() -> None:
+    assert refused_login(VIOLATION)
+    # The server closing on a client too slow to log in (a loaded machine, a slow TLS
+    # handshake) is worth the retries: it is not a refusal to give up on at once.
+    assert not refused_login(SLOW)
+    assert not refused_login("nats: 'Maximum Connections Exceeded'")
+
+
+@pytest.mark.parametrize(
+    ("refused", "errors", "says"),
+    [
+        (True, [VIOLATION], "the server refused the login (nats: 'Authorization Violation')"),
+        (False, [VIOLATION, "reset"], "the server refused the login, tried for 5s"),
+        (False, [SLOW], "no server answered within 5s (nats: 'Authorization Timeout')"),
+        (False, [], "no server answered within 5s (is --server right?)"),
+    ],
+)
+def test_a_failed_first_connection_says_why(refused: bool, errors: list[str], says: str) -> None:
+    why = failure(TimeoutError(), errors, refused, 5.0)
+    assert why.startswith(says)
+    assert ("fleetbus creds" in why) == ("Violation" in why)  # what to do, for a refusal
+
+
+def test_an_error_nats_py_gave_up_with_is_said_as_it_is() -> None:
+    assert failure(OSError("connection reset"), [VIOLATION], True, 5.0) == "connection reset"
+    assert failure(NoServersError(), [], False, 5.0).startswith("no server answered")
