@@ -120,9 +120,13 @@ async def test_a_send_no_consumer_reads_is_refused_before_it_is_sent(
     roles["devops"] = roles["devops"].model_copy(update={"meetings": None})
     fleet = make_fleet(spec.model_copy(update={"roles": roles}))
     async with fleet.client(sender="cto") as cto:
-        with pytest.raises(FleetbusError, match="no meetings consumer"):
-            await cto.invite("devops", {"meeting": "standup"})
-    assert await _stream_messages(fleet, "AGENT_COMMS") == 0
+        await cto.message("devops", {"n": 1})  # where a client sends is remembered per role...
+        for _ in range(2):  # ...and a refusal is never taken for one of them
+            with pytest.raises(FleetbusError, match="no meetings consumer"):
+                await cto.invite("devops", {"meeting": "standup"})
+            with pytest.raises(FleetbusError, match="nobody"):
+                await cto.message("nobody", {"n": 2})
+    assert await _stream_messages(fleet, "AGENT_COMMS") == 1  # the message alone
 
 
 # -- 2. a full dead-letter stream loses nothing ----------------------------------------------

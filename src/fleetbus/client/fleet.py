@@ -98,6 +98,9 @@ class Fleet:
         self.index = TaskIndex(conn, spec)
         self.presence = Presence(conn, spec)
         self._liveness: dict[str, tuple[float, bool | None]] = {}
+        self._destinations: dict[tuple[str, str], str] = {}
+        """``_to``'s subject per role and kind: the same for every send (one lookup where
+        each task would otherwise check the role, the tokens and the stream again)."""
         self._batches: BatchPublisher | None = None
         self._closed = False
 
@@ -295,11 +298,16 @@ class Fleet:
     def _to(self, role: str, kind: Literal["tasks", "inbox", "meetings"]) -> str:
         """The subject this client sends ``role``'s ``kind`` on; ``NoConsumerError`` where
         the stream would drop it unread (a role without that consumer)."""
+        known = self._destinations.get((role, kind))
+        if known is not None:
+            return known
         self.spec.role(role)
         subject = self.spec.subjects.agent(role, kind, self.sender)
         stream = self.spec.dropped_unread(subject)
         if stream:
             raise NoConsumerError(role, kind, stream)
+        if len(self._destinations) < 4 * len(self.spec.roles):  # roles only: bounded anyway
+            self._destinations[(role, kind)] = subject
         return subject
 
     async def tasks(
