@@ -306,8 +306,7 @@ class Fleet:
         stream = self.spec.dropped_unread(subject)
         if stream:
             raise NoConsumerError(role, kind, stream)
-        if len(self._destinations) < 4 * len(self.spec.roles):  # roles only: bounded anyway
-            self._destinations[(role, kind)] = subject
+        self._destinations[(role, kind)] = subject  # a fleet role's: bounded by the fleet
         return subject
 
     async def tasks(

@@ -90,7 +90,7 @@ def failure(exc: Exception, errors: Sequence[str], refused: bool, timeout: float
 
 def hint(reason: str) -> str:
     """``reason``, with what to do about a refused login."""
-    if "authorization violation" in reason.lower() or "authentication" in reason.lower():
+    if refused_login(reason) or "authentication" in reason.lower():
         return (
             f"{reason}. The server wants credentials: --user/--password (FLEETBUS_USER,"
             " FLEETBUS_PASSWORD) or --creds (FLEETBUS_CREDS); `fleetbus creds ROLE` prints a"

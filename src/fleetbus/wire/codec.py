@@ -61,7 +61,7 @@ empty after an error; a value that holds itself ends in ``RecursionError`` inste
 def compact(value: Any) -> str:
     """``value`` as compact JSON, NaN refused (``TypeError`` / ``ValueError`` for what JSON
     cannot hold)."""
-    if _C_ENCODE is None or isinstance(value, str):  # no C speedups; a string alone
+    if _C_ENCODE is None:  # Python without json's C speedups
         return _ENCODER.encode(value)
     try:
         return "".join(_C_ENCODE(value, 0))
