@@ -5,11 +5,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
 from nats.aio.msg import Msg
 
+from fleetbus.errors import ConnectError
 from fleetbus.js.api import JsApi
 from fleetbus.js.connection import ConnectSettings, connect
+from fleetbus.server.cluster import free_port
 from fleetbus.testing import eventually
+
+
+async def test_nothing_listening_is_said_at_once_not_after_the_connect_timeout() -> None:
+    """Every server listed refuses the TCP connection: nats-py would try them again until
+    the connect timeout (a minute here). The error comes at once, says what the sockets
+    said and what to check, and leaves no client of the attempt running."""
+    servers = tuple(f"nats://127.0.0.1:{free_port()}" for _ in range(2))
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    async with asyncio.timeout(15):
+        with pytest.raises(ConnectError, match="no server took the connection") as info:
+            await connect(ConnectSettings(servers=servers, connect_timeout=60.0))
+    assert "Connect call failed" in str(info.value)
+    assert "is `fleetbus up` running" in str(info.value)
+    left = {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()}
+    assert not left, left
+
+
+async def test_one_server_down_of_two_is_passed_over(nats_url: str) -> None:
+    conn = await connect(ConnectSettings(servers=(f"nats://127.0.0.1:{free_port()}", nats_url)))
+    try:
+        assert conn.nc.is_connected
+    finally:
+        await conn.close()
 
 
 async def test_a_cancelled_flush_leaves_the_connection_working(nats_url: str) -> None:

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import socket
+import ssl
+
 import pytest
 from nats.errors import NoServersError
 
-from fleetbus.js.dial import failure, refused_login
+from fleetbus.js.dial import failure, given_up, refused_login
 
 VIOLATION = "nats: 'Authorization Violation'"
 SLOW = "nats: 'Authorization Timeout'"
+REFUSED = "[Errno 111] Connect call failed ('127.0.0.1', 1)"
 
 
 def test_only_wrong_credentials_are_a_refused_login() -> None:
@@ -17,10 +21,22 @@ def test_only_wrong_credentials_are_a_refused_login() -> None:
     assert not refused_login("nats: 'Maximum Connections Exceeded'")
 
 
+def test_only_what_waiting_will_not_change_ends_the_first_connection_early() -> None:
+    assert given_up(Exception(VIOLATION))
+    assert given_up(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)"))
+    assert given_up(socket.gaierror(-2, "Name or service not known"))
+    # a slow network, a slow login, a TLS failure: tried until the connect timeout
+    assert not given_up(TimeoutError())
+    assert not given_up(Exception(SLOW))
+    assert not given_up(ssl.SSLCertVerificationError("CERTIFICATE_VERIFY_FAILED"))
+
+
 @pytest.mark.parametrize(
     ("refused", "errors", "says"),
     [
         (True, [VIOLATION], "the server refused the login (nats: 'Authorization Violation')"),
+        (True, [REFUSED, VIOLATION], "the server refused the login (nats: 'Authorization"),
+        (True, [REFUSED], f"no server took the connection ({REFUSED}): is `fleetbus up` running"),
         (False, [VIOLATION, "reset"], "the server refused the login, tried for 5s"),
         (False, [SLOW], "no server answered within 5s (nats: 'Authorization Timeout')"),
         (False, [], "no server answered within 5s (is --server right?)"),

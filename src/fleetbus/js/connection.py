@@ -34,7 +34,7 @@ from fleetbus.js._natspy import (
     whole_size_checked,
     write_pending,
 )
-from fleetbus.js.dial import failure, first_connection, hint, reachable, refused_login
+from fleetbus.js.dial import failure, first_connection, given_up, hint
 from fleetbus.telemetry import METRICS
 
 __all__ = ["ConnectSettings", "Connection", "connect", "unsubscribe"]
@@ -250,17 +250,20 @@ async def connect(
     connected = False
     outage = False  # between a disconnect and the reconnect: say it once, not per attempt
     first_errors: list[str] = []
-    refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    """Set once every server has refused the login: trying for longer will not change it."""
+    hopeless: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    """Set once every server has failed in a way that trying for longer will not change: the
+    login refused, nothing taking the connection (``given_up``)."""
+    given_up_on = 0
     conn: Connection | None = None
 
     async def error_cb(exc: Exception) -> None:
-        nonlocal outage
+        nonlocal outage, given_up_on
         if not connected or conn is None:
             first_errors.append(str(exc) or type(exc).__name__)
-            refusals = sum(map(refused_login, first_errors))
-            if refusals >= len(settings.servers) and not refused.done():
-                refused.set_result(None)
+            # nats-py tries each server once before it waits to try one again
+            given_up_on += given_up(exc)
+            if given_up_on >= len(settings.servers) and not hopeless.done():
+                hopeless.set_result(None)
             return  # the first attempt's failures become one ConnectError below
         violation = _VIOLATION.search(str(exc))
         if violation is not None:
@@ -328,11 +331,10 @@ async def connect(
         if settings.tls_cert_file:
             ctx.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
         options["tls"] = ctx
-    await reachable(settings.servers, settings.connect_timeout, settings.display_url)
     try:
-        nc = await first_connection(options, refused, settings.connect_timeout)
+        nc = await first_connection(options, hopeless, settings.connect_timeout)
     except (NoServersError, OSError, TimeoutError) as exc:
-        why = failure(exc, first_errors, refused.done(), settings.connect_timeout)
+        why = failure(exc, first_errors, hopeless.done(), settings.connect_timeout)
         raise ConnectError(settings.display_url, why) from None
     except nats.errors.Error as exc:
         raise ConnectError(settings.display_url, hint(str(exc))) from None

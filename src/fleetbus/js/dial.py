@@ -1,20 +1,18 @@
-"""Reaching a server the first time: whether anything listens there, nats-py's first
-connection given up on time or on a refused login, and what a failure says to do."""
+"""Reaching a server the first time: nats-py's first connection, given up on time or as soon as
+every server has said no in a way waiting will not change, and what a failure says to do."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 from nats.errors import NoServersError
 
-from fleetbus.errors import ConnectError
-
-__all__ = ["failure", "first_connection", "hint", "reachable", "refused_login"]
+__all__ = ["failure", "first_connection", "given_up", "hint", "refused_login"]
 
 
 def refused_login(error: str) -> bool:
@@ -24,42 +22,30 @@ def refused_login(error: str) -> bool:
     return "authorization violation" in error.lower()
 
 
-async def reachable(servers: Sequence[str], timeout: float, shown: str) -> None:
-    """Fail fast, with the real reason, when no server even accepts a TCP connection
-    (``shown``: the servers as an error may name them, without credentials)."""
-    reasons: list[str] = []
-    for url in servers:
-        split = urlsplit(url)
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(split.hostname, split.port or 4222), timeout=timeout
-            )
-        except ConnectionRefusedError:
-            reasons.append(f"{split.hostname}:{split.port} refused the connection")
-            continue
-        except (OSError, TimeoutError) as exc:
-            reasons.append(f"{split.hostname}:{split.port}: {exc or 'timed out'}")
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return
-    raise ConnectError(
-        shown, f"{'; '.join(reasons)} (is `fleetbus up` running, or is --server right?)"
-    )
+def given_up(exc: Exception) -> bool:
+    """Whether a first connection's attempt on one server failed in a way that trying it
+    again within the connect timeout will not change: the login refused, or nothing taking
+    the connection there (refused, no such host, no route). Not a timeout (a slow network or
+    a loaded server may answer next time), and not a TLS failure (its own error says more
+    after the handshake's retries than a guess here would)."""
+    if refused_login(str(exc)):
+        return True
+    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError | ssl.SSLError)
 
 
 async def first_connection(
-    options: dict[str, Any], refused: asyncio.Future[None], timeout: float
+    options: dict[str, Any], hopeless: asyncio.Future[None], timeout: float
 ) -> Client:
     """nats-py's first connection. With reconnect-forever nats-py retries it forever too: it
-    is given up after ``timeout``, or as soon as ``refused`` is set (every server refused the
-    login, which nats-py would retry until then), with ``TimeoutError`` either way; the
-    client given up on is closed."""
+    is given up after ``timeout``, or as soon as ``hopeless`` is set (every server failed in
+    a way nats-py would retry until then to no end: ``given_up``), with ``TimeoutError``
+    either way; the client given up on is closed."""
     nc = Client()
     attempt = asyncio.ensure_future(nc.connect(**options))
     try:
-        await asyncio.wait((attempt, refused), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            (attempt, hopeless), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         if not attempt.done():
             attempt.cancel()
@@ -73,16 +59,21 @@ async def first_connection(
     return nc
 
 
-def failure(exc: Exception, errors: Sequence[str], refused: bool, timeout: float) -> str:
+def failure(exc: Exception, errors: Sequence[str], hopeless: bool, timeout: float) -> str:
     """Why the first connection failed with ``exc``, from what nats-py reported meanwhile
-    (``errors``); ``refused``: every server refused the login."""
+    (``errors``); ``hopeless``: every server failed in a way waiting would not change."""
     if not isinstance(exc, NoServersError | TimeoutError):
         return hint(str(exc) or type(exc).__name__)
     # The server refusing the login says more than the reset that follows it.
     refusals = [e for e in errors if refused_login(e)]
     said = (refusals or list(errors) or ["is --server right?"])[-1]
-    if refused:
+    if hopeless and refusals:
         return hint(f"the server refused the login ({said})")
+    if hopeless:
+        return (
+            f"no server took the connection ({said}): is `fleetbus up` running, or is"
+            " --server right?"
+        )
     if refusals:
         return hint(f"the server refused the login, tried for {timeout:g}s ({said})")
     return hint(f"no server answered within {timeout:g}s ({said})")
