@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -42,8 +43,7 @@ async def test_headers_that_cannot_go_on_the_wire_are_refused_before_anything_is
 async def test_a_task_the_stream_refuses_is_listed_as_rejected_not_queued(
     make_fleet: Callable[[FleetSpec], FleetUnderTest],
 ) -> None:
-    """The entry in the task list goes ahead of the task (so an agent's own entries always
-    come after it); when the stream refuses the task, it is overwritten with why."""
+    """A task the stream refuses is listed with why, not as queued."""
     data = yaml.safe_load(SEED_FLEET_YAML)
     data["streams"]["AGENT_COMMS"]["max_msgs_per_subject"] = 1
     fleet = make_fleet(FleetSpec.model_validate(data))
@@ -57,3 +57,24 @@ async def test_a_task_the_stream_refuses_is_listed_as_rejected_not_queued(
     assert first is not None and first.state == "submitted"
     assert second is not None and second.state == "rejected"
     assert second.error is not None and "10077" in second.error
+
+
+async def test_a_refused_resend_leaves_the_entry_of_the_task_stored_under_its_id(
+    make_fleet: Callable[[FleetSpec], FleetUnderTest],
+) -> None:
+    """Sent again under its id once the dedupe window has passed, a task the stream refuses
+    is not stored; the one stored under that id is still queued, and the list says so
+    (before, the refusal's `rejected` was written over its entry)."""
+    data = yaml.safe_load(SEED_FLEET_YAML)
+    data["streams"]["AGENT_COMMS"]["max_msgs_per_subject"] = 1
+    data["streams"]["AGENT_COMMS"]["duplicate_window"] = 0.2
+    fleet = make_fleet(FleetSpec.model_validate(data))
+    async with fleet.client(sender="cto") as cto:
+        await cto.assign("devops", {"title": "first"}, task_id="t-again")
+        await asyncio.sleep(0.5)  # past the dedupe window: the resend is a new message
+        with pytest.raises(JetStreamError) as refused:
+            await cto.assign("devops", {"title": "again"}, task_id="t-again")
+    assert refused.value.err_code == JsErrorCode.MAX_MSGS_PER_SUBJECT
+    async with fleet.client() as admin:
+        listed = await admin.find_task("t-again")
+    assert listed is not None and listed.state == "submitted" and listed.error is None

@@ -205,16 +205,22 @@ class Fleet:
             updated=now,
             deadline=until,
         )
-        # The task list's, ahead of the task (same connection); kept only as the task's first.
-        await self.index.write(entry, first=True)
         try:
             with tracing.producer(subject, message_id=task_id, conversation_id=task_id):
                 ack = await self._publisher.publish(subject, data, hdrs, msg_id=task_id)
         except BaseException as exc:
             follower.stop()
             if isinstance(exc, Exception):  # not stored: the list must not show it queued
-                await self.index.write(entry.moved("rejected", error=bounded(str(exc))))
+                # Only where the list has no entry for this id: one it has is another
+                # assignment's under the same id, which stands (a failed resend of a task
+                # whose dedupe window had passed, say).
+                rejected = entry.moved("rejected", error=bounded(str(exc)))
+                await self.index.write(rejected, first=True)
             raise
+        if not ack.duplicate:
+            # The task list's entry, kept only as the task's first: an agent that has it
+            # already may have written its own, which stands.
+            await self.index.write(entry, first=True)
         if running is None:
             running = await self._agent_running(role)
         if running is False:

@@ -2,9 +2,9 @@
 dashboard.
 
 Each task has one subject in the index stream (the seed's ``TASK_INDEX``, one message kept
-per subject), ``P.index.{assignee}.{assigner}.{id}``: the assigner writes ``submitted`` before
-it sends the task (kept only as the task's first entry), then the assignee's agents write
-each state change over it. So listing
+per subject), ``P.index.{assignee}.{assigner}.{id}``: the assigner writes ``submitted`` once
+the stream has stored the task (kept only as the task's first entry: the assignee's agents
+may have written theirs by then), and the agents write each state change over it. So listing
 every task is reading the last message of each subject, filtered by role on the server; a
 window in time (``since``) reads only what was written in it.
 
@@ -140,9 +140,8 @@ class TaskIndex:
 
     async def write(self, summary: TaskSummary, *, first: bool = False) -> None:
         """Publish the entry, without waiting for the stream (a view: see the module).
-        ``first``: only if the task has no entry yet (the assigner's ``submitted``: a task
-        assigned again under its id is stored once, and its entry stays where that task is,
-        not back at ``submitted``)."""
+        ``first``: only if the task has no entry yet (the assigner's ``submitted`` and
+        ``rejected``: the entry a task under that id has stays where that task is)."""
         if not self.stream:
             return
         subject = self.spec.subjects.task_index(summary.role, summary.assigner, summary.task_id)
