@@ -26,7 +26,7 @@ from fleetbus.errors import FleetbusError, PayloadError
 from fleetbus.fleet import ConsumerKind, FleetSpec, ResolvedConsumer
 from fleetbus.runtime.batches import run_batch
 from fleetbus.runtime.cancels import LiveCancels
-from fleetbus.runtime.envelope import BadMessage, Envelope, envelope_of
+from fleetbus.runtime.envelope import BadMessage, Envelope, delivered_of, envelope_of
 from fleetbus.runtime.messages import Event, Message, Task
 from fleetbus.runtime.requests import Responder
 from fleetbus.runtime.routes import BatchHandler, Routes, invoke, is_async
@@ -34,7 +34,7 @@ from fleetbus.runtime.settle import Delivery, Settler
 from fleetbus.runtime.work import RunningTask
 from fleetbus.tasks import StepMemo, TaskRef, TaskSummary
 from fleetbus.wire import headers as h
-from fleetbus.wire.clock import format_iso, now_iso
+from fleetbus.wire.clock import iso_of_ns, now_iso
 from fleetbus.wire.subjects import ADMIN, validate_id
 from fleetbus.wire.updates import TaskUpdate, task_id_of
 
@@ -99,7 +99,7 @@ class Dispatcher:
         return env.make(Event, domain=domain, type=type_)
 
     def _delivery(self, msg: Msg, kind: ConsumerKind) -> Delivery:
-        return Delivery(msg, self._consumers[kind], msg.metadata.num_delivered)
+        return Delivery(msg, self._consumers[kind], delivered_of(msg).attempt)
 
     async def _task(self, msg: Msg) -> None:
         settler = self.settler
@@ -313,4 +313,4 @@ class EventHandlers:
 
 def _stored_at(msg: Msg) -> str:
     """When the stream stored the message (the task's creation, for the task list)."""
-    return format_iso(msg.metadata.timestamp)
+    return iso_of_ns(delivered_of(msg).stored_ns)

@@ -13,11 +13,12 @@ from nats.aio.msg import Msg
 
 from fleetbus.errors import PayloadError
 from fleetbus.fleet import FleetSpec
+from fleetbus.js.acks import Delivered, delivered
 from fleetbus.runtime.messages import Message
 from fleetbus.wire import headers as h
 from fleetbus.wire.codec import decode
 
-__all__ = ["BadMessage", "Envelope", "deadline_of", "envelope_of", "timeout_of"]
+__all__ = ["BadMessage", "Envelope", "deadline_of", "delivered_of", "envelope_of", "timeout_of"]
 
 M = TypeVar("M", bound=Message)
 
@@ -88,10 +89,21 @@ class Envelope:
         )
 
 
+def delivered_of(msg: Msg) -> Delivered:
+    """What a delivery's ack subject says (``acks.delivered``). A message no consumer
+    delivered gets nats-py's reading, and so its error."""
+    found = delivered(msg.reply)
+    if found is None:
+        meta = msg.metadata  # NotJSMessageError
+        stored_ns = round(meta.timestamp.timestamp() * 1e9)
+        found = Delivered(meta.num_delivered, meta.sequence.stream, stored_ns)
+    return found
+
+
 def envelope_of(msg: Msg, spec: FleetSpec) -> Envelope:
     """Decode a delivery; ``BadMessage`` when its body is not a JSON object."""
     headers = dict(msg.headers or {})
-    meta = msg.metadata
+    seen = delivered_of(msg)
     try:
         body = decode(msg.data)
     except PayloadError as exc:
@@ -104,6 +116,6 @@ def envelope_of(msg: Msg, spec: FleetSpec) -> Envelope:
         subject=msg.subject,
         sender=sender,
         sender_verified=verified,
-        attempt=meta.num_delivered,
-        stream_seq=meta.sequence.stream,
+        attempt=seen.attempt,
+        stream_seq=seen.stream_seq,
     )
