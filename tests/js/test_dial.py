@@ -25,6 +25,10 @@ def test_only_what_waiting_will_not_change_ends_the_first_connection_early() -> 
     assert given_up(Exception(VIOLATION))
     assert given_up(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 1)"))
     assert given_up(socket.gaierror(-2, "Name or service not known"))
+    # localhost refusing on ::1 and on 127.0.0.1: asyncio joins the two into a plain OSError
+    assert given_up(OSError(f"Multiple exceptions: {REFUSED}, {REFUSED}"))
+    # taken and dropped (a server restarting, or at its connection limit): worth a retry
+    assert not given_up(ConnectionResetError(104, "Connection reset by peer"))
     # a slow network, a slow login, a TLS failure: tried until the connect timeout
     assert not given_up(TimeoutError())
     assert not given_up(Exception(SLOW))

@@ -22,15 +22,25 @@ def refused_login(error: str) -> bool:
     return "authorization violation" in error.lower()
 
 
+_TRIED_AGAIN = (
+    TimeoutError,
+    ssl.SSLError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+)
+"""What the next try may not meet: a slow network or server, a connection that a server (one
+restarting, one at its connection limit) took and dropped, and a TLS failure, whose own error
+says more after the handshake's retries than a guess here would."""
+
+
 def given_up(exc: Exception) -> bool:
     """Whether a first connection's attempt on one server failed in a way that trying it
     again within the connect timeout will not change: the login refused, or nothing taking
-    the connection there (refused, no such host, no route). Not a timeout (a slow network or
-    a loaded server may answer next time), and not a TLS failure (its own error says more
-    after the handshake's retries than a guess here would)."""
+    the connection there (refused on every address of the host, no such host, no route)."""
     if refused_login(str(exc)):
         return True
-    return isinstance(exc, OSError) and not isinstance(exc, TimeoutError | ssl.SSLError)
+    return isinstance(exc, OSError) and not isinstance(exc, _TRIED_AGAIN)
 
 
 async def first_connection(
