@@ -148,6 +148,29 @@ def test_an_answer_goes_only_to_the_asker_s_namespace_for_the_role_asked(
     assert s.rpc_asker(s.rpc(answerer)) == "admin"
 
 
+@given(st.text(st.sampled_from("0123456789abcdef"), min_size=1, max_size=32), roles, roles)
+def test_an_agent_answers_control_only_at_a_control_reply_for_its_role(
+    token: str, asker: str, role: str
+) -> None:
+    s = Subjects("genbrain")
+    good = f"{s.control_reply(asker, role)}.{token}"
+    assert good == f"_INBOX_{asker}.control.{role}.{token}"
+    assert s.control_reply_allowed(good, role)
+    for bad in (
+        f"genbrain.presence.{role}.{role}-0a1b2c3d",  # a confused deputy's stored record
+        "$JS.API.STREAM.DELETE.AGENT_COMMS",
+        f"_INBOX_{asker}.control.{role}",  # no request token
+        f"_INBOX_{asker}.control.{role}.",
+        f"_INBOX_{asker}.control.{role}.{token}.more",  # deeper
+        f"_INBOX_{asker}.control.{role}x.{token}",  # another role's
+        f"_INBOX_{asker}.rpc.{role}.{token}",  # an ask's answer, not a control reply
+        f"_INBOX_.control.{role}.{token}",  # nobody's inbox
+        f"_INBOX.control.{role}.{token}",  # nats-py's prefix
+        "",
+    ):
+        assert not s.control_reply_allowed(bad, role), bad
+
+
 @pytest.mark.parametrize("task_id", ["a/b", "a b", "é", "x" * 129, "", "{task_id}"])
 def test_ids_are_bounded_and_printable(task_id: str) -> None:
     with pytest.raises(InvalidSubjectError):

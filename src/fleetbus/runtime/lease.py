@@ -143,7 +143,7 @@ class Lease:
         await self.presence.renew(self.info())
 
     async def _on_control(self, msg: Msg) -> None:
-        if not self._answerable(msg.reply or ""):
+        if not self.spec.subjects.control_reply_allowed(msg.reply or "", self.role):
             # Not a client's request: JetStream answers a direct get or a pull on whatever
             # subject the requester names, without a reply (docs/security.md, "the server's
             # answers"). Nothing is done for it, a drain or a cancel least of all.
@@ -176,16 +176,6 @@ class Lease:
             await self._answer(msg, {"ok": True, "cancelled": cancelled})
         else:
             await self._answer(msg, {"error": f"unknown op {op!r}: ping, drain or cancel"})
-
-    def _answerable(self, reply: str) -> bool:
-        """Whether ``reply`` is in a control namespace (``_INBOX_{asker}.control.{role}.*``),
-        the only place this agent's identity answers a control request."""
-        parts = reply.split(".")
-        return (
-            len(parts) == 4
-            and parts[0].startswith("_INBOX_")
-            and parts[1:3] == ["control", self.role]
-        )
 
     async def _answer(self, msg: Msg, body: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):

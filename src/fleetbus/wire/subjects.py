@@ -468,6 +468,22 @@ class Subjects:
         ``_INBOX_{asker}.control.{role}`` (one more token: the request)."""
         return f"{inbox_prefix(asker)}.control.{validate_token(role, 'role')}"
 
+    @staticmethod
+    def control_reply_allowed(reply: str, role: str) -> bool:
+        """Whether ``reply`` is an address ``control_reply`` makes for ``role``'s agents (any
+        asker's), with the request's token after it: the only place they answer a control
+        request. JetStream answers a direct get or a pull on whatever subject the requester
+        names, without a reply like these (docs/security.md, "the server's answers")."""
+        parts = reply.split(".")
+        return (
+            len(parts) == 4
+            and len(parts[0]) > len(inbox_prefix(""))
+            and parts[0].startswith(inbox_prefix(""))
+            and parts[1] == "control"
+            and parts[2] == role
+            and bool(parts[3])
+        )
+
     def parse_task(self, subject: str) -> TaskSubject | None:
         """The parts of a task record's subject; None for anything else (the first format
         included: it names no writer)."""
