@@ -8,6 +8,7 @@ import time
 
 import nats
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy
 
 from fleetbus.js.connection import ConnectSettings, connect
 from fleetbus.js.consume import ConsumerLoop
@@ -46,3 +47,54 @@ async def test_a_pull_request_never_answered_is_asked_again(nats_url: str) -> No
     # that asked at once would flood the server with requests
     gaps = [b - a for a, b in itertools.pairwise(asked)]
     assert all(gap > 1.0 for gap in gaps), gaps
+
+
+def _workers() -> int:
+    """The consumer loops' worker tasks running now."""
+    return sum(
+        1
+        for task in asyncio.all_tasks()
+        if not task.done() and getattr(task.get_coro(), "__qualname__", "") == "ConsumerLoop._work"
+    )
+
+
+async def test_one_worker_serves_a_trickle_and_an_idle_consumer_keeps_none(
+    nats_url: str,
+) -> None:
+    """Messages one at a time: the worker that handled one waits for the next, rather than a
+    task being made for each. Once a pull request expires with nothing more to deliver, it
+    ends (an idle consumer keeps no task), and a drain ends a waiting one without waiting
+    out its grace."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(name="TRICKLE", subjects=["trickle.>"])
+    await js.add_consumer("TRICKLE", durable_name="C", ack_policy=AckPolicy.EXPLICIT)
+    conn = await connect(ConnectSettings(servers=(nats_url,)))
+    seen: list[bytes] = []
+    handled_in: set[asyncio.Task[object] | None] = set()
+
+    async def handle(msg: Msg) -> None:
+        seen.append(msg.data)
+        handled_in.add(asyncio.current_task())
+        await msg.ack()
+
+    loop = ConsumerLoop(conn, "TRICKLE", "C", handle, poll=1.0, limit=4)
+    await loop.bind()
+    running = asyncio.ensure_future(loop.run())
+    try:
+        for n in range(10):
+            await js.publish("trickle.x", str(n).encode())
+            await eventually(lambda n=n: len(seen) == n + 1, 10, f"message {n}")
+        assert len(handled_in) == 1, handled_in  # one worker, waiting between messages
+        await eventually(lambda: _workers() == 0, 10, "the idle consumer's worker ended")
+        await js.publish("trickle.x", b"again")
+        await eventually(lambda: len(seen) == 11, 10, "a message after the idle time")
+        assert _workers() == 1
+        await asyncio.wait_for(loop.drain(60), 15)  # the waiting worker ends at once
+        assert _workers() == 0
+        await asyncio.wait_for(running, 5)
+    finally:
+        loop.stop_fetching()
+        await conn.close()
+        await js.delete_stream("TRICKLE")
+        await nc.close()
