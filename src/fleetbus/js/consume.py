@@ -142,8 +142,9 @@ class ConsumerLoop:
         self._workers = 0
         self._unstarted = 0
         """Workers created, or woken from parked, that have not taken a message yet."""
-        self._parked: list[asyncio.Future[bool]] = []
-        """Workers waiting for the next message: True wakes one to take it, False ends it."""
+        self._parked: list[asyncio.Future[bool]] | None = None
+        """Workers waiting for the next message: True wakes one to take it, False ends it
+        (None until one waits: most consumers of a large fleet never see a message)."""
         self._check_due = False
         self._sub: Subscription | None = None
         self._inbox = ""
@@ -316,10 +317,12 @@ class ConsumerLoop:
             while True:
                 self._unstarted -= 1
                 await self._take_waiting(worker)
-                if worker.abandoned or self._stopping or len(self._parked) >= _PARKED_MOST:
+                waiting = self._parked if self._parked is not None else []
+                if worker.abandoned or self._stopping or len(waiting) >= _PARKED_MOST:
                     return
                 parked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                self._parked.append(parked)
+                waiting.append(parked)
+                self._parked = waiting
                 if not await parked:
                     return
         finally:
@@ -348,7 +351,7 @@ class ConsumerLoop:
 
     def _unpark(self) -> None:
         """End the parked workers (a stop; a consumer gone idle)."""
-        parked, self._parked = self._parked, []
+        parked, self._parked = self._parked or [], None
         for future in parked:
             if not future.done():
                 future.set_result(False)
