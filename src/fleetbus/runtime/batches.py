@@ -127,8 +127,8 @@ async def _call(
             settler.worker,
             name,
             len(ds),
-            ds[0].msg.metadata.sequence.stream,
-            ds[-1].msg.metadata.sequence.stream,
+            ds[0].stream_seq,
+            ds[-1].stream_seq,
             exc_info=exc,
         )
         return _Failure(error_text(exc), None, trace_text(exc))

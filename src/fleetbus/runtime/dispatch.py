@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -99,21 +100,28 @@ class Dispatcher:
         return env.make(Event, domain=domain, type=type_)
 
     def _delivery(self, msg: Msg, kind: ConsumerKind) -> Delivery:
-        return Delivery(msg, self._consumers[kind], delivered_of(msg).attempt)
+        seen = delivered_of(msg)
+        return Delivery(
+            msg,
+            self._consumers[kind],
+            seen.attempt,
+            stream_seq=seen.stream_seq,
+            stored_ns=seen.stored_ns,
+        )
 
     async def _task(self, msg: Msg) -> None:
         settler = self.settler
         d = self._delivery(msg, "tasks")
         d.since = now_iso()
         try:
-            env = envelope_of(msg, self.spec)
+            env = envelope_of(msg, self.spec, d.attempt, d.stream_seq)
             d.task = TaskRef(self._task_id(env), self._assigner(env), self.role)
             self._validate(env)
         except BadMessage as bad:
             await settler.bad_message(d, bad)
             return
         d.deadline = env.deadline
-        stored = _stored_at(msg)
+        stored = iso_of_ns(d.stored_ns)  # the task's creation, for the task list
         d.summary = TaskSummary(
             task_id=d.task.task_id,
             role=self.role,
@@ -165,7 +173,7 @@ class Dispatcher:
                 cancelled, standing = await asyncio.gather(
                     records.last(task, "cancel"), records.last(task, "outcome")
                 )
-            elif self.cancels.complete_for(d.msg.metadata.timestamp):
+            elif self.cancels.complete_for(datetime.fromtimestamp(d.stored_ns / 1e9, UTC)):
                 cancelled, standing = None, None  # any request was seen live (taken below)
             else:  # a first attempt has no outcome to find
                 cancelled, standing = await records.last(task, "cancel"), None
@@ -231,7 +239,7 @@ class Dispatcher:
 
     async def _plain(self, d: Delivery, handler: Callable[[Message], Any]) -> None:
         try:
-            env = envelope_of(d.msg, self.spec)
+            env = envelope_of(d.msg, self.spec, d.attempt, d.stream_seq)
         except BadMessage as bad:
             await self.settler.bad_message(d, bad)
             return
@@ -258,7 +266,7 @@ class Dispatcher:
         message, or no attempt left)."""
         d = self._delivery(msg, "events")
         try:
-            env = envelope_of(msg, self.spec)
+            env = envelope_of(msg, self.spec, d.attempt, d.stream_seq)
         except BadMessage as bad:
             await self.settler.bad_message(d, bad)
             return None
@@ -309,8 +317,3 @@ class EventHandlers:
     async def __call__(self, event: Event) -> None:
         for func in self.handlers:
             await invoke(func, event)
-
-
-def _stored_at(msg: Msg) -> str:
-    """When the stream stored the message (the task's creation, for the task list)."""
-    return iso_of_ns(delivered_of(msg).stored_ns)

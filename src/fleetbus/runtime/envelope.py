@@ -102,10 +102,10 @@ def delivered_of(msg: Msg) -> Delivered:
     return found
 
 
-def envelope_of(msg: Msg, spec: FleetSpec) -> Envelope:
-    """Decode a delivery; ``BadMessage`` when its body is not a JSON object."""
+def envelope_of(msg: Msg, spec: FleetSpec, attempt: int, stream_seq: int) -> Envelope:
+    """Decode a delivery (``attempt`` and ``stream_seq``: its ``delivered_of``); ``BadMessage``
+    when its body is not a JSON object."""
     headers = dict(msg.headers or {})
-    seen = delivered_of(msg)
     try:
         body = decode(msg.data)
     except PayloadError as exc:
@@ -118,6 +118,6 @@ def envelope_of(msg: Msg, spec: FleetSpec) -> Envelope:
         subject=msg.subject,
         sender=sender,
         sender_verified=verified,
-        attempt=seen.attempt,
-        stream_seq=seen.stream_seq,
+        attempt=attempt,
+        stream_seq=stream_seq,
     )

@@ -144,7 +144,7 @@ class Responder:
         settler = self.settler
         msg = d.msg
         try:
-            env = envelope_of(msg, self.spec)
+            env = envelope_of(msg, self.spec, d.attempt, d.stream_seq)
         except BadMessage as bad:
             reply = (msg.headers or {}).get(h.REPLY_TO, "")
             if self.spec.subjects.answer_allowed(reply, _asker_of(msg, self.spec), self.role):

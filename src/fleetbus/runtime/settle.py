@@ -105,6 +105,10 @@ class Delivery:
     msg: Msg
     consumer: ResolvedConsumer
     attempt: int
+    stream_seq: int = 0
+    stored_ns: int = 0
+    """When the stream stored it (nanoseconds since the epoch; all three from its ack
+    subject, read once: ``envelope.delivered_of``)."""
     task: TaskRef | None = None
     handler: str = ""
     last_beat: float = field(default_factory=time.monotonic)
@@ -416,7 +420,7 @@ class Settler:
                 " has given it to another delivery",
                 self.worker,
                 d.handler,
-                d.task.task_id if d.task else f"seq {_seq(d.msg)}",
+                d.task.task_id if d.task else f"seq {d.stream_seq}",
                 now - d.last_beat,
                 d.ack_wait,
             )
@@ -512,7 +516,7 @@ class Settler:
         try:
             await d.msg.ack()
         except Exception as exc:  # it comes back after the ack wait; its outcome is stored
-            log.warning("%s: ack of seq %d failed: %s", self.worker, _seq(d.msg), exc)
+            log.warning("%s: ack of seq %d failed: %s", self.worker, d.stream_seq, exc)
 
     async def fail(
         self, d: Delivery, error: str, delay: float | None, trace: str | None = None
@@ -549,7 +553,7 @@ class Settler:
         try:
             await d.msg.nak(delay=delay)
         except Exception as exc:  # it comes back after the ack wait anyway
-            log.warning("%s: nak of seq %d failed: %s", self.worker, _seq(d.msg), exc)
+            log.warning("%s: nak of seq %d failed: %s", self.worker, d.stream_seq, exc)
 
     async def give_up(
         self,
@@ -597,13 +601,12 @@ class Settler:
         self, d: Delivery, reason: str, error: str, trace: str | None = None
     ) -> bool:
         """Store the dead letter; False (after a nak with a delay) when it cannot be."""
-        meta = d.msg.metadata
         letter = DeadLetter(
             subject=d.msg.subject,
             stream=d.consumer.stream,
-            seq=meta.sequence.stream,
+            seq=d.stream_seq,
             consumer=d.consumer.name,
-            deliveries=meta.num_delivered,
+            deliveries=d.attempt,
             reason=reason,
             error=error,
             traceback=trace or "",
@@ -900,10 +903,3 @@ def error_text(exc: BaseException) -> str:
 def trace_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc))
     return text if len(text) <= TRACEBACK_LIMIT else "...\n" + text[-TRACEBACK_LIMIT:]
-
-
-def _seq(msg: Msg) -> int:
-    try:
-        return int(msg.metadata.sequence.stream)
-    except Exception:
-        return 0
