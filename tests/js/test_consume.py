@@ -98,3 +98,45 @@ async def test_one_worker_serves_a_trickle_and_an_idle_consumer_keeps_none(
         await conn.close()
         await js.delete_stream("TRICKLE")
         await nc.close()
+
+
+async def test_a_waiting_worker_cancelled_from_outside_leaves_the_loop_working(
+    nats_url: str,
+) -> None:
+    """Something cancels the worker that waits for the next message (a task-group teardown,
+    say): the next message still finds a worker, and the read loop that hands it over does
+    not fail on the cancelled wait."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await js.add_stream(name="CANCELLED", subjects=["cancelled.>"])
+    await js.add_consumer("CANCELLED", durable_name="C", ack_policy=AckPolicy.EXPLICIT)
+    conn = await connect(ConnectSettings(servers=(nats_url,)))
+    seen: list[bytes] = []
+
+    async def handle(msg: Msg) -> None:
+        seen.append(msg.data)
+        await msg.ack()
+
+    loop = ConsumerLoop(conn, "CANCELLED", "C", handle, poll=30.0, limit=4)
+    await loop.bind()
+    running = asyncio.ensure_future(loop.run())
+    try:
+        await js.publish("cancelled.x", b"first")
+        await eventually(lambda: len(seen) == 1, 10, "the first message")
+        waiting = [
+            t
+            for t in asyncio.all_tasks()
+            if getattr(t.get_coro(), "__qualname__", "") == "ConsumerLoop._work"
+        ]
+        assert len(waiting) == 1
+        waiting[0].cancel()
+        await asyncio.wait(waiting, timeout=5)
+        await js.publish("cancelled.x", b"second")
+        await eventually(lambda: len(seen) == 2, 10, "the message after the cancel")
+        assert conn.nc.is_connected
+    finally:
+        loop.stop_fetching()
+        await asyncio.wait_for(running, 5)
+        await conn.close()
+        await js.delete_stream("CANCELLED")
+        await nc.close()

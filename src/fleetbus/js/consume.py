@@ -317,14 +317,18 @@ class ConsumerLoop:
             while True:
                 self._unstarted -= 1
                 await self._take_waiting(worker)
-                waiting = self._parked if self._parked is not None else []
-                if worker.abandoned or self._stopping or len(waiting) >= _PARKED_MOST:
+                if worker.abandoned or self._stopping or len(self._parked or ()) >= _PARKED_MOST:
                     return
                 parked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                waiting.append(parked)
-                self._parked = waiting
-                if not await parked:
-                    return
+                self._parked = self._parked or []
+                self._parked.append(parked)
+                try:
+                    if not await parked:
+                        return
+                except asyncio.CancelledError:  # not by a delivery: one must not wake it
+                    if self._parked and parked in self._parked:
+                        self._parked.remove(parked)
+                    raise
         finally:
             if not worker.abandoned:
                 self._workers -= 1
