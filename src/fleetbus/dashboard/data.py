@@ -50,7 +50,7 @@ from fleetbus.ops.status import ConsumerStatus, FleetStatus, collect, evaluate
 from fleetbus.presence import AgentInfo
 from fleetbus.wire import headers as h
 from fleetbus.wire.clock import format_iso, now_iso
-from fleetbus.wire.codec import decode, shown
+from fleetbus.wire.codec import decode, fields_said, shown
 from fleetbus.wire.subjects import Subjects, subjects_overlap
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES, TaskUpdate
 
@@ -598,4 +598,4 @@ class FleetData:
 
 def update_json(update: TaskUpdate) -> dict[str, Any]:
     """A task update as the pages get it: the fields it has."""
-    return {k: v for k, v in dataclasses.asdict(update).items() if v is not None and v != ""}
+    return fields_said(update, (f.name for f in dataclasses.fields(update)))

@@ -29,7 +29,7 @@ from fleetbus.js.connection import Connection
 from fleetbus.js.publish import EXPECTED_LAST_SUBJECT_SEQUENCE
 from fleetbus.js.reader import StreamReader
 from fleetbus.wire.clock import format_iso, now_iso
-from fleetbus.wire.codec import decode, encode, typed
+from fleetbus.wire.codec import decode, encode, fields_said, typed
 from fleetbus.wire.subjects import is_id
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES
 
@@ -84,10 +84,7 @@ class TaskSummary:
         return data
 
     def encode(self) -> bytes:
-        # Field by field, not asdict (a deep copy of every field, for one encode).
-        return encode(
-            {k: v for k in _SUMMARY_FIELDS if (v := getattr(self, k)) is not None and v != ""}
-        )
+        return encode(fields_said(self, _SUMMARY_FIELDS))
 
     @classmethod
     def decode(cls, raw: bytes, *, role: str, assigner: str, task_id: str) -> TaskSummary:

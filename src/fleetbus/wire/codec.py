@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fleetbus.errors import PayloadError
@@ -119,6 +119,13 @@ def decode_value(raw: bytes) -> Any:
     return value
 
 
+def fields_said(record: Any, names: Iterable[str]) -> dict[str, Any]:
+    """``record``'s fields among ``names`` that say something (not None, not empty text): what a
+    record carries on the wire. Field by field, not ``dataclasses.asdict``, which deep-copies
+    every value for a dict that is encoded at once."""
+    return {k: v for k in names if (v := getattr(record, k)) is not None and v != ""}
+
+
 def typed(value: Any, kinds: tuple[type, ...]) -> bool:
     """Whether a decoded JSON ``value`` is one of ``kinds``: exactly (a bool is not a number
     here, though Python's ``bool`` is an ``int``)."""
@@ -130,7 +137,7 @@ def mistyped(body: Mapping[str, Any], types: Mapping[str, tuple[type, ...]]) -> 
     value is not one of them (``typed``); None when each present one is."""
     for key, value in body.items():  # a loop, not a generator's frame per field: read per record
         kinds = types.get(key)
-        if kinds is not None and type(value) not in kinds:
+        if kinds is not None and not typed(value, kinds):
             return key
     return None
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from fleetbus.errors import PayloadError
 from fleetbus.wire.clock import now_iso
-from fleetbus.wire.codec import decode, encode, mistyped
+from fleetbus.wire.codec import decode, encode, fields_said, mistyped
 from fleetbus.wire.headers import TASK_ID as TASK_ID_HEADER
 
 __all__ = [
@@ -105,10 +105,7 @@ class TaskUpdate:
         return A2A_STATE[self.state]
 
     def encode(self) -> bytes:
-        # Field by field, not asdict (a deep copy): encoding reads the values once anyway.
-        return encode(
-            {k: v for k in _UPDATE_FIELDS if (v := getattr(self, k)) is not None and v != ""}
-        )
+        return encode(fields_said(self, _UPDATE_FIELDS))
 
     def written_by(self, assigner: str, agent: str) -> TaskUpdate:
         """This update with the identities its subject vouches for (the body's are claims)."""
