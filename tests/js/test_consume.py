@@ -49,6 +49,46 @@ async def test_a_pull_request_never_answered_is_asked_again(nats_url: str) -> No
     assert all(gap > 1.0 for gap in gaps), gaps
 
 
+async def test_a_request_a_worker_sends_is_taken_for_lost_too(nats_url: str) -> None:
+    """A worker asks for the next message itself when its handler returns, without waking
+    the loop. If the loop then slept with no request open (the last one delivered while
+    the handler ran past its expiry), it must still learn of the worker's request, and ask
+    again when that one goes unanswered. Here the "server" delivers one message for the
+    first request and answers nothing after it."""
+    asked: list[float] = []
+    silent = await nats.connect(nats_url)
+
+    async def take(msg: Msg) -> None:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            await silent.publish(msg.reply, b"work", reply="fake.ack")
+
+    await silent.subscribe("SILENT.CONSUMER.MSG.NEXT.S.C", cb=take)
+    await silent.flush()
+    conn = await connect(ConnectSettings(servers=(nats_url,)))
+    handled: list[float] = []
+
+    async def handle(msg: Msg) -> None:
+        await asyncio.sleep(1.5)  # past the first request's expiry and margin (1.2 s)
+        handled.append(time.monotonic())
+
+    loop = ConsumerLoop(conn, "S", "C", handle, poll=0.2, limit=1, api_prefix="SILENT")
+    await loop.bind()
+    running = asyncio.ensure_future(loop.run())
+    try:
+        await eventually(lambda: len(asked) >= 3, 15, "a request after the worker's")
+    finally:
+        loop.stop_fetching()
+        await asyncio.wait_for(running, 5)
+        await conn.close()
+        await silent.close()
+    assert len(handled) == 1
+    # the second request is the worker's, as its handler returned; the third is the loop's,
+    # once that one was late (a loop that never learned of it would not have asked again)
+    assert asked[1] >= handled[0]
+    assert asked[2] - asked[1] > 1.0, asked
+
+
 def _workers() -> int:
     """The consumer loops' worker tasks running now."""
     return sum(

@@ -16,6 +16,9 @@
   subject in the connection's inbox): a request names a batch and how long it may wait
   (``poll``); the server answers with messages as they become available and ends the
   request with a status (408 when it expired). An idle consumer costs one request per poll.
+  A worker whose message has settled asks for the next itself, in the write that carries
+  its ack, and leaves the loop asleep (a turn of the loop per task at one task at a time);
+  the loop wakes for what a worker does not do: a stop, a failure, a late request.
 - A consumer's new leader (after a crash or a planned stop) ends the open requests with a
   ``409 Leadership Change``, and the loop asks it at once; a reconnect re-asks at once
   (``wake``): the server forgets pull requests across one. A request that nothing ends (a
@@ -39,6 +42,7 @@ import functools
 import itertools
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
@@ -152,6 +156,8 @@ class ConsumerLoop:
         self._requests: dict[str, tuple[int, float]] = {}
         """Open pull requests: reply token -> (messages still expected, when it is lost)."""
         self._requested = 0
+        self._asleep_until = 0.0
+        """While the loop waits: when it wakes to look for lost requests (inf: it does not)."""
         self._failure: str | None = None
         self._failures = Backoff(0.4, 5.0)
         """The pause before asking again after a failed request, doubling while they fail."""
@@ -215,7 +221,10 @@ class ConsumerLoop:
     async def _ask(self, batch: int) -> None:
         token = str(next(self._ids))
         body = json.dumps({"batch": batch, "expires": int(self.poll * 1e9)}).encode()
-        self._requests[token] = (batch, time.monotonic() + self.poll + _LATE)
+        lost_at = time.monotonic() + self.poll + _LATE
+        self._requests[token] = (batch, lost_at)
+        if lost_at < self._asleep_until:  # the loop would not look for it to be lost
+            self._changed.set()
         self._requested += batch
         try:
             await self.conn.nc.publish(self._next, body, reply=f"{self._inbox}.{token}")
@@ -224,12 +233,18 @@ class ConsumerLoop:
             raise
 
     async def _wait_for_change(self) -> None:
-        """Until a slot frees, a request ends, a wake-up, or the oldest request is late."""
+        """Until a request ends, a wake-up, a slot that a worker left to the loop (a stop, a
+        failed request), or the oldest request is late (also one a worker sent meanwhile:
+        ``_asleep_until``)."""
         if self._changed.is_set():
             return
         deadline = min((lost for _, lost in self._requests.values()), default=None)
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        await self._changed.wait(timeout)
+        self._asleep_until = math.inf if deadline is None else deadline
+        try:
+            await self._changed.wait(timeout)
+        finally:
+            self._asleep_until = 0.0
 
     def _forget_requests(self) -> None:
         self._requests.clear()
@@ -345,12 +360,14 @@ class ConsumerLoop:
             finally:
                 if not worker.abandoned:
                     self._held -= 1
-                    self._changed.set()
             if worker.abandoned:
                 return
-            if not (self._stopping or self.wake.is_set() or self._failure is not None):
-                # Ask for the next message now: the request leaves in one write with
-                # this one's ack (the loop would ask a turn later, in a write of its own).
+            if self._stopping or self.wake.is_set() or self._failure is not None:
+                self._changed.set()  # a slot is free: the loop decides what comes next
+            else:
+                # Ask for the next message now: the request leaves in one write with this
+                # one's ack (the loop would ask a turn later, in a write of its own), and
+                # the loop is not woken to find what was done already.
                 await self._top_up()
 
     def _unpark(self) -> None:
