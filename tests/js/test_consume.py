@@ -3,46 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
+from collections.abc import AsyncIterator
 
 import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy
 
 from fleetbus.js.connection import ConnectSettings, connect
-from fleetbus.js.consume import ConsumerLoop
+from fleetbus.js.consume import ConsumerLoop, MessageCallback
 from fleetbus.testing import eventually
 
 
-async def test_a_pull_request_never_answered_is_asked_again(nats_url: str) -> None:
-    """A request the server never answers (its leader crashed, the connection dropped it) is
-    taken for lost one second past its expiry, and the loop asks again: a consumer whose
-    request went unanswered would otherwise wait for good. Here the "server" is a client
-    that takes the requests and answers none."""
+@contextlib.asynccontextmanager
+async def _silent_server(
+    nats_url: str, handle: MessageCallback, deliver_first: bool = False
+) -> AsyncIterator[list[float]]:
+    """A consumer loop (poll 0.2 s, one message at a time) whose "server" is a client that
+    takes its pull requests: when each came (yielded), running until the block ends. It
+    answers none of them, but with ``deliver_first`` the first with one message."""
     asked: list[float] = []
     silent = await nats.connect(nats_url)
 
     async def take(msg: Msg) -> None:
         asked.append(time.monotonic())
+        if deliver_first and len(asked) == 1:
+            await silent.publish(msg.reply, b"work", reply="fake.ack")
 
     await silent.subscribe("SILENT.CONSUMER.MSG.NEXT.S.C", cb=take)
     await silent.flush()
     conn = await connect(ConnectSettings(servers=(nats_url,)))
-
-    async def handle(msg: Msg) -> None:
-        raise AssertionError("nothing is delivered")
-
     loop = ConsumerLoop(conn, "S", "C", handle, poll=0.2, limit=1, api_prefix="SILENT")
     await loop.bind()
     running = asyncio.ensure_future(loop.run())
     try:
-        await eventually(lambda: len(asked) >= 3, 10, "three requests")
+        yield asked
     finally:
         loop.stop_fetching()
         await asyncio.wait_for(running, 5)
         await conn.close()
         await silent.close()
+
+
+async def test_a_pull_request_never_answered_is_asked_again(nats_url: str) -> None:
+    """A request the server never answers (its leader crashed, the connection dropped it) is
+    taken for lost one second past its expiry, and the loop asks again: a consumer whose
+    request went unanswered would otherwise wait for good."""
+
+    async def handle(msg: Msg) -> None:
+        raise AssertionError("nothing is delivered")
+
+    async with _silent_server(nats_url, handle) as asked:
+        await eventually(lambda: len(asked) >= 3, 10, "three requests")
     # not before the one before is late (expiry 0.2 s, then a second's margin): a loop
     # that asked at once would flood the server with requests
     gaps = [b - a for a, b in itertools.pairwise(asked)]
@@ -53,35 +67,15 @@ async def test_a_request_a_worker_sends_is_taken_for_lost_too(nats_url: str) -> 
     """A worker asks for the next message itself when its handler returns, without waking
     the loop. If the loop then slept with no request open (the last one delivered while
     the handler ran past its expiry), it must still learn of the worker's request, and ask
-    again when that one goes unanswered. Here the "server" delivers one message for the
-    first request and answers nothing after it."""
-    asked: list[float] = []
-    silent = await nats.connect(nats_url)
-
-    async def take(msg: Msg) -> None:
-        asked.append(time.monotonic())
-        if len(asked) == 1:
-            await silent.publish(msg.reply, b"work", reply="fake.ack")
-
-    await silent.subscribe("SILENT.CONSUMER.MSG.NEXT.S.C", cb=take)
-    await silent.flush()
-    conn = await connect(ConnectSettings(servers=(nats_url,)))
+    again when that one goes unanswered."""
     handled: list[float] = []
 
     async def handle(msg: Msg) -> None:
         await asyncio.sleep(1.5)  # past the first request's expiry and margin (1.2 s)
         handled.append(time.monotonic())
 
-    loop = ConsumerLoop(conn, "S", "C", handle, poll=0.2, limit=1, api_prefix="SILENT")
-    await loop.bind()
-    running = asyncio.ensure_future(loop.run())
-    try:
+    async with _silent_server(nats_url, handle, deliver_first=True) as asked:
         await eventually(lambda: len(asked) >= 3, 15, "a request after the worker's")
-    finally:
-        loop.stop_fetching()
-        await asyncio.wait_for(running, 5)
-        await conn.close()
-        await silent.close()
     assert len(handled) == 1
     # the second request is the worker's, as its handler returned; the third is the loop's,
     # once that one was late (a loop that never learned of it would not have asked again)
