@@ -15,6 +15,7 @@ from fleetbus.mcp.calls import SHOWN, FleetCalls
 from fleetbus.mcp.server import RESULT_BUDGET, within_budget
 from fleetbus.runtime import Task
 from fleetbus.security import ADMIN
+from fleetbus.testing import eventually
 from fleetbus.wire import headers as h
 
 from .support import AuthFleet, agent, attacker, client
@@ -40,6 +41,12 @@ async def test_the_admins_cancel_reaches_the_task_a_role_made_ambiguous(
     async with devops, client(auth_fleet, "cto") as cto:
         handle = await cto.assign("devops", {"title": "deploy to prod"})
         await asyncio.wait_for(started.wait(), 10)
+        async with client(auth_fleet, ADMIN) as admin:
+
+            async def listed() -> bool:  # the agent's entry (the list is a view: a moment)
+                return await admin.find_task(handle.id, "devops") is not None
+
+            await eventually(listed, 10, "the deploy in the task list")
         entry = {"state": "progress", "created": "2025-01-01T00:00:00Z",
                  "updated": "2025-01-01T00:00:00Z"}  # fmt: skip
         async with attacker(auth_fleet, "backend") as backend:

@@ -14,6 +14,7 @@ task lives in ``client.handle`` and ``tasks``, meetings in ``client.meeting``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -50,7 +51,7 @@ from fleetbus.js.connection import Connection, ConnectSettings, connect, unsubsc
 from fleetbus.js.publish import Publisher
 from fleetbus.js.reader import StreamReader
 from fleetbus.presence import AgentChange, AgentInfo, Presence
-from fleetbus.tasks import TaskIndex, TaskRecords, TaskRef, TaskSummary
+from fleetbus.tasks import LateEntries, TaskIndex, TaskRecords, TaskRef, TaskSummary
 from fleetbus.telemetry import tracing
 from fleetbus.wire import headers as h
 from fleetbus.wire.answers import parse_answer
@@ -96,6 +97,8 @@ class Fleet:
         self._publisher = Publisher(conn, sender=sender)
         self.records = TaskRecords(conn, spec, self._publisher)
         self.index = TaskIndex(conn, spec)
+        self._late = LateEntries(self.index)
+        """``submitted`` entries of tasks assigned moments ago (``tasks.index``)."""
         self.presence = Presence(conn, spec)
         self._liveness: dict[str, tuple[float, bool | None]] = {}
         self._destinations: dict[tuple[str, str], str] = {}
@@ -151,9 +154,13 @@ class Fleet:
         return self.conn.nc
 
     async def close(self) -> None:
+        """Write what the task list still lacks of the tasks assigned here (a task left
+        queued is listed as ``submitted``), then close the connection if it is this
+        client's own."""
         if self._closed:
             return
         self._closed = True
+        await self._late.flush()
         if self._owns:
             await self.conn.drain()
 
@@ -217,12 +224,19 @@ class Fleet:
                 rejected = entry.moved("rejected", error=bounded(str(exc)))
                 await self.index.write(rejected, first=True)
             raise
-        if not ack.duplicate:
-            # The task list's entry, kept only as the task's first: an agent that has it
-            # already may have written its own, which stands.
-            await self.index.write(entry, first=True)
         if running is None:
             running = await self._agent_running(role)
+        if not ack.duplicate:
+            # The task list's entry, kept only as the task's first: an agent that has it
+            # already may have written its own, which stands. Written once the task has
+            # waited a moment with no news (an agent that takes it writes its own), at once
+            # when no agent is alive to take it.
+            if running is False:
+                await self.index.write(entry, first=True)
+            elif not follower.heard():
+                key = f"{role}.{task_id}"
+                self._late.add(key, entry)
+                follower.news = functools.partial(self._late.heard, key)
         if running is False:
             log.warning(
                 "no %s agent is running; the task is queued for the first one (%s)", role, task_id

@@ -71,7 +71,19 @@ class Follower:
         """The connection was down: records may have gone by unheard; read the stored one."""
         self.changed = asyncio.Event()
         self.settled = asyncio.Event()
+        self.news: Callable[[], None] | None = None
+        """Called once, at the first update or outcome (the assigner's task-list entry is
+        then not needed: ``tasks.index.LateEntries``)."""
         self._stop: Callable[[], None] | None = None
+
+    def heard(self) -> bool:
+        """Whether any news of the task came: an update, or its outcome."""
+        return self.outcome is not None or self.published or bool(self.seen)
+
+    def _heard(self) -> None:
+        news, self.news = self.news, None
+        if news is not None:
+            news()
 
     async def start(self, records: TaskRecords, ref: TaskRef) -> None:
         self._stop = await records.follow(ref, self._on_update)
@@ -83,6 +95,7 @@ class Follower:
             self.missed = True
             self.changed.set()
             return
+        self._heard()
         if stored:
             self.settle(update)
             self.stop()
@@ -96,6 +109,7 @@ class Follower:
     def settle(self, outcome: TaskUpdate) -> None:
         """The outcome, as stored."""
         if self.outcome is None:
+            self._heard()
             self.seen.append(outcome)
             self.outcome = outcome
             self.changed.set()

@@ -469,6 +469,8 @@ class Agent:
         if self._lease is not None:
             await self._lease.stop()
             self._lease = None
+        if self._client is not None:  # what its handlers assigned is listed
+            await self._client.close()
         if self._owns_conn and self._conn is not None:
             await self._conn.drain()
         self._state = "stopped"

@@ -2,9 +2,12 @@
 dashboard.
 
 Each task has one subject in the index stream (the seed's ``TASK_INDEX``, one message kept
-per subject), ``P.index.{assignee}.{assigner}.{id}``: the assigner writes ``submitted`` once
-the stream has stored the task (kept only as the task's first entry: the assignee's agents
-may have written theirs by then), and the agents write each state change over it. So listing
+per subject), ``P.index.{assignee}.{assigner}.{id}``: the assigner writes ``submitted`` for a
+task the stream has stored and that is still waiting ``SUBMITTED_AFTER`` later with no news of
+an agent (at once when no agent of the role is alive, and when the assigner closes; kept only
+as the task's first entry: the assignee's agents may have written theirs by then), and the
+agents write each state change over it. A task an agent takes or ends sooner is listed by the
+agent's entry alone: most tasks cost one write, not two. So listing
 every task is reading the last message of each subject, filtered by role on the server; a
 window in time (``since``) reads only what was written in it.
 
@@ -15,8 +18,10 @@ costs a line in a list, never a task): the task's records in ``TASKS`` are the t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,9 +38,13 @@ from fleetbus.wire.codec import decode, encode, fields_said, typed
 from fleetbus.wire.subjects import is_id
 from fleetbus.wire.updates import A2A_STATE, TERMINAL_STATES
 
-__all__ = ["TaskIndex", "TaskSummary"]
+__all__ = ["SUBMITTED_AFTER", "LateEntries", "TaskIndex", "TaskSummary"]
 
 log = logging.getLogger("fleetbus.tasks")
+
+SUBMITTED_AFTER = 0.25
+"""Seconds a stored task waits, with no news of an agent, before its assigner lists it as
+``submitted`` (the module says why)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,3 +228,65 @@ class TaskIndex:
             # and a role could date its own entries 9999 to sit on top of everyone's.
             return replace(entry, updated=format_iso(msg.metadata.timestamp))
         return None
+
+
+class LateEntries:
+    """The assigner's ``submitted`` entries, each written only if its task is still waiting
+    ``after`` seconds on. News of a task (an update, its outcome: ``heard``) takes its entry
+    off at once, so a task that ends quickly holds nothing here for long. One timer serves
+    them all, in the order they were added."""
+
+    def __init__(self, index: TaskIndex, after: float | None = None) -> None:
+        self.index = index
+        self.after = SUBMITTED_AFTER if after is None else after
+        self._entries: dict[str, TaskSummary] = {}
+        self._due: deque[tuple[float, str]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, key: str, entry: TaskSummary) -> None:
+        """Write ``entry`` ``after`` seconds from now, unless ``heard(key)`` comes first."""
+        loop = asyncio.get_running_loop()
+        self._entries[key] = entry
+        self._due.append((loop.time() + self.after, key))
+        if self._timer is None:
+            self._timer = loop.call_at(self._due[0][0], self._fall_due)
+
+    def heard(self, key: str) -> None:
+        """News of the task came: an agent has it, and writes its own entry."""
+        self._entries.pop(key, None)
+
+    def _fall_due(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        ready: list[TaskSummary] = []
+        while self._due and self._due[0][0] <= now:
+            entry = self._entries.pop(self._due.popleft()[1], None)
+            if entry is not None:
+                ready.append(entry)
+        if ready:
+            writing = loop.create_task(self._write(ready))
+            self._writing.add(writing)
+            writing.add_done_callback(self._writing.discard)
+        if self._due:
+            self._timer = loop.call_at(self._due[0][0], self._fall_due)
+
+    async def _write(self, entries: list[TaskSummary]) -> None:
+        for entry in entries:
+            await self.index.write(entry, first=True)
+
+    async def flush(self) -> None:
+        """Write now every entry not yet due (the assigner closes: a task it leaves queued
+        is listed), and wait for the writes under way."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        entries, self._entries = self._entries, {}
+        self._due.clear()
+        await self._write(list(entries.values()))
+        if self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)

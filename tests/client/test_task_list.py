@@ -1,0 +1,76 @@
+"""The assigner's entry in the task list: written for a task that waits, not for every task."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fleetbus.runtime import Task
+from fleetbus.tasks import index
+from fleetbus.testing import eventually
+from fleetbus.testing.fleets import FleetUnderTest
+
+
+async def _stored_entries(fleet: FleetUnderTest) -> int:
+    """How many entries the task list's stream has stored, ever (its last sequence)."""
+    stream = fleet.spec.stream_for(fleet.spec.subjects.task_index("r", "a", "t"))
+    assert stream is not None
+    async with fleet.client() as admin:
+        info = await admin.nc.jetstream().stream_info(stream)
+    return info.state.last_seq
+
+
+async def test_a_task_an_agent_ends_at_once_is_listed_by_the_agent_alone(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's entry says all there is; the assigner's ``submitted`` would be a second
+    write (a publish, and a message the server stores) for every quick task."""
+    monkeypatch.setattr(index, "SUBMITTED_AFTER", 30.0)  # what a slow machine takes, and more
+    agent = fleet.agent("backend", accepted_after=30.0)
+
+    @agent.on_task
+    async def work(task: Task) -> str:
+        return "done"
+
+    async with agent, fleet.client(sender="cto") as cto:
+        handle = await cto.assign("backend", {"n": 1})
+        assert await handle.result(timeout=20) == "done"
+    async with fleet.client() as admin:
+
+        async def completed() -> bool:
+            listed = await admin.find_task(handle.id)
+            return listed is not None and listed.state == "completed"
+
+        await eventually(completed, 10, "the task listed as completed")
+    assert await _stored_entries(fleet) == 1
+
+
+async def test_a_task_left_queued_is_listed_when_its_assigner_closes(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An assigner that closes before its tasks' entries fell due (a command line that
+    assigns and exits) writes them as it closes: a task it left queued is listed."""
+    monkeypatch.setattr(index, "SUBMITTED_AFTER", 30.0)
+    running, release = asyncio.Event(), asyncio.Event()
+    agent = fleet.agent("backend")
+
+    @agent.on_task
+    async def work(task: Task) -> str:
+        running.set()
+        await release.wait()
+        return "done"
+
+    async with agent:
+        async with fleet.client(sender="cto") as cto:
+            await cto.assign("backend", {"n": 1})
+            await asyncio.wait_for(running.wait(), 15)
+            queued = await cto.assign("backend", {"n": 2})  # one at a time: it waits
+        async with fleet.client() as admin:
+
+            async def listed() -> bool:
+                entry = await admin.find_task(queued.id)
+                return entry is not None and entry.state == "submitted"
+
+            await eventually(listed, 10, "the queued task listed as submitted")
+        release.set()
