@@ -726,15 +726,7 @@ class Settler:
         """The task list's entry follows the task's state (a view: never waited for)."""
         if self.index is None or d.summary is None:
             return
-        d.summary = d.summary.moved(
-            update.state,
-            attempt=update.attempt,
-            worker=update.worker,
-            message=update.message if update.message is not None else d.summary.message,
-            percent=update.percent if update.percent is not None else d.summary.percent,
-            error=update.error,
-            request=update.request,
-        )
+        d.summary = d.summary.after(update)
         await self.index.write(d.summary)
 
 
