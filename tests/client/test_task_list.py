@@ -74,3 +74,40 @@ async def test_a_task_left_queued_is_listed_when_its_assigner_closes(
 
             await eventually(listed, 10, "the queued task listed as submitted")
         release.set()
+
+
+async def test_what_an_agents_handler_left_queued_is_listed_when_the_agent_stops(
+    fleet: FleetUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent's handlers assign through ``agent.fleet``: its stop writes what they left
+    queued, as a client's close does."""
+    monkeypatch.setattr(index, "SUBMITTED_AFTER", 30.0)
+    running, release = asyncio.Event(), asyncio.Event()
+    assigned: list[str] = []
+    backend, cto = fleet.agent("backend"), fleet.agent("cto")
+
+    @backend.on_task
+    async def work(task: Task) -> str:
+        running.set()
+        await release.wait()
+        return "done"
+
+    @cto.on_task
+    async def plan(task: Task) -> str:
+        handle = await cto.fleet.assign("backend", {"step": task.body["step"]})
+        assigned.append(handle.id)
+        return handle.id
+
+    async with backend:
+        async with cto, fleet.client(sender="ceo") as ceo:
+            for step in (1, 2):  # the second waits behind the first
+                await (await ceo.assign("cto", {"step": step})).result(timeout=15)
+            await asyncio.wait_for(running.wait(), 15)
+        async with fleet.client() as admin:
+
+            async def listed() -> bool:
+                entry = await admin.find_task(assigned[1])
+                return entry is not None and entry.state == "submitted"
+
+            await eventually(listed, 10, "the queued task listed as submitted")
+        release.set()

@@ -157,10 +157,10 @@ class Fleet:
         """Write what the task list still lacks of the tasks assigned here (a task left
         queued is listed as ``submitted``), then close the connection if it is this
         client's own."""
+        await self._late.flush()  # every time: an attached client goes on being used
         if self._closed:
             return
         self._closed = True
-        await self._late.flush()
         if self._owns:
             await self.conn.drain()
 
