@@ -7,8 +7,10 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 import nats
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy
 
@@ -17,34 +19,57 @@ from fleetbus.js.consume import ConsumerLoop, MessageCallback
 from fleetbus.testing import eventually
 
 
+@dataclass
+class _Silent:
+    """What the "server" of ``_silent_server`` saw, and how to answer as one."""
+
+    client: Client
+    asked: list[float] = field(default_factory=list)
+    """When each pull request came."""
+    replies: list[str] = field(default_factory=list)
+    """Where each is answered."""
+
+    async def deliver(self, n: int) -> None:
+        await self.client.publish(self.replies[n], b"work", reply="fake.ack")
+
+    async def end(self, n: int, status: str = "408") -> None:
+        """End request ``n`` as the server does (a status, no body)."""
+        await self.client.publish(self.replies[n], b"", headers={"Status": status})
+
+
 @contextlib.asynccontextmanager
 async def _silent_server(
-    nats_url: str, handle: MessageCallback, deliver_first: bool = False
-) -> AsyncIterator[list[float]]:
-    """A consumer loop (poll 0.2 s, one message at a time) whose "server" is a client that
-    takes its pull requests: when each came (yielded), running until the block ends. It
-    answers none of them, but with ``deliver_first`` the first with one message."""
-    asked: list[float] = []
-    silent = await nats.connect(nats_url)
+    nats_url: str,
+    handle: MessageCallback,
+    *,
+    deliver_first: bool = False,
+    limit: int = 1,
+    poll: float = 0.2,
+) -> AsyncIterator[_Silent]:
+    """A consumer loop (poll 0.2 s by default) whose "server" is a client that takes its
+    pull requests, running until the block ends. It answers none of them by itself, but
+    with ``deliver_first`` the first with one message."""
+    silent = _Silent(await nats.connect(nats_url))
 
     async def take(msg: Msg) -> None:
-        asked.append(time.monotonic())
-        if deliver_first and len(asked) == 1:
-            await silent.publish(msg.reply, b"work", reply="fake.ack")
+        silent.asked.append(time.monotonic())
+        silent.replies.append(msg.reply)
+        if deliver_first and len(silent.asked) == 1:
+            await silent.deliver(0)
 
-    await silent.subscribe("SILENT.CONSUMER.MSG.NEXT.S.C", cb=take)
-    await silent.flush()
+    await silent.client.subscribe("SILENT.CONSUMER.MSG.NEXT.S.C", cb=take)
+    await silent.client.flush()
     conn = await connect(ConnectSettings(servers=(nats_url,)))
-    loop = ConsumerLoop(conn, "S", "C", handle, poll=0.2, limit=1, api_prefix="SILENT")
+    loop = ConsumerLoop(conn, "S", "C", handle, poll=poll, limit=limit, api_prefix="SILENT")
     await loop.bind()
     running = asyncio.ensure_future(loop.run())
     try:
-        yield asked
+        yield silent
     finally:
         loop.stop_fetching()
         await asyncio.wait_for(running, 5)
         await conn.close()
-        await silent.close()
+        await silent.client.close()
 
 
 async def test_a_pull_request_never_answered_is_asked_again(nats_url: str) -> None:
@@ -55,8 +80,9 @@ async def test_a_pull_request_never_answered_is_asked_again(nats_url: str) -> No
     async def handle(msg: Msg) -> None:
         raise AssertionError("nothing is delivered")
 
-    async with _silent_server(nats_url, handle) as asked:
-        await eventually(lambda: len(asked) >= 3, 10, "three requests")
+    async with _silent_server(nats_url, handle) as silent:
+        await eventually(lambda: len(silent.asked) >= 3, 10, "three requests")
+    asked = silent.asked
     # not before the one before is late (expiry 0.2 s, then a second's margin): a loop
     # that asked at once would flood the server with requests
     gaps = [b - a for a, b in itertools.pairwise(asked)]
@@ -74,13 +100,39 @@ async def test_a_request_a_worker_sends_is_taken_for_lost_too(nats_url: str) -> 
         await asyncio.sleep(1.5)  # past the first request's expiry and margin (1.2 s)
         handled.append(time.monotonic())
 
-    async with _silent_server(nats_url, handle, deliver_first=True) as asked:
-        await eventually(lambda: len(asked) >= 3, 15, "a request after the worker's")
+    async with _silent_server(nats_url, handle, deliver_first=True) as silent:
+        await eventually(lambda: len(silent.asked) >= 3, 15, "a request after the worker's")
+    asked = silent.asked
     assert len(handled) == 1
     # the second request is the worker's, as its handler returned; the third is the loop's,
     # once that one was late (a loop that never learned of it would not have asked again)
     assert asked[1] >= handled[0]
     assert asked[2] - asked[1] > 1.0, asked
+
+
+async def test_a_waiting_worker_outlives_the_end_of_a_request_that_delivered(
+    nats_url: str,
+) -> None:
+    """The worker that waits for the next message ends when a pull request that delivered
+    nothing ends (the consumer was idle for a whole poll), not when one that delivered a
+    message a moment ago does: at a trickle that would end it after almost every message.
+    Here the "server" ends each request when the test says."""
+    seen: list[bytes] = []
+
+    async def handle(msg: Msg) -> None:
+        seen.append(msg.data)
+
+    async with _silent_server(nats_url, handle, limit=4, poll=10.0) as silent:
+        await eventually(lambda: len(silent.asked) == 1, 10, "the first request")
+        await silent.deliver(0)  # one of its four
+        await eventually(lambda: len(silent.asked) == 2, 10, "the worker's request for one")
+        assert (seen, _workers()) == ([b"work"], 1)  # it waits for the next
+        await silent.end(0)  # the request that delivered it expires
+        await silent.client.flush()
+        await asyncio.sleep(0.2)
+        assert _workers() == 1
+        await silent.end(1)  # the request that delivered nothing expires
+        await eventually(lambda: _workers() == 0, 10, "the idle consumer's worker ended")
 
 
 def _workers() -> int:
@@ -96,7 +148,7 @@ async def test_one_worker_serves_a_trickle_and_an_idle_consumer_keeps_none(
     nats_url: str,
 ) -> None:
     """Messages one at a time: the worker that handled one waits for the next, rather than a
-    task being made for each. Once a pull request expires with nothing more to deliver, it
+    task being made for each. Once a pull request that delivered nothing expires, it
     ends (an idle consumer keeps no task), and a drain ends a waiting one without waiting
     out its grace."""
     nc = await nats.connect(nats_url)
@@ -112,7 +164,7 @@ async def test_one_worker_serves_a_trickle_and_an_idle_consumer_keeps_none(
         handled_in.add(asyncio.current_task())
         await msg.ack()
 
-    loop = ConsumerLoop(conn, "TRICKLE", "C", handle, poll=1.0, limit=4)
+    loop = ConsumerLoop(conn, "TRICKLE", "C", handle, poll=2.0, limit=4)
     await loop.bind()
     running = asyncio.ensure_future(loop.run())
     try:

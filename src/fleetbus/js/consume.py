@@ -11,7 +11,8 @@
   start, up to the loop's limit, so no message waits for another's I/O. The last worker out
   of messages waits, parked, for the next one (a task made per message cost a tenth of a
   task's round trip at 16 tasks at once); the others end, and so does it when a pull request
-  expires with nothing more to deliver (an idle consumer keeps no task).
+  that delivered nothing ends (idle for a whole poll: an idle consumer keeps no task; one
+  that delivered a message a moment ago is no sign of that).
 - Pull requests are written by the loop itself (``$JS.API.CONSUMER.MSG.NEXT``, a reply
   subject in the connection's inbox): a request names a batch and how long it may wait
   (``poll``); the server answers with messages as they become available and ends the
@@ -153,8 +154,9 @@ class ConsumerLoop:
         self._sub: Subscription | None = None
         self._inbox = ""
         self._ids = itertools.count(1)
-        self._requests: dict[str, tuple[int, float]] = {}
-        """Open pull requests: reply token -> (messages still expected, when it is lost)."""
+        self._requests: dict[str, tuple[int, float, bool]] = {}
+        """Open pull requests: reply token -> (messages still expected, when it is lost,
+        whether it has delivered any)."""
         self._requested = 0
         self._asleep_until = 0.0
         """While the loop waits: when it wakes to look for lost requests (inf: it does not)."""
@@ -184,7 +186,7 @@ class ConsumerLoop:
                 self.wake.clear()
                 self._forget_requests()
             now = time.monotonic()
-            for token, (_, lost_at) in list(self._requests.items()):
+            for token, (_, lost_at, _) in list(self._requests.items()):
                 if now >= lost_at:  # never answered: a crashed leader, a lost connection
                     self._end_request(token, None)
             if self._failure is not None:
@@ -222,7 +224,7 @@ class ConsumerLoop:
         token = str(next(self._ids))
         body = json.dumps({"batch": batch, "expires": int(self.poll * 1e9)}).encode()
         lost_at = time.monotonic() + self.poll + _LATE
-        self._requests[token] = (batch, lost_at)
+        self._requests[token] = (batch, lost_at, False)
         if lost_at < self._asleep_until:  # the loop would not look for it to be lost
             self._changed.set()
         self._requested += batch
@@ -238,7 +240,7 @@ class ConsumerLoop:
         ``_asleep_until``)."""
         if self._changed.is_set():
             return
-        deadline = min((lost for _, lost in self._requests.values()), default=None)
+        deadline = min((lost for _, lost, _ in self._requests.values()), default=None)
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         self._asleep_until = math.inf if deadline is None else deadline
         try:
@@ -270,16 +272,17 @@ class ConsumerLoop:
         token = msg.subject.rsplit(".", 1)[-1]
         if status == "100":  # an idle heartbeat
             return
-        known = token in self._requests
+        entry = self._requests.get(token)
         self._end_request(token, _int(headers.get(_PENDING)))
         # nats-py leaves the next header line in a status line's description when it has
         # none ("503\r\nNats-Subject: ..."): its first line is the description
         description = headers.get("Description", "").split("\n", 1)[0].strip()
-        if not known:
+        if entry is None:
             return
         if status in ("408", "404"):  # expired, or nothing to deliver: the usual end
             self._failures.reset()
-            self._unpark()  # idle for a whole poll, or more: its worker need not wait
+            if not entry[2]:  # idle for a whole poll: its worker need not wait
+                self._unpark()
         elif "Leadership" not in description:
             # 409 (consumer deleted, a limit), 503 (nothing answers: no consumer or stream)
             self._failure = f"{status} {description or _STATUS_MEANS.get(status, '')}".strip()
@@ -288,11 +291,11 @@ class ConsumerLoop:
     def _delivered(self, msg: Msg) -> None:
         self._failures.reset()
         # Messages arrive for the oldest open request first: count them off there.
-        for token, (expected, lost_at) in self._requests.items():
+        for token, (expected, lost_at, _) in self._requests.items():
             if expected <= 1:
                 del self._requests[token]
             else:
-                self._requests[token] = (expected - 1, lost_at)
+                self._requests[token] = (expected - 1, lost_at, True)
             self._requested = max(self._requested - 1, 0)
             break
         if self._stopping:  # never started: given back at once
