@@ -80,7 +80,7 @@ class Follower:
         """Whether any news of the task came: an update, or its outcome."""
         return self.outcome is not None or self.published or bool(self.seen)
 
-    def _heard(self) -> None:
+    def _news_came(self) -> None:
         news, self.news = self.news, None
         if news is not None:
             news()
@@ -95,7 +95,7 @@ class Follower:
             self.missed = True
             self.changed.set()
             return
-        self._heard()
+        self._news_came()
         if stored:
             self.settle(update)
             self.stop()
@@ -109,7 +109,7 @@ class Follower:
     def settle(self, outcome: TaskUpdate) -> None:
         """The outcome, as stored."""
         if self.outcome is None:
-            self._heard()
+            self._news_came()
             self.seen.append(outcome)
             self.outcome = outcome
             self.changed.set()

@@ -265,9 +265,6 @@ class LateEntries:
         self._timer: asyncio.TimerHandle | None = None
         self._writing: set[asyncio.Task[None]] = set()
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def add(self, key: str, entry: TaskSummary) -> None:
         """Write ``entry`` ``after`` seconds from now, unless ``heard(key)`` comes first."""
         loop = asyncio.get_running_loop()
