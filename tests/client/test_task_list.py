@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from fleetbus.runtime import Task
+from fleetbus.runtime import Agent, Task
 from fleetbus.tasks import index
 from fleetbus.testing import eventually
 from fleetbus.testing.fleets import FleetUnderTest
@@ -19,6 +19,31 @@ async def _stored_entries(fleet: FleetUnderTest) -> int:
     async with fleet.client() as admin:
         info = await admin.nc.jetstream().stream_info(stream)
     return info.state.last_seq
+
+
+def _holding(agent: Agent) -> tuple[asyncio.Event, asyncio.Event]:
+    """A task handler for ``agent`` that holds each task until released (one task at a
+    time: the next waits): the events (running, release)."""
+    running, release = asyncio.Event(), asyncio.Event()
+
+    @agent.on_task
+    async def work(task: Task) -> str:
+        running.set()
+        await release.wait()
+        return "done"
+
+    return running, release
+
+
+async def _listed_as(fleet: FleetUnderTest, task_id: str, state: str) -> None:
+    """Until the admin's task list shows ``task_id`` in ``state``."""
+    async with fleet.client() as admin:
+
+        async def listed() -> bool:
+            entry = await admin.find_task(task_id)
+            return entry is not None and entry.state == state
+
+        await eventually(listed, 10, f"{task_id} listed as {state}")
 
 
 async def test_a_task_an_agent_ends_at_once_is_listed_by_the_agent_alone(
@@ -36,13 +61,7 @@ async def test_a_task_an_agent_ends_at_once_is_listed_by_the_agent_alone(
     async with agent, fleet.client(sender="cto") as cto:
         handle = await cto.assign("backend", {"n": 1})
         assert await handle.result(timeout=20) == "done"
-    async with fleet.client() as admin:
-
-        async def completed() -> bool:
-            listed = await admin.find_task(handle.id)
-            return listed is not None and listed.state == "completed"
-
-        await eventually(completed, 10, "the task listed as completed")
+    await _listed_as(fleet, handle.id, "completed")
     assert await _stored_entries(fleet) == 1
 
 
@@ -52,27 +71,14 @@ async def test_a_task_left_queued_is_listed_when_its_assigner_closes(
     """An assigner that closes before its tasks' entries fell due (a command line that
     assigns and exits) writes them as it closes: a task it left queued is listed."""
     monkeypatch.setattr(index, "SUBMITTED_AFTER", 30.0)
-    running, release = asyncio.Event(), asyncio.Event()
     agent = fleet.agent("backend")
-
-    @agent.on_task
-    async def work(task: Task) -> str:
-        running.set()
-        await release.wait()
-        return "done"
-
+    running, release = _holding(agent)
     async with agent:
         async with fleet.client(sender="cto") as cto:
             await cto.assign("backend", {"n": 1})
             await asyncio.wait_for(running.wait(), 15)
             queued = await cto.assign("backend", {"n": 2})  # one at a time: it waits
-        async with fleet.client() as admin:
-
-            async def listed() -> bool:
-                entry = await admin.find_task(queued.id)
-                return entry is not None and entry.state == "submitted"
-
-            await eventually(listed, 10, "the queued task listed as submitted")
+        await _listed_as(fleet, queued.id, "submitted")
         release.set()
 
 
@@ -82,15 +88,9 @@ async def test_what_an_agents_handler_left_queued_is_listed_when_the_agent_stops
     """An agent's handlers assign through ``agent.fleet``: its stop writes what they left
     queued, as a client's close does."""
     monkeypatch.setattr(index, "SUBMITTED_AFTER", 30.0)
-    running, release = asyncio.Event(), asyncio.Event()
     assigned: list[str] = []
     backend, cto = fleet.agent("backend"), fleet.agent("cto")
-
-    @backend.on_task
-    async def work(task: Task) -> str:
-        running.set()
-        await release.wait()
-        return "done"
+    running, release = _holding(backend)
 
     @cto.on_task
     async def plan(task: Task) -> str:
@@ -103,11 +103,5 @@ async def test_what_an_agents_handler_left_queued_is_listed_when_the_agent_stops
             for step in (1, 2):  # the second waits behind the first
                 await (await ceo.assign("cto", {"step": step})).result(timeout=15)
             await asyncio.wait_for(running.wait(), 15)
-        async with fleet.client() as admin:
-
-            async def listed() -> bool:
-                entry = await admin.find_task(assigned[1])
-                return entry is not None and entry.state == "submitted"
-
-            await eventually(listed, 10, "the queued task listed as submitted")
+        await _listed_as(fleet, assigned[1], "submitted")
         release.set()
