@@ -89,6 +89,28 @@ async def test_a_pull_request_never_answered_is_asked_again(nats_url: str) -> No
     assert all(gap > 1.0 for gap in gaps), gaps
 
 
+async def test_an_expired_poll_is_asked_again_at_once_and_the_new_one_can_still_be_lost(
+    nats_url: str,
+) -> None:
+    """An idle consumer's poll that expires is asked again at once, from the read loop,
+    while the loop's task sleeps on (a thousand expiries a second at 10,000 idle agents);
+    the loop's wait moves to the new request's deadline, so a new request that nothing
+    answers is still taken for lost, and asked again, a poll and a second after it left."""
+
+    async def handle(msg: Msg) -> None:
+        raise AssertionError("nothing is delivered")
+
+    async with _silent_server(nats_url, handle, poll=0.5) as silent:
+        await eventually(lambda: len(silent.asked) == 1, 10, "the first request")
+        await silent.end(0)
+        await eventually(lambda: len(silent.asked) == 2, 10, "asked again at once")
+        await eventually(lambda: len(silent.asked) == 3, 10, "the unanswered one asked again")
+    asked = silent.asked
+    # not before the second was late (0.5 s, then a second's margin): a loop that woke at
+    # the first request's old deadline would not find the second lost yet
+    assert asked[2] - asked[1] > 1.5, asked
+
+
 async def test_a_request_a_worker_sends_is_taken_for_lost_too(nats_url: str) -> None:
     """A worker asks for the next message itself when its handler returns, without waking
     the loop. If the loop then slept with no request open (the last one delivered while

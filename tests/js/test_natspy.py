@@ -23,6 +23,7 @@ from fleetbus.js._natspy import (
     lean_nuid,
     parse_header_lines,
     pending_queue,
+    publish_nowait,
     raw_writer,
     server_info,
     subscribe_direct,
@@ -182,6 +183,22 @@ async def test_the_other_internals_are_where_fleetbus_looks(nats_url: str) -> No
         assert server_info(nc).get("version")
     finally:
         await nc.close()
+
+
+async def test_a_publish_from_code_that_cannot_wait_is_sent_or_refused_whole(
+    nats_url: str,
+) -> None:
+    """``publish_nowait`` (a consumer loop asking again from the read loop) sends what
+    ``publish`` sends, reply subject included; on a closed connection it sends nothing and
+    says so, and the caller publishes the usual way."""
+    nc = await nats.connect(nats_url)
+    sub = await nc.subscribe("natspy.nowait")
+    for n in range(3):
+        assert publish_nowait(nc, "natspy.nowait", str(n).encode(), f"natspy.reply.{n}")
+        msg = await sub.next_msg(timeout=5)
+        assert (msg.data, msg.reply) == (str(n).encode(), f"natspy.reply.{n}")
+    await nc.close()
+    assert not publish_nowait(nc, "natspy.nowait", b"late", "natspy.reply")
 
 
 _HEADER_BYTES = st.sampled_from(

@@ -16,7 +16,9 @@
 - Pull requests are written by the loop itself (``$JS.API.CONSUMER.MSG.NEXT``, a reply
   subject in the connection's inbox): a request names a batch and how long it may wait
   (``poll``); the server answers with messages as they become available and ends the
-  request with a status (408 when it expired). An idle consumer costs one request per poll.
+  request with a status (408 when it expired). An idle consumer costs one request per poll,
+  asked again as the expiry is read (in the read loop, no task woken: the loop's wait moves
+  to the new request's deadline).
   A worker whose message has settled asks for the next itself, in the write that carries
   its ack, and leaves the loop asleep (a turn of the loop per task at one task at a time);
   the loop wakes for what a worker does not do: a stop, a failure, a late request.
@@ -52,7 +54,7 @@ from typing import Any
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from fleetbus.js._natspy import pending_queue, subscribe_direct
+from fleetbus.js._natspy import pending_queue, publish_nowait, subscribe_direct
 from fleetbus.js.backoff import Backoff
 from fleetbus.js.connection import Connection, unsubscribe
 from fleetbus.js.signal import Signal
@@ -222,7 +224,7 @@ class ConsumerLoop:
 
     async def _ask(self, batch: int) -> None:
         token = str(next(self._ids))
-        body = json.dumps({"batch": batch, "expires": int(self.poll * 1e9)}).encode()
+        body = _request_body(batch, self.poll)
         lost_at = time.monotonic() + self.poll + _LATE
         self._requests[token] = (batch, lost_at, False)
         if lost_at < self._asleep_until:  # the loop would not look for it to be lost
@@ -253,13 +255,46 @@ class ConsumerLoop:
         self._requested = 0
 
     def _end_request(self, token: str, remaining: int | None) -> None:
-        """The server ended request ``token`` with ``remaining`` messages undelivered."""
+        """The server ended request ``token`` with ``remaining`` messages undelivered (or it
+        is taken for lost): the loop looks at what to ask next."""
+        if self._close_request(token, remaining) is not None:
+            self._changed.set()
+
+    def _close_request(self, token: str, remaining: int | None) -> tuple[int, float, bool] | None:
+        """Forget request ``token`` and the messages it would still deliver; its entry."""
         entry = self._requests.pop(token, None)
-        if entry is None:
-            return
-        expected = entry[0] if remaining is None else min(remaining, entry[0])
-        self._requested = max(self._requested - expected, 0)
-        self._changed.set()
+        if entry is not None:
+            expected = entry[0] if remaining is None else min(remaining, entry[0])
+            self._requested = max(self._requested - expected, 0)
+        return entry
+
+    def _ask_at_once(self) -> bool:
+        """Ask again now, from the read loop, for a request that ended as usual while the
+        loop waits with nothing else to do (an idle consumer's poll expired): whether it was
+        asked. The loop sleeps on, until the next request could be late."""
+        if (
+            self._asleep_until == 0.0
+            or self._stopping
+            or self._failure is not None
+            or self.wake.is_set()
+            or self._changed.is_set()
+        ):
+            return False
+        free = self.limit - self._held - len(self._gathered) - self._requested
+        if free < self._threshold or len(self._requests) >= _MAX_REQUESTS:
+            return False
+        token = str(next(self._ids))
+        reply = f"{self._inbox}.{token}"
+        if not publish_nowait(self.conn.nc, self._next, _request_body(free, self.poll), reply):
+            return False
+        now = time.monotonic()
+        self._requests[token] = (free, now + self.poll + _LATE, False)
+        self._requested += free
+        deadline = min(lost for _, lost, _ in self._requests.values())
+        if deadline != self._asleep_until:  # as the loop would, woken to ask
+            self._asleep_until = deadline
+            self._changed.rearm(max(deadline - now, 0.0))
+        return True
 
     def _on_msg(self, msg: Msg) -> None:
         """Each message as the connection reads it (it must not wait): a delivery, or the
@@ -272,21 +307,24 @@ class ConsumerLoop:
         token = msg.subject.rsplit(".", 1)[-1]
         if status == "100":  # an idle heartbeat
             return
-        entry = self._requests.get(token)
-        self._end_request(token, _int(headers.get(_PENDING)))
-        # nats-py leaves the next header line in a status line's description when it has
-        # none ("503\r\nNats-Subject: ..."): its first line is the description
-        description = headers.get("Description", "").split("\n", 1)[0].strip()
+        entry = self._close_request(token, _int(headers.get(_PENDING)))
         if entry is None:
             return
         if status in ("408", "404"):  # expired, or nothing to deliver: the usual end
             self._failures.reset()
             if not entry[2]:  # idle for a whole poll: its worker need not wait
                 self._unpark()
-        elif "Leadership" not in description:
-            # 409 (consumer deleted, a limit), 503 (nothing answers: no consumer or stream)
-            self._failure = f"{status} {description or _STATUS_MEANS.get(status, '')}".strip()
-            self._changed.set()
+            if self._ask_at_once():
+                return
+        else:
+            # nats-py leaves the next header line in a status line's description when it
+            # has none ("503\r\nNats-Subject: ..."): its first line is the description
+            description = headers.get("Description", "").split("\n", 1)[0].strip()
+            if "Leadership" not in description:
+                # 409 (consumer deleted, a limit), 503 (nothing answers: no consumer/stream)
+                self._failure = f"{status} {description or _STATUS_MEANS.get(status, '')}"
+                self._failure = self._failure.strip()
+        self._changed.set()
 
     def _delivered(self, msg: Msg) -> None:
         self._failures.reset()
@@ -499,6 +537,12 @@ class _Wake(Signal):
 async def _nak(msg: Msg) -> None:
     with contextlib.suppress(Exception):
         await msg.nak()
+
+
+@functools.lru_cache(maxsize=64)
+def _request_body(batch: int, poll: float) -> bytes:
+    """A pull request's body (the same few for every loop of a process)."""
+    return json.dumps({"batch": batch, "expires": int(poll * 1e9)}).encode()
 
 
 def _int(value: str | None) -> int | None:

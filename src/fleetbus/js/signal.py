@@ -13,11 +13,12 @@ class Signal:
     empty deque is 600 bytes, and a process of thousands of idle agents holds two signals a
     consumer. ``wait`` refuses a second waiter."""
 
-    __slots__ = ("_set", "_waiter")
+    __slots__ = ("_set", "_timer", "_waiter")
 
     def __init__(self) -> None:
         self._set = False
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def is_set(self) -> bool:
         return self._set
@@ -38,13 +39,26 @@ class Signal:
             raise RuntimeError("a Signal has one waiter")
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        timer = None if timeout is None else loop.call_later(timeout, _wake_up, waiter)
+        if timeout is not None:
+            self._timer = loop.call_later(timeout, _wake_up, waiter)
         try:
             await waiter
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def rearm(self, timeout: float | None) -> None:
+        """While a task waits: end its wait ``timeout`` seconds from now instead (None: only
+        when set), without waking it to wait again."""
+        if self._waiter is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if timeout is not None:
+            self._timer = asyncio.get_running_loop().call_later(timeout, _wake_up, self._waiter)
 
 
 def _wake_up(waiter: asyncio.Future[None]) -> None:
