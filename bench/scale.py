@@ -18,6 +18,11 @@ roles leaves tens of megabytes freed but resident (150 MB for 4,000 roles, measu
 which the first agents reuse, so growth per agent reads near zero for the first thousand and
 reaches what an agent costs only past them. The workers' whole resident set is reported too.
 
+With ``--raw`` no fleetbus agent runs: hand-written nats-py clients, in as many processes,
+hold one long poll on each consumer of the same provisioned fleet and ask again when it
+expires, as the agents do: the server's idle CPU for that, with no fleetbus code in the way
+(and no presence records), and what such a client costs.
+
 The worker side (``--worker``) runs its share of agents (on one connection without auth) and
 reports on stdout: ``ready <rss_kib>``; ``--memory`` starts its agents with tracemalloc on and
 reports ``allocated <bytes_per_agent>``.
@@ -29,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -39,7 +45,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import nats
 import yaml
+from nats.aio.msg import Msg
 
 from bench import print_measures
 from fleetbus import Agent, Message, RuntimeSettings, Task
@@ -57,6 +65,8 @@ STARTING = 50
 MEMORY_SAMPLE = 1000
 """Agents whose allocations are traced for the memory per agent."""
 POLL = RuntimeSettings().poll
+RAW_CONSUMERS = "consumers.json"
+"""Beside the fleet file: every provisioned consumer, ``[stream, name]``, for ``--raw``."""
 
 
 def fleet_of(agents: int, *, presence: bool = True) -> FleetSpec:
@@ -141,6 +151,30 @@ async def _worker(
     await asyncio.Event().wait()  # idle until the parent stops this process
 
 
+async def _raw_worker(url: str, pairs: list[list[str]], poll: float) -> None:
+    """One long poll (30 s by default, batch 64) held on each consumer ``stream > name`` of
+    ``pairs`` by plain nats-py, asked again when it expires: the same requests the agents'
+    loops keep open, with nothing else."""
+    nc = await nats.connect(url)
+    body = json.dumps({"batch": 64, "expires": int(poll * 1e9)}).encode()
+    inbox = nc.new_inbox()
+
+    async def ask(n: int) -> None:
+        stream, name = pairs[n]
+        await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", body, f"{inbox}.{n}")
+
+    async def expired(msg: Msg) -> None:
+        if (msg.headers or {}).get("Status") == "408":
+            await ask(int(msg.subject.rsplit(".", 1)[1]))
+
+    await nc.subscribe(f"{inbox}.*", cb=expired)
+    for n in range(len(pairs)):
+        await ask(n)
+    await nc.flush()
+    print(f"ready {_rss_kib(os.getpid())}", flush=True)
+    await asyncio.Event().wait()
+
+
 def _spawn(
     url: str,
     fleet_file: Path,
@@ -150,10 +184,12 @@ def _spawn(
     *,
     traced: bool = False,
     auth: bool = False,
+    raw: bool = False,
 ) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.scale", "--poll", str(poll), "--worker", url]
     argv += [str(fleet_file), str(first), str(count)] + (["--memory"] if traced else [])
     argv += ["--auth"] if auth else []  # the credentials are beside the fleet file
+    argv += ["--raw"] if raw else []  # FIRST and COUNT are of the consumers file
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
 
 
@@ -200,8 +236,13 @@ async def measure(
     presence: bool = True,
     poll: float = POLL,
     auth: bool = False,
+    raw: bool = False,
 ) -> dict[str, Any]:
-    with served(agents, "scale", presence=presence, auth=auth) as (spec, server, fleet_file):
+    with served(agents, "scale", presence=presence and not raw, auth=auth) as (
+        spec,
+        server,
+        fleet_file,
+    ):
         admin = load_credential(fleet_file.parent, ADMIN) if auth else None
         nc = await connect(
             admin.connect_settings(server.url) if admin else ConnectSettings.from_url(server.url)
@@ -210,14 +251,19 @@ async def measure(
         result = await provision(nc, spec)
         provision_s = time.monotonic() - started
         await nc.close()
-        consumers = sum(1 for a in result.applied if a.kind == "consumer")
+        pairs = [[a.stream, a.name] for a in result.applied if a.kind == "consumer"]
+        (fleet_file.parent / RAW_CONSUMERS).write_text(json.dumps(pairs))
+        units = len(pairs) if raw else agents  # what the processes share
         if processes:
-            allocated = await _allocated_per_agent(server.url, fleet_file, agents, poll, auth)
-            share = -(-agents // processes)
+            if not raw:
+                allocated = await _allocated_per_agent(server.url, fleet_file, agents, poll, auth)
+            share = -(-units // processes)
         started = time.monotonic()
         workers = [
-            _spawn(server.url, fleet_file, first, min(share, agents - first), poll, auth=auth)
-            for first in (range(0, agents, share) if processes else ())
+            _spawn(
+                server.url, fleet_file, first, min(share, units - first), poll, auth=auth, raw=raw
+            )
+            for first in (range(0, units, share) if processes else ())
         ]
         try:
             rss = []
@@ -237,14 +283,17 @@ async def measure(
             await asyncio.to_thread(_stop, workers)
     measures: dict[str, Any] = {
         "agents": agents,
+        "client": "raw nats-py, a long poll per consumer" if raw else "fleetbus agents",
         "auth": auth,
-        "presence": presence,
+        "presence": presence and not raw,
         "poll_s": poll,
         "processes": len(workers),
-        "durable_consumers": consumers,
+        "durable_consumers": len(pairs),
         "provision_s": round(provision_s, 2),
     }
-    if workers:
+    if workers and raw:
+        measures |= {"agents_started_s": round(start_s, 2)}
+    elif workers:
         measures |= {
             "agents_started_s": round(start_s, 2),
             "client_kib_per_agent": round(allocated / 1024, 1),
@@ -281,11 +330,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fleetbus's accounts on the server, every agent logged in as its role",
     )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="no agents: hand-written nats-py holding one long poll per consumer (no presence)",
+    )
     parser.add_argument("--worker", nargs=4, metavar=("URL", "FLEET", "FIRST", "COUNT"))
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         url, fleet_file, first, count = args.worker
+        if args.raw:
+            pairs = json.loads((Path(fleet_file).parent / RAW_CONSUMERS).read_text())
+            asyncio.run(_raw_worker(url, pairs[int(first) : int(first) + int(count)], args.poll))
+            return 0
         spec = load_fleet(fleet_file)  # as an agent process loads it
         auth = Path(fleet_file).parent if args.auth else None
         asyncio.run(
@@ -300,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             presence=not args.no_presence,
             poll=args.poll,
             auth=args.auth,
+            raw=args.raw,
         )
     )
     print_measures(result)

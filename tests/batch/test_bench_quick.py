@@ -67,6 +67,22 @@ def test_the_scale_bench_logs_every_agent_in_as_its_role_with_auth() -> None:
 
 
 @pytest.mark.timeout(120)
+def test_the_scale_bench_measures_raw_nats_py_on_the_same_fleet() -> None:
+    """``--raw``: hand-written clients hold a long poll on every consumer of the provisioned
+    fleet, in as many processes, and the server's idle CPU beside them is reported."""
+    proc = bench("bench.scale", "--agents", "60", "--processes", "2", "--idle", "1", "--raw")
+    figures = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (line.partition(":") for line in proc.stdout.splitlines())
+    )
+    assert figures["client"].startswith("raw nats-py"), proc.stdout
+    assert (figures["processes"], figures["durable_consumers"]) == ("2", "181"), proc.stdout
+    assert figures["presence"] == "False", proc.stdout
+    assert float(figures["agents_started_s"]) > 0, proc.stdout  # every client said it asked
+    assert float(figures["server_cpu_percent_of_a_core"]) >= 0, proc.stdout
+
+
+@pytest.mark.timeout(120)
 def test_the_task_wire_bench_runs_the_three_ways_and_prints_ratios() -> None:
     proc = bench("bench.taskwire", "--workers", "2", "--count", "20", "--rounds", "1")
     for way in ("fleetbus", "raw", "raw, fleetbus's wire"):
