@@ -540,3 +540,47 @@ async def test_a_renamed_stream_is_refused_before_anything_is_applied(
     planned = await provision(admin, changed, dry_run=True)
     assert len(planned.plan.conflicts) == 1
     assert planned.plan.conflicts[0] in message
+
+
+async def test_consumers_made_several_at_once_are_all_made_in_the_plan_s_order(
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
+) -> None:
+    """Consumers are created ``CONSUMERS_AT_ONCE`` at a time (a fleet of 10,000 roles has
+    30,000): every one is made, and the result lists them in the plan's order."""
+    _, js = raw
+    data = spec.model_dump(mode="json")
+    data["roles"] |= {f"extra{n:02d}": {} for n in range(12)}
+    grown = FleetSpec.model_validate(data)
+    result = await provision(admin, grown)
+    made = [a for a in result.applied if a.kind == "consumer"]
+    assert len(made) == len(grown.consumers()) > 3 * 12
+    order = [a for a in result.plan.actions if a.kind == "consumer" and a.op == "create"]
+    assert made == order
+    for action in made:
+        assert (await js.consumer_info(action.stream, action.name)).config.durable_name
+
+
+async def test_a_consumer_the_server_refuses_is_reported_with_what_was_made(
+    spec: FleetSpec, admin: Connection, raw: tuple[Client, JetStreamContext]
+) -> None:
+    """With several creates in flight, a refusal still stops the run and is not lost among
+    the others: the error names the refused consumer and the server's reason. Here a
+    stranger's consumers leave room on the stream for one of the new roles' consumers."""
+    _, js = raw
+    comms = stream(spec, "AGENT_COMMS")
+    data = spec.model_dump(mode="json")
+    data["roles"] |= {f"extra{n:02d}": {} for n in range(4)}
+    room = len([c for c in FleetSpec.model_validate(data).consumers() if c.stream == comms]) + 100
+    data["streams"][comms]["max_consumers"] = room
+    grown = FleetSpec.model_validate(data)
+    before = spec.model_dump(mode="json")
+    before["streams"][comms]["max_consumers"] = room
+    await provision(admin, FleetSpec.model_validate(before))
+    held = len(await js.consumers_info(comms))
+    for n in range(room - held - 1):
+        await js.add_consumer(comms, durable_name=f"stranger{n}", ack_policy=AckPolicy.EXPLICIT)
+    with pytest.raises(ProvisionError) as refused:
+        await provision(admin, grown)
+    message = str(refused.value)
+    assert f"consumer {comms} > " in message and "the server refused to create it" in message
+    assert "(error 10026)" in message and "; applied: create consumer " in message, message
