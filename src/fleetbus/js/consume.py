@@ -211,8 +211,8 @@ class ConsumerLoop:
         """Ask for as many messages as there are free slots, when enough are free (fewer,
         larger requests under a backlog); whether a request was sent (when one could not
         be, ``_failure`` says why and the loop asks again after a pause)."""
-        free = self.limit - self._held - len(self._gathered) - self._requested
-        if free < self._threshold or len(self._requests) >= _MAX_REQUESTS:
+        free = self._to_ask()
+        if not free:
             return False
         try:
             await self._ask(free)
@@ -222,16 +222,30 @@ class ConsumerLoop:
             return False
         return True
 
-    async def _ask(self, batch: int) -> None:
+    def _to_ask(self) -> int:
+        """The free slots, when enough are free to ask for (fewer, larger requests under a
+        backlog) and fewer than ``_MAX_REQUESTS`` are open; else 0."""
+        free = self.limit - self._held - len(self._gathered) - self._requested
+        if free < self._threshold or len(self._requests) >= _MAX_REQUESTS:
+            return 0
+        return free
+
+    def _open_request(self, batch: int) -> tuple[str, float]:
+        """Count a request for ``batch`` messages as open (before it is sent: what it
+        delivers may come back at once); its reply token and when it is taken for lost."""
         token = str(next(self._ids))
-        body = _request_body(batch, self.poll)
         lost_at = time.monotonic() + self.poll + _LATE
         self._requests[token] = (batch, lost_at, False)
+        self._requested += batch
+        return token, lost_at
+
+    async def _ask(self, batch: int) -> None:
+        token, lost_at = self._open_request(batch)
         if lost_at < self._asleep_until:  # the loop would not look for it to be lost
             self._changed.set()
-        self._requested += batch
+        body, reply = _request_body(batch, self.poll), f"{self._inbox}.{token}"
         try:
-            await self.conn.nc.publish(self._next, body, reply=f"{self._inbox}.{token}")
+            await self.conn.nc.publish(self._next, body, reply=reply)
         except BaseException:
             self._end_request(token, None)  # never sent: nothing will answer it
             raise
@@ -280,20 +294,18 @@ class ConsumerLoop:
             or self._changed.is_set()
         ):
             return False
-        free = self.limit - self._held - len(self._gathered) - self._requested
-        if free < self._threshold or len(self._requests) >= _MAX_REQUESTS:
+        free = self._to_ask()
+        if not free:
             return False
-        token = str(next(self._ids))
+        token, _ = self._open_request(free)
         reply = f"{self._inbox}.{token}"
         if not publish_nowait(self.conn.nc, self._next, _request_body(free, self.poll), reply):
+            self._close_request(token, None)  # not sent: the loop, woken, asks
             return False
-        now = time.monotonic()
-        self._requests[token] = (free, now + self.poll + _LATE, False)
-        self._requested += free
         deadline = min(lost for _, lost, _ in self._requests.values())
         if deadline != self._asleep_until:  # as the loop would, woken to ask
             self._asleep_until = deadline
-            self._changed.rearm(max(deadline - now, 0.0))
+            self._changed.rearm(max(deadline - time.monotonic(), 0.0))
         return True
 
     def _on_msg(self, msg: Msg) -> None:

@@ -49,16 +49,14 @@ class Signal:
                 self._timer.cancel()
                 self._timer = None
 
-    def rearm(self, timeout: float | None) -> None:
-        """While a task waits: end its wait ``timeout`` seconds from now instead (None: only
-        when set), without waking it to wait again."""
+    def rearm(self, timeout: float) -> None:
+        """While a task waits: end its wait ``timeout`` seconds from now instead, without
+        waking it to wait again."""
         if self._waiter is None:
             return
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
-        if timeout is not None:
-            self._timer = asyncio.get_running_loop().call_later(timeout, _wake_up, self._waiter)
+        self._timer = asyncio.get_running_loop().call_later(timeout, _wake_up, self._waiter)
 
 
 def _wake_up(waiter: asyncio.Future[None]) -> None:
